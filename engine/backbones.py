@@ -1,0 +1,79 @@
+"""Registry of named self-supervised ViT backbones, each with what is needed to use it correctly.
+
+Callers ask for a name (``dinov2_vits14``); nobody re-types patch sizes or mean/std. Building the
+network is timm's job; getting weights into it is :mod:`engine.weights`' job.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    timm_name: str  # timm architecture name
+    pretrained_tag: str  # timm pretrained tag; ``timm_name.pretrained_tag`` is the hub name
+    family: str  # "dino" or "dinov2": the proposal stage needs to know (see engine.proposals)
+    patch_size: int
+    embed_dim: int
+    num_heads: int
+    default_input_size: int  # shorter image side fed to the network, in pixels
+    num_register_tokens: int = 0
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    license: str = "apache-2.0"
+
+    @property
+    def hub_name(self) -> str:
+        return f"{self.timm_name}.{self.pretrained_tag}"
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return 1 + self.num_register_tokens
+
+
+def _dino(name, arch, patch, dim, heads, size):
+    return BackboneSpec(name, arch, "dino", "dino", patch, dim, heads, size)
+
+
+def _dinov2(name, arch, dim, heads, registers=0):
+    return BackboneSpec(name, arch, "lvd142m", "dinov2", 14, dim, heads, 448, registers)
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        _dino("dino_vits16", "vit_small_patch16_224", 16, 384, 6, 480),
+        _dino("dino_vits8", "vit_small_patch8_224", 8, 384, 6, 320),
+        _dino("dino_vitb16", "vit_base_patch16_224", 16, 768, 12, 480),
+        _dino("dino_vitb8", "vit_base_patch8_224", 8, 768, 12, 320),
+        _dinov2("dinov2_vits14", "vit_small_patch14_dinov2", 384, 6),
+        _dinov2("dinov2_vitb14", "vit_base_patch14_dinov2", 768, 12),
+        _dinov2("dinov2_vits14_reg", "vit_small_patch14_reg4_dinov2", 384, 6, registers=4),
+        _dinov2("dinov2_vitb14_reg", "vit_base_patch14_reg4_dinov2", 768, 12, registers=4),
+    )
+}
+DEFAULT_BACKBONE = "dinov2_vits14"
+
+
+def get_backbone_spec(name: str) -> BackboneSpec:
+    """Look a backbone up by our short name or by its timm hub name."""
+    if name in BACKBONES:
+        return BACKBONES[name]
+    for spec in BACKBONES.values():
+        if name in (spec.hub_name, spec.timm_name):
+            return spec
+    known = ", ".join(BACKBONES)
+    raise KeyError(f"Unknown backbone {name!r}. Known backbones: {known}")
+
+
+def create_model(spec: BackboneSpec):
+    """The bare timm network for ``spec`` with random weights, accepting any input size."""
+    import timm
+
+    return timm.create_model(
+        spec.timm_name, pretrained=False, num_classes=0, dynamic_img_size=True
+    ).eval()

@@ -1,0 +1,152 @@
+"""Mask embeddings and their clustering into pseudo-classes.
+
+Embeddings: ``pooled`` (mean of the final patch tokens under the mask: free, from cached features) or
+``crop_cls`` (the paper's CLS token of the mask's box crop: one extra forward per mask). Both are
+whitened per dimension and L2-normalised, then grouped by k-means (k-means++ seeding, several
+restarts, deterministic for a seed).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .features import ImageFeatures
+from .masks import bbox_xywh, coverage_on_grid
+
+EMBEDDINGS = ("pooled", "crop_cls")
+
+
+def pooled_embedding(features: ImageFeatures, mask: np.ndarray) -> np.ndarray:
+    """Mean patch token weighted by how much of each patch the full-resolution mask covers."""
+    weights = coverage_on_grid(mask, features.grid_hw).ravel()
+    if weights.sum() == 0:
+        weights = np.ones_like(weights)
+    return (weights @ features.tokens.astype(np.float32)) / weights.sum()
+
+
+def box_crop(image: np.ndarray, mask: np.ndarray, margin: float = 0.1) -> np.ndarray:
+    """The mask's bounding box (background inside the box included, as in the paper) plus a margin."""
+    x, y, w, h = bbox_xywh(mask)
+    if w == 0:
+        return image
+    dx, dy = int(w * margin), int(h * margin)
+    return image[max(0, y - dy): y + h + dy, max(0, x - dx): x + w + dx]
+
+
+def whiten(embeddings: np.ndarray) -> np.ndarray:
+    """Standardise each dimension over the masks, then L2-normalise each mask."""
+    x = embeddings.astype(np.float64)
+    x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x.astype(np.float32)
+
+
+def _kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    first = torch.randint(len(x), (1,), generator=generator)
+    centres = [x[first[0]]]
+    closest = ((x - centres[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        probs = closest / closest.sum() if closest.sum() > 0 else torch.full_like(closest, 1 / len(x))
+        pick = torch.multinomial(probs, 1, generator=generator)[0]
+        centres.append(x[pick])
+        closest = torch.minimum(closest, ((x - x[pick]) ** 2).sum(1))
+    return torch.stack(centres)
+
+
+def kmeans(x: np.ndarray, k: int, restarts: int = 10, iterations: int = 100, seed: int = 0):
+    """Lloyd's k-means with k-means++ seeding; the best of ``restarts`` runs by inertia.
+
+    Returns (labels (n,), centres (k, d), inertia).
+    """
+    if not 1 <= k <= len(x):
+        raise ValueError(f"Cannot make {k} clusters from {len(x)} masks; choose 1 <= K <= {len(x)}.")
+    data = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    generator = torch.Generator().manual_seed(seed)
+    best = None
+    for _ in range(restarts):
+        centres = _kmeans_pp(data, k, generator)
+        for _ in range(iterations):
+            labels = torch.cdist(data, centres).argmin(1)
+            updated = torch.stack([
+                data[labels == j].mean(0) if (labels == j).any() else centres[j] for j in range(k)
+            ])
+            if torch.allclose(updated, centres, atol=1e-6):
+                break
+            centres = updated
+        labels = torch.cdist(data, centres).argmin(1)
+        inertia = float(((data - centres[labels]) ** 2).sum())
+        if best is None or inertia < best[2] - 1e-9:
+            best = (labels.numpy(), centres.numpy(), inertia)
+    return best
+
+
+def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette coefficient (Euclidean); 0 when there is a single cluster."""
+    clusters, labels = np.unique(labels, return_inverse=True)
+    if len(clusters) < 2:
+        return 0.0
+    dist = torch.cdist(torch.from_numpy(x), torch.from_numpy(x)).numpy()
+    onehot = np.eye(len(clusters))[labels]
+    counts = onehot.sum(axis=0)
+    mean_to = (dist @ onehot) / counts  # (n, k): mean distance from each point to each cluster
+    own_count = counts[labels]
+    a = mean_to[np.arange(len(x)), labels] * own_count / np.maximum(own_count - 1, 1)
+    mean_to[np.arange(len(x)), labels] = np.inf
+    b = mean_to.min(axis=1)
+    scores = np.where(own_count > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-12), 0.0)
+    return float(scores.mean())
+
+
+def suggest_k(x: np.ndarray, k_range=(2, 12), seed: int = 0, max_samples: int = 2000) -> tuple:
+    """The K with the best silhouette over ``k_range`` (on a subsample for large sets).
+
+    Returns (best_k, {k: silhouette}).
+    """
+    rng = np.random.default_rng(seed)
+    sample = x if len(x) <= max_samples else x[rng.choice(len(x), max_samples, replace=False)]
+    upper = min(k_range[1], len(sample) - 1)
+    scores = {}
+    for k in range(k_range[0], upper + 1):
+        labels, _, _ = kmeans(sample, k, restarts=3, seed=seed)
+        scores[k] = silhouette(sample, labels)
+    if not scores:
+        return 1, {}
+    return max(scores, key=scores.get), scores
+
+
+@dataclass
+class Clustering:
+    labels: np.ndarray  # (n,) cluster id per mask
+    confidence: np.ndarray  # (n,) in [0, 1]: margin between the nearest and second-nearest centre
+    centres: np.ndarray  # (k, d) in the whitened space
+    sizes: list  # masks per cluster
+    representatives: list  # per cluster, mask indices nearest its centre, best first
+    suggested_k: int
+    silhouettes: dict  # k -> silhouette, for the report
+
+
+def cluster_masks(embeddings: np.ndarray, k: int | None = None, seed: int = 0, restarts: int = 10,
+                  n_representatives: int = 6) -> Clustering:
+    """Cluster mask embeddings into ``k`` pseudo-classes (``None``: the suggested K)."""
+    if len(embeddings) == 0:
+        raise ValueError("No object masks to cluster: every image was skipped or gave no proposal.")
+    x = whiten(embeddings)
+    suggested, silhouettes = suggest_k(x, seed=seed) if len(x) > 2 else (1, {})
+    k = suggested if k is None else k
+    k = min(k, len(x))
+    labels, centres, _ = kmeans(x, k, restarts=restarts, seed=seed)
+    dist = torch.cdist(torch.from_numpy(x), torch.from_numpy(centres)).numpy()
+    if k > 1:
+        nearest = np.sort(dist, axis=1)
+        confidence = (nearest[:, 1] - nearest[:, 0]) / np.maximum(nearest[:, 1] + nearest[:, 0], 1e-12)
+    else:
+        confidence = np.ones(len(x))
+    sizes = [int((labels == j).sum()) for j in range(k)]
+    representatives = []
+    for j in range(k):
+        members = np.flatnonzero(labels == j)
+        representatives.append(members[np.argsort(dist[members, j])][:n_representatives].tolist())
+    return Clustering(labels.astype(int), confidence.astype(np.float32), centres, sizes, representatives,
+                      suggested, silhouettes)

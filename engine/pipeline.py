@@ -1,0 +1,310 @@
+"""The engine's steps as plain functions over a project folder, and ``run`` chaining them.
+
+Data flows one way: images -> features -> proposals (+ embeddings) -> clusters -> COCO and overview.
+Every step reads and writes the project folder, so any step can be re-run alone and a re-run skips
+the work already on disk. Progress reaches callers through ``progress(stage, done, total)``; the CLI
+maps it to a terminal bar, the napari plugin to its activity dock.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import __version__
+from .backbones import DEFAULT_BACKBONE, get_backbone_spec
+from .clustering import EMBEDDINGS, box_crop, cluster_masks, pooled_embedding
+from .coco import annotation_record, build_coco, write_coco
+from .features import FeatureCache, FeatureExtractor
+from .images import ImageError, discover_images, load_image, pixel_hash
+from .overview import render_overview
+from .project import Project, atomic_write_bytes, atomic_write_json, load_image_proposals, read_json, \
+    save_image_proposals
+from .proposals import PROPOSAL_METHODS, propose
+
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides a run's result; stored in project.json."""
+
+    backbone: str = DEFAULT_BACKBONE
+    weights: Optional[str] = None  # checkpoint file, "random", or None for the automatic chain
+    device: str = "auto"
+    input_size: Optional[int] = None  # shorter image side fed to the network; None: the backbone's default
+    proposals: str = "ncut"  # "ncut" (several masks per image) or "seed" (MaskDistill's single mask)
+    max_masks: int = 3  # ncut: masks per image at most
+    num_classes: Optional[int] = None  # K for k-means; None: the suggested K
+    embedding: str = "pooled"  # "pooled" or "crop_cls"
+    recursive: bool = False
+    batch_size: int = 4
+    seed: int = 0
+
+    def check(self) -> None:
+        """Reject bad settings before any work starts."""
+        get_backbone_spec(self.backbone)
+        if self.proposals not in PROPOSAL_METHODS:
+            raise ValueError(f"proposals must be one of {', '.join(PROPOSAL_METHODS)}, not {self.proposals!r}")
+        if self.embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding must be one of {', '.join(EMBEDDINGS)}, not {self.embedding!r}")
+        if self.num_classes is not None and self.num_classes < 1:
+            raise ValueError(f"the number of classes must be at least 1, not {self.num_classes}")
+        if self.input_size is not None and not 28 <= self.input_size <= 2048:
+            raise ValueError(f"input size must be between 28 and 2048 pixels, not {self.input_size}")
+        if not 1 <= self.max_masks <= 20:
+            raise ValueError(f"masks per image must be between 1 and 20, not {self.max_masks}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, not {self.batch_size}")
+        if self.weights not in (None, "random") and not Path(self.weights).is_file():
+            raise FileNotFoundError(f"weights file {self.weights} does not exist")
+
+    def proposal_key(self, feature_key: str) -> str:
+        """Proposals and embeddings depend on the features and on these settings only."""
+        text = f"{feature_key}|{self.proposals}|{self.max_masks}|{self.embedding}|v1"
+        return hashlib.sha1(text.encode()).hexdigest()
+
+
+@dataclass
+class RunResult:
+    project: Path
+    images: int
+    skipped: list
+    masks: int
+    clusters: int
+    suggested_k: int
+    annotations: Path
+    overview: Path
+    timings: dict = field(default_factory=dict)
+
+
+class StageTimer:
+    def __init__(self):
+        self.seconds: dict = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor, config: RunConfig,
+                        progress: Progress = _no_progress, timer: StageTimer | None = None) -> tuple:
+    """Features (cached), proposals and embeddings for every image; one image in memory per batch.
+
+    Returns (image entries for images.json, skipped files as dicts).
+    """
+    timer = timer or StageTimer()
+    cache = FeatureCache(project.features_dir)
+    coco_ids = project.stable_coco_ids([r.relative_path for r in discovery.images])
+    entries, skipped = [], [{"relative_path": s.relative_path, "reason": s.reason} for s in discovery.skipped]
+    family = extractor.spec.family
+    done = 0
+    progress("images", 0, len(discovery.images))
+    for batch in _chunks(discovery.images, config.batch_size):
+        loaded = []
+        with timer("load"):
+            for record in batch:
+                try:
+                    image = load_image(record.path)
+                except ImageError as error:
+                    skipped.append({"relative_path": record.relative_path, "reason": error.reason})
+                    continue
+                feature_key = extractor.cache_key(pixel_hash(image))
+                loaded.append((record, image, feature_key, cache.get(feature_key)))
+        missing = [i for i, item in enumerate(loaded) if item[3] is None]
+        if missing:
+            with timer("backbone"):
+                computed = extractor.extract([loaded[i][1] for i in missing])
+            with timer("cache_write"):
+                for i, features in zip(missing, computed):
+                    cache.put(loaded[i][2], features)
+                    loaded[i] = (*loaded[i][:3], features)
+        for record, image, feature_key, features in loaded:
+            key = config.proposal_key(feature_key)
+            path = project.proposals_path(record.image_id)
+            n_masks = _reusable_mask_count(path, key, image.shape[:2])
+            if n_masks is None:
+                with timer("proposals"):
+                    proposals = propose(image, features, family, config.proposals, max_masks=config.max_masks)
+                with timer("embeddings"):
+                    embeddings = _embed(proposals, image, features, extractor, config.embedding)
+                with timer("save"):
+                    save_image_proposals(path, proposals, embeddings, key)
+                n_masks = len(proposals)
+            entries.append({
+                "image_id": record.image_id,
+                "coco_id": coco_ids[record.relative_path],
+                "relative_path": record.relative_path,
+                "width": int(image.shape[1]),
+                "height": int(image.shape[0]),
+                "masks": int(n_masks),
+            })
+            done += 1
+            progress("images", done, len(discovery.images))
+    return entries, skipped
+
+
+def _reusable_mask_count(path: Path, key: str, image_hw: tuple):
+    """Mask count of an up-to-date proposals file, or None when it must be (re)computed."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as data:
+            return int(len(data["scores"])) if str(data["config_key"]) == key else None
+    except Exception:  # torn or foreign file: recompute
+        return None
+
+
+def _embed(proposals, image, features, extractor, embedding: str) -> np.ndarray:
+    if len(proposals) == 0:
+        return np.zeros((0, extractor.spec.embed_dim), np.float32)
+    if embedding == "crop_cls":
+        return extractor.cls_embeddings([box_crop(image, m) for m in proposals.masks])
+    return np.stack([pooled_embedding(features, m) for m in proposals.masks]).astype(np.float32)
+
+
+def iter_image_proposals(project: Project, entries: list):
+    """(entry, proposals, embeddings) per image, read back from the project one at a time."""
+    for entry in entries:
+        proposals, embeddings, _ = load_image_proposals(project.proposals_path(entry["image_id"]),
+                                                        (entry["height"], entry["width"]))
+        yield entry, proposals, embeddings
+
+
+def cluster_project(project: Project, entries: list, num_classes: int | None, seed: int = 0) -> dict:
+    """k-means over every mask embedding of the project; writes and returns clusters.json."""
+    owners, blocks = [], []
+    for entry, proposals, embeddings in iter_image_proposals(project, entries):
+        owners += [(entry["image_id"], i, float(proposals.scores[i])) for i in range(len(proposals))]
+        blocks.append(embeddings)
+    if not owners:
+        raise ValueError("No object masks were proposed in any image, so there is nothing to cluster. "
+                         "Check the images in report.json, or try --proposals seed.")
+    result = cluster_masks(np.concatenate(blocks), num_classes, seed=seed)
+    clusters = {
+        "k": len(result.sizes),
+        "suggested_k": int(result.suggested_k),
+        "silhouettes": {str(k): round(v, 4) for k, v in result.silhouettes.items()},
+        "masks": [
+            {"image_id": image_id, "index": index, "score": score, "cluster": int(label),
+             "confidence": round(float(conf), 4)}
+            for (image_id, index, score), label, conf in zip(owners, result.labels, result.confidence)
+        ],
+        "clusters": [
+            {"id": j, "name": f"cluster_{j + 1}", "size": size,
+             "representatives": [[owners[m][0], owners[m][1]] for m in reps]}
+            for j, (size, reps) in enumerate(zip(result.sizes, result.representatives))
+        ],
+    }
+    atomic_write_json(project.clusters_path, clusters)
+    return clusters
+
+
+def _labels_by_image(clusters: dict) -> dict:
+    by_image: dict = {}
+    for m in clusters["masks"]:
+        by_image.setdefault(m["image_id"], {})[m["index"]] = m["cluster"]
+    return by_image
+
+
+def export_coco(project: Project, entries: list, clusters: dict, image_root: Path) -> dict:
+    """annotations.json from the proposals and their clusters; validated before it replaces the old one."""
+    labels = _labels_by_image(clusters)
+    images, annotations = [], []
+    for entry, proposals, _ in iter_image_proposals(project, entries):
+        images.append({"id": entry["coco_id"], "file_name": entry["relative_path"],
+                       "width": entry["width"], "height": entry["height"]})
+        for index, mask in enumerate(proposals.masks):
+            annotations.append(annotation_record(len(annotations) + 1, entry["coco_id"],
+                                                 labels[entry["image_id"]][index] + 1, mask,
+                                                 float(proposals.scores[index])))
+    categories = [{"id": c["id"] + 1, "name": c["name"], "supercategory": "object"} for c in clusters["clusters"]]
+    document = build_coco(images, annotations, categories, str(image_root),
+                          f"maskdistill {__version__} pseudo-labels")
+    return write_coco(document, project.annotations_path)
+
+
+def write_overview(project: Project, entries: list, clusters: dict, image_root: Path) -> Path:
+    labels = _labels_by_image(clusters)
+
+    def items():
+        for entry, proposals, _ in iter_image_proposals(project, entries):
+            image = load_image(image_root / entry["relative_path"])
+            yield (entry["relative_path"], image, list(proposals.masks),
+                   [labels[entry["image_id"]][i] for i in range(len(proposals))])
+
+    sizes = [c["size"] for c in clusters["clusters"]]
+    title = f"{len(entries)} images, {sum(sizes)} masks, {len(sizes)} clusters (outline colour = cluster)"
+    buffer = io.BytesIO()
+    render_overview(items(), sizes, title).save(buffer, format="PNG")
+    atomic_write_bytes(project.overview_path, buffer.getvalue())
+    return project.overview_path
+
+
+def run(image_folder, project_dir, config: RunConfig | None = None, progress: Progress | None = None) -> RunResult:
+    """Images -> features -> proposals -> clusters -> COCO export and overview, resuming finished work."""
+    config = config or RunConfig()
+    config.check()
+    progress = progress or _no_progress
+    timer = StageTimer()
+    discovery = discover_images(image_folder, recursive=config.recursive)
+    if not discovery.images:
+        reasons = "; ".join(f"{s.relative_path}: {s.reason}" for s in discovery.skipped[:5])
+        raise ValueError(f"No usable images in {discovery.root}." + (f" Skipped: {reasons}" if reasons else
+                         " Supported: PNG, JPEG, TIFF, BMP, WebP."))
+    project = Project(project_dir)
+    project.create()
+    with timer("setup"):
+        extractor = FeatureExtractor(config.backbone, config.weights, config.device, config.input_size,
+                                     config.batch_size)
+    project.write_config({
+        "software": f"maskdistill {__version__}",
+        "image_root": str(discovery.root),
+        "config": asdict(config),
+        "backbone": asdict(extractor.spec),
+        "weights": asdict(extractor.weights),
+        "device": str(extractor.device),
+    })
+    entries, skipped = extract_and_propose(project, discovery, extractor, config, progress, timer)
+    if not entries:
+        raise ValueError(f"None of the images in {discovery.root} could be read; see the reasons in "
+                         f"{project.report_path}")
+    atomic_write_json(project.images_path, entries)
+    progress("clustering", 0, 1)
+    with timer("clustering"):
+        clusters = cluster_project(project, entries, config.num_classes, config.seed)
+    progress("clustering", 1, 1)
+    progress("export", 0, 1)
+    with timer("export"):
+        export_coco(project, entries, clusters, discovery.root)
+    with timer("overview"):
+        write_overview(project, entries, clusters, discovery.root)
+    progress("export", 1, 1)
+    result = RunResult(project.root, len(entries), skipped, len(clusters["masks"]), clusters["k"],
+                       clusters["suggested_k"], project.annotations_path, project.overview_path,
+                       {k: round(v, 3) for k, v in timer.seconds.items()})
+    atomic_write_json(project.report_path, {
+        "images": len(entries), "skipped": skipped, "masks": result.masks, "clusters": result.clusters,
+        "suggested_k": result.suggested_k, "timings_s": result.timings,
+    })
+    return result

@@ -1,0 +1,155 @@
+"""The project folder: all state of a run lives here, written atomically, never in globals.
+
+Layout (schema version 1; ARCHITECTURE.md has the full description)::
+
+    project.json       configuration, software, backbone and weights identities
+    images.json        every usable image: id, stable COCO id, relative path, size, pixel hash
+    report.json        skipped files with reasons, counts and per-stage timings of the last run
+    features/          cached last-block features, one .npz per image (engine.features.FeatureCache)
+    proposals/         one .npz per image: masks (RLE), patch masks, scores, sources, embeddings
+    clusters.json      per mask cluster id and confidence; per cluster size and representatives
+    annotations.json   COCO export
+    overview.png       thumbnails with mask outlines coloured by cluster
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .masks import decode_rle, encode_rle
+from .proposals import Proposals
+
+SCHEMA_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8"))
+
+
+def read_json(path: Path):
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+class Project:
+    """Paths and small readers/writers of one project folder."""
+
+    def __init__(self, root):
+        self.root = Path(root).expanduser().resolve()
+
+    # -- paths -------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.root / "project.json"
+
+    @property
+    def images_path(self) -> Path:
+        return self.root / "images.json"
+
+    @property
+    def report_path(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.root / "features"
+
+    @property
+    def proposals_dir(self) -> Path:
+        return self.root / "proposals"
+
+    @property
+    def clusters_path(self) -> Path:
+        return self.root / "clusters.json"
+
+    @property
+    def annotations_path(self) -> Path:
+        return self.root / "annotations.json"
+
+    @property
+    def overview_path(self) -> Path:
+        return self.root / "overview.png"
+
+    def proposals_path(self, image_id: str) -> Path:
+        return self.proposals_dir / f"{image_id}.npz"
+
+    # -- state -------------------------------------------------------------------------------
+    def create(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise NotADirectoryError(f"Project path {self.root} exists and is not a folder.")
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def read_config(self) -> dict:
+        if not self.config_path.exists():
+            raise FileNotFoundError(f"{self.root} is not a maskdistill project (no project.json). "
+                                    "Create one with: maskdistill run IMAGE_FOLDER --project DIR")
+        config = read_json(self.config_path)
+        version = config.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"{self.config_path}: project schema version {version} is not supported by this "
+                             f"version of maskdistill (schema {SCHEMA_VERSION}).")
+        return config
+
+    def write_config(self, config: dict) -> None:
+        atomic_write_json(self.config_path, {"schema_version": SCHEMA_VERSION, **config})
+
+    def stable_coco_ids(self, relative_paths: list) -> dict:
+        """COCO image ids (>= 1) that stay the same across runs: known images keep theirs, new ones append."""
+        known = {}
+        if self.images_path.exists():
+            known = {entry["relative_path"]: entry["coco_id"] for entry in read_json(self.images_path)}
+        next_id = max(known.values(), default=0) + 1
+        ids = {}
+        for rel in relative_paths:
+            if rel not in known:
+                known[rel] = next_id
+                next_id += 1
+            ids[rel] = known[rel]
+        return ids
+
+
+def save_image_proposals(path: Path, proposals, embeddings, config_key: str) -> None:
+    """One image's proposals and mask embeddings; full-resolution masks as COCO RLE strings."""
+    rles = [json.dumps(encode_rle(mask)) for mask in proposals.masks]
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        config_key=np.array(config_key),
+        image_hw=np.array(proposals.masks.shape[1:] if len(proposals) else (0, 0)),
+        rles=np.array(rles, dtype=str),
+        patch_masks=proposals.patch_masks,
+        scores=proposals.scores,
+        sources=np.array(proposals.sources, dtype=str),
+        embeddings=np.asarray(embeddings, np.float32),
+    )
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_image_proposals(path: Path, image_hw: tuple):
+    """(proposals, embeddings, config_key) as saved by :func:`save_image_proposals`."""
+    with np.load(path) as data:
+        rles = [json.loads(r) for r in data["rles"].tolist()]
+        masks = np.stack([decode_rle(r) for r in rles]) if rles else np.zeros((0, *image_hw), bool)
+        proposals = Proposals(masks, data["patch_masks"], data["scores"], [str(s) for s in data["sources"]])
+        return proposals, data["embeddings"], str(data["config_key"])

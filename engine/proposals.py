@@ -1,0 +1,198 @@
+"""Object mask proposals from last-block ViT features.
+
+Two methods, both pure functions over one image's :class:`~engine.features.ImageFeatures`:
+
+* ``seed``: MaskDistill's attention-seed mask (adapted from LOST), one mask per image.
+* ``ncut``: MaskCut-style repeated normalized cuts, several masks per image.
+
+DINOv2's last-block keys share a large common component (every key cosine similarity > 0.55 on
+ordinary photos), which makes every affinity positive and both methods grow to the whole frame.
+Subtracting the image's mean key first restores them (see ``centre_keys``); DINO v1 keys are used as is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.sparse.linalg import eigsh
+
+from .device import single_threaded_lapack
+from .features import ImageFeatures
+from .masks import component_containing, iou
+from .refine import refine_masks
+
+PROPOSAL_METHODS = ("ncut", "seed")
+
+
+@dataclass
+class Proposals:
+    """The masks of one image with their per-mask fields kept in lockstep."""
+
+    masks: np.ndarray  # (n, H, W) bool, full image resolution
+    patch_masks: np.ndarray  # (n, gh, gw) bool, on the feature grid
+    scores: np.ndarray  # (n,) float32, feature contrast of the mask in [0, 1]
+    sources: list = field(default_factory=list)  # e.g. "ncut:0", "seed"
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def filter(self, keep) -> "Proposals":
+        keep = np.asarray(keep)
+        if keep.dtype == bool:
+            keep = np.flatnonzero(keep)
+        return Proposals(self.masks[keep], self.patch_masks[keep], self.scores[keep],
+                         [self.sources[i] for i in keep])
+
+    @classmethod
+    def empty(cls, image_hw: tuple, grid_hw: tuple) -> "Proposals":
+        return cls(np.zeros((0, *image_hw), bool), np.zeros((0, *grid_hw), bool), np.zeros(0, np.float32), [])
+
+
+def key_matrix(features: ImageFeatures, centre: bool) -> np.ndarray:
+    keys = features.keys.astype(np.float32)
+    return keys - keys.mean(axis=0, keepdims=True) if centre else keys
+
+
+def mask_contrast(unit_keys: np.ndarray, mask: np.ndarray) -> float:
+    """Mean key cosine similarity inside the mask minus that across its border, clipped to [0, 1]."""
+    inside = mask.ravel()
+    if inside.all() or not inside.any():
+        return 0.0
+    fg, bg = unit_keys[inside], unit_keys[~inside]
+    fg_mean, bg_mean = fg.mean(axis=0), bg.mean(axis=0)
+    within = float(fg_mean @ fg_mean)  # mean pairwise cosine inside, self pairs included
+    across = float(fg_mean @ bg_mean)
+    return float(np.clip(within - across, 0.0, 1.0))
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-6)
+
+
+def attention_mass_filter(scores: np.ndarray, mass: float) -> np.ndarray:
+    """Zero the scores outside the smallest set of patches holding ``mass`` of the total (DINO's rule)."""
+    order = np.argsort(-scores)
+    cumulative = np.cumsum(scores[order]) / max(scores.sum(), 1e-12)
+    kept = np.zeros_like(scores)
+    top = order[: int(np.searchsorted(cumulative, mass)) + 1]
+    kept[top] = scores[top]
+    return kept
+
+
+def seed_patch_mask(features: ImageFeatures, centre: bool, candidate_fraction: float = 0.4,
+                    attention_mass: float = 0.5) -> np.ndarray:
+    """MaskDistill's single mask: expand the most-attended patch through key-Gram affinities.
+
+    g = CLS attention (mean over heads, outside 50 % mass zeroed); P = top 40 % of patches by g; seed s =
+    argmax g; S = {p in P : G[s, p] > 0}; mask = sum_{p in S} G[p, :] > 0, keeping s's component.
+    """
+    gh, gw = features.grid_hw
+    keys = key_matrix(features, centre)
+    g = attention_mass_filter(features.cls_attention.mean(axis=0), attention_mass)
+    n_candidates = max(1, int(round(candidate_fraction * g.size)))
+    candidates = np.argsort(-g)[:n_candidates]
+    seed = int(np.argmax(g))
+    gram_seed = keys[candidates] @ keys[seed]
+    similar = candidates[gram_seed > 0]
+    mask = ((keys[similar] @ keys.T).sum(axis=0) > 0).reshape(gh, gw)
+    return component_containing(mask, np.unravel_index(seed, (gh, gw)))
+
+
+def _corner_count(mask: np.ndarray) -> int:
+    return int(mask[0, 0]) + int(mask[0, -1]) + int(mask[-1, 0]) + int(mask[-1, -1])
+
+
+def second_eigenvector(affinity: np.ndarray) -> np.ndarray:
+    """Fiedler vector of the normalized cut, from the sparse solver (ms, where dense eigh takes seconds)."""
+    degree = affinity.sum(axis=1)
+    d_inv_sqrt = 1.0 / np.sqrt(np.maximum(degree, 1e-12))
+    normalized = d_inv_sqrt[:, None] * affinity * d_inv_sqrt[None, :]
+    with single_threaded_lapack():
+        values, vectors = eigsh(normalized, k=2, which="LA", v0=np.ones(len(affinity)))
+    second = vectors[:, np.argsort(values)[0]]
+    return d_inv_sqrt * second
+
+
+def ncut_patch_masks(features: ImageFeatures, centre: bool, max_masks: int = 3, tau: float = 0.15,
+                     min_area_fraction: float = 0.01, max_overlap_iou: float = 0.5,
+                     eps: float = 1e-5) -> list:
+    """MaskCut: repeated normalized cuts on the key-similarity graph, blanking each found object.
+
+    tau: cosine similarity above which two patches are linked (MaskCut's 0.15).
+    min_area_fraction: masks covering at most this share of the patches are dropped.
+    max_overlap_iou: a mask overlapping an earlier one by more than this is dropped.
+    """
+    gh, gw = features.grid_hw
+    unit_keys = _unit(key_matrix(features, centre))
+    linked = np.where(unit_keys @ unit_keys.T > tau, 1.0, eps)
+    remaining = np.ones(gh * gw, bool)
+    found = []
+    for _ in range(max_masks):
+        index = np.flatnonzero(remaining)
+        if index.size < 4:
+            break
+        vector = second_eigenvector(linked[np.ix_(index, index)])
+        side = vector > vector.mean()
+        seed = int(np.argmax(np.abs(vector)))
+        full = np.zeros(gh * gw, bool)
+        full[index[side]] = True
+        if _corner_count(full.reshape(gh, gw)) >= 3:  # object-centric bias: the object rarely holds 3 corners
+            full[index] = ~full[index]
+            seed = int(np.argmax(np.where(full[index], np.abs(vector), -1)))
+        elif not side[seed]:
+            full[index] = ~full[index]
+        grid = component_containing(full.reshape(gh, gw), np.unravel_index(index[seed], (gh, gw)))
+        remaining &= ~grid.ravel()
+        if grid.sum() <= min_area_fraction * gh * gw:
+            continue
+        if any(iou(grid, earlier) > max_overlap_iou for earlier in found):
+            continue
+        found.append(grid)
+    return found
+
+
+def resolve_overlaps(proposals: Proposals, min_area_fraction: float) -> Proposals:
+    """Each pixel goes to the highest-scoring mask covering it; masks left too small are dropped."""
+    order = np.argsort(-proposals.scores, kind="stable")
+    proposals = proposals.filter(order)
+    claimed = np.zeros(proposals.masks.shape[1:], bool)
+    masks = proposals.masks.copy()
+    keep = []
+    min_pixels = min_area_fraction * claimed.size
+    for i in range(len(proposals)):
+        masks[i] &= ~claimed
+        if masks[i].sum() > min_pixels:
+            keep.append(i)
+            claimed |= masks[i]
+    proposals.masks = masks
+    return proposals.filter(keep)
+
+
+def propose(image: np.ndarray, features: ImageFeatures, family: str, method: str = "ncut",
+            max_masks: int = 3, min_area_fraction: float = 0.01, min_refine_iou: float = 0.5) -> Proposals:
+    """Full-resolution object masks for one image, each with a score and its source.
+
+    family: the backbone family ("dino" / "dinov2"): DINOv2 keys are centred first (module docstring).
+    min_refine_iou: an ncut mask that edge refinement changes beyond this IoU is dropped (MaskCut's CRF check).
+    """
+    centre = family == "dinov2"
+    if method == "seed":
+        patch_masks = [seed_patch_mask(features, centre)]
+        sources = ["seed"]
+    elif method == "ncut":
+        patch_masks = ncut_patch_masks(features, centre, max_masks=max_masks, min_area_fraction=min_area_fraction)
+        sources = [f"ncut:{i}" for i in range(len(patch_masks))]
+    else:
+        raise ValueError(f"Unknown proposal method {method!r}; choose one of {', '.join(PROPOSAL_METHODS)}.")
+    if not patch_masks:
+        return Proposals.empty(image.shape[:2], features.grid_hw)
+    patch_masks = np.stack(patch_masks)
+    unit_keys = _unit(key_matrix(features, centre))
+    scores = np.array([mask_contrast(unit_keys, m) for m in patch_masks], np.float32)
+    refined, coarse = refine_masks(image, patch_masks)
+    changed = np.array([iou(r, c) < min_refine_iou for r, c in zip(refined, coarse)])
+    if method == "seed":  # the single seed mask is always kept; fall back to its blocky version
+        refined[changed] = coarse[changed]
+        changed[:] = False
+    proposals = Proposals(refined, patch_masks, scores, sources).filter(~changed)
+    return resolve_overlaps(proposals, min_area_fraction)
