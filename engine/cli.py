@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--masks-per-image", type=_positive_int, default=3, help="ncut: at most this many masks")
     run.add_argument("--num-classes", "-k", type=_positive_int, default=None, metavar="K",
                      help="number of pseudo-classes (default: the K suggested by the silhouette score)")
-    run.add_argument("--embedding", default="pooled", choices=EMBEDDINGS,
-                     help="mask embedding for clustering: pooled patch tokens (fast) or crop CLS (paper)")
+    run.add_argument("--embedding", default="crop_cls", choices=EMBEDDINGS,
+                     help="mask embedding for clustering: crop_cls, the CLS token of the mask's box crop "
+                          "(paper, default), or pooled patch tokens (no extra forward, clusters worse)")
     run.add_argument("--recursive", "-r", action="store_true", help="also read images in subfolders")
     run.add_argument("--batch-size", type=_positive_int, default=4)
     run.add_argument("--seed", type=int, default=0, help="random seed (clustering)")

