@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write_bytes
 from .masks import bbox_xywh, decode_rle, encode_rle
-from .project import atomic_write_bytes
 
 
 def annotation_record(annotation_id: int, image_id: int, category_id: int, mask: np.ndarray,

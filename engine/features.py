@@ -8,7 +8,7 @@ at 3,600 tokens would be hundreds of MB.
 from __future__ import annotations
 
 import hashlib
-import os
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .atomic import atomic_write_bytes
 from .backbones import BackboneSpec, create_model, get_backbone_spec
 from .device import autocast_context, configure_cpu_threads, resolve_device
 from .weights import WeightsInfo, load_into
@@ -33,9 +34,9 @@ class ImageFeatures:
     cls_attention: np.ndarray  # (heads, N) float32, softmax attention of the CLS query to the patches
 
     def save(self, path: Path) -> None:
-        tmp = Path(f"{path}.tmp{os.getpid()}.npz")
+        buffer = io.BytesIO()
         np.savez(
-            tmp,
+            buffer,
             grid_hw=np.asarray(self.grid_hw),
             input_hw=np.asarray(self.input_hw),
             keys=self.keys,
@@ -43,7 +44,7 @@ class ImageFeatures:
             cls_token=self.cls_token,
             cls_attention=self.cls_attention,
         )
-        os.replace(tmp, path)
+        atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> "ImageFeatures":

@@ -18,13 +18,14 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import __version__
+from .atomic import atomic_write_bytes, atomic_write_json
 from .backbones import DEFAULT_BACKBONE, get_backbone_spec
 from .clustering import EMBEDDINGS, box_crop, cluster_masks, pooled_embedding
 from .coco import annotation_record, build_coco, write_coco
 from .features import FeatureCache, FeatureExtractor
 from .images import ImageError, discover_images, load_image, pixel_hash
 from .overview import render_overview
-from .project import Project, atomic_write_bytes, atomic_write_json, load_image_proposals, save_image_proposals
+from .project import Project, load_image_proposals, save_image_proposals
 from .proposals import PROPOSAL_METHODS, propose
 
 Progress = Callable[[str, int, int], None]

