@@ -39,13 +39,20 @@ def _thumbnail(image: np.ndarray, masks: list, clusters: list) -> Image.Image:
     return picture
 
 
-def render_overview(items, cluster_sizes: list, title: str = "") -> Image.Image:
-    """``items``: iterable of (name, image, masks, cluster ids); a grid of thumbnails with a legend."""
+def render_overview(items, num_classes: int, title: str = "") -> Image.Image:
+    """A grid of thumbnails with a legend of mask counts per class.
+
+    ``items``: iterable of (name, load_image, masks, class indices from 0); ``load_image()`` is only called for
+    the first MAX_THUMBS images, the others are only counted.
+    """
     thumbs = []
-    for name, image, masks, clusters in items:
-        if len(thumbs) >= MAX_THUMBS:
-            break
-        thumbs.append((name, _thumbnail(image, masks, clusters)))
+    cluster_sizes = [0] * num_classes
+    for name, load, masks, clusters in items:
+        for cluster in clusters:
+            cluster_sizes[cluster] += 1
+        if len(thumbs) < MAX_THUMBS:
+            thumbs.append((name, _thumbnail(load(), masks, clusters)))
+    title = f"{title}: {sum(cluster_sizes)} masks in {num_classes} classes (outline colour = class)"
     columns = max(1, min(6, len(thumbs)))
     rows = max(1, -(-len(thumbs) // columns))
     cell_w, cell_h = THUMB_SIZE + 8, THUMB_SIZE + 22
@@ -61,5 +68,5 @@ def render_overview(items, cluster_sizes: list, title: str = "") -> Image.Image:
     for cluster, size in enumerate(cluster_sizes):
         x, y = (cluster % 4) * 180 + 6, top + 6 + 18 * (cluster // 4)
         draw.rectangle([x, y, x + 12, y + 12], fill=cluster_colour(cluster))
-        draw.text((x + 18, y), f"cluster {cluster + 1}: {size} masks", fill=(255, 255, 255))
+        draw.text((x + 18, y), f"class {cluster + 1}: {size} masks", fill=(255, 255, 255))
     return sheet

@@ -22,13 +22,28 @@ from .atomic import atomic_write_bytes, atomic_write_json
 from .backbones import DEFAULT_BACKBONE, get_backbone_spec
 from .clustering import EMBEDDINGS, box_crop, cluster_masks, pooled_embedding
 from .coco import annotation_record, build_coco, write_coco
+from .distill import (
+    HeadConfig,
+    class_probabilities,
+    instances_from_semantic,
+    keep_by_class_percentile,
+    keep_by_image_threshold,
+    paint_label_map,
+    patch_targets,
+    sample_patches,
+    save_head,
+    score_proposals,
+    semantic_map,
+    train_head,
+)
 from .features import FeatureCache, FeatureExtractor
 from .images import ImageError, discover_images, load_image, pixel_hash
 from .overview import render_overview
-from .project import Project, load_image_proposals, save_image_proposals
+from .project import Project, load_image_predictions, load_image_proposals, save_image_predictions, save_image_proposals
 from .proposals import PROPOSAL_METHODS, propose
 
 Progress = Callable[[str, int, int], None]
+FILTER_RULES = ("class_percentile", "image_threshold")
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -50,6 +65,11 @@ class RunConfig:
     recursive: bool = False
     batch_size: int = 4
     seed: int = 0
+    distill: bool = True  # train the head, drop weak masks, retrain, predict (False: export the clustered proposals)
+    filter_rule: str = "class_percentile"  # or "image_threshold" (the paper's: keep >= threshold, else the best)
+    filter_percentile: float = 20.0  # class_percentile: drop each class's masks below this percentile of quality
+    filter_threshold: float = 0.9  # image_threshold: keep masks with quality >= this
+    self_training_rounds: int = 0  # extra rounds retraining on the final model's own predictions
 
     def check(self) -> None:
         """Reject bad settings before any work starts."""
@@ -64,6 +84,14 @@ class RunConfig:
             raise ValueError(f"input size must be between 28 and 2048 pixels, not {self.input_size}")
         if not 1 <= self.max_masks <= 20:
             raise ValueError(f"masks per image must be between 1 and 20, not {self.max_masks}")
+        if self.filter_rule not in FILTER_RULES:
+            raise ValueError(f"filter rule must be one of {', '.join(FILTER_RULES)}, not {self.filter_rule!r}")
+        if not 0 <= self.filter_percentile < 100:
+            raise ValueError(f"filter percentile must be in [0, 100), not {self.filter_percentile}")
+        if not 0 <= self.filter_threshold <= 1:
+            raise ValueError(f"filter threshold must be in [0, 1], not {self.filter_threshold}")
+        if not 0 <= self.self_training_rounds <= 10:
+            raise ValueError(f"self-training rounds must be between 0 and 10, not {self.self_training_rounds}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, not {self.batch_size}")
         if self.weights not in (None, "random") and not Path(self.weights).is_file():
@@ -152,6 +180,7 @@ def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor
                 n_masks = len(proposals)
             entries.append({
                 "image_id": record.image_id,
+                "feature_key": feature_key,
                 "coco_id": coco_ids[record.relative_path],
                 "relative_path": record.relative_path,
                 "width": int(image.shape[1]),
@@ -226,38 +255,184 @@ def _labels_by_image(clusters: dict) -> dict:
     return by_image
 
 
-def export_coco(project: Project, entries: list, clusters: dict, image_root: Path) -> dict:
-    """annotations.json from the proposals and their clusters; validated before it replaces the old one."""
-    labels = _labels_by_image(clusters)
+INSTANCE_SOURCES = ("proposals", "predictions")
+
+
+def iter_instances(project: Project, entries: list, clusters: dict, source: str):
+    """(entry, masks, class ids >= 1, scores) per image, from the clustered proposals or the final model."""
+    if source == "proposals":
+        labels = _labels_by_image(clusters)
+        for entry, proposals, _ in iter_image_proposals(project, entries):
+            classes = np.array([labels[entry["image_id"]][i] + 1 for i in range(len(proposals))], int)
+            yield entry, proposals.masks, classes, proposals.scores
+    elif source == "predictions":
+        for entry in entries:
+            path = project.predictions_path(entry["image_id"])
+            if not path.exists():
+                raise FileNotFoundError(f"No prediction for {entry['relative_path']} in {project.root}; run: "
+                                        f"maskdistill distill --project {project.root}")
+            _, masks, classes, scores = load_image_predictions(path)
+            yield entry, masks, classes, scores
+    else:
+        raise ValueError(f"source must be one of {', '.join(INSTANCE_SOURCES)}, not {source!r}")
+
+
+def export_coco(project: Project, entries: list, clusters: dict, image_root: Path,
+                source: str = "predictions") -> dict:
+    """annotations.json from ``source``; validated before it replaces the old one."""
     images, annotations = [], []
-    for entry, proposals, _ in iter_image_proposals(project, entries):
+    for entry, masks, classes, scores in iter_instances(project, entries, clusters, source):
         images.append({"id": entry["coco_id"], "file_name": entry["relative_path"],
                        "width": entry["width"], "height": entry["height"]})
-        for index, mask in enumerate(proposals.masks):
-            annotations.append(annotation_record(len(annotations) + 1, entry["coco_id"],
-                                                 labels[entry["image_id"]][index] + 1, mask,
-                                                 float(proposals.scores[index])))
+        for mask, cls, score in zip(masks, classes, scores):
+            annotations.append(annotation_record(len(annotations) + 1, entry["coco_id"], int(cls), mask, float(score)))
     categories = [{"id": c["id"] + 1, "name": c["name"], "supercategory": "object"} for c in clusters["clusters"]]
     document = build_coco(images, annotations, categories, str(image_root),
-                          f"maskdistill {__version__} pseudo-labels")
+                          f"maskdistill {__version__} pseudo-labels ({source})")
     return write_coco(document, project.annotations_path)
 
 
-def write_overview(project: Project, entries: list, clusters: dict, image_root: Path) -> Path:
-    labels = _labels_by_image(clusters)
-
+def write_overview(project: Project, entries: list, clusters: dict, image_root: Path,
+                   source: str = "predictions") -> Path:
+    """overview.png: thumbnails with the outlines of ``source``'s masks coloured by class."""
     def items():
-        for entry, proposals, _ in iter_image_proposals(project, entries):
-            image = load_image(image_root / entry["relative_path"])
-            yield (entry["relative_path"], image, list(proposals.masks),
-                   [labels[entry["image_id"]][i] for i in range(len(proposals))])
+        for entry, masks, classes, _ in iter_instances(project, entries, clusters, source):
+            path = image_root / entry["relative_path"]
+            yield entry["relative_path"], lambda: load_image(path), list(masks), [int(c) - 1 for c in classes]
 
-    sizes = [c["size"] for c in clusters["clusters"]]
-    title = f"{len(entries)} images, {sum(sizes)} masks, {len(sizes)} clusters (outline colour = cluster)"
+    sheet = render_overview(items(), len(clusters["clusters"]), f"{len(entries)} images, {source}")
     buffer = io.BytesIO()
-    render_overview(items(), sizes, title).save(buffer, format="PNG")
+    sheet.save(buffer, format="PNG")
     atomic_write_bytes(project.overview_path, buffer.getvalue())
     return project.overview_path
+
+
+def feature_identity(project_config: dict) -> dict:
+    """What cached features (and so a trained head) depend on, from project.json."""
+    spec = project_config["backbone"]
+    return {"backbone": spec["name"], "weights": project_config["weights"]["identity"],
+            "input_size": project_config["config"]["input_size"] or spec["default_input_size"]}
+
+
+def _load_features(cache: FeatureCache, entry: dict):
+    features = cache.get(entry["feature_key"])
+    if features is None:
+        raise FileNotFoundError(f"Cached features of {entry['relative_path']} are missing; re-run "
+                                "`maskdistill run` on the image folder to recompute them.")
+    return features
+
+
+def _training_set(project: Project, entries: list, label_maps, num_classes: int, head_config: HeadConfig):
+    """Sampled patch tokens, soft targets and weights over all images (bounded: a few hundred per image)."""
+    cache = FeatureCache(project.features_dir)
+    rng = np.random.default_rng(head_config.seed)
+    parts = []
+    for entry, label_map in zip(entries, label_maps):
+        features = _load_features(cache, entry)
+        targets, weights = patch_targets(label_map, features.grid_hw, num_classes)
+        parts.append(sample_patches(features.tokens, targets, weights, head_config.patches_per_image, rng))
+    return tuple(np.concatenate(column) for column in zip(*parts))
+
+
+def _proposal_label_maps(project: Project, entries: list, clusters: dict, keep: dict | None = None):
+    """Per image label map of the clustered proposals; masks not in ``keep`` become IGNORE."""
+    for entry, masks, classes, _ in iter_instances(project, entries, clusters, "proposals"):
+        kept = keep[entry["image_id"]] if keep is not None else np.ones(len(masks), bool)
+        yield paint_label_map(masks.shape[1:] if len(masks) else (entry["height"], entry["width"]),
+                              masks[kept], classes[kept], ignore_masks=masks[~kept])
+
+
+def _probabilities(head, cache, entry, image_root: Path):
+    features = _load_features(cache, entry)
+    image = load_image(image_root / entry["relative_path"])
+    return class_probabilities(head, features.tokens, features.grid_hw, image)
+
+
+def _train(project, entries, label_maps, num_classes, head_config, device, name, identity):
+    tokens, targets, weights = _training_set(project, entries, label_maps, num_classes, head_config)
+    head = train_head(tokens, targets, weights, num_classes, head_config, device)
+    save_head(project.models_dir / f"head_{name}.pt", head, head_config, identity)
+    return head
+
+
+def score_and_filter(project: Project, entries: list, clusters: dict, head, image_root: Path, config: RunConfig,
+                     progress: Progress = _no_progress) -> dict:
+    """Score every proposal with ``head``, drop the weakest; writes filtering.json, returns kept flags per image."""
+    cache = FeatureCache(project.features_dir)
+    rows = []
+    for done, (entry, masks, classes, _) in enumerate(iter_instances(project, entries, clusters, "proposals")):
+        probs = _probabilities(head, cache, entry, image_root)
+        confidence, agreement, quality = score_proposals(probs, masks, classes)
+        rows += [(entry["image_id"], i, int(c), float(a), float(b), float(q))
+                 for i, (c, a, b, q) in enumerate(zip(classes, confidence, agreement, quality))]
+        progress("scoring", done + 1, len(entries))
+    quality = np.array([r[5] for r in rows])
+    classes = np.array([r[2] for r in rows])
+    if config.filter_rule == "class_percentile":
+        kept = keep_by_class_percentile(quality, classes, config.filter_percentile)
+    else:
+        image_index = np.unique([r[0] for r in rows], return_inverse=True)[1]
+        kept = keep_by_image_threshold(quality, image_index, config.filter_threshold)
+    keep = {e["image_id"]: np.zeros(e["masks"], bool) for e in entries}
+    for (image_id, index, *_), flag in zip(rows, kept):
+        keep[image_id][index] = flag
+    per_class = {c["name"]: {"masks": int((classes == c["id"] + 1).sum()),
+                             "dropped": int(((classes == c["id"] + 1) & ~kept).sum())} for c in clusters["clusters"]}
+    atomic_write_json(project.filtering_path, {
+        "rule": config.filter_rule, "percentile": config.filter_percentile, "threshold": config.filter_threshold,
+        "kept": int(kept.sum()), "dropped": int((~kept).sum()), "per_class": per_class,
+        "masks": [{"image_id": r[0], "index": r[1], "class": r[2], "confidence": round(r[3], 4),
+                   "agreement": round(r[4], 4), "quality": round(r[5], 4), "kept": bool(k)}
+                  for r, k in zip(rows, kept)],
+    })
+    return keep
+
+
+def predict_project(project: Project, entries: list, head, image_root: Path,
+                    progress: Progress = _no_progress) -> int:
+    """Semantic map and scored instances of every image into predictions/; returns the instance count."""
+    cache = FeatureCache(project.features_dir)
+    total = 0
+    for done, entry in enumerate(entries):
+        probs = _probabilities(head, cache, entry, image_root)
+        semantic = semantic_map(probs, (entry["height"], entry["width"]))
+        masks, classes, scores = instances_from_semantic(semantic, probs)
+        save_image_predictions(project.predictions_path(entry["image_id"]), semantic, masks, classes, scores)
+        total += len(masks)
+        progress("predict", done + 1, len(entries))
+    return total
+
+
+def distill_project(project: Project, entries: list, clusters: dict, config: RunConfig,
+                    progress: Progress = _no_progress, timer: StageTimer | None = None) -> dict:
+    """Initial head on all clustered masks -> drop the weakest masks -> final head on the clean set ->
+    optional self-training rounds -> predictions for every image. Returns a summary for report.json."""
+    timer = timer or StageTimer()
+    project_config = project.read_config()
+    image_root = Path(project_config["image_root"])
+    identity = feature_identity(project_config)
+    num_classes = clusters["k"]
+    head_config = HeadConfig(seed=config.seed)
+    device = project_config.get("device", "cpu")
+    with timer("train_initial"):
+        labels = _proposal_label_maps(project, entries, clusters)
+        head = _train(project, entries, labels, num_classes, head_config, device, "initial", identity)
+    with timer("filter"):
+        keep = score_and_filter(project, entries, clusters, head, image_root, config, progress)
+    with timer("train_final"):
+        labels = _proposal_label_maps(project, entries, clusters, keep)
+        head = _train(project, entries, labels, num_classes, head_config, device, "final", identity)
+    cache = FeatureCache(project.features_dir)
+    for _ in range(config.self_training_rounds):
+        with timer("self_training"):
+            labels = (semantic_map(_probabilities(head, cache, e, image_root), (e["height"], e["width"]))
+                      for e in entries)
+            head = _train(project, entries, labels, num_classes, head_config, device, "final", identity)
+    with timer("predict"):
+        instances = predict_project(project, entries, head, image_root, progress)
+    kept = int(sum(k.sum() for k in keep.values()))
+    return {"masks_kept": kept, "masks_dropped": int(sum(len(k) for k in keep.values())) - kept,
+            "instances_predicted": instances}
 
 
 def run(image_folder, project_dir, config: RunConfig | None = None, progress: Progress | None = None) -> RunResult:
@@ -293,17 +468,19 @@ def run(image_folder, project_dir, config: RunConfig | None = None, progress: Pr
     with timer("clustering"):
         clusters = cluster_project(project, entries, config.num_classes, config.seed)
     progress("clustering", 1, 1)
+    distilled = distill_project(project, entries, clusters, config, progress, timer) if config.distill else {}
+    source = "predictions" if config.distill else "proposals"
     progress("export", 0, 1)
     with timer("export"):
-        export_coco(project, entries, clusters, discovery.root)
+        export_coco(project, entries, clusters, discovery.root, source)
     with timer("overview"):
-        write_overview(project, entries, clusters, discovery.root)
+        write_overview(project, entries, clusters, discovery.root, source)
     progress("export", 1, 1)
     result = RunResult(project.root, len(entries), skipped, len(clusters["masks"]), clusters["k"],
                        clusters["suggested_k"], project.annotations_path, project.overview_path,
                        {k: round(v, 3) for k, v in timer.seconds.items()})
     atomic_write_json(project.report_path, {
         "images": len(entries), "skipped": skipped, "masks": result.masks, "clusters": result.clusters,
-        "suggested_k": result.suggested_k, "timings_s": result.timings,
+        "suggested_k": result.suggested_k, "distillation": distilled, "timings_s": result.timings,
     })
     return result

@@ -8,6 +8,9 @@ Layout (schema version 1; ARCHITECTURE.md has the full description)::
     features/          cached last-block features, one .npz per image (engine.features.FeatureCache)
     proposals/         one .npz per image: masks (RLE), patch masks, scores, sources, embeddings
     clusters.json      per mask cluster id and confidence; per cluster size and representatives
+    models/            segmentation heads: head_initial.pt, head_final.pt (versioned checkpoints)
+    filtering.json     per mask model confidence, agreement, quality and whether it was kept
+    predictions/       one .npz per image: semantic map and scored instances of the final model
     annotations.json   COCO export
     overview.png       thumbnails with mask outlines coloured by cluster
 """
@@ -68,6 +71,21 @@ class Project:
     def proposals_path(self, image_id: str) -> Path:
         return self.proposals_dir / f"{image_id}.npz"
 
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.root / "predictions"
+
+    @property
+    def filtering_path(self) -> Path:
+        return self.root / "filtering.json"
+
+    def predictions_path(self, image_id: str) -> Path:
+        return self.predictions_dir / f"{image_id}.npz"
+
     # -- state -------------------------------------------------------------------------------
     def create(self) -> None:
         if self.root.exists() and not self.root.is_dir():
@@ -127,3 +145,25 @@ def load_image_proposals(path: Path, image_hw: tuple):
         masks = np.stack([decode_rle(r) for r in rles]) if rles else np.zeros((0, *image_hw), bool)
         proposals = Proposals(masks, data["patch_masks"], data["scores"], [str(s) for s in data["sources"]])
         return proposals, data["embeddings"], str(data["config_key"])
+
+
+def save_image_predictions(path: Path, semantic: np.ndarray, masks: np.ndarray, classes, scores) -> None:
+    """One image's model output: the semantic map (0 background, class ids) and scored instances."""
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        semantic=semantic.astype(np.uint16),
+        rles=np.array([json.dumps(encode_rle(m)) for m in masks], dtype=str),
+        classes=np.asarray(classes, np.int32),
+        scores=np.asarray(scores, np.float32),
+    )
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_image_predictions(path: Path) -> tuple:
+    """(semantic, masks, classes, scores) as saved by :func:`save_image_predictions`."""
+    with np.load(path) as data:
+        semantic = data["semantic"]
+        rles = [json.loads(r) for r in data["rles"].tolist()]
+        masks = np.stack([decode_rle(r) for r in rles]) if rles else np.zeros((0, *semantic.shape), bool)
+        return semantic, masks, data["classes"], data["scores"]

@@ -29,7 +29,7 @@ def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float
     return box(a) * guide + box(b)
 
 
-def _grey(image: np.ndarray, height: int, width: int) -> np.ndarray:
+def grey_guide(image: np.ndarray, height: int, width: int) -> np.ndarray:
     small = Image.fromarray(image).convert("L")
     if small.size != (width, height):
         small = small.resize((width, height), Image.BILINEAR, reducing_gap=2.0)
@@ -42,6 +42,21 @@ def upsample_soft(patch_mask: np.ndarray, height: int, width: int) -> np.ndarray
     return np.asarray(grid.resize((width, height), Image.BILINEAR), dtype=np.float32)
 
 
+def working_size(height: int, width: int) -> tuple:
+    scale = min(1.0, REFINE_MAX_SIDE / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def refine_soft(image: np.ndarray, grids: np.ndarray, eps: float = 1e-3) -> np.ndarray:
+    """(n, gh, gw) soft maps on the patch grid -> (n, h, w) at the working resolution, following image edges."""
+    work_h, work_w = working_size(*image.shape[:2])
+    guide = grey_guide(image, work_h, work_w)
+    # the filter reaches about one patch cell: far enough to move a staircase edge onto the object edge
+    radius = max(2, int(round(work_h / grids.shape[1])))
+    return np.stack([guided_filter(guide, upsample_soft(g, work_h, work_w), radius, eps) for g in grids]) \
+        if len(grids) else np.zeros((0, work_h, work_w), np.float32)
+
+
 def refine_masks(image: np.ndarray, patch_masks: np.ndarray, eps: float = 1e-3) -> tuple:
     """Full-resolution masks for the (n, gh, gw) patch masks of ``image``.
 
@@ -49,20 +64,9 @@ def refine_masks(image: np.ndarray, patch_masks: np.ndarray, eps: float = 1e-3) 
     caller can drop masks that refinement changed too much (MaskCut's CRF check).
     """
     height, width = image.shape[:2]
-    scale = min(1.0, REFINE_MAX_SIDE / max(height, width))
-    work_h, work_w = max(1, round(height * scale)), max(1, round(width * scale))
-    guide = _grey(image, work_h, work_w)
-    # the filter reaches about one patch cell: far enough to move a staircase edge onto the object edge
-    radius = max(2, int(round(work_h / patch_masks.shape[1])))
-    refined, coarse = [], []
-    for patch_mask in patch_masks:
-        soft = upsample_soft(patch_mask, work_h, work_w)
-        sharp = guided_filter(guide, soft, radius, eps) > 0.5
-        blocky = resize_nearest(patch_mask.astype(bool), work_h, work_w)
-        if (work_h, work_w) != (height, width):
-            sharp = resize_nearest(sharp, height, width)
-            blocky = resize_nearest(blocky, height, width)
-        refined.append(sharp)
-        coarse.append(blocky)
-    empty = np.zeros((0, height, width), bool)
-    return (np.stack(refined) if refined else empty, np.stack(coarse) if coarse else empty)
+    sharp = refine_soft(image, patch_masks.astype(np.float32), eps) > 0.5
+    refined = np.stack([resize_nearest(m, height, width) for m in sharp]) if len(sharp) else \
+        np.zeros((0, height, width), bool)
+    coarse = np.stack([resize_nearest(m.astype(bool), height, width) for m in patch_masks]) if len(patch_masks) \
+        else np.zeros((0, height, width), bool)
+    return refined, coarse

@@ -60,6 +60,20 @@ def test_person_mask_lies_on_the_person(finished_run):
     assert 0.15 < best.mean() < 0.9
 
 
+def test_distillation_filters_retrains_and_predicts(finished_run):
+    result, project_dir, seen = finished_run
+    project = Project(project_dir)
+    filtering = read_json(project.filtering_path)
+    assert filtering["kept"] + filtering["dropped"] == result.masks
+    assert sum(c["dropped"] for c in filtering["per_class"].values()) == filtering["dropped"]
+    assert all(0 <= m["quality"] <= 1 for m in filtering["masks"])
+    assert (project.models_dir / "head_initial.pt").exists() and (project.models_dir / "head_final.pt").exists()
+    coco = json.loads(result.annotations.read_text())
+    assert "predictions" in coco["info"]["description"]
+    assert len(list(project.predictions_dir.glob("*.npz"))) == 3
+    assert ("predict", 3, 3) in seen
+
+
 def test_progress_is_reported_per_image(finished_run):
     _, _, seen = finished_run
     image_steps = [done for stage, done, total in seen if stage == "images"]
@@ -103,6 +117,7 @@ def test_folder_of_only_bad_files_says_so(tmp_path):
 
 
 def test_seed_proposals_give_one_mask_per_image(tiny_folder, tmp_path):
-    result = run(tiny_folder, tmp_path / "seed", RunConfig(proposals="seed", embedding="pooled", **SMALL))
+    config = RunConfig(proposals="seed", embedding="pooled", distill=False, **SMALL)
+    result = run(tiny_folder, tmp_path / "seed", config)
     per_image = np.bincount([a["image_id"] for a in json.loads(result.annotations.read_text())["annotations"]])
     assert per_image[1:].tolist() == [1, 1, 1]

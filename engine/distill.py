@@ -1,0 +1,227 @@
+"""Stage 3 of MaskDistill on a CPU budget: a light segmentation head on frozen patch tokens.
+
+The paper trains Mask R-CNN on the clustered masks, uses its confidence to drop low-quality masks and
+distills the clean set into DeepLab. Here both networks are one small per-patch classifier over the cached
+last-block tokens (method.md, "a light, CPU-friendly equivalent"): it trains in seconds, its class
+probabilities are upsampled and snapped to image edges with the guided filter, and it segments every
+object of every image, including those the proposals missed.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import nn
+
+from .atomic import atomic_write_bytes
+from .masks import coverage_on_grid, resize_nearest
+from .refine import refine_soft
+
+HEAD_FORMAT_VERSION = 1
+IGNORE = -1  # class value of pixels that carry no training signal (dropped masks)
+
+
+@dataclass
+class HeadConfig:
+    """Training settings of the segmentation head; every field is stored with the checkpoint."""
+
+    hidden: int = 256  # width of the hidden layer
+    steps: int = 300  # optimiser steps
+    batch_size: int = 2048  # patches per step
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    patches_per_image: int = 384  # training patches sampled per image (bounds memory on large folders)
+    seed: int = 0
+
+
+class PatchHead(nn.Module):
+    """Two-layer classifier applied to every patch token: background + one output per pseudo-class."""
+
+    def __init__(self, dim: int, num_classes: int, hidden: int = 256):
+        super().__init__()
+        self.num_classes = num_classes
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, num_classes + 1))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.net(tokens)
+
+
+def patch_targets(label_map: np.ndarray, grid_hw: tuple, num_classes: int) -> tuple:
+    """Soft per-patch class targets (N, C+1) from a full-resolution label map, and per-patch weights.
+
+    label_map: 0 background, 1..C classes, IGNORE for pixels without a label. A patch's weight is the share
+    of its pixels that carry a label, so half-ignored patches count half.
+    """
+    channels = [coverage_on_grid(label_map == c, grid_hw).ravel() for c in range(num_classes + 1)]
+    targets = np.stack(channels, axis=1)
+    weights = targets.sum(axis=1)
+    targets = targets / np.maximum(weights[:, None], 1e-6)
+    return targets.astype(np.float32), weights.astype(np.float32)
+
+
+def paint_label_map(image_hw: tuple, masks: np.ndarray, classes, ignore_masks=()) -> np.ndarray:
+    """Label map from instance masks (classes >= 1); ``ignore_masks`` pixels become IGNORE first."""
+    label_map = np.zeros(image_hw, np.int32)
+    for mask in ignore_masks:
+        label_map[mask] = IGNORE
+    for mask, cls in zip(masks, classes):
+        label_map[mask] = cls
+    return label_map
+
+
+def sample_patches(tokens: np.ndarray, targets: np.ndarray, weights: np.ndarray, count: int,
+                   rng: np.random.Generator) -> tuple:
+    """Up to ``count`` labelled patches of one image, object patches first (they are the minority)."""
+    labelled = np.flatnonzero(weights > 0)
+    if labelled.size <= count:
+        chosen = labelled
+    else:
+        foreground = labelled[targets[labelled, 0] < 0.5]
+        take_fg = min(foreground.size, count // 2)
+        fg = rng.choice(foreground, take_fg, replace=False) if take_fg else foreground[:0]
+        rest = np.setdiff1d(labelled, fg)
+        chosen = np.concatenate([fg, rng.choice(rest, count - take_fg, replace=False)])
+    return tokens[chosen].astype(np.float16), targets[chosen].astype(np.float16), weights[chosen].astype(np.float16)
+
+
+def class_balance(targets: np.ndarray) -> np.ndarray:
+    """Per-class loss weights proportional to 1/sqrt(frequency), mean 1 over the classes present."""
+    frequency = targets.astype(np.float64).sum(axis=0)
+    weights = np.where(frequency > 0, 1.0 / np.sqrt(np.maximum(frequency, 1e-9)), 0.0)
+    present = weights > 0
+    weights[present] /= weights[present].mean()
+    return weights.astype(np.float32)
+
+
+def train_head(tokens: np.ndarray, targets: np.ndarray, weights: np.ndarray, num_classes: int,
+               config: HeadConfig = HeadConfig(), device: str | torch.device = "cpu") -> PatchHead:
+    """Fit the head with class-balanced soft cross-entropy; deterministic for ``config.seed`` on CPU."""
+    torch.manual_seed(config.seed)
+    device = torch.device(device)
+    head = PatchHead(tokens.shape[1], num_classes, config.hidden).to(device)
+    x = torch.from_numpy(tokens.astype(np.float32)).to(device)
+    y = torch.from_numpy(targets.astype(np.float32)).to(device)
+    w = torch.from_numpy(weights.astype(np.float32)).to(device)
+    balance = torch.from_numpy(class_balance(targets)).to(device)
+    optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.steps)
+    generator = torch.Generator().manual_seed(config.seed)
+    head.train()
+    for _ in range(config.steps):
+        batch = torch.randint(len(x), (min(config.batch_size, len(x)),), generator=generator).to(device)
+        log_probs = torch.log_softmax(head(x[batch]), dim=1)
+        per_patch = -(y[batch] * balance * log_probs).sum(dim=1)
+        loss = (per_patch * w[batch]).sum() / w[batch].sum().clamp(min=1e-6)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+    return head.eval().cpu()
+
+
+@torch.inference_mode()
+def class_probabilities(head: PatchHead, tokens: np.ndarray, grid_hw: tuple, image: np.ndarray,
+                        eps: float = 1e-3) -> np.ndarray:
+    """(C+1, h, w) class probabilities at the refinement resolution, edges snapped by the guided filter."""
+    logits = head(torch.from_numpy(tokens.astype(np.float32)))
+    probs = torch.softmax(logits, dim=1).numpy().T.reshape(-1, *grid_hw)
+    refined = np.clip(refine_soft(image, probs, eps), 0.0, None)
+    return refined / np.maximum(refined.sum(axis=0, keepdims=True), 1e-6)
+
+
+def semantic_map(probs: np.ndarray, image_hw: tuple) -> np.ndarray:
+    """Arg-max class per pixel at full image resolution (0 = background)."""
+    labels = probs.argmax(axis=0).astype(np.uint16)
+    return labels if labels.shape == tuple(image_hw) else resize_nearest(labels, *image_hw)
+
+
+def instances_from_semantic(semantic: np.ndarray, probs: np.ndarray, min_area_fraction: float = 0.002) -> tuple:
+    """One instance per connected region of each class, scored by its mean class probability.
+
+    Returns (masks (m, H, W) bool, classes (m,), scores (m,)), best score first.
+    """
+    masks, classes, scores = [], [], []
+    min_pixels = min_area_fraction * semantic.size
+    for cls in range(1, probs.shape[0]):
+        regions, count = ndimage.label(semantic == cls)
+        for region in range(1, count + 1):
+            mask = regions == region
+            if mask.sum() <= min_pixels:
+                continue
+            small = resize_nearest(mask, *probs.shape[1:]) if probs.shape[1:] != mask.shape else mask
+            masks.append(mask)
+            classes.append(cls)
+            scores.append(float(probs[cls][small].mean()) if small.any() else 0.0)
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    if not masks:
+        return np.zeros((0, *semantic.shape), bool), np.zeros(0, int), np.zeros(0, np.float32)
+    return (np.stack(masks)[order], np.asarray(classes)[order], np.asarray(scores, np.float32)[order])
+
+
+def score_proposals(probs: np.ndarray, masks: np.ndarray, classes) -> tuple:
+    """Per mask: the model's mean confidence in the mask's class inside it, and IoU with the model's region.
+
+    Returns (confidence, agreement, quality = sqrt(confidence * agreement)), each (n,) in [0, 1].
+    """
+    prediction = probs.argmax(axis=0)
+    confidence, agreement = [], []
+    for mask, cls in zip(masks, classes):
+        small = resize_nearest(mask, *probs.shape[1:]) if mask.shape != probs.shape[1:] else mask
+        if not small.any():
+            confidence.append(0.0)
+            agreement.append(0.0)
+            continue
+        predicted = prediction == cls
+        confidence.append(float(probs[cls][small].mean()))
+        union = np.logical_or(small, predicted).sum()
+        agreement.append(float(np.logical_and(small, predicted).sum() / union) if union else 0.0)
+    confidence, agreement = np.asarray(confidence, np.float32), np.asarray(agreement, np.float32)
+    return confidence, agreement, np.sqrt(confidence * agreement)
+
+
+def keep_by_class_percentile(quality: np.ndarray, classes: np.ndarray, percentile: float = 20.0) -> np.ndarray:
+    """Drop each class's masks below that class's ``percentile`` of quality (each class keeps its best)."""
+    keep = np.ones(len(quality), bool)
+    for cls in np.unique(classes):
+        members = np.flatnonzero(classes == cls)
+        threshold = np.percentile(quality[members], percentile)
+        keep[members] = quality[members] >= threshold
+        keep[members[np.argmax(quality[members])]] = True
+    return keep
+
+
+def keep_by_image_threshold(quality: np.ndarray, image_index: np.ndarray, threshold: float = 0.9) -> np.ndarray:
+    """The paper's rule: per image keep masks scoring >= threshold, or else the image's best one."""
+    keep = quality >= threshold
+    for image in np.unique(image_index):
+        members = np.flatnonzero(image_index == image)
+        if not keep[members].any():
+            keep[members[np.argmax(quality[members])]] = True
+    return keep
+
+
+def save_head(path, head: PatchHead, config: HeadConfig, identity: dict) -> dict:
+    """Checkpoint with a format version and what the head was trained on (backbone, weights, input size)."""
+    checkpoint = {"format_version": HEAD_FORMAT_VERSION, "num_classes": head.num_classes,
+                  "dim": head.net[0].in_features, "config": asdict(config), "features": identity,
+                  "state_dict": head.state_dict()}
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return checkpoint
+
+
+def load_head(path, expected_features: dict | None = None) -> PatchHead:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if checkpoint.get("format_version") != HEAD_FORMAT_VERSION:
+        raise ValueError(f"{path}: segmentation head format {checkpoint.get('format_version')} is not supported "
+                         f"(expected {HEAD_FORMAT_VERSION}); retrain with: maskdistill distill --project DIR")
+    if expected_features is not None and checkpoint["features"] != expected_features:
+        raise ValueError(f"{path} was trained on other features ({checkpoint['features']}) than the project's "
+                         f"({expected_features}); retrain with: maskdistill distill --project DIR")
+    head = PatchHead(checkpoint["dim"], checkpoint["num_classes"], checkpoint["config"]["hidden"])
+    head.load_state_dict(checkpoint["state_dict"])
+    return head.eval()
