@@ -72,7 +72,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--recursive", "-r", action="store_true", help="also read images in subfolders")
     run.add_argument("--batch-size", type=_positive_int, default=4)
     run.add_argument("--seed", type=int, default=0, help="random seed (clustering)")
+    run.add_argument("--no-distill", dest="distill", action="store_false",
+                     help="stop after clustering and export the clustered proposals (no segmentation head)")
+    _add_filter_options(run)
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+    distill = commands.add_parser("distill", help="train the head, drop weak masks, retrain, predict, export",
+                                  description="On a project made by `run`: train a segmentation head on the "
+                                              "clustered masks, drop the masks it finds least convincing, retrain "
+                                              "on the clean set, predict every image and export COCO.")
+    distill.add_argument("--project", "-p", type=Path, required=True, metavar="DIR")
+    _add_filter_options(distill)
+    distill.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+    predict = commands.add_parser("predict", help="predict every project image with the final head, export COCO")
+    predict.add_argument("--project", "-p", type=Path, required=True, metavar="DIR")
+    predict.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+    evaluate = commands.add_parser("evaluate", help="score a project against ground truth",
+                                   description="mIoU after Hungarian matching of clusters to classes (background "
+                                               "included), per-class IoU, class-aware and class-agnostic mask AP "
+                                               "and AP50 (pycocotools), and CorLoc. Written to DIR/evaluation.json.")
+    evaluate.add_argument("--project", "-p", type=Path, required=True, metavar="DIR")
+    evaluate.add_argument("--gt", type=Path, required=True, metavar="FILE_OR_FOLDER",
+                          help="COCO json, or a folder of label images (pixel value = class id, 0 = background)")
+    evaluate.add_argument("--source", default="predictions", choices=("predictions", "proposals"),
+                          help="the final model's predictions (default) or the clustered proposals")
 
     info = commands.add_parser("info", help="backbones, device and where the weights would come from",
                                description="List the registered backbones, the compute device and, for one "
@@ -82,13 +107,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_filter_options(parser) -> None:
+    parser.add_argument("--filter-rule", default=None, choices=("class_percentile", "image_threshold"),
+                        help="class_percentile (default): drop each class's weakest masks; image_threshold: the "
+                             "paper's rule, keep masks scoring >= --filter-threshold, else each image's best")
+    parser.add_argument("--filter-percentile", type=float, default=None, metavar="P",
+                        help="class_percentile: drop masks below this percentile of their class (default 20)")
+    parser.add_argument("--filter-threshold", type=float, default=None, metavar="T",
+                        help="image_threshold: keep masks with quality >= T (default 0.9)")
+    parser.add_argument("--self-training", type=int, default=None, metavar="N", dest="self_training_rounds",
+                        help="extra rounds retraining on the final model's own predictions (default 0)")
+
+
+def _filter_overrides(args) -> dict:
+    return {name: getattr(args, name) for name in
+            ("filter_rule", "filter_percentile", "filter_threshold", "self_training_rounds")}
+
+
 def cmd_run(args) -> int:
     from .pipeline import RunConfig, run
 
     config = RunConfig(backbone=args.backbone, weights=args.weights, device=args.device,
                        input_size=args.input_size, proposals=args.proposals, max_masks=args.masks_per_image,
                        num_classes=args.num_classes, embedding=args.embedding, recursive=args.recursive,
-                       batch_size=args.batch_size, seed=args.seed)
+                       batch_size=args.batch_size, seed=args.seed, distill=args.distill,
+                       **{k: v for k, v in _filter_overrides(args).items() if v is not None})
     result = run(args.folder, args.project, config, progress=None if args.quiet else _progress_bar())
     print(f"{result.images} images, {len(result.skipped)} skipped, {result.masks} masks in {result.clusters} "
           f"clusters (suggested K: {result.suggested_k})")
@@ -96,6 +139,46 @@ def cmd_run(args) -> int:
         print(f"  skipped {skipped['relative_path']}: {skipped['reason']}")
     print(f"COCO annotations: {result.annotations}")
     print(f"overview:         {result.overview}")
+    return 0
+
+
+def cmd_distill(args) -> int:
+    from .pipeline import distill
+
+    summary = distill(args.project, None if args.quiet else _progress_bar(), **_filter_overrides(args))
+    print(f"kept {summary['masks_kept']} masks, dropped {summary['masks_dropped']}; "
+          f"{summary['instances_predicted']} instances predicted")
+    print(f"COCO annotations: {Path(args.project).resolve() / 'annotations.json'}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .pipeline import predict
+
+    summary = predict(args.project, None if args.quiet else _progress_bar())
+    print(f"{summary['instances_predicted']} instances predicted in {summary['export']['images']} images")
+    print(f"COCO annotations: {Path(args.project).resolve() / 'annotations.json'}")
+    return 0
+
+
+def format_scores(scores: dict) -> str:
+    """The evaluation as a short table."""
+    def number(value):
+        return "n/a" if value is None else f"{value:.3f}"
+
+    lines = [f"{'metric':<22} value", f"{'mIoU':<22} {number(scores['miou'])}"]
+    for name in ("ap", "ap50", "ap_agnostic", "ap50_agnostic", "corloc"):
+        lines.append(f"{name:<22} {number(scores[name])}")
+    lines += [f"IoU of class {cls:<9} {number(iou)}" for cls, iou in scores["per_class_iou"].items()]
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args) -> int:
+    from .pipeline import evaluate_project
+
+    scores = evaluate_project(args.project, args.gt, args.source)
+    print(f"{args.source} of {Path(args.project).resolve()} against {args.gt} ({scores['images']} images)")
+    print(format_scores(scores))
     return 0
 
 
@@ -122,7 +205,8 @@ def cmd_info(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "info": cmd_info}
+    handlers = {"run": cmd_run, "distill": cmd_distill, "predict": cmd_predict, "evaluate": cmd_evaluate,
+                "info": cmd_info}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import __version__
-from .atomic import atomic_write_bytes, atomic_write_json
+from .atomic import atomic_write_bytes, atomic_write_json, read_json
 from .backbones import DEFAULT_BACKBONE, get_backbone_spec
 from .clustering import EMBEDDINGS, box_crop, cluster_masks, pooled_embedding
 from .coco import annotation_record, build_coco, write_coco
@@ -28,6 +28,7 @@ from .distill import (
     instances_from_semantic,
     keep_by_class_percentile,
     keep_by_image_threshold,
+    load_head,
     paint_label_map,
     patch_targets,
     sample_patches,
@@ -36,6 +37,7 @@ from .distill import (
     semantic_map,
     train_head,
 )
+from .evaluation import ImagePrediction, evaluate, load_ground_truth
 from .features import FeatureCache, FeatureExtractor
 from .images import ImageError, discover_images, load_image, pixel_hash
 from .overview import render_overview
@@ -484,3 +486,71 @@ def run(image_folder, project_dir, config: RunConfig | None = None, progress: Pr
         "suggested_k": result.suggested_k, "distillation": distilled, "timings_s": result.timings,
     })
     return result
+
+
+def open_project(project_dir) -> tuple:
+    """(project, project.json, images.json entries, clusters.json) of a project made by ``run``."""
+    project = Project(project_dir)
+    project_config = project.read_config()
+    for path in (project.images_path, project.clusters_path):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: the run that made {project.root} did not finish. Run "
+                                    f"`maskdistill run IMAGE_FOLDER --project {project.root}` again to complete it.")
+    return project, project_config, read_json(project.images_path), read_json(project.clusters_path)
+
+
+def _stored_config(project_config: dict, **overrides) -> RunConfig:
+    config = RunConfig(**{**project_config["config"], **{k: v for k, v in overrides.items() if v is not None}})
+    config.check()
+    return config
+
+
+def distill(project_dir, progress: Progress | None = None, **overrides) -> dict:
+    """Re-run distillation (and the COCO export) on a finished project; ``overrides`` are RunConfig fields."""
+    project, project_config, entries, clusters = open_project(project_dir)
+    config = _stored_config(project_config, **overrides)
+    timer = StageTimer()
+    summary = distill_project(project, entries, clusters, config, progress or _no_progress, timer)
+    image_root = Path(project_config["image_root"])
+    summary["export"] = export_coco(project, entries, clusters, image_root, "predictions")
+    write_overview(project, entries, clusters, image_root, "predictions")
+    summary["timings_s"] = {k: round(v, 3) for k, v in timer.seconds.items()}
+    return summary
+
+
+def predict(project_dir, progress: Progress | None = None) -> dict:
+    """Predict every image of the project with its final head, then export COCO and the overview."""
+    project, project_config, entries, clusters = open_project(project_dir)
+    path = project.models_dir / "head_final.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; train it with: maskdistill distill --project {project.root}")
+    head = load_head(path, feature_identity(project_config))
+    image_root = Path(project_config["image_root"])
+    instances = predict_project(project, entries, head, image_root, progress or _no_progress)
+    export = export_coco(project, entries, clusters, image_root, "predictions")
+    write_overview(project, entries, clusters, image_root, "predictions")
+    return {"instances_predicted": instances, "export": export}
+
+
+def project_predictions(project: Project, entries: list, clusters: dict, source: str) -> dict:
+    """ImagePrediction per image (keyed by relative path) from the proposals or the final model."""
+    predictions = {}
+    for entry, masks, classes, scores in iter_instances(project, entries, clusters, source):
+        if source == "predictions":
+            semantic = load_image_predictions(project.predictions_path(entry["image_id"]))[0].astype(np.int64)
+        else:
+            semantic = paint_label_map((entry["height"], entry["width"]), masks, classes)
+        predictions[entry["relative_path"]] = ImagePrediction(entry["relative_path"], semantic, masks,
+                                                              np.asarray(classes, int), np.asarray(scores, float))
+    return predictions
+
+
+def evaluate_project(project_dir, ground_truth, source: str = "predictions") -> dict:
+    """Scores of ``source`` against ground truth (COCO json or label-image folder); writes evaluation.json."""
+    project, _, entries, clusters = open_project(project_dir)
+    truths = load_ground_truth(ground_truth)
+    scores = evaluate(project_predictions(project, entries, clusters, source), truths)
+    scores = {"source": source, "ground_truth": str(Path(ground_truth).resolve()), **scores}
+    previous = read_json(project.evaluation_path) if project.evaluation_path.exists() else {}
+    atomic_write_json(project.evaluation_path, {**previous, source: scores})
+    return scores

@@ -11,6 +11,7 @@ Layout (schema version 1; ARCHITECTURE.md has the full description)::
     models/            segmentation heads: head_initial.pt, head_final.pt (versioned checkpoints)
     filtering.json     per mask model confidence, agreement, quality and whether it was kept
     predictions/       one .npz per image: semantic map and scored instances of the final model
+    evaluation.json    scores against ground truth, per evaluated source (maskdistill evaluate)
     annotations.json   COCO export
     overview.png       thumbnails with mask outlines coloured by cluster
 """
@@ -78,6 +79,10 @@ class Project:
     @property
     def predictions_dir(self) -> Path:
         return self.root / "predictions"
+
+    @property
+    def evaluation_path(self) -> Path:
+        return self.root / "evaluation.json"
 
     @property
     def filtering_path(self) -> Path:

@@ -1,0 +1,148 @@
+"""The benchmark: quality of each stage on labelled synthetic photos, and CPU/GPU speed and memory.
+
+    .venv/bin/python -m benchmarks.run_benchmark [--out runs/benchmark] [--quality-images 60]
+                                                 [--speed-images 50 200] [--device auto]
+
+Prints a table and writes OUT/results.json. Quality: a dataset generated from real photo pixels
+(benchmarks/synthetic.py) with ground-truth instances; each stage is scored with engine.evaluation.
+Speed: each size runs in a fresh subprocess so that its peak RSS is its own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from benchmarks.synthetic import CATEGORIES, write_dataset  # noqa: E402
+from engine.atomic import atomic_write_json, read_json  # noqa: E402
+from engine.pipeline import RunConfig, evaluate_project, run  # noqa: E402
+
+TARGETS = {"engine_over_backbone_max": 1.25, "retrain_predict_100_s_max": 30.0, "peak_rss_mb_200_max": 3000.0}
+
+
+def quality(out: Path, n_images: int, device: str) -> dict:
+    data = out / "quality_data"
+    write_dataset(data, n_images, seed=1)
+    project = out / "quality_project"
+    result = run(data / "images", project, RunConfig(num_classes=len(CATEGORIES), device=device))
+    gt = data / "ground_truth.json"
+    proposals = evaluate_project(project, gt, "proposals")
+    final = evaluate_project(project, gt, "predictions")
+    report = read_json(project / "report.json")
+    return {
+        "images": result.images,
+        "categories": len(CATEGORIES),
+        "proposals": {"ap50": proposals["ap50_agnostic"], "ap": proposals["ap_agnostic"],
+                      "corloc": proposals["corloc"], "masks": result.masks},
+        "clustering": {"miou": proposals["miou"], "ap50": proposals["ap50"]},
+        "final": {"miou": final["miou"], "ap50": final["ap50"], "ap": final["ap"],
+                  "ap50_agnostic": final["ap50_agnostic"], "corloc": final["corloc"],
+                  "per_class_iou": final["per_class_iou"]},
+        "filtering": report.get("distillation", {}),
+    }
+
+
+def speed_child(n_images: int, out: Path, device: str) -> dict:
+    """One speed run (called in a subprocess): the whole pipeline, then retrain + predict 100 images."""
+    from engine.distill import HeadConfig, train_head
+    from engine.pipeline import _proposal_label_maps, _training_set, open_project, predict_project
+
+    data = out / f"speed_data_{n_images}"
+    write_dataset(data, n_images, seed=2)
+    project_dir = out / f"speed_project_{n_images}"
+    start = time.perf_counter()
+    result = run(data / "images", project_dir, RunConfig(num_classes=len(CATEGORIES), device=device))
+    total = time.perf_counter() - start
+    timings = result.timings
+    project, project_config, entries, clusters = open_project(project_dir)
+    subset = entries[:100]
+    start = time.perf_counter()
+    labels = _proposal_label_maps(project, subset, clusters)
+    tokens, targets, weights = _training_set(project, subset, labels, clusters["k"], HeadConfig())
+    head = train_head(tokens, targets, weights, clusters["k"], HeadConfig(), project_config["device"])
+    predict_project(project, subset, head, Path(project_config["image_root"]))
+    retrain_predict = time.perf_counter() - start
+    backbone = timings.get("backbone", 0.0) + timings.get("embeddings", 0.0)
+    engine_total = sum(v for k, v in timings.items() if k != "setup")
+    return {
+        "images": n_images,
+        "device": project_config["device"],
+        "wall_s": round(total, 2),
+        "stage_s": timings,
+        "images_per_s": {k: round(n_images / v, 2) for k, v in timings.items() if v > 0 and k != "setup"},
+        "overall_images_per_s": round(n_images / engine_total, 3),
+        "backbone_forward_s": round(backbone, 2),
+        "engine_over_backbone": round(engine_total / backbone, 3),
+        "retrain_predict_100_s": round(retrain_predict, 2),
+        "retrain_predict_images": len(subset),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def speed(out: Path, n_images: int, device: str) -> dict:
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run_benchmark", "--speed-child", str(n_images),
+                           "--out", str(out), "--device", device], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"speed run on {n_images} images failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def table(results: dict) -> str:
+    q = results["quality"]
+    rows = [("quality", "", ""),
+            ("proposals AP50 (class-agnostic)", f"{q['proposals']['ap50']:.3f}", ""),
+            ("proposals CorLoc", f"{q['proposals']['corloc']:.3f}", ""),
+            ("clustering mIoU", f"{q['clustering']['miou']:.3f}", ""),
+            ("final mIoU", f"{q['final']['miou']:.3f}", "must beat clustering"),
+            ("final AP50 (class-aware)", f"{q['final']['ap50']:.3f}", ""),
+            ("clustering AP50 (class-aware)", f"{q['clustering']['ap50']:.3f}", "")]
+    for run_ in results["speed"]["runs"]:
+        n = run_["images"]
+        rows += [(f"speed, {n} images ({run_['device']})", "", ""),
+                 ("  images/s overall", f"{run_['overall_images_per_s']:.2f}", ""),
+                 ("  images/s backbone", f"{run_['images_per_s'].get('backbone', 0):.2f}", ""),
+                 ("  images/s proposals", f"{run_['images_per_s'].get('proposals', 0):.2f}", ""),
+                 ("  engine / backbone time", f"{run_['engine_over_backbone']:.3f}", "<= 1.25"),
+                 ("  retrain + predict 100 images (s)", f"{run_['retrain_predict_100_s']:.1f}", "<= 30"),
+                 ("  peak RSS (MB)", f"{run_['peak_rss_mb']:.0f}", "<= 3000 at 200")]
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{a:<{width}}  {b:>8}  {c}" for a, b, c in rows)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmark"))
+    parser.add_argument("--quality-images", type=int, default=60)
+    parser.add_argument("--speed-images", type=int, nargs="*", default=[50, 200])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--speed-child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.out = args.out.resolve()
+    if args.speed_child is not None:
+        print(json.dumps(speed_child(args.speed_child, args.out, args.device)))
+        return 0
+    results = {"quality": quality(args.out, args.quality_images, args.device)}
+    runs = [speed(args.out, n, args.device) for n in args.speed_images]
+    largest = max(runs, key=lambda r: r["images"]) if runs else None
+    results["speed"] = {
+        "runs": runs,
+        "engine_over_backbone": largest["engine_over_backbone"] if largest else None,
+        "retrain_predict_100_s": largest["retrain_predict_100_s"] if largest else None,
+    }
+    results["memory"] = {f"peak_rss_mb_{r['images']}": r["peak_rss_mb"] for r in runs}
+    results["targets"] = TARGETS
+    atomic_write_json(args.out / "results.json", results)
+    print(table(results))
+    print(f"\nwritten: {args.out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
