@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # benchmarks/ is not part of the installed package
 
 from benchmarks import synthetic
 from benchmarks.synthetic import CATEGORIES, SyntheticImage, generate, write_dataset
