@@ -38,8 +38,7 @@ class Proposals:
 
     def filter(self, keep) -> "Proposals":
         keep = np.asarray(keep)
-        if keep.dtype == bool:
-            keep = np.flatnonzero(keep)
+        keep = np.flatnonzero(keep) if keep.dtype == bool else keep.astype(np.intp, copy=False)
         return Proposals(self.masks[keep], self.patch_masks[keep], self.scores[keep],
                          [self.sources[i] for i in keep])
 
@@ -131,16 +130,21 @@ def ncut_patch_masks(features: ImageFeatures, centre: bool, max_masks: int = 3, 
         index = np.flatnonzero(remaining)
         if index.size < 4:
             break
-        vector = second_eigenvector(linked[np.ix_(index, index)])
+        graph = linked[np.ix_(index, index)]
+        if (graph > eps).all():  # everything left is linked to everything: no structure to cut
+            break
+        vector = second_eigenvector(graph)
         side = vector > vector.mean()
-        seed = int(np.argmax(np.abs(vector)))
+        if not side[int(np.argmax(np.abs(vector)))]:  # the object holds the most extreme entry (MaskCut)
+            side = ~side
         full = np.zeros(gh * gw, bool)
         full[index[side]] = True
-        if _corner_count(full.reshape(gh, gw)) >= 3:  # object-centric bias: the object rarely holds 3 corners
+        if _corner_count(full.reshape(gh, gw)) >= 3:  # object-centric bias: an object rarely holds 3 corners
             full[index] = ~full[index]
-            seed = int(np.argmax(np.where(full[index], np.abs(vector), -1)))
-        elif not side[seed]:
-            full[index] = ~full[index]
+        inside = np.flatnonzero(full[index])
+        if inside.size == 0:
+            break
+        seed = int(inside[np.argmax(np.abs(vector[inside]))])
         grid = component_containing(full.reshape(gh, gw), np.unravel_index(index[seed], (gh, gw)))
         remaining &= ~grid.ravel()
         if grid.sum() <= min_area_fraction * gh * gw:

@@ -1,0 +1,220 @@
+"""Known-answer tests for engine.clustering on planted Gaussian blobs (no model, no weights)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.clustering import cluster_masks, kmeans, silhouette, suggest_k, whiten
+
+D = 384
+
+
+def planted_blobs(k=4, sizes=(20, 40), seed=0, extra=None):
+    """k blobs in 384-d; each dimension in its own units (scales 0.01 .. 100) and 24 dimensions of
+    pure high-variance noise, so raw Euclidean k-means fails and per-dimension whitening is needed."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(sizes[0], sizes[1] + 1, size=k)
+    centres = rng.normal(size=(k, D))
+    labels = np.repeat(np.arange(k), counts)
+    x = centres[labels] + 0.3 * rng.normal(size=(len(labels), D))
+    noise_dims = rng.choice(D, 24, replace=False)
+    x[:, noise_dims] = 30 * rng.normal(size=(len(labels), 24))
+    scales = np.exp(rng.uniform(np.log(0.01), np.log(100), size=D))
+    return (x * scales).astype(np.float32), labels, centres, scales, noise_dims
+
+
+def adjusted_rand_index(a, b) -> float:
+    """ARI from the contingency table (Hubert & Arabie)."""
+    _, a = np.unique(a, return_inverse=True)
+    _, b = np.unique(b, return_inverse=True)
+    table = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(table, (a, b), 1)
+
+    def pairs(v):
+        return (v * (v - 1) / 2).sum()
+
+    n = len(a)
+    index = pairs(table)
+    rows, cols = pairs(table.sum(axis=1)), pairs(table.sum(axis=0))
+    expected = rows * cols / (n * (n - 1) / 2)
+    maximum = (rows + cols) / 2
+    return float((index - expected) / (maximum - expected)) if maximum != expected else 1.0
+
+
+def test_adjusted_rand_index_helper():
+    assert adjusted_rand_index([0, 0, 1, 1], [5, 5, 2, 2]) == pytest.approx(1.0)
+    # table [[1,1],[0,2]]: index 1, row pairs 2, column pairs 3 -> expected 2 * 3 / 6 = 1 -> ARI 0
+    assert adjusted_rand_index([0, 0, 1, 1], [0, 1, 1, 1]) == pytest.approx(0.0)
+    # table [[2,1],[0,3]]: index 4, row pairs 6, column pairs 7 -> expected 42 / 15, max 6.5
+    assert adjusted_rand_index([0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 1, 1]) == pytest.approx(1.2 / 3.7)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cluster_masks_recovers_planted_blobs_exactly(seed):
+    x, truth, *_ = planted_blobs(k=4, seed=seed)
+    result = cluster_masks(x, k=4, seed=0)
+    assert result.labels.shape == truth.shape
+    assert adjusted_rand_index(truth, result.labels) == pytest.approx(1.0)
+    # each planted group maps to exactly one label and the labels are distinct
+    mapping = {int(g): set(result.labels[truth == g].tolist()) for g in range(4)}
+    assert all(len(v) == 1 for v in mapping.values())
+    assert len({next(iter(v)) for v in mapping.values()}) == 4
+    assert sorted(result.sizes) == sorted(np.bincount(truth).tolist())
+    assert result.centres.shape == (4, D)
+
+
+def test_whitening_is_what_makes_the_blobs_separable():
+    x, truth, *_ = planted_blobs(k=4, seed=0)
+    raw_labels, _, _ = kmeans(x, 4, seed=0)
+    assert adjusted_rand_index(truth, raw_labels) < 0.5
+    white_labels, _, _ = kmeans(whiten(x), 4, seed=0)
+    assert adjusted_rand_index(truth, white_labels) == pytest.approx(1.0)
+
+
+def test_whiten_standardises_then_normalises():
+    x, *_ = planted_blobs(k=3, seed=4)
+    w = whiten(x)
+    assert w.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(w, axis=1), 1.0, atol=1e-5)
+    z = (x - x.mean(axis=0)) / x.std(axis=0)
+    np.testing.assert_allclose(w, z / np.linalg.norm(z, axis=1, keepdims=True), atol=1e-4)
+
+
+def test_cluster_masks_is_deterministic_for_a_seed():
+    x, *_ = planted_blobs(k=3, seed=7)
+    x = x + np.random.default_rng(1).normal(size=x.shape).astype(np.float32) * x.std(axis=0) * 3  # ambiguous
+    first = cluster_masks(x, k=5, seed=3)
+    second = cluster_masks(x, k=5, seed=3)
+    np.testing.assert_array_equal(first.labels, second.labels)
+    np.testing.assert_array_equal(first.centres, second.centres)
+    np.testing.assert_array_equal(first.confidence, second.confidence)
+    assert first.representatives == second.representatives
+    assert first.suggested_k == second.suggested_k
+
+
+@pytest.mark.parametrize("k", [3, 4])
+def test_suggest_k_finds_the_planted_number(k):
+    x, *_ = planted_blobs(k=k, seed=k)
+    best, scores = suggest_k(whiten(x), seed=0)
+    assert best == k
+    assert set(scores) == set(range(2, 13))
+    assert scores[k] == max(scores.values())
+    result = cluster_masks(x, k=None, seed=0)
+    assert result.suggested_k == k
+    assert len(result.sizes) == k  # k=None uses the suggestion
+
+
+def test_confidence_is_low_midway_between_centres():
+    x, truth, centres, scales, noise_dims = planted_blobs(k=4, seed=0)
+    at_centres = centres.copy()
+    at_centres[:, noise_dims] = 0.0
+    midway = (at_centres[0] + at_centres[1]) / 2
+    extra = np.vstack([at_centres, midway[None]]) * scales
+    data = np.vstack([x, extra.astype(np.float32)])
+    result = cluster_masks(data, k=4, seed=0)
+    confidence = result.confidence
+    assert confidence.dtype == np.float32
+    assert np.all((confidence >= 0) & (confidence <= 1))
+    n = len(x)
+    centre_conf, mid_conf = confidence[n:n + 4], confidence[n + 4]
+    assert mid_conf < 0.1
+    assert centre_conf.min() > 3 * mid_conf
+    assert centre_conf.min() > np.median(confidence[:n])  # the centres are surer than their members
+    # the centre points still land in their own planted cluster
+    for g in range(4):
+        assert result.labels[n + g] == np.bincount(result.labels[:n][truth == g]).argmax()
+
+
+def test_confidence_is_one_for_a_single_cluster():
+    x, *_ = planted_blobs(k=2, seed=2)
+    result = cluster_masks(x, k=1)
+    assert np.all(result.labels == 0)
+    np.testing.assert_array_equal(result.confidence, np.ones(len(x), np.float32))
+
+
+def test_representatives_are_members_nearest_first():
+    x, truth, *_ = planted_blobs(k=4, seed=1)
+    result = cluster_masks(x, k=4, seed=0, n_representatives=5)
+    w = whiten(x)
+    assert len(result.representatives) == 4
+    for j, reps in enumerate(result.representatives):
+        members = np.flatnonzero(result.labels == j)
+        assert len(reps) == min(5, len(members))
+        assert set(reps) <= set(members.tolist())
+        dist = np.linalg.norm(w[members] - result.centres[j], axis=1)
+        rep_dist = np.linalg.norm(w[reps] - result.centres[j], axis=1)
+        assert np.all(np.diff(rep_dist) >= -1e-6)  # nearest first
+        assert rep_dist[-1] <= np.sort(dist)[len(reps) - 1] + 1e-6  # and they are the nearest ones
+
+
+def test_kmeans_rejects_k_larger_than_the_points():
+    x = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"Cannot make 5 clusters from 3 masks"):
+        kmeans(x, 5)
+    with pytest.raises(ValueError, match=r"1 <= K <= 3"):
+        kmeans(x, 0)
+
+
+def test_cluster_masks_clamps_k_to_the_number_of_masks():
+    # cluster_masks does not raise for k > n (documented behaviour: k = min(k, n)); each mask its own class
+    x = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    result = cluster_masks(x, k=5)
+    assert sorted(result.labels.tolist()) == [0, 1, 2]
+    assert result.sizes == [1, 1, 1]
+    with pytest.raises(ValueError, match="K"):
+        cluster_masks(x, k=0)
+
+
+def test_cluster_masks_rejects_empty_input():
+    with pytest.raises(ValueError, match="No object masks"):
+        cluster_masks(np.zeros((0, D), np.float32), k=3)
+
+
+def _silhouette_by_hand(x, labels):
+    n = len(x)
+    values = []
+    for i in range(n):
+        own = [j for j in range(n) if labels[j] == labels[i] and j != i]
+        if not own:
+            values.append(0.0)
+            continue
+        a = np.mean([np.linalg.norm(x[i] - x[j]) for j in own])
+        b = min(np.mean([np.linalg.norm(x[i] - x[j]) for j in range(n) if labels[j] == c])
+                for c in set(labels) if c != labels[i])
+        values.append((b - a) / max(a, b))
+    return float(np.mean(values))
+
+
+def test_silhouette_on_four_points_in_two_pairs():
+    x = np.array([[0.0], [1.0], [10.0], [11.0]], np.float32)
+    labels = np.array([0, 0, 1, 1])
+    # point 0: a = 1, b = (10 + 11) / 2 = 10.5 -> 9.5 / 10.5; point 1: a = 1, b = 9.5 -> 8.5 / 9.5
+    expected = (9.5 / 10.5 + 8.5 / 9.5) / 2
+    assert silhouette(x, labels) == pytest.approx(expected, rel=1e-5)
+    assert silhouette(x, labels) == pytest.approx(_silhouette_by_hand(x, labels), rel=1e-5)
+    # a bad split scores negative
+    bad = np.array([0, 1, 0, 1])
+    assert silhouette(x, bad) == pytest.approx(_silhouette_by_hand(x, bad), rel=1e-5)
+    assert silhouette(x, bad) < 0
+
+
+def test_silhouette_singletons_and_one_cluster():
+    x = np.array([[0.0, 0.0], [3.0, 4.0], [3.0, 5.0], [100.0, 0.0]], np.float32)
+    labels = np.array([2, 7, 7, 9])  # arbitrary label values, two singletons score 0
+    assert silhouette(x, labels) == pytest.approx(_silhouette_by_hand(x, labels), rel=1e-5)
+    assert silhouette(x, np.zeros(4, int)) == 0.0
+
+
+def test_kmeans_best_restart_is_no_worse_than_one_restart():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(150, 5)).astype(np.float32)  # structureless: many local minima
+    inertias = []
+    for seed in range(4):
+        labels, centres, best = kmeans(x, 8, restarts=10, seed=seed)
+        _, _, single = kmeans(x, 8, restarts=1, seed=seed)  # the same first restart
+        assert best <= single + 1e-6
+        # the reported inertia is that of the returned labels and centres
+        assert best == pytest.approx(float(((x - centres[labels]) ** 2).sum()), rel=1e-5)
+        assert np.array_equal(labels, np.linalg.norm(x[:, None] - centres[None], axis=2).argmin(1))
+        inertias.append((best, single))
+    assert any(b < s - 1e-3 for b, s in inertias)  # restarts do help somewhere
