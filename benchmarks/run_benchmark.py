@@ -16,6 +16,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -27,11 +28,11 @@ from engine.pipeline import RunConfig, evaluate_project, run  # noqa: E402
 TARGETS = {"engine_over_backbone_max": 1.25, "retrain_predict_100_s_max": 30.0, "peak_rss_mb_200_max": 3000.0}
 
 
-def quality(out: Path, n_images: int, device: str) -> dict:
+def quality(out: Path, n_images: int, config: RunConfig) -> dict:
     data = out / "quality_data"
     write_dataset(data, n_images, seed=1)
     project = out / "quality_project"
-    result = run(data / "images", project, RunConfig(num_classes=len(CATEGORIES), device=device))
+    result = run(data / "images", project, config)
     gt = data / "ground_truth.json"
     proposals = evaluate_project(project, gt, "proposals")
     final = evaluate_project(project, gt, "predictions")
@@ -49,7 +50,7 @@ def quality(out: Path, n_images: int, device: str) -> dict:
     }
 
 
-def speed_child(n_images: int, out: Path, device: str) -> dict:
+def speed_child(n_images: int, out: Path, config: RunConfig) -> dict:
     """One speed run (called in a subprocess): the whole pipeline, then retrain + predict 100 images."""
     from engine.distill import HeadConfig, train_head
     from engine.pipeline import _proposal_label_maps, _training_set, open_project, predict_project
@@ -58,7 +59,7 @@ def speed_child(n_images: int, out: Path, device: str) -> dict:
     write_dataset(data, n_images, seed=2)
     project_dir = out / f"speed_project_{n_images}"
     start = time.perf_counter()
-    result = run(data / "images", project_dir, RunConfig(num_classes=len(CATEGORIES), device=device))
+    result = run(data / "images", project_dir, config)
     total = time.perf_counter() - start
     timings = result.timings
     project, project_config, entries, clusters = open_project(project_dir)
@@ -86,9 +87,10 @@ def speed_child(n_images: int, out: Path, device: str) -> dict:
     }
 
 
-def speed(out: Path, n_images: int, device: str) -> dict:
+def speed(out: Path, n_images: int, args) -> dict:
     done = subprocess.run([sys.executable, "-m", "benchmarks.run_benchmark", "--speed-child", str(n_images),
-                           "--out", str(out), "--device", device], capture_output=True, text=True)
+                           "--out", str(out), "--device", args.device, "--proposals", args.proposals],
+                          capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"speed run on {n_images} images failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -122,14 +124,16 @@ def main(argv=None) -> int:
     parser.add_argument("--quality-images", type=int, default=60)
     parser.add_argument("--speed-images", type=int, nargs="*", default=[50, 200])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--proposals", default=RunConfig.proposals, help="proposal method to benchmark")
     parser.add_argument("--speed-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.out = args.out.resolve()
+    config = RunConfig(num_classes=len(CATEGORIES), device=args.device, proposals=args.proposals)
     if args.speed_child is not None:
-        print(json.dumps(speed_child(args.speed_child, args.out, args.device)))
+        print(json.dumps(speed_child(args.speed_child, args.out, config)))
         return 0
-    results = {"quality": quality(args.out, args.quality_images, args.device)}
-    runs = [speed(args.out, n, args.device) for n in args.speed_images]
+    results = {"config": asdict(config), "quality": quality(args.out, args.quality_images, config)}
+    runs = [speed(args.out, n, args) for n in args.speed_images]
     largest = max(runs, key=lambda r: r["images"]) if runs else None
     results["speed"] = {
         "runs": runs,

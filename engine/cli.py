@@ -37,6 +37,7 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .backbones import BACKBONES, DEFAULT_BACKBONE
     from .clustering import EMBEDDINGS
+    from .pipeline import RunConfig
     from .proposals import PROPOSAL_METHODS
 
     parser = argparse.ArgumentParser(
@@ -61,14 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     run.add_argument("--input-size", type=_positive_int, default=None, metavar="PX",
                      help="shorter image side fed to the network (default: the backbone's, 448 for DINOv2)")
-    run.add_argument("--proposals", default="ncut", choices=PROPOSAL_METHODS,
-                     help="ncut: several masks per image (MaskCut); seed: MaskDistill's one mask per image")
-    run.add_argument("--masks-per-image", type=_positive_int, default=3, help="ncut: at most this many masks")
+    run.add_argument("--proposals", default=RunConfig.proposals, choices=PROPOSAL_METHODS,
+                     help="split (default): foreground cut, then touching objects cut apart; ncut: repeated "
+                          "normalized cuts (MaskCut); seed: MaskDistill's one mask per image")
+    run.add_argument("--masks-per-image", type=_positive_int, default=RunConfig.max_masks,
+                     help="ncut: at most this many masks")
     run.add_argument("--num-classes", "-k", type=_positive_int, default=None, metavar="K",
                      help="number of pseudo-classes (default: the K suggested by the silhouette score)")
-    run.add_argument("--embedding", default="crop_cls", choices=EMBEDDINGS,
-                     help="mask embedding for clustering: crop_cls, the CLS token of the mask's box crop "
-                          "(paper, default), or pooled patch tokens (no extra forward, clusters worse)")
+    run.add_argument("--embedding", default=RunConfig.embedding, choices=EMBEDDINGS,
+                     help="mask embedding for clustering: masked_crop_cls (default: CLS token of the mask's "
+                          "box crop, background painted grey), crop_cls (the paper's, background kept) or "
+                          "pooled patch tokens (no extra forward, clusters worst)")
     run.add_argument("--recursive", "-r", action="store_true", help="also read images in subfolders")
     run.add_argument("--batch-size", type=_positive_int, default=4)
     run.add_argument("--seed", type=int, default=0, help="random seed (clustering)")

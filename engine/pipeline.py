@@ -60,10 +60,10 @@ class RunConfig:
     weights: Optional[str] = None  # checkpoint file, "random", or None for the automatic chain
     device: str = "auto"
     input_size: Optional[int] = None  # shorter image side fed to the network; None: the backbone's default
-    proposals: str = "ncut"  # "ncut" (several masks per image) or "seed" (MaskDistill's single mask)
+    proposals: str = "split"  # "split", "ncut" (MaskCut) or "seed" (MaskDistill's single mask); see engine.proposals
     max_masks: int = 3  # ncut: masks per image at most
     num_classes: Optional[int] = None  # K for k-means; None: the suggested K
-    embedding: str = "crop_cls"  # "crop_cls" (paper; ARI 1.0 vs -0.03 for "pooled" on examples/) or "pooled"
+    embedding: str = "masked_crop_cls"  # see engine.clustering; chosen by measurement (ARCHITECTURE.md)
     recursive: bool = False
     batch_size: int = 4
     seed: int = 0
@@ -208,8 +208,9 @@ def _reusable_mask_count(path: Path, key: str, image_hw: tuple):
 def _embed(proposals, image, features, extractor, embedding: str) -> np.ndarray:
     if len(proposals) == 0:
         return np.zeros((0, extractor.spec.embed_dim), np.float32)
-    if embedding == "crop_cls":
-        return extractor.cls_embeddings([box_crop(image, m) for m in proposals.masks])
+    if embedding in ("crop_cls", "masked_crop_cls"):
+        masked = embedding == "masked_crop_cls"
+        return extractor.cls_embeddings([box_crop(image, m, mask_background=masked) for m in proposals.masks])
     return np.stack([pooled_embedding(features, m) for m in proposals.masks]).astype(np.float32)
 
 

@@ -4,6 +4,10 @@ Two methods, both pure functions over one image's :class:`~engine.features.Image
 
 * ``seed``: MaskDistill's attention-seed mask (adapted from LOST), one mask per image.
 * ``ncut``: MaskCut-style repeated normalized cuts, several masks per image.
+* ``split``: one normalized cut for the foreground (all objects), then each connected foreground part
+  is cut again with keys centred on that part, as long as the cut is cheap. Touching objects of different
+  kinds separate, which repeated MaskCut does not do (on the benchmark's crowded images it found 24 % of
+  the objects; ``split`` finds more, see the benchmark).
 
 DINOv2's last-block keys share a large common component (every key cosine similarity > 0.55 on
 ordinary photos), which makes every affinity positive and both methods grow to the whole frame.
@@ -14,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 from scipy.sparse.linalg import eigsh
 
 from .device import single_threaded_lapack
@@ -21,7 +26,7 @@ from .features import ImageFeatures
 from .masks import component_containing, iou
 from .refine import refine_masks
 
-PROPOSAL_METHODS = ("ncut", "seed")
+PROPOSAL_METHODS = ("ncut", "split", "seed")
 
 
 @dataclass
@@ -112,6 +117,75 @@ def second_eigenvector(affinity: np.ndarray) -> np.ndarray:
     return d_inv_sqrt * second
 
 
+def _object_side(vector: np.ndarray, index: np.ndarray, grid_hw: tuple) -> np.ndarray:
+    """Which side of a cut is the object: the one holding the most extreme eigenvector entry (MaskCut),
+    unless it holds 3 or more image corners (an object rarely does)."""
+    side = vector > vector.mean()
+    if not side[int(np.argmax(np.abs(vector)))]:
+        side = ~side
+    full = np.zeros(grid_hw[0] * grid_hw[1], bool)
+    full[index[side]] = True
+    return ~side if _corner_count(full.reshape(grid_hw)) >= 3 else side
+
+
+def _linked(keys: np.ndarray, tau: float, eps: float) -> np.ndarray:
+    unit_keys = _unit(keys)
+    return np.where(unit_keys @ unit_keys.T > tau, 1.0, eps)
+
+
+def ncut_value(affinity: np.ndarray, side: np.ndarray) -> float:
+    """Normalized cut cost of splitting a graph into ``side`` and the rest (0: no edge cut, 2: worst)."""
+    cut = affinity[np.ix_(side, ~side)].sum()
+    return float(cut / max(affinity[side].sum(), 1e-12) + cut / max(affinity[~side].sum(), 1e-12))
+
+
+def _split_part(keys: np.ndarray, part: np.ndarray, min_size: int, max_cut: float, tau: float, eps: float,
+                depth: int) -> list:
+    """Recursively bisect a set of patches while the cut, on keys centred on the set, costs < max_cut."""
+    if part.size < 2 * min_size or depth == 0:
+        return [part]
+    local = keys[part] - keys[part].mean(axis=0)
+    graph = _linked(local, tau, eps)
+    if (graph > eps).all():
+        return [part]
+    vector = second_eigenvector(graph)
+    side = vector > vector.mean()
+    if min(side.sum(), (~side).sum()) < min_size or ncut_value(graph, side) > max_cut:
+        return [part]
+    return (_split_part(keys, part[side], min_size, max_cut, tau, eps, depth - 1)
+            + _split_part(keys, part[~side], min_size, max_cut, tau, eps, depth - 1))
+
+
+def split_patch_masks(features: ImageFeatures, centre: bool, tau: float = 0.15, max_cut: float = 0.1,
+                      min_area_fraction: float = 0.01, max_depth: int = 3, eps: float = 1e-5) -> list:
+    """Foreground by one normalized cut, then its connected parts bisected while the cut is cheap.
+
+    max_cut: a part is split only if the normalized cut cost (``ncut_value``) is below this; 0.1 split
+        touching objects of different kinds on the benchmark without cutting single objects apart.
+    min_area_fraction: parts with at most this share of the patches are dropped.
+    """
+    gh, gw = features.grid_hw
+    keys = key_matrix(features, centre)
+    everything = np.arange(gh * gw)
+    graph = _linked(keys, tau, eps)
+    if (graph > eps).all():
+        return []
+    foreground = np.zeros(gh * gw, bool)
+    foreground[_object_side(second_eigenvector(graph), everything, (gh, gw))] = True
+    regions, count = ndimage.label(foreground.reshape(gh, gw), structure=np.ones((3, 3)))
+    min_size = max(2, int(min_area_fraction * gh * gw) + 1)
+    masks = []
+    for region in range(1, count + 1):
+        part = np.flatnonzero(regions.ravel() == region)
+        if part.size < min_size:
+            continue
+        for piece in _split_part(keys, part, min_size, max_cut, tau, eps, max_depth):
+            mask = np.zeros(gh * gw, bool)
+            mask[piece] = True
+            masks.append(mask.reshape(gh, gw))
+    return masks
+
+
 def ncut_patch_masks(features: ImageFeatures, centre: bool, max_masks: int = 3, tau: float = 0.15,
                      min_area_fraction: float = 0.01, max_overlap_iou: float = 0.5,
                      eps: float = 1e-5) -> list:
@@ -122,8 +196,7 @@ def ncut_patch_masks(features: ImageFeatures, centre: bool, max_masks: int = 3, 
     max_overlap_iou: a mask overlapping an earlier one by more than this is dropped.
     """
     gh, gw = features.grid_hw
-    unit_keys = _unit(key_matrix(features, centre))
-    linked = np.where(unit_keys @ unit_keys.T > tau, 1.0, eps)
+    linked = _linked(key_matrix(features, centre), tau, eps)
     remaining = np.ones(gh * gw, bool)
     found = []
     for _ in range(max_masks):
@@ -134,13 +207,8 @@ def ncut_patch_masks(features: ImageFeatures, centre: bool, max_masks: int = 3, 
         if (graph > eps).all():  # everything left is linked to everything: no structure to cut
             break
         vector = second_eigenvector(graph)
-        side = vector > vector.mean()
-        if not side[int(np.argmax(np.abs(vector)))]:  # the object holds the most extreme entry (MaskCut)
-            side = ~side
         full = np.zeros(gh * gw, bool)
-        full[index[side]] = True
-        if _corner_count(full.reshape(gh, gw)) >= 3:  # object-centric bias: an object rarely holds 3 corners
-            full[index] = ~full[index]
+        full[index[_object_side(vector, index, (gh, gw))]] = True
         inside = np.flatnonzero(full[index])
         if inside.size == 0:
             break
@@ -197,6 +265,9 @@ def propose(image: np.ndarray, features: ImageFeatures, family: str, method: str
         patch_masks = patch_masks[:1] + [m for m in patch_masks[1:]
                                          if attention_ratio(features, m) >= min_attention_ratio]
         sources = [f"ncut:{i}" for i in range(len(patch_masks))]
+    elif method == "split":
+        patch_masks = split_patch_masks(features, centre, min_area_fraction=min_area_fraction)
+        sources = [f"split:{i}" for i in range(len(patch_masks))]
     else:
         raise ValueError(f"Unknown proposal method {method!r}; choose one of {', '.join(PROPOSAL_METHODS)}.")
     if not patch_masks:
