@@ -32,6 +32,9 @@ demo: setup
 	$(BIN)/maskdistill run examples/images --project runs/demo --num-classes 4
 	@echo "Results: runs/demo/annotations.json (COCO) and runs/demo/overview.png"
 
+benchmark: setup
+	$(BIN)/python -m benchmarks.run_benchmark --out runs/benchmark
+
 test: setup
 	$(BIN)/python -m pytest -q tests
 

@@ -120,7 +120,7 @@ def _add_filter_options(parser) -> None:
     parser.add_argument("--filter-threshold", type=float, default=None, metavar="T",
                         help="image_threshold: keep masks with quality >= T (default 0.9)")
     parser.add_argument("--self-training", type=int, default=None, metavar="N", dest="self_training_rounds",
-                        help="extra rounds retraining on the final model's own predictions (default 0)")
+                        help="extra rounds retraining on the final model's own predictions (default 1)")
 
 
 def _filter_overrides(args) -> dict:

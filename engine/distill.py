@@ -28,8 +28,8 @@ IGNORE = -1  # class value of pixels that carry no training signal (dropped mask
 class HeadConfig:
     """Training settings of the segmentation head; every field is stored with the checkpoint."""
 
-    hidden: int = 256  # width of the hidden layer
-    steps: int = 300  # optimiser steps
+    hidden: int = 0  # width of a hidden layer; 0: a linear classifier (fits noisy pseudo-labels less)
+    epochs: float = 5.0  # passes over the sampled patches; few, because longer training learns the label noise
     batch_size: int = 2048  # patches per step
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -43,7 +43,8 @@ class PatchHead(nn.Module):
     def __init__(self, dim: int, num_classes: int, hidden: int = 256):
         super().__init__()
         self.num_classes = num_classes
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, num_classes + 1))
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, num_classes + 1)) if hidden \
+            else nn.Sequential(nn.Linear(dim, num_classes + 1))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.net(tokens)
@@ -107,11 +108,13 @@ def train_head(tokens: np.ndarray, targets: np.ndarray, weights: np.ndarray, num
     w = torch.from_numpy(weights.astype(np.float32)).to(device)
     balance = torch.from_numpy(class_balance(targets)).to(device)
     optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.steps)
+    batch_size = min(config.batch_size, len(x))
+    steps = max(20, int(np.ceil(config.epochs * len(x) / batch_size)))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=steps)
     generator = torch.Generator().manual_seed(config.seed)
     head.train()
-    for _ in range(config.steps):
-        batch = torch.randint(len(x), (min(config.batch_size, len(x)),), generator=generator).to(device)
+    for _ in range(steps):
+        batch = torch.randint(len(x), (batch_size,), generator=generator).to(device)
         log_probs = torch.log_softmax(head(x[batch]), dim=1)
         per_patch = -(y[batch] * balance * log_probs).sum(dim=1)
         loss = (per_patch * w[batch]).sum() / w[batch].sum().clamp(min=1e-6)

@@ -71,7 +71,7 @@ class RunConfig:
     filter_rule: str = "class_percentile"  # or "image_threshold" (the paper's: keep >= threshold, else the best)
     filter_percentile: float = 20.0  # class_percentile: drop each class's masks below this percentile of quality
     filter_threshold: float = 0.9  # image_threshold: keep masks with quality >= this
-    self_training_rounds: int = 0  # extra rounds retraining on the final model's own predictions
+    self_training_rounds: int = 1  # extra rounds retraining on the final model's own predictions (+0.04 mIoU)
 
     def check(self) -> None:
         """Reject bad settings before any work starts."""
