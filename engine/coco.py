@@ -48,8 +48,12 @@ class CocoValidationError(ValueError):
     pass
 
 
-def validate_coco(document: dict, source: str = "annotations") -> dict:
-    """Check that pycocotools loads the document and every mask round-trips; return counts."""
+def validate_coco(document: dict, source: str = "annotations", exact_masks: bool = True) -> dict:
+    """Check that pycocotools loads the document and every mask round-trips; return counts.
+
+    exact_masks: RLE segmentations must decode to exactly their ``area``; polygons (``False``) must have
+    at least 3 points each and rasterise to a non-empty mask of the image's size.
+    """
     from pycocotools.coco import COCO
 
     problems = []
@@ -71,16 +75,20 @@ def validate_coco(document: dict, source: str = "annotations") -> dict:
         coco.createIndex()
     for ann in coco.dataset["annotations"]:
         decoded = coco.annToMask(ann).astype(bool)
-        if decoded.shape != image_sizes[ann["image_id"]] or int(decoded.sum()) != ann["area"]:
+        if decoded.shape != image_sizes[ann["image_id"]]:
+            raise CocoValidationError(f"{source}: annotation {ann['id']} has the wrong size in pycocotools")
+        if isinstance(ann["segmentation"], list):
+            if any(len(p) < 6 or len(p) % 2 for p in ann["segmentation"]) or not decoded.any():
+                raise CocoValidationError(f"{source}: annotation {ann['id']} has a polygon of fewer than 3 points")
+        elif exact_masks and (int(decoded.sum()) != ann["area"]
+                              or not np.array_equal(decoded, decode_rle(ann["segmentation"]))):
             raise CocoValidationError(f"{source}: annotation {ann['id']} does not round-trip through pycocotools")
-        if not np.array_equal(decoded, decode_rle(ann["segmentation"])):
-            raise CocoValidationError(f"{source}: annotation {ann['id']} decodes differently in pycocotools")
     return {"images": len(document["images"]), "annotations": len(document["annotations"]),
             "categories": len(document["categories"])}
 
 
-def write_coco(document: dict, path: Path) -> dict:
+def write_coco(document: dict, path: Path, exact_masks: bool = True) -> dict:
     """Validate, then write atomically (a failed export never replaces the previous file)."""
-    counts = validate_coco(document, str(path))
+    counts = validate_coco(document, str(path), exact_masks)
     atomic_write_bytes(Path(path), json.dumps(document).encode("utf-8"))
     return counts

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,10 +18,10 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import __version__
-from .atomic import atomic_write_bytes, atomic_write_json, read_json
+from .atomic import atomic_write_json, read_json
 from .backbones import DEFAULT_BACKBONE, get_backbone_spec
 from .clustering import EMBEDDINGS, box_crop, cluster_masks, pooled_embedding
-from .coco import annotation_record, build_coco, write_coco
+from .corrections import load_categories, load_correction
 from .distill import (
     HeadConfig,
     class_probabilities,
@@ -38,10 +38,10 @@ from .distill import (
     train_head,
 )
 from .evaluation import ImagePrediction, evaluate, load_ground_truth
+from .export import export_coco, iter_image_proposals, iter_instances, write_overview
 from .features import FeatureCache, FeatureExtractor
 from .images import ImageError, discover_images, load_image, pixel_hash
-from .overview import render_overview
-from .project import Project, load_image_predictions, load_image_proposals, save_image_predictions, save_image_proposals
+from .project import Project, load_image_predictions, save_image_predictions, save_image_proposals
 from .proposals import PROPOSAL_METHODS, propose
 
 Progress = Callable[[str, int, int], None]
@@ -214,14 +214,6 @@ def _embed(proposals, image, features, extractor, embedding: str) -> np.ndarray:
     return np.stack([pooled_embedding(features, m) for m in proposals.masks]).astype(np.float32)
 
 
-def iter_image_proposals(project: Project, entries: list):
-    """(entry, proposals, embeddings) per image, read back from the project one at a time."""
-    for entry in entries:
-        proposals, embeddings, _ = load_image_proposals(project.proposals_path(entry["image_id"]),
-                                                        (entry["height"], entry["width"]))
-        yield entry, proposals, embeddings
-
-
 def cluster_project(project: Project, entries: list, num_classes: int | None, seed: int = 0) -> dict:
     """k-means over every mask embedding of the project; writes and returns clusters.json."""
     owners, blocks = [], []
@@ -251,65 +243,6 @@ def cluster_project(project: Project, entries: list, num_classes: int | None, se
     return clusters
 
 
-def _labels_by_image(clusters: dict) -> dict:
-    by_image: dict = {}
-    for m in clusters["masks"]:
-        by_image.setdefault(m["image_id"], {})[m["index"]] = m["cluster"]
-    return by_image
-
-
-INSTANCE_SOURCES = ("proposals", "predictions")
-
-
-def iter_instances(project: Project, entries: list, clusters: dict, source: str):
-    """(entry, masks, class ids >= 1, scores) per image, from the clustered proposals or the final model."""
-    if source == "proposals":
-        labels = _labels_by_image(clusters)
-        for entry, proposals, _ in iter_image_proposals(project, entries):
-            classes = np.array([labels[entry["image_id"]][i] + 1 for i in range(len(proposals))], int)
-            yield entry, proposals.masks, classes, proposals.scores
-    elif source == "predictions":
-        for entry in entries:
-            path = project.predictions_path(entry["image_id"])
-            if not path.exists():
-                raise FileNotFoundError(f"No prediction for {entry['relative_path']} in {project.root}; run: "
-                                        f"maskdistill distill --project {project.root}")
-            _, masks, classes, scores = load_image_predictions(path)
-            yield entry, masks, classes, scores
-    else:
-        raise ValueError(f"source must be one of {', '.join(INSTANCE_SOURCES)}, not {source!r}")
-
-
-def export_coco(project: Project, entries: list, clusters: dict, image_root: Path,
-                source: str = "predictions") -> dict:
-    """annotations.json from ``source``; validated before it replaces the old one."""
-    images, annotations = [], []
-    for entry, masks, classes, scores in iter_instances(project, entries, clusters, source):
-        images.append({"id": entry["coco_id"], "file_name": entry["relative_path"],
-                       "width": entry["width"], "height": entry["height"]})
-        for mask, cls, score in zip(masks, classes, scores):
-            annotations.append(annotation_record(len(annotations) + 1, entry["coco_id"], int(cls), mask, float(score)))
-    categories = [{"id": c["id"] + 1, "name": c["name"], "supercategory": "object"} for c in clusters["clusters"]]
-    document = build_coco(images, annotations, categories, str(image_root),
-                          f"maskdistill {__version__} pseudo-labels ({source})")
-    return write_coco(document, project.annotations_path)
-
-
-def write_overview(project: Project, entries: list, clusters: dict, image_root: Path,
-                   source: str = "predictions") -> Path:
-    """overview.png: thumbnails with the outlines of ``source``'s masks coloured by class."""
-    def items():
-        for entry, masks, classes, _ in iter_instances(project, entries, clusters, source):
-            path = image_root / entry["relative_path"]
-            yield entry["relative_path"], lambda: load_image(path), list(masks), [int(c) - 1 for c in classes]
-
-    sheet = render_overview(items(), len(clusters["clusters"]), f"{len(entries)} images, {source}")
-    buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
-    atomic_write_bytes(project.overview_path, buffer.getvalue())
-    return project.overview_path
-
-
 def feature_identity(project_config: dict) -> dict:
     """What cached features (and so a trained head) depend on, from project.json."""
     spec = project_config["backbone"]
@@ -325,24 +258,58 @@ def _load_features(cache: FeatureCache, entry: dict):
     return features
 
 
+CORRECTION_WEIGHT = 3.0  # a user-corrected image counts this many times a pseudo-labelled one
+
+
 def _training_set(project: Project, entries: list, label_maps, num_classes: int, head_config: HeadConfig):
-    """Sampled patch tokens, soft targets and weights over all images (bounded: a few hundred per image)."""
+    """Sampled patch tokens, soft targets and weights over all images (bounded: a few hundred per image).
+
+    ``label_maps`` yields (label map, weight) per entry.
+    """
     cache = FeatureCache(project.features_dir)
     rng = np.random.default_rng(head_config.seed)
     parts = []
-    for entry, label_map in zip(entries, label_maps):
+    for entry, (label_map, image_weight) in zip(entries, label_maps):
         features = _load_features(cache, entry)
         targets, weights = patch_targets(label_map, features.grid_hw, num_classes)
-        parts.append(sample_patches(features.tokens, targets, weights, head_config.patches_per_image, rng))
+        tokens, targets, weights = sample_patches(features.tokens, targets, weights,
+                                                  head_config.patches_per_image, rng)
+        parts.append((tokens, targets, weights * np.float16(image_weight)))
     return tuple(np.concatenate(column) for column in zip(*parts))
 
 
-def _proposal_label_maps(project: Project, entries: list, clusters: dict, keep: dict | None = None):
-    """Per image label map of the clustered proposals; masks not in ``keep`` become IGNORE."""
+def _training_label_maps(project: Project, entries: list, clusters: dict, keep: dict | None = None):
+    """(label map, weight) per image: the user's correction where there is one (weighted up), else the
+    clustered proposals with the masks not in ``keep`` ignored. Categories go through the user's table:
+    merged ones train as their target, discarded ones as background or not at all."""
+    table = load_categories(project.root, clusters)
     for entry, masks, classes, _ in iter_instances(project, entries, clusters, "proposals"):
-        kept = keep[entry["image_id"]] if keep is not None else np.ones(len(masks), bool)
-        yield paint_label_map(masks.shape[1:] if len(masks) else (entry["height"], entry["width"]),
-                              masks[kept], classes[kept], ignore_masks=masks[~kept])
+        correction = load_correction(project.root, entry["image_id"])
+        weight = 1.0
+        if correction is not None:
+            masks, classes = correction.instances()
+            weight = CORRECTION_WEIGHT
+        kept = keep[entry["image_id"]] if keep is not None and correction is None else np.ones(len(masks), bool)
+        resolved = np.array([table.resolve(int(c)) or 0 for c in classes], int)
+        by_id = table.by_id()
+        ignored = ~kept | np.array([getattr(by_id.get(int(c)), "discarded", None) == "ignore" for c in classes],
+                                   bool)
+        labelled = ~ignored & (resolved > 0)
+        label_map = paint_label_map((entry["height"], entry["width"]), masks[labelled], resolved[labelled],
+                                    ignore_masks=masks[ignored])
+        yield label_map, weight
+
+
+def _self_training_label_maps(project: Project, entries: list, head, cache: FeatureCache, image_root: Path):
+    """(label map, weight) per image: the model's own prediction, or the user's correction where there is one."""
+    for entry in entries:
+        correction = load_correction(project.root, entry["image_id"])
+        if correction is not None:
+            masks, classes = correction.instances()
+            yield paint_label_map(correction.labels.shape, masks, classes), CORRECTION_WEIGHT
+        else:
+            probs = _probabilities(head, cache, entry, image_root)
+            yield semantic_map(probs, (entry["height"], entry["width"])).astype(np.int32), 1.0
 
 
 def _probabilities(head, cache, entry, image_root: Path):
@@ -414,22 +381,21 @@ def distill_project(project: Project, entries: list, clusters: dict, config: Run
     project_config = project.read_config()
     image_root = Path(project_config["image_root"])
     identity = feature_identity(project_config)
-    num_classes = clusters["k"]
+    num_classes = max([clusters["k"]] + [c.id for c in load_categories(project.root, clusters).categories])
     head_config = HeadConfig(seed=config.seed)
     device = project_config.get("device", "cpu")
     with timer("train_initial"):
-        labels = _proposal_label_maps(project, entries, clusters)
+        labels = _training_label_maps(project, entries, clusters)
         head = _train(project, entries, labels, num_classes, head_config, device, "initial", identity)
     with timer("filter"):
         keep = score_and_filter(project, entries, clusters, head, image_root, config, progress)
     with timer("train_final"):
-        labels = _proposal_label_maps(project, entries, clusters, keep)
+        labels = _training_label_maps(project, entries, clusters, keep)
         head = _train(project, entries, labels, num_classes, head_config, device, "final", identity)
     cache = FeatureCache(project.features_dir)
     for _ in range(config.self_training_rounds):
         with timer("self_training"):
-            labels = (semantic_map(_probabilities(head, cache, e, image_root), (e["height"], e["width"]))
-                      for e in entries)
+            labels = _self_training_label_maps(project, entries, head, cache, image_root)
             head = _train(project, entries, labels, num_classes, head_config, device, "final", identity)
     with timer("predict"):
         instances = predict_project(project, entries, head, image_root, progress)
@@ -449,8 +415,11 @@ def run(image_folder, project_dir, config: RunConfig | None = None, progress: Pr
         reasons = "; ".join(f"{s.relative_path}: {s.reason}" for s in discovery.skipped[:5])
         raise ValueError(f"No usable images in {discovery.root}." + (f" Skipped: {reasons}" if reasons else
                          " Supported: PNG, JPEG, TIFF, BMP, WebP."))
-    project = Project(project_dir)
-    project.create()
+    with Project(project_dir).lock() as project:
+        return _run_locked(project, discovery, config, progress, timer)
+
+
+def _run_locked(project: Project, discovery, config: RunConfig, progress: Progress, timer: StageTimer) -> RunResult:
     with timer("setup"):
         extractor = FeatureExtractor(config.backbone, config.weights, config.device, config.input_size,
                                      config.batch_size)
@@ -471,8 +440,12 @@ def run(image_folder, project_dir, config: RunConfig | None = None, progress: Pr
     with timer("clustering"):
         clusters = cluster_project(project, entries, config.num_classes, config.seed)
     progress("clustering", 1, 1)
-    distilled = distill_project(project, entries, clusters, config, progress, timer) if config.distill else {}
-    source = "predictions" if config.distill else "proposals"
+    if config.distill:
+        distilled = distill_project(project, entries, clusters, config, progress, timer)
+    else:  # predictions of an earlier run no longer match these clusters
+        distilled = {}
+        shutil.rmtree(project.predictions_dir, ignore_errors=True)
+    source = "current" if config.distill else "proposals"
     progress("export", 0, 1)
     with timer("export"):
         export_coco(project, entries, clusters, discovery.root, source)
@@ -511,10 +484,11 @@ def distill(project_dir, progress: Progress | None = None, **overrides) -> dict:
     project, project_config, entries, clusters = open_project(project_dir)
     config = _stored_config(project_config, **overrides)
     timer = StageTimer()
-    summary = distill_project(project, entries, clusters, config, progress or _no_progress, timer)
     image_root = Path(project_config["image_root"])
-    summary["export"] = export_coco(project, entries, clusters, image_root, "predictions")
-    write_overview(project, entries, clusters, image_root, "predictions")
+    with project.lock():
+        summary = distill_project(project, entries, clusters, config, progress or _no_progress, timer)
+        summary["export"] = export_coco(project, entries, clusters, image_root)
+        write_overview(project, entries, clusters, image_root)
     summary["timings_s"] = {k: round(v, 3) for k, v in timer.seconds.items()}
     return summary
 
@@ -527,9 +501,10 @@ def predict(project_dir, progress: Progress | None = None) -> dict:
         raise FileNotFoundError(f"{path} is missing; train it with: maskdistill distill --project {project.root}")
     head = load_head(path, feature_identity(project_config))
     image_root = Path(project_config["image_root"])
-    instances = predict_project(project, entries, head, image_root, progress or _no_progress)
-    export = export_coco(project, entries, clusters, image_root, "predictions")
-    write_overview(project, entries, clusters, image_root, "predictions")
+    with project.lock():
+        instances = predict_project(project, entries, head, image_root, progress or _no_progress)
+        export = export_coco(project, entries, clusters, image_root)
+        write_overview(project, entries, clusters, image_root)
     return {"instances_predicted": instances, "export": export}
 
 

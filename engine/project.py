@@ -17,8 +17,12 @@ Layout (schema version 1; ARCHITECTURE.md has the full description)::
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +32,10 @@ from .masks import decode_rle, encode_rle
 from .proposals import Proposals
 
 SCHEMA_VERSION = 1
+
+
+class ProjectLockedError(RuntimeError):
+    pass
 
 
 class Project:
@@ -92,6 +100,31 @@ class Project:
         return self.predictions_dir / f"{image_id}.npz"
 
     # -- state -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self):
+        """Exclusive use of the project by this process; a second process is refused with a clear message.
+
+        An OS file lock (flock), so the kernel releases it when the holder dies, even by kill -9.
+        """
+        self.create()
+        handle = open(self.root / ".lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise ProjectLockedError(f"{self.root} is in use by {holder}; wait for it to finish or stop it, "
+                                     "then try again.") from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"maskdistill process {os.getpid()} on {socket.gethostname()}")
+            handle.flush()
+            yield self
+        finally:
+            handle.close()  # closing releases the lock
+
     def create(self) -> None:
         if self.root.exists() and not self.root.is_dir():
             raise NotADirectoryError(f"Project path {self.root} exists and is not a folder.")

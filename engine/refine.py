@@ -16,17 +16,25 @@ REFINE_MAX_SIDE = 1024  # refine at most at this resolution; huge images get the
 
 def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
     """Edge-preserving smoothing of ``source`` following the edges of the grey ``guide`` (both float, same shape)."""
+    return guided_filter_many(guide, source[None], radius, eps)[0]
+
+
+def guided_filter_many(guide: np.ndarray, sources: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """:func:`guided_filter` of several maps with one guide: the guide's statistics are computed once."""
     size = 2 * radius + 1
 
     def box(x):
         return uniform_filter(x, size=size, mode="reflect")
 
-    mean_i, mean_p = box(guide), box(source)
-    cov_ip = box(guide * source) - mean_i * mean_p
-    var_i = box(guide * guide) - mean_i * mean_i
-    a = cov_ip / (var_i + eps)
-    b = mean_p - a * mean_i
-    return box(a) * guide + box(b)
+    mean_i = box(guide)
+    var_i = box(guide * guide) - mean_i * mean_i + eps
+    out = np.empty_like(sources, dtype=np.float32)
+    for index, source in enumerate(sources):
+        mean_p = box(source)
+        a = (box(guide * source) - mean_i * mean_p) / var_i
+        b = mean_p - a * mean_i
+        out[index] = box(a) * guide + box(b)
+    return out
 
 
 def grey_guide(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -53,8 +61,9 @@ def refine_soft(image: np.ndarray, grids: np.ndarray, eps: float = 1e-3) -> np.n
     guide = grey_guide(image, work_h, work_w)
     # the filter reaches about one patch cell: far enough to move a staircase edge onto the object edge
     radius = max(2, int(round(work_h / grids.shape[1])))
-    return np.stack([guided_filter(guide, upsample_soft(g, work_h, work_w), radius, eps) for g in grids]) \
-        if len(grids) else np.zeros((0, work_h, work_w), np.float32)
+    if not len(grids):
+        return np.zeros((0, work_h, work_w), np.float32)
+    return guided_filter_many(guide, np.stack([upsample_soft(g, work_h, work_w) for g in grids]), radius, eps)
 
 
 def refine_masks(image: np.ndarray, patch_masks: np.ndarray, eps: float = 1e-3) -> tuple:

@@ -219,7 +219,7 @@ def test_validate_rejects_rle_of_the_wrong_size(coco_parts):
     images, annotations, categories, masks = coco_parts
     document = build_coco(images, annotations, categories, "/x", "bad")
     document["annotations"][0]["segmentation"] = encode_rle(masks[1].T)  # same area, transposed frame
-    with pytest.raises(CocoValidationError, match="annotation 1 does not round-trip"):
+    with pytest.raises(CocoValidationError, match="annotation 1 has the wrong size"):
         validate_coco(document)
 
 

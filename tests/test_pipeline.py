@@ -69,7 +69,7 @@ def test_distillation_filters_retrains_and_predicts(finished_run):
     assert all(0 <= m["quality"] <= 1 for m in filtering["masks"])
     assert (project.models_dir / "head_initial.pt").exists() and (project.models_dir / "head_final.pt").exists()
     coco = json.loads(result.annotations.read_text())
-    assert "predictions" in coco["info"]["description"]
+    assert coco["info"]["description"].endswith("(current)")  # corrections, else predictions
     assert len(list(project.predictions_dir.glob("*.npz"))) == 3
     assert ("predict", 3, 3) in seen
 
