@@ -103,6 +103,27 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--source", default="predictions", choices=("predictions", "proposals"),
                           help="the final model's predictions (default) or the clustered proposals")
 
+    export = commands.add_parser("export", help="write COCO (and optionally label images) of the project",
+                                 description="Export the current annotations: the user's corrections where an "
+                                             "image has them, else the final model's predictions. Validated "
+                                             "with pycocotools before the previous file is replaced.")
+    export.add_argument("--project", "-p", type=Path, required=True, metavar="DIR")
+    export.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
+                        help="COCO file to write (default DIR/annotations.json)")
+    export.add_argument("--polygons", action="store_true",
+                        help="polygons instead of compressed RLE (holes are filled: a warning names them)")
+    export.add_argument("--labels", type=Path, default=None, metavar="FOLDER",
+                        help="also write one instance label image per image into FOLDER")
+    export.add_argument("--label-format", default="png", choices=("png", "tiff"))
+    export.add_argument("--source", default="current", choices=("current", "predictions", "proposals"))
+
+    importer = commands.add_parser("import-coco", help="start correcting from an existing COCO file",
+                                   description="Masks of an existing COCO file become the project's starting "
+                                               "masks to correct (matched by file name), its categories the "
+                                               "project's categories.")
+    importer.add_argument("coco", type=Path, metavar="FILE")
+    importer.add_argument("--project", "-p", type=Path, required=True, metavar="DIR")
+
     info = commands.add_parser("info", help="backbones, device and where the weights would come from",
                                description="List the registered backbones, the compute device and, for one "
                                            "backbone, each weight source and whether it is available.")
@@ -186,6 +207,32 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .pipeline import export_project
+
+    summary = export_project(args.project, args.output, polygons=args.polygons, labels=args.labels,
+                             label_format=args.label_format, source=args.source)
+    coco = summary["coco"]
+    print(f"COCO: {summary['path']} ({coco['images']} images, {coco['annotations']} annotations, "
+          f"{coco['categories']} categories; pycocotools validation passed)")
+    for warning in coco["warnings"]:
+        print(f"  warning: {warning}")
+    if "labels" in summary:
+        print(f"label images: {summary['labels']['folder']} ({summary['labels']['images']} images, "
+              f"{summary['labels']['sixteen_bit']} with 16-bit labels)")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from .pipeline import import_annotations
+
+    summary = import_annotations(args.project, args.coco)
+    print(f"imported masks for {summary['images']} images and {summary['categories']} categories")
+    for name in summary["unmatched"]:
+        print(f"  not in the project: {name}")
+    return 0
+
+
 def cmd_info(args) -> int:
     import torch
 
@@ -210,7 +257,7 @@ def cmd_info(args) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "distill": cmd_distill, "predict": cmd_predict, "evaluate": cmd_evaluate,
-                "info": cmd_info}
+                "export": cmd_export, "import-coco": cmd_import, "info": cmd_info}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

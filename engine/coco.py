@@ -92,3 +92,28 @@ def write_coco(document: dict, path: Path, exact_masks: bool = True) -> dict:
     counts = validate_coco(document, str(path), exact_masks)
     atomic_write_bytes(Path(path), json.dumps(document).encode("utf-8"))
     return counts
+
+
+def read_coco(path) -> tuple:
+    """Instances of an existing COCO file: ({file_name: (masks (n, H, W), category ids)}, categories).
+
+    RLE and polygon segmentations are both accepted; crowd annotations are skipped.
+    """
+    from pycocotools.coco import COCO
+
+    path = Path(path)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO(str(path))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CocoValidationError(f"{path}: not a readable COCO file ({error})") from None
+    categories = [{"id": int(c["id"]), "name": str(c.get("name", c["id"]))} for c in coco.dataset.get("categories", [])]
+    if any(c["id"] < 1 for c in categories):
+        raise CocoValidationError(f"{path}: category ids must be >= 1")
+    images = {}
+    for image in coco.dataset.get("images", []):
+        anns = [a for a in coco.imgToAnns.get(image["id"], []) if not a.get("iscrowd", 0)]
+        hw = (int(image["height"]), int(image["width"]))
+        masks = np.stack([coco.annToMask(a).astype(bool) for a in anns]) if anns else np.zeros((0, *hw), bool)
+        images[image["file_name"]] = (masks, np.array([int(a["category_id"]) for a in anns], int))
+    return images, categories

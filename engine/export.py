@@ -19,6 +19,7 @@ from .corrections import load_categories, load_correction
 from .images import load_image
 from .overview import render_overview
 from .project import Project, load_image_predictions, load_image_proposals
+from .review import load_assignments
 
 
 def iter_image_proposals(project: Project, entries: list):
@@ -48,6 +49,7 @@ def iter_instances(project: Project, entries: list, clusters: dict, source: str 
     if source not in INSTANCE_SOURCES:
         raise ValueError(f"source must be one of {', '.join(INSTANCE_SOURCES)}, not {source!r}")
     labels = _labels_by_image(clusters)
+    assignments = load_assignments(project)
     for entry in entries:
         image_id = entry["image_id"]
         correction = load_correction(project.root, image_id) if source in ("current", "corrections") else None
@@ -66,7 +68,8 @@ def iter_instances(project: Project, entries: list, clusters: dict, source: str 
         else:
             proposals, _, _ = load_image_proposals(project.proposals_path(image_id),
                                                    (entry["height"], entry["width"]))
-            classes = np.array([labels[image_id][i] + 1 for i in range(len(proposals))], int)
+            classes = np.array([assignments.get(f"{image_id}/{i}", labels[image_id][i] + 1)
+                                for i in range(len(proposals))], int)
             yield entry, proposals.masks, classes, proposals.scores
 
 

@@ -38,11 +38,12 @@ from .distill import (
     train_head,
 )
 from .evaluation import ImagePrediction, evaluate, load_ground_truth
-from .export import export_coco, iter_image_proposals, iter_instances, write_overview
+from .export import export_coco, export_label_images, iter_image_proposals, iter_instances, write_overview
 from .features import FeatureCache, FeatureExtractor
 from .images import ImageError, discover_images, load_image, pixel_hash
 from .project import Project, load_image_predictions, save_image_predictions, save_image_proposals
 from .proposals import PROPOSAL_METHODS, propose
+from .review import import_coco
 
 Progress = Callable[[str, int, int], None]
 FILTER_RULES = ("class_percentile", "image_threshold")
@@ -530,3 +531,24 @@ def evaluate_project(project_dir, ground_truth, source: str = "predictions") -> 
     previous = read_json(project.evaluation_path) if project.evaluation_path.exists() else {}
     atomic_write_json(project.evaluation_path, {**previous, source: scores})
     return scores
+
+
+def export_project(project_dir, output=None, polygons: bool = False, labels=None, label_format: str = "png",
+                   source: str = "current") -> dict:
+    """COCO (and optionally label images) of a finished project, under its lock."""
+    project, project_config, entries, clusters = open_project(project_dir)
+    image_root = Path(project_config["image_root"])
+    path = Path(output) if output else project.annotations_path
+    with project.lock():
+        summary = {"path": str(path), "coco": export_coco(project, entries, clusters, image_root, source, path,
+                                                          polygons)}
+        if labels is not None:
+            summary["labels"] = export_label_images(project, entries, clusters, Path(labels), source, label_format)
+    return summary
+
+
+def import_annotations(project_dir, coco_path) -> dict:
+    """An existing COCO file's masks as the project's starting corrections (engine.review.import_coco)."""
+    project = open_project(project_dir)[0]
+    with project.lock():
+        return import_coco(project.root, coco_path)
