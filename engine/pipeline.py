@@ -3,7 +3,8 @@
 Data flows one way: images -> features -> proposals (+ embeddings) -> clusters -> COCO and overview.
 Every step reads and writes the project folder, so any step can be re-run alone and a re-run skips
 the work already on disk. Progress reaches callers through ``progress(stage, done, total)``; the CLI
-maps it to a terminal bar, the napari plugin to its activity dock.
+maps it to a terminal bar, the napari plugin to its activity dock. A callback may raise :class:`Cancelled`
+to stop: every finished image is already on disk, so the next run continues from there.
 """
 from __future__ import annotations
 
@@ -46,6 +47,10 @@ from .proposals import PROPOSAL_METHODS, propose
 from .review import import_coco
 
 Progress = Callable[[str, int, int], None]
+
+
+class Cancelled(Exception):
+    """Raise this from a progress callback to stop a step; the project stays resumable (a GUI's Cancel)."""
 FILTER_RULES = ("class_percentile", "image_threshold")
 
 

@@ -164,3 +164,48 @@ def import_coco(project_dir, coco_path) -> dict:
         imported += 1
     save_categories(project.root, CategoryTable([Category(c["id"], c["name"]) for c in categories]))
     return {"images": imported, "unmatched": unmatched, "categories": len(categories)}
+
+
+def current_instances(project_dir, image_id: str) -> tuple:
+    """(masks, category ids, scores, reviewed) of one image as a user would export it right now."""
+    from .export import iter_instances  # export imports this module
+
+    project = Project(project_dir)
+    clusters = read_json(project.clusters_path)
+    entry = next((e for e in read_json(project.images_path) if e["image_id"] == image_id), None)
+    if entry is None:
+        raise KeyError(f"No image {image_id!r} in {project.root}")
+    _, masks, classes, scores = next(iter_instances(project, [entry], clusters, "current"))
+    correction = load_correction(project.root, image_id)
+    return masks, np.asarray(classes, int), np.asarray(scores, float), bool(correction and correction.reviewed)
+
+
+def reject_mask(project_dir, image_id: str, index: int) -> None:
+    """Remove one mask of an image (the image's masks become the user's correction)."""
+    masks, classes, _, _ = current_instances(project_dir, image_id)
+    if not 0 <= index < len(masks):
+        raise IndexError(f"Image {image_id} has {len(masks)} masks; there is no mask {index}.")
+    keep = np.arange(len(masks)) != index
+    set_image_masks(project_dir, image_id, masks[keep], classes[keep], reviewed=True)
+
+
+def accept_image(project_dir, image_id: str) -> None:
+    """Mark an image's current masks as checked by the user (they become its correction)."""
+    masks, classes, _, _ = current_instances(project_dir, image_id)
+    set_image_masks(project_dir, image_id, masks, classes, reviewed=True)
+
+
+def low_confidence_masks(project_dir, limit: int | None = None) -> list:
+    """(image_id, mask index, score) of the masks in images not yet reviewed, least confident first."""
+    from .export import iter_instances
+
+    project = Project(project_dir)
+    clusters = read_json(project.clusters_path)
+    found = []
+    for entry, masks, _, scores in iter_instances(project, read_json(project.images_path), clusters, "current"):
+        correction = load_correction(project.root, entry["image_id"])
+        if correction is not None and correction.reviewed:
+            continue
+        found += [(entry["image_id"], i, float(s)) for i, s in enumerate(scores)]
+    found.sort(key=lambda item: item[2])
+    return found[:limit] if limit else found
