@@ -1,6 +1,7 @@
 """Crash-safe file writes: a reader sees the old file or the new one, never a torn one."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import uuid
@@ -16,16 +17,51 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as error:  # disk full, read-only, permissions: say which file and that nothing was lost
+        reason = "the disk is full (no space left on device)" if error.errno == errno.ENOSPC else \
+            (error.strerror or str(error))
+        previous = "the previous file is unchanged" if path.exists() else "no partial file was left"
+        raise OSError(error.errno, f"Could not write {path}: {reason}; {previous}.") from error
+
+
+def remove_stale_temporary_files(folder: Path) -> list:
+    """Delete the temporary files (``.NAME.PID.XXXXXXXX.tmp``) that writers killed mid-write left under
+    ``folder``; files of a process that is still running are kept. Returns the removed paths."""
+    removed = []
+    for tmp in Path(folder).rglob(".*.tmp"):
+        parts = tmp.name.rsplit(".", 3)
+        if len(parts) != 4 or not parts[1].isdigit():
+            continue  # not one of ours
+        pid = int(parts[1])
+        if _process_alive(pid):  # maybe still writing (this process included: another thread)
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def atomic_write_json(path: Path, obj) -> None:

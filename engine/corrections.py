@@ -67,6 +67,14 @@ def save_categories(root: Path, table: CategoryTable) -> None:
     ids = [c.id for c in table.categories]
     if len(set(ids)) != len(ids) or any(i < 1 for i in ids):
         raise ValueError(f"category ids must be unique and >= 1, got {ids}")
+    by_id = table.by_id()
+    for category in table.categories:  # a merge cycle would leave its masks in no exported category
+        chain = [category.id]
+        while by_id.get(chain[-1]) is not None and by_id[chain[-1]].merged_into is not None:
+            chain.append(by_id[chain[-1]].merged_into)
+            if chain[-1] in chain[:-1]:
+                raise ValueError("categories merged into each other in a cycle: "
+                                 + " -> ".join(str(i) for i in chain) + "; restore one of them")
     atomic_write_json(categories_path(root), {"categories": [asdict(c) for c in table.categories]})
 
 

@@ -110,19 +110,25 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
 def mask_to_polygons(mask: np.ndarray, tolerance: float = 0.5) -> tuple:
     """Outer outlines of a mask's parts as COCO polygons ([x0, y0, x1, y1, ...], x = column).
 
+    Outlines run along pixel edges (corner coordinates, which pycocotools fills exactly): they are traced on
+    the mask upsampled 2x, so a part one pixel thin (or a single pixel) still gets an outline with an area;
+    traced through pixel centres such a part collapsed to a line that rasterises to nothing.
     Returns (polygons, problem): problem names what a polygon cannot keep (holes, several parts).
     """
     from scipy import ndimage
     from skimage import measure
 
-    padded = np.pad(mask, 1)
+    mask = np.asarray(mask, bool)
+    padded = np.pad(np.kron(mask, np.ones((2, 2), bool)), 1)
     polygons = []
     for contour in measure.find_contours(padded.astype(np.uint8), 0.5):
         if not _is_outer(contour, padded):
             continue
-        contour = measure.approximate_polygon(contour, tolerance) - 1  # undo the padding
-        if len(contour) >= 3:
-            polygons.append([round(float(v), 2) for point in contour[:, ::-1] for v in point])
+        outline = measure.approximate_polygon(contour, 2 * tolerance)
+        if len(outline) < 4:  # closed: the last point repeats the first
+            outline = contour
+        corners = (outline - 1 + 0.5) / 2  # undo the padding, then sub-pixel index -> pixel corner coordinates
+        polygons.append([round(float(v), 2) for point in corners[:, ::-1] for v in point])
     problems = []
     if (ndimage.binary_fill_holes(mask) & ~mask).any():
         problems.append("the mask has holes, which polygons fill")

@@ -91,7 +91,14 @@ class FeatureExtractor:
             configure_cpu_threads()
         self.input_size = int(input_size or self.spec.default_input_size)
         self.batch_size = batch_size
-        model = create_model(self.spec)
+        if weights == "random":
+            # the cache key names these weights just "random": they must be the same network in every
+            # process, or a resumed run would mix features of different networks under one key
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model = create_model(self.spec)
+        else:
+            model = create_model(self.spec)
         self.weights: WeightsInfo = load_into(model, self.spec, weights)
         self.model = model.to(self.device).eval()
         self._qkv_output = None

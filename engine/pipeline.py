@@ -429,6 +429,10 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
     with timer("setup"):
         extractor = FeatureExtractor(config.backbone, config.weights, config.device, config.input_size,
                                      config.batch_size)
+    entries, skipped = extract_and_propose(project, discovery, extractor, config, progress, timer)
+    if not entries:  # nothing written but the lock: no half project.json a later command would trust
+        reasons = "; ".join(f"{s['relative_path']}: {s['reason']}" for s in skipped[:5])
+        raise ValueError(f"None of the images in {discovery.root} could be read. Skipped: {reasons}")
     project.write_config({
         "software": f"maskdistill {__version__}",
         "image_root": str(discovery.root),
@@ -437,10 +441,6 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
         "weights": asdict(extractor.weights),
         "device": str(extractor.device),
     })
-    entries, skipped = extract_and_propose(project, discovery, extractor, config, progress, timer)
-    if not entries:
-        raise ValueError(f"None of the images in {discovery.root} could be read; see the reasons in "
-                         f"{project.report_path}")
     atomic_write_json(project.images_path, entries)
     progress("clustering", 0, 1)
     with timer("clustering"):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_bytes, atomic_write_json, read_json
+from .atomic import atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporary_files
 from .masks import decode_rle, encode_rle
 from .proposals import Proposals
 
@@ -121,6 +121,7 @@ class Project:
             handle.truncate()
             handle.write(f"maskdistill process {os.getpid()} on {socket.gethostname()}")
             handle.flush()
+            remove_stale_temporary_files(self.root)  # left by a process killed mid-write
             yield self
         finally:
             handle.close()  # closing releases the lock

@@ -106,13 +106,23 @@ def _corner_count(mask: np.ndarray) -> int:
     return int(mask[0, 0]) + int(mask[0, -1]) + int(mask[-1, 0]) + int(mask[-1, -1])
 
 
+DENSE_EIGEN_MAX = 256  # patches; dense eigh of 256 x 256 takes a few ms
+
+
 def second_eigenvector(affinity: np.ndarray) -> np.ndarray:
     """Fiedler vector of the normalized cut, from the sparse solver (ms, where dense eigh takes seconds)."""
     degree = affinity.sum(axis=1)
     d_inv_sqrt = 1.0 / np.sqrt(np.maximum(degree, 1e-12))
     normalized = d_inv_sqrt[:, None] * affinity * d_inv_sqrt[None, :]
     with single_threaded_lapack():
-        values, vectors = eigsh(normalized, k=2, which="LA", v0=np.ones(len(affinity)))
+        if len(affinity) <= DENSE_EIGEN_MAX:
+            # ARPACK restarts from a random vector (its own process-wide seed) when the start vector spans an
+            # invariant subspace, which the near-block graphs of small parts often do: the same features then
+            # gave different masks from call to call. Small problems are solved exactly instead.
+            values, vectors = np.linalg.eigh(normalized)
+            values, vectors = values[-2:], vectors[:, -2:]
+        else:
+            values, vectors = eigsh(normalized, k=2, which="LA", v0=np.ones(len(affinity)))
     second = vectors[:, np.argsort(values)[0]]
     return d_inv_sqrt * second
 

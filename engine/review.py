@@ -57,7 +57,7 @@ def merge_categories(project_dir, category_ids, into: int) -> None:
     """Every mask of ``category_ids`` becomes ``into`` (kept as a reversible link, not a rewrite)."""
     project = Project(project_dir)
     table = _table(project)
-    _category(table, into)
+    _category(table, into).merged_into = None  # the target stays a category of its own: no merge cycle
     for category_id in category_ids:
         if category_id != into:
             _category(table, category_id).merged_into = into
@@ -151,17 +151,17 @@ def import_coco(project_dir, coco_path) -> dict:
     project = Project(project_dir)
     images, categories = read_coco(coco_path)
     entries = {e["relative_path"]: e for e in read_json(project.images_path)}
-    imported, unmatched = 0, []
-    for file_name, (masks, category_ids) in images.items():
-        entry = entries.get(file_name)
-        if entry is None:
-            unmatched.append(file_name)
-            continue
+    unmatched = [name for name in images if name not in entries]
+    matched = [name for name in images if name in entries]
+    for file_name in matched:  # check every image before writing any correction: no half-done import
+        masks, entry = images[file_name][0], entries[file_name]
         if masks.shape[1:] != (entry["height"], entry["width"]):
             raise ValueError(f"{coco_path}: {file_name} is {masks.shape[2]}x{masks.shape[1]} in the COCO file but "
                              f"{entry['width']}x{entry['height']} on disk")
-        set_image_masks(project.root, entry["image_id"], masks, category_ids, reviewed=False)
-        imported += 1
+    for file_name in matched:
+        masks, category_ids = images[file_name]
+        set_image_masks(project.root, entries[file_name]["image_id"], masks, category_ids, reviewed=False)
+    imported = len(matched)
     save_categories(project.root, CategoryTable([Category(c["id"], c["name"]) for c in categories]))
     return {"images": imported, "unmatched": unmatched, "categories": len(categories)}
 
@@ -209,3 +209,11 @@ def low_confidence_masks(project_dir, limit: int | None = None) -> list:
         found += [(entry["image_id"], i, float(s)) for i, s in enumerate(scores)]
     found.sort(key=lambda item: item[2])
     return found[:limit] if limit else found
+
+
+def instance_source(project_dir, image_id: str) -> str:
+    """Where :func:`current_instances` takes an image's masks from: "correction", "prediction" or "proposal"."""
+    project = Project(project_dir)
+    if load_correction(project.root, image_id) is not None:
+        return "correction"
+    return "prediction" if project.predictions_path(image_id).exists() else "proposal"
