@@ -3,7 +3,6 @@ ones are annotated, and nothing half-written is left when there is nothing to do
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 

@@ -6,12 +6,20 @@ import signal
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from engine.coco import annotation_record, build_coco, read_coco, write_coco
-from engine.corrections import (Category, CategoryTable, ImageCorrection, load_categories, load_correction,
-                                save_categories, save_correction)
+from engine.corrections import (
+    Category,
+    CategoryTable,
+    ImageCorrection,
+    load_categories,
+    load_correction,
+    save_categories,
+    save_correction,
+)
 from engine.export import mask_to_polygons
 from engine.masks import decode_rle, encode_rle
 

@@ -3,7 +3,6 @@ must finish with exactly the export of an uninterrupted run, leaving no temporar
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import signal

@@ -1,0 +1,220 @@
+"""Categories review: the table of pseudo-classes (id, name, masks, colour, status), a gallery of each
+category's representative masks, and the category operations of ``engine.review``. Every change is saved
+to the project by the engine and applies to all images at once; the layers are then recoloured."""
+from __future__ import annotations
+
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor, QImage, QPixmap
+from qtpy.QtWidgets import (
+    QColorDialog,
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine import review
+
+from ._gallery import category_sizes, representative_crops
+from ._layers import category_colour
+
+COLUMNS = ("id", "name", "masks", "colour", "status")
+
+
+class CategoriesPanel(QWidget):
+    """Shows ``view.table`` and calls engine.review on the selected categories."""
+
+    def __init__(self, view, tasks, parent=None):
+        super().__init__(parent)
+        self.view, self.tasks = view, tasks
+        self.sizes: dict = {}
+        self._filling = False
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QTableWidget.SelectRows)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.itemChanged.connect(self._name_edited)
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+        self.gallery = QHBoxLayout()
+        self.gallery_labels = [QLabel() for _ in range(4)]
+        for label in self.gallery_labels:
+            label.setFixedSize(100, 100)
+            label.setAlignment(Qt.AlignCenter)
+            self.gallery.addWidget(label)
+
+        self.name = QLineEdit(placeholderText="new name")
+        self.merge_into = QComboBox()
+        self.parts = QSpinBox(minimum=2, maximum=20, value=2)
+        self.discard_mode = QComboBox()
+        self.discard_mode.addItems(["background", "ignore"])
+        self.buttons = {text: QPushButton(text) for text in
+                        ("Rename", "Merge selected into", "Split into", "Discard as", "Restore", "Recolour…")}
+        grid = QGridLayout()
+        rows = [("Rename", self.name), ("Merge selected into", self.merge_into), ("Split into", self.parts),
+                ("Discard as", self.discard_mode)]
+        for row, (text, field) in enumerate(rows):
+            grid.addWidget(self.buttons[text], row, 0)
+            grid.addWidget(field, row, 1)
+        grid.addWidget(self.buttons["Restore"], len(rows), 0)
+        grid.addWidget(self.buttons["Recolour…"], len(rows), 1)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table)
+        layout.addWidget(QLabel("Representative masks of the selected category:"))
+        layout.addLayout(self.gallery)
+        layout.addLayout(grid)
+        layout.addWidget(self.status)
+        handlers = {"Rename": self.rename, "Merge selected into": self.merge, "Split into": self.split,
+                    "Discard as": self.discard, "Restore": self.restore, "Recolour…": self.recolour}
+        for text, handler in handlers.items():
+            self.buttons[text].clicked.connect(handler)
+
+    # -- table -------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Re-read the category table and the mask counts (in a worker) and redraw."""
+        if self.view.project_dir is None:
+            return
+        self.view.refresh_categories()
+        self._fill()
+        self.tasks.submit(category_sizes, self.view.project_dir, on_done=self._got_sizes)
+
+    def _got_sizes(self, sizes: dict) -> None:
+        self.sizes = sizes
+        self._fill()
+
+    def _fill(self) -> None:
+        selected = self.selected_ids()
+        categories = self.view.table.categories
+        self._filling = True
+        self.table.setRowCount(len(categories))
+        for row, category in enumerate(categories):
+            status = ("discarded (" + category.discarded + ")" if category.discarded else
+                      f"merged into {category.merged_into}" if category.merged_into is not None else "")
+            values = (str(category.id), category.name, str(self.sizes.get(category.id, 0)), "", status)
+            for column, value in enumerate(values):
+                item = QTableWidgetItem(value)
+                if column != 1:
+                    item.setFlags(item.flags() & ~Qt.ItemIsEditable)
+                self.table.setItem(row, column, item)
+            self.table.item(row, 3).setBackground(QColor(*category_colour(category)))
+            if category.id in selected:
+                self.table.selectRow(row)
+        self.merge_into.clear()
+        for category in categories:
+            self.merge_into.addItem(f"{category.id}: {category.name}", category.id)
+        self._filling = False
+
+    def selected_ids(self) -> list:
+        rows = sorted({index.row() for index in self.table.selectedIndexes()})
+        return [int(self.table.item(row, 0).text()) for row in rows if self.table.item(row, 0)]
+
+    def select(self, *category_ids) -> None:
+        self.table.clearSelection()
+        mode = self.table.selectionMode()
+        self.table.setSelectionMode(QTableWidget.MultiSelection)
+        for row in range(self.table.rowCount()):
+            if int(self.table.item(row, 0).text()) in category_ids:
+                self.table.selectRow(row)
+        self.table.setSelectionMode(mode)
+
+    def current_category(self):
+        """Category id for label ids the user paints: the first selected row, if any."""
+        ids = self.selected_ids()
+        return ids[0] if ids else None
+
+    def _selection_changed(self) -> None:
+        if self._filling:
+            return
+        self.view.refresh_categories()  # the colour of new labels follows the selection
+        category_id = self.current_category()
+        if category_id is None:
+            return
+        category = self.view.table.by_id()[category_id]
+        self.name.setText(category.name)
+        self.tasks.submit(representative_crops, self.view.project_dir, category_id, category_colour(category),
+                          on_done=self._show_gallery)
+
+    def _show_gallery(self, crops: list) -> None:
+        for label, crop in zip(self.gallery_labels, crops + [None] * len(self.gallery_labels)):
+            if crop is None:
+                label.clear()
+                continue
+            image = QImage(crop.data, crop.shape[1], crop.shape[0], crop.strides[0], QImage.Format_RGB888)
+            label.setPixmap(QPixmap.fromImage(image.copy()))
+
+    # -- operations --------------------------------------------------------------------------
+    def _apply(self, description: str, function, *args, reload: bool = False) -> None:
+        if self.view.project_dir is None:
+            self.status.setText("Open or run a project first.")
+            return
+        self.view.save()
+        self.tasks.submit(function, self.view.project_dir, *args,
+                          on_done=lambda _: self._done(description, reload),
+                          on_error=lambda error: self.status.setText(f"{description} failed: {error}"))
+
+    def _done(self, description: str, reload: bool) -> None:
+        self.status.setText(description)
+        if reload:  # the masks' categories changed, not just the table: cached images are stale
+            self.view.reload()
+        self.refresh()
+
+    def _one_selected(self):
+        ids = self.selected_ids()
+        if len(ids) != 1:
+            self.status.setText("Select one category first.")
+            return None
+        return ids[0]
+
+    def _name_edited(self, item) -> None:
+        if not self._filling and item.column() == 1:
+            category_id = int(self.table.item(item.row(), 0).text())
+            self._apply(f"Renamed {category_id} to {item.text()!r}.", review.rename_category, category_id,
+                        item.text())
+
+    def rename(self) -> None:
+        category_id = self._one_selected()
+        if category_id is not None:
+            self._apply(f"Renamed {category_id} to {self.name.text()!r}.", review.rename_category, category_id,
+                        self.name.text())
+
+    def merge(self) -> None:
+        into, ids = self.merge_into.currentData(), self.selected_ids()
+        ids = [i for i in ids if i != into]
+        if into is None or not ids:
+            self.status.setText("Select the categories to merge and the one to merge them into.")
+            return
+        self._apply(f"Merged {ids} into {into}.", review.merge_categories, ids, into)
+
+    def split(self) -> None:
+        category_id = self._one_selected()
+        if category_id is not None:
+            self._apply(f"Split {category_id} into {self.parts.value()}.", review.split_category, category_id,
+                        self.parts.value(), reload=True)
+
+    def discard(self) -> None:
+        for category_id in self.selected_ids():
+            self._apply(f"Discarded {category_id} ({self.discard_mode.currentText()}).", review.discard_category,
+                        category_id, self.discard_mode.currentText())
+
+    def restore(self) -> None:
+        for category_id in self.selected_ids():
+            self._apply(f"Restored {category_id}.", review.restore_category, category_id)
+
+    def recolour(self) -> None:
+        category_id = self._one_selected()
+        if category_id is None:
+            return
+        colour = QColorDialog.getColor(QColor(*category_colour(self.view.table.by_id()[category_id])), self)
+        if colour.isValid():
+            self._apply(f"Recoloured {category_id}.", review.recolour_category, category_id,
+                        (colour.red(), colour.green(), colour.blue()))

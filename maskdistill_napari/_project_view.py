@@ -1,0 +1,177 @@
+"""The images of one project in the viewer, one at a time: an Image layer and a Labels layer of its current
+masks. The user's edits to the Labels layer are saved to the project as corrections (debounced), so they
+survive closing napari. Only the current image is in the viewer; a few recently shown ones are cached.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import QObject, QTimer, Signal
+
+from engine.pipeline import open_project
+from engine.review import set_image_labels
+
+from ._layers import category_table, features_table, label_colormap, load_image_data
+
+IMAGE_LAYER, LABELS_LAYER = "image", "masks"
+CACHE_SIZE = 4
+SAVE_DELAY_MS = 500
+
+
+class ProjectView(QObject):
+    """Browse a project's images and keep the user's corrections on disk."""
+
+    image_shown = Signal(int)  # position in the project's image list
+    saved = Signal(str)  # image id
+
+    def __init__(self, viewer, tasks, new_label_category=lambda: None, parent=None):
+        super().__init__(parent)
+        self.viewer, self.tasks = viewer, tasks
+        self.new_label_category = new_label_category  # category id for label ids the user adds
+        self.project_dir = None
+        self.entries, self.clusters, self.table, self.image_root = [], {}, None, None
+        self.position = -1
+        self.current = None  # dict from load_image_data of the image on screen
+        self._cache: OrderedDict = OrderedDict()
+        self._saved_labels = None
+        self._loading = False
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(SAVE_DELAY_MS)
+        self._timer.timeout.connect(self.save)
+
+    # -- project -----------------------------------------------------------------------------
+    def open(self, project_dir, position: int = 0) -> None:
+        """Read the project (in a worker), then show image ``position``."""
+        self.save()
+        self.tasks.submit(open_project, project_dir, on_done=lambda result: self._opened(project_dir, result,
+                                                                                       position))
+
+    def _opened(self, project_dir, result, position) -> None:
+        _, config, self.entries, self.clusters = result
+        self.project_dir, self.image_root = Path(project_dir), Path(config["image_root"])
+        self.table = category_table(self.project_dir, self.clusters)
+        self._cache.clear()
+        self.current = None
+        self.show(min(position, len(self.entries) - 1))
+
+    def reload(self) -> None:
+        """Re-read everything (after a retrain): the cached masks are stale."""
+        if self.project_dir is not None:
+            self.open(self.project_dir, max(self.position, 0))
+
+    def refresh_categories(self) -> None:
+        """Recolour and relabel the current image after a category change (names, merges, discards)."""
+        if self.project_dir is None:
+            return
+        self.table = category_table(self.project_dir, self.clusters)
+        self._update_labels_appearance()
+
+    # -- browsing ----------------------------------------------------------------------------
+    def show(self, position: int, select_label: int | None = None) -> None:
+        if not self.entries or not 0 <= position < len(self.entries):
+            return
+        self.save()
+        entry = self.entries[position]
+        cached = self._cache.get(entry["image_id"])
+        if cached is not None:
+            self._display(position, cached, select_label)
+        else:
+            self.tasks.submit(load_image_data, self.project_dir, self.image_root, entry,
+                              on_done=lambda data: self._display(position, data, select_label))
+
+    def forget(self, image_id: str) -> None:
+        """Drop an image from the cache (the engine changed its masks)."""
+        self._cache.pop(image_id, None)
+
+    def _display(self, position: int, data: dict, select_label=None) -> None:
+        self._cache[data["image_id"]] = data
+        self._cache.move_to_end(data["image_id"])
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        self.position, self.current = position, data
+        self._saved_labels = data["labels"].copy()
+        self._loading = True
+        try:
+            self._put_layers(data)
+        finally:
+            self._loading = False
+        if select_label:
+            self.labels_layer.selected_label = int(select_label)
+        self.image_shown.emit(position)
+
+    def _put_layers(self, data: dict) -> None:
+        layers = self.viewer.layers
+        rgb = data["image"].ndim == 3
+        if IMAGE_LAYER in layers and layers[IMAGE_LAYER].rgb == rgb:
+            layers[IMAGE_LAYER].data = data["image"]
+        else:
+            if IMAGE_LAYER in layers:
+                layers.remove(IMAGE_LAYER)
+            self.viewer.add_image(data["image"], name=IMAGE_LAYER, rgb=rgb)
+        if LABELS_LAYER in layers:
+            labels = layers[LABELS_LAYER]
+            labels.data = data["labels"]
+            labels._reset_history()  # undo must not replay strokes of the previous image
+        else:
+            labels = self.viewer.add_labels(data["labels"], name=LABELS_LAYER, opacity=0.55)
+            labels.events.paint.connect(self._changed)
+            labels.events.data.connect(self._changed)
+            labels.events.set_data.connect(self._changed)  # undo and redo only refresh the layer
+            layers.move(layers.index(labels), len(layers) - 1)
+        layers[IMAGE_LAYER].metadata["image_id"] = labels.metadata["image_id"] = data["image_id"]
+        layers[IMAGE_LAYER].metadata["name"] = data["name"]
+        self._update_labels_appearance()
+        self.viewer.reset_view()
+
+    @property
+    def labels_layer(self):
+        return self.viewer.layers[LABELS_LAYER] if LABELS_LAYER in self.viewer.layers else None
+
+    def _update_labels_appearance(self) -> None:
+        layer, data = self.labels_layer, self.current
+        if layer is None or data is None:
+            return
+        new = self.table.by_id().get(self.new_label_category() or -1)
+        from ._layers import category_colour
+
+        rgb = category_colour(new) if new is not None else (255, 255, 255)
+        self._loading = True
+        try:
+            layer.colormap = label_colormap(data["classes"], self.table, rgb)
+            layer.features = features_table(data["classes"], data["scores"], data["source"], data["reviewed"],
+                                            self.table)
+        finally:
+            self._loading = False
+
+    # -- corrections -------------------------------------------------------------------------
+    def _changed(self, event=None) -> None:
+        if not self._loading and self.current is not None:
+            self._timer.start()
+
+    @property
+    def dirty(self) -> bool:
+        layer = self.labels_layer
+        return (self.current is not None and layer is not None and self._saved_labels is not None
+                and not np.array_equal(np.asarray(layer.data), self._saved_labels))
+
+    def save(self) -> bool:
+        """Queue the current Labels layer as the image's correction if it changed; True if queued."""
+        self._timer.stop()
+        if not self.dirty:
+            return False
+        data, labels = self.current, np.asarray(self.labels_layer.data).copy()
+        present = [int(k) for k in np.unique(labels) if k != 0]
+        fallback = self.new_label_category() or next((c.id for c in self.table.categories if not c.discarded
+                                                      and c.merged_into is None), 1)
+        classes = {k: data["classes"].get(k, fallback) for k in present}
+        data.update(labels=labels, classes=classes, source="correction", reviewed=True,
+                    scores={k: data["scores"].get(k, 1.0) for k in present})
+        self._saved_labels = labels.copy()
+        self._update_labels_appearance()
+        image_id = data["image_id"]
+        self.tasks.submit(set_image_labels, self.project_dir, image_id, labels, classes, True,
+                          on_done=lambda _: self.saved.emit(image_id))
+        return True

@@ -1,0 +1,90 @@
+"""The reader (project folder, image folder) and writer (Labels layer -> COCO) contributions."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from engine.pipeline import RunConfig, run
+from maskdistill_napari._reader import get_reader
+from maskdistill_napari._writer import write_labels_coco
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    images = tmp_path_factory.mktemp("reader_images")
+    for name in ("person_01.jpg", "cup_01.jpg", "cat_01.jpg"):
+        shutil.copy(EXAMPLES / name, images / name)
+    folder = tmp_path_factory.mktemp("reader_project")
+    run(images, folder, RunConfig(weights="random", input_size=56, num_classes=2, device="cpu"))
+    return folder
+
+
+def test_viewer_opens_a_project_folder(make_napari_viewer, project):
+    viewer = make_napari_viewer()
+    viewer.open(str(project), plugin="maskdistill-napari")
+    kinds = [type(layer).__name__ for layer in viewer.layers]
+    assert kinds.count("Image") == 3 and kinds.count("Labels") == 3  # the photos differ in size
+    labels = next(layer for layer in viewer.layers if type(layer).__name__ == "Labels" and layer.data.max() > 0)
+    assert {"index", "category_id", "class_name", "score", "source", "reviewed"} <= set(labels.features.columns)
+    assert set(labels.features["index"]) == {int(v) for v in np.unique(labels.data) if v}
+
+
+def test_viewer_opens_a_plain_image_folder(make_napari_viewer, tmp_path):
+    for name in ("cup_01.jpg", "cat_01.jpg"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path), plugin="maskdistill-napari")
+    assert len(viewer.layers) == 2 and all(layer.rgb for layer in viewer.layers)
+
+
+def test_reader_declines_what_it_cannot_read(tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    assert get_reader(str(tmp_path)) is None
+    assert get_reader(str(tmp_path / "notes.txt")) is None
+
+
+def test_writer_writes_valid_coco_with_categories_from_features(tmp_path):
+    from pycocotools.coco import COCO
+
+    labels = np.zeros((40, 50), np.uint16)
+    labels[2:10, 3:20] = 1
+    labels[20:35, 10:40] = 4
+    features = pd.DataFrame({"index": [1, 4], "category_id": [2, 3], "class_name": ["cup", "cat"]})
+    path = tmp_path / "out.json"
+    assert write_labels_coco(str(path), labels, {"name": "masks", "features": features}) == [str(path)]
+    coco = COCO(str(path))
+    anns = coco.loadAnns(coco.getAnnIds())
+    assert sorted(a["category_id"] for a in anns) == [2, 3]
+    assert {c["name"] for c in coco.dataset["categories"]} == {"cup", "cat"}
+    by_category = {a["category_id"]: coco.annToMask(a).astype(bool) for a in anns}
+    assert np.array_equal(by_category[3], labels == 4) and all(a["id"] >= 1 and a["iscrowd"] == 0 for a in anns)
+
+
+def test_writer_without_features_uses_category_1(tmp_path):
+    from pycocotools.coco import COCO
+
+    labels = np.zeros((2, 30, 30), np.uint8)
+    labels[0, 5:9, 5:9] = 3
+    labels[1, 1:4, 1:4] = 7
+    write_labels_coco(str(tmp_path / "stack.json"), labels, {"name": "stack"})
+    coco = COCO(str(tmp_path / "stack.json"))
+    assert len(coco.getImgIds()) == 2 and {a["category_id"] for a in coco.dataset["annotations"]} == {1}
+
+
+def test_save_through_napari_uses_the_writer(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    labels = np.zeros((20, 20), np.uint8)
+    labels[3:8, 3:8] = 1
+    viewer.add_labels(labels, name="masks")
+    path = tmp_path / "saved.json"
+    viewer.layers.save(str(path), selected=False, plugin="maskdistill-napari")
+    assert path.exists() and '"iscrowd": 0' in path.read_text()
