@@ -1,19 +1,8 @@
 """The project folder: all state of a run lives here, written atomically, never in globals.
 
-Layout (schema version 1; ARCHITECTURE.md has the full description)::
-
-    project.json       configuration, software, backbone and weights identities
-    images.json        every usable image: id, stable COCO id, relative path, size, pixel hash
-    report.json        skipped files with reasons, counts and per-stage timings of the last run
-    features/          cached last-block features, one .npz per image (engine.features.FeatureCache)
-    proposals/         one .npz per image: masks (RLE), patch masks, scores, sources, embeddings
-    clusters.json      per mask cluster id and confidence; per cluster size and representatives
-    models/            segmentation heads: head_initial.pt, head_final.pt (versioned checkpoints)
-    filtering.json     per mask model confidence, agreement, quality and whether it was kept
-    predictions/       one .npz per image: semantic map and scored instances of the final model
-    evaluation.json    scores against ground truth, per evaluated source (maskdistill evaluate)
-    annotations.json   COCO export
-    overview.png       thumbnails with mask outlines coloured by cluster
+ARCHITECTURE.md ("Project folder") documents the layout; this module knows its paths, the schema version,
+the lock, stable COCO image ids and the per-image proposal / prediction files. The user's own work
+(categories.json, assignments.json, corrections/) is handled by engine.corrections and engine.review.
 """
 from __future__ import annotations
 
