@@ -52,8 +52,7 @@ def quality(out: Path, n_images: int, config: RunConfig) -> dict:
 
 def speed_child(n_images: int, out: Path, config: RunConfig) -> dict:
     """One speed run (called in a subprocess): the whole pipeline, then retrain + predict 100 images."""
-    from engine.distill import HeadConfig, train_head
-    from engine.pipeline import _proposal_label_maps, _training_set, open_project, predict_project
+    from engine.pipeline import open_project, predict_project, train_project_head
 
     data = out / f"speed_data_{n_images}"
     write_dataset(data, n_images, seed=2)
@@ -65,9 +64,7 @@ def speed_child(n_images: int, out: Path, config: RunConfig) -> dict:
     project, project_config, entries, clusters = open_project(project_dir)
     subset = entries[:100]
     start = time.perf_counter()
-    labels = _proposal_label_maps(project, subset, clusters)
-    tokens, targets, weights = _training_set(project, subset, labels, clusters["k"], HeadConfig())
-    head = train_head(tokens, targets, weights, clusters["k"], HeadConfig(), project_config["device"])
+    head = train_project_head(project, subset, clusters, project_config["device"])
     predict_project(project, subset, head, Path(project_config["image_root"]))
     retrain_predict = time.perf_counter() - start
     backbone = timings.get("backbone", 0.0) + timings.get("embeddings", 0.0)
@@ -89,7 +86,9 @@ def speed_child(n_images: int, out: Path, config: RunConfig) -> dict:
 
 def speed(out: Path, n_images: int, args) -> dict:
     done = subprocess.run([sys.executable, "-m", "benchmarks.run_benchmark", "--speed-child", str(n_images),
-                           "--out", str(out), "--device", args.device, "--proposals", args.proposals],
+                           "--out", str(out), "--device", args.device, "--proposals", args.proposals,
+                           *(["--weights", args.weights] if args.weights else []),
+                           *(["--input-size", str(args.input_size)] if args.input_size else [])],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"speed run on {n_images} images failed:\n{done.stderr[-3000:]}")
@@ -125,10 +124,13 @@ def main(argv=None) -> int:
     parser.add_argument("--speed-images", type=int, nargs="*", default=[50, 200])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--proposals", default=RunConfig.proposals, help="proposal method to benchmark")
+    parser.add_argument("--weights", default=None, help="checkpoint or 'random' (default: the real weights)")
+    parser.add_argument("--input-size", type=int, default=None)
     parser.add_argument("--speed-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.out = args.out.resolve()
-    config = RunConfig(num_classes=len(CATEGORIES), device=args.device, proposals=args.proposals)
+    config = RunConfig(num_classes=len(CATEGORIES), device=args.device, proposals=args.proposals,
+                       weights=args.weights, input_size=args.input_size)
     if args.speed_child is not None:
         print(json.dumps(speed_child(args.speed_child, args.out, config)))
         return 0

@@ -379,6 +379,20 @@ def predict_project(project: Project, entries: list, head, image_root: Path,
     return total
 
 
+def _num_classes(project: Project, clusters: dict) -> int:
+    """Head outputs: every pseudo-class and every category the user added (splits)."""
+    return max([clusters["k"]] + [c.id for c in load_categories(project.root, clusters).categories])
+
+
+def train_project_head(project: Project, entries: list, clusters: dict, device: str = "cpu", seed: int = 0):
+    """One head trained on the project's current labels (corrections, else clustered proposals), not saved."""
+    num_classes = _num_classes(project, clusters)
+    head_config = HeadConfig(seed=seed)
+    labels = _training_label_maps(project, entries, clusters)
+    tokens, targets, weights = _training_set(project, entries, labels, num_classes, head_config)
+    return train_head(tokens, targets, weights, num_classes, head_config, device)
+
+
 def distill_project(project: Project, entries: list, clusters: dict, config: RunConfig,
                     progress: Progress = _no_progress, timer: StageTimer | None = None) -> dict:
     """Initial head on all clustered masks -> drop the weakest masks -> final head on the clean set ->
@@ -387,7 +401,7 @@ def distill_project(project: Project, entries: list, clusters: dict, config: Run
     project_config = project.read_config()
     image_root = Path(project_config["image_root"])
     identity = feature_identity(project_config)
-    num_classes = max([clusters["k"]] + [c.id for c in load_categories(project.root, clusters).categories])
+    num_classes = _num_classes(project, clusters)
     head_config = HeadConfig(seed=config.seed)
     device = project_config.get("device", "cpu")
     with timer("train_initial"):
