@@ -126,12 +126,16 @@ def train_head(tokens: np.ndarray, targets: np.ndarray, weights: np.ndarray, num
 
 
 @torch.inference_mode()
+def grid_probabilities(head: PatchHead, tokens: np.ndarray, grid_hw: tuple) -> np.ndarray:
+    """(C+1, gh, gw) class probabilities on the patch grid."""
+    logits = head(torch.from_numpy(tokens.astype(np.float32)))
+    return torch.softmax(logits, dim=1).numpy().T.reshape(-1, *grid_hw)
+
+
 def class_probabilities(head: PatchHead, tokens: np.ndarray, grid_hw: tuple, image: np.ndarray,
                         eps: float = 1e-3) -> np.ndarray:
     """(C+1, h, w) class probabilities at the refinement resolution, edges snapped by the guided filter."""
-    logits = head(torch.from_numpy(tokens.astype(np.float32)))
-    probs = torch.softmax(logits, dim=1).numpy().T.reshape(-1, *grid_hw)
-    refined = np.clip(refine_soft(image, probs, eps), 0.0, None)
+    refined = np.clip(refine_soft(image, grid_probabilities(head, tokens, grid_hw), eps), 0.0, None)
     return refined / np.maximum(refined.sum(axis=0, keepdims=True), 1e-6)
 
 
