@@ -135,7 +135,7 @@ def grid_probabilities(head: PatchHead, tokens: np.ndarray, grid_hw: tuple) -> n
 def class_probabilities(head: PatchHead, tokens: np.ndarray, grid_hw: tuple, image: np.ndarray,
                         eps: float = 1e-3) -> np.ndarray:
     """(C+1, h, w) class probabilities at the refinement resolution, edges snapped by the guided filter."""
-    refined = np.clip(refine_soft(image, grid_probabilities(head, tokens, grid_hw), eps), 0.0, None)
+    refined = np.clip(refine_soft(image, grid_probabilities(head, tokens, grid_hw), eps, fast=True), 0.0, None)
     return refined / np.maximum(refined.sum(axis=0, keepdims=True), 1e-6)
 
 

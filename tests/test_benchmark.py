@@ -7,10 +7,11 @@ from benchmarks.run_benchmark import main
 
 
 def test_benchmark_writes_every_reported_key(tmp_path, capsys):
-    assert main(["--out", str(tmp_path), "--quality-images", "4", "--speed-images", "4",
+    assert main(["--out", str(tmp_path), "--quality-images", "4", "--speed-images", "4", "--seeds", "2",
                  "--weights", "random", "--input-size", "56"]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     quality = results["quality"]
+    assert [r["seed"] for r in quality["per_seed"]] == [0, 1]
     for stage, key in (("proposals", "ap50"), ("proposals", "corloc"), ("clustering", "miou"),
                        ("final", "miou"), ("final", "ap50")):
         assert 0.0 <= quality[stage][key] <= 1.0
