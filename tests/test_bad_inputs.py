@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import MECHANICS
 from PIL import Image
 from skimage import data
 
@@ -15,7 +16,7 @@ import engine.images
 from engine.atomic import read_json
 from engine.pipeline import RunConfig, run
 
-SMALL = dict(weights="random", input_size=56, num_classes=2, batch_size=2)
+SMALL = MECHANICS
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import MECHANICS, make_folder
 from PIL import Image
-from skimage import data
 
 from engine import review
 from engine.atomic import read_json
@@ -22,17 +22,8 @@ from engine.corrections import load_correction
 from engine.pipeline import RunConfig, export_project, run
 from engine.project import Project, ProjectLockedError
 
-SMALL = dict(weights="random", input_size=56, num_classes=2, batch_size=2)
+SMALL = MECHANICS
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def make_folder(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    crops = {"astronaut.png": data.astronaut()[60:156, 150:246], "chelsea.png": data.chelsea()[40:136, 100:196],
-             "coffee.png": data.coffee()[100:180, 200:296], "rocket.png": data.rocket()[100:164, 200:280]}
-    for name, pixels in crops.items():
-        Image.fromarray(pixels).save(folder / name)
-    return folder
 
 
 @pytest.fixture(scope="module")
