@@ -121,3 +121,17 @@ def load_correction(root: Path, image_id: str) -> Optional[ImageCorrection]:
     with np.load(path) as data:
         classes = {int(i): int(c) for i, c in zip(data["instance_ids"], data["categories"])}
         return ImageCorrection(data["labels"], classes, bool(data["reviewed"]))
+
+
+def assignments_path(root: Path) -> Path:
+    return Path(root) / "assignments.json"
+
+
+def load_assignments(root: Path) -> dict:
+    """User overrides of which category a proposal belongs to (from splits): {"image_id/index": category id}."""
+    path = assignments_path(root)
+    return read_json(path) if path.exists() else {}
+
+
+def save_assignments(root: Path, assignments: dict) -> None:
+    atomic_write_json(assignments_path(root), assignments)

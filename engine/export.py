@@ -15,11 +15,10 @@ import numpy as np
 from . import __version__
 from .atomic import atomic_write_bytes
 from .coco import annotation_record, build_coco, write_coco
-from .corrections import load_categories, load_correction
+from .corrections import load_assignments, load_categories, load_correction
 from .images import load_image
 from .overview import render_overview
 from .project import Project, load_image_predictions, load_image_proposals
-from .review import load_assignments
 
 
 def iter_image_proposals(project: Project, entries: list):
@@ -49,7 +48,7 @@ def iter_instances(project: Project, entries: list, clusters: dict, source: str 
     if source not in INSTANCE_SOURCES:
         raise ValueError(f"source must be one of {', '.join(INSTANCE_SOURCES)}, not {source!r}")
     labels = _labels_by_image(clusters)
-    assignments = load_assignments(project)
+    assignments = load_assignments(project.root)
     for entry in entries:
         image_id = entry["image_id"]
         correction = load_correction(project.root, image_id) if source in ("current", "corrections") else None

@@ -4,11 +4,9 @@ user's files (categories.json, assignments.json, corrections/), never to generat
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from .atomic import atomic_write_json, read_json
+from .atomic import read_json
 from .clustering import kmeans, whiten
 from .coco import read_coco
 from .corrections import (
@@ -16,11 +14,14 @@ from .corrections import (
     Category,
     CategoryTable,
     ImageCorrection,
+    load_assignments,
     load_categories,
     load_correction,
+    save_assignments,
     save_categories,
     save_correction,
 )
+from .export import iter_instances
 from .project import Project, load_image_proposals
 
 
@@ -83,16 +84,6 @@ def restore_category(project_dir, category_id: int) -> None:
     save_categories(project.root, table)
 
 
-def assignments_path(project: Project) -> Path:
-    return project.root / "assignments.json"
-
-
-def load_assignments(project: Project) -> dict:
-    """User overrides of which category a proposal belongs to: {"image_id/index": category id}."""
-    path = assignments_path(project)
-    return read_json(path) if path.exists() else {}
-
-
 def split_category(project_dir, category_id: int, parts: int, seed: int = 0) -> list:
     """Re-cluster the proposals of one category into ``parts`` categories; returns the new category ids
     (the first part keeps ``category_id``)."""
@@ -100,7 +91,7 @@ def split_category(project_dir, category_id: int, parts: int, seed: int = 0) -> 
     clusters = read_json(project.clusters_path)
     table = _table(project)
     source = _category(table, category_id)
-    assignments = load_assignments(project)
+    assignments = load_assignments(project.root)
     cluster_of = {f"{m['image_id']}/{m['index']}": m["cluster"] + 1 for m in clusters["masks"]}
     members, embeddings = [], []
     for entry in read_json(project.images_path):
@@ -121,7 +112,7 @@ def split_category(project_dir, category_id: int, parts: int, seed: int = 0) -> 
     for key, label in zip(members, labels):
         assignments[key] = new_ids[int(label)]
     save_categories(project.root, table)
-    atomic_write_json(assignments_path(project), assignments)
+    save_assignments(project.root, assignments)
     return new_ids
 
 
@@ -168,8 +159,6 @@ def import_coco(project_dir, coco_path) -> dict:
 
 def current_instances(project_dir, image_id: str) -> tuple:
     """(masks, category ids, scores, reviewed) of one image as a user would export it right now."""
-    from .export import iter_instances  # export imports this module
-
     project = Project(project_dir)
     clusters = read_json(project.clusters_path)
     entry = next((e for e in read_json(project.images_path) if e["image_id"] == image_id), None)
@@ -197,8 +186,6 @@ def accept_image(project_dir, image_id: str) -> None:
 
 def low_confidence_masks(project_dir, limit: int | None = None) -> list:
     """(image_id, mask index, score) of the masks in images not yet reviewed, least confident first."""
-    from .export import iter_instances
-
     project = Project(project_dir)
     clusters = read_json(project.clusters_path)
     found = []
