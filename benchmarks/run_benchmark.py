@@ -2,9 +2,12 @@
 
     .venv/bin/python -m benchmarks.run_benchmark [--out runs/benchmark] [--quality-images 60]
                                                  [--speed-images 50 200] [--device auto]
+                                                 [--real-dev PATH]
 
 Prints a table and writes OUT/results.json. Quality: a dataset generated from real photo pixels
 (benchmarks/synthetic.py) with ground-truth instances; each stage is scored with engine.evaluation.
+Real images: the 13 annotated photos of real-dev (benchmarks/real_dev.py; default ../shared/data/real-dev
+next to the repository), scored per source into ``quality.real``; skipped, with a message, when absent.
 Speed: each size runs in a fresh subprocess so that its peak RSS is its own.
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from benchmarks import real_dev  # noqa: E402
 from benchmarks.synthetic import CATEGORIES, write_dataset  # noqa: E402
 from engine.atomic import atomic_write_json, read_json  # noqa: E402
 from engine.pipeline import RunConfig, evaluate_project, run  # noqa: E402
@@ -133,7 +137,10 @@ def table(results: dict) -> str:
                  ("  retrain + predict 100 images (s)", f"{run_['retrain_predict_100_s']:.1f}", "<= 30"),
                  ("  peak RSS (MB)", f"{run_['peak_rss_mb']:.0f}", "<= 3000 at 200")]
     width = max(len(r[0]) for r in rows)
-    return "\n".join(f"{a:<{width}}  {b:>8}  {c}" for a, b, c in rows)
+    text = "\n".join(f"{a:<{width}}  {b:>8}  {c}" for a, b, c in rows)
+    if "real" in q:
+        text += "\n\n" + real_dev.table(q["real"])
+    return text
 
 
 def main(argv=None) -> int:
@@ -146,6 +153,9 @@ def main(argv=None) -> int:
     parser.add_argument("--proposals", default=RunConfig.proposals, help="proposal method to benchmark")
     parser.add_argument("--weights", default=None, help="checkpoint or 'random' (default: the real weights)")
     parser.add_argument("--input-size", type=int, default=None)
+    parser.add_argument("--real-dev", type=Path, default=real_dev.DEFAULT_REAL_DEV,
+                        help="real-dev folder (ground_truth.json, images/) scored into quality.real; "
+                             "skipped when absent (default: ../shared/data/real-dev)")
     parser.add_argument("--speed-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.out = args.out.resolve()
@@ -155,6 +165,8 @@ def main(argv=None) -> int:
         print(json.dumps(speed_child(args.speed_child, args.out, config)))
         return 0
     results = {"config": asdict(config), "quality": quality(args.out, args.quality_images, config, args.seeds)}
+    results["quality"]["real"] = real_dev.benchmark(args.real_dev, args.out / "real",
+                                                    replace(config, num_classes=None, seed=0))
     runs = [speed(args.out, n, args) for n in args.speed_images]
     largest = max(runs, key=lambda r: r["images"]) if runs else None
     results["speed"] = {

@@ -68,6 +68,46 @@ def atomic_write_json(path: Path, obj) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8"))
 
 
-def read_json(path: Path):
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+class ProjectFileError(ValueError):
+    """A project (or input) file exists but cannot be used: unreadable, not valid JSON, truncated, garbled or
+    of the wrong shape. The message names the file, the problem and, where there is one, what to do."""
+
+
+_JSON_TYPES = {dict: "a JSON object", list: "a list", str: "a string", int: "a number", float: "a number",
+               bool: "true or false", type(None): "null"}
+
+
+def read_json(path: Path, expected: type | None = None, hint: str = ""):
+    """The parsed contents of a JSON file.
+
+    expected: ``dict`` or ``list`` to require that top-level type. A missing file raises FileNotFoundError;
+    a file that cannot be read, is not UTF-8 JSON or has the wrong top-level type raises
+    :class:`ProjectFileError` naming the file and the problem (``hint``, if given, is appended: what to do).
+    """
+    path = Path(path)
+    suffix = f"; {hint}" if hint else ""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise ProjectFileError(f"{path}: cannot be read ({error.strerror or error}){suffix}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ProjectFileError(f"{path}: not valid JSON (not UTF-8 text: byte {error.start} "
+                               f"cannot be decoded){suffix}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        problem = "the file is empty" if not text.strip() else \
+            f"line {error.lineno} column {error.colno}: {error.msg}"
+        raise ProjectFileError(f"{path}: not valid JSON ({problem}); the file may be truncated or "
+                               f"damaged{suffix}") from None
+    except RecursionError:
+        raise ProjectFileError(f"{path}: not valid JSON (nested too deeply){suffix}") from None
+    if expected is not None and not isinstance(value, expected):
+        raise ProjectFileError(f"{path}: expected {_JSON_TYPES.get(expected, expected.__name__)}, found "
+                               f"{_JSON_TYPES.get(type(value), type(value).__name__)}{suffix}")
+    return value

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .atomic import ProjectFileError
 
 
 def _progress_bar():
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                "project's categories.")
     importer.add_argument("coco", type=Path, metavar="FILE")
     importer.add_argument("--project", "-p", type=Path, required=True, metavar="DIR")
+    importer.add_argument("--replace", action="store_true",
+                          help="replace the project's categories and corrections instead of merging; the previous "
+                               "ones are backed up in DIR/backups/")
 
     info = commands.add_parser("info", help="backbones, device and where the weights would come from",
                                description="List the registered backbones, the compute device and, for one "
@@ -226,10 +230,21 @@ def cmd_export(args) -> int:
 def cmd_import(args) -> int:
     from .pipeline import import_annotations
 
-    summary = import_annotations(args.project, args.coco)
+    summary = import_annotations(args.project, args.coco, replace=args.replace)
     print(f"imported masks for {summary['images']} images and {summary['categories']} categories")
-    for name in summary["unmatched"]:
+    for name in summary.get("unmatched", []):
         print(f"  not in the project: {name}")
+    kept = summary.get("kept")
+    if kept:
+        if isinstance(kept, dict):
+            kept = ", ".join(f"{value} {key}" for key, value in kept.items())
+        elif isinstance(kept, (list, tuple)):
+            kept = ", ".join(str(item) for item in kept)
+        print(f"kept from the project: {kept}")
+    if summary.get("backup"):
+        print(f"previous categories and corrections backed up in {summary['backup']}")
+    for warning in summary.get("warnings") or []:
+        print(f"  warning: {warning}")
     return 0
 
 
@@ -263,9 +278,20 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to continue where it stopped", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError, KeyError) as error:
-        print(f"maskdistill: error: {error}", file=sys.stderr)
+    except (ProjectFileError, ValueError, OSError, RuntimeError, KeyError) as error:
+        # ValueError covers ProjectFileError and coco.CocoValidationError (damaged project or input files);
+        # OSError: missing files, read-only project, permission denied, disk full
+        print(f"maskdistill: error: {_error_message(error)}", file=sys.stderr)
         return 2
+
+
+def _error_message(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        names = [str(n) for n in (error.filename, error.filename2) if n is not None]
+        return f"{' -> '.join(names)}: {error.strerror}" if names else error.strerror
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    return str(error) or type(error).__name__
 
 
 if __name__ == "__main__":

@@ -94,26 +94,243 @@ def write_coco(document: dict, path: Path, exact_masks: bool = True) -> dict:
     return counts
 
 
-def read_coco(path) -> tuple:
-    """Instances of an existing COCO file: ({file_name: (masks (n, H, W), category ids)}, categories).
+def rle_problem(rle, hw: tuple | None = None) -> str | None:
+    """What is wrong with a COCO RLE (compressed ``counts`` string or uncompressed list), or None if it
+    decodes to exactly ``size`` (and ``hw``, when given) pixels.
 
-    RLE and polygon segmentations are both accepted; crowd annotations are skipped.
+    Checked in Python before pycocotools sees it: its C decoder trusts the counts, so a garbled string can
+    read or write past its buffers instead of failing.
     """
-    from pycocotools.coco import COCO
+    if not isinstance(rle, dict) or "counts" not in rle or "size" not in rle:
+        return "is not an RLE object with 'counts' and 'size'"
+    size = rle["size"]
+    if (not isinstance(size, (list, tuple)) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in size)):
+        return f"has an RLE size {size!r} that is not [height, width]"
+    if hw is not None and tuple(size) != tuple(int(v) for v in hw):
+        return f"has an RLE of size {size[1]}x{size[0]} on an image of {hw[1]}x{hw[0]}"
+    counts = rle["counts"]
+    total = int(size[0]) * int(size[1])
+    if isinstance(counts, bytes):
+        try:
+            counts = counts.decode("ascii")
+        except UnicodeDecodeError:
+            return "has RLE counts that are not ASCII"
+    if isinstance(counts, str):
+        values = _compressed_counts(counts)
+        if values is None:
+            return "has garbled compressed RLE counts"
+    elif isinstance(counts, list):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
+            return "has RLE counts that are not integers"
+        values = counts
+    else:
+        return f"has RLE counts of type {type(counts).__name__} (expected a string or a list of integers)"
+    if any(v < 0 for v in values):
+        return "has negative RLE counts"
+    if sum(values) != total:
+        return f"has RLE counts covering {sum(values)} pixels instead of {total}"
+    return None
+
+
+def _compressed_counts(text: str) -> list | None:
+    """The run lengths of pycocotools' compressed RLE string (its ``rleFrString``), or None if garbled."""
+    values = []
+    position, length = 0, len(text)
+    while position < length:
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= length or shift > 30:
+                return None  # ends inside a number / absurdly long number
+            code = ord(text[position]) - 48
+            if not 0 <= code < 64:
+                return None
+            value |= (code & 0x1F) << shift
+            more = bool(code & 0x20)
+            position += 1
+            shift += 5
+            if not more and code & 0x10:
+                value -= 1 << shift  # sign extension
+        if len(values) > 2:
+            value += values[-2]
+        values.append(value)
+    return values
+
+
+_SEGMENTATION_HINT = ("expected polygons (a list of [x1, y1, x2, y2, ...] lists) or an RLE object with "
+                      "'counts' and 'size'")
+
+
+def _segmentation_problem(segmentation, hw: tuple) -> str | None:
+    """What is wrong with an annotation's segmentation (checked without decoding it), or None."""
+    if isinstance(segmentation, dict):
+        return rle_problem(segmentation, hw)
+    if not isinstance(segmentation, list):
+        return f"has a segmentation of type {type(segmentation).__name__} ({_SEGMENTATION_HINT})"
+    if not segmentation:
+        return "has an empty segmentation (no polygon)"
+    h, w = hw
+    for polygon in segmentation:
+        if not isinstance(polygon, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in polygon):
+            return f"has a segmentation that is neither polygons nor RLE ({_SEGMENTATION_HINT})"
+        if len(polygon) < 6:
+            return f"has a polygon of {len(polygon) // 2} point(s); a polygon needs at least 3"
+        if len(polygon) % 2:
+            return f"has a polygon with an odd number of coordinates ({len(polygon)})"
+        coords = np.asarray(polygon, float)
+        if not np.isfinite(coords).all() or np.abs(coords[0::2]).max() > 4 * w + 16 \
+                or np.abs(coords[1::2]).max() > 4 * h + 16:
+            return f"has polygon coordinates far outside its {w}x{h} image"
+    return None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _load_coco_document(path) -> tuple:
+    """Parse and check a COCO file without decoding any mask.
+
+    Returns (categories, images, annotations per image index); raises CocoValidationError naming the file
+    and the first problems found.
+    """
+    from .atomic import ProjectFileError, read_json
 
     path = Path(path)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco = COCO(str(path))
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise CocoValidationError(f"{path}: not a readable COCO file ({error})") from None
-    categories = [{"id": int(c["id"]), "name": str(c.get("name", c["id"]))} for c in coco.dataset.get("categories", [])]
-    if any(c["id"] < 1 for c in categories):
-        raise CocoValidationError(f"{path}: category ids must be >= 1")
-    images = {}
-    for image in coco.dataset.get("images", []):
-        anns = [a for a in coco.imgToAnns.get(image["id"], []) if not a.get("iscrowd", 0)]
-        hw = (int(image["height"]), int(image["width"]))
-        masks = np.stack([coco.annToMask(a).astype(bool) for a in anns]) if anns else np.zeros((0, *hw), bool)
-        images[image["file_name"]] = (masks, np.array([int(a["category_id"]) for a in anns], int))
+        document = read_json(path)
+    except ProjectFileError as error:
+        raise CocoValidationError(f"not a readable COCO file: {error}") from None
+    if not isinstance(document, dict):
+        kind = "a list" if isinstance(document, list) else type(document).__name__
+        raise CocoValidationError(f"{path}: not a COCO file: expected a JSON object with 'images', "
+                                  f"'annotations' and 'categories', found {kind}")
+    missing = [key for key in ("images", "annotations") if key not in document]
+    if missing:
+        raise CocoValidationError(f"{path}: not a COCO file: no {' and no '.join(repr(k) for k in missing)} key")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(document.get(key, []), list):
+            raise CocoValidationError(f"{path}: '{key}' must be a list, found {type(document[key]).__name__}")
+
+    problems = []
+
+    def problem(text):
+        problems.append(text)
+        if len(problems) >= 5:
+            raise CocoValidationError(f"{path}: " + "; ".join(problems))
+
+    categories = []
+    for index, category in enumerate(document.get("categories", [])):
+        if not isinstance(category, dict) or not _is_int(category.get("id")):
+            problem(f"category #{index + 1} has no integer id")
+        elif category["id"] < 1:
+            problem(f"category {category['id']} ({category.get('name', '')!r}): category ids must be >= 1")
+        elif any(c["id"] == category["id"] for c in categories):
+            problem(f"category id {category['id']} is defined twice")
+        else:
+            categories.append({"id": int(category["id"]), "name": str(category.get("name", category["id"]))})
+    category_ids = {c["id"] for c in categories}
+
+    images, image_index, names = [], {}, set()
+    for index, image in enumerate(document["images"]):
+        if not isinstance(image, dict):
+            problem(f"image #{index + 1} is not an object")
+            continue
+        label = f"image {image.get('id', '#' + str(index + 1))}"
+        if not _is_int(image.get("id")):
+            problem(f"{label} has no integer id")
+        elif not isinstance(image.get("file_name"), str) or not image["file_name"]:
+            problem(f"{label} has no file_name")
+        elif not all(_is_int(image.get(k)) and image[k] > 0 for k in ("height", "width")):
+            problem(f"{label} ({image['file_name']}) has no positive integer height and width")
+        elif image["id"] in image_index:
+            problem(f"image id {image['id']} is listed twice")
+        elif image["file_name"] in names:
+            problem(f"{image['file_name']} is listed twice")
+        else:
+            image_index[image["id"]] = len(images)
+            names.add(image["file_name"])
+            images.append((image["file_name"], (int(image["height"]), int(image["width"]))))
+
+    per_image = [[] for _ in images]
+    for index, ann in enumerate(document["annotations"]):
+        if not isinstance(ann, dict):
+            problem(f"annotation #{index + 1} is not an object")
+            continue
+        label = f"annotation {ann.get('id', '#' + str(index + 1))}"
+        if not _is_int(ann.get("category_id")) or ann["category_id"] not in category_ids:
+            defined = ", ".join(str(c) for c in sorted(category_ids)[:10]) or "none"
+            problem(f"{label} has category {ann.get('category_id')!r}, which the file's categories do not "
+                    f"define (defined: {defined})")
+            continue
+        if not _is_int(ann.get("image_id")) or ann["image_id"] not in image_index:
+            problem(f"{label} belongs to image {ann.get('image_id')!r}, which the file's images do not list")
+            continue
+        if ann.get("iscrowd", 0):
+            continue  # crowd regions are not instances
+        slot = image_index[ann["image_id"]]
+        if "segmentation" not in ann:
+            problem(f"{label} has no segmentation")
+            continue
+        reason = _segmentation_problem(ann["segmentation"], images[slot][1])
+        if reason:
+            problem(f"{label} ({images[slot][0]}) {reason}")
+            continue
+        per_image[slot].append(ann)
+    if problems:
+        raise CocoValidationError(f"{path}: " + "; ".join(problems))
+    return categories, images, per_image
+
+
+def _decode_segmentation(segmentation, hw: tuple) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    h, w = hw
+    if isinstance(segmentation, list):  # polygons
+        rle = mask_utils.merge(mask_utils.frPyObjects([list(map(float, p)) for p in segmentation], h, w))
+    elif isinstance(segmentation["counts"], list):  # uncompressed RLE
+        rle = mask_utils.frPyObjects(segmentation, h, w)
+    else:
+        return decode_rle(segmentation)
+    return mask_utils.decode(rle).astype(bool)
+
+
+def read_coco_categories(path) -> list:
+    """The categories of a COCO file, [{"id", "name"}, ...] (ids >= 1), after checking the whole file
+    (structure, ids, segmentations) as :func:`iter_coco_images` does; no mask is decoded."""
+    return _load_coco_document(path)[0]
+
+
+def iter_coco_images(path):
+    """Every image of a COCO file, one at a time: (file_name, (height, width), masks (n, H, W) bool,
+    category ids (n,) int).
+
+    The whole file is checked first (raising CocoValidationError naming the file and the annotation),
+    before anything is yielded: call this before writing anything. Masks are decoded one image at a time,
+    so a file of many annotations never has all its masks in memory. RLE and polygon segmentations are both
+    accepted; crowd annotations are skipped.
+    """
+    _, images, per_image = _load_coco_document(path)
+    return _decode_images(images, per_image)
+
+
+def _decode_images(images: list, per_image: list):
+    for (file_name, hw), anns in zip(images, per_image):
+        if anns:
+            masks = np.stack([_decode_segmentation(a["segmentation"], hw) for a in anns])
+        else:
+            masks = np.zeros((0, *hw), bool)
+        category_ids = np.array([int(a["category_id"]) for a in anns], int)
+        anns.clear()  # drop the references: what was decoded is not needed again
+        yield file_name, hw, masks, category_ids
+
+
+def read_coco(path) -> tuple:
+    """Instances of an existing COCO file: ({file_name: (masks (n, H, W), category ids)}, categories).
+
+    Holds every mask of the file in memory: for large files use :func:`iter_coco_images`.
+    """
+    categories, images, per_image = _load_coco_document(path)
+    images = {name: (masks, ids) for name, _, masks, ids in _decode_images(images, per_image)}
     return images, categories

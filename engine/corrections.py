@@ -1,8 +1,11 @@
-"""The user's work: corrected masks per image and the category table (names, merges, discards).
+"""The user's work on disk: corrected masks per image, the category table (names, merges, discards) and split
+assignments. Storage only: engine.label_state is the one place that turns these files plus the generated
+results into labelled instances.
 
-Stored apart from everything generated (corrections/ and categories.json), so no re-run, retraining or
-export ever overwrites them. Every write is atomic. Category ids are the pseudo-class ids (cluster + 1)
-unless the user adds categories or imports a COCO file.
+Stored apart from everything generated (corrections/, categories.json, assignments.json), so no re-run,
+retraining or export overwrites them; a re-run re-binds categories to its new clusters (engine.label_state).
+Every write is atomic and, through engine.review, made under the project's state lock. Category ids are stable
+numbers >= 1; each category names the cluster of the clustering it is bound to (``cluster``), if any.
 """
 from __future__ import annotations
 
@@ -25,11 +28,19 @@ class Category:
     discarded: Optional[str] = None  # None, "background" or "ignore"
     merged_into: Optional[int] = None  # id of the category this one was merged into
     colour: Optional[list] = None  # RGB chosen by the user
+    cluster: Optional[int] = None  # the cluster (of CategoryTable.clustering) whose masks this category names
+    user_named: bool = False  # named by the user (or an import), not generated
+
+    @property
+    def edited(self) -> bool:
+        """The user decided something about this category's masks; a re-run must keep it on them."""
+        return self.user_named or self.discarded is not None or self.merged_into is not None or bool(self.colour)
 
 
 @dataclass
 class CategoryTable:
     categories: list = field(default_factory=list)
+    clustering: Optional[str] = None  # id of the clustering the ``cluster`` fields refer to (clusters.json "id")
 
     def by_id(self) -> dict:
         return {c.id: c for c in self.categories}
@@ -54,13 +65,40 @@ def categories_path(root: Path) -> Path:
     return Path(root) / "categories.json"
 
 
-def load_categories(root: Path, clusters: Optional[dict] = None) -> CategoryTable:
-    """The user's table, or one category per cluster (``cluster_N``) when the user has none yet."""
-    path = categories_path(root)
-    if path.exists():
-        return CategoryTable([Category(**c) for c in read_json(path)["categories"]])
+def default_table(clusters: Optional[dict]) -> CategoryTable:
+    """One generated category per cluster (``cluster_N``, id N): the table before the user touches it."""
     clusters = clusters or {"clusters": []}
-    return CategoryTable([Category(c["id"] + 1, c["name"]) for c in clusters["clusters"]])
+    return CategoryTable([Category(c["id"] + 1, c["name"], cluster=c["id"]) for c in clusters["clusters"]],
+                         clusters.get("id"))
+
+
+_CATEGORY_FIELDS = {"id", "name", "discarded", "merged_into", "colour", "cluster", "user_named"}
+
+
+def load_categories(root: Path, clusters: Optional[dict] = None) -> CategoryTable:
+    """The user's table as stored, or the generated one when the user has none yet.
+
+    Tables written before categories were bound to a clustering (no ``cluster`` field) used id = cluster + 1
+    and are read that way. Use engine.label_state for a table matched to the current clusters.
+    """
+    path = categories_path(root)
+    if not path.exists():
+        return default_table(clusters)
+    document = read_json(path)
+    if not isinstance(document, dict) or not isinstance(document.get("categories"), list):
+        raise ValueError(f"{path}: expected {{\"categories\": [...]}}; restore it from backups/ or delete it "
+                         "to start from the generated categories")
+    categories = []
+    for item in document["categories"]:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), int) or not isinstance(item.get("name"), str):
+            raise ValueError(f"{path}: every category needs an integer id and a name, found {item!r}")
+        legacy = "cluster" not in item
+        category = Category(**{k: v for k, v in item.items() if k in _CATEGORY_FIELDS})
+        if legacy:
+            category.cluster = category.id - 1
+            category.user_named = category.name != f"cluster_{category.id}"
+        categories.append(category)
+    return CategoryTable(categories, document.get("clustering"))
 
 
 def save_categories(root: Path, table: CategoryTable) -> None:
@@ -75,7 +113,8 @@ def save_categories(root: Path, table: CategoryTable) -> None:
             if chain[-1] in chain[:-1]:
                 raise ValueError("categories merged into each other in a cycle: "
                                  + " -> ".join(str(i) for i in chain) + "; restore one of them")
-    atomic_write_json(categories_path(root), {"categories": [asdict(c) for c in table.categories]})
+    atomic_write_json(categories_path(root), {"clustering": table.clustering,
+                                              "categories": [asdict(c) for c in table.categories]})
 
 
 @dataclass
@@ -118,9 +157,20 @@ def load_correction(root: Path, image_id: str) -> Optional[ImageCorrection]:
     path = correction_path(root, image_id)
     if not path.exists():
         return None
-    with np.load(path) as data:
-        classes = {int(i): int(c) for i, c in zip(data["instance_ids"], data["categories"])}
-        return ImageCorrection(data["labels"], classes, bool(data["reviewed"]))
+    try:
+        with np.load(path) as data:
+            classes = {int(i): int(c) for i, c in zip(data["instance_ids"], data["categories"])}
+            labels = data["labels"]
+            if labels.ndim != 2:
+                raise ValueError(f"label map has shape {labels.shape}")
+            return ImageCorrection(labels, classes, bool(data["reviewed"]))
+    except Exception as error:  # torn, truncated or foreign file: say which, never guess its content
+        raise CorruptCorrectionError(f"{path}: the saved correction cannot be read ({error}); the file is left "
+                                     "untouched: restore it from a backup, or save the image's masks again") from error
+
+
+class CorruptCorrectionError(ValueError):
+    """A corrections/<image>.npz file that cannot be read."""
 
 
 def assignments_path(root: Path) -> Path:
@@ -128,10 +178,23 @@ def assignments_path(root: Path) -> Path:
 
 
 def load_assignments(root: Path) -> dict:
-    """User overrides of which category a proposal belongs to (from splits): {"image_id/index": category id}."""
+    """The user's choice of category for single masks (splits, pins kept across re-runs):
+    {mask key (engine.masks.mask_identity): category id}.
+
+    Files written before masks had keys map "image_id/index" positions; those entries are returned under their
+    old keys (with a "/"), for engine.label_state to translate through the clusters they were made with.
+    """
     path = assignments_path(root)
-    return read_json(path) if path.exists() else {}
+    if not path.exists():
+        return {}
+    document = read_json(path)
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a JSON object of mask -> category id")
+    entries = document.get("by_mask", {}) if document.get("version") == 2 else document
+    if not all(isinstance(v, int) for v in entries.values()):
+        raise ValueError(f"{path}: every assignment must be an integer category id")
+    return dict(entries)
 
 
 def save_assignments(root: Path, assignments: dict) -> None:
-    atomic_write_json(assignments_path(root), assignments)
+    atomic_write_json(assignments_path(root), {"version": 2, "by_mask": assignments})

@@ -8,7 +8,10 @@ object of every image, including those the proposals missed.
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import pickle
+import zipfile
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -16,11 +19,11 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from .atomic import atomic_write_bytes
+from .atomic import ProjectFileError, atomic_write_bytes
 from .masks import coverage_on_grid, resize_nearest
 from .refine import refine_soft
 
-HEAD_FORMAT_VERSION = 1
+HEAD_FORMAT_VERSION = 2  # 2: the checkpoint carries a sha256 of its weights (state_sha256)
 IGNORE = -1  # class value of pixels that carry no training signal (dropped masks)
 
 
@@ -210,11 +213,26 @@ def keep_by_image_threshold(quality: np.ndarray, image_index: np.ndarray, thresh
     return keep
 
 
+RETRAIN_HINT = "retrain with: maskdistill distill --project DIR"
+
+
+def state_dict_sha256(state_dict: dict) -> str:
+    """sha256 over a state dict's names, dtypes, shapes and tensor bytes (in name order)."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_head(path, head: PatchHead, config: HeadConfig, identity: dict) -> dict:
-    """Checkpoint with a format version and what the head was trained on (backbone, weights, input size)."""
+    """Checkpoint with a format version, what the head was trained on (backbone, weights, input size) and a
+    sha256 of its weights, checked on load."""
+    state = head.state_dict()
     checkpoint = {"format_version": HEAD_FORMAT_VERSION, "num_classes": head.num_classes,
                   "dim": head.net[0].in_features, "config": asdict(config), "features": identity,
-                  "state_dict": head.state_dict()}
+                  "state_dict": state, "state_sha256": state_dict_sha256(state)}
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -222,13 +240,38 @@ def save_head(path, head: PatchHead, config: HeadConfig, identity: dict) -> dict
 
 
 def load_head(path, expected_features: dict | None = None) -> PatchHead:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    """The head saved by :func:`save_head`. A missing file raises FileNotFoundError; an unreadable,
+    garbled, tampered or non-finite one ProjectFileError (naming the file and how to retrain); one of another
+    format version or trained on other features ValueError."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (OSError, RuntimeError, ValueError, EOFError, KeyError, TypeError, AttributeError, IndexError,
+            UnicodeDecodeError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        detail = (str(error).strip().splitlines() or [""])[0][:200]
+        raise ProjectFileError(f"{path}: not a readable segmentation head checkpoint ({type(error).__name__}"
+                               f"{': ' + detail if detail else ''}); {RETRAIN_HINT}") from None
+    if not isinstance(checkpoint, dict):
+        raise ProjectFileError(f"{path}: not a segmentation head checkpoint; {RETRAIN_HINT}")
     if checkpoint.get("format_version") != HEAD_FORMAT_VERSION:
         raise ValueError(f"{path}: segmentation head format {checkpoint.get('format_version')} is not supported "
-                         f"(expected {HEAD_FORMAT_VERSION}); retrain with: maskdistill distill --project DIR")
-    if expected_features is not None and checkpoint["features"] != expected_features:
-        raise ValueError(f"{path} was trained on other features ({checkpoint['features']}) than the project's "
-                         f"({expected_features}); retrain with: maskdistill distill --project DIR")
-    head = PatchHead(checkpoint["dim"], checkpoint["num_classes"], checkpoint["config"]["hidden"])
-    head.load_state_dict(checkpoint["state_dict"])
+                         f"(expected {HEAD_FORMAT_VERSION}); {RETRAIN_HINT}")
+    state = checkpoint.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise ProjectFileError(f"{path}: damaged (no weights in the checkpoint); {RETRAIN_HINT}")
+    if checkpoint.get("state_sha256") != state_dict_sha256(state):
+        raise ProjectFileError(f"{path}: damaged (its weights do not match the checksum stored with them); "
+                               f"{RETRAIN_HINT}")
+    if not all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point()):
+        raise ProjectFileError(f"{path}: damaged (its weights are not finite numbers); {RETRAIN_HINT}")
+    if expected_features is not None and checkpoint.get("features") != expected_features:
+        raise ValueError(f"{path} was trained on other features ({checkpoint.get('features')}) than the project's "
+                         f"({expected_features}); {RETRAIN_HINT}")
+    try:
+        head = PatchHead(int(checkpoint["dim"]), int(checkpoint["num_classes"]), int(checkpoint["config"]["hidden"]))
+        head.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise ProjectFileError(f"{path}: damaged (the weights do not fit the stored head layout: "
+                               f"{type(error).__name__}); {RETRAIN_HINT}") from None
     return head.eval()

@@ -1,13 +1,14 @@
-"""Everything that leaves the engine: instances per image, COCO, label images and the overview.
+"""Everything that leaves the engine: COCO, label images and the overview.
 
-The instances of an image come from one of the sources below; ``current`` is what a user would export: the
-user's corrections where an image has them, otherwise the final model's predictions (or the clustered
-proposals when there are none). Categories go through the user's table (engine.corrections): merged
-categories are exported under the one they were merged into, discarded ones are left out.
+The instances of an image and their categories come from engine.label_state (the one owner of the label state):
+``current`` is what a user would export: the user's corrections where an image has them, otherwise the final
+model's predictions (or the clustered proposals when there are none); merged categories are exported under
+the one they were merged into, discarded ones are left out.
 """
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,12 @@ import numpy as np
 from . import __version__
 from .atomic import atomic_write_bytes
 from .coco import annotation_record, build_coco, write_coco
-from .corrections import load_assignments, load_categories, load_correction
 from .images import load_image
+from .label_state import SOURCES, LabelState
 from .overview import render_overview
-from .project import Project, load_image_predictions, load_image_proposals
+from .project import Project, load_image_proposals
+
+INSTANCE_SOURCES = SOURCES
 
 
 def iter_image_proposals(project: Project, entries: list):
@@ -29,56 +32,17 @@ def iter_image_proposals(project: Project, entries: list):
         yield entry, proposals, embeddings
 
 
-def _labels_by_image(clusters: dict) -> dict:
-    by_image: dict = {}
-    for m in clusters["masks"]:
-        by_image.setdefault(m["image_id"], {})[m["index"]] = m["cluster"]
-    return by_image
-
-
-INSTANCE_SOURCES = ("current", "predictions", "proposals", "corrections")
-
-
-def iter_instances(project: Project, entries: list, clusters: dict, source: str = "current"):
-    """(entry, masks, category ids >= 1, scores) per image from ``source`` (module docstring).
-
-    Category ids here are the raw ones (cluster + 1 or the user's); :func:`iter_exported` applies merges
-    and discards.
-    """
-    if source not in INSTANCE_SOURCES:
-        raise ValueError(f"source must be one of {', '.join(INSTANCE_SOURCES)}, not {source!r}")
-    labels = _labels_by_image(clusters)
-    assignments = load_assignments(project.root)
-    for entry in entries:
-        image_id = entry["image_id"]
-        correction = load_correction(project.root, image_id) if source in ("current", "corrections") else None
-        prediction = project.predictions_path(image_id)
-        if correction is not None:
-            masks, classes = correction.instances()
-            yield entry, masks, classes, np.ones(len(masks), np.float32)
-        elif source == "corrections":
-            continue
-        elif source == "predictions" or (source == "current" and prediction.exists()):
-            if not prediction.exists():
-                raise FileNotFoundError(f"No prediction for {entry['relative_path']} in {project.root}; run: "
-                                        f"maskdistill distill --project {project.root}")
-            _, masks, classes, scores = load_image_predictions(prediction)
-            yield entry, masks, classes, scores
-        else:
-            proposals, _, _ = load_image_proposals(project.proposals_path(image_id),
-                                                   (entry["height"], entry["width"]))
-            classes = np.array([assignments.get(f"{image_id}/{i}", labels[image_id][i] + 1)
-                                for i in range(len(proposals))], int)
-            yield entry, proposals.masks, classes, proposals.scores
-
-
 def iter_exported(project: Project, entries: list, clusters: dict, source: str = "current"):
-    """Like :func:`iter_instances`, with categories resolved through the user's table."""
-    table = load_categories(project.root, clusters)
-    for entry, masks, classes, scores in iter_instances(project, entries, clusters, source):
-        resolved = [table.resolve(int(c)) for c in classes]
-        keep = np.array([r is not None for r in resolved], bool)
-        yield entry, masks[keep], np.array([r for r in resolved if r is not None], int), np.asarray(scores)[keep]
+    """(entry, masks, category ids as exported, scores) per image (engine.label_state.LabelState)."""
+    yield from LabelState.load(project, clusters).iter_exported(entries, source)
+
+
+def _previous_annotation_count(path: Path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return len(json.load(handle).get("annotations", []))
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def export_coco(project: Project, entries: list, clusters: dict, image_root: Path, source: str = "current",
@@ -86,11 +50,19 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
     """COCO of ``source`` (default: annotations.json), validated before it replaces the previous file.
 
     polygons: write polygons instead of compressed RLE (holes are lost: a warning names the masks).
-    Returns pycocotools' counts plus any warnings.
+    Returns pycocotools' counts plus warnings: unreadable corrections, masks a polygon cannot keep, and an
+    export with fewer annotations than the file it replaces (said, never silent).
     """
-    table = load_categories(project.root, clusters)
+    state = LabelState.load(project, clusters)
+    path = Path(path or project.annotations_path)
     images, annotations, warnings = [], [], []
-    for entry, masks, classes, scores in iter_exported(project, entries, clusters, source):
+    for entry in entries:
+        result = state.exported(entry, source)
+        if result is None:
+            continue
+        masks, classes, scores, found = result
+        if found.warning:
+            warnings.append(found.warning)
         images.append({"id": entry["coco_id"], "file_name": entry["relative_path"],
                        "width": entry["width"], "height": entry["height"]})
         for mask, cls, score in zip(masks, classes, scores):
@@ -100,9 +72,15 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
                 if problem:
                     warnings.append(f"{entry['relative_path']} annotation {record['id']}: {problem}")
             annotations.append(record)
-    document = build_coco(images, annotations, table.exported(), str(image_root),
+    if not images:
+        raise ValueError(f"Nothing to export from {project.root} ({source}): no image has masks from that source; "
+                         f"{path} was left as it was.")
+    previous = _previous_annotation_count(path) if path.exists() else None
+    if previous is not None and len(annotations) < previous:
+        warnings.append(f"{path} had {previous} annotations and now has {len(annotations)}")
+    document = build_coco(images, annotations, state.exported_categories(), str(image_root),
                           f"maskdistill {__version__} ({source})")
-    counts = write_coco(document, path or project.annotations_path, exact_masks=not polygons)
+    counts = write_coco(document, path, exact_masks=not polygons)
     return {**counts, "warnings": warnings}
 
 
@@ -147,16 +125,14 @@ def export_label_images(project: Project, entries: list, clusters: dict, folder:
                         fmt: str = "png") -> dict:
     """One instance label image per image (0 background, k = instance k; 16-bit above 255 instances) and
     ``instances.json`` giving each instance's category. Returns counts."""
-    import json
-
     from PIL import Image
 
     if fmt not in ("png", "tiff"):
         raise ValueError(f"label image format must be png or tiff, not {fmt!r}")
     folder = Path(folder)
-    table = load_categories(project.root, clusters)
+    state = LabelState.load(project, clusters)
     index, sixteen_bit = {}, 0
-    for entry, masks, classes, _ in iter_exported(project, entries, clusters, source):
+    for entry, masks, classes, _ in state.iter_exported(entries, source):
         dtype = np.uint8 if len(masks) <= 255 else np.uint16
         sixteen_bit += dtype == np.uint16
         labels = np.zeros((entry["height"], entry["width"]), dtype)
@@ -168,7 +144,7 @@ def export_label_images(project: Project, entries: list, clusters: dict, folder:
         atomic_write_bytes(folder / name, buffer.getvalue())
         index[name] = {"image": entry["relative_path"], "instances": {str(k): int(c) for k, c in
                                                                         enumerate(classes, start=1)}}
-    categories = {c["id"]: c["name"] for c in table.exported()}
+    categories = {c["id"]: c["name"] for c in state.exported_categories()}
     atomic_write_bytes(folder / "instances.json", json.dumps({"categories": categories, "images": index},
                                                              indent=1).encode())
     return {"images": len(index), "sixteen_bit": int(sixteen_bit), "folder": str(folder)}
@@ -177,11 +153,11 @@ def export_label_images(project: Project, entries: list, clusters: dict, folder:
 def write_overview(project: Project, entries: list, clusters: dict, image_root: Path,
                    source: str = "current") -> Path:
     """overview.png: thumbnails with the outlines of ``source``'s masks coloured by category."""
-    table = load_categories(project.root, clusters)
-    num_classes = max([c.id for c in table.categories], default=0)
+    state = LabelState.load(project, clusters)
+    num_classes = state.num_classes()
 
     def items():
-        for entry, masks, classes, _ in iter_exported(project, entries, clusters, source):
+        for entry, masks, classes, _ in state.iter_exported(entries, source):
             path = image_root / entry["relative_path"]
             yield entry["relative_path"], lambda: load_image(path), list(masks), [int(c) - 1 for c in classes]
 

@@ -63,3 +63,13 @@ def coverage_on_grid(mask: np.ndarray, grid_hw: tuple) -> np.ndarray:
     sums = np.bincount(cells, weights=mask.ravel().astype(np.float64), minlength=gh * gw)
     counts = np.bincount(cells, minlength=gh * gw)
     return (sums / np.maximum(counts, 1)).reshape(gh, gw).astype(np.float32)
+
+
+def mask_identity(image_id: str, mask: np.ndarray) -> str:
+    """A key naming one mask of one image by its pixels, not its position in a list: the same mask gets the
+    same key in every run, so the user's decisions about it (split assignments, pins) follow it."""
+    import hashlib
+
+    rle = encode_rle(np.asarray(mask, bool))
+    digest = hashlib.sha1(f"{rle['size']}|{rle['counts']}".encode()).hexdigest()[:16]
+    return f"{image_id}:{digest}"

@@ -19,10 +19,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import __version__
-from .atomic import atomic_write_json, read_json
+from .atomic import ProjectFileError, atomic_write_json, read_json
 from .backbones import DEFAULT_BACKBONE, get_backbone_spec
 from .clustering import EMBEDDINGS, box_crop, cluster_masks, pooled_embedding
-from .corrections import load_categories, load_correction
 from .distill import (
     HeadConfig,
     class_probabilities,
@@ -39,10 +38,19 @@ from .distill import (
     train_head,
 )
 from .evaluation import ImagePrediction, evaluate, load_ground_truth
-from .export import export_coco, export_label_images, iter_image_proposals, iter_instances, write_overview
+from .device import resolve_device
+from .export import export_coco, export_label_images, iter_image_proposals, write_overview
 from .features import FeatureCache, FeatureExtractor
 from .images import ImageError, discover_images, load_image, pixel_hash
-from .project import Project, load_image_predictions, save_image_predictions, save_image_proposals
+from .label_state import LabelState, adopt_clustering, clustering_id, describe_rebinding
+from .masks import mask_identity
+from .project import (
+    Project,
+    load_image_predictions,
+    load_image_proposals,
+    save_image_predictions,
+    save_image_proposals,
+)
 from .proposals import PROPOSAL_METHODS, propose
 from .review import import_coco
 
@@ -122,6 +130,8 @@ class RunResult:
     annotations: Path
     overview: Path
     timings: dict = field(default_factory=dict)
+    rebinding: list = field(default_factory=list)  # how the user's categories moved to the new clusters
+    warnings: list = field(default_factory=list)
 
 
 class StageTimer:
@@ -201,14 +211,14 @@ def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor
 
 
 def _reusable_mask_count(path: Path, key: str, image_hw: tuple):
-    """Mask count of an up-to-date proposals file, or None when it must be (re)computed."""
+    """Mask count of an up-to-date, fully readable proposals file, or None when it must be (re)computed."""
     if not path.exists():
         return None
     try:
-        with np.load(path) as data:
-            return int(len(data["scores"])) if str(data["config_key"]) == key else None
-    except Exception:  # torn or foreign file: recompute
+        proposals, _, stored_key = load_image_proposals(path, image_hw)
+    except (ProjectFileError, OSError):  # torn or garbled: recompute
         return None
+    return len(proposals) if stored_key == key else None
 
 
 def _embed(proposals, image, features, extractor, embedding: str) -> np.ndarray:
@@ -221,32 +231,48 @@ def _embed(proposals, image, features, extractor, embedding: str) -> np.ndarray:
 
 
 def cluster_project(project: Project, entries: list, num_classes: int | None, seed: int = 0) -> dict:
-    """k-means over every mask embedding of the project; writes and returns clusters.json."""
+    """k-means over every mask embedding of the project; writes clusters.json (re-binding the user's
+    categories to the new clusters, engine.label_state) and returns it with the re-binding report under
+    "rebinding"."""
     owners, blocks = [], []
     for entry, proposals, embeddings in iter_image_proposals(project, entries):
-        owners += [(entry["image_id"], i, float(proposals.scores[i])) for i in range(len(proposals))]
+        owners += [(entry["image_id"], i, float(proposals.scores[i]), mask_identity(entry["image_id"], mask))
+                   for i, mask in enumerate(proposals.masks)]
         blocks.append(embeddings)
     if not owners:
         raise ValueError("No object masks were proposed in any image, so there is nothing to cluster. "
                          "Check the images in report.json, or try --proposals seed.")
     result = cluster_masks(np.concatenate(blocks), num_classes, seed=seed)
+    masks = [{"image_id": image_id, "index": index, "key": key, "score": score, "cluster": int(label),
+              "confidence": round(float(conf), 4)}
+             for (image_id, index, score, key), label, conf in zip(owners, result.labels, result.confidence)]
     clusters = {
+        "id": clustering_id(masks, len(result.sizes)),
         "k": len(result.sizes),
         "suggested_k": int(result.suggested_k),
         "silhouettes": {str(k): round(v, 4) for k, v in result.silhouettes.items()},
-        "masks": [
-            {"image_id": image_id, "index": index, "score": score, "cluster": int(label),
-             "confidence": round(float(conf), 4)}
-            for (image_id, index, score), label, conf in zip(owners, result.labels, result.confidence)
-        ],
+        "masks": masks,
         "clusters": [
             {"id": j, "name": f"cluster_{j + 1}", "size": size,
              "representatives": [[owners[m][0], owners[m][1]] for m in reps]}
             for j, (size, reps) in enumerate(zip(result.sizes, result.representatives))
         ],
     }
-    atomic_write_json(project.clusters_path, clusters)
-    return clusters
+    previous = _read_previous_clusters(project)
+    with project.state_lock():
+        report = adopt_clustering(project, previous, clusters)
+    return {**clusters, "rebinding": report}
+
+
+def _read_previous_clusters(project: Project) -> dict | None:
+    """The clustering a re-run replaces (None on a first run; an unreadable file is reported and replaced, the
+    user's categories then stay bound to the clustering they name)."""
+    if not project.clusters_path.exists():
+        return None
+    try:
+        return read_json(project.clusters_path)
+    except ValueError:
+        return None
 
 
 def feature_identity(project_config: dict) -> dict:
@@ -262,9 +288,6 @@ def _load_features(cache: FeatureCache, entry: dict):
         raise FileNotFoundError(f"Cached features of {entry['relative_path']} are missing; re-run "
                                 "`maskdistill run` on the image folder to recompute them.")
     return features
-
-
-CORRECTION_WEIGHT = 3.0  # a user-corrected image counts this many times a pseudo-labelled one
 
 
 def _training_set(project: Project, entries: list, label_maps, num_classes: int, head_config: HeadConfig):
@@ -284,36 +307,26 @@ def _training_set(project: Project, entries: list, label_maps, num_classes: int,
     return tuple(np.concatenate(column) for column in zip(*parts))
 
 
-def _training_label_maps(project: Project, entries: list, clusters: dict, keep: dict | None = None):
-    """(label map, weight) per image: the user's correction where there is one (weighted up), else the
-    clustered proposals with the masks not in ``keep`` ignored. Categories go through the user's table:
-    merged ones train as their target, discarded ones as background or not at all."""
-    table = load_categories(project.root, clusters)
-    for entry, masks, classes, _ in iter_instances(project, entries, clusters, "proposals"):
-        correction = load_correction(project.root, entry["image_id"])
-        weight = 1.0
-        if correction is not None:
-            masks, classes = correction.instances()
-            weight = CORRECTION_WEIGHT
-        kept = keep[entry["image_id"]] if keep is not None and correction is None else np.ones(len(masks), bool)
-        resolved = np.array([table.resolve(int(c)) or 0 for c in classes], int)
-        by_id = table.by_id()
-        ignored = ~kept | np.array([getattr(by_id.get(int(c)), "discarded", None) == "ignore" for c in classes],
-                                   bool)
+def _training_label_maps(state: LabelState, entries: list, keep: dict | None = None):
+    """(label map, weight) per image from the label state (engine.label_state.LabelState.training_instances)."""
+    for entry in entries:
+        masks, resolved, ignored, weight = state.training_instances(
+            entry, None if keep is None else keep[entry["image_id"]])
         labelled = ~ignored & (resolved > 0)
-        label_map = paint_label_map((entry["height"], entry["width"]), masks[labelled], resolved[labelled],
-                                    ignore_masks=masks[ignored])
-        yield label_map, weight
+        yield paint_label_map((entry["height"], entry["width"]), masks[labelled], resolved[labelled],
+                              ignore_masks=masks[ignored]), weight
 
 
-def _self_training_label_maps(project: Project, entries: list, head, cache: FeatureCache, image_root: Path):
+def _self_training_label_maps(state: LabelState, entries: list, head, cache: FeatureCache, image_root: Path):
     """(label map, weight) per image: the model's own edge-refined prediction (better targets than its
     patch-grid arg-max: final mIoU 0.652 vs 0.627 on the benchmark), or the user's correction."""
     for entry in entries:
-        correction = load_correction(project.root, entry["image_id"])
-        if correction is not None:
-            masks, classes = correction.instances()
-            yield paint_label_map(correction.labels.shape, masks, classes), CORRECTION_WEIGHT
+        found = state.instances(entry, "corrections")
+        if found is not None:
+            masks, resolved, ignored, weight = state.training_instances(entry)
+            labelled = ~ignored & (resolved > 0)
+            yield paint_label_map(masks.shape[1:], masks[labelled], resolved[labelled],
+                                  ignore_masks=masks[ignored]), weight
         else:
             probs = _probabilities(head, cache, entry, image_root)
             yield semantic_map(probs, (entry["height"], entry["width"])).astype(np.int32), 1.0
@@ -332,16 +345,20 @@ def _train(project, entries, label_maps, num_classes, head_config, device, name,
     return head
 
 
-def score_and_filter(project: Project, entries: list, clusters: dict, head, image_root: Path, config: RunConfig,
+def score_and_filter(state: LabelState, entries: list, head, image_root: Path, config: RunConfig,
                      progress: Progress = _no_progress) -> dict:
-    """Score every proposal with ``head``, drop the weakest; writes filtering.json, returns kept flags per image."""
+    """Score every proposal with ``head`` against its category as the user left it (merges applied: the head
+    learnt the merged ids), drop the weakest; writes filtering.json, returns kept flags per image."""
+    project = state.project
     cache = FeatureCache(project.features_dir)
     rows = []
-    for done, (entry, masks, classes, _) in enumerate(iter_instances(project, entries, clusters, "proposals")):
+    for done, entry in enumerate(entries):
+        found = state.instances(entry, "proposals")
+        resolved = np.array([state.resolve(c) or 0 for c in found.categories], int)
         probs = _probabilities(head, cache, entry, image_root)
-        confidence, agreement, quality = score_proposals(probs, masks, classes)
+        confidence, agreement, quality = score_proposals(probs, found.masks, resolved)
         rows += [(entry["image_id"], i, int(c), float(a), float(b), float(q))
-                 for i, (c, a, b, q) in enumerate(zip(classes, confidence, agreement, quality))]
+                 for i, (c, a, b, q) in enumerate(zip(resolved, confidence, agreement, quality))]
         progress("scoring", done + 1, len(entries))
     quality = np.array([r[5] for r in rows])
     classes = np.array([r[2] for r in rows])
@@ -353,8 +370,8 @@ def score_and_filter(project: Project, entries: list, clusters: dict, head, imag
     keep = {e["image_id"]: np.zeros(e["masks"], bool) for e in entries}
     for (image_id, index, *_), flag in zip(rows, kept):
         keep[image_id][index] = flag
-    per_class = {c["name"]: {"masks": int((classes == c["id"] + 1).sum()),
-                             "dropped": int(((classes == c["id"] + 1) & ~kept).sum())} for c in clusters["clusters"]}
+    per_class = {state.category(c).name: {"masks": int((classes == c).sum()), "dropped": int(((classes == c) & ~kept).sum())}
+                 for c in np.unique(classes) if c > 0}
     atomic_write_json(project.filtering_path, {
         "rule": config.filter_rule, "percentile": config.filter_percentile, "threshold": config.filter_threshold,
         "kept": int(kept.sum()), "dropped": int((~kept).sum()), "per_class": per_class,
@@ -365,33 +382,41 @@ def score_and_filter(project: Project, entries: list, clusters: dict, head, imag
     return keep
 
 
-def predict_project(project: Project, entries: list, head, image_root: Path,
+def predict_project(project: Project, entries: list, head, image_root: Path, clusters: dict,
                     progress: Progress = _no_progress) -> int:
-    """Semantic map and scored instances of every image into predictions/; returns the instance count."""
+    """Semantic map and scored instances of every image into predictions/; returns the instance count.
+
+    Written into a staging folder that replaces predictions/ only when every image is done, stamped with the
+    clustering it was made for: a stopped or cancelled prediction never leaves a mix of old and new files.
+    """
     cache = FeatureCache(project.features_dir)
+    staging = project.root / "predictions.partial"
+    shutil.rmtree(staging, ignore_errors=True)
     total = 0
     for done, entry in enumerate(entries):
         probs = _probabilities(head, cache, entry, image_root)
         semantic = semantic_map(probs, (entry["height"], entry["width"]))
         masks, classes, scores = instances_from_semantic(semantic, probs)
-        save_image_predictions(project.predictions_path(entry["image_id"]), semantic, masks, classes, scores)
+        save_image_predictions(staging / f"{entry['image_id']}.npz", semantic, masks, classes, scores)
         total += len(masks)
         progress("predict", done + 1, len(entries))
+    atomic_write_json(staging / "stamp.json", {"clustering": clusters.get("id"), "images": len(entries)})
+    replaced = project.root / "predictions.old"
+    shutil.rmtree(replaced, ignore_errors=True)
+    if project.predictions_dir.exists():
+        project.predictions_dir.rename(replaced)
+    staging.rename(project.predictions_dir)
+    shutil.rmtree(replaced, ignore_errors=True)
     return total
-
-
-def _num_classes(project: Project, clusters: dict) -> int:
-    """Head outputs: every pseudo-class and every category the user added (splits)."""
-    return max([clusters["k"]] + [c.id for c in load_categories(project.root, clusters).categories])
 
 
 def train_project_head(project: Project, entries: list, clusters: dict, device: str = "cpu", seed: int = 0):
     """One head trained on the project's current labels (corrections, else clustered proposals), not saved."""
-    num_classes = _num_classes(project, clusters)
+    state = LabelState.load(project, clusters)
     head_config = HeadConfig(seed=seed)
-    labels = _training_label_maps(project, entries, clusters)
-    tokens, targets, weights = _training_set(project, entries, labels, num_classes, head_config)
-    return train_head(tokens, targets, weights, num_classes, head_config, device)
+    labels = _training_label_maps(state, entries)
+    tokens, targets, weights = _training_set(project, entries, labels, state.num_classes(), head_config)
+    return train_head(tokens, targets, weights, state.num_classes(), head_config, device)
 
 
 def distill_project(project: Project, entries: list, clusters: dict, config: RunConfig,
@@ -402,24 +427,25 @@ def distill_project(project: Project, entries: list, clusters: dict, config: Run
     project_config = project.read_config()
     image_root = Path(project_config["image_root"])
     identity = feature_identity(project_config)
-    num_classes = _num_classes(project, clusters)
+    state = LabelState.load(project, clusters)
+    num_classes = state.num_classes()
     head_config = HeadConfig(seed=config.seed)
-    device = project_config.get("device", "cpu")
+    device = str(resolve_device(config.device))  # chosen per command, never taken from the project
     with timer("train_initial"):
-        labels = _training_label_maps(project, entries, clusters)
+        labels = _training_label_maps(state, entries)
         head = _train(project, entries, labels, num_classes, head_config, device, "initial", identity)
     with timer("filter"):
-        keep = score_and_filter(project, entries, clusters, head, image_root, config, progress)
+        keep = score_and_filter(state, entries, head, image_root, config, progress)
     with timer("train_final"):
-        labels = _training_label_maps(project, entries, clusters, keep)
+        labels = _training_label_maps(state, entries, keep)
         head = _train(project, entries, labels, num_classes, head_config, device, "final", identity)
     cache = FeatureCache(project.features_dir)
     for _ in range(config.self_training_rounds):
         with timer("self_training"):
-            labels = _self_training_label_maps(project, entries, head, cache, image_root)
+            labels = _self_training_label_maps(state, entries, head, cache, image_root)
             head = _train(project, entries, labels, num_classes, head_config, device, "final", identity)
     with timer("predict"):
-        instances = predict_project(project, entries, head, image_root, progress)
+        instances = predict_project(project, entries, head, image_root, clusters, progress)
     kept = int(sum(k.sum() for k in keep.values()))
     return {"masks_kept": kept, "masks_dropped": int(sum(len(k) for k in keep.values())) - kept,
             "instances_predicted": instances}
@@ -451,10 +477,9 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
     project.write_config({
         "software": f"maskdistill {__version__}",
         "image_root": str(discovery.root),
-        "config": asdict(config),
+        "config": {**asdict(config), "device": "auto"},  # devices are chosen per command, never stored
         "backbone": asdict(extractor.spec),
         "weights": asdict(extractor.weights),
-        "device": str(extractor.device),
     })
     atomic_write_json(project.images_path, entries)
     progress("clustering", 0, 1)
@@ -466,32 +491,43 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
     else:  # predictions of an earlier run no longer match these clusters
         distilled = {}
         shutil.rmtree(project.predictions_dir, ignore_errors=True)
-    source = "current" if config.distill else "proposals"
     progress("export", 0, 1)
-    with timer("export"):
-        export_coco(project, entries, clusters, discovery.root, source)
+    with timer("export"):  # "current": the user's corrections always win, with or without distillation
+        export = export_coco(project, entries, clusters, discovery.root)
     with timer("overview"):
-        write_overview(project, entries, clusters, discovery.root, source)
+        write_overview(project, entries, clusters, discovery.root)
     progress("export", 1, 1)
+    rebinding = describe_rebinding(clusters.get("rebinding", []))
     result = RunResult(project.root, len(entries), skipped, len(clusters["masks"]), clusters["k"],
                        clusters["suggested_k"], project.annotations_path, project.overview_path,
-                       {k: round(v, 3) for k, v in timer.seconds.items()})
+                       {k: round(v, 3) for k, v in timer.seconds.items()}, rebinding, export["warnings"])
     atomic_write_json(project.report_path, {
         "images": len(entries), "skipped": skipped, "masks": result.masks, "clusters": result.clusters,
         "suggested_k": result.suggested_k, "distillation": distilled, "timings_s": result.timings,
+        "rebinding": clusters.get("rebinding", []), "warnings": export["warnings"],
     })
     return result
 
 
 def open_project(project_dir) -> tuple:
-    """(project, project.json, images.json entries, clusters.json) of a project made by ``run``."""
+    """(project, project.json, images.json entries, clusters.json) of a project made by ``run``; each file
+    is checked, and a problem names the file and what to do."""
     project = Project(project_dir)
     project_config = project.read_config()
     for path in (project.images_path, project.clusters_path):
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: the run that made {project.root} did not finish. Run "
                                     f"`maskdistill run IMAGE_FOLDER --project {project.root}` again to complete it.")
-    return project, project_config, read_json(project.images_path), read_json(project.clusters_path)
+    entries, clusters = read_json(project.images_path), read_json(project.clusters_path)
+    redo = f"; run `maskdistill run IMAGE_FOLDER --project {project.root}` again to rebuild it"
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{project.images_path} lists no images{redo}")
+    if any(not isinstance(e, dict) or not {"image_id", "relative_path", "width", "height"} <= set(e) for e in entries):
+        raise ValueError(f"{project.images_path}: every image needs image_id, relative_path, width and height{redo}")
+    if not isinstance(clusters, dict) or not isinstance(clusters.get("masks"), list) \
+            or not isinstance(clusters.get("clusters"), list):
+        raise ValueError(f"{project.clusters_path}: expected an object with 'masks' and 'clusters'{redo}")
+    return project, project_config, entries, clusters
 
 
 def _stored_config(project_config: dict, **overrides) -> RunConfig:
@@ -500,10 +536,11 @@ def _stored_config(project_config: dict, **overrides) -> RunConfig:
     return config
 
 
-def distill(project_dir, progress: Progress | None = None, **overrides) -> dict:
-    """Re-run distillation (and the COCO export) on a finished project; ``overrides`` are RunConfig fields."""
+def distill(project_dir, progress: Progress | None = None, device: str = "auto", **overrides) -> dict:
+    """Re-run distillation (and the COCO export) on a finished project; ``overrides`` are RunConfig fields.
+    ``device``: where to train, chosen now (a project made on a GPU machine retrains on a laptop)."""
     project, project_config, entries, clusters = open_project(project_dir)
-    config = _stored_config(project_config, **overrides)
+    config = _stored_config(project_config, device=device, **overrides)
     timer = StageTimer()
     image_root = Path(project_config["image_root"])
     with project.lock():
@@ -523,7 +560,7 @@ def predict(project_dir, progress: Progress | None = None) -> dict:
     head = load_head(path, feature_identity(project_config))
     image_root = Path(project_config["image_root"])
     with project.lock():
-        instances = predict_project(project, entries, head, image_root, progress or _no_progress)
+        instances = predict_project(project, entries, head, image_root, clusters, progress or _no_progress)
         export = export_coco(project, entries, clusters, image_root)
         write_overview(project, entries, clusters, image_root)
     return {"instances_predicted": instances, "export": export}
@@ -531,14 +568,17 @@ def predict(project_dir, progress: Progress | None = None) -> dict:
 
 def project_predictions(project: Project, entries: list, clusters: dict, source: str) -> dict:
     """ImagePrediction per image (keyed by relative path) from the proposals or the final model."""
+    state = LabelState.load(project, clusters)
     predictions = {}
-    for entry, masks, classes, scores in iter_instances(project, entries, clusters, source):
+    for entry in entries:
+        found = state.instances(entry, source)
         if source == "predictions":
             semantic = load_image_predictions(project.predictions_path(entry["image_id"]))[0].astype(np.int64)
         else:
-            semantic = paint_label_map((entry["height"], entry["width"]), masks, classes)
-        predictions[entry["relative_path"]] = ImagePrediction(entry["relative_path"], semantic, masks,
-                                                              np.asarray(classes, int), np.asarray(scores, float))
+            semantic = paint_label_map((entry["height"], entry["width"]), found.masks, found.categories)
+        predictions[entry["relative_path"]] = ImagePrediction(entry["relative_path"], semantic, found.masks,
+                                                              np.asarray(found.categories, int),
+                                                              np.asarray(found.scores, float))
     return predictions
 
 
@@ -567,8 +607,8 @@ def export_project(project_dir, output=None, polygons: bool = False, labels=None
     return summary
 
 
-def import_annotations(project_dir, coco_path) -> dict:
-    """An existing COCO file's masks as the project's starting corrections (engine.review.import_coco)."""
-    project = open_project(project_dir)[0]
-    with project.lock():
-        return import_coco(project.root, coco_path)
+def import_annotations(project_dir, coco_path, replace: bool = False) -> dict:
+    """An existing COCO file's masks as the project's starting corrections (engine.review.import_coco): merged
+    with the user's work by default, or replacing it (after a backup) with ``replace``."""
+    open_project(project_dir)
+    return import_coco(project_dir, coco_path, replace=replace)

@@ -12,11 +12,13 @@ import io
 import json
 import os
 import socket
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporary_files
+from .atomic import ProjectFileError, atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporary_files
 from .masks import decode_rle, encode_rle
 from .proposals import Proposals
 
@@ -115,6 +117,27 @@ class Project:
         finally:
             handle.close()  # closing releases the lock
 
+    @contextlib.contextmanager
+    def state_lock(self, timeout: float = 30.0):
+        """Short exclusive hold on the user's state files (categories, assignments, corrections) for one
+        read-modify-write, so two writers never lose each other's change. Separate from :meth:`lock`, which a
+        run holds for minutes: renaming a category during a run waits for other edits only, not for the run.
+        """
+        from filelock import FileLock, Timeout
+
+        self.create()
+        # one lock object per path and per-thread counters: re-entrant in a thread, exclusive across threads
+        lock = FileLock(str(self.root / ".state.lock"), is_singleton=True)
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise ProjectLockedError(f"The user's state in {self.root} is being changed by another process for "
+                                     f"more than {timeout:g} s; try again.") from None
+        try:
+            yield self
+        finally:
+            lock.release()
+
     def create(self) -> None:
         if self.root.exists() and not self.root.is_dir():
             raise NotADirectoryError(f"Project path {self.root} exists and is not a folder.")
@@ -166,13 +189,95 @@ def save_image_proposals(path: Path, proposals, embeddings, config_key: str) -> 
     atomic_write_bytes(path, buffer.getvalue())
 
 
+PROPOSALS_HINT = "delete it and re-run `maskdistill run` to recompute"
+PREDICTIONS_HINT = "delete it and run `maskdistill predict --project DIR` to recompute"
+# what np.load and the checks below raise on a truncated, garbled or incomplete .npz
+_NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, TypeError, IndexError, AttributeError, zipfile.BadZipFile, zlib.error,
+               UnicodeDecodeError)
+
+
+def _rle_masks(path: Path, rles: np.ndarray, hw: tuple, hint: str) -> np.ndarray:
+    """Decode a per-image file's RLE strings, each checked first (a garbled one names the file)."""
+    from .coco import rle_problem
+
+    if rles.ndim != 1:
+        raise ProjectFileError(f"{path}: damaged (masks stored with shape {rles.shape}); {hint}")
+    masks = np.zeros((len(rles), *hw), bool)
+    for i, text in enumerate(rles.tolist()):
+        try:
+            rle = json.loads(text)
+        except (json.JSONDecodeError, TypeError):
+            rle = None
+        problem = rle_problem(rle, hw) if rle is not None else "is not valid JSON"
+        if problem:
+            raise ProjectFileError(f"{path}: damaged (mask {i} {problem}); {hint}")
+        masks[i] = decode_rle(rle)
+    return masks
+
+
+def _read_proposals(path: Path, image_hw: tuple | None):
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            _require(path, data, ("config_key", "image_hw", "rles", "patch_masks", "scores", "sources", "embeddings"),
+                     "proposals", PROPOSALS_HINT)
+            config_key = str(data["config_key"])
+            stored_hw = tuple(int(v) for v in np.asarray(data["image_hw"]).ravel())
+            rles = data["rles"]
+            patch_masks = data["patch_masks"]
+            scores = data["scores"]
+            sources = [str(s) for s in data["sources"].tolist()]
+            embeddings = data["embeddings"]
+    except (FileNotFoundError, ProjectFileError):
+        raise
+    except _NPZ_ERRORS as error:
+        raise ProjectFileError(f"{path}: not a readable proposals file ({_describe(error)}); "
+                               f"{PROPOSALS_HINT}") from None
+    n = len(rles) if rles.ndim else -1
+    if len(stored_hw) != 2 or (n > 0 and image_hw is not None and stored_hw != tuple(image_hw)):
+        raise ProjectFileError(f"{path}: proposals of a {stored_hw} image, expected {tuple(image_hw or ())}; "
+                               f"{PROPOSALS_HINT}")
+    hw = tuple(image_hw) if image_hw is not None else stored_hw
+    shapes_ok = (patch_masks.ndim == 3 and embeddings.ndim == 2) or n == 0
+    if not (shapes_ok and patch_masks.ndim and len(patch_masks) == n and scores.shape == (n,)
+            and len(sources) == n and embeddings.ndim and len(embeddings) == n):
+        raise ProjectFileError(f"{path}: damaged (its arrays disagree on the number of masks); {PROPOSALS_HINT}")
+    if not (np.isfinite(scores).all() and np.isfinite(embeddings).all()):
+        raise ProjectFileError(f"{path}: damaged (scores or embeddings are not finite); {PROPOSALS_HINT}")
+    masks = _rle_masks(path, rles, hw, PROPOSALS_HINT)
+    return Proposals(masks, patch_masks, scores, sources), embeddings, config_key
+
+
+def _require(path: Path, data, keys: tuple, kind: str, hint: str) -> None:
+    files = getattr(data, "files", None)
+    if files is None:  # np.load read a single array, not an .npz archive
+        raise ProjectFileError(f"{path}: not a readable {kind} file (not an .npz archive); {hint}")
+    missing = [key for key in keys if key not in files]
+    if missing:
+        raise ProjectFileError(f"{path}: not a readable {kind} file (no {', '.join(repr(k) for k in missing)} "
+                               f"entry: incomplete or from another program); {hint}")
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def load_image_proposals(path: Path, image_hw: tuple):
-    """(proposals, embeddings, config_key) as saved by :func:`save_image_proposals`."""
-    with np.load(path) as data:
-        rles = [json.loads(r) for r in data["rles"].tolist()]
-        masks = np.stack([decode_rle(r) for r in rles]) if rles else np.zeros((0, *image_hw), bool)
-        proposals = Proposals(masks, data["patch_masks"], data["scores"], [str(s) for s in data["sources"]])
-        return proposals, data["embeddings"], str(data["config_key"])
+    """(proposals, embeddings, config_key) as saved by :func:`save_image_proposals`.
+
+    A truncated, garbled or incomplete file raises ProjectFileError naming it and what to do.
+    """
+    return _read_proposals(path, image_hw)
+
+
+def proposals_file_key(path: Path) -> str | None:
+    """The settings key stored in a proposals file, but only if the WHOLE file is readable (every mask
+    decodes, the arrays agree); None for a missing or damaged file, which is then recomputed."""
+    try:
+        return _read_proposals(path, None)[2]
+    except (ProjectFileError, OSError):
+        return None
 
 
 def save_image_predictions(path: Path, semantic: np.ndarray, masks: np.ndarray, classes, scores) -> None:
@@ -189,9 +294,25 @@ def save_image_predictions(path: Path, semantic: np.ndarray, masks: np.ndarray, 
 
 
 def load_image_predictions(path: Path) -> tuple:
-    """(semantic, masks, classes, scores) as saved by :func:`save_image_predictions`."""
-    with np.load(path) as data:
-        semantic = data["semantic"]
-        rles = [json.loads(r) for r in data["rles"].tolist()]
-        masks = np.stack([decode_rle(r) for r in rles]) if rles else np.zeros((0, *semantic.shape), bool)
-        return semantic, masks, data["classes"], data["scores"]
+    """(semantic, masks, classes, scores) as saved by :func:`save_image_predictions`.
+
+    A truncated, garbled or incomplete file raises ProjectFileError naming it and what to do.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            _require(path, data, ("semantic", "rles", "classes", "scores"), "predictions", PREDICTIONS_HINT)
+            semantic = data["semantic"]
+            rles = data["rles"]
+            classes = data["classes"]
+            scores = data["scores"]
+    except (FileNotFoundError, ProjectFileError):
+        raise
+    except _NPZ_ERRORS as error:
+        raise ProjectFileError(f"{path}: not a readable predictions file ({_describe(error)}); "
+                               f"{PREDICTIONS_HINT}") from None
+    n = len(rles) if rles.ndim == 1 else -1
+    if semantic.ndim != 2 or classes.shape != (n,) or scores.shape != (n,):
+        raise ProjectFileError(f"{path}: damaged (its arrays disagree on the number of masks); {PREDICTIONS_HINT}")
+    masks = _rle_masks(path, rles, semantic.shape, PREDICTIONS_HINT)
+    return semantic, masks, classes, scores

@@ -1,5 +1,5 @@
 """Categories review: the table of pseudo-classes (id, name, masks, colour, status), a gallery of each
-category's representative masks, and the category operations of ``engine.review``. Every change is saved
+category's representative masks, and the category operations of ``engine.api``. Every change is saved
 to the project by the engine and applies to all images at once; the layers are then recoloured."""
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from engine import review
-
+from ._engine import call
 from ._gallery import category_sizes, representative_crops
 from ._layers import category_colour
 
@@ -29,7 +28,7 @@ COLUMNS = ("id", "name", "masks", "colour", "status")
 
 
 class CategoriesPanel(QWidget):
-    """Shows ``view.table`` and calls engine.review on the selected categories."""
+    """Shows ``view.table`` and calls engine.api's category operations on the selected categories."""
 
     def __init__(self, view, tasks, parent=None):
         super().__init__(parent)
@@ -86,7 +85,8 @@ class CategoriesPanel(QWidget):
             return
         self.view.refresh_categories()
         self._fill()
-        self.tasks.submit(category_sizes, self.view.project_dir, on_done=self._got_sizes)
+        self.tasks.submit(category_sizes, self.view.project_dir, on_done=self._got_sizes,
+                          on_error=lambda message: self.status.setText(f"Counting the masks failed: {message}"))
 
     def _got_sizes(self, sizes: dict) -> None:
         self.sizes = sizes
@@ -142,7 +142,8 @@ class CategoriesPanel(QWidget):
         category = self.view.table.by_id()[category_id]
         self.name.setText(category.name)
         self.tasks.submit(representative_crops, self.view.project_dir, category_id, category_colour(category),
-                          on_done=self._show_gallery)
+                          on_done=self._show_gallery,
+                          on_error=lambda message: self.status.setText(f"The gallery failed: {message}"))
 
     def _show_gallery(self, crops: list) -> None:
         for label, crop in zip(self.gallery_labels, crops + [None] * len(self.gallery_labels)):
@@ -153,14 +154,15 @@ class CategoriesPanel(QWidget):
             label.setPixmap(QPixmap.fromImage(image.copy()))
 
     # -- operations --------------------------------------------------------------------------
-    def _apply(self, description: str, function, *args, reload: bool = False) -> None:
+    def _apply(self, description: str, operation: str, *args, reload: bool = False) -> None:
+        """engine.api.<operation>(project, *args) in the queue, after the pending edits are saved."""
         if self.view.project_dir is None:
             self.status.setText("Open or run a project first.")
             return
         self.view.save()
-        self.tasks.submit(function, self.view.project_dir, *args,
+        self.tasks.submit(call, operation, self.view.project_dir, *args,
                           on_done=lambda _: self._done(description, reload),
-                          on_error=lambda error: self.status.setText(f"{description} failed: {error}"))
+                          on_error=lambda message: self.status.setText(f"{description} failed: {message}"))
 
     def _done(self, description: str, reload: bool) -> None:
         self.status.setText(description)
@@ -178,13 +180,13 @@ class CategoriesPanel(QWidget):
     def _name_edited(self, item) -> None:
         if not self._filling and item.column() == 1:
             category_id = int(self.table.item(item.row(), 0).text())
-            self._apply(f"Renamed {category_id} to {item.text()!r}.", review.rename_category, category_id,
+            self._apply(f"Renamed {category_id} to {item.text()!r}.", "rename_category", category_id,
                         item.text())
 
     def rename(self) -> None:
         category_id = self._one_selected()
         if category_id is not None:
-            self._apply(f"Renamed {category_id} to {self.name.text()!r}.", review.rename_category, category_id,
+            self._apply(f"Renamed {category_id} to {self.name.text()!r}.", "rename_category", category_id,
                         self.name.text())
 
     def merge(self) -> None:
@@ -193,22 +195,22 @@ class CategoriesPanel(QWidget):
         if into is None or not ids:
             self.status.setText("Select the categories to merge and the one to merge them into.")
             return
-        self._apply(f"Merged {ids} into {into}.", review.merge_categories, ids, into)
+        self._apply(f"Merged {ids} into {into}.", "merge_categories", ids, into)
 
     def split(self) -> None:
         category_id = self._one_selected()
         if category_id is not None:
-            self._apply(f"Split {category_id} into {self.parts.value()}.", review.split_category, category_id,
+            self._apply(f"Split {category_id} into {self.parts.value()}.", "split_category", category_id,
                         self.parts.value(), reload=True)
 
     def discard(self) -> None:
         for category_id in self.selected_ids():
-            self._apply(f"Discarded {category_id} ({self.discard_mode.currentText()}).", review.discard_category,
+            self._apply(f"Discarded {category_id} ({self.discard_mode.currentText()}).", "discard_category",
                         category_id, self.discard_mode.currentText())
 
     def restore(self) -> None:
         for category_id in self.selected_ids():
-            self._apply(f"Restored {category_id}.", review.restore_category, category_id)
+            self._apply(f"Restored {category_id}.", "restore_category", category_id)
 
     def recolour(self) -> None:
         category_id = self._one_selected()
@@ -216,5 +218,5 @@ class CategoriesPanel(QWidget):
             return
         colour = QColorDialog.getColor(QColor(*category_colour(self.view.table.by_id()[category_id])), self)
         if colour.isValid():
-            self._apply(f"Recoloured {category_id}.", review.recolour_category, category_id,
+            self._apply(f"Recoloured {category_id}.", "recolour_category", category_id,
                         (colour.red(), colour.green(), colour.blue()))

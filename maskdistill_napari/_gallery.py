@@ -1,5 +1,6 @@
 """Numbers and pictures for the categories panel, computed in a worker: masks per category and small crops
-of a category's representative masks (from clusters.json) with the mask outlined."""
+of a category's representative masks (from clusters.json) with the mask outlined. Both run in workers
+and import ``engine.api`` there."""
 from __future__ import annotations
 
 from collections import Counter
@@ -8,17 +9,13 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from engine.export import iter_exported
-from engine.images import load_image
-from engine.masks import bbox_xywh, resize_nearest
-from engine.pipeline import open_project
-from engine.project import load_image_proposals
-
 THUMB = 96
 
 
 def category_sizes(project_dir) -> dict:
     """{category id: number of masks exported under it right now} over every image of the project."""
+    from engine.api import iter_exported, open_project
+
     project, _, entries, clusters = open_project(project_dir)
     counts: Counter = Counter()
     for _, _, classes, _ in iter_exported(project, entries, clusters, "current"):
@@ -28,6 +25,8 @@ def category_sizes(project_dir) -> dict:
 
 def representative_crops(project_dir, category_id: int, rgb: tuple, limit: int = 4) -> list:
     """Up to ``limit`` RGB thumbnails (uint8, THUMB px on the longer side) of the category's representatives."""
+    from engine.api import load_image, load_image_proposals, open_project
+
     project, config, entries, clusters = open_project(project_dir)
     by_id = {e["image_id"]: e for e in entries}
     cluster = next((c for c in clusters["clusters"] if c["id"] + 1 == category_id), None)
@@ -45,6 +44,8 @@ def representative_crops(project_dir, category_id: int, rgb: tuple, limit: int =
 
 
 def _outlined_crop(image: np.ndarray, mask: np.ndarray, rgb: tuple) -> np.ndarray:
+    from engine.api import bbox_xywh, resize_nearest
+
     x, y, w, h = bbox_xywh(mask)
     pad = max(4, (w + h) // 10)
     top, left = max(0, y - pad), max(0, x - pad)

@@ -1,5 +1,6 @@
 """Engine results as layer data: an image's current masks as an instance label map, a per-label features
 table and a colormap by category. Plain functions (no Qt): the widget, the reader and the tests share them.
+They import ``engine.api`` when called (see _engine.py), not when this module is imported.
 """
 from __future__ import annotations
 
@@ -8,11 +9,6 @@ from pathlib import Path
 import pandas as pd
 from napari.utils.colormaps import DirectLabelColormap
 
-from engine.corrections import ImageCorrection, load_categories
-from engine.images import load_image
-from engine.overview import cluster_colour
-from engine.review import current_instances, instance_source
-
 FEATURE_COLUMNS = ["index", "category_id", "class_name", "score", "source", "reviewed"]
 DISCARDED_RGBA = (0.5, 0.5, 0.5, 0.35)  # masks of a discarded category stay visible, greyed out
 
@@ -20,8 +16,10 @@ DISCARDED_RGBA = (0.5, 0.5, 0.5, 0.35)  # masks of a discarded category stay vis
 def load_image_data(project_dir, image_root, entry: dict) -> dict:
     """Everything needed to show one image of a project (runs in a worker thread).
 
-    Instance k of the label map is mask k - 1 of ``engine.review.current_instances``.
+    Instance k of the label map is mask k - 1 of ``engine.api.current_instances``.
     """
+    from engine.api import ImageCorrection, current_instances, instance_source, load_image
+
     image = load_image(Path(image_root) / entry["relative_path"])
     masks, classes, scores, reviewed = current_instances(project_dir, entry["image_id"])
     labels = ImageCorrection.from_instances(image.shape[:2], masks, classes, reviewed).labels
@@ -34,6 +32,8 @@ def load_image_data(project_dir, image_root, entry: dict) -> dict:
 
 def category_colour(category) -> tuple:
     """RGB 0-255: the user's colour, else the engine's default colour of that category id."""
+    from engine.api import cluster_colour
+
     return tuple(category.colour) if category.colour else cluster_colour(category.id - 1)
 
 
@@ -68,4 +68,6 @@ def label_colormap(classes: dict, table, new_label_rgb=(255, 255, 255)) -> Direc
 
 
 def category_table(project_dir, clusters: dict):
+    from engine.api import load_categories
+
     return load_categories(Path(project_dir), clusters)

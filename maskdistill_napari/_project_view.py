@@ -1,30 +1,57 @@
 """The images of one project in the viewer, one at a time: an Image layer and a Labels layer of its current
 masks. The user's edits to the Labels layer are saved to the project as corrections (debounced), so they
 survive closing napari. Only the current image is in the viewer; a few recently shown ones are cached.
+
+An edit is pending until the engine's write returns: a failed write is shown and retried (after a delay, a
+bounded number of times, and again on the next edit); switching image queues the current edit; ``flush``
+writes every pending edit at once on the calling thread (napari is closing).
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from engine.pipeline import open_project
-from engine.review import set_image_labels
-
-from ._layers import category_table, features_table, label_colormap, load_image_data
+from ._engine import call
+from ._layers import category_colour, category_table, features_table, label_colormap, load_image_data
+from ._tasks import error_message
 
 IMAGE_LAYER, LABELS_LAYER = "image", "masks"
 CACHE_SIZE = 4
 SAVE_DELAY_MS = 500
+RETRY_DELAYS_MS = (1_000, 5_000, 20_000)  # after the 1st, 2nd, 3rd failure in a row; later: on the next edit
+
+
+@dataclass(eq=False)
+class Edit:
+    """One image's corrected label map, waiting to be written."""
+
+    project_dir: Path
+    image_id: str
+    labels: np.ndarray
+    classes: dict
+    failures: int = 0
+    queued: bool = False  # a write of this edit is in the task queue
+
+
+def write_edit(edit: Edit, lock: threading.Lock) -> None:
+    """The engine call behind an autosave (a worker, or the GUI thread in ``flush``); ``lock`` keeps a write
+    that is still running in a worker from landing after a newer one written by ``flush``."""
+    with lock:
+        call("set_image_labels", edit.project_dir, edit.image_id, edit.labels, edit.classes, True)
 
 
 class ProjectView(QObject):
     """Browse a project's images and keep the user's corrections on disk."""
 
     image_shown = Signal(int)  # position in the project's image list
-    saved = Signal(str)  # image id
+    saved = Signal(str)  # image id, once its edit is on disk
+    failed = Signal(str)  # a readable message: loading or saving went wrong
 
     def __init__(self, viewer, tasks, new_label_category=lambda: None, parent=None):
         super().__init__(parent)
@@ -35,19 +62,25 @@ class ProjectView(QObject):
         self.position = -1
         self.current = None  # dict from load_image_data of the image on screen
         self._cache: OrderedDict = OrderedDict()
-        self._saved_labels = None
+        self._snapshot = None  # the label map of the current image as last taken into an Edit (or loaded)
+        self.pending: dict = {}  # image id -> Edit not yet on disk
+        self._write_lock = threading.Lock()
         self._loading = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(SAVE_DELAY_MS)
         self._timer.timeout.connect(self.save)
+        self._retry_timer = QTimer(self)
+        self._retry_timer.setSingleShot(True)
+        self._retry_timer.timeout.connect(self._retry)
 
     # -- project -----------------------------------------------------------------------------
     def open(self, project_dir, position: int = 0) -> None:
         """Read the project (in a worker), then show image ``position``."""
         self.save()
-        self.tasks.submit(open_project, project_dir, on_done=lambda result: self._opened(project_dir, result,
-                                                                                       position))
+        self.tasks.submit(call, "open_project", project_dir,
+                          on_done=lambda result: self._opened(project_dir, result, position),
+                          on_error=lambda message: self.failed.emit(f"Opening {project_dir} failed: {message}"))
 
     def _opened(self, project_dir, result, position) -> None:
         _, config, self.entries, self.clusters = result
@@ -80,7 +113,9 @@ class ProjectView(QObject):
             self._display(position, cached, select_label)
         else:
             self.tasks.submit(load_image_data, self.project_dir, self.image_root, entry,
-                              on_done=lambda data: self._display(position, data, select_label))
+                              on_done=lambda data: self._display(position, data, select_label),
+                              on_error=lambda message: self.failed.emit(
+                                  f"Loading {entry['relative_path']} failed: {message}"))
 
     def forget(self, image_id: str) -> None:
         """Drop an image from the cache (the engine changed its masks)."""
@@ -92,7 +127,7 @@ class ProjectView(QObject):
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
         self.position, self.current = position, data
-        self._saved_labels = data["labels"].copy()
+        self._snapshot = data["labels"]
         self._loading = True
         try:
             self._put_layers(data)
@@ -113,10 +148,10 @@ class ProjectView(QObject):
             self.viewer.add_image(data["image"], name=IMAGE_LAYER, rgb=rgb)
         if LABELS_LAYER in layers:
             labels = layers[LABELS_LAYER]
-            labels.data = data["labels"]
+            labels.data = data["labels"].copy()  # painting changes the layer's array, not the cached one
             labels._reset_history()  # undo must not replay strokes of the previous image
         else:
-            labels = self.viewer.add_labels(data["labels"], name=LABELS_LAYER, opacity=0.55)
+            labels = self.viewer.add_labels(data["labels"].copy(), name=LABELS_LAYER, opacity=0.55)
             labels.events.paint.connect(self._changed)
             labels.events.data.connect(self._changed)
             labels.events.set_data.connect(self._changed)  # undo and redo only refresh the layer
@@ -135,8 +170,6 @@ class ProjectView(QObject):
         if layer is None or data is None:
             return
         new = self.table.by_id().get(self.new_label_category() or -1)
-        from ._layers import category_colour
-
         rgb = category_colour(new) if new is not None else (255, 255, 255)
         self._loading = True
         try:
@@ -153,13 +186,25 @@ class ProjectView(QObject):
 
     @property
     def dirty(self) -> bool:
+        """The Labels layer differs from the last label map taken for saving (or loaded)."""
         layer = self.labels_layer
-        return (self.current is not None and layer is not None and self._saved_labels is not None
-                and not np.array_equal(np.asarray(layer.data), self._saved_labels))
+        return (self.current is not None and layer is not None and self._snapshot is not None
+                and not np.array_equal(np.asarray(layer.data), self._snapshot))
+
+    @property
+    def unsaved(self) -> bool:
+        """Some edit is not on disk yet (changed, queued, being written, or failed and waiting for a retry)."""
+        return self.dirty or bool(self.pending)
 
     def save(self) -> bool:
-        """Queue the current Labels layer as the image's correction if it changed; True if queued."""
+        """Queue the current Labels layer as the image's correction if it changed; True if queued. Edits of
+        earlier writes that failed are queued again too."""
         self._timer.stop()
+        queued = self._take_edit()
+        self._retry()
+        return queued
+
+    def _take_edit(self) -> bool:
         if not self.dirty:
             return False
         data, labels = self.current, np.asarray(self.labels_layer.data).copy()
@@ -169,9 +214,59 @@ class ProjectView(QObject):
         classes = {k: data["classes"].get(k, fallback) for k in present}
         data.update(labels=labels, classes=classes, source="correction", reviewed=True,
                     scores={k: data["scores"].get(k, 1.0) for k in present})
-        self._saved_labels = labels.copy()
+        self._snapshot = labels
         self._update_labels_appearance()
-        image_id = data["image_id"]
-        self.tasks.submit(set_image_labels, self.project_dir, image_id, labels, classes, True,
-                          on_done=lambda _: self.saved.emit(image_id))
+        self.pending[data["image_id"]] = Edit(self.project_dir, data["image_id"], labels, classes)
         return True
+
+    def _retry(self) -> None:
+        """Queue a write of every pending edit that has none queued."""
+        self._retry_timer.stop()
+        for edit in list(self.pending.values()):
+            if not edit.queued:
+                edit.queued = True
+                self.tasks.submit(write_edit, edit, self._write_lock,
+                                  on_done=lambda _, edit=edit: self._written(edit),
+                                  on_error=lambda message, edit=edit: self._write_failed(edit, message))
+
+    def _written(self, edit: Edit) -> None:
+        edit.queued = False
+        if self.pending.get(edit.image_id) is edit:  # else a newer edit of the image is on its way
+            del self.pending[edit.image_id]
+        self.saved.emit(edit.image_id)
+
+    def _write_failed(self, edit: Edit, message: str) -> None:
+        edit.queued = False
+        if self.pending.get(edit.image_id) is not edit:
+            return
+        edit.failures += 1
+        text = f"Your edit of image {edit.image_id} is not saved yet: {message}."
+        if edit.failures <= len(RETRY_DELAYS_MS):
+            delay = RETRY_DELAYS_MS[edit.failures - 1]
+            self._retry_timer.start(delay)
+            text += f" Retrying in {delay / 1000:g} s."
+        else:
+            text += " It is retried on your next edit, when you switch image and when napari closes."
+        self.failed.emit(text)
+
+    def flush(self) -> list:
+        """Write every pending edit now, on this thread (napari is closing: queued writes would never run).
+        Returns the messages of the writes that failed (each also shown as a notification)."""
+        self._timer.stop()
+        self._retry_timer.stop()
+        errors = []
+        try:
+            self._take_edit()
+        except Exception as error:  # noqa: BLE001 - e.g. the layer is already gone; the queued edits still count
+            errors.append(f"The last edit could not be read from the Labels layer: {error_message(error)}")
+            show_error(errors[-1])
+        for image_id, edit in list(self.pending.items()):
+            try:
+                write_edit(edit, self._write_lock)
+            except Exception as error:  # noqa: BLE001 - every failure is shown, the others still written
+                message = f"Your edit of image {image_id} could not be saved: {error_message(error)}"
+                errors.append(message)
+                show_error(message)
+                continue
+            del self.pending[image_id]
+        return errors

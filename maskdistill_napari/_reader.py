@@ -6,9 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.images import discover_images, load_image
-from engine.pipeline import open_project
-
 from ._layers import category_table, features_table, label_colormap, load_image_data
 
 MAX_LAYER_PAIRS = 20  # a project of differently sized images opens at most this many image/labels pairs
@@ -24,10 +21,14 @@ def get_reader(path):
         return None
     if (folder / "project.json").is_file():
         return read_project
+    from engine.api import discover_images  # only for folders: loads the engine (and torch)
+
     return read_image_folder if discover_images(folder).images else None
 
 
 def read_project(path) -> list:
+    from engine.api import open_project
+
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
     project, config, entries, clusters = open_project(path)
     table = category_table(project.root, clusters)
@@ -68,6 +69,8 @@ def _stacked(items, table) -> list:
 
 
 def read_image_folder(path) -> list:
+    from engine.api import discover_images, load_image
+
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
     records = discover_images(path).images
     images = [(Path(r.relative_path).stem, load_image(r.path)) for r in records]

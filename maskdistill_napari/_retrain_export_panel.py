@@ -1,5 +1,7 @@
-"""Retrain (engine.pipeline.distill, which weights the user's corrections above the pseudo-labels) and report
-what changed; export COCO or label images (engine.pipeline.export_project, validated with pycocotools)."""
+"""Retrain (engine.api.distill, which weights the user's corrections above the pseudo-labels) and report
+what changed; export COCO or label images (engine.api.export_project, validated with pycocotools). Both go
+through the widget's task queue, so they wait for a Run (or each other) instead of finding the project locked.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -14,12 +16,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from engine.pipeline import distill, export_project, open_project
-from engine.review import current_instances
+from ._engine import call
 
 
 def masks_snapshot(project_dir) -> dict:
     """{image id: (mask count, digest of the masks and categories)} of the current instances."""
+    from engine.api import current_instances, open_project
+
     _, _, entries, _ = open_project(project_dir)
     snapshot = {}
     for entry in entries:
@@ -31,6 +34,8 @@ def masks_snapshot(project_dir) -> dict:
 
 def retrain_and_compare(project_dir, progress=None) -> dict:
     """Masks before and after a retrain: totals and the images whose masks changed (runs in a worker)."""
+    from engine.api import distill
+
     before = masks_snapshot(project_dir)
     summary = distill(project_dir, progress)
     after = masks_snapshot(project_dir)
@@ -84,32 +89,29 @@ class RetrainExportPanel(QWidget):
         self.coco_button.clicked.connect(self.export_coco)
         self.labels_button.clicked.connect(self.export_labels)
 
-    def _ready(self) -> bool:
+    def _ready(self, status) -> bool:
         if self.view.project_dir is None:
-            self.export_result.setText("Open or run a project first.")
+            status.setText("Open or run a project first.")
             return False
         self.view.save()
         return True
 
     def retrain(self) -> None:
-        if not self._ready():
+        if not self._ready(self.retrain_result):
             return
         self.retrain_button.setEnabled(False)
-        self.retrain_result.setText("Retraining…")
+        self.retrain_result.setText("Retraining…" if not self.tasks.busy else
+                                    "Retraining after the task in progress…")
         self.tasks.submit(retrain_and_compare, self.view.project_dir, on_done=self._retrained,
-                          on_error=self._retrain_failed)
+                          on_error=lambda message: self.retrain_result.setText(f"Retraining failed: {message}"),
+                          on_finished=lambda: self.retrain_button.setEnabled(True))
 
     def _retrained(self, result: dict) -> None:
-        self.retrain_button.setEnabled(True)
         self.retrain_result.setText(describe_retrain(result))
         self.after_retrain()
 
-    def _retrain_failed(self, error) -> None:
-        self.retrain_button.setEnabled(True)
-        self.retrain_result.setText(f"Retraining failed: {type(error).__name__}: {error}")
-
     def export_coco(self) -> None:
-        if not self._ready():
+        if not self._ready(self.export_result):
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export COCO", str(self.view.project_dir / "annotations.json"),
                                               "COCO (*.json)")
@@ -117,14 +119,14 @@ class RetrainExportPanel(QWidget):
             self._export(path, None)
 
     def export_labels(self) -> None:
-        if not self._ready():
+        if not self._ready(self.export_result):
             return
         folder = QFileDialog.getExistingDirectory(self, "Folder for the label images")
         if folder:
             self._export(None, folder)
 
     def _export(self, path, labels) -> None:
-        self.export_result.setText("Exporting…")
-        self.tasks.submit(export_project, self.view.project_dir, path, self.polygons.isChecked(), labels,
+        self.export_result.setText("Exporting…" if not self.tasks.busy else "Exporting after the task in progress…")
+        self.tasks.submit(call, "export_project", self.view.project_dir, path, self.polygons.isChecked(), labels,
                           on_done=lambda summary: self.export_result.setText(describe_export(summary)),
-                          on_error=lambda error: self.export_result.setText(f"Export failed: {error}"))
+                          on_error=lambda message: self.export_result.setText(f"Export failed: {message}"))

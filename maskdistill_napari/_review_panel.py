@@ -1,5 +1,6 @@
 """Browse the project's images (previous / next / jump) and review them: accept an image, reject the mask
-under the selected label, jump to the next low-confidence mask (engine.review)."""
+under the selected label, jump to the next low-confidence mask (engine.api). Errors of these calls, and of
+loading and saving images, are shown in this panel's status line."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from engine import review
+from ._engine import call
 
 
 class ReviewPanel(QWidget):
@@ -49,6 +50,7 @@ class ReviewPanel(QWidget):
         self.low_confidence.clicked.connect(self.next_low_confidence)
         view.image_shown.connect(self._shown)
         view.saved.connect(lambda _: self._shown(self.view.position))
+        view.failed.connect(self.status.setText)
 
     def _shown(self, position: int) -> None:
         data = self.view.current
@@ -64,13 +66,17 @@ class ReviewPanel(QWidget):
             self.view.show(self.view.position)
         return done
 
+    def _failed(self, what: str):
+        return lambda message: self.status.setText(f"{what} failed: {message}")
+
     def accept_image(self) -> None:
         if self.view.current is None:
             return
         self.view.save()
         image_id = self.view.current["image_id"]
-        self.tasks.submit(review.accept_image, self.view.project_dir, image_id,
-                          on_done=self._after(f"Accepted {self.view.current['name']}.", image_id))
+        self.tasks.submit(call, "accept_image", self.view.project_dir, image_id,
+                          on_done=self._after(f"Accepted {self.view.current['name']}.", image_id),
+                          on_error=self._failed("Accepting the image"))
 
     def reject_selected(self) -> None:
         layer = self.view.labels_layer
@@ -85,14 +91,16 @@ class ReviewPanel(QWidget):
         # after a save the engine's masks are the label map's ids in increasing order; without one, id k is mask k-1
         index = present.index(label) if self.view.current["source"] == "correction" else label - 1
         image_id = self.view.current["image_id"]
-        self.tasks.submit(review.reject_mask, self.view.project_dir, image_id, index,
-                          on_done=self._after(f"Rejected mask {label}.", image_id))
+        self.tasks.submit(call, "reject_mask", self.view.project_dir, image_id, index,
+                          on_done=self._after(f"Rejected mask {label}.", image_id),
+                          on_error=self._failed(f"Rejecting mask {label}"))
 
     def next_low_confidence(self) -> None:
         if self.view.project_dir is None:
             return
         self.view.save()
-        self.tasks.submit(review.low_confidence_masks, self.view.project_dir, 1, on_done=self._go_to)
+        self.tasks.submit(call, "low_confidence_masks", self.view.project_dir, 1, on_done=self._go_to,
+                          on_error=self._failed("Finding low-confidence masks"))
 
     def _go_to(self, found: list) -> None:
         if not found:

@@ -1,8 +1,10 @@
 """Run panel: pick an image folder and a project folder, choose the settings, run the engine in a worker.
 
-Progress goes to napari's activity dock; Cancel sets a flag that the engine's progress callback checks
-(once per image), raising ``engine.pipeline.Cancelled``: the images finished so far stay in the project, so
-the next run resumes from there.
+The run goes through the widget's task queue like every other engine call, so a Retrain or an Export
+clicked meanwhile waits for it. Progress goes to napari's activity dock; Cancel sets a flag that the engine's
+progress callback checks (once per image), raising ``engine.api.Cancelled``: the images finished so far
+stay in the project, so the next run resumes from there. The backbone and proposal choices come from the
+engine, loaded in a worker (``set_options``) so that opening the widget does not wait for torch.
 """
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from napari.qt.threading import create_worker
 from napari.utils import progress as napari_progress
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
@@ -25,9 +26,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from engine.backbones import BACKBONES, DEFAULT_BACKBONE
-from engine.pipeline import Cancelled, RunConfig, run
-from engine.proposals import PROPOSAL_METHODS
+from ._engine import run_options
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -46,8 +45,10 @@ class _ProgressSignal(QObject):
     changed = Signal(str, int, int)
 
 
-def run_with_cancel(folder, project_dir, config: RunConfig, cancel: threading.Event, signal: _ProgressSignal):
-    """engine.pipeline.run, stopping at the next progress report once ``cancel`` is set (runs in a worker)."""
+def run_with_cancel(folder, project_dir, config, cancel: threading.Event, signal: _ProgressSignal):
+    """engine.api.run, stopping at the next progress report once ``cancel`` is set (runs in a worker)."""
+    from engine.api import Cancelled, run
+
     def progress(stage: str, done: int, total: int) -> None:
         if cancel.is_set():
             raise Cancelled(f"cancelled during {stage} ({done}/{total}); run again to resume")
@@ -62,26 +63,22 @@ def run_with_cancel(folder, project_dir, config: RunConfig, cancel: threading.Ev
 class RunPanel(QWidget):
     """Settings and the Run / Cancel buttons; ``on_finished(project_dir)`` is called after a successful run."""
 
-    def __init__(self, on_finished, on_open, weights: str | None = None, parent=None):
+    def __init__(self, tasks, on_finished, on_open, weights: str | None = None, parent=None):
         super().__init__(parent)
-        self.on_finished, self.on_open = on_finished, on_open
-        self.worker, self._bar, self._stage = None, None, None
+        self.tasks, self.on_finished, self.on_open = tasks, on_finished, on_open
+        self._active, self._bar, self._stage = False, None, None
         self.cancel_requested = threading.Event()
         self._signal = _ProgressSignal(self)
         self._signal.changed.connect(self._on_progress)
 
         self.image_folder = QLineEdit(placeholderText="folder of images to annotate")
         self.project_folder = QLineEdit(placeholderText="folder for the project (created if missing)")
-        self.backbone = QComboBox()
-        self.backbone.addItems(list(BACKBONES))
-        self.backbone.setCurrentText(DEFAULT_BACKBONE)
+        self.backbone = QComboBox()  # filled by set_options
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         self.num_classes = QSpinBox(minimum=0, maximum=200)
         self.num_classes.setSpecialValueText("suggested")
         self.proposals = QComboBox()
-        self.proposals.addItems(PROPOSAL_METHODS)
-        self.proposals.setCurrentText(RunConfig.proposals)
         self.input_size = QSpinBox(minimum=0, maximum=2048, singleStep=14)
         self.input_size.setSpecialValueText("backbone default")
         self.weights = QLineEdit(weights or "", placeholderText="automatic (hub cache, offline); a file, or 'random'")
@@ -133,7 +130,20 @@ class RunPanel(QWidget):
             if (Path(folder) / "project.json").exists():
                 self.status.setText("Existing project: Open shows it; Run resumes or updates it.")
 
-    def config(self) -> RunConfig:
+    def set_options(self, options: dict) -> None:
+        """Fill in the engine's choices (from ``_engine.run_options``), once."""
+        if self.backbone.count():
+            return
+        self.backbone.addItems(options["backbones"])
+        self.backbone.setCurrentText(options["backbone"])
+        self.proposals.addItems(options["proposals"])
+        self.proposals.setCurrentText(options["proposal"])
+
+    def config(self):
+        from engine.api import RunConfig
+
+        if not self.backbone.count():  # Run clicked before the worker loaded the engine
+            self.set_options(run_options())
         weights = self.weights.text().strip() or None
         return RunConfig(backbone=self.backbone.currentText(), weights=weights, device=self.device.currentText(),
                          input_size=self.input_size.value() or None, proposals=self.proposals.currentText(),
@@ -141,7 +151,8 @@ class RunPanel(QWidget):
 
     @property
     def running(self) -> bool:
-        return self.worker is not None
+        """A run is queued or in progress."""
+        return self._active
 
     def start(self) -> None:
         folder, project = self.image_folder.text().strip(), self.project_folder.text().strip()
@@ -157,15 +168,12 @@ class RunPanel(QWidget):
             self.status.setText(f"Settings: {error}")
             return
         self.cancel_requested.clear()
-        self.worker = create_worker(run_with_cancel, folder, project, config, self.cancel_requested, self._signal,
-                                    _start_thread=False, _ignore_errors=True)
-        self.worker.returned.connect(self._on_returned)
-        self.worker.errored.connect(self._on_error)
-        self.worker.finished.connect(self._on_worker_finished)
+        self._active = True
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.status.setText("Running…")
-        self.worker.start()
+        self.status.setText("Running…" if not self.tasks.busy else "Waiting for the task in progress, then running…")
+        self.tasks.submit(run_with_cancel, folder, project, config, self.cancel_requested, self._signal,
+                          on_done=self._on_returned, on_error=self._on_error, on_finished=self._on_worker_finished)
 
     def cancel(self) -> None:
         if self.running:
@@ -195,11 +203,11 @@ class RunPanel(QWidget):
                             f"(suggested {result.suggested_k}){skipped}.")
         self.on_finished(str(result.project))
 
-    def _on_error(self, error: Exception) -> None:  # napari also shows it as a notification
-        self.status.setText(f"Run failed: {type(error).__name__}: {error}")
+    def _on_error(self, message: str) -> None:  # the task queue also shows it as a notification
+        self.status.setText(f"Run failed: {message}")
 
     def _on_worker_finished(self) -> None:
         self._close_bar()
-        self.worker = None
+        self._active = False
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)

@@ -1,15 +1,26 @@
 """Engine calls off the GUI thread, one after another, with results handed back to slots on the GUI thread.
 
-Running them in order matters: a correction must be saved before the mask it contains is rejected, and
-a category change must be on disk before the layers are recoloured. Workers never touch layers; the
-``on_done`` slot (connected to the worker's ``returned`` signal, so it runs on the GUI thread) does.
+Every engine call of the widget goes through one TaskQueue: runs, retrains and exports (which hold the
+project's lock for minutes) as well as saves, category changes and image loads. Running them in order
+matters: a correction must be saved before the mask it contains is rejected, a category change must be on
+disk before the layers are recoloured, and a Retrain clicked during a Run must wait for the Run instead of
+finding the project locked by this very process. Workers never touch layers; the ``on_done`` slot
+(connected to the worker's ``returned`` signal, so it runs on the GUI thread) does.
+
+A worker's error is never swallowed: it is shown as a napari notification with the message the engine
+raised, emitted as ``failed``, and handed to the caller's ``on_error`` (which puts it in its panel).
 """
 from __future__ import annotations
 
 from collections import deque
 
 from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, Signal
+
+
+def error_message(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 class TaskQueue(QObject):
@@ -22,36 +33,54 @@ class TaskQueue(QObject):
         super().__init__(parent)
         self._pending: deque = deque()
         self._worker = None
+        self._closed = False
 
     @property
     def busy(self) -> bool:
         return self._worker is not None or bool(self._pending)
 
-    def submit(self, function, *args, on_done=None, on_error=None, **kwargs) -> None:
-        """Run ``function(*args, **kwargs)`` after the tasks already queued; ``on_done(result)`` on the GUI thread."""
-        self._pending.append((function, args, kwargs, on_done, on_error))
+    def submit(self, function, *args, on_done=None, on_error=None, on_finished=None, **kwargs) -> None:
+        """Run ``function(*args, **kwargs)`` after the tasks already queued. On the GUI thread afterwards:
+        ``on_done(result)`` or ``on_error(message)``, then ``on_finished()``. Ignored once the queue is closed."""
+        if self._closed:
+            return
+        self._pending.append((function, args, kwargs, on_done, on_error, on_finished))
         self._start_next()
 
+    def close(self) -> None:
+        """napari is closing: drop the queued tasks and ignore the result of the running one."""
+        self._closed = True
+        self._pending.clear()
+
     def _start_next(self) -> None:
-        if self._worker is not None or not self._pending:
+        if self._closed or self._worker is not None or not self._pending:
             return
-        function, args, kwargs, on_done, on_error = self._pending.popleft()
+        function, args, kwargs, on_done, on_error, on_finished = self._pending.popleft()
+        # _ignore_errors: napari would show the bare exception; _report shows it with context, once
         worker = create_worker(function, *args, _start_thread=False, _ignore_errors=True, **kwargs)
-        if on_done is not None:
-            worker.returned.connect(on_done)
+        worker.returned.connect(lambda result: self._returned(result, on_done))
         worker.errored.connect(lambda error: self._report(error, on_error))
-        worker.finished.connect(self._on_finished)
+        worker.finished.connect(lambda: self._on_finished(on_finished))
         self._worker = worker
         worker.start()
 
-    def _report(self, error: Exception, on_error) -> None:
-        message = f"{type(error).__name__}: {error}"
-        self.failed.emit(message)
-        if on_error is not None:  # napari itself shows the error as a notification
-            on_error(error)
+    def _returned(self, result, on_done) -> None:
+        if on_done is not None and not self._closed:
+            on_done(result)
 
-    def _on_finished(self) -> None:
+    def _report(self, error: BaseException, on_error) -> None:
+        message = error_message(error)
+        show_error(message)
+        self.failed.emit(message)
+        if on_error is not None and not self._closed:
+            on_error(message)
+
+    def _on_finished(self, on_finished) -> None:
         self._worker = None
+        if self._closed:
+            return
+        if on_finished is not None:
+            on_finished()
         self._start_next()
         if not self.busy:
             self.idle.emit()

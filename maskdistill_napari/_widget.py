@@ -1,15 +1,21 @@
 """The MaskDistill dock widget: tabs for Run, Review (browse and correct), Categories, and Retrain & export.
 
 It holds no global state: the project folder on disk holds the work, this widget instance holds what is on
-screen. Each tab is its own module; engine calls run in workers through one serial TaskQueue.
+screen. Each tab is its own module; every engine call (runs, retrains and exports included) runs in a worker
+through one serial TaskQueue. The engine itself (and torch) is first imported in that queue, not here.
+
+When napari's window closes, a run in progress is cancelled (it resumes next time), queued tasks are
+dropped, and the edits not yet on disk are written at once, even while a retrain still holds the project.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
 from ._categories_panel import CategoriesPanel
+from ._engine import run_options
 from ._project_view import ProjectView
 from ._retrain_export_panel import RetrainExportPanel
 from ._review_panel import ReviewPanel
@@ -24,7 +30,8 @@ class MaskDistillWidget(QWidget):
         self.tasks = TaskQueue(self)
         self.view = ProjectView(napari_viewer, self.tasks,
                                 new_label_category=lambda: self.categories.current_category(), parent=self)
-        self.run_panel = RunPanel(on_finished=self.open_project, on_open=self.open_project, weights=weights)
+        self.run_panel = RunPanel(self.tasks, on_finished=self.open_project, on_open=self.open_project,
+                                  weights=weights)
         self.review = ReviewPanel(self.view, self.tasks)
         self.categories = CategoriesPanel(self.view, self.tasks)
         self.retrain_export = RetrainExportPanel(self.view, self.tasks, after_retrain=self._after_retrain)
@@ -36,11 +43,17 @@ class MaskDistillWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs)
         self._first_show = True
+        self._closed = False
         self.view.image_shown.connect(self._on_first_image)
+        self.tasks.submit(run_options, on_done=self.run_panel.set_options,
+                          on_error=lambda message: self.run_panel.status.setText(f"The engine did not load: {message}"))
+        window = getattr(getattr(napari_viewer, "window", None), "_qt_window", None)
+        if window is not None:  # napari's main window: its Close event comes before the layers go
+            window.installEventFilter(self)
 
     @property
     def busy(self) -> bool:
-        """True while a run or an engine call is in progress (tests wait on this)."""
+        """True while a run or an engine call is in progress or queued (tests wait on this)."""
         return self.run_panel.running or self.tasks.busy
 
     def open_project(self, project_dir: str) -> None:
@@ -60,3 +73,28 @@ class MaskDistillWidget(QWidget):
     def _after_retrain(self) -> None:
         self.view.reload()
         self.categories.refresh()
+
+    # -- closing -----------------------------------------------------------------------------
+    def shutdown(self) -> list:
+        """napari is closing: cancel a run, drop queued tasks, write pending edits now. Returns the messages of
+        edits that could not be written (each also shown as a notification)."""
+        if self._closed:
+            return []
+        self._closed = True
+        self.run_panel.cancel()
+        self.tasks.close()
+        return self.view.flush()
+
+    def eventFilter(self, watched, event) -> bool:
+        if event.type() == QEvent.Close:
+            self.shutdown()
+        return False
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+
+    def event(self, event) -> bool:
+        if event.type() == QEvent.ParentChange and self.parent() is None and not self._closed:
+            self.view.flush()  # taken out of its dock (remove_dock_widget): its edits must not wait
+        return super().event(event)

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.coco import annotation_record, build_coco, write_coco
-
 
 def _category_lookup(features) -> tuple:
     """({label value: category id}, {category id: name}) from a features table (DataFrame or dict)."""
@@ -26,6 +24,8 @@ def _category_lookup(features) -> tuple:
 
 
 def write_labels_coco(path: str, data, attributes: dict) -> list:
+    from engine.api import annotation_record, build_coco, write_coco
+
     labels = np.asarray(data)
     if labels.ndim == 2:
         labels = labels[None]

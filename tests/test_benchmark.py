@@ -1,21 +1,257 @@
-"""The benchmark script end to end on a few images with a random network (mechanics, not quality)."""
+"""The benchmark scripts: known-answer scoring of the real-image benchmark, and both scripts end to end on a few
+images with a random network (mechanics and documented keys, not quality)."""
 from __future__ import annotations
 
 import json
+import math
+from pathlib import Path
 
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from benchmarks import real_dev
+from benchmarks.real_dev import RealImage, StagePrediction, load_real_dev, recurring_classes, score_stage
 from benchmarks.run_benchmark import main
+from engine.evaluation import ImagePrediction, ImageTruth, evaluate
+from engine.masks import encode_rle
+
+H, W = 40, 60
 
 
-def test_benchmark_writes_every_reported_key(tmp_path, capsys):
+def rect(r0, r1, c0, c1, shape=(H, W)) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[r0:r1, c0:c1] = True
+    return mask
+
+
+def box_of(mask) -> list:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return [float(cols[0]), float(rows[0]), float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1)]
+
+
+def mask_image(name, source, masks, classes) -> RealImage:
+    masks = np.stack(masks)
+    return RealImage(name, source, "mask", H, W, np.array([box_of(m) for m in masks]), np.array(classes), masks)
+
+
+def box_image(name, source, boxes, classes) -> RealImage:
+    return RealImage(name, source, "box", H, W, np.array(boxes, float), np.array(classes), None)
+
+
+# Two "street" images with a car (class 6) and a person (1); a "shelf" image whose two products (8, 9) appear
+# once each (they do not recur); an aerial image with two tree boxes (21) and another with one.
+CAR1, PERSON1 = rect(5, 20, 5, 30), rect(22, 38, 40, 50)
+CAR2, PERSON2 = rect(10, 30, 20, 50), rect(2, 12, 2, 10)
+PRODUCT_A, PRODUCT_B = rect(0, 20, 0, 20), rect(25, 40, 30, 60)
+TREE_A, TREE_B, TREE_C = rect(2, 12, 2, 12), rect(20, 35, 30, 50), rect(5, 25, 10, 40)
+IMAGES = [
+    mask_image("street1.jpg", "street", [CAR1, PERSON1], [6, 1]),
+    mask_image("street2.jpg", "street", [CAR2, PERSON2], [6, 1]),
+    mask_image("shelf.png", "shelf", [PRODUCT_A, PRODUCT_B], [8, 9]),
+    box_image("aerial1.png", "aerial", [box_of(TREE_A), box_of(TREE_B)], [21, 21]),
+    box_image("aerial2.png", "aerial", [box_of(TREE_C)], [21]),
+]
+RECURRING = recurring_classes(IMAGES)
+
+
+def predict(masks_by_image: dict, classes_by_image: dict | None = None, scores_by_image: dict | None = None) -> dict:
+    """StagePredictions; with classes, the semantic map is painted from the masks (pseudo-class ids)."""
+    predictions = {}
+    for name, masks in masks_by_image.items():
+        masks = np.stack(masks) if len(masks) else np.zeros((0, H, W), bool)
+        scores = np.asarray(scores_by_image[name] if scores_by_image else np.linspace(1.0, 0.5, len(masks)), float)
+        semantic = None
+        if classes_by_image is not None:
+            semantic = np.zeros((H, W), np.int64)
+            for mask, cls in zip(masks, classes_by_image[name]):
+                semantic[mask] = cls
+        predictions[name] = StagePrediction(masks, scores, semantic)
+    return predictions
+
+
+PERFECT_MASKS = {"street1.jpg": [CAR1, PERSON1], "street2.jpg": [CAR2, PERSON2], "shelf.png": [PRODUCT_A, PRODUCT_B],
+                 "aerial1.png": [TREE_A, TREE_B], "aerial2.png": [TREE_C]}
+# pseudo-classes: car -> 3, person -> 7, the products -> 5 (one cluster for both), trees -> 2
+PERFECT_CLASSES = {"street1.jpg": [3, 7], "street2.jpg": [3, 7], "shelf.png": [5, 5], "aerial1.png": [2, 2],
+                   "aerial2.png": [2]}
+
+
+def test_recurring_classes_are_those_annotated_in_two_images():
+    assert RECURRING == [1, 6, 21]
+
+
+def test_perfect_predictions_score_one_everywhere():
+    scores = score_stage(IMAGES, predict(PERFECT_MASKS, PERFECT_CLASSES), RECURRING)
+    total = scores["total"]
+    for key in ("corloc", "box_ap50", "mask_ap50", "box_recall50", "mask_recall50", "miou", "miou_objects"):
+        assert total[key] == pytest.approx(1.0), key
+    assert total["images"] == 5 and total["objects"] == 9 and total["predicted_masks"] == 9
+    assert scores["matching"] == {"0": 0, "3": 6, "7": 1}  # the products' pseudo-class 5 matches nothing
+    assert set(scores["per_source"]) == {"street", "shelf", "aerial"}
+    aerial = scores["per_source"]["aerial"]
+    assert aerial["corloc"] == 1.0 and aerial["box_ap50"] == pytest.approx(1.0)
+    assert aerial["mask_ap50"] is None and aerial["mask_recall50"] is None and aerial["miou"] is None
+    shelf = scores["per_source"]["shelf"]
+    assert shelf["mask_ap50"] == pytest.approx(1.0)
+    assert shelf["miou"] is None  # only non-recurring classes: their pixels are ignored, background alone
+    assert scores["per_source"]["street"]["miou"] == pytest.approx(1.0)
+
+
+def test_no_predictions_score_zero():
+    empty = {name: [] for name in PERFECT_MASKS}
+    total = score_stage(IMAGES, predict(empty), RECURRING)["total"]
+    for key in ("corloc", "box_ap50", "mask_ap50", "box_recall50", "mask_recall50"):
+        assert total[key] == 0.0, key
+    assert "miou" not in total  # class-agnostic predictions have no semantic map
+
+
+def test_missing_images_count_as_failures():
+    only_street = {k: v for k, v in PERFECT_MASKS.items() if k.startswith("street")}
+    total = score_stage(IMAGES, predict(only_street), RECURRING)["total"]
+    assert total["corloc"] == pytest.approx(2 / 5)
+    assert total["box_recall50"] == pytest.approx(4 / 9)
+    assert total["mask_recall50"] == pytest.approx(4 / 6)
+
+
+def test_corloc_uses_the_top_scoring_mask_and_recall_any_mask():
+    # street1: the best-scored mask is a wrong box, the right one comes second
+    wrong = rect(0, 4, 0, 4)
+    masks = {"street1.jpg": [wrong, CAR1]}
+    total = score_stage(IMAGES[:1], predict(masks, scores_by_image={"street1.jpg": [0.9, 0.1]}), RECURRING)["total"]
+    assert total["corloc"] == 0.0
+    assert total["box_recall50"] == pytest.approx(0.5) and total["mask_recall50"] == pytest.approx(0.5)
+    total = score_stage(IMAGES[:1], predict(masks, scores_by_image={"street1.jpg": [0.1, 0.9]}), RECURRING)["total"]
+    assert total["corloc"] == 1.0
+
+
+def test_box_only_images_count_for_box_metrics_only():
+    # a mask inside a tree box that covers it with box IoU >= 0.5: a box hit; the aerial images add no mask GT
+    inner = rect(2, 11, 2, 12)  # box IoU 0.9 with TREE_A
+    total = score_stage(IMAGES[3:4], predict({"aerial1.png": [inner]}), RECURRING)["total"]
+    assert total["box_recall50"] == pytest.approx(0.5) and total["corloc"] == 1.0
+    assert total["mask_ap50"] is None and total["mask_recall50"] is None
+    # one of two boxes found with the only (correct) detection: precision 1 up to recall 0.5 -> AP50 ~ 0.5
+    assert total["box_ap50"] == pytest.approx(0.5, abs=0.02)
+
+
+def test_a_box_hit_is_not_a_mask_hit():
+    ring = CAR1 & ~rect(7, 18, 7, 28)  # same tight box as the car, a fraction of its pixels
+    total = score_stage(IMAGES[:1], predict({"street1.jpg": [ring]}), RECURRING)["total"]
+    assert total["corloc"] == 1.0 and total["box_recall50"] == pytest.approx(0.5)
+    assert total["mask_recall50"] == 0.0 and total["mask_ap50"] == 0.0
+
+
+def test_miou_matches_engine_evaluation_with_the_same_ignored_pixels():
+    # swap the person and the car's pseudo-classes in street2 and spill the person's class onto background
+    masks = {"street1.jpg": [CAR1, PERSON1], "street2.jpg": [CAR2, PERSON2 | rect(30, 40, 0, 10)],
+             "shelf.png": [PRODUCT_A]}
+    classes = {"street1.jpg": [3, 7], "street2.jpg": [7, 7], "shelf.png": [3]}
+    scores = score_stage(IMAGES, predict(masks, classes), RECURRING)
+    truths, predictions = {}, {}
+    for image in IMAGES[:3]:
+        semantic = real_dev.ground_truth_semantic(image, RECURRING)
+        truths[image.file_name] = ImageTruth(image.file_name, semantic, image.masks, image.classes)
+        pred = predict(masks, classes)[image.file_name]
+        predictions[image.file_name] = ImagePrediction(image.file_name, pred.semantic, pred.masks,
+                                                       np.full(len(pred.masks), 1), pred.scores)
+    reference = evaluate(predictions, truths)
+    assert scores["total"]["miou"] == pytest.approx(reference["miou"])
+    assert {k: pytest.approx(v, abs=1e-4) for k, v in reference["per_class_iou"].items()} == \
+        scores["total"]["per_class_iou"]
+    assert 0.0 < scores["total"]["miou"] < 1.0
+
+
+def test_load_real_dev_reads_masks_boxes_and_sources(tmp_path):
+    folder = write_real_dev(tmp_path / "real-dev")
+    images = load_real_dev(folder)
+    assert [i.annotation for i in images] == ["mask", "mask", "box"]
+    assert [i.source for i in images] == ["photos", "photos", "aerial"]
+    first = images[0]
+    assert first.masks.shape == (2, 96, 96) and first.masks[0].sum() == 30 * 40
+    assert first.boxes[0].tolist() == [10.0, 20.0, 40.0, 30.0]
+    assert images[2].masks is None and images[2].boxes.tolist() == [[5.0, 5.0, 20.0, 20.0], [50.0, 50.0, 30.0, 30.0]]
+    assert recurring_classes(images) == [1]
+
+
+def write_real_dev(folder: Path) -> Path:
+    """A three-image real-dev folder in the documented format: two mask images, one box-only image."""
+    (folder / "images").mkdir(parents=True)
+    crops = [data.astronaut()[60:156, 150:246], data.chelsea()[40:136, 100:196], data.coffee()[100:196, 200:296]]
+    names = ["a.png", "b.png", "c.png"]
+    for name, pixels in zip(names, crops):
+        Image.fromarray(pixels).save(folder / "images" / name)
+    shape = (96, 96)
+    obj, other = rect(20, 50, 10, 50, shape), rect(60, 90, 60, 90, shape)
+    annotations = []
+    for image_id, (mask, cls) in ((1, (obj, 1)), (1, (other, 2)), (2, (obj, 1))):
+        annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cls, "iscrowd": 0,
+                            "segmentation": encode_rle(mask), "area": int(mask.sum()), "bbox": box_of(mask)})
+    for box in ([5, 5, 20, 20], [50, 50, 30, 30]):
+        annotations.append({"id": len(annotations) + 1, "image_id": 3, "category_id": 3, "iscrowd": 0,
+                            "segmentation": None, "area": box[2] * box[3], "bbox": box})
+    document = {
+        "images": [{"id": i + 1, "file_name": n, "width": 96, "height": 96, "source": s, "annotation": a}
+                   for i, (n, s, a) in enumerate(zip(names, ["photos", "photos", "aerial"], ["mask", "mask", "box"]))],
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "thing"}, {"id": 2, "name": "once"}, {"id": 3, "name": "tree"}],
+    }
+    (folder / "ground_truth.json").write_text(json.dumps(document))
+    return folder
+
+
+def in_range(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isfinite(value) and 0.0 <= value <= 1.0) or \
+        value in (0, 1)
+
+
+def test_real_dev_script_end_to_end_on_a_tiny_folder(tmp_path, capsys):
+    folder = write_real_dev(tmp_path / "real-dev")
+    out = tmp_path / "out"
+    assert real_dev.main(["--out", str(out), "--real-dev", str(folder), "--weights", "random",
+                          "--input-size", "56"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["images"] == 3 and results["sources"] == {"aerial": 1, "photos": 2}
+    assert results["recurring_classes"] == ["thing"] and results["k_given"] == 1
+    assert results["runs"]["k_given"]["k"] == 1 and results["runs"]["k_suggested"]["num_classes"] is None
+    for stage, keys in (("final", ("corloc", "box_ap50", "mask_ap50", "miou")),
+                        ("proposals", ("corloc", "box_ap50", "mask_ap50")), ("clustered", ("miou",))):
+        for key in keys:
+            assert key in results[stage] and in_range(results[stage][key]), (stage, key)
+        assert set(results[stage]["per_source"]) == {"aerial", "photos"}
+        assert results[stage]["per_source"]["aerial"]["mask_ap50"] is None
+        for metrics in results[stage]["per_source"].values():
+            assert all(in_range(metrics[k]) for k in ("corloc", "box_ap50", "box_recall50")), metrics
+    printed = capsys.readouterr().out
+    assert "final photos" in printed and "proposals aerial" in printed and "k_given" in printed
+
+
+def test_benchmark_writes_every_documented_key_and_skips_absent_real_dev(tmp_path, capsys):
+    missing = tmp_path / "no-real-dev"
     assert main(["--out", str(tmp_path), "--quality-images", "4", "--speed-images", "4", "--seeds", "2",
-                 "--weights", "random", "--input-size", "56"]) == 0
+                 "--weights", "random", "--input-size", "56", "--real-dev", str(missing)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     quality = results["quality"]
     assert [r["seed"] for r in quality["per_seed"]] == [0, 1]
-    for stage, key in (("proposals", "ap50"), ("proposals", "corloc"), ("clustering", "miou"),
-                       ("final", "miou"), ("final", "ap50")):
-        assert 0.0 <= quality[stage][key] <= 1.0
+    assert quality["images"] == 4
+    for stage, key in (("proposals", "ap50"), ("proposals", "ap"), ("proposals", "corloc"), ("clustering", "miou"),
+                       ("clustering", "ap50"), ("final", "miou"), ("final", "ap50"), ("final", "ap"),
+                       ("final", "ap50_agnostic"), ("final", "corloc")):
+        assert in_range(quality[stage][key]) and quality[stage][key] is not None, (stage, key)
+        seeds = [r["clustering" if stage == "clustering" else stage].get(key) for r in quality["per_seed"]]
+        assert quality[stage][key] == pytest.approx(sum(seeds) / len(seeds), abs=1e-4)  # the mean of the seeds
+    assert quality["real"]["skipped"].startswith("real-dev skipped") and str(missing) in quality["real"]["skipped"]
     (run,) = results["speed"]["runs"]
-    assert run["images"] == 4 and run["engine_over_backbone"] >= 1.0 and run["retrain_predict_100_s"] > 0
+    assert run["images"] == 4 and run["retrain_predict_images"] == 4
+    assert run["backbone_forward_s"] > 0 and run["retrain_predict_100_s"] > 0
+    engine_total = sum(v for k, v in run["stage_s"].items() if k != "setup")
+    backbone = run["stage_s"]["backbone"] + run["stage_s"].get("embeddings", 0.0)
+    assert engine_total > backbone > 0  # the engine does more than the forward passes
+    assert run["engine_over_backbone"] == pytest.approx(engine_total / backbone, rel=0.05)
+    assert run["overall_images_per_s"] == pytest.approx(4 / engine_total, rel=0.02)
+    assert results["speed"]["engine_over_backbone"] == run["engine_over_backbone"]
     assert results["memory"]["peak_rss_mb_4"] > 100
-    assert "final mIoU" in capsys.readouterr().out
+    assert results["targets"]["engine_over_backbone_max"] == 1.25
+    printed = capsys.readouterr().out
+    assert "final mIoU" in printed and "real-dev skipped" in printed

@@ -1,0 +1,388 @@
+"""The label state: the one place that turns a project's files into labelled instances.
+
+Generated results (clustered proposals, the final model's predictions) and the user's work (category table,
+split assignments and pins, corrected masks; stored by engine.corrections) meet here and nowhere else. Export,
+training targets, proposal filtering, the overview, review and the napari plugin all ask a :class:`LabelState`.
+
+Precedence per image: the user's correction > the final model's predictions (when they were made for the
+current clustering) > the clustered proposals. A proposal's category is the user's assignment of that mask
+(keyed by its pixels, engine.masks.mask_identity) or else the category bound to its cluster. Categories then go
+through merges and discards. A category id that the table does not know is kept, under a generated name, never
+dropped.
+
+User state is tied to the clustering it was made on (categories.json "clustering" = clusters.json "id"). When
+a re-run clusters differently, :func:`rebind_categories` moves every category to the new cluster holding most
+of its masks (Hungarian matching of shared masks) and pins the masks of categories the user edited, so every
+name, merge and discard stays on the masks it was made about.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import numpy as np
+
+from .atomic import atomic_write_json, read_json
+from .corrections import (
+    Category,
+    CategoryTable,
+    CorruptCorrectionError,
+    categories_path,
+    default_table,
+    load_assignments,
+    load_categories,
+    load_correction,
+)
+from .masks import iou, mask_identity
+from .project import Project, load_image_predictions, load_image_proposals
+
+SOURCES = ("current", "predictions", "proposals", "corrections")
+CORRECTION_WEIGHT = 3.0  # a user-corrected image counts this many times a pseudo-labelled one in training
+
+
+def clustering_id(masks: list, k: int) -> str:
+    """Identity of a clustering: which mask (by key) went to which cluster."""
+    text = f"{k}|" + ";".join(f"{m['key']}={m['cluster']}" for m in sorted(masks, key=lambda m: m["key"]))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class ImageInstances:
+    """One image's instances as the label state sees them (categories before merges and discards)."""
+
+    masks: np.ndarray  # (n, H, W) bool
+    categories: np.ndarray  # (n,) category ids >= 1
+    scores: np.ndarray  # (n,)
+    origin: str  # "correction", "prediction" or "proposal"
+    reviewed: bool = False
+    warning: Optional[str] = None  # e.g. the image's correction file is unreadable
+
+
+class LabelState:
+    """Categories, merges, discards, assignments and corrections of one project, resolved.
+
+    Build it with :meth:`load`; it reads the small files once and the per-image files when asked.
+    """
+
+    def __init__(self, project: Project, clusters: dict, table: CategoryTable, assignments: dict):
+        self.project = project
+        self.clusters = clusters
+        self.table = table
+        self.assignments = assignments
+        self._by_id = table.by_id()
+        self.category_of_cluster = {c.cluster: c.id for c in table.categories if c.cluster is not None}
+        self._masks_of_image: dict = {}
+        for m in clusters.get("masks", []):
+            self._masks_of_image.setdefault(m["image_id"], {})[m["index"]] = m
+        for cluster in clusters.get("clusters", []):  # a cluster the table does not name: an unnamed category
+            if cluster["id"] not in self.category_of_cluster:
+                new_id = max(self._by_id, default=0) + 1
+                self._add(Category(new_id, f"cluster_{cluster['id'] + 1}", cluster=cluster["id"]))
+                self.category_of_cluster[cluster["id"]] = new_id
+
+    # -- building -------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, project, clusters: dict | None = None) -> "LabelState":
+        project = project if isinstance(project, Project) else Project(project)
+        if clusters is None:
+            clusters = read_json(project.clusters_path) if project.clusters_path.exists() else {"clusters": [],
+                                                                                                  "masks": []}
+        table = load_categories(project.root, clusters)
+        assignments = load_assignments(project.root)
+        if table.clustering not in (None, clusters.get("id")):
+            previous = _previous_clusters(project)
+            if previous is not None and previous.get("id") == table.clustering:  # a re-run stopped before re-binding
+                table, assignments, _ = rebind_categories(table, assignments, previous, clusters)
+        assignments = _translate_positional(assignments, clusters)
+        return cls(project, clusters, table, assignments)
+
+    def _add(self, category: Category) -> None:
+        self.table.categories.append(category)
+        self._by_id[category.id] = category
+
+    # -- categories -----------------------------------------------------------------------------
+    def category(self, category_id: int) -> Category:
+        """The category of an id; an id nobody named gets a generated one (its masks are never dropped)."""
+        category_id = int(category_id)
+        if category_id not in self._by_id:
+            self._add(Category(category_id, f"category_{category_id}"))
+        return self._by_id[category_id]
+
+    def resolve(self, category_id: int) -> Optional[int]:
+        """The category a mask of ``category_id`` is exported as (after merges); None when discarded."""
+        self.category(category_id)
+        return self.table.resolve(int(category_id))
+
+    def discard_mode(self, category_id: int) -> Optional[str]:
+        """"background" or "ignore" when the category (or the one it is merged into) is discarded."""
+        seen, current = set(), self.category(category_id)
+        while current.discarded is None and current.merged_into is not None and current.id not in seen:
+            seen.add(current.id)
+            current = self.category(current.merged_into)
+        return current.discarded
+
+    def num_classes(self) -> int:
+        """Outputs a segmentation head needs: every category id in use."""
+        return max([0] + list(self._by_id))
+
+    def exported_categories(self) -> list:
+        return self.table.exported()
+
+    # -- instances ------------------------------------------------------------------------------
+    def mask_keys(self, entry: dict, masks: np.ndarray) -> list:
+        known = self._masks_of_image.get(entry["image_id"], {})
+        return [known[i]["key"] if "key" in known.get(i, {}) else mask_identity(entry["image_id"], mask)
+                for i, mask in enumerate(masks)]
+
+    def proposal_categories(self, entry: dict, masks: np.ndarray) -> np.ndarray:
+        """Category of each proposal: the user's assignment of that mask, else its cluster's category."""
+        known = self._masks_of_image.get(entry["image_id"], {})
+        keys = self.mask_keys(entry, masks)
+        categories = []
+        for index, key in enumerate(keys):
+            if key in self.assignments:
+                categories.append(self.assignments[key])
+            elif index in known:
+                categories.append(self.category_of_cluster[known[index]["cluster"]])
+            else:
+                raise ValueError(f"{self.project.clusters_path} does not list mask {index} of {entry['relative_path']}"
+                                 f"; re-run `maskdistill run` on the image folder to cluster it")
+        return np.array(categories, int)
+
+    def predictions_valid(self) -> bool:
+        """Predictions count only when they were made for the current clustering (a stopped re-run leaves
+        older ones behind, which must not be mixed with new categories)."""
+        stamp = self.project.predictions_dir / "stamp.json"
+        if not stamp.exists():
+            return False
+        try:
+            return read_json(stamp).get("clustering") == self.clusters.get("id")
+        except (OSError, ValueError):
+            return False
+
+    def instances(self, entry: dict, source: str = "current") -> Optional[ImageInstances]:
+        """The image's instances from ``source`` (module docstring); None for "corrections" without one."""
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+        image_id, warning = entry["image_id"], None
+        if source in ("current", "corrections"):
+            try:
+                correction = load_correction(self.project.root, image_id)
+            except CorruptCorrectionError as error:
+                if source == "corrections":
+                    raise
+                correction, warning = None, f"{error}; this image was taken from the generated masks"
+            if correction is not None:
+                masks, categories = correction.instances()
+                return ImageInstances(masks, np.asarray(categories, int), np.ones(len(masks), np.float32),
+                                      "correction", correction.reviewed)
+            if source == "corrections":
+                return None
+        prediction = self.project.predictions_path(image_id)
+        if source == "predictions" or (source == "current" and prediction.exists() and self.predictions_valid()):
+            if not prediction.exists() or not self.predictions_valid():
+                raise FileNotFoundError(f"No up-to-date prediction for {entry['relative_path']} in "
+                                        f"{self.project.root}; run: maskdistill distill --project {self.project.root}")
+            _, masks, categories, scores = load_image_predictions(prediction)
+            categories = self._assigned_predictions(entry, masks, np.asarray(categories, int))
+            return ImageInstances(masks, categories, np.asarray(scores, np.float32), "prediction", warning=warning)
+        proposals, _, _ = load_image_proposals(self.project.proposals_path(image_id),
+                                               (entry["height"], entry["width"]))
+        return ImageInstances(proposals.masks, self.proposal_categories(entry, proposals.masks),
+                              np.asarray(proposals.scores, np.float32), "proposal", warning=warning)
+
+    def _assigned_predictions(self, entry: dict, masks: np.ndarray, categories: np.ndarray) -> np.ndarray:
+        """A predicted object matching a proposal the user assigned (a split part) takes that assignment, so
+        discarding or renaming a split part reaches the export without retraining."""
+        prefix = f"{entry['image_id']}:"
+        if not len(masks) or not any(key.startswith(prefix) for key in self.assignments):
+            return categories
+        proposals, _, _ = load_image_proposals(self.project.proposals_path(entry["image_id"]),
+                                               (entry["height"], entry["width"]))
+        assigned = [(mask, self.assignments[key]) for mask, key in zip(proposals.masks,
+                                                                     self.mask_keys(entry, proposals.masks))
+                    if key in self.assignments]
+        categories = categories.copy()
+        for i, mask in enumerate(masks):
+            overlaps = [(iou(mask, other), category) for other, category in assigned]
+            best = max(overlaps, key=lambda item: item[0], default=(0.0, None))
+            if best[0] >= 0.5:
+                categories[i] = best[1]
+        return categories
+
+    def exported(self, entry: dict, source: str = "current"):
+        """(masks, resolved category ids, scores, ImageInstances) without discarded categories; None when
+        ``source`` has nothing for the image."""
+        found = self.instances(entry, source)
+        if found is None:
+            return None
+        resolved = [self.resolve(c) for c in found.categories]
+        keep = np.array([r is not None for r in resolved], bool)
+        return (found.masks[keep], np.array([r for r in resolved if r is not None], int),
+                found.scores[keep], found)
+
+    def iter_exported(self, entries: list, source: str = "current"):
+        """(entry, masks, resolved category ids, scores) per image that ``source`` covers."""
+        for entry in entries:
+            result = self.exported(entry, source)
+            if result is not None:
+                yield entry, *result[:3]
+
+    def training_instances(self, entry: dict, keep: np.ndarray | None = None):
+        """(masks, resolved ids with 0 = background, ignored flags, weight) to train on for one image: the
+        user's correction (weighted up) or else the clustered proposals, masks not in ``keep`` ignored.
+        Discarded categories train as background or not at all, as the user chose."""
+        found = self.instances(entry, "current")
+        if found.origin == "prediction":  # training always starts again from the proposals
+            found = self.instances(entry, "proposals")
+        weight = CORRECTION_WEIGHT if found.origin == "correction" else 1.0
+        if keep is None or found.origin == "correction":
+            keep = np.ones(len(found.masks), bool)
+        resolved = np.array([self.resolve(c) or 0 for c in found.categories], int)
+        ignored = ~np.asarray(keep, bool) | np.array([self.discard_mode(c) == "ignore" for c in found.categories],
+                                                     bool)
+        return found.masks, resolved, ignored, weight
+
+
+# -- re-binding the user's categories to a new clustering ----------------------------------------------
+def rebind_categories(table: CategoryTable, assignments: dict, old: dict, new: dict) -> tuple:
+    """(table, assignments, report) with every category moved from ``old`` clusters to ``new`` ones.
+
+    Categories and new clusters are matched one to one by the masks they share (Hungarian, most shared masks);
+    a new cluster left over whose masks mostly come from a category the user edited is merged into that
+    category; masks of edited categories that would now get another category are pinned to theirs
+    (assignments), so no user decision moves to other masks and no mask loses its name. Categories keep their
+    ids; unmatched clusters get new, unnamed categories; nothing is deleted.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    table = CategoryTable([replace(c) for c in table.categories], table.clustering)
+    assignments = dict(assignments)
+    old = _with_keys(old, new)
+    by_cluster = {c.cluster: c for c in table.categories if c.cluster is not None}
+    old_category = {m["key"]: by_cluster[m["cluster"]].id for m in old.get("masks", [])
+                    if m["cluster"] in by_cluster}
+    new_cluster = {m["key"]: m["cluster"] for m in new.get("masks", [])}
+    bound = [c for c in table.categories if c.cluster is not None]
+    row = {c.id: i for i, c in enumerate(bound)}
+    k_new = len(new.get("clusters", []))
+    shared = np.zeros((len(bound), k_new), int)
+    for key, category_id in old_category.items():
+        if key in new_cluster:
+            shared[row[category_id], new_cluster[key]] += 1
+    members = {c.id: int(sum(1 for v in old_category.values() if v == c.id)) for c in bound}
+    for category in table.categories:
+        category.cluster = None
+    rows, cols = linear_sum_assignment(-shared) if shared.size else ((), ())
+    category_of_cluster = {}
+    for r, j in zip(rows, cols):
+        if shared[r, j] > 0:
+            bound[r].cluster = int(j)
+            category_of_cluster[int(j)] = bound[r].id
+    next_id = max([c.id for c in table.categories], default=0) + 1
+    for j in range(k_new):
+        if j in category_of_cluster:
+            continue
+        category = Category(next_id, f"cluster_{j + 1}", cluster=j)
+        if shared.size and shared[:, j].max() > 0:
+            majority = bound[int(shared[:, j].argmax())]
+            if majority.edited:  # its masks keep the user's category, reversibly (restore undoes the merge)
+                category.merged_into = majority.id
+        table.categories.append(category)
+        category_of_cluster[j] = next_id
+        next_id += 1
+    by_id = table.by_id()
+    pinned = {c.id: 0 for c in bound}
+    for key, category_id in old_category.items():
+        if key in assignments or key not in new_cluster or not by_id[category_id].edited:
+            continue
+        if table.resolve(category_of_cluster[new_cluster[key]]) != table.resolve(category_id):
+            assignments[key] = category_id
+            pinned[category_id] += 1
+    report = []
+    for category in bound:
+        agree = int(shared[row[category.id], category.cluster]) if category.cluster is not None else 0
+        report.append({"category": category.id, "name": category.name, "edited": category.edited,
+                       "cluster": category.cluster, "masks": members[category.id], "agree": agree,
+                       "pinned": pinned[category.id],
+                       "gone": int(sum(1 for key, v in old_category.items() if v == category.id
+                                       and key not in new_cluster))})
+    table.clustering = new.get("id")
+    return table, assignments, report
+
+
+def describe_rebinding(report: list) -> list:
+    """One line per category the user edited, e.g. "'alpha' -> cluster 3 (12 of 14 masks agree; 2 pinned)"."""
+    lines = []
+    for item in report:
+        if not item["edited"]:
+            continue
+        target = f"cluster {item['cluster'] + 1}" if item["cluster"] is not None else "no cluster"
+        extra = [f"{item['pinned']} kept by pin"] if item["pinned"] else []
+        extra += [f"{item['gone']} no longer proposed"] if item["gone"] else []
+        lines.append(f"'{item['name']}' -> {target} ({item['agree']} of {item['masks']} masks agree"
+                     + (f"; {'; '.join(extra)}" if extra else "") + ")")
+    return lines
+
+
+def adopt_clustering(project: Project, previous: Optional[dict], clusters: dict) -> list:
+    """Write ``clusters`` as the project's clustering, re-binding the user's categories and pins to it.
+
+    Order matters for a crash at any point: the previous clustering is kept (clusters.previous.json) before
+    clusters.json changes, so :meth:`LabelState.load` can finish the re-binding later; predictions made for
+    the previous clustering are removed first. Returns the report of :func:`rebind_categories` (empty when
+    nothing changed or the user has no state yet). Call it under the project's state lock.
+    """
+    import shutil
+
+    changed = previous is not None and previous.get("id") != clusters["id"]
+    user_state = categories_path(project.root).exists() or project.root.joinpath("assignments.json").exists()
+    if changed:
+        atomic_write_json(project.root / "clusters.previous.json", previous)
+        shutil.rmtree(project.predictions_dir, ignore_errors=True)
+    atomic_write_json(project.clusters_path, clusters)
+    if not (changed and user_state):
+        return []
+    from .corrections import save_assignments, save_categories
+
+    table = load_categories(project.root, previous)
+    if table.clustering is None:  # written before tables named their clustering: made for the previous one
+        table.clustering = previous.get("id")
+    assignments = _translate_positional(load_assignments(project.root), previous)
+    table, assignments, report = rebind_categories(table, assignments, previous, clusters)
+    save_assignments(project.root, assignments)
+    save_categories(project.root, table)
+    return report
+
+
+def _with_keys(old: dict, new: dict) -> dict:
+    """Clusters written before masks had keys: take each mask's key from the same position of the new run
+    (right when the proposals did not change, which is all such a project can say)."""
+    if all("key" in m for m in old.get("masks", [])):
+        return old
+    key_at = {(m["image_id"], m["index"]): m["key"] for m in new.get("masks", [])}
+    masks = [{**m, "key": m.get("key") or key_at.get((m["image_id"], m["index"]), f"{m['image_id']}/{m['index']}")}
+             for m in old.get("masks", [])]
+    return {**old, "masks": masks}
+
+
+def _previous_clusters(project: Project) -> Optional[dict]:
+    path = project.root / "clusters.previous.json"
+    try:
+        return read_json(path) if path.exists() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _translate_positional(assignments: dict, clusters: dict) -> dict:
+    """Assignments saved by position ("image_id/index", older projects) -> by mask key, through the clusters
+    they were made with; entries whose mask is unknown are kept as they are (they match nothing)."""
+    if not any("/" in key for key in assignments):
+        return assignments
+    key_of = {f"{m['image_id']}/{m['index']}": m.get("key") for m in clusters.get("masks", [])}
+    return {(key_of.get(key) or key) if "/" in key else key: value for key, value in assignments.items()}
+
+
+__all__ = ["CORRECTION_WEIGHT", "ImageInstances", "LabelState", "SOURCES", "adopt_clustering", "clustering_id",
+           "default_table", "describe_rebinding", "rebind_categories"]
