@@ -71,6 +71,7 @@ def quality(out: Path, n_images: int, config: RunConfig, seeds: int = 3) -> dict
 
 def speed_child(n_images: int, out: Path, config: RunConfig) -> dict:
     """One speed run (called in a subprocess): the whole pipeline, then retrain + predict 100 images."""
+    from engine.device import resolve_device
     from engine.pipeline import open_project, predict_project, train_project_head
 
     data = out / f"speed_data_{n_images}"
@@ -82,15 +83,16 @@ def speed_child(n_images: int, out: Path, config: RunConfig) -> dict:
     timings = result.timings
     project, project_config, entries, clusters = open_project(project_dir)
     subset = entries[:100]
+    device = str(resolve_device(config.device))  # chosen per command; the project does not store it
     start = time.perf_counter()
-    head = train_project_head(project, subset, clusters, project_config["device"])
-    predict_project(project, subset, head, Path(project_config["image_root"]))
+    head = train_project_head(project, subset, clusters, device)
+    predict_project(project, subset, head, Path(project_config["image_root"]), clusters=clusters)
     retrain_predict = time.perf_counter() - start
     backbone = timings.get("backbone", 0.0) + timings.get("embeddings", 0.0)
     engine_total = sum(v for k, v in timings.items() if k != "setup")
     return {
         "images": n_images,
-        "device": project_config["device"],
+        "device": device,
         "wall_s": round(total, 2),
         "stage_s": timings,
         "images_per_s": {k: round(n_images / v, 2) for k, v in timings.items() if v > 0 and k != "setup"},

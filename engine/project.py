@@ -192,8 +192,8 @@ def save_image_proposals(path: Path, proposals, embeddings, config_key: str) -> 
 PROPOSALS_HINT = "delete it and re-run `maskdistill run` to recompute"
 PREDICTIONS_HINT = "delete it and run `maskdistill predict --project DIR` to recompute"
 # what np.load and the checks below raise on a truncated, garbled or incomplete .npz
-_NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, TypeError, IndexError, AttributeError, zipfile.BadZipFile, zlib.error,
-               UnicodeDecodeError)
+_NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, TypeError, IndexError, AttributeError, zipfile.BadZipFile,
+               zlib.error, UnicodeDecodeError)
 
 
 def _rle_masks(path: Path, rles: np.ndarray, hw: tuple, hint: str) -> np.ndarray:

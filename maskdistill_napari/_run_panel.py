@@ -184,7 +184,15 @@ class RunPanel(QWidget):
         if stage != self._stage:
             self._close_bar()
             self._stage = stage
-            self._bar = napari_progress(total=max(total, 1), desc=f"MaskDistill: {stage}")
+            # napari's activity dock processes events while it adds the bar: progress reports (or the run's
+            # end) can arrive re-entrantly; they skip the bar, and a bar overtaken by them is closed at once
+            bar = napari_progress(total=max(total, 1), desc=f"MaskDistill: {stage}")
+            if self._stage != stage or not self._active:
+                bar.close()
+                return
+            self._bar = bar
+        if self._bar is None:
+            return
         self._bar.n = done
         self._bar.refresh()
         self.status.setText(f"Running: {stage} {done}/{total}")

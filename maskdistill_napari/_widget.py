@@ -86,7 +86,11 @@ class MaskDistillWidget(QWidget):
         return self.view.flush()
 
     def eventFilter(self, watched, event) -> bool:
-        if event.type() == QEvent.Close:
+        """napari's main window: on Close, write the pending edits (the user may still cancel closing, so the
+        queue keeps going); once the window is hidden for good, shut down."""
+        if event.type() == QEvent.Close and not self._closed:
+            self.view.flush()
+        elif event.type() == QEvent.Hide and not event.spontaneous() and not watched.isVisible():
             self.shutdown()
         return False
 

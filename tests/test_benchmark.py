@@ -230,7 +230,7 @@ def test_real_dev_script_end_to_end_on_a_tiny_folder(tmp_path, capsys):
 def test_benchmark_writes_every_documented_key_and_skips_absent_real_dev(tmp_path, capsys):
     missing = tmp_path / "no-real-dev"
     assert main(["--out", str(tmp_path), "--quality-images", "4", "--speed-images", "4", "--seeds", "2",
-                 "--weights", "random", "--input-size", "56", "--real-dev", str(missing)]) == 0
+                 "--weights", "random", "--input-size", "56", "--proposals", "seed", "--real-dev", str(missing)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     quality = results["quality"]
     assert [r["seed"] for r in quality["per_seed"]] == [0, 1]

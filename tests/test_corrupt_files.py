@@ -125,6 +125,12 @@ def test_empty_proposals_are_not_damage(tmp_path):
     assert proposals_file_key(path) == "key-0"
 
 
+def _save_npy(path):
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(3))  # one plain array, not an .npz archive
+    Path(path).write_bytes(buffer.getvalue())
+
+
 def _truncate(path, keep=0.5):
     data = Path(path).read_bytes()
     Path(path).write_bytes(data[:int(len(data) * keep)])
@@ -133,6 +139,7 @@ def _truncate(path, keep=0.5):
 @pytest.mark.parametrize("damage, expected", [
     (lambda p: _truncate(p), "not a readable proposals file"),
     (lambda p: Path(p).write_bytes(b"garbage" * 20), "not a readable proposals file"),
+    (lambda p: _save_npy(p), "not a readable proposals file"),
     (lambda p: _rewrite_npz(p, embeddings=None), "no 'embeddings' entry"),
     (lambda p: _rewrite_npz(p, rles=np.array(["{\"size\": [12, 10], \"counts\": \"zz~~\"}"] * 3)),
      "mask 0 has garbled compressed RLE counts"),

@@ -1,0 +1,215 @@
+"""The widget's task queue and autosave, headless under Xvfb: worker errors reach the user, a failed save is
+retried and not taken as saved, Run / Retrain / Export run one after another in the order clicked, and
+edits not yet on disk are written when napari closes (even while a retrain still runs)."""
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import engine.api
+from napari.utils.notifications import notification_manager
+from qtpy.QtWidgets import QFileDialog
+
+from maskdistill_napari import _project_view
+from maskdistill_napari._widget import MaskDistillWidget
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple:
+    """(image folder, finished project) made once; each test works on its own copy of the project."""
+    images = tmp_path_factory.mktemp("task_images")
+    for name in ("person_01.jpg", "cup_01.jpg", "cat_01.jpg"):
+        shutil.copy(EXAMPLES / name, images / name)
+    project = tmp_path_factory.mktemp("task_project") / "project"
+    engine.api.run(images, project, engine.api.RunConfig(weights="random", input_size=56, num_classes=2,
+                                                         device="cpu"))
+    return images, project
+
+
+@pytest.fixture
+def widget(make_napari_viewer, qtbot, finished, tmp_path) -> MaskDistillWidget:
+    images, original = finished
+    project = tmp_path / "project"
+    shutil.copytree(original, project)
+    viewer = make_napari_viewer()
+    widget = MaskDistillWidget(viewer, weights="random")
+    viewer.window.add_dock_widget(widget)
+    panel = widget.run_panel
+    panel.image_folder.setText(str(images))
+    panel.input_size.setValue(56)
+    panel.num_classes.setValue(2)
+    panel.device.setCurrentText("cpu")
+    widget.open_project(str(project))
+    wait_idle(qtbot, widget)
+    assert widget.view.current is not None
+    return widget
+
+
+def wait_idle(qtbot, widget, timeout=120_000):
+    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+
+
+def paint_new_label(view, at=(30, 30)) -> int:
+    masks = view.labels_layer
+    label = int(masks.data.max()) + 1
+    masks.selected_label = label
+    masks.brush_size = 10
+    masks.paint(at, label)
+    return label
+
+
+def corrected_at(project, image_id, at=(30, 30)) -> bool:
+    """The project's saved correction of the image covers pixel ``at``."""
+    if engine.api.instance_source(project, image_id) != "correction":
+        return False
+    return any(m[at] for m in engine.api.current_instances(project, image_id)[0])
+
+
+def test_a_worker_error_reaches_the_status_line_and_a_notification(widget, qtbot, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("the disk is on fire")
+
+    seen = len(notification_manager.records)
+    monkeypatch.setattr(engine.api, "accept_image", broken)
+    widget.review.accept_image()
+    wait_idle(qtbot, widget)
+    assert widget.review.status.text() == "Accepting the image failed: RuntimeError: the disk is on fire"
+    assert any("RuntimeError: the disk is on fire" in str(n.message) for n in notification_manager.records[seen:])
+
+    monkeypatch.setattr(engine.api, "run", broken)  # a run's error: in the Run panel and a notification
+    widget.run_panel.start()
+    wait_idle(qtbot, widget)
+    assert widget.run_panel.status.text() == "Run failed: RuntimeError: the disk is on fire"
+    assert sum("the disk is on fire" in str(n.message) for n in notification_manager.records[seen:]) == 2
+    assert widget.run_panel.run_button.isEnabled() and not widget.run_panel.running
+
+
+def test_a_failed_save_is_shown_kept_pending_and_retried(widget, qtbot, monkeypatch):
+    view, project = widget.view, widget.view.project_dir
+    real, calls = engine.api.set_image_labels, []
+
+    def fails_once(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 1:
+            raise OSError("No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.api, "set_image_labels", fails_once)
+    monkeypatch.setattr(_project_view, "RETRY_DELAYS_MS", (1_500, 1_500, 1_500))
+    saved = []
+    view.saved.connect(saved.append)
+    image_id = view.current["image_id"]
+    paint_new_label(view)
+    view.save()
+    qtbot.waitUntil(lambda: len(calls) == 1 and "No space left" in widget.review.status.text(), timeout=30_000)
+    # not saved: still pending, nothing on disk, no "saved" signal; the user is told it will be retried
+    assert image_id in view.pending and view.unsaved and not saved
+    assert not corrected_at(project, image_id)
+    assert "not saved yet: OSError: No space left on device" in widget.review.status.text()
+    assert "Retrying in 1.5 s" in widget.review.status.text()
+    qtbot.waitUntil(lambda: not view.pending, timeout=30_000)  # the timer's retry succeeds
+    assert calls == [image_id, image_id] and saved == [image_id]
+    assert corrected_at(project, image_id) and not view.unsaved
+
+
+def test_a_failed_save_is_retried_on_the_next_edit(widget, qtbot, monkeypatch):
+    view, project = widget.view, widget.view.project_dir
+    real, calls = engine.api.set_image_labels, []
+
+    def fails_once(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 1:
+            raise OSError("read-only file system")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.api, "set_image_labels", fails_once)
+    monkeypatch.setattr(_project_view, "RETRY_DELAYS_MS", (60_000,))  # the timer would come too late
+    image_id = view.current["image_id"]
+    paint_new_label(view)
+    view.save()
+    qtbot.waitUntil(lambda: len(calls) == 1 and not widget.busy, timeout=30_000)
+    assert image_id in view.pending
+    widget.review.next.click()  # switching image writes the pending edit
+    wait_idle(qtbot, widget)
+    assert view.position == 1 and not view.pending and corrected_at(project, image_id)
+
+
+def test_retrain_and_export_clicked_during_a_run_wait_for_it(widget, qtbot, monkeypatch, tmp_path):
+    events = []
+
+    def recorded(name):
+        real = getattr(engine.api, name)
+
+        def wrapper(*args, **kwargs):
+            events.append(f"{name} start")
+            try:
+                return real(*args, **kwargs)
+            finally:
+                events.append(f"{name} end")
+        monkeypatch.setattr(engine.api, name, wrapper)
+
+    for name in ("run", "distill", "export_project"):
+        recorded(name)
+    out = tmp_path / "coco.json"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(out), "")))
+    widget.run_panel.project_folder.setText(str(widget.view.project_dir))
+    widget.run_panel.start()
+    assert widget.run_panel.running
+    widget.retrain_export.retrain()
+    widget.retrain_export.export_coco()
+    assert widget.retrain_export.retrain_result.text() == "Retraining after the task in progress…"
+    wait_idle(qtbot, widget)
+    assert events == ["run start", "run end", "distill start", "distill end", "export_project start",
+                      "export_project end"]
+    assert widget.run_panel.status.text().startswith("Done: 3 images"), widget.run_panel.status.text()
+    assert widget.retrain_export.retrain_result.text().startswith("Retrained:"), \
+        widget.retrain_export.retrain_result.text()
+    assert widget.retrain_export.export_result.text().startswith("pycocotools validation passed: 3 images")
+    assert out.exists()
+
+
+def test_an_edit_not_yet_saved_is_written_when_napari_closes(widget, qtbot):
+    view, project = widget.view, widget.view.project_dir
+    image_id = view.current["image_id"]
+    paint_new_label(view)
+    assert view.dirty  # the debounce timer has not fired: nothing is queued yet
+    widget.viewer.close()
+    assert corrected_at(project, image_id) and not view.pending
+
+
+def test_edits_queued_behind_a_retrain_are_written_when_napari_closes(widget, qtbot, monkeypatch):
+    view, project = widget.view, widget.view.project_dir
+    real, started, release = engine.api.distill, threading.Event(), threading.Event()
+
+    def slow_distill(*args, **kwargs):
+        started.set()
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.api, "distill", slow_distill)
+    widget.retrain_export.retrain()
+    qtbot.waitUntil(started.is_set, timeout=30_000)
+    first = view.current["image_id"]
+    paint_new_label(view)
+    widget.review.next.click()  # the edit is queued behind the retrain, and so is the next image
+    assert first in view.pending and not corrected_at(project, first)
+    time.sleep(0.3)
+    assert first in view.pending  # still waiting for the retrain
+    start = time.perf_counter()
+    widget.viewer.close()
+    assert time.perf_counter() - start < 5
+    assert corrected_at(project, first) and not view.pending
+    release.set()  # let the retrain finish before the test ends; its result is ignored
+    qtbot.waitUntil(lambda: widget.tasks._worker is None, timeout=60_000)
+    saved, _, _, reviewed = engine.api.current_instances(project, first)
+    assert reviewed and np.any([m[30, 30] for m in saved])
