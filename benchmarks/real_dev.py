@@ -58,7 +58,6 @@ from engine.project import Project, load_image_predictions, load_image_proposals
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REAL_DEV = REPO_ROOT.parent / "shared" / "data" / "real-dev"
 STAGES = ("proposals", "clustered", "final")
-METRICS = ("corloc", "box_ap50", "mask_ap50", "box_recall50", "mask_recall50", "miou", "miou_objects")
 IGNORE = -1
 
 

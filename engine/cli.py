@@ -236,11 +236,13 @@ def cmd_import(args) -> int:
         print(f"  not in the project: {name}")
     kept = summary.get("kept")
     if kept:
-        if isinstance(kept, dict):
-            kept = ", ".join(f"{value} {key}" for key, value in kept.items())
-        elif isinstance(kept, (list, tuple)):
-            kept = ", ".join(str(item) for item in kept)
-        print(f"kept from the project: {kept}")
+        if isinstance(kept, (list, tuple)):  # images whose existing corrections the merge did not overwrite
+            names = ", ".join(str(item) for item in kept[:10]) + (", ..." if len(kept) > 10 else "")
+            print(f"kept the existing corrections of {len(kept)} image(s): {names}")
+        elif isinstance(kept, dict):
+            print("kept from the project: " + ", ".join(f"{value} {key}" for key, value in kept.items()))
+        else:
+            print(f"kept from the project: {kept}")
     if summary.get("backup"):
         print(f"previous categories and corrections backed up in {summary['backup']}")
     for warning in summary.get("warnings") or []:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_bytes
+from .atomic import ProjectFileError, atomic_write_bytes, read_json
 from .masks import bbox_xywh, decode_rle, encode_rle
 
 
@@ -195,8 +195,6 @@ def _load_coco_document(path) -> tuple:
     Returns (categories, images, annotations per image index); raises CocoValidationError naming the file
     and the first problems found.
     """
-    from .atomic import ProjectFileError, read_json
-
     path = Path(path)
     try:
         document = read_json(path)

@@ -73,6 +73,7 @@ class ProjectView(QObject):
         self._retry_timer = QTimer(self)
         self._retry_timer.setSingleShot(True)
         self._retry_timer.timeout.connect(self._retry)
+        viewer.layers.events.removing.connect(self._layer_removing)
 
     # -- project -----------------------------------------------------------------------------
     def open(self, project_dir, position: int = 0) -> None:
@@ -180,6 +181,11 @@ class ProjectView(QObject):
             self._loading = False
 
     # -- corrections -------------------------------------------------------------------------
+    def _layer_removing(self, event) -> None:
+        """The Labels layer is about to go (the user deleted it, or napari is closing): keep its edit."""
+        if self.viewer.layers[event.index] is self.labels_layer:
+            self.save()
+
     def _changed(self, event=None) -> None:
         if not self._loading and self.current is not None:
             self._timer.start()

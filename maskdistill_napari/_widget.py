@@ -86,13 +86,15 @@ class MaskDistillWidget(QWidget):
         return self.view.flush()
 
     def eventFilter(self, watched, event) -> bool:
-        """napari's main window: on Close, write the pending edits (the user may still cancel closing, so the
-        queue keeps going); once the window is hidden for good, shut down."""
-        if event.type() == QEvent.Close and not self._closed:
-            self.view.flush()
-        elif event.type() == QEvent.Hide and not event.spontaneous() and not watched.isVisible():
+        """napari's main window is closing: write the pending edits at once, let napari handle the Close (it
+        may ask the user to confirm), and shut down only if the window really closes."""
+        if event.type() != QEvent.Close or self._closed:
+            return False
+        self.view.flush()
+        watched.event(event)  # napari's closeEvent: accepts or ignores it
+        if event.isAccepted():
             self.shutdown()
-        return False
+        return True  # delivered already
 
     def closeEvent(self, event) -> None:
         self.shutdown()

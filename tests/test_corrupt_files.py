@@ -394,19 +394,20 @@ def test_import_coco_passes_replace_and_prints_the_summary(monkeypatch, capsys, 
         calls.append(replace)
         summary = {"images": 2, "categories": 3, "unmatched": ["x.png"]}
         if replace:
-            summary.update(backup=str(Path(project) / "backups" / "1"), warnings=["category 4 unused"])
+            summary.update(backup=str(Path(project) / "backups" / "1"), warnings=["category 4 unused"], kept=[])
         else:
-            summary.update(kept={"categories": 2, "corrections": 1})
+            summary.update(kept=["a.png", "b.png"], backup=None)
         return summary
 
     monkeypatch.setattr(engine.pipeline, "import_annotations", importer)
     assert cli.main(["import-coco", "c.json", "--project", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "imported masks for 2 images and 3 categories" in out and "not in the project: x.png" in out
-    assert "kept from the project: 2 categories, 1 corrections" in out
+    assert "kept the existing corrections of 2 image(s): a.png, b.png" in out and "backed up" not in out
     assert cli.main(["import-coco", "c.json", "--project", str(tmp_path), "--replace"]) == 0
     out = capsys.readouterr().out
-    assert "backups" in out and "warning: category 4 unused" in out
+    assert "backed up in " + str(tmp_path / "backups" / "1") in out and "warning: category 4 unused" in out
+    assert "kept" not in out
     assert calls == [False, True]
     with pytest.raises(SystemExit):
         cli.main(["import-coco", "--help"])

@@ -178,13 +178,21 @@ def test_retrain_and_export_clicked_during_a_run_wait_for_it(widget, qtbot, monk
     assert out.exists()
 
 
-def test_an_edit_not_yet_saved_is_written_when_napari_closes(widget, qtbot):
+def test_an_edit_not_yet_saved_is_written_when_napari_closes(widget, qtbot, monkeypatch):
     view, project = widget.view, widget.view.project_dir
+    real, threads = engine.api.set_image_labels, []
+
+    def recorded(*args, **kwargs):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.api, "set_image_labels", recorded)
     image_id = view.current["image_id"]
     paint_new_label(view)
     assert view.dirty  # the debounce timer has not fired: nothing is queued yet
     widget.viewer.close()
     assert corrected_at(project, image_id) and not view.pending
+    assert True in threads  # written by the close itself, not by a worker that happened to be quick
 
 
 def test_edits_queued_behind_a_retrain_are_written_when_napari_closes(widget, qtbot, monkeypatch):
@@ -211,5 +219,6 @@ def test_edits_queued_behind_a_retrain_are_written_when_napari_closes(widget, qt
     assert corrected_at(project, first) and not view.pending
     release.set()  # let the retrain finish before the test ends; its result is ignored
     qtbot.waitUntil(lambda: widget.tasks._worker is None, timeout=60_000)
+    assert not widget.tasks.busy  # the queued image load was dropped, not run on the closed viewer
     saved, _, _, reviewed = engine.api.current_instances(project, first)
     assert reviewed and np.any([m[30, 30] for m in saved])

@@ -168,7 +168,8 @@ def test_import_coco_into_a_fresh_project(finished, folder, tmp_path):
     source = tmp_path / "in.json"
     source.write_text(json.dumps(document))
     summary = review.import_coco(fresh, source)
-    assert summary == {"images": 4, "unmatched": ["elsewhere.png"], "categories": len(exported["categories"])}
+    assert summary == {"images": 4, "unmatched": ["elsewhere.png"], "categories": len(exported["categories"]),
+                       "kept": [], "backup": None, "mode": "merge"}
     from pycocotools.coco import COCO
     coco = COCO(str(source))
     by_name = {im["file_name"]: im["id"] for im in exported["images"]}

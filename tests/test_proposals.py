@@ -21,6 +21,7 @@ from engine.proposals import (
     resolve_overlaps,
     second_eigenvector,
     seed_patch_mask,
+    split_patch_masks,
 )
 
 GH = GW = 16
@@ -395,3 +396,101 @@ def test_empty_proposals_shapes():
     empty = Proposals.empty((30, 40), (3, 4))
     assert len(empty) == 0
     assert empty.masks.shape == (0, 30, 40) and empty.patch_masks.shape == (0, 3, 4)
+
+
+# --- split (the default) ------------------------------------------------------------------------------
+
+SPLIT_SEEDS = range(12)
+LEFT = rect(4, 12, 3, 8)  # 40 patches
+RIGHT = rect(4, 12, 8, 13)  # 40 patches, touching LEFT along a whole side
+
+
+def exact(masks, truths) -> bool:
+    """The masks are exactly the truths, in any order."""
+    key = sorted(tuple(np.flatnonzero(m)) for m in masks)
+    return key == sorted(tuple(np.flatnonzero(t)) for t in truths)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_split_cuts_touching_objects_of_different_kinds_apart(seed):
+    # one connected foreground part holding two kinds: the second cut must separate them exactly
+    masks = split_patch_masks(planted_features([LEFT, RIGHT], seed=seed), centre=True)
+    assert len(masks) == 2 and all(m.dtype == bool and m.shape == (GH, GW) for m in masks)
+    assert exact(masks, [LEFT, RIGHT])
+
+
+@pytest.mark.parametrize("seed", SPLIT_SEEDS)
+def test_split_keeps_a_large_uniform_region_whole(seed):
+    # the same 80 patches as above, one kind: the cut inside it would be expensive, so it is not made
+    masks = split_patch_masks(planted_features([LEFT | RIGHT], seed=seed), centre=True)
+    assert exact(masks, [LEFT | RIGHT])
+
+
+@pytest.mark.parametrize("seed", SPLIT_SEEDS)
+def test_split_without_bisection_returns_each_separated_blob(seed):
+    # max_depth 0: the foreground cut and its connected parts only -> exactly the two planted blobs
+    masks = split_patch_masks(planted_features([OBJ_A, OBJ_B], seed=seed), centre=True, max_depth=0)
+    assert exact(masks, [OBJ_A, OBJ_B])
+    # the touching pair is one connected part: without bisection it stays one mask
+    masks = split_patch_masks(planted_features([LEFT, RIGHT], seed=seed), centre=True, max_depth=0)
+    assert exact(masks, [LEFT | RIGHT])
+
+
+def test_split_min_area_fraction_drops_a_two_patch_part():
+    pair = rect(12, 13, 2, 4)  # 2 patches, apart from both blobs
+    features = planted_features([OBJ_A, OBJ_B, pair], seed=0)
+    # no floor: parts of at least 2 patches are kept, and the pair is one
+    everything = split_patch_masks(features, centre=True, max_depth=0, min_area_fraction=0.0)
+    assert exact(everything, [OBJ_A, OBJ_B, pair])
+    kept = split_patch_masks(features, centre=True, max_depth=0)  # default floor: more than 1 % of 256 patches
+    assert exact(kept, [OBJ_A, OBJ_B])
+
+
+def test_split_without_centring_finds_no_structure():
+    # the shared component links every pair of patches: there is no cut to make (why DINOv2 keys are centred)
+    assert split_patch_masks(planted_features([OBJ_A, OBJ_B], seed=0), centre=False) == []
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "engine bug: _split_part re-centres the keys on the part and thresholds their cosine at tau; inside a "
+    "uniform part only noise is left, whose cosine graph is sparse and often disconnected (normalized cut ~0), "
+    "so uniform parts of ~30 patches are cut into pieces: 2 separated blobs gave 2-10 masks over 12 seeds"))
+def test_split_two_separated_uniform_blobs_give_two_masks():
+    counts = [len(split_patch_masks(planted_features([OBJ_A, OBJ_B], seed=s), centre=True)) for s in SPLIT_SEEDS]
+    assert counts == [2] * len(SPLIT_SEEDS)
+
+
+@pytest.mark.xfail(strict=True, reason="engine bug (see above): one uniform 30-patch blob gave 1-6 masks over 12 seeds")
+def test_split_one_uniform_blob_gives_one_mask():
+    results = [split_patch_masks(planted_features([OBJ_A], seed=s), centre=True) for s in SPLIT_SEEDS]
+    assert all(exact(masks, [OBJ_A]) for masks in results)
+
+
+@pytest.fixture(scope="module")
+def touching():
+    """Two touching rectangles of different colours whose edges do NOT fall on patch borders."""
+    image = np.full((H, W, 3), 128, np.uint8)
+    true_a = np.zeros((H, W), bool)
+    true_a[19:99, 21:63] = True
+    true_b = np.zeros((H, W), bool)
+    true_b[19:99, 63:110] = True
+    image[true_a] = (230, 220, 40)
+    image[true_b] = (30, 40, 160)
+    patch_a = coverage_on_grid(true_a, (GH, GW)) > 0.5
+    patch_b = coverage_on_grid(true_b, (GH, GW)) > 0.5
+    return image, true_a, true_b, patch_a, patch_b
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_propose_split_full_resolution_masks_of_touching_objects(touching, seed):
+    image, true_a, true_b, patch_a, patch_b = touching
+    assert (np.roll(patch_a, 1, axis=1) & patch_b).any()  # the patch masks touch
+    proposals = propose(image, planted_features([patch_a, patch_b], seed=seed), "dinov2", "split")
+    assert len(proposals) == 2
+    assert sorted(proposals.sources) == ["split:0", "split:1"]
+    assert proposals.masks.shape == (2, H, W) and proposals.masks.sum(axis=0).max() == 1
+    assert np.all((proposals.scores >= 0) & (proposals.scores <= 1))
+    for truth, patch in ((true_a, patch_a), (true_b, patch_b)):
+        best = int(np.argmax([iou(m, truth) for m in proposals.masks]))
+        assert iou(proposals.masks[best], truth) > 0.95
+        np.testing.assert_array_equal(proposals.patch_masks[best], patch)
