@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "clustered masks, drop the masks it finds least convincing, retrain "
                                               "on the clean set, predict every image and export COCO.")
     distill.add_argument("--project", "-p", type=Path, required=True, metavar="DIR")
+    distill.add_argument("--device", default="auto",
+                         help="where to train: auto (CUDA, then MPS, then CPU), cpu, cuda, mps; chosen per command, "
+                              "never stored, so a project made on a GPU machine retrains anywhere")
     _add_filter_options(distill)
     distill.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
@@ -166,6 +169,12 @@ def cmd_run(args) -> int:
           f"clusters (suggested K: {result.suggested_k})")
     for skipped in result.skipped:
         print(f"  skipped {skipped['relative_path']}: {skipped['reason']}")
+    if result.rebinding:
+        print("your categories on the new clusters:")
+        for line in result.rebinding:
+            print(f"  {line}")
+    for warning in result.warnings:
+        print(f"  warning: {warning}")
     print(f"COCO annotations: {result.annotations}")
     print(f"overview:         {result.overview}")
     return 0
@@ -174,9 +183,12 @@ def cmd_run(args) -> int:
 def cmd_distill(args) -> int:
     from .pipeline import distill
 
-    summary = distill(args.project, None if args.quiet else _progress_bar(), **_filter_overrides(args))
+    summary = distill(args.project, None if args.quiet else _progress_bar(), device=args.device,
+                      **_filter_overrides(args))
     print(f"kept {summary['masks_kept']} masks, dropped {summary['masks_dropped']}; "
           f"{summary['instances_predicted']} instances predicted")
+    for warning in summary["export"]["warnings"]:
+        print(f"  warning: {warning}")
     print(f"COCO annotations: {Path(args.project).resolve() / 'annotations.json'}")
     return 0
 

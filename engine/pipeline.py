@@ -321,8 +321,7 @@ def _self_training_label_maps(state: LabelState, entries: list, head, cache: Fea
     """(label map, weight) per image: the model's own edge-refined prediction (better targets than its
     patch-grid arg-max: final mIoU 0.652 vs 0.627 on the benchmark), or the user's correction."""
     for entry in entries:
-        found = state.instances(entry, "corrections")
-        if found is not None:
+        if state.instances(entry, "current").origin == "correction":
             masks, resolved, ignored, weight = state.training_instances(entry)
             labelled = ~ignored & (resolved > 0)
             yield paint_label_map(masks.shape[1:], masks[labelled], resolved[labelled],

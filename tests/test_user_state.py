@@ -381,3 +381,18 @@ def test_adopting_the_same_clustering_rewrites_nothing(folder, tmp_path):
     clusters = read_json(p.clusters_path)
     assert adopt_clustering(p, clusters, clusters) == []
     assert snapshot(project) == before
+
+
+# -- case 7 (label state side): one corrupt correction blocks nothing and is named ---------------------------
+def test_a_corrupt_correction_is_named_and_the_other_images_still_export(folder, tmp_path):
+    project = tmp_path / "p"
+    run(folder, project, RunConfig(**MECHANICS))
+    entries = read_json(Project(project).images_path)
+    broken = project / "corrections" / f"{entries[0]['image_id']}.npz"
+    broken.parent.mkdir()
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    summary = export_project(project)
+    assert any(str(broken) in w for w in summary["coco"]["warnings"])
+    assert {im["file_name"] for im in exported(project)["images"]} == {e["relative_path"] for e in entries}
+    distill(project)  # training goes on from the generated masks of that image
+    assert broken.read_bytes() == b"PK\x03\x04 not really a zip"  # the user's file is left for them to restore
