@@ -359,10 +359,74 @@ def score_project(project_dir, images: list, recurring: list) -> dict:
             for stage, predictions in project_stages(project_dir).items()}
 
 
+# ------------------------------------------------------------------------------------ what a correction buys
+
+CORRECTED_COUNTS = (0, 1, 2, 4)
+
+
+def reviewer_order(images: list) -> list:
+    """Mask images in the order a simulated reviewer corrects them: one per source in turn (file-name order
+    within a source), so the first few corrections are not all of one kind of photo."""
+    by_source: dict = {}
+    for image in sorted((i for i in images if i.annotation == "mask"), key=lambda i: i.file_name):
+        by_source.setdefault(image.source, []).append(image)
+    order, queues = [], [list(q) for _, q in sorted(by_source.items())]
+    while any(queues):
+        for queue in queues:
+            if queue:
+                order.append(queue.pop(0))
+    return order
+
+
+def _reviewer_categories(current_masks: np.ndarray, current_classes: np.ndarray, truth: np.ndarray) -> list:
+    """The category a reviewer gives each true mask: that of the current mask it overlaps most (the pseudo-class
+    already on screen), else the image's most common one, else 1."""
+    fallback = int(np.bincount(current_classes).argmax()) if len(current_classes) else 1
+    if not len(current_masks):
+        return [fallback] * len(truth)
+    overlap = _mask_iou_matrix(truth, current_masks)
+    return [int(current_classes[row.argmax()]) if row.max() > 0 else fallback for row in overlap]
+
+
+def correction_curve(project_dir, out, images: list, counts=CORRECTED_COUNTS, log=print) -> dict:
+    """Box / mask AP50 on the images no simulated reviewer touched, after correcting k images with their
+    ground truth (through engine.api, as a user would) and retraining, for each k in ``counts``.
+
+    Works on a copy of the project; the held-out images are the same for every k (all but the first
+    max(counts) images of :func:`reviewer_order`), so the curve shows what corrections buy elsewhere.
+    """
+    import shutil
+
+    from engine.api import current_instances, distill, set_image_masks
+
+    reviewed = reviewer_order(images)[:max(counts)]
+    held_out = [image for image in images if image.file_name not in {r.file_name for r in reviewed}]
+    copy = Path(out) / "corrections-project"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(project_dir, copy, ignore=shutil.ignore_patterns(".lock", ".state.lock"))
+    ids = {Path(e["relative_path"]).name: e["image_id"] for e in read_json(Project(copy).images_path)}
+    curve = {}
+    for k in counts:
+        shutil.rmtree(copy / "corrections", ignore_errors=True)
+        for image in reviewed[:k]:
+            image_id = ids[Path(image.file_name).name]
+            masks, classes, _, _ = current_instances(copy, image_id)
+            set_image_masks(copy, image_id, image.masks, _reviewer_categories(masks, classes, image.masks))
+        distill(copy)
+        final = _keyed(project_stages(copy)["final"], held_out)
+        scores = score_images(held_out, final)
+        curve[str(k)] = {"corrected": [image.file_name for image in reviewed[:k]],
+                         **{m: scores[m] for m in ("corloc", "box_ap50", "mask_ap50", "box_recall50",
+                                                   "mask_recall50")}}
+        log(f"real-dev corrections: {k} image(s) corrected -> box AP50 {_fmt(scores['box_ap50'])}, "
+            f"mask AP50 {_fmt(scores['mask_ap50'])} on the {len(held_out)} others")
+    return {"held_out": [image.file_name for image in held_out], "curve": curve}
+
+
 # ------------------------------------------------------------------------------------------------ driver
 
 
-def benchmark(real_dev, out, config=None, log=print) -> dict:
+def benchmark(real_dev, out, config=None, log=print, corrections_curve: bool = True) -> dict:
     """Run the engine on real-dev (default K, then the given K) and score each stage; writes OUT/results.json.
 
     Returns ``{"skipped": reason}`` when ``real_dev`` has no ground truth.
@@ -380,7 +444,8 @@ def benchmark(real_dev, out, config=None, log=print) -> dict:
     categories = {c["id"]: c["name"] for c in json.loads((real_dev / "ground_truth.json").read_text())["categories"]}
     project = out / "project"
     runs = {}
-    for label, k in (("k_suggested", None), ("k_given", len(recurring))):
+    corrections = None
+    for label, k in (("k_given", len(recurring)), ("k_suggested", None)):  # the default run last: the curve uses it
         start = time.perf_counter()
         result = run(real_dev / "images", project, replace(config, num_classes=k))
         seconds = time.perf_counter() - start
@@ -389,6 +454,8 @@ def benchmark(real_dev, out, config=None, log=print) -> dict:
                        "masks": result.masks, "seconds": round(seconds, 1),
                        "distillation": read_json(project / "report.json").get("distillation", {}), **scores}
         log(f"real-dev, {label} (K = {result.clusters}): {seconds:.0f} s")
+    if corrections_curve:
+        corrections = correction_curve(project, out, images, log=log)
     default = runs["k_suggested"]
 
     def headline(stage_scores):
@@ -403,7 +470,8 @@ def benchmark(real_dev, out, config=None, log=print) -> dict:
         "k_suggested": default["suggested_k"],
         "default_run": "k_suggested",
         **{stage: headline(default[stage]) for stage in STAGES if stage in default},
-        "runs": runs,
+        "runs": {label: runs[label] for label in ("k_suggested", "k_given")},
+        "corrections": corrections,
     }
     atomic_write_json(out / "results.json", results)
     return results
@@ -432,6 +500,12 @@ def table(results: dict) -> str:
                 row = run_[stage]["total"] if name == "total" else run_[stage]["per_source"][name]
                 lines.append(f"{stage + ' ' + name:<{width}}" + "".join(f"{_fmt(row.get(c)):>14}" for c in columns))
         lines.append("")
+    if results.get("corrections"):
+        lines.append(f"what a correction buys (default run; scored on the {len(results['corrections']['held_out'])} "
+                     "images never corrected)")
+        lines.append(f"{'images corrected':<18}{'box_ap50':>12}{'mask_ap50':>12}{'corloc':>10}")
+        for k, row in results["corrections"]["curve"].items():
+            lines.append(f"{k:<18}{_fmt(row['box_ap50']):>12}{_fmt(row['mask_ap50']):>12}{_fmt(row['corloc']):>10}")
     return "\n".join(lines).rstrip()
 
 

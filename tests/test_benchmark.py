@@ -223,8 +223,29 @@ def test_real_dev_script_end_to_end_on_a_tiny_folder(tmp_path, capsys):
         assert results[stage]["per_source"]["aerial"]["mask_ap50"] is None
         for metrics in results[stage]["per_source"].values():
             assert all(in_range(metrics[k]) for k in ("corloc", "box_ap50", "box_recall50")), metrics
+    curve = results["corrections"]["curve"]
+    assert list(curve) == ["0", "1", "2", "4"]
+    assert [len(row["corrected"]) for row in curve.values()] == [0, 1, 2, 2]  # only 2 mask images to correct
+    assert all(in_range(row["box_ap50"]) for row in curve.values())
+    assert not set(results["corrections"]["held_out"]) & set(curve["4"]["corrected"])
     printed = capsys.readouterr().out
     assert "final photos" in printed and "proposals aerial" in printed and "k_given" in printed
+    assert "what a correction buys" in printed
+
+
+def test_the_simulated_reviewer_takes_sources_in_turn_and_the_category_on_screen():
+    def image(name, source, kind="mask"):
+        return real_dev.RealImage(name, source, kind, 4, 4, np.zeros((0, 4)), np.zeros(0, int), None)
+    images = [image("b2", "b"), image("a1", "a"), image("a2", "a"), image("c", "c", "box"), image("b1", "b")]
+    assert [i.file_name for i in real_dev.reviewer_order(images)] == ["a1", "b1", "a2", "b2"]
+    truth = np.zeros((2, 4, 4), bool)
+    truth[0, :2, :2] = True
+    truth[1, 3, 3] = True
+    current = np.zeros((2, 4, 4), bool)
+    current[0, :2, :3] = True
+    current[1, 2:, :2] = True
+    assert real_dev._reviewer_categories(current, np.array([5, 7]), truth) == [5, 5]  # no overlap: most common
+    assert real_dev._reviewer_categories(current[:0], np.zeros(0, int), truth) == [1, 1]
 
 
 def test_benchmark_writes_every_documented_key_and_skips_absent_real_dev(tmp_path, capsys):
