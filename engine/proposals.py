@@ -149,21 +149,36 @@ def ncut_value(affinity: np.ndarray, side: np.ndarray) -> float:
     return float(cut / max(affinity[side].sum(), 1e-12) + cut / max(affinity[~side].sum(), 1e-12))
 
 
+def _linked_scaled(keys: np.ndarray, scale: float, tau: float, eps: float) -> np.ndarray:
+    """Link patches whose dot product, over the image-level mean squared key norm ``scale``, exceeds tau.
+
+    Unlike the cosine, this does not blow up the noise left after centring a uniform part to unit length:
+    noise-only dot products stay far below tau, the graph stays uniform and its cut stays expensive.
+    """
+    return np.where(keys @ keys.T / max(scale, 1e-12) > tau, 1.0, eps)
+
+
 def _split_part(keys: np.ndarray, part: np.ndarray, min_size: int, max_cut: float, tau: float, eps: float,
-                depth: int) -> list:
-    """Recursively bisect a set of patches while the cut, on keys centred on the set, costs < max_cut."""
+                depth: int, scale: float | None = None) -> list:
+    """Recursively bisect a set of patches while the cut, on keys centred on the set, costs < max_cut.
+
+    scale: the image's mean squared (centred) key norm; the part's graph links patches by dot product over
+    it (``_linked_scaled``), so a uniform part (noise only after centring) is not shattered.
+    """
     if part.size < 2 * min_size or depth == 0:
         return [part]
+    if scale is None:
+        scale = float((keys ** 2).sum(axis=1).mean())
     local = keys[part] - keys[part].mean(axis=0)
-    graph = _linked(local, tau, eps)
-    if (graph > eps).all():
+    graph = _linked_scaled(local, scale, tau, eps)
+    if (graph > eps).all() or not (graph[~np.eye(len(graph), dtype=bool)] > eps).any():
         return [part]
     vector = second_eigenvector(graph)
     side = vector > vector.mean()
     if min(side.sum(), (~side).sum()) < min_size or ncut_value(graph, side) > max_cut:
         return [part]
-    return (_split_part(keys, part[side], min_size, max_cut, tau, eps, depth - 1)
-            + _split_part(keys, part[~side], min_size, max_cut, tau, eps, depth - 1))
+    return (_split_part(keys, part[side], min_size, max_cut, tau, eps, depth - 1, scale)
+            + _split_part(keys, part[~side], min_size, max_cut, tau, eps, depth - 1, scale))
 
 
 def split_patch_masks(features: ImageFeatures, centre: bool, tau: float = 0.15, max_cut: float = 0.1,
@@ -176,6 +191,7 @@ def split_patch_masks(features: ImageFeatures, centre: bool, tau: float = 0.15, 
     """
     gh, gw = features.grid_hw
     keys = key_matrix(features, centre)
+    scale = float((keys.astype(np.float64) ** 2).sum(axis=1).mean())
     everything = np.arange(gh * gw)
     graph = _linked(keys, tau, eps)
     if (graph > eps).all():
@@ -189,7 +205,7 @@ def split_patch_masks(features: ImageFeatures, centre: bool, tau: float = 0.15, 
         part = np.flatnonzero(regions.ravel() == region)
         if part.size < min_size:
             continue
-        for piece in _split_part(keys, part, min_size, max_cut, tau, eps, max_depth):
+        for piece in _split_part(keys, part, min_size, max_cut, tau, eps, max_depth, scale):
             mask = np.zeros(gh * gw, bool)
             mask[piece] = True
             masks.append(mask.reshape(gh, gw))
@@ -256,7 +272,7 @@ def attention_ratio(features: ImageFeatures, patch_mask: np.ndarray) -> float:
     return float(attention[patch_mask.ravel()].mean() / max(attention.mean(), 1e-12))
 
 
-def propose(image: np.ndarray, features: ImageFeatures, family: str, method: str = "ncut",
+def propose(image: np.ndarray, features: ImageFeatures, family: str, method: str = "split",
             max_masks: int = 3, min_area_fraction: float = 0.01, min_refine_iou: float = 0.5,
             min_attention_ratio: float = 0.5) -> Proposals:
     """Full-resolution object masks for one image, each with a score and its source.

@@ -33,6 +33,7 @@ class TaskQueue(QObject):
         super().__init__(parent)
         self._pending: deque = deque()
         self._worker = None
+        self._finished_worker = None
         self._closed = False
 
     @property
@@ -76,7 +77,9 @@ class TaskQueue(QObject):
             on_error(message)
 
     def _on_finished(self, on_finished) -> None:
-        self._worker = None
+        # the worker's thread still emits one more signal after ``finished``: dropping the last reference now
+        # could delete its signal object under it (RuntimeError in the thread), so keep it until the next one
+        self._finished_worker, self._worker = self._worker, None
         if self._closed:
             return
         if on_finished is not None:

@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from engine.pipeline import RunConfig, run
+from engine.api import RunConfig, run
 from maskdistill_napari._reader import get_reader
 from maskdistill_napari._writer import write_labels_coco
 

@@ -9,6 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -16,8 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QColorDialog, QFileDialog
 
-from engine.corrections import load_categories
-from engine.review import current_instances
+from engine.api import current_instances, load_categories, low_confidence_masks
 from maskdistill_napari._widget import MaskDistillWidget
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
@@ -98,11 +98,13 @@ def test_run_review_correct_retrain_export(make_napari_viewer, qtbot, three_imag
     wait_idle(qtbot, widget)
     masks = viewer.layers["masks"]
     image_id = view.current["image_id"]
-    new_label = int(masks.data.max()) + 1
+    original = np.asarray(masks.data).copy()
+    new_label = int(original.max()) + 1
     panel.select(1)
     masks.selected_label = new_label
     masks.brush_size = 20
     masks.paint((30, 30), new_label)
+    assert masks.data[30, 30] == new_label
     view.save()
     wait_idle(qtbot, widget)
     saved, classes, _, reviewed = current_instances(project, image_id)
@@ -110,18 +112,35 @@ def test_run_review_correct_retrain_export(make_napari_viewer, qtbot, three_imag
     assert int(classes[[m[30, 30] for m in saved].index(True)]) == 1
     assert masks.features["source"].eq("correction").all()
     masks.undo()
-    qtbot.waitUntil(lambda: not view.dirty and not widget.busy, timeout=10_000)
-    assert not any(m[30, 30] for m in current_instances(project, image_id)[0]) or masks.data[30, 30] != 0
+    assert np.array_equal(masks.data, original)  # the stroke is gone from the layer ...
+    qtbot.waitUntil(lambda: not view.unsaved and not widget.busy, timeout=10_000)
+    saved = current_instances(project, image_id)[0]  # ... and from the project: back to the original masks
+    assert len(saved) == len(np.setdiff1d(np.unique(original), [0]))
+    assert np.array_equal(np.any(saved, axis=0) if len(saved) else np.zeros(original.shape, bool), original > 0)
 
-    # reject the mask under the selected label, then jump to the least confident mask
-    if masks.data.max() > 0:
-        masks.selected_label = int(masks.data.max())
-        before = len(current_instances(project, image_id)[0])
-        widget.review.reject_selected()
-        wait_idle(qtbot, widget)
-        assert len(current_instances(project, image_id)[0]) == before - 1
+    # reject the mask under the selected label: gone from the project and from the layer
+    masks.selected_label = new_label
+    masks.paint((40, 40), new_label)  # a mask of our own, so that there is always one to reject
+    view.save()
+    wait_idle(qtbot, widget)
+    before = current_instances(project, image_id)[0]
+    assert any(m[40, 40] for m in before)
+    masks = viewer.layers["masks"]
+    masks.selected_label = int(masks.data[40, 40])
+    widget.review.reject_selected()
+    wait_idle(qtbot, widget)
+    after = current_instances(project, image_id)[0]
+    assert len(after) == len(before) - 1 and not any(m[40, 40] for m in after)
+    assert viewer.layers["masks"].data[40, 40] == 0
+    assert widget.review.status.text().startswith("Rejected mask")
+
+    # the least confident unreviewed mask: the engine's first, shown with its label selected
+    expected_image, expected_index, _ = low_confidence_masks(project, 1)[0]
     widget.review.next_low_confidence()
     wait_idle(qtbot, widget)
+    assert widget.review.status.text().startswith("Lowest confidence: mask"), widget.review.status.text()
+    assert view.current["image_id"] == expected_image != image_id  # the corrected image counts as reviewed
+    assert viewer.layers["masks"].selected_label == expected_index + 1
 
     # retrain with the correction, then export COCO
     widget.retrain_export.retrain()
@@ -166,4 +185,4 @@ def test_open_project_button_and_bad_folder(make_napari_viewer, qtbot, three_ima
     assert "not a project folder" in widget.run_panel.status.text()
     widget.run_panel.image_folder.setText("")
     widget.run_panel.start()
-    assert "Choose both" in widget.run_panel.status.text() and not widget.busy
+    assert "Choose both" in widget.run_panel.status.text() and not widget.run_panel.running  # nothing queued

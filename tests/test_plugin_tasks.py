@@ -222,3 +222,11 @@ def test_edits_queued_behind_a_retrain_are_written_when_napari_closes(widget, qt
     assert not widget.tasks.busy  # the queued image load was dropped, not run on the closed viewer
     saved, _, _, reviewed = engine.api.current_instances(project, first)
     assert reviewed and np.any([m[30, 30] for m in saved])
+
+
+def test_an_edit_is_written_when_the_widget_is_taken_out_of_napari(widget, qtbot):
+    view, project = widget.view, widget.view.project_dir
+    image_id = view.current["image_id"]
+    paint_new_label(view)
+    widget.viewer.window.remove_dock_widget(widget)
+    assert corrected_at(project, image_id) and not view.pending

@@ -451,16 +451,11 @@ def test_split_without_centring_finds_no_structure():
     assert split_patch_masks(planted_features([OBJ_A, OBJ_B], seed=0), centre=False) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: _split_part re-centres the keys on the part and thresholds their cosine at tau; inside a "
-    "uniform part only noise is left, whose cosine graph is sparse and often disconnected (normalized cut ~0), "
-    "so uniform parts of ~30 patches are cut into pieces: 2 separated blobs gave 2-10 masks over 12 seeds"))
 def test_split_two_separated_uniform_blobs_give_two_masks():
     counts = [len(split_patch_masks(planted_features([OBJ_A, OBJ_B], seed=s), centre=True)) for s in SPLIT_SEEDS]
     assert counts == [2] * len(SPLIT_SEEDS)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug (see above): one uniform 30-patch blob gave 1-6 masks over 12 seeds")
 def test_split_one_uniform_blob_gives_one_mask():
     results = [split_patch_masks(planted_features([OBJ_A], seed=s), centre=True) for s in SPLIT_SEEDS]
     assert all(exact(masks, [OBJ_A]) for masks in results)

@@ -1,0 +1,40 @@
+"""The plugin reaches the engine only through ``engine.api``, and importing it does not load torch (which
+would block napari's GUI thread for seconds when it opens the widget or asks the reader about a folder)."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = ROOT / "maskdistill_napari"
+
+
+def engine_imports(path: Path) -> list:
+    """(line, module) of every import of the engine package in a file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names if alias.name.split(".")[0] == "engine"]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module.split(".")[0] == "engine":
+            found += [(node.lineno, node.module if node.module != "engine" else f"engine.{alias.name}")
+                      for alias in node.names]
+    return found
+
+
+def test_the_plugin_imports_only_the_engine_facade():
+    offending = {f"{path.name}:{line}": module for path in sorted(PLUGIN.glob("*.py"))
+                 for line, module in engine_imports(path) if module != "engine.api"}
+    assert not offending, f"import these through engine.api instead: {offending}"
+    assert any(engine_imports(path) for path in PLUGIN.glob("*.py"))  # the scan does see the lazy imports
+
+
+def test_importing_the_plugin_loads_neither_torch_nor_the_engine():
+    code = ("import sys\n"
+            "import maskdistill_napari._widget, maskdistill_napari._reader, maskdistill_napari._writer\n"
+            "import maskdistill_napari._sample_data\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.split('.')[0] == 'engine'))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
