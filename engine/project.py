@@ -20,7 +20,6 @@ import numpy as np
 
 from .atomic import ProjectFileError, atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporary_files
 from .masks import decode_rle, encode_rle
-from .proposals import Proposals
 
 SCHEMA_VERSION = 1
 
@@ -245,6 +244,8 @@ def _read_proposals(path: Path, image_hw: tuple | None):
     if not (np.isfinite(scores).all() and np.isfinite(embeddings).all()):
         raise ProjectFileError(f"{path}: damaged (scores or embeddings are not finite); {PROPOSALS_HINT}")
     masks = _rle_masks(path, rles, hw, PROPOSALS_HINT)
+    from .proposals import Proposals  # here, not at the top: reading a project must not load torch
+
     return Proposals(masks, patch_masks, scores, sources), embeddings, config_key
 
 

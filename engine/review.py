@@ -12,7 +12,6 @@ import time
 import numpy as np
 
 from .atomic import read_json
-from .clustering import kmeans, whiten
 from .coco import iter_coco_images, read_coco_categories
 from .corrections import (
     DISCARD_MODES,
@@ -113,6 +112,8 @@ def split_category(project_dir, category_id: int, parts: int, seed: int = 0) -> 
                     embeddings.append(vector)
         if len(members) < parts:
             raise ValueError(f"Category {source.name!r} has {len(members)} masks; it cannot be split into {parts}.")
+        from .clustering import kmeans, whiten  # torch: loaded only when a split needs it
+
         labels, _, _ = kmeans(whiten(np.stack(embeddings)), parts, seed=seed)
         next_id = max(state.table.by_id()) + 1
         new_ids = [category_id] + list(range(next_id, next_id + parts - 1))

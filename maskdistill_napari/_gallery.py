@@ -25,11 +25,12 @@ def category_sizes(project_dir) -> dict:
 
 def representative_crops(project_dir, category_id: int, rgb: tuple, limit: int = 4) -> list:
     """Up to ``limit`` RGB thumbnails (uint8, THUMB px on the longer side) of the category's representatives."""
-    from engine.api import load_image, load_image_proposals, open_project
+    from engine.api import label_state, load_image, load_image_proposals, open_project
 
     project, config, entries, clusters = open_project(project_dir)
     by_id = {e["image_id"]: e for e in entries}
-    cluster = next((c for c in clusters["clusters"] if c["id"] + 1 == category_id), None)
+    bound = label_state(project.root, clusters).table.by_id().get(category_id)
+    cluster = next((c for c in clusters["clusters"] if bound is not None and c["id"] == bound.cluster), None)
     crops = []
     for image_id, index in (cluster or {}).get("representatives", [])[:limit]:
         entry = by_id.get(image_id)

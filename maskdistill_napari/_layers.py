@@ -68,6 +68,7 @@ def label_colormap(classes: dict, table, new_label_rgb=(255, 255, 255)) -> Direc
 
 
 def category_table(project_dir, clusters: dict):
-    from engine.api import load_categories
+    """The category table as the engine's label state resolves it (re-bound to the current clusters)."""
+    from engine.api import label_state
 
-    return load_categories(Path(project_dir), clusters)
+    return label_state(Path(project_dir), clusters).table

@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QColorDialog, QFileDialog
 
-from engine.api import current_instances, load_categories, low_confidence_masks
+from engine.api import current_instances, label_state, low_confidence_masks
 from maskdistill_napari._widget import MaskDistillWidget
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
@@ -87,7 +87,7 @@ def test_run_review_correct_retrain_export(make_napari_viewer, qtbot, three_imag
     panel.merge_into.setCurrentIndex(panel.merge_into.findData(1))
     panel.merge()
     wait_idle(qtbot, widget)
-    table = load_categories(project)
+    table = label_state(project).table
     assert table.by_id()[1].name == "thing" and table.by_id()[1].colour == [10, 200, 30]
     assert table.resolve(2) == 1
     assert set(viewer.layers["masks"].features["class_name"]) <= {"thing"}
