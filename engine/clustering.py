@@ -109,14 +109,19 @@ def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
     return float(scores.mean())
 
 
+MIN_MASKS_PER_CLASS = 3  # a suggested class has this many masks on average: with 19 masks the silhouette
+# kept rising to the cap (K = 12, classes of one or two masks), which no reviewer wants to name
+
+
 def suggest_k(x: np.ndarray, k_range=(2, 12), seed: int = 0, max_samples: int = 2000) -> tuple:
-    """The K with the best silhouette over ``k_range`` (on a subsample for large sets).
+    """The K with the best silhouette over ``k_range`` (on a subsample for large sets), at most one class per
+    MIN_MASKS_PER_CLASS masks.
 
     Returns (best_k, {k: silhouette}).
     """
     rng = np.random.default_rng(seed)
     sample = x if len(x) <= max_samples else x[rng.choice(len(x), max_samples, replace=False)]
-    upper = min(k_range[1], len(sample) - 1)
+    upper = min(k_range[1], len(sample) - 1, len(x) // MIN_MASKS_PER_CLASS)
     scores = {}
     for k in range(k_range[0], upper + 1):
         labels, _, _ = kmeans(sample, k, restarts=3, seed=seed)
@@ -147,6 +152,9 @@ def cluster_masks(embeddings: np.ndarray, k: int | None = None, seed: int = 0, r
     k = suggested if k is None else k
     k = min(k, len(x))
     labels, centres, _ = kmeans(x, k, restarts=restarts, seed=seed)
+    used = np.unique(labels)  # identical embeddings can leave a centre without members: no empty classes
+    if len(used) < k:
+        labels, centres, k = np.searchsorted(used, labels), centres[used], len(used)
     dist = torch.cdist(torch.from_numpy(x), torch.from_numpy(centres)).numpy()
     if k > 1:
         nearest = np.sort(dist, axis=1)

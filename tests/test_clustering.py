@@ -104,6 +104,20 @@ def test_suggest_k_finds_the_planted_number(k):
     assert len(result.sizes) == k  # k=None uses the suggestion
 
 
+def test_suggested_k_leaves_a_few_masks_per_class():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(19, 16)).astype(np.float32)  # no structure: the silhouette alone drifts upwards
+    best, scores = suggest_k(whiten(x), seed=0)
+    assert max(scores) == 19 // 3 and best <= 6
+
+
+def test_no_class_is_left_empty():
+    x = np.repeat(np.eye(3, 8, dtype=np.float32), [6, 6, 1], axis=0)  # 3 distinct embeddings, K = 5 asked
+    result = cluster_masks(x, k=5, seed=0)
+    assert len(result.sizes) == 3 and all(size > 0 for size in result.sizes)
+    assert sorted(result.sizes) == [1, 6, 6] and set(result.labels.tolist()) == {0, 1, 2}
+
+
 def test_confidence_is_low_midway_between_centres():
     x, truth, centres, scales, noise_dims = planted_blobs(k=4, seed=0)
     at_centres = centres.copy()
