@@ -1,4 +1,4 @@
-"""Registry of named self-supervised ViT backbones, each with what is needed to use it correctly.
+"""Registry of named self-supervised ViT backbones (DINO, DINOv2, DINOv3), each with what is needed to use it correctly.
 
 Callers ask for a name (``dinov2_vits14``); nobody re-types patch sizes or mean/std. Building the
 network is timm's job; getting weights into it is :mod:`engine.weights`' job.
@@ -16,7 +16,7 @@ class BackboneSpec:
     name: str
     timm_name: str  # timm architecture name
     pretrained_tag: str  # timm pretrained tag; ``timm_name.pretrained_tag`` is the hub name
-    family: str  # "dino" or "dinov2": the proposal stage needs to know (see engine.proposals)
+    family: str  # "dino", "dinov2" or "dinov3": the proposal stage needs to know (see engine.proposals)
     patch_size: int
     embed_dim: int
     num_heads: int
@@ -24,7 +24,12 @@ class BackboneSpec:
     num_register_tokens: int = 0
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
-    license: str = "apache-2.0"
+    license: str = "apache-2.0"  # of the pretrained weights, as timm's pretrained config names it
+
+    @property
+    def architecture(self) -> str:
+        """timm model class family: ``"vit"`` (VisionTransformer) or ``"eva"`` (Eva, RoPE; DINOv3)."""
+        return "eva" if self.family == "dinov3" else "vit"
 
     @property
     def hub_name(self) -> str:
@@ -43,6 +48,13 @@ def _dinov2(name, arch, dim, heads, registers=0):
     return BackboneSpec(name, arch, "lvd142m", "dinov2", 14, dim, heads, 448, registers)
 
 
+def _dinov3(name, arch, dim, heads):
+    # DINOv3 (Meta, 2025): patch 16, RoPE instead of absolute position embeddings, CLS + 4 register
+    # ("storage") tokens in front of the patches; timm builds it as an Eva model. Weights are under the
+    # DINOv3 License (not Apache-2.0): https://ai.meta.com/resources/models-and-libraries/dinov3-license/
+    return BackboneSpec(name, arch, "lvd1689m", "dinov3", 16, dim, heads, 448, 4, license="dinov3-license")
+
+
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
@@ -54,6 +66,11 @@ BACKBONES: dict[str, BackboneSpec] = {
         _dinov2("dinov2_vitb14", "vit_base_patch14_dinov2", 768, 12),
         _dinov2("dinov2_vits14_reg", "vit_small_patch14_reg4_dinov2", 384, 6, registers=4),
         _dinov2("dinov2_vitb14_reg", "vit_base_patch14_reg4_dinov2", 768, 12, registers=4),
+        _dinov3("dinov3_vits16", "vit_small_patch16_dinov3", 384, 6),
+        _dinov3("dinov3_vits16plus", "vit_small_plus_patch16_dinov3", 384, 6),
+        _dinov3("dinov3_vitb16", "vit_base_patch16_dinov3", 768, 12),
+        _dinov3("dinov3_vitl16", "vit_large_patch16_dinov3", 1024, 16),
+        _dinov3("dinov3_vith16plus", "vit_huge_plus_patch16_dinov3", 1280, 20),
     )
 }
 DEFAULT_BACKBONE = "dinov2_vits14"

@@ -20,6 +20,7 @@ from scipy import ndimage
 from torch import nn
 
 from .atomic import ProjectFileError, atomic_write_bytes
+from .instances import instance_agreement
 from .masks import coverage_on_grid, resize_nearest
 from .refine import refine_soft
 
@@ -171,9 +172,12 @@ def instances_from_semantic(semantic: np.ndarray, probs: np.ndarray, min_area_fr
     return (np.stack(masks)[order], np.asarray(classes)[order], np.asarray(scores, np.float32)[order])
 
 
-def score_proposals(probs: np.ndarray, masks: np.ndarray, classes) -> tuple:
+def score_proposals(probs: np.ndarray, masks: np.ndarray, classes, per_instance: bool = True) -> tuple:
     """Per mask: the model's mean confidence in the mask's class inside it, and IoU with the model's region.
 
+    per_instance: the region is the model's instance(s) of the class that the mask overlaps
+        (engine.instances.instance_agreement), not the whole class region of the image, where two objects of
+        one class halve each other's agreement.
     Returns (confidence, agreement, quality = sqrt(confidence * agreement)), each (n,) in [0, 1].
     """
     prediction = probs.argmax(axis=0)
@@ -184,8 +188,11 @@ def score_proposals(probs: np.ndarray, masks: np.ndarray, classes) -> tuple:
             confidence.append(0.0)
             agreement.append(0.0)
             continue
-        predicted = prediction == cls
         confidence.append(float(probs[cls][small].mean()))
+        if per_instance:
+            agreement.append(instance_agreement(prediction, small, cls))
+            continue
+        predicted = prediction == cls
         union = np.logical_or(small, predicted).sum()
         agreement.append(float(np.logical_and(small, predicted).sum() / union) if union else 0.0)
     confidence, agreement = np.asarray(confidence, np.float32), np.asarray(agreement, np.float32)

@@ -382,12 +382,24 @@ def score_and_filter(state: LabelState, entries: list, head, image_root: Path, c
 
 
 def predict_project(project: Project, entries: list, head, image_root: Path, clusters: dict,
-                    progress: Progress = _no_progress) -> int:
+                    progress: Progress = _no_progress, grouping: str = "proposals") -> int:
     """Semantic map and scored instances of every image into predictions/; returns the instance count.
+
+    grouping: "proposals": the proposals the filter kept (filtering.json; all when absent), each classified
+    as a whole by the head, plus the head's foreground regions that they miss (engine.instances.
+    combine_with_proposals); "foreground": connected foreground regions classified as a whole
+    (engine.instances.foreground_instances); "semantic": one instance per connected region of each class.
 
     Written into a staging folder that replaces predictions/ only when every image is done, stamped with the
     clustering it was made for: a stopped or cancelled prediction never leaves a mix of old and new files.
     """
+    from .instances import combine_with_proposals, foreground_instances  # (local: imports are the lead's part)
+
+    kept = {}
+    if grouping == "proposals" and project.filtering_path.exists():
+        for row in read_json(project.filtering_path).get("masks", []):
+            kept.setdefault(row["image_id"], {})[row["index"]] = bool(row["kept"])
+
     cache = FeatureCache(project.features_dir)
     staging = project.root / "predictions.partial"
     shutil.rmtree(staging, ignore_errors=True)
@@ -395,7 +407,14 @@ def predict_project(project: Project, entries: list, head, image_root: Path, clu
     for done, entry in enumerate(entries):
         probs = _probabilities(head, cache, entry, image_root)
         semantic = semantic_map(probs, (entry["height"], entry["width"]))
-        masks, classes, scores = instances_from_semantic(semantic, probs)
+        group = instances_from_semantic if grouping == "semantic" else foreground_instances
+        masks, classes, scores = group(semantic, probs)
+        if grouping == "proposals":
+            found = load_image_proposals(project.proposals_path(entry["image_id"]), semantic.shape)[0]
+            flags = kept.get(entry["image_id"], {})
+            keep = np.array([flags.get(i, True) for i in range(len(found))], bool)
+            masks, classes, scores = combine_with_proposals(found.masks[keep], found.scores[keep], masks, scores,
+                                                            probs)
         save_image_predictions(staging / f"{entry['image_id']}.npz", semantic, masks, classes, scores)
         total += len(masks)
         progress("predict", done + 1, len(entries))

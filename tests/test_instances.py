@@ -1,0 +1,125 @@
+"""Known-answer tests for engine.instances (per-instance agreement, class-agnostic instance grouping) and for
+the ``segments`` proposal helpers."""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.distill import score_proposals
+from engine.instances import foreground_instances, instance_agreement
+from engine.proposals import dedupe_masks, region_candidates
+
+
+def box(r0, r1, c0, c1, shape=(20, 30)):
+    mask = np.zeros(shape, bool)
+    mask[r0:r1, c0:c1] = True
+    return mask
+
+
+A, B = box(2, 8, 2, 10), box(10, 18, 15, 27)
+
+
+def probs_for(label_map, classes=3, confidence=0.9):
+    probs = np.full((classes + 1, *label_map.shape), (1 - confidence) / classes, np.float32)
+    for c in range(classes + 1):
+        probs[c][label_map == c] = confidence
+    return probs
+
+
+def test_two_objects_of_one_class_each_agree_fully():
+    prediction = np.zeros(A.shape, int)
+    prediction[A | B] = 1
+    assert instance_agreement(prediction, A, 1) == 1.0
+    assert instance_agreement(prediction, B, 1) == 1.0
+
+
+def test_agreement_is_iou_with_the_touched_instance_only():
+    prediction = np.zeros(A.shape, int)
+    prediction[A | B] = 1
+    half = A.copy()
+    half[:, 6:] = False  # half of A's columns
+    assert np.isclose(instance_agreement(prediction, half, 1), half.sum() / A.sum())
+
+
+def test_agreement_zero_for_wrong_class_or_no_overlap():
+    prediction = np.zeros(A.shape, int)
+    prediction[A] = 2
+    assert instance_agreement(prediction, A, 1) == 0.0
+    assert instance_agreement(prediction, B, 2) == 0.0
+
+
+def test_score_proposals_per_instance_versus_class_region():
+    label_map = np.zeros(A.shape, int)
+    label_map[A | B] = 1
+    probs = probs_for(label_map)
+    _, agreement, _ = score_proposals(probs, np.stack([A, B]), [1, 1])
+    assert np.allclose(agreement, 1.0)
+    _, whole_region, _ = score_proposals(probs, np.stack([A, B]), [1, 1], per_instance=False)
+    assert np.allclose(whole_region, [A.sum() / (A | B).sum(), B.sum() / (A | B).sum()])
+
+
+def test_parts_in_two_classes_stay_one_instance_of_the_majority_class():
+    semantic = np.zeros(A.shape, np.uint16)
+    semantic[2:8, 2:4] = 2  # a small part of A (12 px) in class 2
+    semantic[2:8, 4:10] = 1  # the rest of A (36 px) in class 1
+    semantic[B] = 3
+    probs = probs_for(semantic.astype(int))
+    masks, classes, scores = foreground_instances(semantic, probs)
+    assert len(masks) == 2
+    by_class = dict(zip(classes.tolist(), masks))
+    assert set(by_class) == {1, 3}
+    assert np.array_equal(by_class[1], A) and np.array_equal(by_class[3], B)
+    assert np.allclose(scores, 1 - 0.1 / 3, atol=1e-5)  # p(background) inside = (1 - 0.9) / 3
+
+
+def test_foreground_instances_rank_by_foreground_probability_and_drop_specks():
+    semantic = np.zeros(A.shape, np.uint16)
+    semantic[A] = 1
+    semantic[B] = 1
+    semantic[0, 29] = 1  # a single-pixel speck: below 0.2 % of 600 pixels? (1 px <= 1.2 px): dropped
+    probs = probs_for(semantic.astype(int))
+    probs[0][B] = 0.4  # B is less certain: p(background) 0.4 -> score 0.6
+    masks, classes, scores = foreground_instances(semantic, probs)
+    assert len(masks) == 2
+    assert np.array_equal(masks[0], A) and np.array_equal(masks[1], B)
+    assert scores[0] > scores[1]
+
+
+def test_foreground_instances_empty():
+    semantic = np.zeros((5, 6), np.uint16)
+    masks, classes, scores = foreground_instances(semantic, probs_for(semantic.astype(int)))
+    assert masks.shape == (0, 5, 6) and len(classes) == 0 and len(scores) == 0
+
+
+def test_region_candidates_components_holes_and_corners():
+    labels = np.zeros((10, 10), int)
+    labels[2:5, 2:5] = 1
+    labels[3, 3] = 0  # a hole: filled
+    labels[6:9, 6:9] = 1  # a second component of the same label
+    found = region_candidates(labels, min_size=4, max_size=50)
+    # label 0 is the background (touches all 4 corners): skipped; label 1 gives two filled squares
+    assert len(found) == 2
+    assert sorted(int(m.sum()) for m in found) == [9, 9]
+
+
+def test_dedupe_masks_keeps_first_of_near_duplicates():
+    a = box(0, 10, 0, 10, (20, 20))
+    b = box(0, 10, 0, 9, (20, 20))  # IoU 0.9 with a
+    c = box(12, 18, 12, 18, (20, 20))
+    kept = dedupe_masks([a, b, c], max_iou=0.8)
+    assert len(kept) == 2 and kept[0] is a and kept[1] is c
+
+
+def test_combine_keeps_proposals_whole_and_adds_only_missed_model_objects():
+    from engine.instances import combine_with_proposals
+    C = box(12, 18, 2, 8)  # an object only the model found
+    semantic = np.zeros(A.shape, int)
+    semantic[2:8, 2:4] = 2  # the head splits A into two classes ...
+    semantic[2:8, 4:10] = 1
+    semantic[C] = 3
+    probs = probs_for(semantic)
+    model_masks = np.stack([A & (semantic == 1), A & (semantic == 2), C])
+    masks, classes, scores = combine_with_proposals(np.stack([A]), np.array([0.8]), model_masks,
+                                                    np.array([0.9, 0.9, 0.6]), probs)
+    assert len(masks) == 2  # A whole (its parts are covered by the proposal), then C
+    assert np.array_equal(masks[0], A) and classes[0] == 1 and np.isclose(scores[0], 0.8)
+    assert np.array_equal(masks[1], C) and classes[1] == 3 and np.isclose(scores[1], 0.3)
