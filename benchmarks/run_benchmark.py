@@ -29,7 +29,7 @@ from benchmarks.synthetic import CATEGORIES, write_dataset  # noqa: E402
 from engine.atomic import atomic_write_json, read_json  # noqa: E402
 from engine.pipeline import RunConfig, evaluate_project, run  # noqa: E402
 
-TARGETS = {"engine_over_backbone_max": 1.25, "retrain_predict_100_s_max": 30.0, "peak_rss_mb_200_max": 3000.0}
+TARGETS = {"engine_over_backbone_max": 1.25, "engine_over_feature_pass_max": 2.0, "retrain_predict_100_s_max": 30.0, "peak_rss_mb_200_max": 3000.0}
 
 
 def quality(out: Path, n_images: int, config: RunConfig, seeds: int = 3) -> dict:
@@ -99,6 +99,8 @@ def speed_child(n_images: int, out: Path, config: RunConfig) -> dict:
         "overall_images_per_s": round(n_images / engine_total, 3),
         "backbone_forward_s": round(backbone, 2),
         "engine_over_backbone": round(engine_total / backbone, 3),
+        # the honest ratio: everything the user waits for (model loading included) over the image feature pass
+        "engine_over_feature_pass": round(total / timings["backbone"], 3),
         "retrain_predict_100_s": round(retrain_predict, 2),
         "retrain_predict_images": len(subset),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -135,7 +137,10 @@ def table(results: dict) -> str:
                  ("  images/s overall", f"{run_['overall_images_per_s']:.2f}", ""),
                  ("  images/s backbone", f"{run_['images_per_s'].get('backbone', 0):.2f}", ""),
                  ("  images/s proposals", f"{run_['images_per_s'].get('proposals', 0):.2f}", ""),
-                 ("  engine / backbone time", f"{run_['engine_over_backbone']:.3f}", "<= 1.25"),
+                 ("  engine / backbone time", f"{run_['engine_over_backbone']:.3f}",
+                  "backbone = feature pass + mask-embedding forwards"),
+                 ("  whole run / feature pass", f"{run_.get('engine_over_feature_pass', float('nan')):.3f}",
+                  "<= 2.0; model loading included"),
                  ("  retrain + predict 100 images (s)", f"{run_['retrain_predict_100_s']:.1f}", "<= 30"),
                  ("  peak RSS (MB)", f"{run_['peak_rss_mb']:.0f}", "<= 3000 at 200")]
     width = max(len(r[0]) for r in rows)
@@ -174,6 +179,7 @@ def main(argv=None) -> int:
     results["speed"] = {
         "runs": runs,
         "engine_over_backbone": largest["engine_over_backbone"] if largest else None,
+        "engine_over_feature_pass": largest["engine_over_feature_pass"] if largest else None,
         "retrain_predict_100_s": largest["retrain_predict_100_s"] if largest else None,
     }
     results["memory"] = {f"peak_rss_mb_{r['images']}": r["peak_rss_mb"] for r in runs}

@@ -4,6 +4,15 @@ What the later stages need from one forward pass: the last block's patch keys (a
 proposals), the final patch tokens and CLS token (embeddings, the segmentation head) and the CLS
 attention row (the MaskDistill seed). Only the CLS row of the attention is computed: the full matrix
 at 3,600 tokens would be hundreds of MB.
+
+DINOv3 (timm ``Eva``, RoPE): the keys kept are the last block's keys *before* the rotary position
+embedding (content keys: their affinities do not depend on where two patches sit, and they are the same
+for a patch whether it is seen whole-image or inside a tile, so tiles stitch consistently). The CLS
+attention row uses the rotated keys, exactly as the block's attention does (the CLS query is never
+rotated). ``rope_keys=True`` keeps the rotated keys instead.
+
+With ``scale`` set (from ``--object-size``, see :mod:`engine.tiling`) the image is resized by that factor
+instead of to ``input_size`` and, when larger than one tile, run in overlapping tiles and stitched.
 """
 from __future__ import annotations
 
@@ -19,6 +28,7 @@ from PIL import Image
 from .atomic import atomic_write_bytes
 from .backbones import BackboneSpec, create_model, get_backbone_spec
 from .device import autocast_context, configure_cpu_threads, resolve_device
+from .tiling import extract_tiled, resize_uint8, scaled_input_hw
 from .weights import WeightsInfo, load_into
 
 FEATURE_FORMAT_VERSION = 1
@@ -74,23 +84,50 @@ def preprocess(image: np.ndarray, spec: BackboneSpec, input_hw: tuple) -> torch.
     """uint8 (H, W, 3) -> normalised float tensor (3, h, w) at the network input size."""
     height, width = input_hw
     resized = np.array(Image.fromarray(image).resize((width, height), Image.BICUBIC, reducing_gap=3.0))
-    tensor = torch.from_numpy(resized).permute(2, 0, 1).float().div_(255.0)
+    return normalise(resized, spec)
+
+
+def normalise(pixels: np.ndarray, spec: BackboneSpec) -> torch.Tensor:
+    """uint8 (..., h, w, 3) at network size -> normalised float tensor (..., 3, h, w)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).movedim(-1, -3).float().div_(255.0)
     mean = torch.tensor(spec.mean).view(3, 1, 1)
     std = torch.tensor(spec.std).view(3, 1, 1)
     return (tensor - mean) / std
+
+
+def _rotate_patches(x: torch.Tensor, rope, prefix: int, half: bool) -> torch.Tensor:
+    """Eva's rotary embedding on the patch tokens of (B, heads, N, d), prefix tokens unrotated."""
+    from timm.layers import apply_rot_embed_cat
+
+    return torch.cat([x[:, :, :prefix], apply_rot_embed_cat(x[:, :, prefix:], rope, half=half)], dim=2).type_as(x)
 
 
 class FeatureExtractor:
     """A backbone with its weights on a device, turning images into :class:`ImageFeatures`."""
 
     def __init__(self, backbone: str, weights=None, device: str = "auto", input_size: int | None = None,
-                 batch_size: int = 4):
+                 batch_size: int = 4, scale: float | None = None, tile_size: int | None = None,
+                 tile_overlap: int | None = None, rope_keys: bool = False):
+        """``input_size``: shorter side fed to the network (untiled), and the whole-image pass for the CLS
+        token of a tiled image. ``scale``: network pixels per image pixel (e.g. from
+        :func:`engine.tiling.scale_for_object_size`); ``None`` keeps the ``input_size`` resize. With a
+        scale, inputs larger than ``tile_size`` pixels (default: the backbone's input size) on a side go in
+        tiles overlapping by ``tile_overlap`` pixels (default: a quarter tile), ``batch_size`` tiles at a
+        time. Sizes are rounded to multiples of the patch."""
         self.spec = get_backbone_spec(backbone)
         self.device = resolve_device(device)
         if self.device.type == "cpu":
             configure_cpu_threads()
         self.input_size = int(input_size or self.spec.default_input_size)
         self.batch_size = batch_size
+        patch = self.spec.patch_size
+        self.scale = None if scale is None else float(scale)
+        if self.scale is not None and not self.scale > 0:
+            raise ValueError(f"scale must be positive, got {scale!r}")
+        self.tile_patches = max(2, round((tile_size or self.spec.default_input_size) / patch))
+        overlap = self.tile_patches // 4 if tile_overlap is None else round(tile_overlap / patch)
+        self.overlap_patches = min(max(0, overlap), self.tile_patches - 1)
+        self.rope_keys = bool(rope_keys)
         if weights == "random":
             # the cache key names these weights just "random": they must be the same network in every
             # process, or a resumed run would mix features of different networks under one key
@@ -102,36 +139,88 @@ class FeatureExtractor:
         self.weights: WeightsInfo = load_into(model, self.spec, weights)
         self.model = model.to(self.device).eval()
         self._qkv_output = None
-        self.model.blocks[-1].attn.qkv.register_forward_hook(self._keep_qkv)
+        self._attn_input = None
+        attn = self.model.blocks[-1].attn
+        if self.spec.architecture == "eva":
+            # Eva computes q/k/v with F.linear when it has q/v biases (the *_qkvb variants), and applies
+            # RoPE inside forward: keep the attention's input and rope and recompute q/k in _forward
+            attn.register_forward_pre_hook(self._keep_attn_input, with_kwargs=True)
+        else:
+            attn.qkv.register_forward_hook(self._keep_qkv)
 
     def _keep_qkv(self, module, inputs, output):
         self._qkv_output = output
 
+    def _keep_attn_input(self, module, args, kwargs):
+        self._attn_input = (args[0], kwargs.get("rope"))
+
+    @property
+    def settings(self) -> str:
+        """Everything besides pixels and weights that changes the features (part of the cache key)."""
+        text = f"{self.spec.name}|{self.input_size}"
+        if self.scale is not None:
+            text += f"|scale={self.scale:.6g}|tile={self.tile_patches}|overlap={self.overlap_patches}"
+        if self.rope_keys and self.spec.architecture == "eva":
+            text += "|rope_keys"
+        return text
+
     def cache_key(self, pixel_hash: str) -> str:
         text = f"{pixel_hash}|{self.spec.name}|{self.weights.identity}|{self.input_size}|v{FEATURE_FORMAT_VERSION}"
+        if self.settings != f"{self.spec.name}|{self.input_size}":  # untiled keys unchanged: old caches stay valid
+            text += f"|{self.settings}"
         return hashlib.sha1(text.encode()).hexdigest()
 
     def input_hw(self, image: np.ndarray) -> tuple:
+        if self.scale is not None:
+            return scaled_input_hw(image.shape[0], image.shape[1], self.scale, self.spec.patch_size)
         return network_input_hw(image.shape[0], image.shape[1], self.input_size, self.spec.patch_size)
+
+    def _last_block_qk(self, attn):
+        """(q rotated, k rotated, k as kept) of the last block, each (B, heads, N, head_dim)."""
+        if self.spec.architecture != "eva":
+            qkv = self._qkv_output
+            b, n, _ = qkv.shape
+            q, k, _ = qkv.reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+            q, k = attn.q_norm(q), attn.k_norm(k)
+            return q, k, k
+        x, rope = self._attn_input
+        b, n, _ = x.shape
+        if attn.qkv is not None:
+            if attn.q_bias is None:
+                qkv = attn.qkv(x)
+            else:
+                bias = torch.cat((attn.q_bias, attn.k_bias, attn.v_bias))
+                qkv = torch.nn.functional.linear(x, attn.qkv.weight, bias)
+            q, k, _ = qkv.reshape(b, n, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        else:
+            q = attn.q_proj(x).reshape(b, n, attn.num_heads, -1).transpose(1, 2)
+            k = attn.k_proj(x).reshape(b, n, attn.num_heads, -1).transpose(1, 2)
+        q, k = attn.q_norm(q), attn.k_norm(k)
+        if rope is None:
+            return q, k, k
+        half = bool(getattr(attn, "rotate_half", False))
+        q_rot = _rotate_patches(q, rope, attn.num_prefix_tokens, half)
+        k_rot = _rotate_patches(k, rope, attn.num_prefix_tokens, half)
+        return q_rot, k_rot, (k_rot if self.rope_keys else k)
 
     @torch.inference_mode()
     def _forward(self, batch: torch.Tensor):
         """(B, 3, h, w) -> last-block keys, CLS attention row, final tokens."""
         with autocast_context(self.device):
             tokens = self.model.forward_features(batch.to(self.device))
-        qkv = self._qkv_output
-        self._qkv_output = None
-        attn = self.model.blocks[-1].attn
-        b, n, _ = qkv.shape
-        q, k, _ = qkv.reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        q, k = attn.q_norm(q), attn.k_norm(k)
+            attn = self.model.blocks[-1].attn
+            q, k, kept = self._last_block_qk(attn)
+        self._qkv_output = self._attn_input = None
         prefix = self.spec.num_prefix_tokens
+        b, _, n, _ = k.shape
         cls_row = ((q[:, :, :1] * attn.scale) @ k.transpose(-2, -1)).float().softmax(dim=-1)[:, :, 0, prefix:]
-        keys = k[:, :, prefix:].permute(0, 2, 1, 3).reshape(b, n - prefix, -1)
+        keys = kept[:, :, prefix:].permute(0, 2, 1, 3).reshape(b, n - prefix, -1)
         return keys.float().cpu(), cls_row.cpu(), tokens.float().cpu()
 
     def extract(self, images: list) -> list:
-        """Features for each image; same-sized inputs share a forward pass."""
+        """Features for each image; same-sized inputs share a forward pass (tiles: one image at a time)."""
+        if self.scale is not None:
+            return [self.extract_scaled(image) for image in images]
         results = [None] * len(images)
         by_shape: dict = {}
         for index, image in enumerate(images):
@@ -154,6 +243,43 @@ class FeatureExtractor:
                     )
         return results
 
+    def _forward_pixels(self, pixels: np.ndarray) -> tuple:
+        """uint8 (B, h, w, 3) at network size -> numpy keys (B, n, Dk), tokens (B, n, D), CLS rows, CLS tokens."""
+        keys, cls_row, tokens = self._forward(normalise(pixels, self.spec))
+        prefix = self.spec.num_prefix_tokens
+        return keys.numpy(), tokens[:, prefix:].numpy(), cls_row.numpy(), tokens[:, 0].numpy()
+
+    def extract_scaled(self, image: np.ndarray, progress=None) -> ImageFeatures:
+        """Features of one image resized by ``self.scale``, in overlapping tiles when larger than one tile.
+
+        See :mod:`engine.tiling` for the layout, the stitching and what the CLS token and attention are.
+        ``progress(done_tiles, total_tiles)`` is called after each tile batch.
+        """
+        if self.scale is None:
+            raise ValueError("extract_scaled needs an extractor built with a scale")
+        input_hw = self.input_hw(image)
+        patch = self.spec.patch_size
+        grid = (input_hw[0] // patch, input_hw[1] // patch)
+        pixels = resize_uint8(image, input_hw)
+        if max(grid) <= self.tile_patches:  # one tile: a plain pass, its own CLS token
+            keys, tokens, cls_row, cls = (a[0] for a in self._forward_pixels(pixels[None]))
+        else:
+            keys, tokens, cls_row = extract_tiled(
+                pixels, lambda batch: self._forward_pixels(batch)[:3], patch, self.tile_patches,
+                self.overlap_patches, batch_size=self.batch_size, progress=progress)
+            del pixels
+            whole_hw = network_input_hw(image.shape[0], image.shape[1], self.input_size, patch)
+            _, _, whole_tokens = self._forward(preprocess(image, self.spec, whole_hw)[None])
+            cls = whole_tokens[0, 0].numpy()
+        return ImageFeatures(
+            grid_hw=grid,
+            input_hw=input_hw,
+            keys=np.asarray(keys).astype(np.float16, copy=False),
+            tokens=np.asarray(tokens).astype(np.float16, copy=False),
+            cls_token=np.asarray(cls, np.float32),
+            cls_attention=np.asarray(cls_row, np.float32),
+        )
+
     @torch.inference_mode()
     def cls_embeddings(self, crops: list, size: int = 224) -> np.ndarray:
         """CLS token of each crop resized to ``size`` x ``size`` (the paper's clustering embedding)."""
@@ -164,7 +290,7 @@ class FeatureExtractor:
             with autocast_context(self.device):
                 tokens = self.model.forward_features(batch.to(self.device))
             out.append(tokens[:, 0].float().cpu().numpy())
-        self._qkv_output = None
+        self._qkv_output = self._attn_input = None
         return np.concatenate(out) if out else np.zeros((0, self.spec.embed_dim), np.float32)
 
 

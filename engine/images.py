@@ -3,8 +3,22 @@
 :func:`discover_images` lists a folder and checks each candidate's *header* only (cheap): a file that
 cannot be used is put in ``Discovery.skipped`` with a reason the run report can show. :func:`load_image`
 fully decodes one image to RGB ``uint8`` (H, W, 3) and raises :class:`ImageError` on anything wrong.
-TIFFs go through tifffile (16-bit RGB, float and stacks); everything else, and the TIFF kinds tifffile
-does not decode (palette, CMYK, JPEG-in-TIFF without imagecodecs), goes through Pillow.
+TIFFs go through tifffile (16-bit RGB, float, multichannel and stacks); everything else, and the TIFF kinds
+tifffile does not decode (palette, CMYK, JPEG-in-TIFF without imagecodecs), goes through Pillow.
+
+Microscopy (:class:`ImageOptions`, or the same keyword arguments of :func:`load_image`):
+
+* ``channels``: which stored channels become the network's RGB, 0-based: one channel is replicated to grey
+  RGB, two fill R and G (B stays 0), three fill R, G, B. The channel axis is TIFF samples (S) or an ImageJ /
+  OME / tifffile ``C`` axis; a file with unnamed extra pages (tifffile ``Q``/``I``) has them as planes.
+  With ``channels`` every chosen channel is stretched on its own (8-bit data too). ``None`` (default)
+  reads the image as stored: gray, RGB or RGBA only; 8-bit data is never stretched and higher bit depths
+  get one joint stretch over R, G, B (colour balance kept), so an ordinary photo reads exactly as it is.
+* ``percentiles``: the (low, high) percentiles mapped to 0 and 255, default (1, 99.8) like Cellpose and
+  napari users expect, so one hot pixel cannot flatten the image as a min-max would. Estimated on a strided
+  subsample of about a million pixels; a constant channel becomes 0.
+* ``plane``: which plane of a stack (Z, T, unnamed pages, appended series; flattened in stored order) to
+  read. Without it a stack is refused; ``discover_images(..., planes=True)`` lists one record per plane.
 
 Known limit: Pillow reads 16-bit *RGB* PNGs as 8-bit (high byte), so those are not rescaled; 16-bit
 grayscale PNGs and all 16-bit TIFFs are. EXIF orientation is applied to non-TIFF files only (tifffile
