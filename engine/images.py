@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 import os
 import unicodedata
 import warnings
@@ -48,6 +49,7 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _TIFF_DATA_PHOTOMETRIC = (0, 1, 2)  # MINISWHITE, MINISBLACK, RGB: tifffile gives the pixel values
 _HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _SUBSAMPLE_TARGET = 1_000_000  # pixels used to estimate the percentiles
+DEFAULT_PERCENTILES = (1.0, 99.8)  # low/high percentiles stretched to 0..255 (Cellpose's normalisation)
 _FIX = "Re-export or remove the file."
 
 
@@ -61,12 +63,81 @@ class ImageError(ValueError):
 
 
 @dataclass(frozen=True)
+class ImageOptions:
+    """How to turn a stored image into the network's RGB (see the module docstring); validated on creation.
+
+    ``channels``: None (as stored) or 1-3 channel indices; ``percentiles``: (low, high) in 0..100;
+    ``planes``: discovery lists one record per plane of a stack instead of skipping it.
+    """
+
+    channels: tuple | None = None
+    percentiles: tuple = DEFAULT_PERCENTILES
+    planes: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "channels", _check_channels(self.channels))
+        object.__setattr__(self, "percentiles", _check_percentiles(self.percentiles))
+        object.__setattr__(self, "planes", bool(self.planes))
+
+    def to_dict(self) -> dict:
+        """JSON-ready (project.json)."""
+        return {"channels": None if self.channels is None else list(self.channels),
+                "percentiles": list(self.percentiles), "planes": self.planes}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "ImageOptions":
+        """From :meth:`to_dict`; missing keys (an older project.json) take the defaults."""
+        data = data or {}
+        return cls(channels=data.get("channels"), percentiles=data.get("percentiles") or DEFAULT_PERCENTILES,
+                   planes=bool(data.get("planes", False)))
+
+
+def _check_channels(channels):
+    """None, or a tuple of 1-3 non-negative ints (an int is one channel); ValueError otherwise."""
+    if channels is None:
+        return None
+    if isinstance(channels, (int, np.integer)) and not isinstance(channels, bool):
+        channels = (channels,)
+    try:
+        out = tuple(int(c) for c in channels)
+        ok = all(float(c) == i and not isinstance(c, bool) for c, i in zip(channels, out))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or not 1 <= len(out) <= 3 or min(out) < 0:
+        raise ValueError(f"channels must be 1 to 3 channel indices counted from 0 (e.g. (0,) or (1, 0)), "
+                         f"got {channels!r}")
+    return out
+
+
+def _check_percentiles(percentiles):
+    """(low, high) floats with 0 <= low < high <= 100; ValueError otherwise."""
+    try:
+        lo, hi = (float(v) for v in percentiles)
+    except (TypeError, ValueError):
+        raise ValueError(f"percentiles must be two numbers (low, high), got {percentiles!r}") from None
+    if not 0.0 <= lo < hi <= 100.0:
+        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles!r}")
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header says: size (after EXIF orientation), channels a caller can choose from, planes."""
+
+    width: int
+    height: int
+    channels: int
+    planes: int
+
+
+@dataclass(frozen=True)
 class ImageRecord:
-    image_id: str  # "img_" + 12 hex of sha1(relative_path): stable across runs and machines
+    image_id: str  # "img_" + 12 hex of sha1(relative_path[, plane]): stable across runs and machines
     path: Path  # absolute path
-    relative_path: str  # posix path relative to the folder root
+    relative_path: str  # posix path relative to the folder root (the file, also for a plane of a stack)
     width: int  # after EXIF orientation
     height: int
+    plane: int | None = None  # plane of a stack (discover_images(planes=True)); None for a 2-D image
 
 
 @dataclass(frozen=True)
@@ -85,10 +156,13 @@ class Discovery:
 # ----------------------------------------------------------------------------------------- ids, hashes
 
 
-def image_id_for(relative_path: str) -> str:
-    """Id from the relative path; NFC-normalised so a folder copied from macOS (NFD names) keeps its ids."""
-    key = unicodedata.normalize("NFC", relative_path).encode("utf-8")
-    return "img_" + hashlib.sha1(key).hexdigest()[:12]
+def image_id_for(relative_path: str, plane: int | None = None) -> str:
+    """Id from the relative path (and plane of a stack); NFC-normalised so a folder copied from macOS (NFD
+    names) keeps its ids. A 2-D image (plane None) has the same id with or without ``planes=True``."""
+    key = unicodedata.normalize("NFC", relative_path)
+    if plane is not None:
+        key += f"\0plane={int(plane)}"  # NUL cannot occur in a path: no collision with another file's id
+    return "img_" + hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
 
 
 def pixel_hash(image: np.ndarray) -> str:
@@ -131,72 +205,169 @@ def _check_pixels(path: Path, width: int, height: int) -> None:
 
 
 def _stack_error(path: Path, planes: int) -> ImageError:
-    return ImageError(path, f"2-D images only: {path.name} has {planes} pages/planes. Split the stack into "
-                            "single images (Fiji: Image > Stacks > Stack to Images) or save a projection.")
+    return ImageError(path, f"2-D images only unless planes are asked for: {path.name} has {planes} "
+                            "pages/planes. Use --planes (Python: planes=True / plane=k) to process each plane "
+                            "as an image, or split the stack (Fiji: Image > Stacks > Stack to Images) or save "
+                            "a projection.")
 
 
 def _channel_error(path: Path, channels: int) -> ImageError:
     return ImageError(path, f"unsupported channel count: {channels} channels; only 1 (gray), 3 (RGB) or 4 "
-                            "(RGBA) are supported. Save a single channel or an RGB composite.")
+                            "(RGBA) are read as stored. Choose up to 3 of them with --channels (e.g. "
+                            "--channels 0 or --channels 1,0), or save a single channel or an RGB composite.")
+
+
+def _check_request(path: Path, info: ImageInfo, channels, plane) -> None:
+    """The file can give what the caller asks for: a plane of a stack (or a 2-D image), those channels."""
+    if plane is None:
+        if info.planes > 1:
+            raise _stack_error(path, info.planes)
+    elif not 0 <= plane < info.planes:
+        raise ImageError(path, f"plane {plane} requested, but {path.name} has {info.planes} "
+                               f"plane{'s' if info.planes != 1 else ''} (0-{info.planes - 1}).")
+    if channels is None:
+        if info.channels not in (1, 3, 4):
+            raise _channel_error(path, info.channels)
+    elif max(channels) >= info.channels:
+        n = info.channels
+        hint = (f" Its {info.planes} planes may be channels stored as pages: save it with a channel axis "
+                "(ImageJ hyperstack or tifffile metadata={'axes': 'CYX'}).") if info.planes > 1 and n == 1 else ""
+        raise ImageError(path, f"channel {max(channels)} requested, but {path.name} has {n} "
+                               f"channel{'s' if n != 1 else ''} (0-{n - 1}). Choose channels between 0 and "
+                               f"{n - 1}.{hint}")
 
 
 # ------------------------------------------------------------------------------------------------ TIFF
 
 
-def _tiff_layout(tif: tifffile.TiffFile, path: Path):
-    """(kept (size, axis) pairs, height, width, channels) of series 0; rejects stacks and odd channels.
+@dataclass(frozen=True)
+class _TiffLayout:
+    keep: list  # (size, axis) pairs of series 0: singleton axes dropped, but never Y or X (1x1 images work)
+    height: int
+    width: int
+    channels: int  # size of the S or C axis, 1 without one
+    planes: int  # series-0 planes + pages of further full-resolution series
+    series_planes: int  # planes of series 0: product of its axes other than Y, X, S, C, in stored order
+    lead: tuple | None  # (shape, axes) indexing series 0's pages (C order); None: pages not addressable
+    extra: tuple  # (series index, page index) of each plane after series 0's
 
-    Singleton axes are dropped (but never Y or X, so 1x1 images work); S/C is the channel axis; any
-    other axis longer than 1, or further full-resolution series (e.g. appended pages), counts as planes.
+    @property
+    def info(self) -> ImageInfo:
+        return ImageInfo(self.width, self.height, self.channels, self.planes)
+
+
+def _tiff_layout(tif: tifffile.TiffFile, path: Path) -> _TiffLayout:
+    """Layout of series 0 (and appended series, which count as planes); rejects odd layouts and huge images.
+
+    S/C is the channel axis; any other axis longer than 1 (Z, T, tifffile's unnamed Q/I) counts as planes,
+    and so do further full-resolution series (e.g. pages appended one by one).
     """
     series = tif.series[0]
     keep = [(n, a) for n, a in zip(series.shape, series.axes) if n > 1 or a in "YX"]
     chans = [n for n, a in keep if a in "SC"]
-    planes = math.prod(n for n, a in keep if a not in "YXSC")
-    planes += sum(len(s.pages) for s in tif.series[1:] if not s.keyframe.is_reduced)
-    if planes > 1:
-        raise _stack_error(path, planes)
+    series_planes = math.prod(n for n, a in keep if a not in "YXSC")
+    extra = tuple((i, k) for i, s in enumerate(tif.series[1:], 1) if not s.keyframe.is_reduced
+                  for k in range(len(s.pages)))
     if len(chans) > 1 or [a for _, a in keep if a in "YX"] != ["Y", "X"]:
         raise ImageError(path, f"unsupported TIFF layout {series.axes} {series.shape}. Save it as a 2-D "
-                               "gray or RGB image.")
-    channels = chans[0] if chans else 1
-    if channels not in (1, 3, 4):
-        raise _channel_error(path, channels)
+                               "gray, RGB or multichannel image, or a stack of them.")
     height, width = (n for n, a in keep if a in "YX")
     _check_pixels(path, width, height)
-    return keep, height, width, channels
+    return _TiffLayout(keep, height, width, chans[0] if chans else 1, series_planes + len(extra),
+                       series_planes, _page_index(series), extra)
 
 
-def _tiff_size(path: Path):
-    """(width, height) from the TIFF header via tifffile, or None if tifffile cannot parse it."""
+def _page_index(series):
+    """(shape, axes) of the page dimensions of ``series`` (pages in C order), or None if they do not add up."""
+    try:
+        full = list(zip(series.get_shape(False), series.get_axes(False)))
+        page_axes = series.keyframe.axes
+    except Exception:
+        return None
+    if set(page_axes) - set("YXS"):
+        return None
+    lead = [(n, a) for n, a in full if a not in "YXS"]
+    if math.prod(n for n, _ in lead) != len(series.pages) or [a for _, a in lead].count("C") > 1:
+        return None
+    return tuple(n for n, _ in lead), "".join(a for _, a in lead)
+
+
+def _tiff_info(path: Path):
+    """ImageInfo from the TIFF header via tifffile, or None if tifffile cannot parse it."""
     try:
         with tifffile.TiffFile(path) as tif:
-            _, height, width, _ = _tiff_layout(tif, path)
-            return width, height
+            return _tiff_layout(tif, path).info
     except ImageError:
         raise
     except Exception:
         return None
 
 
-def _load_tiff(path: Path):
+def _arrange(arr: np.ndarray, pairs) -> np.ndarray:
+    """Array with (size, axis) ``pairs`` -> (planes, Y, X[, C]): plane axes in stored order, channel last."""
+    axes = [a for _, a in pairs]
+    arr = arr.reshape([n for n, _ in pairs])
+    order = ([i for i, a in enumerate(axes) if a not in "YXSC"] + [axes.index("Y"), axes.index("X")]
+             + [i for i, a in enumerate(axes) if a in "SC"])
+    arr = arr.transpose(order)
+    tail = 3 if any(a in "SC" for a in axes) else 2
+    return arr.reshape((-1,) + arr.shape[-tail:])
+
+
+def _page_pixels(arr: np.ndarray, axes: str) -> np.ndarray:
+    """One page (Y, X), (Y, X, S) or (S, Y, X) -> (Y, X[, S])."""
+    pairs = [(n, a) for n, a in zip(arr.shape, axes) if n > 1 or a in "YX"]
+    return _arrange(arr, pairs)[0]
+
+
+def _read_plane(tif: tifffile.TiffFile, layout: _TiffLayout, plane: int | None, path: Path) -> np.ndarray:
+    """(Y, X[, C]) of one plane, decoding only that plane's pages where the file allows it."""
+    series = tif.series[0]
+    if plane is None or (layout.planes == 1 and plane == 0):
+        return _arrange(series.asarray(), layout.keep)[0]
+    if plane >= layout.series_planes:  # a page of an appended series
+        index, key = layout.extra[plane - layout.series_planes]
+        arr = _page_pixels(tif.asarray(series=index, key=key), tif.series[index].keyframe.axes)
+        if arr.shape[:2] != (layout.height, layout.width) or (arr.shape[2] if arr.ndim == 3 else 1) != layout.channels:
+            raise ImageError(path, f"plane {plane} has shape {arr.shape}, unlike the first plane "
+                                   f"({layout.height}, {layout.width}). {_FIX}")
+        return arr
+    if layout.lead is None:  # pages cannot be read one by one: decode the series, keep one plane
+        return _arrange(series.asarray(), layout.keep)[plane]
+    shape, axes = layout.lead
+    free = [i for i, a in enumerate(axes) if a != "C"]
+    position = np.unravel_index(plane, [shape[i] for i in free]) if free else ()
+    base = [0] * len(shape)
+    for i, v in zip(free, position):
+        base[i] = int(v)
+    channel_axis = axes.find("C")
+    keys = []
+    for c in range(shape[channel_axis] if channel_axis >= 0 else 1):
+        if channel_axis >= 0:
+            base[channel_axis] = c
+        keys.append(int(np.ravel_multi_index(base, shape)) if shape else 0)
+    pages = [_page_pixels(tif.asarray(series=0, key=k), series.keyframe.axes) for k in keys]
+    return pages[0] if channel_axis < 0 else np.stack(pages, axis=-1)
+
+
+def _load_tiff(path: Path, plane: int | None = None, channels=None):
     """Pixel array (Y, X[, C]) via tifffile, or None when Pillow should decode it (palette, CMYK, ...)."""
     try:
         tif = tifffile.TiffFile(path)
     except Exception:
         return None
     with tif:
-        keep, *_ = _tiff_layout(tif, path)
+        layout = _tiff_layout(tif, path)
+        _check_request(path, layout.info, channels, plane)
         photometric = tif.series[0].keyframe.photometric
         if photometric not in _TIFF_DATA_PHOTOMETRIC:
             return None
         try:
-            arr = tif.series[0].asarray()
+            arr = _read_plane(tif, layout, plane, path)
+        except ImageError:
+            raise
         except Exception as exc:
             return _TiffDecodeFailure(exc)
-    axes = [a for _, a in keep]
-    arr = arr.reshape([n for n, _ in keep]).transpose([axes.index(a) for a in axes if a not in "SC"]
-                                                      + [i for i, a in enumerate(axes) if a in "SC"])
     return _invert(arr) if photometric == 0 else arr
 
 
@@ -261,21 +432,25 @@ def _pil_oriented_size(img: Image.Image, apply_exif: bool):
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
-def _pil_header(path: Path, apply_exif: bool):
-    """(width, height) after orientation; rejects animations/stacks and oversized images."""
+def _pil_channels(img: Image.Image) -> int:
+    """Channels of the array _pil_to_array gives: gray modes 1, everything else RGB (alpha dropped)."""
+    return 1 if img.mode in ("1", "L", "LA") + _HIGH_BIT_MODES else 3
+
+
+def _pil_header(path: Path, apply_exif: bool) -> ImageInfo:
+    """Size after orientation, channels and frames (planes); rejects oversized images."""
     with _open_pil(path) as img:
-        frames = _pil_frames(img)
-        if frames > 1:
-            raise _stack_error(path, frames)
         _check_pixels(path, *img.size)
-        return _pil_oriented_size(img, apply_exif)
+        return ImageInfo(*_pil_oriented_size(img, apply_exif), _pil_channels(img), _pil_frames(img))
 
 
-def _load_pil(path: Path, apply_exif: bool) -> np.ndarray:
+def _load_pil(path: Path, apply_exif: bool, plane: int | None = None, channels=None) -> np.ndarray:
     """Decode with Pillow (truncated data raises: LOAD_TRUNCATED_IMAGES stays off) to an array."""
-    _pil_header(path, apply_exif)
+    _check_request(path, _pil_header(path, apply_exif), channels, plane)
     with _open_pil(path) as img:
         try:
+            if plane:
+                img.seek(plane)
             img.load()
         except Exception as exc:
             raise ImageError(path, f"truncated or corrupt image data (PIL: {exc}). {_FIX}") from None
@@ -288,9 +463,12 @@ def _load_pil(path: Path, apply_exif: bool) -> np.ndarray:
 
 
 def _pil_to_array(img: Image.Image) -> np.ndarray:
-    """8-bit modes to RGB via Pillow; high-bit modes kept raw so they can be rescaled, not truncated."""
-    if img.mode in _HIGH_BIT_MODES:
-        return np.asarray(img)
+    """Gray modes as one channel, other 8-bit modes to RGB via Pillow; high-bit modes kept raw so they can be
+    rescaled, not truncated."""
+    if img.mode in _HIGH_BIT_MODES + ("1", "L"):
+        return np.asarray(img)  # "1" gives bool: 0/255 in _to_rgb_uint8, as Pillow's RGB conversion would
+    if img.mode == "LA":
+        return np.asarray(img.convert("L"))
     if img.mode in ("P", "PA"):
         img = img.convert("RGBA")  # applies palette transparency without Pillow's warning
     if img.mode != "RGB":
@@ -301,42 +479,85 @@ def _pil_to_array(img: Image.Image) -> np.ndarray:
 # ------------------------------------------------------------------------------------- to RGB uint8
 
 
-def _rescale_to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Robust min/max (0.5/99.5 percentiles) to 0..255: microscopy 16-bit data uses a small part of its range.
+def _percentile_range(arr: np.ndarray, percentiles=DEFAULT_PERCENTILES):
+    """(low, high) values at ``percentiles`` of all of ``arr`` (jointly over channels), or None when constant.
 
-    Percentiles come from a strided spatial subsample (all channels, joint so colours keep their balance),
-    which keeps big images fast. Constant images (or all-NaN) become zeros.
+    Estimated on a strided spatial subsample of about _SUBSAMPLE_TARGET pixels, which keeps big images fast;
+    NaN/inf are ignored. When the percentiles coincide (a mostly constant image with a few outliers) the
+    plain range is used.
     """
     step = max(1, math.ceil(math.sqrt(arr.shape[0] * arr.shape[1] / _SUBSAMPLE_TARGET)))
     sample = arr[::step, ::step].astype(np.float64).ravel()
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:
-        return np.zeros(arr.shape, np.uint8)
-    lo, hi = np.percentile(sample, [0.5, 99.5])
-    if hi <= lo:  # mostly-constant image with a few outliers: fall back to the plain range
-        lo, hi = sample.min(), sample.max()
+        return None
+    lo, hi = np.percentile(sample, list(percentiles))
     if hi <= lo:
+        lo, hi = sample.min(), sample.max()
+    return None if hi <= lo else (float(lo), float(hi))
+
+
+def _rescale_to_uint8(arr: np.ndarray, percentiles=DEFAULT_PERCENTILES, joint: bool = True) -> np.ndarray:
+    """Percentile stretch to 0..255: microscopy 16-bit data uses a small part of its range, and a hot pixel
+    must not decide the scale. ``joint``: one range for all channels (colours keep their balance); else one
+    per channel (fluorescence channels differ in brightness). Constant (or all-NaN) channels become zeros."""
+    if not joint and arr.ndim == 3:
+        out = np.empty(arr.shape, np.uint8)
+        for c in range(arr.shape[2]):
+            out[:, :, c] = _rescale_to_uint8(arr[:, :, c], percentiles)
+        return out
+    limits = _percentile_range(arr, percentiles)
+    if limits is None:
         return np.zeros(arr.shape, np.uint8)
+    lo, hi = limits
     out = (arr.astype(np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
     return np.rint(np.nan_to_num(np.clip(out, 0, 255), nan=0.0)).astype(np.uint8)
 
 
-def _to_rgb_uint8(arr: np.ndarray, path: Path) -> np.ndarray:
-    """(H, W[, C]) of any dtype to C-contiguous (H, W, 3) uint8; 8-bit data is never rescaled."""
+def _to_rgb_uint8(arr: np.ndarray, path: Path, channels=None, percentiles=DEFAULT_PERCENTILES) -> np.ndarray:
+    """(H, W[, C]) of any dtype to C-contiguous (H, W, 3) uint8.
+
+    ``channels`` None: as stored (gray, RGB, RGBA without alpha); 8-bit data is never rescaled, other
+    depths get one joint stretch. Otherwise the chosen channels, each stretched on its own, become grey
+    (one), R and G (two, B = 0) or R, G, B (three).
+    """
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
-    elif arr.dtype != np.uint8:
-        arr = _rescale_to_uint8(arr)
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    channels = arr.shape[2]
-    if channels == 1:
+    n = arr.shape[2]
+    if channels is None:
+        if n == 4:
+            arr = arr[:, :, :3]  # drop alpha
+        elif n not in (1, 3):
+            raise _channel_error(path, n)
+        if arr.dtype != np.uint8:
+            arr = _rescale_to_uint8(arr, percentiles, joint=True)
+    else:
+        _check_request(path, ImageInfo(arr.shape[1], arr.shape[0], n, 1), channels, 0)
+        arr = _rescale_to_uint8(arr[:, :, list(channels)], percentiles, joint=False)
+        if arr.shape[2] == 2:
+            arr = np.concatenate([arr, np.zeros_like(arr[:, :, :1])], axis=2)
+    if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
-    elif channels == 4:
-        arr = arr[:, :, :3]  # drop alpha
-    elif channels != 3:
-        raise _channel_error(path, channels)
     return np.ascontiguousarray(arr)
+
+
+def contrast_limits(image: np.ndarray, percentiles=DEFAULT_PERCENTILES) -> tuple:
+    """(low, high) display range of raw, non-RGB pixels for napari, from the same percentiles as
+    :func:`load_image`. ``image``: (Y, X) or a stack (..., Y, X), of which at most 8 evenly spaced planes
+    are sampled (strided, so it costs little on big images); a constant image gets (v, v + 1)."""
+    percentiles = _check_percentiles(percentiles)
+    image = np.asarray(image)
+    if image.ndim > 2:
+        flat = image.reshape((-1,) + image.shape[-2:])
+        image = flat[::max(1, math.ceil(len(flat) / 8))].transpose(1, 2, 0)  # views: (Y, X, planes)
+    limits = _percentile_range(image, percentiles)
+    if limits is None:
+        finite = image[np.isfinite(image)] if image.dtype.kind == "f" else image
+        v = float(finite.min()) if finite.size else 0.0
+        return v, v + 1.0
+    return limits
 
 
 # ---------------------------------------------------------------------------------------------- public
@@ -347,28 +568,69 @@ def _is_tiff(magic: bytes) -> bool:
     return magic[:4] in _TIFF_MAGIC
 
 
-def read_header(path) -> tuple:
-    """(width, height) as load_image will return them, from the header only; raises ImageError."""
+def image_info(path) -> ImageInfo:
+    """Size (as load_image returns it), channels and planes, from the header only; raises ImageError for a
+    file that cannot be read at all (but not for a stack or an odd channel count: see read_header)."""
     path = Path(path)
     magic = _check_file(path)
-    size = _tiff_size(path) if _is_tiff(magic) else None
-    return size if size is not None else _pil_header(path, apply_exif=not _is_tiff(magic))
+    info = _tiff_info(path) if _is_tiff(magic) else None
+    return info if info is not None else _pil_header(path, apply_exif=not _is_tiff(magic))
 
 
-def load_image(path) -> np.ndarray:
-    """Full decode to RGB uint8 (H, W, 3), C-contiguous; raises ImageError (absolute path) on any problem."""
+def stack_planes(path) -> int:
+    """Number of planes of an image file from its header (1 for a 2-D image), without decoding pixels."""
+    return image_info(path).planes
+
+
+def read_header(path, channels=None, plane=None) -> tuple:
+    """(width, height) as load_image(path, channels=, plane=) will return them, from the header only;
+    raises ImageError, also for a stack without ``plane`` and for channels the file does not have."""
+    path = Path(path)
+    info = image_info(path)
+    _check_request(path, info, _check_channels(channels), _check_plane(plane))
+    return info.width, info.height
+
+
+def _check_plane(plane):
+    if plane is None:
+        return None
+    try:
+        return operator.index(plane)
+    except TypeError:
+        raise ValueError(f"plane must be an integer index or None, got {plane!r}") from None
+
+
+def _resolve(options, channels, percentiles) -> ImageOptions:
+    """ImageOptions from ``options=`` or the loose keywords (not both)."""
+    if options is None:
+        return ImageOptions(channels, DEFAULT_PERCENTILES if percentiles is None else percentiles)
+    if channels is not None or percentiles is not None:
+        raise TypeError("pass either options= or channels= / percentiles=, not both")
+    return options if isinstance(options, ImageOptions) else ImageOptions.from_dict(options)
+
+
+def load_image(path, channels=None, percentiles=None, plane=None, *, options=None) -> np.ndarray:
+    """Full decode to RGB uint8 (H, W, 3), C-contiguous; raises ImageError (absolute path) on any problem.
+
+    ``channels`` (e.g. ``(0,)`` or ``(1, 0)``), ``percentiles`` (default (1, 99.8)) and ``plane`` of a stack
+    are described in the module docstring; ``options`` (an :class:`ImageOptions` or its dict) replaces the
+    first two. With the defaults an ordinary photo reads exactly as stored. Invalid option values raise
+    ValueError (a caller's mistake, not the file's).
+    """
+    opts = _resolve(options, channels, percentiles)
+    plane = _check_plane(plane)
     path = Path(path).absolute()
     try:
         magic = _check_file(path)
-        arr = _load_tiff(path) if _is_tiff(magic) else None
+        arr = _load_tiff(path, plane, opts.channels) if _is_tiff(magic) else None
         if isinstance(arr, _TiffDecodeFailure):
             try:
-                arr = _load_pil(path, apply_exif=False)
+                arr = _load_pil(path, False, plane, opts.channels)
             except ImageError:
                 raise ImageError(path, f"truncated or corrupt image data (tifffile: {arr.exc}). {_FIX}") from None
         elif arr is None:
-            arr = _load_pil(path, apply_exif=not _is_tiff(magic))
-        return _to_rgb_uint8(arr, path)
+            arr = _load_pil(path, not _is_tiff(magic), plane, opts.channels)
+        return _to_rgb_uint8(arr, path, opts.channels, opts.percentiles)
     except ImageError:
         raise
     except MemoryError:
@@ -428,21 +690,37 @@ def _check_root(folder) -> Path:
     return root.resolve()
 
 
-def discover_images(folder, recursive: bool = False) -> Discovery:
-    """List the supported images of ``folder`` (header checks only); bad files go to ``skipped``."""
+def discover_images(folder, recursive: bool = False, planes: bool = False, channels=None, *,
+                    options=None) -> Discovery:
+    """List the supported images of ``folder`` (header checks only); bad files go to ``skipped``.
+
+    ``planes``: a stack of Z planes gives Z records (same ``relative_path``, ``plane`` 0..Z-1, ids stable
+    per file and plane) instead of a skip; a 2-D image gives one record with ``plane`` None either way.
+    ``channels``: files without those channels are skipped with a reason (and files with 2 or 5+ channels
+    are accepted). ``options`` (ImageOptions) replaces both.
+    """
+    if options is not None:
+        if planes or channels is not None:
+            raise TypeError("pass either options= or planes= / channels=, not both")
+        opts = options if isinstance(options, ImageOptions) else ImageOptions.from_dict(options)
+        planes, channels = opts.planes, opts.channels
+    channels = _check_channels(channels)
     root = _check_root(folder)
     images, skipped = [], []
     for path in _walk(root, recursive, skipped):
         rel = path.relative_to(root).as_posix()
         try:
-            width, height = read_header(path)
+            info = image_info(path)
+            stack = planes and info.planes > 1
+            _check_request(path, info, channels, 0 if stack else None)
         except ImageError as exc:
             skipped.append(SkippedFile(rel, exc.reason))
             continue
         except Exception as exc:  # never let one file abort discovery
             skipped.append(SkippedFile(rel, f"could not be read ({type(exc).__name__}: {exc}). {_FIX}"))
             continue
-        images.append(ImageRecord(image_id_for(rel), path, rel, int(width), int(height)))
-    images.sort(key=lambda r: r.relative_path)
+        for plane in range(info.planes) if stack else [None]:
+            images.append(ImageRecord(image_id_for(rel, plane), path, rel, int(info.width), int(info.height), plane))
+    images.sort(key=lambda r: (r.relative_path, -1 if r.plane is None else r.plane))
     skipped.sort(key=lambda s: s.relative_path)
     return Discovery(root=root, images=images, skipped=skipped)

@@ -37,7 +37,8 @@ def read_project(path) -> list:
         return _stacked(items, table)
     layers = []
     for item in items:
-        layers.append((item["image"], {"name": item["name"], "rgb": item["image"].ndim == 3,
+        rgb = item["image"].ndim == 3
+        layers.append((item["image"], {"name": item["name"], "rgb": rgb, "contrast_limits": _limits(item["image"], rgb),
                                        "metadata": {"image_id": item["image_id"]}}, "image"))
         layers.append(_labels_layer(item, item["labels"], item["classes"], f"{item['name']} masks", table))
     return layers
@@ -64,7 +65,8 @@ def _stacked(items, table) -> list:
         offset += max(item["classes"], default=0)
     images = np.stack([item["image"] for item in items])
     first = dict(items[0], reviewed=all(i["reviewed"] for i in items), image_id=[i["image_id"] for i in items])
-    return [(images, {"name": "images", "rgb": images.ndim == 4}, "image"),
+    rgb = images.ndim == 4
+    return [(images, {"name": "images", "rgb": rgb, "contrast_limits": _limits(images, rgb)}, "image"),
             _labels_layer(first, np.stack(stack), classes, "masks", table, scores, sources)]
 
 
@@ -76,5 +78,18 @@ def read_image_folder(path) -> list:
     images = [(Path(r.relative_path).stem, load_image(r.path)) for r in records]
     if len(images) > 1 and len({image.shape for _, image in images}) == 1:
         stack = np.stack([image for _, image in images])
-        return [(stack, {"name": path.name, "rgb": stack.ndim == 4}, "image")]
-    return [(image, {"name": name, "rgb": image.ndim == 3}, "image") for name, image in images]
+        rgb = stack.ndim == 4
+        return [(stack, {"name": path.name, "rgb": rgb, "contrast_limits": _limits(stack, rgb)}, "image")]
+    return [(image, {"name": name, "rgb": image.ndim == 3, "contrast_limits": _limits(image, image.ndim == 3)},
+             "image") for name, image in images]
+
+
+def _limits(data: np.ndarray, rgb: bool) -> list:
+    """Contrast limits of an image layer. engine.api.load_image gives RGB uint8 already stretched by the
+    engine's percentiles (1-99.8 by default), shown as 0-255; raw pixels (one channel, 16-bit, float) get
+    limits from the same percentiles, estimated on a strided sample of what is already in memory."""
+    if rgb and data.dtype == np.uint8:
+        return [0, 255]
+    from engine.api import contrast_limits
+
+    return list(contrast_limits(np.moveaxis(data, -1, 0) if rgb else data))

@@ -432,3 +432,23 @@ def test_pixel_hash(tmp_path, chelsea):
     assert pixel_hash(chelsea.reshape(451, 300, 3)) != pixel_hash(chelsea)
     assert pixel_hash(chelsea.astype(np.uint16)) != pixel_hash(chelsea)
     assert pixel_hash(np.asfortranarray(chelsea)) == pixel_hash(chelsea)
+
+
+def test_multipage_files_listed_per_plane_on_request(tmp_path, camera):
+    pages = [Image.fromarray(camera[:64, :64]), Image.fromarray(camera[64:128, :64])]
+    Image.fromarray(camera[128:192, :64]).save(tmp_path / "pil3.tif", save_all=True, append_images=pages)
+    tifffile.imwrite(tmp_path / "tf3.tif", np.stack([camera[:32, :32]] * 3), photometric="minisblack")
+    for i in range(3):
+        tifffile.imwrite(tmp_path / "appended.tif", camera[:32, :32], append=True)
+    _save(camera, tmp_path / "flat.png")
+    disc = discover_images(tmp_path, planes=True)
+    assert disc.skipped == []
+    assert [(r.relative_path, r.plane) for r in disc.images] == (
+        [("appended.tif", k) for k in range(3)] + [("flat.png", None)] + [("pil3.tif", k) for k in range(3)]
+        + [("tf3.tif", k) for k in range(3)])
+    assert len({r.image_id for r in disc.images}) == 10
+    assert [r for r in disc.images if r.plane is None] == discover_images(tmp_path).images
+    np.testing.assert_array_equal(load_image(tmp_path / "pil3.tif", plane=1)[..., 0], camera[:64, :64])
+    for name in ("pil3.tif", "tf3.tif", "appended.tif"):
+        assert images.stack_planes(tmp_path / name) == 3
+        assert "--planes" in _skip_reason(discover_images(tmp_path), name)

