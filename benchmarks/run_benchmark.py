@@ -72,6 +72,7 @@ def quality(out: Path, n_images: int, config: RunConfig, seeds: int = 3) -> dict
 def speed_child(n_images: int, out: Path, config: RunConfig) -> dict:
     """One speed run (called in a subprocess): the whole pipeline, then retrain + predict 100 images."""
     from engine.device import resolve_device
+    from engine.images import ImageSource
     from engine.pipeline import open_project, predict_project, train_project_head
 
     data = out / f"speed_data_{n_images}"
@@ -86,7 +87,7 @@ def speed_child(n_images: int, out: Path, config: RunConfig) -> dict:
     device = str(resolve_device(config.device))  # chosen per command; the project does not store it
     start = time.perf_counter()
     head = train_project_head(project, subset, clusters, device)
-    predict_project(project, subset, head, Path(project_config["image_root"]), clusters=clusters)
+    predict_project(project, subset, head, ImageSource.of_project(project_config), clusters=clusters)
     retrain_predict = time.perf_counter() - start
     backbone = timings.get("backbone", 0.0) + timings.get("embeddings", 0.0)
     engine_total = sum(v for k, v in timings.items() if k != "setup")

@@ -10,7 +10,8 @@ import importlib
 
 _WHERE = {
     "backbones": ["BACKBONES", "DEFAULT_BACKBONE"],
-    "images": ["discover_images", "load_image"],
+    "images": ["DEFAULT_PERCENTILES", "ImageOptions", "ImageSource", "contrast_limits", "discover_images",
+               "display_name", "image_info", "load_image", "stack_planes"],
     "pipeline": ["Cancelled", "RunConfig", "distill", "evaluate_project", "export_project", "import_annotations",
                  "open_project", "predict", "run"],
     "project": ["ProjectLockedError", "load_image_proposals"],

@@ -28,6 +28,21 @@ def _progress_bar():
     return progress
 
 
+def _int_list(text: str) -> tuple:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected channel numbers like 0 or 1,0, not {text!r}") from None
+
+
+def _float_pair(text: str) -> tuple:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two percentiles like 1,99.8, not {text!r}") from None
+    return low, high
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -75,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
                           "box crop, background painted grey), crop_cls (the paper's, background kept) or "
                           "pooled patch tokens (no extra forward, clusters worst)")
     run.add_argument("--recursive", "-r", action="store_true", help="also read images in subfolders")
+    run.add_argument("--channels", type=_int_list, default=None, metavar="C[,C[,C]]",
+                     help="microscopy: which channels become the network's input, e.g. 0 (grey) or 1,0 (red, green); "
+                          "each channel is normalised on its own (default: the image as stored)")
+    run.add_argument("--percentiles", type=_float_pair, default=None, metavar="LOW,HIGH",
+                     help="intensity range mapped to black-white for 16-bit / float images and chosen channels "
+                          "(default 1,99.8)")
+    run.add_argument("--object-size", type=float, default=None, metavar="PX",
+                     help="dense small objects (nuclei, cells, tree crowns): their typical size in pixels; images "
+                          "are resized so each object spans about 3 patches and run in overlapping tiles")
+    run.add_argument("--tile-size", type=_positive_int, default=None, metavar="PX",
+                     help="with --object-size: tile side fed to the network (default: the backbone's input size)")
+    run.add_argument("--planes", action="store_true",
+                     help="process every plane of a 3-D stack as its own image (default: stacks are skipped)")
     run.add_argument("--batch-size", type=_positive_int, default=4)
     run.add_argument("--seed", type=int, default=0, help="random seed (clustering)")
     run.add_argument("--no-distill", dest="distill", action="store_false",
@@ -159,10 +187,15 @@ def _filter_overrides(args) -> dict:
 def cmd_run(args) -> int:
     from .pipeline import RunConfig, run
 
-    config = RunConfig(backbone=args.backbone, weights=args.weights, device=args.device,
+    from .images import DEFAULT_PERCENTILES, ImageOptions
+
+    image_options = ImageOptions(channels=args.channels, percentiles=args.percentiles or DEFAULT_PERCENTILES,
+                                 planes=args.planes)
+    config = RunConfig(backbone=args.backbone, weights=args.weights, device=args.device, image_options=image_options,
                        input_size=args.input_size, proposals=args.proposals, max_masks=args.masks_per_image,
                        num_classes=args.num_classes, embedding=args.embedding, recursive=args.recursive,
                        batch_size=args.batch_size, seed=args.seed, distill=args.distill,
+                       object_size=args.object_size, tile_size=args.tile_size,
                        **{k: v for k, v in _filter_overrides(args).items() if v is not None})
     result = run(args.folder, args.project, config, progress=None if args.quiet else _progress_bar())
     print(f"{result.images} images, {len(result.skipped)} skipped, {result.masks} masks in {result.clusters} "

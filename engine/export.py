@@ -16,7 +16,7 @@ import numpy as np
 from . import __version__
 from .atomic import atomic_write_bytes
 from .coco import annotation_record, build_coco, write_coco
-from .images import load_image
+from .images import ImageSource, display_name
 from .label_state import SOURCES, LabelState
 from .overview import render_overview
 from .project import Project, load_image_proposals
@@ -64,7 +64,8 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
         if found.warning:
             warnings.append(found.warning)
         images.append({"id": entry["coco_id"], "file_name": entry["relative_path"],
-                       "width": entry["width"], "height": entry["height"]})
+                       "width": entry["width"], "height": entry["height"],
+                       **({"plane": entry["plane"]} if entry.get("plane") is not None else {})})
         for mask, cls, score in zip(masks, classes, scores):
             record = annotation_record(len(annotations) + 1, entry["coco_id"], int(cls), mask, float(score))
             if polygons:
@@ -150,7 +151,7 @@ def export_label_images(project: Project, entries: list, clusters: dict, folder:
     return {"images": len(index), "sixteen_bit": int(sixteen_bit), "folder": str(folder)}
 
 
-def write_overview(project: Project, entries: list, clusters: dict, image_root: Path,
+def write_overview(project: Project, entries: list, clusters: dict, images: ImageSource,
                    source: str = "current") -> Path:
     """overview.png: thumbnails with the outlines of ``source``'s masks coloured by category."""
     state = LabelState.load(project, clusters)
@@ -158,8 +159,8 @@ def write_overview(project: Project, entries: list, clusters: dict, image_root: 
 
     def items():
         for entry, masks, classes, _ in state.iter_exported(entries, source):
-            path = image_root / entry["relative_path"]
-            yield entry["relative_path"], lambda: load_image(path), list(masks), [int(c) - 1 for c in classes]
+            yield (display_name(entry), lambda entry=entry: images.load(entry), list(masks),
+                   [int(c) - 1 for c in classes])
 
     sheet = render_overview(items(), num_classes, f"{len(entries)} images, {source}")
     buffer = io.BytesIO()

@@ -89,7 +89,10 @@ def preprocess(image: np.ndarray, spec: BackboneSpec, input_hw: tuple) -> torch.
 
 def normalise(pixels: np.ndarray, spec: BackboneSpec) -> torch.Tensor:
     """uint8 (..., h, w, 3) at network size -> normalised float tensor (..., 3, h, w)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).movedim(-1, -3).float().div_(255.0)
+    pixels = np.ascontiguousarray(pixels)
+    if not pixels.flags.writeable:  # torch cannot wrap a read-only buffer (e.g. a memory-mapped image)
+        pixels = pixels.copy()
+    tensor = torch.from_numpy(pixels).movedim(-1, -3).float().div_(255.0)
     mean = torch.tensor(spec.mean).view(3, 1, 1)
     std = torch.tensor(spec.std).view(3, 1, 1)
     return (tensor - mean) / std

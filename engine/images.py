@@ -32,7 +32,7 @@ import operator
 import os
 import unicodedata
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -724,3 +724,28 @@ def discover_images(folder, recursive: bool = False, planes: bool = False, chann
     images.sort(key=lambda r: (r.relative_path, -1 if r.plane is None else r.plane))
     skipped.sort(key=lambda s: s.relative_path)
     return Discovery(root=root, images=images, skipped=skipped)
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Where a project's images are and how they are read: every step loads an image through this, so the
+    channel choice, normalisation and plane of a stack are applied the same way everywhere."""
+
+    root: Path
+    options: ImageOptions = field(default_factory=ImageOptions)
+
+    def load(self, entry: dict) -> np.ndarray:
+        """The RGB uint8 image of an images.json entry (its plane, for a stack)."""
+        return load_image(Path(self.root) / entry["relative_path"], plane=entry.get("plane"), options=self.options)
+
+    @classmethod
+    def of_project(cls, project_config: dict) -> "ImageSource":
+        """From project.json (``image_root`` and the run's ``image_options``)."""
+        return cls(Path(project_config["image_root"]),
+                   ImageOptions.from_dict(project_config.get("config", {}).get("image_options")))
+
+
+def display_name(entry: dict) -> str:
+    """A short name of an images.json entry: the file stem, with the plane of a stack (``cells_z3``)."""
+    stem = Path(entry["relative_path"]).stem
+    return stem if entry.get("plane") is None else f"{stem}_z{entry['plane']}"

@@ -41,11 +41,13 @@ from .evaluation import ImagePrediction, evaluate, load_ground_truth
 from .device import resolve_device
 from .export import export_coco, export_label_images, iter_image_proposals, write_overview
 from .features import FeatureCache, FeatureExtractor
-from .images import ImageError, discover_images, load_image, pixel_hash
+from .tiling import scale_for_object_size
+from .images import ImageError, ImageOptions, ImageSource, discover_images, load_image, pixel_hash
 from .label_state import LabelState, adopt_clustering, clustering_id, describe_rebinding
 from .masks import mask_identity
 from .project import (
     Project,
+    plane_key,
     load_image_predictions,
     load_image_proposals,
     save_image_predictions,
@@ -86,6 +88,14 @@ class RunConfig:
     filter_percentile: float = 20.0  # class_percentile: drop each class's masks below this percentile of quality
     filter_threshold: float = 0.9  # image_threshold: keep masks with quality >= this
     self_training_rounds: int = 1  # extra rounds retraining on the final model's own predictions (+0.04 mIoU)
+    object_size: Optional[float] = None  # typical object size in pixels: the image is resized so objects span
+    # about 3 patches and run through the backbone in overlapping tiles (None: the whole image at input_size)
+    tile_size: Optional[int] = None  # tiles: side in pixels (None: the backbone's input size)
+    image_options: ImageOptions = field(default_factory=ImageOptions)  # channels, normalisation, planes
+
+    def __post_init__(self):
+        if isinstance(self.image_options, dict):  # as stored in project.json
+            self.image_options = ImageOptions.from_dict(self.image_options)
 
     def check(self) -> None:
         """Reject bad settings before any work starts."""
@@ -108,6 +118,10 @@ class RunConfig:
             raise ValueError(f"filter threshold must be in [0, 1], not {self.filter_threshold}")
         if not 0 <= self.self_training_rounds <= 10:
             raise ValueError(f"self-training rounds must be between 0 and 10, not {self.self_training_rounds}")
+        if self.object_size is not None and not 1 <= self.object_size <= 10000:
+            raise ValueError(f"object size must be between 1 and 10000 pixels, not {self.object_size}")
+        if self.tile_size is not None and not 64 <= self.tile_size <= 2048:
+            raise ValueError(f"tile size must be between 64 and 2048 pixels, not {self.tile_size}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, not {self.batch_size}")
         if self.weights not in (None, "random") and not Path(self.weights).is_file():
@@ -160,7 +174,7 @@ def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor
     """
     timer = timer or StageTimer()
     cache = FeatureCache(project.features_dir)
-    coco_ids = project.stable_coco_ids([r.relative_path for r in discovery.images])
+    coco_ids = project.stable_coco_ids([plane_key(r.relative_path, r.plane) for r in discovery.images])
     entries, skipped = [], [{"relative_path": s.relative_path, "reason": s.reason} for s in discovery.skipped]
     family = extractor.spec.family
     done = 0
@@ -170,7 +184,7 @@ def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor
         with timer("load"):
             for record in batch:
                 try:
-                    image = load_image(record.path)
+                    image = load_image(record.path, plane=record.plane, options=config.image_options)
                 except ImageError as error:
                     skipped.append({"relative_path": record.relative_path, "reason": error.reason})
                     continue
@@ -198,8 +212,9 @@ def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor
                 n_masks = len(proposals)
             entries.append({
                 "image_id": record.image_id,
+                **({"plane": record.plane} if record.plane is not None else {}),
                 "feature_key": feature_key,
-                "coco_id": coco_ids[record.relative_path],
+                "coco_id": coco_ids[plane_key(record.relative_path, record.plane)],
                 "relative_path": record.relative_path,
                 "width": int(image.shape[1]),
                 "height": int(image.shape[0]),
@@ -279,7 +294,8 @@ def feature_identity(project_config: dict) -> dict:
     """What cached features (and so a trained head) depend on, from project.json."""
     spec = project_config["backbone"]
     return {"backbone": spec["name"], "weights": project_config["weights"]["identity"],
-            "input_size": project_config["config"]["input_size"] or spec["default_input_size"]}
+            "input_size": project_config["config"]["input_size"] or spec["default_input_size"],
+            "settings": project_config.get("features")}
 
 
 def _load_features(cache: FeatureCache, entry: dict):
@@ -317,7 +333,7 @@ def _training_label_maps(state: LabelState, entries: list, keep: dict | None = N
                               ignore_masks=masks[ignored]), weight
 
 
-def _self_training_label_maps(state: LabelState, entries: list, head, cache: FeatureCache, image_root: Path):
+def _self_training_label_maps(state: LabelState, entries: list, head, cache: FeatureCache, images: ImageSource):
     """(label map, weight) per image: the model's own edge-refined prediction (better targets than its
     patch-grid arg-max: final mIoU 0.652 vs 0.627 on the benchmark), or the user's correction."""
     for entry in entries:
@@ -327,13 +343,13 @@ def _self_training_label_maps(state: LabelState, entries: list, head, cache: Fea
             yield paint_label_map(masks.shape[1:], masks[labelled], resolved[labelled],
                                   ignore_masks=masks[ignored]), weight
         else:
-            probs = _probabilities(head, cache, entry, image_root)
+            probs = _probabilities(head, cache, entry, images)
             yield semantic_map(probs, (entry["height"], entry["width"])).astype(np.int32), 1.0
 
 
-def _probabilities(head, cache, entry, image_root: Path):
+def _probabilities(head, cache, entry, images: ImageSource):
     features = _load_features(cache, entry)
-    image = load_image(image_root / entry["relative_path"])
+    image = images.load(entry)
     return class_probabilities(head, features.tokens, features.grid_hw, image)
 
 
@@ -344,7 +360,7 @@ def _train(project, entries, label_maps, num_classes, head_config, device, name,
     return head
 
 
-def score_and_filter(state: LabelState, entries: list, head, image_root: Path, config: RunConfig,
+def score_and_filter(state: LabelState, entries: list, head, images: ImageSource, config: RunConfig,
                      progress: Progress = _no_progress) -> dict:
     """Score every proposal with ``head`` against its category as the user left it (merges applied: the head
     learnt the merged ids), drop the weakest; writes filtering.json, returns kept flags per image."""
@@ -354,7 +370,7 @@ def score_and_filter(state: LabelState, entries: list, head, image_root: Path, c
     for done, entry in enumerate(entries):
         found = state.instances(entry, "proposals")
         resolved = np.array([state.resolve(c) or 0 for c in found.categories], int)
-        probs = _probabilities(head, cache, entry, image_root)
+        probs = _probabilities(head, cache, entry, images)
         confidence, agreement, quality = score_proposals(probs, found.masks, resolved)
         rows += [(entry["image_id"], i, int(c), float(a), float(b), float(q))
                  for i, (c, a, b, q) in enumerate(zip(resolved, confidence, agreement, quality))]
@@ -381,7 +397,7 @@ def score_and_filter(state: LabelState, entries: list, head, image_root: Path, c
     return keep
 
 
-def predict_project(project: Project, entries: list, head, image_root: Path, clusters: dict,
+def predict_project(project: Project, entries: list, head, images: ImageSource, clusters: dict,
                     progress: Progress = _no_progress, grouping: str = "proposals") -> int:
     """Semantic map and scored instances of every image into predictions/; returns the instance count.
 
@@ -405,7 +421,7 @@ def predict_project(project: Project, entries: list, head, image_root: Path, clu
     shutil.rmtree(staging, ignore_errors=True)
     total = 0
     for done, entry in enumerate(entries):
-        probs = _probabilities(head, cache, entry, image_root)
+        probs = _probabilities(head, cache, entry, images)
         semantic = semantic_map(probs, (entry["height"], entry["width"]))
         group = instances_from_semantic if grouping == "semantic" else foreground_instances
         masks, classes, scores = group(semantic, probs)
@@ -443,7 +459,7 @@ def distill_project(project: Project, entries: list, clusters: dict, config: Run
     optional self-training rounds -> predictions for every image. Returns a summary for report.json."""
     timer = timer or StageTimer()
     project_config = project.read_config()
-    image_root = Path(project_config["image_root"])
+    images = ImageSource.of_project(project_config)
     identity = feature_identity(project_config)
     state = LabelState.load(project, clusters)
     num_classes = state.num_classes()
@@ -453,17 +469,17 @@ def distill_project(project: Project, entries: list, clusters: dict, config: Run
         labels = _training_label_maps(state, entries)
         head = _train(project, entries, labels, num_classes, head_config, device, "initial", identity)
     with timer("filter"):
-        keep = score_and_filter(state, entries, head, image_root, config, progress)
+        keep = score_and_filter(state, entries, head, images, config, progress)
     with timer("train_final"):
         labels = _training_label_maps(state, entries, keep)
         head = _train(project, entries, labels, num_classes, head_config, device, "final", identity)
     cache = FeatureCache(project.features_dir)
     for _ in range(config.self_training_rounds):
         with timer("self_training"):
-            labels = _self_training_label_maps(state, entries, head, cache, image_root)
+            labels = _self_training_label_maps(state, entries, head, cache, images)
             head = _train(project, entries, labels, num_classes, head_config, device, "final", identity)
     with timer("predict"):
-        instances = predict_project(project, entries, head, image_root, clusters, progress)
+        instances = predict_project(project, entries, head, images, clusters, progress)
     kept = int(sum(k.sum() for k in keep.values()))
     return {"masks_kept": kept, "masks_dropped": int(sum(len(k) for k in keep.values())) - kept,
             "instances_predicted": instances}
@@ -475,7 +491,7 @@ def run(image_folder, project_dir, config: RunConfig | None = None, progress: Pr
     config.check()
     progress = progress or _no_progress
     timer = StageTimer()
-    discovery = discover_images(image_folder, recursive=config.recursive)
+    discovery = discover_images(image_folder, recursive=config.recursive, options=config.image_options)
     if not discovery.images:
         reasons = "; ".join(f"{s.relative_path}: {s.reason}" for s in discovery.skipped[:5])
         raise ValueError(f"No usable images in {discovery.root}." + (f" Skipped: {reasons}" if reasons else
@@ -486,8 +502,10 @@ def run(image_folder, project_dir, config: RunConfig | None = None, progress: Pr
 
 def _run_locked(project: Project, discovery, config: RunConfig, progress: Progress, timer: StageTimer) -> RunResult:
     with timer("setup"):
+        scale = None if config.object_size is None else scale_for_object_size(
+            config.object_size, get_backbone_spec(config.backbone).patch_size)
         extractor = FeatureExtractor(config.backbone, config.weights, config.device, config.input_size,
-                                     config.batch_size)
+                                     config.batch_size, scale=scale, tile_size=config.tile_size)
     entries, skipped = extract_and_propose(project, discovery, extractor, config, progress, timer)
     if not entries:  # nothing written but the lock: no half project.json a later command would trust
         reasons = "; ".join(f"{s['relative_path']}: {s['reason']}" for s in skipped[:5])
@@ -498,6 +516,7 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
         "config": {**asdict(config), "device": "auto"},  # devices are chosen per command, never stored
         "backbone": asdict(extractor.spec),
         "weights": asdict(extractor.weights),
+        "features": extractor.settings,  # backbone, input size, scale and tiles: what a head must match
     })
     atomic_write_json(project.images_path, entries)
     progress("clustering", 0, 1)
@@ -513,7 +532,7 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
     with timer("export"):  # "current": the user's corrections always win, with or without distillation
         export = export_coco(project, entries, clusters, discovery.root)
     with timer("overview"):
-        write_overview(project, entries, clusters, discovery.root)
+        write_overview(project, entries, clusters, ImageSource(discovery.root, config.image_options))
     progress("export", 1, 1)
     rebinding = describe_rebinding(clusters.get("rebinding", []))
     result = RunResult(project.root, len(entries), skipped, len(clusters["masks"]), clusters["k"],
@@ -560,11 +579,11 @@ def distill(project_dir, progress: Progress | None = None, device: str = "auto",
     project, project_config, entries, clusters = open_project(project_dir)
     config = _stored_config(project_config, device=device, **overrides)
     timer = StageTimer()
-    image_root = Path(project_config["image_root"])
+    images = ImageSource.of_project(project_config)
     with project.lock():
         summary = distill_project(project, entries, clusters, config, progress or _no_progress, timer)
-        summary["export"] = export_coco(project, entries, clusters, image_root)
-        write_overview(project, entries, clusters, image_root)
+        summary["export"] = export_coco(project, entries, clusters, images.root)
+        write_overview(project, entries, clusters, images)
     summary["timings_s"] = {k: round(v, 3) for k, v in timer.seconds.items()}
     return summary
 
@@ -576,11 +595,11 @@ def predict(project_dir, progress: Progress | None = None) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; train it with: maskdistill distill --project {project.root}")
     head = load_head(path, feature_identity(project_config))
-    image_root = Path(project_config["image_root"])
+    images = ImageSource.of_project(project_config)
     with project.lock():
-        instances = predict_project(project, entries, head, image_root, clusters, progress or _no_progress)
-        export = export_coco(project, entries, clusters, image_root)
-        write_overview(project, entries, clusters, image_root)
+        instances = predict_project(project, entries, head, images, clusters, progress or _no_progress)
+        export = export_coco(project, entries, clusters, images.root)
+        write_overview(project, entries, clusters, images)
     return {"instances_predicted": instances, "export": export}
 
 

@@ -159,8 +159,9 @@ class Project:
     def stable_coco_ids(self, relative_paths: list) -> dict:
         """COCO image ids (>= 1) that stay the same across runs: known images keep theirs, new ones append."""
         known = {}
-        if self.images_path.exists():
-            known = {entry["relative_path"]: entry["coco_id"] for entry in read_json(self.images_path)}
+        if self.images_path.exists():  # a plane of a stack is its own image: "stack.tif#3"
+            known = {plane_key(entry["relative_path"], entry.get("plane")): entry["coco_id"]
+                     for entry in read_json(self.images_path)}
         next_id = max(known.values(), default=0) + 1
         ids = {}
         for rel in relative_paths:
@@ -169,6 +170,11 @@ class Project:
                 next_id += 1
             ids[rel] = known[rel]
         return ids
+
+
+def plane_key(relative_path: str, plane) -> str:
+    """What names one image of a folder: its path, and the plane for a plane of a stack ("stack.tif#3")."""
+    return relative_path if plane is None else f"{relative_path}#{plane}"
 
 
 def save_image_proposals(path: Path, proposals, embeddings, config_key: str) -> None:

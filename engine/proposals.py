@@ -335,14 +335,14 @@ def propose(image: np.ndarray, features: ImageFeatures, family: str, method: str
             min_attention_ratio: float = 0.5, max_segments: int = 12) -> Proposals:
     """Full-resolution object masks for one image, each with a score and its source.
 
-    family: the backbone family ("dino" / "dinov2"): DINOv2 keys are centred first (module docstring).
+    family: the backbone family ("dino" / "dinov2" / "dinov3"): DINOv2 / v3 keys are centred first (module docstring).
     min_refine_iou: an ncut mask that edge refinement changes beyond this IoU is dropped (MaskCut's CRF check).
     min_attention_ratio: ncut masks after the first that the CLS token attends less than this times the
         image average are dropped: on the example photos 14 of 16 such masks were background (sky, table).
     max_segments: ``segments`` keeps at most this many masks per image (each costs one embedding forward);
         12 kept real-dev's proposal CorLoc and mask AP50 of 20 and the clustering input small.
     """
-    centre = family == "dinov2"
+    centre = family in ("dinov2", "dinov3")  # both register-token DINO models: keys share a common component
     if method == "seed":
         patch_masks = [seed_patch_mask(features, centre)]
         sources = ["seed"]

@@ -25,7 +25,7 @@ def category_sizes(project_dir) -> dict:
 
 def representative_crops(project_dir, category_id: int, rgb: tuple, limit: int = 4) -> list:
     """Up to ``limit`` RGB thumbnails (uint8, THUMB px on the longer side) of the category's representatives."""
-    from engine.api import label_state, load_image, load_image_proposals, open_project
+    from engine.api import ImageSource, label_state, load_image_proposals, open_project
 
     project, config, entries, clusters = open_project(project_dir)
     by_id = {e["image_id"]: e for e in entries}
@@ -39,7 +39,7 @@ def representative_crops(project_dir, category_id: int, rgb: tuple, limit: int =
         proposals, _, _ = load_image_proposals(project.proposals_path(image_id), (entry["height"], entry["width"]))
         if index >= len(proposals):
             continue
-        crops.append(_outlined_crop(load_image(Path(config["image_root"]) / entry["relative_path"]),
+        crops.append(_outlined_crop(ImageSource.of_project(config).load(entry),
                                     proposals.masks[index], rgb))
     return crops
 

@@ -13,18 +13,19 @@ FEATURE_COLUMNS = ["index", "category_id", "class_name", "score", "source", "rev
 DISCARDED_RGBA = (0.5, 0.5, 0.5, 0.35)  # masks of a discarded category stay visible, greyed out
 
 
-def load_image_data(project_dir, image_root, entry: dict) -> dict:
-    """Everything needed to show one image of a project (runs in a worker thread).
+def load_image_data(project_dir, images, entry: dict) -> dict:
+    """Everything needed to show one image of a project (runs in a worker thread); ``images`` is the
+    project's ``engine.api.ImageSource`` (folder, channels, normalisation).
 
     Instance k of the label map is mask k - 1 of ``engine.api.current_instances``.
     """
-    from engine.api import ImageCorrection, current_instances, instance_source, load_image
+    from engine.api import ImageCorrection, current_instances, display_name, instance_source
 
-    image = load_image(Path(image_root) / entry["relative_path"])
+    image = images.load(entry)
     masks, classes, scores, reviewed = current_instances(project_dir, entry["image_id"])
     labels = ImageCorrection.from_instances(image.shape[:2], masks, classes, reviewed).labels
     ids = range(1, len(masks) + 1)
-    return {"image_id": entry["image_id"], "name": Path(entry["relative_path"]).stem, "image": image,
+    return {"image_id": entry["image_id"], "name": display_name(entry), "image": image,
             "labels": labels, "classes": {k: int(c) for k, c in zip(ids, classes)},
             "scores": {k: float(s) for k, s in zip(ids, scores)},
             "source": instance_source(project_dir, entry["image_id"]), "reviewed": reviewed}

@@ -58,7 +58,7 @@ class ProjectView(QObject):
         self.viewer, self.tasks = viewer, tasks
         self.new_label_category = new_label_category  # category id for label ids the user adds
         self.project_dir = None
-        self.entries, self.clusters, self.table, self.image_root = [], {}, None, None
+        self.entries, self.clusters, self.table, self.images = [], {}, None, None
         self.position = -1
         self.current = None  # dict from load_image_data of the image on screen
         self._cache: OrderedDict = OrderedDict()
@@ -85,7 +85,9 @@ class ProjectView(QObject):
 
     def _opened(self, project_dir, result, position) -> None:
         _, config, self.entries, self.clusters = result
-        self.project_dir, self.image_root = Path(project_dir), Path(config["image_root"])
+        from engine.api import ImageSource
+
+        self.project_dir, self.images = Path(project_dir), ImageSource.of_project(config)
         self.table = category_table(self.project_dir, self.clusters)
         self._cache.clear()
         self.current = None
@@ -113,7 +115,7 @@ class ProjectView(QObject):
         if cached is not None:
             self._display(position, cached, select_label)
         else:
-            self.tasks.submit(load_image_data, self.project_dir, self.image_root, entry,
+            self.tasks.submit(load_image_data, self.project_dir, self.images, entry,
                               on_done=lambda data: self._display(position, data, select_label),
                               on_error=lambda message: self.failed.emit(
                                   f"Loading {entry['relative_path']} failed: {message}"))

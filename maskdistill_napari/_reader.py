@@ -27,12 +27,13 @@ def get_reader(path):
 
 
 def read_project(path) -> list:
-    from engine.api import open_project
+    from engine.api import ImageSource, open_project
 
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
     project, config, entries, clusters = open_project(path)
     table = category_table(project.root, clusters)
-    items = [load_image_data(project.root, config["image_root"], e) for e in entries[:MAX_LAYER_PAIRS]]
+    images = ImageSource.of_project(config)
+    items = [load_image_data(project.root, images, e) for e in entries[:MAX_LAYER_PAIRS]]
     if len({item["image"].shape for item in items}) == 1 and len(items) > 1:
         return _stacked(items, table)
     layers = []

@@ -319,3 +319,31 @@ def test_reader_sets_contrast_limits(monkeypatch):
     assert _reader._limits(np.zeros((4, 4, 3), np.uint8), True) == [0, 255]
     lo, hi = _reader._limits(_nucleus_image(), False)
     assert 90 < lo < 110 and 350 < hi < 450
+
+
+# -- through the whole pipeline (engine.pipeline.run): options reach every step ------------------------------
+def test_run_reads_every_plane_of_a_stack_with_the_chosen_channel(tmp_path):
+    import json
+
+    from engine.atomic import read_json
+    from engine.pipeline import RunConfig, run
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "stacks"
+    folder.mkdir()
+    stack = np.zeros((3, 2, 80, 96), np.uint16)  # Z, C, Y, X: nuclei in channel 1, noise in channel 0
+    stack[:, 0] = rng.integers(0, 60000, size=(3, 80, 96))
+    for z in range(3):
+        stack[z, 1, 20 + 5 * z:50 + 5 * z, 30:70] = 40000 + 1000 * z
+    tifffile.imwrite(folder / "cells.tif", stack, imagej=True, metadata={"axes": "ZCYX"})
+    project = tmp_path / "p"
+    options = ImageOptions(channels=(1,), planes=True)
+    result = run(folder, project, RunConfig(weights="random", input_size=56, num_classes=1, batch_size=2,
+                                            proposals="seed", image_options=options, object_size=40))
+    entries = read_json(project / "images.json")
+    assert result.images == 3 and [e.get("plane") for e in entries] == [0, 1, 2]
+    assert len({e["image_id"] for e in entries}) == 3 and len({e["coco_id"] for e in entries}) == 3
+    stored = read_json(project / "project.json")
+    assert stored["config"]["image_options"]["channels"] == [1] and "scale=" in stored["features"]
+    coco = json.loads((project / "annotations.json").read_text())
+    assert sorted(im["plane"] for im in coco["images"]) == [0, 1, 2]
