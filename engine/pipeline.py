@@ -177,19 +177,40 @@ def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor
     coco_ids = project.stable_coco_ids([plane_key(r.relative_path, r.plane) for r in discovery.images])
     entries, skipped = [], [{"relative_path": s.relative_path, "reason": s.reason} for s in discovery.skipped]
     family = extractor.spec.family
+    previous = _previous_entries(project)
     done = 0
     progress("images", 0, len(discovery.images))
+
+    def entry_of(record, image_hw, digest, stamp, feature_key, n_masks) -> dict:
+        return {"image_id": record.image_id, **({"plane": record.plane} if record.plane is not None else {}),
+                "feature_key": feature_key, "coco_id": coco_ids[plane_key(record.relative_path, record.plane)],
+                "relative_path": record.relative_path, "width": int(image_hw[1]), "height": int(image_hw[0]),
+                "masks": int(n_masks), "pixel_hash": digest, "stamp": stamp}
+
     for batch in _chunks(discovery.images, config.batch_size):
         loaded = []
         with timer("load"):
             for record in batch:
+                stamp = _file_stamp(record.path, config.image_options)
+                known = previous.get(record.image_id)
+                if known is not None and known.get("stamp") == stamp:  # unchanged file: trust the stored hash
+                    feature_key = extractor.cache_key(known["pixel_hash"])
+                    hw = (known["height"], known["width"])
+                    n_masks = _reusable_mask_count(project.proposals_path(record.image_id),
+                                                   config.proposal_key(feature_key), hw)
+                    if n_masks is not None and cache.path(feature_key).exists():
+                        entries.append(entry_of(record, hw, known["pixel_hash"], stamp, feature_key, n_masks))
+                        done += 1
+                        progress("images", done, len(discovery.images))
+                        continue
                 try:
                     image = load_image(record.path, plane=record.plane, options=config.image_options)
                 except ImageError as error:
                     skipped.append({"relative_path": record.relative_path, "reason": error.reason})
                     continue
-                feature_key = extractor.cache_key(pixel_hash(image))
-                loaded.append((record, image, feature_key, cache.get(feature_key)))
+                digest = pixel_hash(image)
+                feature_key = extractor.cache_key(digest)
+                loaded.append((record, image, feature_key, cache.get(feature_key), digest, stamp))
         missing = [i for i, item in enumerate(loaded) if item[3] is None]
         if missing:
             with timer("backbone"):
@@ -197,8 +218,8 @@ def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor
             with timer("cache_write"):
                 for i, features in zip(missing, computed):
                     cache.put(loaded[i][2], features)
-                    loaded[i] = (*loaded[i][:3], features)
-        for record, image, feature_key, features in loaded:
+                    loaded[i] = (*loaded[i][:3], features, *loaded[i][4:])
+        for record, image, feature_key, features, digest, stamp in loaded:
             key = config.proposal_key(feature_key)
             path = project.proposals_path(record.image_id)
             n_masks = _reusable_mask_count(path, key, image.shape[:2])
@@ -210,19 +231,27 @@ def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor
                 with timer("save"):
                     save_image_proposals(path, proposals, embeddings, key)
                 n_masks = len(proposals)
-            entries.append({
-                "image_id": record.image_id,
-                **({"plane": record.plane} if record.plane is not None else {}),
-                "feature_key": feature_key,
-                "coco_id": coco_ids[plane_key(record.relative_path, record.plane)],
-                "relative_path": record.relative_path,
-                "width": int(image.shape[1]),
-                "height": int(image.shape[0]),
-                "masks": int(n_masks),
-            })
+            entries.append(entry_of(record, image.shape[:2], digest, stamp, feature_key, n_masks))
             done += 1
             progress("images", done, len(discovery.images))
+    order = {record.image_id: i for i, record in enumerate(discovery.images)}
+    entries.sort(key=lambda entry: order[entry["image_id"]])  # the folder's order, however each was found
     return entries, skipped
+
+
+def _previous_entries(project: Project) -> dict:
+    """images.json of the previous run by image id ({} when there is none or it cannot be read)."""
+    try:
+        return {e["image_id"]: e for e in read_json(project.images_path)} if project.images_path.exists() else {}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+
+
+def _file_stamp(path: Path, options: ImageOptions) -> list:
+    """Size, modification time and reading options of an image file: when all three are unchanged, a re-run
+    trusts the stored pixel hash instead of decoding and hashing the image again."""
+    stat = Path(path).stat()
+    return [int(stat.st_size), int(stat.st_mtime_ns), hashlib.sha1(repr(options).encode()).hexdigest()[:8]]
 
 
 def _reusable_mask_count(path: Path, key: str, image_hw: tuple):

@@ -157,6 +157,32 @@ def test_rerun_after_a_finished_run_redoes_no_work(finished, folder):
     assert {p: p.stat().st_mtime_ns for p in files} == mtimes
 
 
+def test_rerun_trusts_file_stamps_and_rereads_a_changed_file(folder, tmp_path, monkeypatch):
+    import engine.pipeline
+
+    project = tmp_path / "p"
+    run(folder, project, RunConfig(**SMALL))
+    decoded = []
+    real_load = engine.pipeline.load_image
+    monkeypatch.setattr(engine.pipeline, "load_image",
+                        lambda path, **kw: decoded.append(Path(path).name) or real_load(path, **kw))
+    first = read_json(Project(project).images_path)
+    run(folder, project, RunConfig(**SMALL))
+    assert decoded == []  # nothing changed: no image decoded or hashed again
+    assert read_json(Project(project).images_path) == first  # same entries, same order
+    changed = folder / "rocket.png"
+    pixels = np.asarray(Image.open(changed)).copy()
+    pixels[:8, :8] = 255
+    Image.fromarray(pixels).save(changed)
+    try:
+        run(folder, project, RunConfig(**SMALL))
+        assert decoded == ["rocket.png"]
+        entry = next(e for e in read_json(Project(project).images_path) if e["relative_path"] == "rocket.png")
+        assert entry["pixel_hash"] != next(e for e in first if e["relative_path"] == "rocket.png")["pixel_hash"]
+    finally:
+        make_folder(folder)  # the module's folder is shared: put the original crops back
+
+
 def test_import_coco_into_a_fresh_project(finished, folder, tmp_path):
     project, _ = finished
     exported = read_json(Path(project, "annotations.json"))
