@@ -518,12 +518,14 @@ def main(argv=None) -> int:
                         help="folder with ground_truth.json and images/ (default: ../shared/data/real-dev)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--proposals", default=RunConfig.proposals)
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="backbone arithmetic (default auto: bfloat16 on CPUs with native support)")
     parser.add_argument("--weights", default=None, help="checkpoint or 'random' (default: the real weights)")
     parser.add_argument("--input-size", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     config = RunConfig(device=args.device, proposals=args.proposals, weights=args.weights,
-                       input_size=args.input_size, seed=args.seed)
+                       input_size=args.input_size, seed=args.seed, precision=args.precision)
     results = benchmark(args.real_dev, args.out.resolve(), config)
     if "skipped" not in results:
         print(table(results))

