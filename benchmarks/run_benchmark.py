@@ -2,12 +2,14 @@
 
     .venv/bin/python -m benchmarks.run_benchmark [--out runs/benchmark] [--quality-images 60]
                                                  [--speed-images 50 200] [--device auto]
-                                                 [--real-dev PATH]
+                                                 [--real-dev PATH] [--dense-images 20] [--dense-size 512]
 
 Prints a table and writes OUT/results.json. Quality: a dataset generated from real photo pixels
 (benchmarks/synthetic.py) with ground-truth instances; each stage is scored with engine.evaluation.
 Real images: the 13 annotated photos of real-dev (benchmarks/real_dev.py; default ../shared/data/real-dev
 next to the repository), scored per source into ``quality.real``; skipped, with a message, when absent.
+Dense objects: benchmarks/dense.py (generated cells, engine vs Otsu + watershed, and real-dev's tree tiles)
+into ``quality.dense`` (``--dense-images`` images, at most ``--quality-images``; 0 skips it).
 Speed: each size runs in a fresh subprocess so that its peak RSS is its own.
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from benchmarks import real_dev  # noqa: E402
+from benchmarks import dense, real_dev  # noqa: E402
 from benchmarks.synthetic import CATEGORIES, write_dataset  # noqa: E402
 from engine.atomic import atomic_write_json, read_json  # noqa: E402
 from engine.pipeline import RunConfig, evaluate_project, run  # noqa: E402
@@ -149,6 +151,8 @@ def table(results: dict) -> str:
     text = "\n".join(f"{a:<{width}}  {b:>8}  {c}" for a, b, c in rows)
     if "real" in q:
         text += "\n\n" + real_dev.table(q["real"])
+    if "dense" in q and "skipped" not in q["dense"]:
+        text += "\n\n" + dense.table(q["dense"])
     return text
 
 
@@ -167,6 +171,9 @@ def main(argv=None) -> int:
     parser.add_argument("--real-dev", type=Path, default=real_dev.DEFAULT_REAL_DEV,
                         help="real-dev folder (ground_truth.json, images/) scored into quality.real; "
                              "skipped when absent (default: ../shared/data/real-dev)")
+    parser.add_argument("--dense-images", type=int, default=20,
+                        help="generated cell images of the dense section (at most --quality-images; 0: skip)")
+    parser.add_argument("--dense-size", type=int, default=512, help="side of the generated cell images")
     parser.add_argument("--speed-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.out = args.out.resolve()
@@ -178,6 +185,10 @@ def main(argv=None) -> int:
     results = {"config": asdict(config), "quality": quality(args.out, args.quality_images, config, args.seeds)}
     results["quality"]["real"] = real_dev.benchmark(args.real_dev, args.out / "real",
                                                     replace(config, num_classes=None, seed=0))
+    dense_images = min(args.dense_images, args.quality_images)
+    results["quality"]["dense"] = (
+        dense.benchmark(args.out / "dense", dense_images, args.dense_size, args.weights, args.device, args.real_dev)
+        if dense_images > 0 else {"skipped": "dense section skipped (--dense-images 0)"})
     runs = [speed(args.out, n, args) for n in args.speed_images]
     largest = max(runs, key=lambda r: r["images"]) if runs else None
     results["speed"] = {

@@ -82,8 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input-size", type=_positive_int, default=None, metavar="PX",
                      help="shorter image side fed to the network (default: the backbone's, 448 for DINOv2)")
     run.add_argument("--proposals", default=RunConfig.proposals, choices=PROPOSAL_METHODS,
-                     help="split (default): foreground cut, then touching objects cut apart; ncut: repeated "
-                          "normalized cuts (MaskCut); seed: MaskDistill's one mask per image")
+                     help="segments (default): regions of a multi-K clustering of the ViT keys, ranked by the CLS "
+                          "attention; split: foreground cut, then touching objects cut apart; ncut: repeated "
+                          "normalized cuts (MaskCut); seed: MaskDistill's one mask per image; dense: many small "
+                          "objects (nuclei, cells) split by a watershed, with --object-size and --embedding pooled")
     run.add_argument("--masks-per-image", type=_positive_int, default=RunConfig.max_masks,
                      help="ncut: at most this many masks")
     run.add_argument("--num-classes", "-k", type=_positive_int, default=None, metavar="K",

@@ -119,25 +119,57 @@ def save_categories(root: Path, table: CategoryTable) -> None:
 
 @dataclass
 class ImageCorrection:
-    """An image's masks as the user left them: instance label map plus a category per instance."""
+    """An image's masks as the user left them: instance label map plus a category per instance.
+
+    Instance ids are stable: a rejected object leaves its id unused, the others keep theirs. "Reviewed" is kept
+    per instance (``reviewed_ids``); ``reviewed`` says whether every instance is reviewed (files written before
+    per-instance flags stored only that, read as all-or-none). ``scores`` keeps the generated confidence of
+    instances the user has not touched (missing: 1.0).
+    """
 
     labels: np.ndarray  # (H, W) uint16: 0 background, k = instance k
     classes: dict  # instance k -> category id
     reviewed: bool = True
+    reviewed_ids: Optional[set] = None  # instance ids the user reviewed; None: all of them if ``reviewed`` else none
+    scores: Optional[dict] = None  # instance k -> confidence
+
+    def __post_init__(self):
+        self.classes = {int(k): int(c) for k, c in self.classes.items()}
+        if self.reviewed_ids is None:
+            self.reviewed_ids = set(self.classes) if self.reviewed else set()
+        self.reviewed_ids = {int(k) for k in self.reviewed_ids}
+        self.scores = {int(k): float(v) for k, v in (self.scores or {}).items()}
+        self.update_reviewed()
+
+    def update_reviewed(self) -> None:
+        """Recompute the image-level flag (every instance reviewed) after ``reviewed_ids`` changed."""
+        if self.classes:
+            self.reviewed = all(k in self.reviewed_ids for k in self.classes)
+
+    def ids(self) -> list:
+        """Instance ids present in the label map (and in ``classes``), increasing."""
+        return [int(k) for k in np.unique(self.labels) if k != 0 and int(k) in self.classes]
+
+    def score(self, instance_id: int) -> float:
+        return float(self.scores.get(int(instance_id), 1.0))
 
     def instances(self) -> tuple:
         """(masks (n, H, W), category ids (n,)) for the instances present in the label map."""
-        present = [int(k) for k in np.unique(self.labels) if k != 0 and int(k) in self.classes]
+        present = self.ids()
         if not present:
             return np.zeros((0, *self.labels.shape), bool), np.zeros(0, int)
         return np.stack([self.labels == k for k in present]), np.array([self.classes[k] for k in present])
 
     @classmethod
-    def from_instances(cls, image_hw: tuple, masks, category_ids, reviewed: bool = True) -> "ImageCorrection":
+    def from_instances(cls, image_hw: tuple, masks, category_ids, reviewed: bool = True,
+                       scores=None) -> "ImageCorrection":
+        """Instance k = mask k - 1 (a later mask covers an earlier one where they overlap)."""
         labels = np.zeros(image_hw, np.uint16 if len(masks) < 65535 else np.uint32)
         for k, mask in enumerate(masks, start=1):
             labels[mask] = k
-        return cls(labels, {k: int(c) for k, c in enumerate(category_ids, start=1)}, reviewed)
+        ids = range(1, len(category_ids) + 1)
+        return cls(labels, {k: int(c) for k, c in zip(ids, category_ids)}, reviewed,
+                   scores=None if scores is None else {k: float(s) for k, s in zip(ids, scores)})
 
 
 def correction_path(root: Path, image_id: str) -> Path:
@@ -147,9 +179,12 @@ def correction_path(root: Path, image_id: str) -> Path:
 def save_correction(root: Path, image_id: str, correction: ImageCorrection) -> None:
     buffer = io.BytesIO()
     ids = np.array(sorted(correction.classes), np.int64)
+    correction.update_reviewed()
     np.savez_compressed(buffer, labels=correction.labels, instance_ids=ids,
                         categories=np.array([correction.classes[i] for i in ids], np.int64),
-                        reviewed=np.array(correction.reviewed))
+                        reviewed=np.array(correction.reviewed),
+                        instance_reviewed=np.array([i in correction.reviewed_ids for i in ids], bool),
+                        scores=np.array([correction.score(i) for i in ids], np.float32))
     atomic_write_bytes(correction_path(root, image_id), buffer.getvalue())
 
 
@@ -159,11 +194,16 @@ def load_correction(root: Path, image_id: str) -> Optional[ImageCorrection]:
         return None
     try:
         with np.load(path) as data:
-            classes = {int(i): int(c) for i, c in zip(data["instance_ids"], data["categories"])}
+            ids = [int(i) for i in data["instance_ids"]]
+            classes = {i: int(c) for i, c in zip(ids, data["categories"])}
             labels = data["labels"]
             if labels.ndim != 2:
                 raise ValueError(f"label map has shape {labels.shape}")
-            return ImageCorrection(labels, classes, bool(data["reviewed"]))
+            reviewed = bool(data["reviewed"])
+            reviewed_ids = ({i for i, r in zip(ids, data["instance_reviewed"]) if r}
+                            if "instance_reviewed" in data.files else None)  # older files: all or none
+            scores = dict(zip(ids, (float(s) for s in data["scores"]))) if "scores" in data.files else None
+            return ImageCorrection(labels, classes, reviewed, reviewed_ids, scores)
     except Exception as error:  # torn, truncated or foreign file: say which, never guess its content
         raise CorruptCorrectionError(f"{path}: the saved correction cannot be read ({error}); the file is left "
                                      "untouched: restore it from a backup, or save the image's masks again") from error

@@ -76,7 +76,7 @@ class RunConfig:
     weights: Optional[str] = None  # checkpoint file, "random", or None for the automatic chain
     device: str = "auto"
     input_size: Optional[int] = None  # shorter image side fed to the network; None: the backbone's default
-    proposals: str = "split"  # "split", "ncut" (MaskCut) or "seed" (MaskDistill's single mask); see engine.proposals
+    proposals: str = "segments"  # chosen on real-dev (ARCHITECTURE.md); "split", "ncut" (MaskCut), "seed" (the paper's)
     max_masks: int = 3  # ncut: masks per image at most
     num_classes: Optional[int] = None  # K for k-means; None: the suggested K
     embedding: str = "masked_crop_cls"  # see engine.clustering; chosen by measurement (ARCHITECTURE.md)
@@ -132,7 +132,8 @@ class RunConfig:
 
     def proposal_key(self, feature_key: str) -> str:
         """Proposals and embeddings depend on the features and on these settings only."""
-        text = f"{feature_key}|{self.proposals}|{self.max_masks}|{self.embedding}|v1"
+        text = (f"{feature_key}|{self.proposals}|{self.max_masks}|{self.embedding}|{self.object_size}"
+                "|v2")  # v2: split graph fix, segments, dense
         return hashlib.sha1(text.encode()).hexdigest()
 
 
@@ -228,7 +229,8 @@ def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor
             n_masks = _reusable_mask_count(path, key, image.shape[:2])
             if n_masks is None:
                 with timer("proposals"):
-                    proposals = propose(image, features, family, config.proposals, max_masks=config.max_masks)
+                    proposals = propose(image, features, family, config.proposals, max_masks=config.max_masks,
+                                        object_size=config.object_size)
                 with timer("embeddings"):
                     embeddings = _embed(proposals, image, features, extractor, config.embedding)
                 with timer("save"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from .corrections import (
     DISCARD_MODES,
     Category,
     CategoryTable,
+    CorruptCorrectionError,
     ImageCorrection,
     assignments_path,
     categories_path,
@@ -93,23 +95,45 @@ def restore_category(project_dir, category_id: int) -> None:
     _edit_table(project_dir, edit)
 
 
+def _split_members(state: LabelState, entry: dict, category_id: int) -> list:
+    """(key, embedding) of the proposals behind the image's current masks of ``category_id`` (the masks on
+    screen: a predicted mask is represented by the proposal it overlaps most, IoU >= 0.5), plus the proposals
+    of that category themselves when the image shows proposals."""
+    from .masks import iou
+
+    project = state.project
+    proposals, vectors, _ = load_image_proposals(project.proposals_path(entry["image_id"]),
+                                                 (entry["height"], entry["width"]))
+    keys = state.mask_keys(entry, proposals.masks)
+    chosen = {i for i, c in enumerate(state.proposal_categories(entry, proposals.masks)) if c == category_id}
+    current = state.instances(entry, "current")
+    if current.origin != "proposal":
+        chosen = set() if current.origin == "prediction" else chosen
+        for mask, category in zip(current.masks, current.categories):
+            if int(category) != category_id or not len(proposals.masks):
+                continue
+            overlaps = [iou(mask, other) for other in proposals.masks]
+            best = int(np.argmax(overlaps))
+            if overlaps[best] >= 0.5:
+                chosen.add(best)
+    return [(keys[i], vectors[i]) for i in sorted(chosen)]
+
+
 def split_category(project_dir, category_id: int, parts: int, seed: int = 0) -> list:
-    """Re-cluster the proposals of one category into ``parts`` categories; returns the new category ids
-    (the first part keeps ``category_id``). Each proposal's new category is saved under the mask's key, so it
-    follows that mask through re-runs."""
+    """Re-cluster the masks of one category, as shown now (corrections > predictions > proposals), into
+    ``parts`` categories; returns the new category ids (the first part keeps ``category_id``). Each mask is
+    represented by its proposal (a predicted mask by the proposal it overlaps most) and the new category is
+    saved under that proposal's key, so it follows the mask through re-runs and reaches the predictions that
+    overlap it without retraining (engine.label_state)."""
     project = Project(project_dir)
     with project.state_lock():
         state = LabelState.load(project)
         source = _category(state, category_id)
         members, embeddings = [], []
         for entry in read_json(project.images_path):
-            proposals, vectors, _ = load_image_proposals(project.proposals_path(entry["image_id"]),
-                                                         (entry["height"], entry["width"]))
-            categories = state.proposal_categories(entry, proposals.masks)
-            for key, category, vector in zip(state.mask_keys(entry, proposals.masks), categories, vectors):
-                if category == category_id:
-                    members.append(key)
-                    embeddings.append(vector)
+            for key, vector in _split_members(state, entry, int(category_id)):
+                members.append(key)
+                embeddings.append(vector)
         if len(members) < parts:
             raise ValueError(f"Category {source.name!r} has {len(members)} masks; it cannot be split into {parts}.")
         from .clustering import kmeans, whiten  # torch: loaded only when a split needs it
@@ -139,11 +163,25 @@ def set_image_masks(project_dir, image_id: str, masks, category_ids, reviewed: b
                                                                                reviewed))
 
 
-def set_image_labels(project_dir, image_id: str, labels: np.ndarray, classes: dict, reviewed: bool = True) -> None:
-    """Save an edited instance label map (what napari's Labels layer holds) as the image's correction."""
+def set_image_labels(project_dir, image_id: str, labels: np.ndarray, classes: dict, reviewed=True,
+                     scores: dict | None = None) -> None:
+    """Save an edited instance label map (what napari's Labels layer holds) as the image's correction.
+
+    ``reviewed``: True / False for every instance, or the instance ids the user reviewed (e.g. those a stroke
+    touched). ``scores`` (instance id -> confidence): missing ids keep the score they had (their id in the
+    image's correction, else in its generated masks numbered 1..n), else 1.0.
+    """
     project = Project(project_dir)
     with project.state_lock():
-        save_correction(project.root, image_id, ImageCorrection(np.asarray(labels), dict(classes), reviewed))
+        previous = _base_correction(project, image_id) if scores is None or len(scores) < len(classes) else None
+        kept = dict(previous.scores) if previous is not None else {}
+        kept.update(scores or {})
+        if isinstance(reviewed, bool):
+            correction = ImageCorrection(np.asarray(labels), dict(classes), reviewed, scores=kept)
+        else:
+            correction = ImageCorrection(np.asarray(labels), dict(classes), False, set(reviewed), kept)
+        correction.scores = {k: v for k, v in correction.scores.items() if k in correction.classes}
+        save_correction(project.root, image_id, correction)
 
 
 def image_correction(project_dir, image_id: str):
@@ -260,32 +298,211 @@ def current_instances(project_dir, image_id: str) -> tuple:
     return found.masks, np.asarray(found.categories, int), np.asarray(found.scores, float), found.reviewed
 
 
-def reject_mask(project_dir, image_id: str, index: int) -> None:
-    """Remove one mask of an image (the image's masks become the user's correction)."""
-    masks, classes, _, _ = current_instances(project_dir, image_id)
-    if not 0 <= index < len(masks):
-        raise IndexError(f"Image {image_id} has {len(masks)} masks; there is no mask {index}.")
-    keep = np.arange(len(masks)) != index
-    set_image_masks(project_dir, image_id, masks[keep], classes[keep], reviewed=True)
+def reject_mask(project_dir, image_id: str, index: int) -> dict:
+    """Remove mask ``index`` (position in :func:`current_instances`) of an image; see :func:`reject_object`."""
+    objects = image_objects(project_dir, image_id)
+    if not 0 <= index < len(objects.ids):
+        raise IndexError(f"Image {image_id} has {len(objects.ids)} masks; there is no mask {index}.")
+    return reject_object(project_dir, image_id, int(objects.ids[index]))
 
 
-def accept_image(project_dir, image_id: str) -> None:
-    """Mark an image's current masks as checked by the user (they become its correction)."""
-    masks, classes, _, _ = current_instances(project_dir, image_id)
-    set_image_masks(project_dir, image_id, masks, classes, reviewed=True)
+def accept_image(project_dir, image_id: str) -> dict:
+    """Mark every object of the image as checked by the user (the masks become its correction; their scores
+    are kept). Returns what :func:`restore_object` needs to undo it."""
+    def edit(correction):
+        before = set(correction.reviewed_ids)
+        correction.reviewed_ids |= set(correction.ids())
+        return {"action": "accept_image", "reviewed_ids": sorted(before)}
+    return _edit_correction(project_dir, image_id, None, edit)
 
 
 def low_confidence_masks(project_dir, limit: int | None = None) -> list:
-    """(image_id, mask index, score) of the masks in images not yet reviewed, least confident first."""
+    """(image_id, mask index in :func:`current_instances`, score) of the unreviewed objects, least confident
+    first."""
+    found = []
+    for image_id, instance_id, score, position in _unreviewed(project_dir):
+        found.append((image_id, position, score))
+    found.sort(key=lambda item: item[2])
+    return found[:limit] if limit else found
+
+
+# -- objects: one mask of one image, by its stable instance id ---------------------------------------------
+@dataclass
+class ImageObjects:
+    """An image's objects as the review sees them: a label map whose values are stable instance ids (a
+    correction's own ids; else 1..n in :func:`current_instances` order) and, per present id (increasing), its
+    category (before merges), score, reviewed flag and area in pixels."""
+
+    image_id: str
+    labels: np.ndarray  # (H, W) instance ids
+    ids: np.ndarray  # (n,) present instance ids, increasing
+    categories: np.ndarray  # (n,)
+    scores: np.ndarray  # (n,)
+    reviewed: np.ndarray  # (n,) bool
+    areas: np.ndarray  # (n,) pixels
+    origin: str  # "correction", "prediction" or "proposal"
+
+    def as_dicts(self) -> tuple:
+        """({id: category}, {id: score}, {id: reviewed}, {id: area})."""
+        ids = [int(k) for k in self.ids]
+        return (dict(zip(ids, (int(c) for c in self.categories))), dict(zip(ids, (float(s) for s in self.scores))),
+                dict(zip(ids, (bool(r) for r in self.reviewed))), dict(zip(ids, (int(a) for a in self.areas))))
+
+
+def _objects_of(correction: ImageCorrection, image_id: str, origin: str, positions=None) -> ImageObjects:
+    ids = correction.ids()
+    areas = np.bincount(correction.labels.ravel(), minlength=max(ids, default=0) + 1) if ids else np.zeros(1, int)
+    return ImageObjects(image_id, correction.labels, np.array(ids, int),
+                        np.array([correction.classes[k] for k in ids], int),
+                        np.array([correction.score(k) for k in ids], float),
+                        np.array([k in correction.reviewed_ids for k in ids], bool),
+                        np.array([int(areas[k]) for k in ids], int), origin)
+
+
+def _base_correction(project: Project, image_id: str, state: LabelState | None = None):
+    """The image's correction, or its current generated masks as an unreviewed one (ids 1..n in
+    :func:`current_instances` order, their scores kept)."""
+    correction = load_correction(project.root, image_id)
+    if correction is not None:
+        return correction
+    return _generated_correction(project, image_id, state)[0]
+
+
+def _generated_correction(project: Project, image_id: str, state: LabelState | None = None) -> tuple:
+    state = state or LabelState.load(project)
+    entry = _entry(project, image_id)
+    found = state.instances(entry, "current")
+    correction = ImageCorrection.from_instances((int(entry["height"]), int(entry["width"])), found.masks,
+                                                found.categories, reviewed=found.reviewed, scores=found.scores)
+    return correction, found.origin
+
+
+def image_objects(project_dir, image_id: str, state: LabelState | None = None) -> ImageObjects:
+    """The image's objects with stable ids (see :class:`ImageObjects`)."""
+    project = project_dir if isinstance(project_dir, Project) else Project(project_dir)
+    try:
+        correction = load_correction(project.root, image_id)
+    except CorruptCorrectionError:  # shown from the generated masks, as engine.label_state does
+        correction = None
+    if correction is not None:
+        return _objects_of(correction, image_id, "correction")
+    correction, origin = _generated_correction(project, image_id, state)
+    return _objects_of(correction, image_id, origin)
+
+
+def _edit_correction(project_dir, image_id: str, instance_id, edit) -> dict:
+    """Under the state lock: the image's correction (made from its generated masks when it has none),
+    ``edit(correction)`` -> undo record, saved. The record says which image and object, and whether the
+    correction file was created by this edit (an undo then removes it again when nothing else changed)."""
+    project = Project(project_dir)
+    with project.state_lock():
+        existing = load_correction(project.root, image_id)
+        correction = existing if existing is not None else _base_correction(project, image_id)
+        if instance_id is not None and int(instance_id) not in correction.ids():
+            raise KeyError(f"Image {image_id} has no object {instance_id}; its objects are {correction.ids()}")
+        undo = edit(correction)
+        save_correction(project.root, image_id, correction)
+        undo.update({"image_id": image_id, "instance_id": None if instance_id is None else int(instance_id),
+                     "created": existing is None, "digest": _digest(correction)})
+    return undo
+
+
+def _digest(correction: ImageCorrection) -> str:
+    import hashlib
+
+    text = repr((sorted(correction.classes.items()), sorted(correction.reviewed_ids)))
+    return hashlib.sha1(np.ascontiguousarray(correction.labels).tobytes() + text.encode()).hexdigest()
+
+
+def reject_object(project_dir, image_id: str, instance_id: int) -> dict:
+    """Remove one object of an image by its instance id; the other objects keep their ids. Returns the undo
+    record for :func:`restore_object` (it holds the object's pixels, category, score and reviewed flag)."""
+    def edit(correction):
+        mask = correction.labels == int(instance_id)
+        record = {"action": "reject", "pixels": np.flatnonzero(mask), "category": correction.classes[int(instance_id)],
+                  "score": correction.score(instance_id), "reviewed": int(instance_id) in correction.reviewed_ids}
+        correction.labels[mask] = 0
+        del correction.classes[int(instance_id)]
+        correction.scores.pop(int(instance_id), None)
+        correction.reviewed_ids.discard(int(instance_id))
+        return record
+    return _edit_correction(project_dir, image_id, instance_id, edit)
+
+
+def accept_object(project_dir, image_id: str, instance_id: int) -> dict:
+    """Mark one object as reviewed (its score is kept); returns the undo record."""
+    def edit(correction):
+        record = {"action": "accept", "reviewed": int(instance_id) in correction.reviewed_ids}
+        correction.reviewed_ids.add(int(instance_id))
+        return record
+    return _edit_correction(project_dir, image_id, instance_id, edit)
+
+
+def set_object_category(project_dir, image_id: str, instance_id: int, category_id: int) -> dict:
+    """Give one object another category (it becomes reviewed); returns the undo record."""
+    project = Project(project_dir)
+    if int(category_id) not in LabelState.load(project).table.by_id():
+        raise KeyError(f"No category {category_id}")
+
+    def edit(correction):
+        record = {"action": "category", "category": correction.classes[int(instance_id)],
+                  "reviewed": int(instance_id) in correction.reviewed_ids}
+        correction.classes[int(instance_id)] = int(category_id)
+        correction.reviewed_ids.add(int(instance_id))
+        return record
+    return _edit_correction(project_dir, image_id, instance_id, edit)
+
+
+def restore_object(project_dir, undo: dict) -> None:
+    """Undo :func:`reject_object`, :func:`accept_object`, :func:`set_object_category` or :func:`accept_image`
+    from the record they returned: the object comes back under the same id with its category, score and
+    reviewed flag (a rejected object's pixels are given back where no other object took them since). When the
+    action created the image's correction and nothing else changed it since, the correction is removed."""
+    project = Project(project_dir)
+    image_id, instance_id = undo["image_id"], undo["instance_id"]
+    with project.state_lock():
+        correction = load_correction(project.root, image_id)
+        if correction is None:
+            raise FileNotFoundError(f"Image {image_id} has no correction to undo {undo['action']} in")
+        if undo.get("created") and _digest(correction) == undo.get("digest"):
+            correction_path(project.root, image_id).unlink()
+            return
+        if undo["action"] == "reject":
+            if instance_id in correction.classes:
+                raise ValueError(f"Object {instance_id} of image {image_id} is in use again; the reject cannot be "
+                                 "undone")
+            flat = correction.labels.reshape(-1)
+            pixels = np.asarray(undo["pixels"], np.int64)
+            flat[pixels[flat[pixels] == 0]] = instance_id
+            correction.scores[instance_id] = float(undo["score"])
+        if undo["action"] == "accept_image":
+            correction.reviewed_ids = set(undo["reviewed_ids"])
+        else:
+            if "category" in undo:
+                correction.classes[instance_id] = int(undo["category"])
+            if undo["reviewed"]:
+                correction.reviewed_ids.add(instance_id)
+            else:
+                correction.reviewed_ids.discard(instance_id)
+        save_correction(project.root, image_id, correction)
+
+
+def _unreviewed(project_dir):
+    """(image_id, instance id, score, position in current_instances) of every unreviewed object."""
     project = Project(project_dir)
     state = LabelState.load(project)
-    found = []
     for entry in read_json(project.images_path):
-        instances = state.instances(entry, "current")
-        if instances.reviewed:
-            continue
-        found += [(entry["image_id"], i, float(s)) for i, s in enumerate(instances.scores)]
-    found.sort(key=lambda item: item[2])
+        objects = image_objects(project, entry["image_id"], state)
+        for position, (k, score, reviewed) in enumerate(zip(objects.ids, objects.scores, objects.reviewed)):
+            if not reviewed:
+                yield entry["image_id"], int(k), float(score), position
+
+
+def low_confidence_objects(project_dir, limit: int | None = None) -> list:
+    """(image_id, instance id, score) of every unreviewed object of the project, least confident first (the
+    review queue; ids are those of :func:`image_objects`)."""
+    found = sorted(((image_id, k, score) for image_id, k, score, _ in _unreviewed(project_dir)),
+                   key=lambda item: item[2])
     return found[:limit] if limit else found
 
 

@@ -7,6 +7,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor, QImage, QPixmap
 from qtpy.QtWidgets import (
     QColorDialog,
+    QHeaderView,
     QComboBox,
     QGridLayout,
     QHBoxLayout,
@@ -39,7 +40,9 @@ class CategoriesPanel(QWidget):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QTableWidget.SelectRows)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)  # the status column is never cut off
+        header.setSectionResizeMode(1, QHeaderView.Stretch)
         self.table.itemChanged.connect(self._name_edited)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         self.gallery = QHBoxLayout()
@@ -106,12 +109,17 @@ class CategoriesPanel(QWidget):
                 if column != 1:
                     item.setFlags(item.flags() & ~Qt.ItemIsEditable)
                 self.table.setItem(row, column, item)
-            self.table.item(row, 3).setBackground(QColor(*category_colour(category)))
+            # a decoration, not a background: it stays visible on a selected row
+            self.table.item(row, 3).setData(Qt.DecorationRole, QColor(*category_colour(category)))
+            self.table.item(row, 4).setToolTip(status)
             if category.id in selected:
                 self.table.selectRow(row)
+        chosen = self.merge_into.currentData()  # the merge target stays chosen across actions
         self.merge_into.clear()
         for category in categories:
             self.merge_into.addItem(f"{category.id}: {category.name}", category.id)
+        if chosen is not None and self.merge_into.findData(chosen) >= 0:
+            self.merge_into.setCurrentIndex(self.merge_into.findData(chosen))
         self._filling = False
 
     def selected_ids(self) -> list:

@@ -1,10 +1,9 @@
 """Numbers and pictures for the categories panel, computed in a worker: masks per category and small crops
-of a category's representative masks (from clusters.json) with the mask outlined. Both run in workers
-and import ``engine.api`` there."""
+of masks shown under a category now (the label state's current masks, as on screen) with the mask outlined.
+Both run in workers and import ``engine.api`` there."""
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -24,23 +23,28 @@ def category_sizes(project_dir) -> dict:
 
 
 def representative_crops(project_dir, category_id: int, rgb: tuple, limit: int = 4) -> list:
-    """Up to ``limit`` RGB thumbnails (uint8, THUMB px on the longer side) of the category's representatives."""
-    from engine.api import ImageSource, label_state, load_image_proposals, open_project
+    """Up to ``limit`` RGB thumbnails (uint8, THUMB px on the longer side) of masks shown under the category now
+    (engine.api.label_state: corrections > predictions > proposals, merges applied), the most confident mask of
+    each image, images of the cluster's representatives first."""
+    from engine.api import ImageSource, label_state, open_project
 
     project, config, entries, clusters = open_project(project_dir)
-    by_id = {e["image_id"]: e for e in entries}
-    bound = label_state(project.root, clusters).table.by_id().get(category_id)
+    state = label_state(project.root, clusters)
+    bound = state.table.by_id().get(category_id)
     cluster = next((c for c in clusters["clusters"] if bound is not None and c["id"] == bound.cluster), None)
-    crops = []
-    for image_id, index in (cluster or {}).get("representatives", [])[:limit]:
-        entry = by_id.get(image_id)
-        if entry is None:
+    first = [image_id for image_id, _ in (cluster or {}).get("representatives", [])]
+    order = sorted(entries, key=lambda e: first.index(e["image_id"]) if e["image_id"] in first else len(first))
+    images, crops = ImageSource.of_project(config), []
+    for entry in order:
+        found = state.instances(entry, "current")
+        shown = [i for i, c in enumerate(found.categories)
+                 if int(c) == category_id or state.resolve(int(c)) == category_id]
+        if not shown:
             continue
-        proposals, _, _ = load_image_proposals(project.proposals_path(image_id), (entry["height"], entry["width"]))
-        if index >= len(proposals):
-            continue
-        crops.append(_outlined_crop(ImageSource.of_project(config).load(entry),
-                                    proposals.masks[index], rgb))
+        best = max(shown, key=lambda i: (float(found.scores[i]), int(found.masks[i].sum())))
+        crops.append(_outlined_crop(images.load(entry), found.masks[best], rgb))
+        if len(crops) >= limit:
+            break
     return crops
 
 

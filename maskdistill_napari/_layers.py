@@ -17,18 +17,27 @@ def load_image_data(project_dir, images, entry: dict) -> dict:
     """Everything needed to show one image of a project (runs in a worker thread); ``images`` is the
     project's ``engine.api.ImageSource`` (folder, channels, normalisation).
 
-    Instance k of the label map is mask k - 1 of ``engine.api.current_instances``.
+    The label map's values are the engine's stable instance ids (``engine.api.image_objects``); ``original``
+    and ``original_reviewed`` keep what is on disk, so an edit marks reviewed only the objects it changed.
     """
-    from engine.api import ImageCorrection, current_instances, display_name, instance_source
+    from engine.api import display_name, image_objects
 
     image = images.load(entry)
-    masks, classes, scores, reviewed = current_instances(project_dir, entry["image_id"])
-    labels = ImageCorrection.from_instances(image.shape[:2], masks, classes, reviewed).labels
-    ids = range(1, len(masks) + 1)
+    objects = image_objects(project_dir, entry["image_id"])
+    classes, scores, reviewed, areas = objects.as_dicts()
+    reviewed_ids = {k for k, r in reviewed.items() if r}
     return {"image_id": entry["image_id"], "name": display_name(entry), "image": image,
-            "labels": labels, "classes": {k: int(c) for k, c in zip(ids, classes)},
-            "scores": {k: float(s) for k, s in zip(ids, scores)},
-            "source": instance_source(project_dir, entry["image_id"]), "reviewed": reviewed}
+            "labels": objects.labels, "original": objects.labels, "classes": classes, "scores": scores,
+            "areas": areas, "reviewed_ids": reviewed_ids, "original_reviewed": set(reviewed_ids),
+            "source": objects.origin, "reviewed": bool(classes) and len(reviewed_ids) == len(classes)}
+
+
+def object_colour(instance_id: int) -> tuple:
+    """RGB 0-255 of one object when colouring by object: well-spread hues (golden ratio), stable per id."""
+    import colorsys
+
+    hue = (int(instance_id) * 0.618033988749895) % 1.0
+    return tuple(int(v * 255) for v in colorsys.hsv_to_rgb(hue, 0.75, 0.95))
 
 
 def category_colour(category) -> tuple:
@@ -38,8 +47,9 @@ def category_colour(category) -> tuple:
     return tuple(category.colour) if category.colour else cluster_colour(category.id - 1)
 
 
-def features_table(classes: dict, scores: dict, source: str, reviewed: bool, table) -> pd.DataFrame:
-    """One row per instance id; category_id is the category the mask is exported under (merges applied)."""
+def features_table(classes: dict, scores: dict, source: str, reviewed, table) -> pd.DataFrame:
+    """One row per instance id; category_id is the category the mask is exported under (merges applied).
+    ``reviewed``: one flag for every object, or the set of reviewed ids."""
     by_id = table.by_id()
     rows = []
     for index in sorted(classes):
@@ -50,22 +60,46 @@ def features_table(classes: dict, scores: dict, source: str, reviewed: bool, tab
         if resolved is None:
             name += " (discarded)"
         rows.append({"index": index, "category_id": resolved if resolved is not None else raw, "class_name": name,
-                     "score": round(float(scores.get(index, 1.0)), 3), "source": source, "reviewed": bool(reviewed)})
+                     "score": round(float(scores.get(index, 1.0)), 3), "source": source,
+                     "reviewed": bool(index in reviewed) if isinstance(reviewed, (set, frozenset, dict))
+                     else bool(reviewed)})
     return pd.DataFrame(rows, columns=FEATURE_COLUMNS)
 
 
-def label_colormap(classes: dict, table, new_label_rgb=(255, 255, 255)) -> DirectLabelColormap:
-    """Instance id -> its category's colour; ids not yet saved (just painted) get ``new_label_rgb``."""
+def label_colormap(classes: dict, table, new_label_rgb=(255, 255, 255), by_object: bool = False
+                   ) -> DirectLabelColormap:
+    """Instance id -> its category's colour (``by_object``: a colour of its own, so touching objects of one
+    category stay apart); ids not yet saved (just painted) get ``new_label_rgb``."""
     by_id = table.by_id()
     colours = {None: (*[v / 255 for v in new_label_rgb], 1.0), 0: (0.0, 0.0, 0.0, 0.0)}
     for index, raw in classes.items():
         resolved = table.resolve(raw)
         category = by_id.get(resolved)
-        if category is None:
+        if by_object and category is not None:
+            colours[index] = (*[v / 255 for v in object_colour(index)], 1.0)
+        elif category is None:
             colours[index] = DISCARDED_RGBA
         else:
             colours[index] = (*[v / 255 for v in category_colour(category)], 1.0)
     return DirectLabelColormap(color_dict=colours)
+
+
+def legend_html(classes: dict, table) -> str:
+    """Category names with their colours (those of the objects on screen first), as rich text for a QLabel."""
+    from html import escape
+
+    shown = {table.resolve(c) for c in classes.values()}
+    rows = []
+    for category in table.categories:
+        if category.merged_into is not None or category.discarded:
+            continue
+        r, g, b = category_colour(category)
+        weight = "bold" if category.id in shown else "normal"
+        rows.append(f'<span style="color:rgb({r},{g},{b})">&#9632;</span> '
+                    f'<span style="font-weight:{weight}">{escape(category.name)}</span>')
+    if any(r is None for r in shown):
+        rows.append('<span style="color:grey">&#9632;</span> discarded')
+    return "&nbsp;&nbsp; ".join(rows) or "no categories"
 
 
 def category_table(project_dir, clusters: dict):

@@ -35,21 +35,32 @@ class Edit:
     image_id: str
     labels: np.ndarray
     classes: dict
+    reviewed: object = True  # True, or the ids of the objects the user reviewed (changed or accepted)
+    scores: dict | None = None  # confidence kept for each object (new ones: 1.0)
     failures: int = 0
     queued: bool = False  # a write of this edit is in the task queue
+
+
+def camera_of(viewer):
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
 
 
 def write_edit(edit: Edit, lock: threading.Lock) -> None:
     """The engine call behind an autosave (a worker, or the GUI thread in ``flush``); ``lock`` keeps a write
     that is still running in a worker from landing after a newer one written by ``flush``."""
     with lock:
-        call("set_image_labels", edit.project_dir, edit.image_id, edit.labels, edit.classes, True)
+        call("set_image_labels", edit.project_dir, edit.image_id, edit.labels, edit.classes, edit.reviewed,
+             edit.scores)
 
 
 class ProjectView(QObject):
     """Browse a project's images and keep the user's corrections on disk."""
 
     image_shown = Signal(int)  # position in the project's image list
+    object_selected = Signal(int)  # instance id of the selected object on the current image (0: none)
+    objects_changed = Signal()  # the current image's objects changed (an edit, a recolour)
     saved = Signal(str)  # image id, once its edit is on disk
     failed = Signal(str)  # a readable message: loading or saving went wrong
 
@@ -66,6 +77,9 @@ class ProjectView(QObject):
         self.pending: dict = {}  # image id -> Edit not yet on disk
         self._write_lock = threading.Lock()
         self._loading = False
+        self.selected = 0  # instance id of the object the Review panel acts on (clicked, or from the queue)
+        self.by_object = False  # colour each object apart instead of by category
+        self.highlight = True  # show only the selected object's mask while one is selected
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(SAVE_DELAY_MS)
@@ -136,9 +150,9 @@ class ProjectView(QObject):
             self._put_layers(data)
         finally:
             self._loading = False
-        if select_label:
-            self.labels_layer.selected_label = int(select_label)
+        self.selected = 0
         self.image_shown.emit(position)
+        self.select_object(int(select_label or 0), zoom=bool(select_label) and self.zoom_on_select)
 
     def _put_layers(self, data: dict) -> None:
         layers = self.viewer.layers
@@ -152,17 +166,63 @@ class ProjectView(QObject):
         if LABELS_LAYER in layers:
             labels = layers[LABELS_LAYER]
             labels.data = data["labels"].copy()  # painting changes the layer's array, not the cached one
-            labels._reset_history()  # undo must not replay strokes of the previous image
+            mode = labels.mode  # napari clears the undo history when a layer stops being editable: undo must
+            labels.editable = False  # not replay strokes of the previous image
+            labels.editable = True
+            labels.mode = mode
         else:
             labels = self.viewer.add_labels(data["labels"].copy(), name=LABELS_LAYER, opacity=0.55)
             labels.events.paint.connect(self._changed)
             labels.events.data.connect(self._changed)
             labels.events.set_data.connect(self._changed)  # undo and redo only refresh the layer
+            labels.mouse_drag_callbacks.append(self._on_click)
             layers.move(layers.index(labels), len(layers) - 1)
         layers[IMAGE_LAYER].metadata["image_id"] = labels.metadata["image_id"] = data["image_id"]
         layers[IMAGE_LAYER].metadata["name"] = data["name"]
         self._update_labels_appearance()
         self.viewer.reset_view()
+
+    zoom_on_select = False  # the queue zooms to the object it shows (set by the Review panel's checkbox)
+
+    # -- selecting one object ----------------------------------------------------------------
+    def select_object(self, instance_id: int, zoom: bool = False) -> None:
+        """Make ``instance_id`` the selected object (0: none): highlighted (napari's ``show_selected_label``)
+        and napari's brush label, so painting extends it; ``zoom`` centres and zooms the canvas on it."""
+        layer = self.labels_layer
+        self.selected = int(instance_id) if self.current and int(instance_id) in self.current["classes"] else 0
+        if layer is not None:
+            if self.selected:
+                layer.selected_label = self.selected
+            layer.show_selected_label = bool(self.selected) and self.highlight
+            if zoom and self.selected:
+                self.zoom_to(self.selected)
+        self.object_selected.emit(self.selected)
+
+    def zoom_to(self, instance_id: int) -> None:
+        layer = self.labels_layer
+        ys, xs = np.nonzero(np.asarray(layer.data) == int(instance_id))
+        if not len(ys):
+            return
+        self.viewer.reset_view()
+        height, width = np.asarray(layer.data).shape[:2]
+        box_h, box_w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+        camera = camera_of(self.viewer)
+        camera.center = ((ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2)
+        camera.zoom = camera.zoom * max(1.0, 0.5 * min(height / box_h, width / box_w))
+
+    def _on_click(self, layer, event):
+        """A click (press and release without a drag) on a mask in pan/zoom mode selects that object."""
+        if layer.mode != "pan_zoom":
+            return
+        start = tuple(event.position)
+        yield
+        moved = False
+        while event.type == "mouse_move":
+            moved = moved or np.hypot(*np.subtract(event.position[-2:], start[-2:])) > 2
+            yield
+        if not moved:
+            value = layer.get_value(start, world=True)
+            self.select_object(int(value or 0))
 
     @property
     def labels_layer(self):
@@ -176,11 +236,13 @@ class ProjectView(QObject):
         rgb = category_colour(new) if new is not None else (255, 255, 255)
         self._loading = True
         try:
-            layer.colormap = label_colormap(data["classes"], self.table, rgb)
-            layer.features = features_table(data["classes"], data["scores"], data["source"], data["reviewed"],
+            layer.colormap = label_colormap(data["classes"], self.table, rgb, self.by_object)
+            layer.show_selected_label = bool(self.selected) and self.highlight
+            layer.features = features_table(data["classes"], data["scores"], data["source"], data["reviewed_ids"],
                                             self.table)
         finally:
             self._loading = False
+        self.objects_changed.emit()
 
     # -- corrections -------------------------------------------------------------------------
     def _layer_removing(self, event) -> None:
@@ -220,12 +282,33 @@ class ProjectView(QObject):
         fallback = self.new_label_category() or next((c.id for c in self.table.categories if not c.discarded
                                                       and c.merged_into is None), 1)
         classes = {k: data["classes"].get(k, fallback) for k in present}
-        data.update(labels=labels, classes=classes, source="correction", reviewed=True,
-                    scores={k: data["scores"].get(k, 1.0) for k in present})
+        # reviewed: what was reviewed on disk plus the objects that now differ from it (a stroke undone is no
+        # change, so undo also takes the flag back)
+        original = data["original"]
+        diff = labels != original if original.shape == labels.shape else np.ones(labels.shape, bool)
+        # the objects strokes were made with: painted (gained pixels) or erased (pixels set to 0); an object
+        # another one was painted over is not counted as reviewed
+        changed = (set(np.unique(labels[diff]).tolist()) | set(np.unique(original[diff & (labels == 0)]).tolist())
+                   ) - {0}
+        reviewed = {k for k in present if k in data["original_reviewed"] or k in changed}
+        scores = {k: data["scores"].get(k, 1.0) for k in present}
+        areas = np.bincount(labels.ravel(), minlength=max(present, default=0) + 1)
+        data.update(labels=labels, classes=classes, source="correction", reviewed_ids=reviewed, scores=scores,
+                    reviewed=bool(present) and len(reviewed) == len(present),
+                    areas={k: int(areas[k]) for k in present})
         self._snapshot = labels
         self._update_labels_appearance()
-        self.pending[data["image_id"]] = Edit(self.project_dir, data["image_id"], labels, classes)
+        self.pending[data["image_id"]] = Edit(self.project_dir, data["image_id"], labels, classes, reviewed, scores)
         return True
+
+    def set_colour_by_object(self, by_object: bool) -> None:
+        self.by_object = bool(by_object)
+        self._update_labels_appearance()
+
+    def set_highlight(self, highlight: bool) -> None:
+        self.highlight = bool(highlight)
+        if self.labels_layer is not None:
+            self.labels_layer.show_selected_label = bool(self.selected) and self.highlight
 
     def _retry(self) -> None:
         """Queue a write of every pending edit that has none queued."""

@@ -46,7 +46,8 @@ def read_project(path) -> list:
 
 
 def _labels_layer(item, labels, classes, name, table, scores=None, sources=None):
-    features = features_table(classes, scores or item["scores"], item["source"], item["reviewed"], table)
+    reviewed = item["reviewed"] if sources is not None else item["reviewed_ids"]
+    features = features_table(classes, scores or item["scores"], item["source"], reviewed, table)
     if sources is not None:
         features["source"] = [sources[k] for k in features["index"]]
     return (labels, {"name": name, "features": features, "colormap": label_colormap(classes, table),

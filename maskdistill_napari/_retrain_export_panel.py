@@ -5,6 +5,7 @@ through the widget's task queue, so they wait for a Run (or each other) instead 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -17,6 +18,16 @@ from qtpy.QtWidgets import (
 )
 
 from ._engine import call
+
+
+def suggested_export_path(project_dir) -> Path:
+    """A new file next to the project, never the project's own annotations.json: export.json, export_2.json..."""
+    folder = Path(project_dir)
+    path, n = folder / "export.json", 1
+    while path.exists():
+        n += 1
+        path = folder / f"export_{n}.json"
+    return path
 
 
 def masks_snapshot(project_dir) -> dict:
@@ -113,8 +124,12 @@ class RetrainExportPanel(QWidget):
     def export_coco(self) -> None:
         if not self._ready(self.export_result):
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Export COCO", str(self.view.project_dir / "annotations.json"),
+        path, _ = QFileDialog.getSaveFileName(self, "Export COCO", str(suggested_export_path(self.view.project_dir)),
                                               "COCO (*.json)")
+        if path and Path(path).resolve() == (self.view.project_dir / "annotations.json").resolve():
+            self.export_result.setText("annotations.json is the project's own file (rewritten by every run); "
+                                       "choose another name.")
+            return
         if path:
             self._export(path, None)
 

@@ -1,10 +1,13 @@
-"""Browse the project's images (previous / next / jump) and review them: accept an image, reject the mask
-under the selected label, jump to the next low-confidence mask (engine.api). Errors of these calls, and of
-loading and saving images, are shown in this panel's status line."""
+"""Browse the project's images (previous / next / jump) and review single objects: the object the user clicked
+(or picked in the object table, or that the queue shows) is accepted, rejected or given another category by
+its stable instance id, each undoable; a low-confidence queue walks forward and back through the unreviewed
+objects of the whole project. Errors of these calls, and of loading and saving images, are shown in this
+panel's status line. The object table and legend sit below (``_objects_panel``)."""
 from __future__ import annotations
 
-import numpy as np
 from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
     QGridLayout,
     QLabel,
     QPushButton,
@@ -14,17 +17,44 @@ from qtpy.QtWidgets import (
 )
 
 from ._engine import call
+from ._objects_panel import ObjectsPanel
 
 
 class ReviewPanel(QWidget):
     def __init__(self, view, tasks, parent=None):
         super().__init__(parent)
         self.view, self.tasks = view, tasks
+        self.queue: list | None = None  # [(image_id, instance id, score)], least confident first
+        self.cursor = -1
+        self.done: set = set()  # (image_id, instance id) reviewed or rejected since the queue was read
+        self.undo_stack: list = []  # engine undo records, newest last
         self.previous, self.next = QPushButton("◀ Previous"), QPushButton("Next ▶")
         self.jump = QSpinBox(minimum=1, maximum=1)
         self.jump.setPrefix("image ")
-        self.accept, self.reject = QPushButton("Accept image"), QPushButton("Reject selected mask")
-        self.low_confidence = QPushButton("Next low-confidence mask")
+        self.accept_object_button = QPushButton("Accept object")
+        self.reject = QPushButton("Reject object")
+        self.undo_button = QPushButton("Undo")
+        self.category = QComboBox()
+        self.set_category_button = QPushButton("Set category")
+        self.accept = QPushButton("Accept image")
+        self.queue_previous = QPushButton("◀ Less uncertain")
+        self.low_confidence = QPushButton("Next low-confidence ▶")
+        self.zoom = QCheckBox("zoom to it")
+        self.highlight = QCheckBox("show only the selected mask")
+        self.highlight.setChecked(True)
+        tips = {self.accept_object_button: "Mark the selected object as checked (it leaves the queue).",
+                self.reject: "Remove the selected object from this image; Undo brings it back with the same id.",
+                self.undo_button: "Undo the last object action (reject, accept, category).",
+                self.set_category_button: "Give the selected object the chosen category.",
+                self.accept: "Mark every object of this image as checked.",
+                self.low_confidence: "Show the next unreviewed object of the project, least confident first.",
+                self.queue_previous: "Go back in the low-confidence queue.",
+                self.highlight: "While an object is selected, show only its mask.",
+                self.zoom: "Zoom to the object the queue shows."}
+        for widget, tip in tips.items():
+            widget.setToolTip(tip)
+        self.selection = QLabel("Click a mask (pan/zoom mode) or a row of the table to select an object.")
+        self.selection.setWordWrap(True)
         self.info = QLabel("No project open.")
         self.info.setWordWrap(True)
         self.status = QLabel("Paint, erase and fill with napari's Labels tools; edits are saved to the "
@@ -34,79 +64,185 @@ class ReviewPanel(QWidget):
         grid.addWidget(self.previous, 0, 0)
         grid.addWidget(self.jump, 0, 1)
         grid.addWidget(self.next, 0, 2)
-        grid.addWidget(self.accept, 1, 0)
+        grid.addWidget(self.accept_object_button, 1, 0)
         grid.addWidget(self.reject, 1, 1)
-        grid.addWidget(self.low_confidence, 1, 2)
+        grid.addWidget(self.undo_button, 1, 2)
+        grid.addWidget(self.set_category_button, 2, 0)
+        grid.addWidget(self.category, 2, 1, 1, 2)
+        grid.addWidget(self.queue_previous, 3, 0)
+        grid.addWidget(self.low_confidence, 3, 1)
+        grid.addWidget(self.accept, 3, 2)
+        grid.addWidget(self.zoom, 4, 0)
+        grid.addWidget(self.highlight, 4, 1, 1, 2)
+        self.objects = ObjectsPanel(view)
         layout = QVBoxLayout(self)
         layout.addLayout(grid)
+        layout.addWidget(self.selection)
         layout.addWidget(self.info)
         layout.addWidget(self.status)
-        layout.addStretch()
+        layout.addWidget(self.objects, 1)
         self.previous.clicked.connect(lambda: self.view.show(self.view.position - 1))
         self.next.clicked.connect(lambda: self.view.show(self.view.position + 1))
         self.jump.editingFinished.connect(lambda: self.view.show(self.jump.value() - 1))
         self.accept.clicked.connect(self.accept_image)
+        self.accept_object_button.clicked.connect(self.accept_selected)
         self.reject.clicked.connect(self.reject_selected)
+        self.undo_button.clicked.connect(self.undo)
+        self.set_category_button.clicked.connect(self.set_category)
         self.low_confidence.clicked.connect(self.next_low_confidence)
+        self.queue_previous.clicked.connect(self.previous_low_confidence)
+        self.zoom.toggled.connect(lambda on: setattr(self.view, "zoom_on_select", on))
+        self.highlight.toggled.connect(self.view.set_highlight)
         view.image_shown.connect(self._shown)
         view.saved.connect(lambda _: self._shown(self.view.position))
         view.failed.connect(self.status.setText)
+        view.object_selected.connect(self._selected)
+        view.objects_changed.connect(self._fill_categories)
 
+    # -- what is on screen -------------------------------------------------------------------
     def _shown(self, position: int) -> None:
         data = self.view.current
+        if data is None:
+            return
         self.jump.setMaximum(max(1, len(self.view.entries)))
         self.jump.setValue(position + 1)
-        self.info.setText(f"{data['name']} ({position + 1}/{len(self.view.entries)}): {len(data['classes'])} masks "
-                          f"from the {data['source']}{', reviewed' if data['reviewed'] else ''}")
+        reviewed = len(data["reviewed_ids"])
+        self.info.setText(f"{data['name']} ({position + 1}/{len(self.view.entries)}): {len(data['classes'])} "
+                          f"objects from the {data['source']}, {reviewed} reviewed")
 
-    def _after(self, message: str, image_id: str):
-        def done(_):
-            self.status.setText(message)
-            self.view.forget(image_id)
-            self.view.show(self.view.position)
-        return done
+    def _selected(self, instance_id: int) -> None:
+        data = self.view.current
+        if not instance_id or data is None:
+            self.selection.setText("No object selected: click a mask (pan/zoom mode) or a row of the table.")
+            return
+        category = self.view.table.by_id().get(data["classes"][instance_id])
+        name = category.name if category is not None else f"category {data['classes'][instance_id]}"
+        self.selection.setText(f"Object {instance_id}: {name}, score {data['scores'].get(instance_id, 1.0):.2f}"
+                               f"{', reviewed' if instance_id in data['reviewed_ids'] else ''}")
+        index = self.category.findData(data["classes"][instance_id])
+        if index >= 0:
+            self.category.setCurrentIndex(index)
 
+    def _fill_categories(self) -> None:
+        if self.view.table is None:
+            return
+        chosen = self.category.currentData()
+        self.category.clear()
+        for category in self.view.table.categories:
+            if category.merged_into is None and not category.discarded:
+                self.category.addItem(f"{category.id}: {category.name}", category.id)
+        if chosen is not None and self.category.findData(chosen) >= 0:
+            self.category.setCurrentIndex(self.category.findData(chosen))
+
+    # -- object actions ----------------------------------------------------------------------
     def _failed(self, what: str):
         return lambda message: self.status.setText(f"{what} failed: {message}")
+
+    def _reload(self, image_id: str, select: int = 0) -> None:
+        self.view.forget(image_id)
+        position = next((i for i, e in enumerate(self.view.entries) if e["image_id"] == image_id), None)
+        if position is not None:
+            self.view.show(position, select_label=select or None)
+
+    def _object_action(self, operation: str, description: str, *args) -> None:
+        """engine.api.<operation>(project, image, selected object, *args), after pending edits are saved;
+        its undo record goes on the undo stack."""
+        data, instance_id = self.view.current, self.view.selected
+        if data is None or not instance_id:
+            self.status.setText("Select an object first: click its mask or its row in the table.")
+            return
+        self.view.save()
+        image_id = data["image_id"]
+
+        def done(undo):
+            self.undo_stack.append(undo)
+            self.done.add((image_id, instance_id))
+            self.status.setText(f"{description} object {instance_id}.")
+            self._reload(image_id, 0 if operation == "reject_object" else instance_id)
+        self.tasks.submit(call, operation, self.view.project_dir, image_id, instance_id, *args, on_done=done,
+                          on_error=self._failed(f"{description} object {instance_id}"))
+
+    def reject_selected(self) -> None:
+        self._object_action("reject_object", "Rejected")
+
+    def accept_selected(self) -> None:
+        self._object_action("accept_object", "Accepted")
+
+    def set_category(self) -> None:
+        category_id = self.category.currentData()
+        if category_id is not None:
+            self._object_action("set_object_category", f"Category {category_id} for", int(category_id))
+
+    def undo(self) -> None:
+        if not self.undo_stack or self.view.project_dir is None:
+            self.status.setText("Nothing to undo.")
+            return
+        self.view.save()
+        record = self.undo_stack.pop()
+
+        def done(_):
+            self.done.discard((record["image_id"], record["instance_id"]))
+            self.status.setText(f"Undid {record['action']} of object {record['instance_id'] or 'all'}.")
+            self._reload(record["image_id"], record["instance_id"] or 0)
+
+        def failed(message):
+            self.undo_stack.append(record)
+            self.status.setText(f"Undo failed: {message}")
+        self.tasks.submit(call, "restore_object", self.view.project_dir, record, on_done=done, on_error=failed)
 
     def accept_image(self) -> None:
         if self.view.current is None:
             return
         self.view.save()
-        image_id = self.view.current["image_id"]
-        self.tasks.submit(call, "accept_image", self.view.project_dir, image_id,
-                          on_done=self._after(f"Accepted {self.view.current['name']}.", image_id),
+        image_id, name = self.view.current["image_id"], self.view.current["name"]
+
+        def done(undo):
+            self.undo_stack.append(undo)
+            self.done.update((image_id, k) for k in self.view.current["classes"])
+            self.status.setText(f"Accepted {name}.")
+            self._reload(image_id)
+        self.tasks.submit(call, "accept_image", self.view.project_dir, image_id, on_done=done,
                           on_error=self._failed("Accepting the image"))
 
-    def reject_selected(self) -> None:
-        layer = self.view.labels_layer
-        if self.view.current is None or layer is None:
-            return
-        label = int(layer.selected_label)
-        present = [int(k) for k in np.unique(np.asarray(layer.data)) if k != 0]
-        if label not in present:
-            self.status.setText(f"Label {label} is not in this image; select the mask to reject first.")
-            return
-        self.view.save()
-        # after a save the engine's masks are the label map's ids in increasing order; without one, id k is mask k-1
-        index = present.index(label) if self.view.current["source"] == "correction" else label - 1
-        image_id = self.view.current["image_id"]
-        self.tasks.submit(call, "reject_mask", self.view.project_dir, image_id, index,
-                          on_done=self._after(f"Rejected mask {label}.", image_id),
-                          on_error=self._failed(f"Rejecting mask {label}"))
-
+    # -- the low-confidence queue ------------------------------------------------------------
     def next_low_confidence(self) -> None:
+        self._step(+1)
+
+    def previous_low_confidence(self) -> None:
+        self._step(-1)
+
+    def reset_queue(self) -> None:
+        """Forget the queue (a retrain or a new project): the next step reads it again."""
+        self.queue, self.cursor, self.done = None, -1, set()
+
+    def _step(self, direction: int) -> None:
         if self.view.project_dir is None:
             return
         self.view.save()
-        self.tasks.submit(call, "low_confidence_masks", self.view.project_dir, 1, on_done=self._go_to,
-                          on_error=self._failed("Finding low-confidence masks"))
+        if self.queue is None:
+            self.tasks.submit(call, "low_confidence_objects", self.view.project_dir,
+                              on_done=lambda found: self._got_queue(found, direction),
+                              on_error=self._failed("Finding low-confidence masks"))
+            return
+        cursor = self.cursor + direction
+        while 0 <= cursor < len(self.queue) and self.queue[cursor][:2] in self.done:
+            cursor += direction  # reviewed or rejected since the queue was read
+        if not 0 <= cursor < len(self.queue):
+            self.status.setText("No unreviewed masks left." if direction > 0 else "At the start of the queue.")
+            return
+        self.cursor = cursor
+        image_id, instance_id, score = self.queue[cursor]
+        position = next(i for i, e in enumerate(self.view.entries) if e["image_id"] == image_id)
+        self.status.setText(f"Low confidence {cursor + 1}/{len(self.queue)}: object {instance_id} of image "
+                            f"{position + 1} (score {score:.2f}).")
+        if position == self.view.position and self.view.current is not None:
+            self.view.select_object(instance_id, zoom=self.zoom.isChecked())
+        else:
+            self.view.show(position, select_label=instance_id)
 
-    def _go_to(self, found: list) -> None:
+    def _got_queue(self, found: list, direction: int) -> None:
+        self.queue, self.cursor = [tuple(item) for item in found], -1
         if not found:
             self.status.setText("No unreviewed masks left.")
             return
-        image_id, index, score = found[0]
-        position = next(i for i, e in enumerate(self.view.entries) if e["image_id"] == image_id)
-        self.status.setText(f"Lowest confidence: mask {index + 1} of image {position + 1} (score {score:.2f}).")
-        self.view.show(position, select_label=index + 1)
+        self._step(max(direction, 1))

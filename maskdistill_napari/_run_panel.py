@@ -29,6 +29,31 @@ from qtpy.QtWidgets import (
 from ._engine import run_options
 
 DEVICES = ("auto", "cpu", "cuda")
+FIRST_INPUT_SIZE = 224  # the first step up from "backbone default"
+TOOLTIPS = {
+    "image_folder": "Folder of the images to annotate (sub-folders included).",
+    "project_folder": "Where the project is kept (created if missing): features, masks, your corrections.",
+    "backbone": "Self-supervised network whose features make the masks (DINO / DINOv2 variants).",
+    "device": "auto: a GPU when there is one, else the CPU.",
+    "num_classes": "Number of categories the masks are clustered into; 'suggested' lets the silhouette score "
+                   "choose.",
+    "proposals": "How masks are proposed on each image: split (default), ncut (MaskCut) or seed (LOST).",
+    "input_size": "Shorter image side fed to the network, in pixels (28-2048, rounded to the patch size); "
+                  "'backbone default' uses the backbone's own size.",
+    "weights": "Backbone weights: empty for automatic (hub cache, offline), a file, or 'random' for tests.",
+}
+
+
+class InputSizeBox(QSpinBox):
+    """Input size with "backbone default" at 0: stepping up from it goes to a usable size, not to 14."""
+
+    def stepBy(self, steps: int) -> None:
+        if self.value() == 0 and steps > 0:
+            self.setValue(FIRST_INPUT_SIZE)
+        elif self.value() + steps * self.singleStep() < 28 and steps < 0:
+            self.setValue(0)
+        else:
+            super().stepBy(steps)
 
 
 @dataclass
@@ -79,12 +104,14 @@ class RunPanel(QWidget):
         self.num_classes = QSpinBox(minimum=0, maximum=200)
         self.num_classes.setSpecialValueText("suggested")
         self.proposals = QComboBox()
-        self.input_size = QSpinBox(minimum=0, maximum=2048, singleStep=14)
+        self.input_size = InputSizeBox(minimum=0, maximum=2048, singleStep=32)
         self.input_size.setSpecialValueText("backbone default")
         self.weights = QLineEdit(weights or "", placeholderText="automatic (hub cache, offline); a file, or 'random'")
         self.run_button, self.cancel_button = QPushButton("Run"), QPushButton("Cancel")
         self.open_button = QPushButton("Open project")
         self.cancel_button.setEnabled(False)
+        for name, tip in TOOLTIPS.items():
+            getattr(self, name).setToolTip(tip)
         self.status = QLabel("Pick an image folder and a project folder, then Run.")
         self.status.setWordWrap(True)
 

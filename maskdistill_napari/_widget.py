@@ -63,6 +63,7 @@ class MaskDistillWidget(QWidget):
             return
         self.run_panel.project_folder.setText(str(project_dir))
         self._first_show = True
+        self.review.reset_queue()
         self.view.open(project_dir)
 
     def _on_first_image(self, _position: int) -> None:
@@ -71,6 +72,7 @@ class MaskDistillWidget(QWidget):
             self.categories.refresh()
 
     def _after_retrain(self) -> None:
+        self.review.reset_queue()
         self.view.reload()
         self.categories.refresh()
 

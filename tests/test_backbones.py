@@ -84,7 +84,7 @@ def _true_attention(extractor):
 @pytest.mark.parametrize("name", ["dinov3_vits16", "dino_vits16", "dinov2_vits14_reg"])
 def test_cls_row_is_the_attention_the_network_uses(name):
     """With RoPE (DINOv3) the CLS row must use the rotated keys; checked against the block's own softmax."""
-    extractor = FeatureExtractor(name, weights="random", device="cpu", input_size=64)
+    extractor = FeatureExtractor(name, weights="random", device="cpu", input_size=64, precision="float32")
     features = extractor.extract([IMAGE])[0]
     expected = _true_attention(extractor)[:, 0, extractor.spec.num_prefix_tokens:].numpy()
     np.testing.assert_allclose(features.cls_attention, expected, atol=1e-5)
@@ -116,9 +116,10 @@ def test_dinov3_cls_embeddings(dinov3):
 
 
 def test_untiled_cache_key_unchanged_by_new_options():
-    """Existing feature caches stay valid: the default settings give the same key as before tiling existed."""
+    """Existing float32 feature caches stay valid: untiled float32 settings give the same key as before tiling
+    existed (bfloat16 features get their own key: tests/test_precision.py)."""
     import hashlib
 
-    extractor = FeatureExtractor("dino_vits16", weights="random", device="cpu", input_size=64)
+    extractor = FeatureExtractor("dino_vits16", weights="random", device="cpu", input_size=64, precision="float32")
     old = hashlib.sha1(b"abc|dino_vits16|random|64|v1").hexdigest()
     assert extractor.cache_key("abc") == old

@@ -280,3 +280,55 @@ def test_benchmark_writes_every_documented_key_and_skips_absent_real_dev(tmp_pat
     assert results["targets"]["engine_over_backbone_max"] == 1.25
     printed = capsys.readouterr().out
     assert "final mIoU" in printed and "real-dev skipped" in printed
+
+
+# ------------------------------------------------------------------------------------- dense (benchmarks/dense.py)
+
+
+def test_generated_cells_have_50_to_200_touching_objects_and_known_masks():
+    from benchmarks.dense import make_cells_image
+
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        image, labels = make_cells_image(rng, 512)
+        assert image.shape == (512, 512, 3) and image.dtype == np.uint8
+        n = int(labels.max())
+        assert 50 <= n <= 200
+        assert set(np.unique(labels)) == set(range(n + 1))  # every id keeps some pixels
+        # some objects touch: a pixel of one object has a 4-neighbour of another
+        a, b = labels[:, :-1], labels[:, 1:]
+        assert ((a > 0) & (b > 0) & (a != b)).sum() > 0
+        assert image[labels > 0].mean() > image[labels == 0].mean()
+
+
+def test_classical_baseline_finds_separated_bright_discs():
+    from benchmarks.dense import classical_instances
+
+    yy, xx = np.mgrid[0:128, 0:128]
+    truth = []
+    grey = np.full((128, 128), 20, np.uint8)
+    for cy, cx in ((30, 30), (30, 90), (90, 30), (90, 90)):
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= 12 ** 2
+        grey[disc] = 200
+        truth.append(disc)
+    masks, scores = classical_instances(np.repeat(grey[:, :, None], 3, axis=2), 24)
+    assert len(masks) == 4 and len(scores) == 4
+    for disc in truth:
+        assert max((m & disc).sum() / (m | disc).sum() for m in masks) > 0.9
+
+
+def test_dense_benchmark_end_to_end_writes_the_documented_keys(tmp_path, capsys):
+    from benchmarks import dense
+
+    missing = tmp_path / "no-real-dev"
+    assert dense.main(["--out", str(tmp_path / "out"), "--images", "2", "--size", "128", "--weights", "random",
+                       "--real-dev", str(missing)]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    for key in ("cells_mask_ap50", "cells_classical_mask_ap50"):
+        assert in_range(results[key]) and results[key] is not None, key
+    assert results["trees_box_ap50"] is None and "skipped" in results["trees"]
+    assert results["seconds_per_megapixel"] > 0 and results["classical_seconds_per_megapixel"] > 0
+    assert results["cells"]["images"] == 2 and results["cells"]["size"] == 128
+    assert results["cells"]["objects"] >= 100 and results["distill"] is False
+    printed = capsys.readouterr().out
+    assert "classical mask AP50" in printed and "engine mask AP50" in printed

@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QColorDialog, QFileDialog
 
-from engine.api import current_instances, label_state, low_confidence_masks
+from engine.api import current_instances, image_objects, label_state, low_confidence_objects
 from maskdistill_napari._widget import MaskDistillWidget
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
@@ -47,6 +47,26 @@ def make_widget(make_napari_viewer, images: Path, project: Path) -> MaskDistillW
 
 def wait_idle(qtbot, widget, timeout=120_000):
     qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+
+
+class MouseEvent:
+    """What napari hands a mouse callback, enough for a click: press then release at one position."""
+
+    def __init__(self, position):
+        self.position, self.type = position, "mouse_press"
+
+
+def click(layer, position) -> None:
+    """A click on the canvas (press + release without a drag) through the layer's own mouse callbacks."""
+    event = MouseEvent(tuple(float(v) for v in position))
+    for callback in layer.mouse_drag_callbacks:
+        generator = callback(layer, event)
+        if generator is None:
+            continue
+        next(generator)
+        event.type = "mouse_release"
+        next(generator, None)
+        event.type = "mouse_press"
 
 
 def test_run_review_correct_retrain_export(make_napari_viewer, qtbot, three_images, tmp_path, monkeypatch):
@@ -107,8 +127,12 @@ def test_run_review_correct_retrain_export(make_napari_viewer, qtbot, three_imag
     assert masks.data[30, 30] == new_label
     view.save()
     wait_idle(qtbot, widget)
-    saved, classes, _, reviewed = current_instances(project, image_id)
-    assert reviewed and any(m[30, 30] for m in saved)
+    saved, classes, scores, _ = current_instances(project, image_id)
+    assert any(m[30, 30] for m in saved)
+    objects = image_objects(project, image_id)  # the stroke marks only the painted object reviewed
+    assert dict(zip(objects.ids, objects.reviewed)) == {k: k == new_label for k in objects.ids}
+    generated = {k: s for k, s in view.current["scores"].items() if k != new_label}
+    assert all(objects.as_dicts()[1][k] == pytest.approx(s, abs=1e-6) for k, s in generated.items())
     assert int(classes[[m[30, 30] for m in saved].index(True)]) == 1
     assert masks.features["source"].eq("correction").all()
     masks.undo()
@@ -117,8 +141,9 @@ def test_run_review_correct_retrain_export(make_napari_viewer, qtbot, three_imag
     saved = current_instances(project, image_id)[0]  # ... and from the project: back to the original masks
     assert len(saved) == len(np.setdiff1d(np.unique(original), [0]))
     assert np.array_equal(np.any(saved, axis=0) if len(saved) else np.zeros(original.shape, bool), original > 0)
+    assert not image_objects(project, image_id).reviewed.any()  # undo also takes the reviewed flag back
 
-    # reject the mask under the selected label: gone from the project and from the layer
+    # reject the clicked object (not napari's brush label), then undo: the same id and pixels come back
     masks.selected_label = new_label
     masks.paint((40, 40), new_label)  # a mask of our own, so that there is always one to reject
     view.save()
@@ -126,21 +151,55 @@ def test_run_review_correct_retrain_export(make_napari_viewer, qtbot, three_imag
     before = current_instances(project, image_id)[0]
     assert any(m[40, 40] for m in before)
     masks = viewer.layers["masks"]
-    masks.selected_label = int(masks.data[40, 40])
+    target = int(masks.data[40, 40])
+    other_ids = sorted(set(np.unique(masks.data).tolist()) - {0, target})
+    masks.mode = "pan_zoom"
+    click(masks, (40, 40))
+    assert view.selected == target and masks.show_selected_label
+    assert widget.review.objects.selected_id() == target  # the object table follows the canvas
+    masks.selected_label = other_ids[0] if other_ids else target + 7  # the brush label is not what is rejected
+    labels_before = np.asarray(masks.data).copy()
     widget.review.reject_selected()
     wait_idle(qtbot, widget)
     after = current_instances(project, image_id)[0]
     assert len(after) == len(before) - 1 and not any(m[40, 40] for m in after)
     assert viewer.layers["masks"].data[40, 40] == 0
-    assert widget.review.status.text().startswith("Rejected mask")
+    assert sorted(set(np.unique(viewer.layers["masks"].data).tolist()) - {0}) == other_ids  # no renumbering
+    assert widget.review.status.text().startswith("Rejected object")
+    widget.review.undo()
+    wait_idle(qtbot, widget)
+    assert np.array_equal(viewer.layers["masks"].data, labels_before)
+    assert view.selected == target
 
-    # the least confident unreviewed mask: the engine's first, shown with its label selected
-    expected_image, expected_index, _ = low_confidence_masks(project, 1)[0]
+    # the object table selects on the canvas; colour by object; a legend of category names
+    objects = widget.review.objects
+    assert objects.table.rowCount() == len(other_ids) + 1
+    objects.table.selectRow(0)
+    first = objects.selected_id()
+    assert view.selected == first and masks.selected_label == first
+    objects.colour_by.setCurrentText("object")
+    colours = viewer.layers["masks"].colormap.color_dict
+    if len(other_ids) >= 1:
+        assert not np.allclose(colours[target], colours[other_ids[0]])
+    assert "thing" in objects.legend.text()
+    objects.colour_by.setCurrentText("category")
+
+    # the low-confidence queue walks forward and back over the project, selecting the object it shows
+    queue = low_confidence_objects(project)
     widget.review.next_low_confidence()
     wait_idle(qtbot, widget)
-    assert widget.review.status.text().startswith("Lowest confidence: mask"), widget.review.status.text()
-    assert view.current["image_id"] == expected_image != image_id  # the corrected image counts as reviewed
-    assert viewer.layers["masks"].selected_label == expected_index + 1
+    assert widget.review.status.text().startswith("Low confidence 1/"), widget.review.status.text()
+    assert (view.current["image_id"], view.selected) == queue[0][:2]
+    assert viewer.layers["masks"].selected_label == queue[0][1] and viewer.layers["masks"].show_selected_label
+    widget.review.next_low_confidence()
+    wait_idle(qtbot, widget)
+    assert (view.current["image_id"], view.selected) == queue[1][:2]
+    widget.review.previous_low_confidence()
+    wait_idle(qtbot, widget)
+    assert (view.current["image_id"], view.selected) == queue[0][:2]
+    widget.review.accept_selected()  # reviewed: it leaves the queue
+    wait_idle(qtbot, widget)
+    assert queue[0][:2] not in {item[:2] for item in low_confidence_objects(project)}
 
     # retrain with the correction, then export COCO
     widget.retrain_export.retrain()

@@ -220,8 +220,10 @@ def test_edits_queued_behind_a_retrain_are_written_when_napari_closes(widget, qt
     release.set()  # let the retrain finish before the test ends; its result is ignored
     qtbot.waitUntil(lambda: widget.tasks._worker is None, timeout=60_000)
     assert not widget.tasks.busy  # the queued image load was dropped, not run on the closed viewer
-    saved, _, _, reviewed = engine.api.current_instances(project, first)
-    assert reviewed and np.any([m[30, 30] for m in saved])
+    saved = engine.api.current_instances(project, first)[0]
+    assert np.any([m[30, 30] for m in saved])
+    objects = engine.api.image_objects(project, first)  # the painted object is reviewed
+    assert objects.reviewed[list(objects.ids).index(int(objects.labels[30, 30]))]
 
 
 def test_an_edit_is_written_when_the_widget_is_taken_out_of_napari(widget, qtbot):
@@ -230,3 +232,94 @@ def test_an_edit_is_written_when_the_widget_is_taken_out_of_napari(widget, qtbot
     paint_new_label(view)
     widget.viewer.window.remove_dock_widget(widget)
     assert corrected_at(project, image_id) and not view.pending
+
+
+def test_small_things_tooltips_input_size_merge_choice_export_name_colours(widget, qtbot, monkeypatch):
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFileDialog
+
+    panel = widget.run_panel
+    for name in ("image_folder", "project_folder", "backbone", "device", "num_classes", "proposals",
+                 "input_size", "weights"):
+        assert getattr(panel, name).toolTip(), name
+    panel.input_size.setValue(0)
+    panel.input_size.stepBy(1)
+    assert panel.input_size.value() == 224  # not 14
+    panel.input_size.setValue(32)
+    panel.input_size.stepBy(-1)
+    assert panel.input_size.value() == 0
+    # the merge target keeps its choice after an action; a category's colour is a decoration (kept on a
+    # selected row)
+    categories = widget.categories
+    categories._fill()
+    categories.merge_into.setCurrentIndex(categories.merge_into.findData(2))
+    categories.select(1)
+    categories.rename()
+    wait_idle(qtbot, widget)
+    assert categories.merge_into.currentData() == 2
+    assert categories.table.item(0, 3).data(Qt.DecorationRole) is not None
+    # export proposes a new file, never the project's own annotations.json
+    proposed = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda parent, title, path, *a, **k: (proposed.append(path), ("", ""))[1]))
+    widget.retrain_export.export_coco()
+    assert proposed and Path(proposed[0]).name != "annotations.json"
+    own = str(Path(widget.view.project_dir) / "annotations.json")
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (own, "")))
+    widget.retrain_export.export_coco()
+    assert "project's own file" in widget.retrain_export.export_result.text() and not widget.tasks.busy
+
+
+def test_undo_history_is_cleared_between_images_without_private_napari_access(widget, qtbot):
+    source = "".join(p.read_text() for p in (Path(_project_view.__file__).parent).glob("*.py"))
+    assert "_reset_history" not in source
+    view = widget.view
+    paint_new_label(view)
+    view.show(1)
+    wait_idle(qtbot, widget)
+    shown = np.asarray(view.labels_layer.data).copy()
+    view.labels_layer.undo()  # nothing of the previous image's strokes to replay
+    assert np.array_equal(view.labels_layer.data, shown)
+
+
+def test_split_changes_the_masks_on_screen(widget, qtbot):
+    """Split works on the current masks (here the model's predictions), and the split part shows at once."""
+    view, project = widget.view, widget.view.project_dir
+    entries = view.entries
+    counts = {}
+    for entry in entries:
+        for category in engine.api.current_instances(project, entry["image_id"])[1]:
+            counts[int(category)] = counts.get(int(category), 0) + 1
+    category_id = max(counts, key=counts.get)
+    assert counts[category_id] >= 2, counts
+    panel = widget.categories
+    panel.select(category_id)
+    panel.parts.setValue(2)
+    panel.split()
+    wait_idle(qtbot, widget)
+    assert panel.status.text().startswith("Split"), panel.status.text()
+    new_id = max(engine.api.label_state(project).table.by_id())
+    after = [int(c) for e in entries for c in engine.api.current_instances(project, e["image_id"])[1]]
+    assert new_id in after and category_id in after  # both parts have masks on screen, without retraining
+    shown = [int(c) for e in entries[:1] for c in engine.api.current_instances(project, e["image_id"])[1]]
+    assert set(view.current["classes"].values()) == set(shown)  # the layer was reloaded
+
+
+def test_the_queue_zooms_to_and_highlights_the_object_it_shows(widget, qtbot):
+    view, review = widget.view, widget.review
+    review.zoom.setChecked(True)
+    review.next_low_confidence()
+    wait_idle(qtbot, widget)
+    layer = view.labels_layer
+    assert view.selected and layer.selected_label == view.selected and layer.show_selected_label
+    ys, xs = np.nonzero(np.asarray(layer.data) == view.selected)
+    camera = _project_view.camera_of(widget.viewer)
+    center = np.asarray(camera.center)[-2:]
+    assert np.allclose(center, ((ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2), atol=1)
+    zoom = camera.zoom
+    widget.viewer.reset_view()
+    assert zoom >= camera.zoom
+    review.highlight.setChecked(False)
+    assert not layer.show_selected_label
+    view.select_object(0)  # clicking the background clears the selection
+    assert view.selected == 0 and review.objects.selected_id() == 0
