@@ -323,3 +323,25 @@ def test_the_queue_zooms_to_and_highlights_the_object_it_shows(widget, qtbot):
     assert not layer.show_selected_label
     view.select_object(0)  # clicking the background clears the selection
     assert view.selected == 0 and review.objects.selected_id() == 0
+
+
+def test_change_the_category_of_the_selected_object_and_undo(widget, qtbot):
+    view, review, project = widget.view, widget.review, widget.view.project_dir
+    image_id = view.current["image_id"]
+    review.objects.table.selectRow(0)
+    instance_id = view.selected
+    assert instance_id and review.objects.selected_id() == instance_id
+    before = view.current["classes"][instance_id]
+    review.category.setCurrentIndex(review.category.findData(3 - before if before in (1, 2) else 1))
+    target = review.category.currentData()
+    review.set_category()
+    wait_idle(qtbot, widget)
+    classes, _, reviewed, _ = engine.api.image_objects(project, image_id).as_dicts()
+    assert classes[instance_id] == target and reviewed[instance_id]
+    assert view.current["classes"][instance_id] == target and view.selected == instance_id
+    assert review.category.currentData() == target
+    review.undo()
+    wait_idle(qtbot, widget)
+    classes, _, reviewed, _ = engine.api.image_objects(project, image_id).as_dicts()
+    assert classes[instance_id] == before and not reviewed[instance_id]
+    assert engine.api.instance_source(project, image_id) != "correction"  # nothing of the action is left
