@@ -55,8 +55,9 @@ class ImageInstances:
     categories: np.ndarray  # (n,) category ids >= 1
     scores: np.ndarray  # (n,)
     origin: str  # "correction", "prediction" or "proposal"
-    reviewed: bool = False
+    reviewed: bool = False  # every object of the image reviewed by the user
     warning: Optional[str] = None  # e.g. the image's correction file is unreadable
+    object_reviewed: Optional[np.ndarray] = None  # (n,) per object, for a correction
 
 
 class LabelState:
@@ -175,8 +176,11 @@ class LabelState:
                 correction, warning = None, f"{error}; this image was taken from the generated masks"
             if correction is not None:
                 masks, categories = correction.instances()
-                return ImageInstances(masks, np.asarray(categories, int), np.ones(len(masks), np.float32),
-                                      "correction", correction.reviewed)
+                ids = correction.ids()
+                return ImageInstances(masks, np.asarray(categories, int),
+                                      np.array([correction.score(k) for k in ids], np.float32), "correction",
+                                      correction.reviewed, object_reviewed=np.array(
+                                          [k in correction.reviewed_ids for k in ids], bool))
             if source == "corrections":
                 return None
         prediction = self.project.predictions_path(image_id)
@@ -236,7 +240,8 @@ class LabelState:
         found = self.instances(entry, "current")
         if found.origin == "prediction":  # training always starts again from the proposals
             found = self.instances(entry, "proposals")
-        weight = CORRECTION_WEIGHT if found.origin == "correction" else 1.0
+        # the user's checked masks count most; a correction nobody reviewed yet (an import) counts as generated
+        weight = CORRECTION_WEIGHT if found.origin == "correction" and found.reviewed else 1.0
         if keep is None or found.origin == "correction":
             keep = np.ones(len(found.masks), bool)
         resolved = np.array([self.resolve(c) or 0 for c in found.categories], int)

@@ -396,3 +396,20 @@ def test_a_corrupt_correction_is_named_and_the_other_images_still_export(folder,
     assert {im["file_name"] for im in exported(project)["images"]} == {e["relative_path"] for e in entries}
     distill(project)  # training goes on from the generated masks of that image
     assert broken.read_bytes() == b"PK\x03\x04 not really a zip"  # the user's file is left for them to restore
+
+
+def test_a_correction_keeps_generated_scores_and_per_object_review(folder, tmp_path):
+    from engine.corrections import ImageCorrection, save_correction
+
+    project = tmp_path / "p"
+    run(folder, project, RunConfig(**{**MECHANICS, "distill": False}))
+    entry = read_json(Project(project).images_path)[0]
+    labels = np.zeros((entry["height"], entry["width"]), np.uint16)
+    labels[2:10, 2:10], labels[20:30, 20:30] = 1, 2
+    save_correction(project, entry["image_id"], ImageCorrection(labels, {1: 1, 2: 1}, reviewed=False,
+                                                                reviewed_ids={2}, scores={1: 0.25, 2: 0.9}))
+    found = LabelState.load(project).instances(entry)
+    assert found.origin == "correction" and not found.reviewed
+    assert found.scores.tolist() == pytest.approx([0.25, 0.9])
+    assert found.object_reviewed.tolist() == [False, True]
+    assert LabelState.load(project).training_instances(entry)[3] == 1.0  # not all checked: not weighted up
