@@ -80,17 +80,11 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
     shape = proposal_masks.shape[1:] if len(proposal_masks) else model_masks.shape[1:]
     claimed = np.zeros(shape, bool)
     masks, classes, scores = [], [], []
-    for mask, score in sorted(zip(proposal_masks, proposal_scores), key=lambda pair: -float(pair[1])):
-        mask = mask & ~claimed
-        small = _at(mask, probs.shape[1:])
-        if not small.any():
-            continue
-        claimed |= mask
-        masks.append(mask)
-        classes.append(int(np.argmax(probs[1:, small].sum(axis=1))) + 1)
-        scores.append(float(score))
-    for mask, score in zip(model_masks, model_scores):
-        if (mask & claimed).sum() > max_covered * mask.sum():
+    ranked = sorted(zip(proposal_masks, proposal_scores), key=lambda pair: -float(pair[1]))
+    candidates = [(mask, float(score), 1.0, False) for mask, score in ranked]
+    candidates += [(mask, float(score), model_weight, True) for mask, score in zip(model_masks, model_scores)]
+    for mask, score, weight, only_if_new in candidates:
+        if only_if_new and (mask & claimed).sum() > max_covered * mask.sum():
             continue
         mask = mask & ~claimed
         small = _at(mask, probs.shape[1:])
@@ -99,7 +93,7 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
         claimed |= mask
         masks.append(mask)
         classes.append(int(np.argmax(probs[1:, small].sum(axis=1))) + 1)
-        scores.append(float(score) * model_weight)
+        scores.append(score * weight)
     if not masks:
         return np.zeros((0, *shape), bool), np.zeros(0, int), np.zeros(0, np.float32)
     order = np.argsort(-np.asarray(scores), kind="stable")
