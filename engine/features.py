@@ -116,8 +116,8 @@ class FeatureExtractor:
         :func:`engine.tiling.scale_for_object_size`); ``None`` keeps the ``input_size`` resize. With a
         scale, inputs larger than ``tile_size`` pixels (default: the backbone's input size) on a side go in
         tiles overlapping by ``tile_overlap`` pixels (default: a quarter tile), ``batch_size`` tiles at a
-        time. Sizes are rounded to multiples of the patch. ``precision``: auto (bfloat16 where the device has
-        it natively, engine.device.resolve_precision), float32 or bfloat16."""
+        time. Sizes are rounded to multiples of the patch. ``precision``: auto (mixed on GPUs, float32 on CPUs:
+        engine.device.resolve_precision), float32 or bfloat16."""
         self.spec = get_backbone_spec(backbone)
         self.device = resolve_device(device)
         self.precision = resolve_precision(self.device, precision)

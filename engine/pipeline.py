@@ -91,7 +91,7 @@ class RunConfig:
     object_size: Optional[float] = None  # typical object size in pixels: the image is resized so objects span
     # about 3 patches and run through the backbone in overlapping tiles (None: the whole image at input_size)
     tile_size: Optional[int] = None  # tiles: side in pixels (None: the backbone's input size)
-    precision: str = "auto"  # backbone arithmetic: auto (bfloat16 where the device has it natively), float32, bfloat16
+    precision: str = "auto"  # backbone arithmetic: auto (mixed on GPUs, float32 on CPUs), float32, bfloat16
     image_options: ImageOptions = field(default_factory=ImageOptions)  # channels, normalisation, planes
 
     def __post_init__(self):

@@ -1,4 +1,5 @@
-"""Backbone precision: bfloat16 where the device has it natively, float32 as the opt-out; features agree."""
+"""Backbone precision: float32 on CPUs by default (bfloat16 moved real-dev CorLoc), bfloat16 as an opt-in where
+the CPU has native units; features agree."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,17 +11,22 @@ from engine.features import FeatureExtractor
 from engine.pipeline import RunConfig
 
 
-def test_auto_follows_the_hardware_and_explicit_choices_are_kept():
+def test_auto_is_float32_on_a_cpu_and_explicit_choices_are_kept():
     cpu = torch.device("cpu")
-    assert resolve_precision(cpu, "auto") == ("bfloat16" if cpu_supports_bfloat16() else "float32")
+    assert resolve_precision(cpu, "auto") == "float32"
     assert resolve_precision(cpu, "float32") == "float32"
-    assert resolve_precision(cpu, "bfloat16") == "bfloat16"
+    if cpu_supports_bfloat16():
+        assert resolve_precision(cpu, "bfloat16") == "bfloat16"
+    else:
+        with pytest.raises(ValueError, match="native bfloat16"):
+            resolve_precision(cpu, "bfloat16")
     with pytest.raises(ValueError, match="precision"):
         resolve_precision(cpu, "half")
     with pytest.raises(ValueError, match="precision"):
         RunConfig(precision="fp8").check()
 
 
+@pytest.mark.skipif(not cpu_supports_bfloat16(), reason="this CPU has no native bfloat16 units")
 def test_bfloat16_features_match_float32_and_are_cached_apart():
     image = np.random.default_rng(0).integers(0, 255, size=(64, 80, 3), dtype=np.uint8)
     full = FeatureExtractor("dinov2_vits14", "random", "cpu", input_size=56, precision="float32")
