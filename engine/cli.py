@@ -165,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="replace the project's categories and corrections instead of merging; the previous "
                                "ones are backed up in DIR/backups/")
 
+    cache = commands.add_parser("cache", help="size of a project's feature cache; --prune drops unused features",
+                                description="Report the size of DIR/features; with --prune, delete the cached "
+                                            "features no image of the project uses (removed images, runs with "
+                                            "other settings). They are recomputed if ever needed again.")
+    cache.add_argument("--project", "-p", type=Path, required=True, metavar="DIR")
+    cache.add_argument("--prune", action="store_true")
+
     info = commands.add_parser("info", help="backbones, device and where the weights would come from",
                                description="List the registered backbones, the compute device and, for one "
                                            "backbone, each weight source and whether it is available.")
@@ -301,6 +308,16 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_cache(args) -> int:
+    from .pipeline import feature_cache
+
+    summary = feature_cache(args.project, prune=args.prune)
+    if summary["pruned"] is not None:
+        print(f"pruned {summary['pruned']['files']} files ({summary['pruned']['bytes'] / 1e6:.1f} MB)")
+    print(f"feature cache: {summary['files']} files, {summary['bytes'] / 1e6:.1f} MB")
+    return 0
+
+
 def cmd_info(args) -> int:
     import torch
 
@@ -325,7 +342,7 @@ def cmd_info(args) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "distill": cmd_distill, "predict": cmd_predict, "evaluate": cmd_evaluate,
-                "export": cmd_export, "import-coco": cmd_import, "info": cmd_info}
+                "export": cmd_export, "import-coco": cmd_import, "cache": cmd_cache, "info": cmd_info}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -319,6 +319,25 @@ class FeatureCache:
         except Exception:  # a torn or foreign file is recomputed, never trusted
             return None
 
+    def files(self) -> list:
+        return sorted(self.folder.glob("??/*.npz")) if self.folder.exists() else []
+
+    def size(self) -> dict:
+        """{"files": n, "bytes": total} of the cache on disk."""
+        files = self.files()
+        return {"files": len(files), "bytes": int(sum(f.stat().st_size for f in files))}
+
+    def prune(self, keep: set) -> dict:
+        """Delete cached features whose key is not in ``keep`` (images removed from the folder, or features of
+        other settings); returns {"files": removed, "bytes": freed}."""
+        removed, freed = 0, 0
+        for path in self.files():
+            if path.stem not in keep:
+                freed += path.stat().st_size
+                path.unlink()
+                removed += 1
+        return {"files": removed, "bytes": freed}
+
     def put(self, key: str, features: ImageFeatures) -> None:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)

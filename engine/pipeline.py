@@ -602,6 +602,18 @@ def open_project(project_dir) -> tuple:
     return project, project_config, entries, clusters
 
 
+def feature_cache(project_dir, prune: bool = False) -> dict:
+    """Size of the project's feature cache; with ``prune``, first delete the features no image of images.json
+    uses (images gone from the folder, runs with other settings). Returns {"files", "bytes", "pruned"}."""
+    project, _, entries, _ = open_project(project_dir)
+    cache = FeatureCache(project.features_dir)
+    pruned = None
+    if prune:
+        with project.lock():
+            pruned = cache.prune({entry["feature_key"] for entry in entries})
+    return {**cache.size(), "pruned": pruned}
+
+
 def _stored_config(project_config: dict, **overrides) -> RunConfig:
     config = RunConfig(**{**project_config["config"], **{k: v for k, v in overrides.items() if v is not None}})
     config.check()

@@ -52,3 +52,25 @@ def test_run_from_the_command_line(tiny_folder, tmp_path):
     assert "skipped broken.png" in done.stdout
     coco = json.loads((tmp_path / "proj" / "annotations.json").read_text())
     assert len(coco["images"]) == 3
+
+
+def test_cache_reports_its_size_and_prunes_features_no_image_uses(tmp_path, capsys):
+    import numpy as np
+
+    from engine.features import FeatureCache, ImageFeatures
+    from engine.pipeline import RunConfig, run
+    from helpers import MECHANICS, make_folder
+
+    project = tmp_path / "p"
+    run(make_folder(tmp_path / "images"), project, RunConfig(**{**MECHANICS, "distill": False}))
+    cache = FeatureCache(project / "features")
+    used = cache.size()
+    orphan = ImageFeatures((2, 2), (28, 28), np.zeros((4, 8), np.float16), np.zeros((4, 8), np.float16),
+                           np.zeros(8, np.float32), np.zeros((1, 4), np.float32))
+    cache.put("ab" + "0" * 38, orphan)  # features of an image no longer in the folder
+    assert main(["cache", "--project", str(project)]) == 0
+    assert f"{used['files'] + 1} files" in capsys.readouterr().out
+    assert main(["cache", "--project", str(project), "--prune"]) == 0
+    out = capsys.readouterr().out
+    assert "pruned 1 files" in out and f"{used['files']} files" in out
+    assert cache.size() == used
