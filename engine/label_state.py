@@ -73,6 +73,7 @@ class LabelState:
         self.assignments = assignments
         self._by_id = table.by_id()
         self.category_of_cluster = {c.cluster: c.id for c in table.categories if c.cluster is not None}
+        self._assigned_images = {key.split(":", 1)[0] for key in assignments}  # images with a user choice
         self._masks_of_image: dict = {}
         for m in clusters.get("masks", []):
             self._masks_of_image.setdefault(m["image_id"], {})[m["index"]] = m
@@ -199,8 +200,7 @@ class LabelState:
     def _assigned_predictions(self, entry: dict, masks: np.ndarray, categories: np.ndarray) -> np.ndarray:
         """A predicted object matching a proposal the user assigned (a split part) takes that assignment, so
         discarding or renaming a split part reaches the export without retraining."""
-        prefix = f"{entry['image_id']}:"
-        if not len(masks) or not any(key.startswith(prefix) for key in self.assignments):
+        if not len(masks) or entry["image_id"] not in self._assigned_images:
             return categories
         proposals, _, _ = load_image_proposals(self.project.proposals_path(entry["image_id"]),
                                                (entry["height"], entry["width"]))

@@ -222,22 +222,12 @@ def _rle_masks(path: Path, rles: np.ndarray, hw: tuple, hint: str) -> np.ndarray
 
 def _read_proposals(path: Path, image_hw: tuple | None):
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            _require(path, data, ("config_key", "image_hw", "rles", "patch_masks", "scores", "sources", "embeddings"),
+    data = _read_npz(path, ("config_key", "image_hw", "rles", "patch_masks", "scores", "sources", "embeddings"),
                      "proposals", PROPOSALS_HINT)
-            config_key = str(data["config_key"])
-            stored_hw = tuple(int(v) for v in np.asarray(data["image_hw"]).ravel())
-            rles = data["rles"]
-            patch_masks = data["patch_masks"]
-            scores = data["scores"]
-            sources = [str(s) for s in data["sources"].tolist()]
-            embeddings = data["embeddings"]
-    except (FileNotFoundError, ProjectFileError):
-        raise
-    except _NPZ_ERRORS as error:
-        raise ProjectFileError(f"{path}: not a readable proposals file ({_describe(error)}); "
-                               f"{PROPOSALS_HINT}") from None
+    config_key = str(data["config_key"])
+    stored_hw = tuple(int(v) for v in np.asarray(data["image_hw"]).ravel())
+    rles, patch_masks, scores, embeddings = data["rles"], data["patch_masks"], data["scores"], data["embeddings"]
+    sources = [str(s) for s in data["sources"].tolist()]
     n = len(rles) if rles.ndim else -1
     if len(stored_hw) != 2 or (n > 0 and image_hw is not None and stored_hw != tuple(image_hw)):
         raise ProjectFileError(f"{path}: proposals of a {stored_hw} image, expected {tuple(image_hw or ())}; "
@@ -253,6 +243,19 @@ def _read_proposals(path: Path, image_hw: tuple | None):
     from .proposals import Proposals  # here, not at the top: reading a project must not load torch
 
     return Proposals(masks, patch_masks, scores, sources), embeddings, config_key
+
+
+def _read_npz(path: Path, keys: tuple, kind: str, hint: str) -> dict:
+    """The arrays ``keys`` of a per-image .npz file; a missing file raises FileNotFoundError, anything torn,
+    foreign or incomplete a ProjectFileError naming the file and ``hint`` (what to do)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            _require(path, data, keys, kind, hint)
+            return {key: data[key] for key in keys}
+    except (FileNotFoundError, ProjectFileError):
+        raise
+    except _NPZ_ERRORS as error:
+        raise ProjectFileError(f"{path}: not a readable {kind} file ({_describe(error)}); {hint}") from None
 
 
 def _require(path: Path, data, keys: tuple, kind: str, hint: str) -> None:
@@ -306,18 +309,8 @@ def load_image_predictions(path: Path) -> tuple:
     A truncated, garbled or incomplete file raises ProjectFileError naming it and what to do.
     """
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            _require(path, data, ("semantic", "rles", "classes", "scores"), "predictions", PREDICTIONS_HINT)
-            semantic = data["semantic"]
-            rles = data["rles"]
-            classes = data["classes"]
-            scores = data["scores"]
-    except (FileNotFoundError, ProjectFileError):
-        raise
-    except _NPZ_ERRORS as error:
-        raise ProjectFileError(f"{path}: not a readable predictions file ({_describe(error)}); "
-                               f"{PREDICTIONS_HINT}") from None
+    data = _read_npz(path, ("semantic", "rles", "classes", "scores"), "predictions", PREDICTIONS_HINT)
+    semantic, rles, classes, scores = data["semantic"], data["rles"], data["classes"], data["scores"]
     n = len(rles) if rles.ndim == 1 else -1
     if semantic.ndim != 2 or classes.shape != (n,) or scores.shape != (n,):
         raise ProjectFileError(f"{path}: damaged (its arrays disagree on the number of masks); {PREDICTIONS_HINT}")
