@@ -8,7 +8,7 @@ Two parts, both scored class-agnostically with pycocotools (``useCats = 0``, AP 
 * **cells**: a generated microscopy-like set (:func:`make_cells_image`): ``--images`` grey images of
   ``--size`` pixels with 50-200 touching round and elongated cells of several sizes each, blurred, with shot
   noise and uneven illumination, and their known instance masks. The engine runs through
-  ``engine.pipeline.run`` with ``proposals="dense"``, ``object_size`` = the generated typical diameter and
+  ``engine.orchestration.pipeline.run`` with ``proposals="dense"``, ``object_size`` = the generated typical diameter and
   ``distill=False`` (the class-agnostic proposals are what is scored; pooled embeddings, K = 2, so hundreds
   of masks per image cost no extra forwards). The classical baseline (:func:`classical_instances`: Gaussian
   blur, Otsu threshold, hole filling, distance-transform watershed with seeds ``0.35 x`` the same diameter
@@ -182,7 +182,7 @@ def classical_instances(image: np.ndarray, object_size: float) -> tuple:
 
 def _engine_run(images_dir: Path, project: Path, config) -> tuple:
     """(predictions {file name: StagePrediction} of the proposals, seconds) of one pipeline run."""
-    from engine.pipeline import run
+    from engine.orchestration.pipeline import run
 
     shutil.rmtree(project, ignore_errors=True)
     start = time.perf_counter()
@@ -198,7 +198,7 @@ def _megapixels(truth: list) -> float:
 def benchmark(out, n_images: int = 20, size: int = 512, weights=None, device: str = "auto",
               real_dev_path=real_dev.DEFAULT_REAL_DEV, seed: int = 0, log=print) -> dict:
     """Both parts; writes OUT/results.json and returns the results."""
-    from engine.pipeline import RunConfig
+    from engine.orchestration.pipeline import RunConfig
 
     out = Path(out)
     typical = TYPICAL_DIAMETER * size / 512

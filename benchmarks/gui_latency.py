@@ -1,7 +1,7 @@
 """How responsive napari stays while the MaskDistill widget runs the engine in its worker thread.
 
 A QTimer asks to fire every 10 ms on the GUI thread; how late each tick arrives is the event-loop latency a
-user feels (a click or a repaint waits that long). The run is a real ``engine.pipeline.run`` started from
+user feels (a click or a repaint waits that long). The run is a real ``engine.orchestration.pipeline.run`` started from
 the widget's Run button on 6 example photos with the offline DINOv2 weights at input size 224.
 
     xvfb-run -a .venv/bin/python -m benchmarks.gui_latency      # or without xvfb-run: starts a virtual display

@@ -50,10 +50,10 @@ import numpy as np  # noqa: E402
 from pycocotools import mask as mask_utils  # noqa: E402
 
 from engine.atomic import atomic_write_json, read_json  # noqa: E402
-from engine.distill import paint_label_map  # noqa: E402
+from engine.method.distill import paint_label_map  # noqa: E402
 from engine.evaluation import hungarian_match  # noqa: E402
 from engine.masks import bbox_xywh, encode_rle  # noqa: E402
-from engine.project import Project, load_image_predictions, load_image_proposals  # noqa: E402
+from engine.state.project import Project, load_image_predictions, load_image_proposals  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REAL_DEV = REPO_ROOT.parent / "shared" / "data" / "real-dev"
@@ -431,7 +431,7 @@ def benchmark(real_dev, out, config=None, log=print, corrections_curve: bool = T
 
     Returns ``{"skipped": reason}`` when ``real_dev`` has no ground truth.
     """
-    from engine.pipeline import RunConfig, run
+    from engine.orchestration.pipeline import RunConfig, run
 
     real_dev, out = Path(real_dev), Path(out)
     missing = real_dev_missing(real_dev)
@@ -510,7 +510,7 @@ def table(results: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from engine.pipeline import RunConfig
+    from engine.orchestration.pipeline import RunConfig
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/benchmark-real"))

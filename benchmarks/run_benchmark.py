@@ -29,7 +29,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from benchmarks import dense, real_dev  # noqa: E402
 from benchmarks.synthetic import CATEGORIES, write_dataset  # noqa: E402
 from engine.atomic import atomic_write_json, read_json  # noqa: E402
-from engine.pipeline import RunConfig, evaluate_project, run  # noqa: E402
+from engine.orchestration.pipeline import RunConfig, evaluate_project, run  # noqa: E402
 
 TARGETS = {"engine_over_backbone_max": 1.25, "engine_over_feature_pass_max": 2.0, "retrain_predict_100_s_max": 30.0, "peak_rss_mb_200_max": 3000.0}
 
@@ -87,8 +87,8 @@ def peak_rss_mb() -> float:
 def speed_child(n_images: int, out: Path, config: RunConfig) -> dict:
     """One speed run (called in a subprocess): the whole pipeline, then retrain + predict 100 images."""
     from engine.device import resolve_device
-    from engine.images import ImageSource
-    from engine.pipeline import open_project, predict_project, train_project_head
+    from engine.io.images import ImageSource
+    from engine.orchestration.pipeline import open_project, predict_project, train_project_head
 
     data = out / f"speed_data_{n_images}"
     write_dataset(data, n_images, seed=2)

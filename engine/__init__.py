@@ -1,7 +1,7 @@
 """maskdistill engine: unsupervised object masks and pseudo-classes from a self-supervised ViT.
 
 No Qt and no napari in here; the napari plugin and the ``maskdistill`` CLI are both thin layers over
-:mod:`engine.pipeline`.
+:mod:`engine.orchestration.pipeline`.
 """
 import os
 

@@ -9,34 +9,34 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
-    "backbones": ["BACKBONES", "DEFAULT_BACKBONE"],
-    "images": ["DEFAULT_PERCENTILES", "ImageOptions", "ImageSource", "contrast_limits", "discover_images",
+    "method.backbones": ["BACKBONES", "DEFAULT_BACKBONE"],
+    "io.images": ["DEFAULT_PERCENTILES", "ImageOptions", "ImageSource", "contrast_limits", "discover_images",
                "display_name", "image_info", "load_image", "stack_planes"],
-    "pipeline": ["Cancelled", "RunConfig", "distill", "evaluate_project", "export_project", "import_annotations",
+    "orchestration.pipeline": ["Cancelled", "RunConfig", "distill", "evaluate_project", "export_project", "import_annotations",
                  "open_project", "predict", "run"],
-    "project": ["ProjectLockedError", "load_image_proposals"],
-    "proposals": ["PROPOSAL_METHODS"],
-    "review": ["ImageObjects", "accept_image", "accept_object", "current_instances", "discard_category",
+    "state.project": ["ProjectLockedError", "load_image_proposals"],
+    "method.proposals": ["PROPOSAL_METHODS"],
+    "state.review": ["ImageObjects", "accept_image", "accept_object", "current_instances", "discard_category",
                "image_correction", "image_objects", "instance_source", "low_confidence_masks",
                "low_confidence_objects", "merge_categories", "recolour_category", "reject_mask", "reject_object",
                "rename_category", "restore_category", "restore_object", "set_image_labels", "set_image_masks",
                "set_object_category", "split_category"],
-    "label_state": ["LabelState"],
+    "state.label_state": ["LabelState"],
     # lower-level pieces the napari plugin still uses (layers, gallery, writer)
-    "corrections": ["ImageCorrection"],
-    "overview": ["cluster_colour"],
+    "state.corrections": ["ImageCorrection"],
+    "state.overview": ["cluster_colour"],
     "masks": ["bbox_xywh", "resize_nearest"],
-    "export": ["iter_exported"],
-    "coco": ["annotation_record", "build_coco", "write_coco"],
+    "io.export": ["iter_exported"],
+    "io.coco": ["annotation_record", "build_coco", "write_coco"],
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 __all__ = sorted(_MODULE_OF) + ["label_state"]
 
 
 def label_state(project_dir, clusters: dict | None = None):
-    """The project's label state (engine.label_state.LabelState): categories after merges, discards and
+    """The project's label state (engine.state.label_state.LabelState): categories after merges, discards and
     re-binding, and every image's instances as they would be exported."""
-    from .label_state import LabelState
+    from engine.state.label_state import LabelState
 
     return LabelState.load(project_dir, clusters)
 
@@ -45,7 +45,7 @@ def __getattr__(name: str):
     module = _MODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __package__), name)
+    value = getattr(importlib.import_module(f"engine.{module}"), name)
     globals()[name] = value  # the next access is a plain lookup
     return value
 

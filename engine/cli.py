@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import __version__
-from .atomic import ProjectFileError
+from engine import __version__
+from engine.atomic import ProjectFileError
 
 
 def _progress_bar():
@@ -51,10 +51,10 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .backbones import BACKBONES, DEFAULT_BACKBONE
-    from .clustering import EMBEDDINGS
-    from .pipeline import RunConfig
-    from .proposals import PROPOSAL_METHODS
+    from engine.method.backbones import BACKBONES, DEFAULT_BACKBONE
+    from engine.method.clustering import EMBEDDINGS
+    from engine.orchestration.pipeline import RunConfig
+    from engine.method.proposals import PROPOSAL_METHODS
 
     parser = argparse.ArgumentParser(
         prog="maskdistill",
@@ -198,9 +198,9 @@ def _filter_overrides(args) -> dict:
 
 
 def cmd_run(args) -> int:
-    from .pipeline import RunConfig, run
+    from engine.orchestration.pipeline import RunConfig, run
 
-    from .images import DEFAULT_PERCENTILES, ImageOptions
+    from engine.io.images import DEFAULT_PERCENTILES, ImageOptions
 
     image_options = ImageOptions(channels=args.channels, percentiles=args.percentiles or DEFAULT_PERCENTILES,
                                  planes=args.planes)
@@ -227,7 +227,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_distill(args) -> int:
-    from .pipeline import distill
+    from engine.orchestration.pipeline import distill
 
     summary = distill(args.project, None if args.quiet else _progress_bar(), device=args.device,
                       **_filter_overrides(args))
@@ -240,7 +240,7 @@ def cmd_distill(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .pipeline import predict
+    from engine.orchestration.pipeline import predict
 
     summary = predict(args.project, None if args.quiet else _progress_bar())
     print(f"{summary['instances_predicted']} instances predicted in {summary['export']['images']} images")
@@ -261,7 +261,7 @@ def format_scores(scores: dict) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from .pipeline import evaluate_project
+    from engine.orchestration.pipeline import evaluate_project
 
     scores = evaluate_project(args.project, args.gt, args.source)
     print(f"{args.source} of {Path(args.project).resolve()} against {args.gt} ({scores['images']} images)")
@@ -270,7 +270,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .pipeline import export_project
+    from engine.orchestration.pipeline import export_project
 
     summary = export_project(args.project, args.output, polygons=args.polygons, labels=args.labels,
                              label_format=args.label_format, source=args.source)
@@ -286,7 +286,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .pipeline import import_annotations
+    from engine.orchestration.pipeline import import_annotations
 
     summary = import_annotations(args.project, args.coco, replace=args.replace)
     print(f"imported masks for {summary['images']} images and {summary['categories']} categories")
@@ -309,7 +309,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from .pipeline import feature_cache
+    from engine.orchestration.pipeline import feature_cache
 
     summary = feature_cache(args.project, prune=args.prune)
     if summary["pruned"] is not None:
@@ -321,9 +321,9 @@ def cmd_cache(args) -> int:
 def cmd_info(args) -> int:
     import torch
 
-    from .backbones import BACKBONES, get_backbone_spec
-    from .device import resolve_device
-    from .weights import cache_dir, describe_sources
+    from engine.method.backbones import BACKBONES, get_backbone_spec
+    from engine.device import resolve_device
+    from engine.method.weights import cache_dir, describe_sources
 
     print(f"maskdistill {__version__}, torch {torch.__version__}")
     print(f"device ({args.device}): {resolve_device(args.device)}")

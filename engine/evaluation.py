@@ -45,7 +45,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from .masks import bbox_xywh, encode_rle
+from engine.masks import bbox_xywh, encode_rle
 
 LABEL_SUFFIXES = (".png", ".tif", ".tiff")  # case-insensitive
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)

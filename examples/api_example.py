@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from engine.atomic import read_json
-from engine.pipeline import RunConfig, run
+from engine.orchestration.pipeline import RunConfig, run
 
 HERE = Path(__file__).resolve().parent
 

@@ -10,8 +10,8 @@ import pytest
 import timm
 import torch
 
-from engine.backbones import BACKBONES, get_backbone_spec
-from engine.features import FeatureExtractor
+from engine.method.backbones import BACKBONES, get_backbone_spec
+from engine.method.features import FeatureExtractor
 
 DINOV3 = [spec for spec in BACKBONES.values() if spec.family == "dinov3"]
 IMAGE = (np.random.default_rng(0).random((70, 100, 3)) * 255).astype(np.uint8)
@@ -57,7 +57,7 @@ def test_dinov3_features_shapes(dinov3):
     # the CLS row is a softmax over all tokens: the patches get less than 1 (the rest went to the prefix)
     assert (features.cls_attention.sum(axis=1) < 1).all()
     with torch.no_grad():
-        from engine.features import preprocess
+        from engine.method.features import preprocess
 
         tokens = dinov3.model.forward_features(preprocess(IMAGE, dinov3.spec, (64, 96))[None])
     np.testing.assert_allclose(features.tokens.astype(np.float32), tokens[0, 5:].numpy(), atol=2e-2, rtol=1e-2)
@@ -72,7 +72,7 @@ def _true_attention(extractor):
     handle = attn.attn_drop.register_forward_hook(lambda module, inputs, output: seen.append(output))
     try:
         with torch.no_grad():
-            from engine.features import preprocess
+            from engine.method.features import preprocess
 
             extractor.model.forward_features(preprocess(IMAGE, extractor.spec, extractor.input_hw(IMAGE))[None])
     finally:

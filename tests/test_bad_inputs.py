@@ -12,9 +12,9 @@ from helpers import MECHANICS
 from PIL import Image
 from skimage import data
 
-import engine.images
+import engine.io.images
 from engine.atomic import read_json
-from engine.pipeline import RunConfig, run
+from engine.orchestration.pipeline import RunConfig, run
 
 SMALL = MECHANICS
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -81,7 +81,7 @@ def bad_run(tmp_path_factory):
     good, bad = build_folder(folder)
     project = tmp_path_factory.mktemp("bad_project")
     mp = pytest.MonkeyPatch()
-    mp.setattr(engine.images, "MAX_IMAGE_PIXELS", 150 * 150)  # the run is in-process, so this applies
+    mp.setattr(engine.io.images, "MAX_IMAGE_PIXELS", 150 * 150)  # the run is in-process, so this applies
     try:
         result = run(folder, project, RunConfig(recursive=True, **SMALL))
     finally:

@@ -57,8 +57,8 @@ def test_run_from_the_command_line(tiny_folder, tmp_path):
 def test_cache_reports_its_size_and_prunes_features_no_image_uses(tmp_path, capsys):
     import numpy as np
 
-    from engine.features import FeatureCache, ImageFeatures
-    from engine.pipeline import RunConfig, run
+    from engine.method.features import FeatureCache, ImageFeatures
+    from engine.orchestration.pipeline import RunConfig, run
     from helpers import MECHANICS, make_folder
 
     project = tmp_path / "p"

@@ -1,10 +1,10 @@
-"""Known-answer tests for engine.clustering on planted Gaussian blobs (no model, no weights)."""
+"""Known-answer tests for engine.method.clustering on planted Gaussian blobs (no model, no weights)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.clustering import cluster_masks, kmeans, silhouette, suggest_k, whiten
+from engine.method.clustering import cluster_masks, kmeans, silhouette, suggest_k, whiten
 
 D = 384
 

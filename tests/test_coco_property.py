@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from engine.coco import annotation_record, build_coco, read_coco, write_coco
-from engine.corrections import (
+from engine.io.coco import annotation_record, build_coco, read_coco, write_coco
+from engine.state.corrections import (
     Category,
     CategoryTable,
     ImageCorrection,
@@ -20,7 +20,7 @@ from engine.corrections import (
     save_categories,
     save_correction,
 )
-from engine.export import mask_to_polygons
+from engine.io.export import mask_to_polygons
 from engine.masks import decode_rle, encode_rle
 
 SETTINGS = settings(max_examples=30, deadline=None)
@@ -153,7 +153,7 @@ def test_category_table_round_trip_and_resolve_terminates(tmp_path_factory, alar
 
 
 def test_merging_back_and_forth_leaves_no_cycle(tmp_path):
-    from engine import review
+    from engine.state import review
     (tmp_path / "clusters.json").write_text(json.dumps({"clusters": [{"id": 0, "name": "a"}, {"id": 1, "name": "b"}]}))
     review.merge_categories(tmp_path, [1], into=2)
     review.merge_categories(tmp_path, [2], into=1)

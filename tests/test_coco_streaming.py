@@ -7,7 +7,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from engine.coco import CocoValidationError, iter_coco_images, read_coco, read_coco_categories
+from engine.io.coco import CocoValidationError, iter_coco_images, read_coco, read_coco_categories
 from engine.masks import decode_rle, encode_rle
 
 

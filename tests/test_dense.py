@@ -6,15 +6,15 @@ import time
 import numpy as np
 import pytest
 
-from engine.dense import (
+from engine.method.dense import (
     dense_label_map,
     estimate_object_size,
     foreground_grid,
     patch_masks_from_labels,
     split_instances,
 )
-from engine.features import ImageFeatures
-from engine.proposals import PROPOSAL_METHODS, Proposals, propose
+from engine.method.features import ImageFeatures
+from engine.method.proposals import PROPOSAL_METHODS, Proposals, propose
 
 PATCH = 4  # image pixels per feature cell in these tests
 

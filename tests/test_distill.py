@@ -1,11 +1,11 @@
-"""Known-answer tests for the pure parts of engine.distill: filters, proposal scores, label maps, patch targets,
+"""Known-answer tests for the pure parts of engine.method.distill: filters, proposal scores, label maps, patch targets,
 semantic maps and instances. Each input is small enough that the right answer is worked out by hand."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.distill import (
+from engine.method.distill import (
     IGNORE,
     instances_from_semantic,
     keep_by_class_percentile,

@@ -14,17 +14,18 @@ import numpy as np
 import pytest
 from helpers import MECHANICS, make_folder
 
-from engine import atomic, review
+from engine import atomic
+from engine.state import review
 from engine.atomic import read_json
-from engine.pipeline import RunConfig, export_project, run
-from engine.project import Project
+from engine.orchestration.pipeline import RunConfig, export_project, run
+from engine.state.project import Project
 
 SMALL = MECHANICS
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import os, signal, sys
-from engine.pipeline import RunConfig, run
+from engine.orchestration.pipeline import RunConfig, run
 
 folder, project, mode = sys.argv[1:4]
 
@@ -38,16 +39,16 @@ def progress(stage, done, total):
         die()
 
 if mode == "train_head":
-    import engine.pipeline
-    original = engine.pipeline.train_head
+    import engine.orchestration.pipeline
+    original = engine.orchestration.pipeline.train_head
     def train_head(*args, **kwargs):
         head = original(*args, **kwargs)
         die()
-    engine.pipeline.train_head = train_head
+    engine.orchestration.pipeline.train_head = train_head
 
 if mode == "export":
-    import engine.coco
-    original_write = engine.coco.atomic_write_bytes
+    import engine.io.coco
+    original_write = engine.io.coco.atomic_write_bytes
     def atomic_write_bytes(path, data):
         if os.path.basename(str(path)) != "annotations.json":
             return original_write(path, data)
@@ -57,7 +58,7 @@ if mode == "export":
             handle.flush()
             os.fsync(handle.fileno())
         die()
-    engine.coco.atomic_write_bytes = atomic_write_bytes
+    engine.io.coco.atomic_write_bytes = atomic_write_bytes
 
 run(folder, project, RunConfig(weights="random", input_size=56, num_classes=2, batch_size=2), progress=progress)
 print("finished")

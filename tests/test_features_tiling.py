@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import tiling
-from engine.features import FeatureExtractor
+from engine.method import tiling
+from engine.method.features import FeatureExtractor
 
 PATCH = 8
 

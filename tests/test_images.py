@@ -1,4 +1,4 @@
-"""Tests for engine.images: every file is generated in tmp_path from skimage's bundled photos."""
+"""Tests for engine.io.images: every file is generated in tmp_path from skimage's bundled photos."""
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +12,8 @@ import tifffile
 from PIL import Image
 from skimage import data
 
-from engine import images
-from engine.images import (
+from engine.io import images
+from engine.io.images import (
     Discovery,
     ImageError,
     ImageRecord,

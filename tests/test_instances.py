@@ -1,12 +1,12 @@
-"""Known-answer tests for engine.instances (per-instance agreement, class-agnostic instance grouping) and for
+"""Known-answer tests for engine.method.instances (per-instance agreement, class-agnostic instance grouping) and for
 the ``segments`` proposal helpers."""
 from __future__ import annotations
 
 import numpy as np
 
-from engine.distill import score_proposals
-from engine.instances import foreground_instances, instance_agreement
-from engine.proposals import dedupe_masks, region_candidates
+from engine.method.distill import score_proposals
+from engine.method.instances import foreground_instances, instance_agreement
+from engine.method.proposals import dedupe_masks, region_candidates
 
 
 def box(r0, r1, c0, c1, shape=(20, 30)):
@@ -110,7 +110,7 @@ def test_dedupe_masks_keeps_first_of_near_duplicates():
 
 
 def test_combine_keeps_proposals_whole_and_adds_only_missed_model_objects():
-    from engine.instances import combine_with_proposals
+    from engine.method.instances import combine_with_proposals
     C = box(12, 18, 2, 8)  # an object only the model found
     semantic = np.zeros(A.shape, int)
     semantic[2:8, 2:4] = 2  # the head splits A into two classes ...

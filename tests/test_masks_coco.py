@@ -1,4 +1,4 @@
-"""Known-answer tests for engine.masks, engine.coco and engine.refine."""
+"""Known-answer tests for engine.masks, engine.io.coco and engine.method.refine."""
 from __future__ import annotations
 
 import copy
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from engine.coco import CocoValidationError, annotation_record, build_coco, validate_coco, write_coco
+from engine.io.coco import CocoValidationError, annotation_record, build_coco, validate_coco, write_coco
 from engine.masks import (
     bbox_xywh,
     component_containing,
@@ -19,7 +19,7 @@ from engine.masks import (
     largest_component,
     resize_nearest,
 )
-from engine.refine import guided_filter, refine_masks
+from engine.method.refine import guided_filter, refine_masks
 
 # --- RLE -------------------------------------------------------------------------------------------
 

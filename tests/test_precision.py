@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from engine.device import cpu_supports_bfloat16, resolve_precision
-from engine.features import FeatureExtractor
-from engine.pipeline import RunConfig
+from engine.method.features import FeatureExtractor
+from engine.orchestration.pipeline import RunConfig
 
 
 def test_auto_is_float32_on_a_cpu_and_explicit_choices_are_kept():

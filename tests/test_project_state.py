@@ -15,12 +15,12 @@ import pytest
 from helpers import MECHANICS, make_folder
 from PIL import Image
 
-from engine import review
+from engine.state import review
 from engine.atomic import read_json
 from engine.cli import main as cli_main
-from engine.corrections import load_correction
-from engine.pipeline import RunConfig, export_project, run
-from engine.project import Project, ProjectLockedError
+from engine.state.corrections import load_correction
+from engine.orchestration.pipeline import RunConfig, export_project, run
+from engine.state.project import Project, ProjectLockedError
 
 SMALL = MECHANICS
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def child_env():
 
 HOLDER = """
 import sys, time
-from engine.project import Project
+from engine.state.project import Project
 with Project(sys.argv[1]).lock():
     print("locked", flush=True)
     time.sleep(60)
@@ -158,13 +158,13 @@ def test_rerun_after_a_finished_run_redoes_no_work(finished, folder):
 
 
 def test_rerun_trusts_file_stamps_and_rereads_a_changed_file(folder, tmp_path, monkeypatch):
-    import engine.pipeline
+    import engine.orchestration.pipeline
 
     project = tmp_path / "p"
     run(folder, project, RunConfig(**SMALL))
     decoded = []
-    real_load = engine.pipeline.load_image
-    monkeypatch.setattr(engine.pipeline, "load_image",
+    real_load = engine.orchestration.pipeline.load_image
+    monkeypatch.setattr(engine.orchestration.pipeline, "load_image",
                         lambda path, **kw: decoded.append(Path(path).name) or real_load(path, **kw))
     first = read_json(Project(project).images_path)
     run(folder, project, RunConfig(**SMALL))

@@ -1,4 +1,4 @@
-"""Known-answer tests for engine.proposals on hand-built ImageFeatures (no model, no weights).
+"""Known-answer tests for engine.method.proposals on hand-built ImageFeatures (no model, no weights).
 
 The planted features mimic DINOv2: every key is ``common + direction + noise`` where ``common`` is a
 large component shared by all patches, ``direction`` is one orthonormal direction for the background
@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.features import ImageFeatures
+from engine.method.features import ImageFeatures
 from engine.masks import coverage_on_grid, iou, resize_nearest
-from engine.proposals import (
+from engine.method.proposals import (
     PROPOSAL_METHODS,
     Proposals,
     attention_mass_filter,

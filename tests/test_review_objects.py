@@ -12,8 +12,8 @@ from helpers import MECHANICS, make_folder
 
 from engine import api
 from engine.atomic import read_json
-from engine.corrections import ImageCorrection, correction_path, load_correction, save_correction
-from engine.pipeline import RunConfig, run
+from engine.state.corrections import ImageCorrection, correction_path, load_correction, save_correction
+from engine.orchestration.pipeline import RunConfig, run
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_low_confidence_queue_orders_unreviewed_objects_over_the_project(project
 def test_split_works_on_the_masks_on_screen_not_on_the_proposals(project):
     """The model may put a mask in another category than its proposal's cluster: split must cut the category
     as shown (issue 11: "Category 'cluster_12' has 0 masks" for a category with 15 on screen)."""
-    from engine.project import Project, load_image_proposals, save_image_predictions
+    from engine.state.project import Project, load_image_proposals, save_image_predictions
 
     root = Project(project)
     entries = read_json(project / "images.json")

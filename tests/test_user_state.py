@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from helpers import MECHANICS, make_folder
 
-from engine import review
+from engine.state import review
 from engine.atomic import read_json
-from engine.corrections import Category, CategoryTable, load_categories, load_correction
-from engine.label_state import LabelState, adopt_clustering, clustering_id, rebind_categories
+from engine.state.corrections import Category, CategoryTable, load_categories, load_correction
+from engine.state.label_state import LabelState, adopt_clustering, clustering_id, rebind_categories
 from engine.masks import mask_identity
-from engine.pipeline import Cancelled, RunConfig, distill, export_project, run
-from engine.project import Project, load_image_proposals, save_image_predictions, save_image_proposals
+from engine.orchestration.pipeline import Cancelled, RunConfig, distill, export_project, run
+from engine.state.project import Project, load_image_proposals, save_image_predictions, save_image_proposals
 
 
 def clusters_of(assignment: dict, k: int) -> dict:
@@ -126,7 +126,7 @@ def test_split_assignments_follow_the_mask_when_proposals_are_reordered(folder, 
         proposals, embeddings, key = load_image_proposals(path, (entry["height"], entry["width"]))
         order = np.arange(len(proposals))[::-1]
         save_image_proposals(path, proposals.filter(order), embeddings[order], key)
-    from engine.pipeline import cluster_project
+    from engine.orchestration.pipeline import cluster_project
     project_obj = Project(project)
     cluster_project(project_obj, read_json(project_obj.images_path), 1)
     assert named_masks(project) == before
@@ -399,7 +399,7 @@ def test_a_corrupt_correction_is_named_and_the_other_images_still_export(folder,
 
 
 def test_a_correction_keeps_generated_scores_and_per_object_review(folder, tmp_path):
-    from engine.corrections import ImageCorrection, save_correction
+    from engine.state.corrections import ImageCorrection, save_correction
 
     project = tmp_path / "p"
     run(folder, project, RunConfig(**{**MECHANICS, "distill": False}))

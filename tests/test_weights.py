@@ -15,8 +15,8 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from engine import weights
-from engine.backbones import create_model, get_backbone_spec
+from engine.method import weights
+from engine.method.backbones import create_model, get_backbone_spec
 
 TINY = dict(pretrained=False, num_classes=0, dynamic_img_size=True, depth=2, embed_dim=64, num_heads=2)
 TINY_ARCHS = {

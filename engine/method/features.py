@@ -11,7 +11,7 @@ for a patch whether it is seen whole-image or inside a tile, so tiles stitch con
 attention row uses the rotated keys, exactly as the block's attention does (the CLS query is never
 rotated). ``rope_keys=True`` keeps the rotated keys instead.
 
-With ``scale`` set (from ``--object-size``, see :mod:`engine.tiling`) the image is resized by that factor
+With ``scale`` set (from ``--object-size``, see :mod:`engine.method.tiling`) the image is resized by that factor
 instead of to ``input_size`` and, when larger than one tile, run in overlapping tiles and stitched.
 """
 from __future__ import annotations
@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .atomic import atomic_write_bytes
-from .backbones import BackboneSpec, create_model, get_backbone_spec
-from .device import autocast_context, configure_cpu_threads, resolve_device, resolve_precision
-from .tiling import extract_tiled, resize_uint8, scaled_input_hw
-from .weights import WeightsInfo, load_into
+from engine.atomic import atomic_write_bytes
+from engine.method.backbones import BackboneSpec, create_model, get_backbone_spec
+from engine.device import autocast_context, configure_cpu_threads, resolve_device, resolve_precision
+from engine.method.tiling import extract_tiled, resize_uint8, scaled_input_hw
+from engine.method.weights import WeightsInfo, load_into
 
 FEATURE_FORMAT_VERSION = 1
 
@@ -113,7 +113,7 @@ class FeatureExtractor:
                  tile_overlap: int | None = None, rope_keys: bool = False, precision: str = "auto"):
         """``input_size``: shorter side fed to the network (untiled), and the whole-image pass for the CLS
         token of a tiled image. ``scale``: network pixels per image pixel (e.g. from
-        :func:`engine.tiling.scale_for_object_size`); ``None`` keeps the ``input_size`` resize. With a
+        :func:`engine.method.tiling.scale_for_object_size`); ``None`` keeps the ``input_size`` resize. With a
         scale, inputs larger than ``tile_size`` pixels (default: the backbone's input size) on a side go in
         tiles overlapping by ``tile_overlap`` pixels (default: a quarter tile), ``batch_size`` tiles at a
         time. Sizes are rounded to multiples of the patch. ``precision``: auto (mixed on GPUs, float32 on CPUs:
@@ -259,7 +259,7 @@ class FeatureExtractor:
     def extract_scaled(self, image: np.ndarray, progress=None) -> ImageFeatures:
         """Features of one image resized by ``self.scale``, in overlapping tiles when larger than one tile.
 
-        See :mod:`engine.tiling` for the layout, the stitching and what the CLS token and attention are.
+        See :mod:`engine.method.tiling` for the layout, the stitching and what the CLS token and attention are.
         ``progress(done_tiles, total_tiles)`` is called after each tile batch.
         """
         if self.scale is None:

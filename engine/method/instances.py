@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .masks import resize_nearest
+from engine.masks import resize_nearest
 
 
 def _at(mask: np.ndarray, shape: tuple) -> np.ndarray:

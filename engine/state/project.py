@@ -2,7 +2,7 @@
 
 ARCHITECTURE.md ("Project folder") documents the layout; this module knows its paths, the schema version,
 the lock, stable COCO image ids and the per-image proposal / prediction files. The user's own work
-(categories.json, assignments.json, corrections/) is handled by engine.corrections and engine.review.
+(categories.json, assignments.json, corrections/) is handled by engine.state.corrections and engine.state.review.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import ProjectFileError, atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporary_files
-from .masks import decode_rle, encode_rle
+from engine.atomic import ProjectFileError, atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporary_files
+from engine.masks import decode_rle, encode_rle
 
 SCHEMA_VERSION = 1
 
@@ -203,7 +203,7 @@ _NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, TypeError, IndexError, A
 
 def _rle_masks(path: Path, rles: np.ndarray, hw: tuple, hint: str) -> np.ndarray:
     """Decode a per-image file's RLE strings, each checked first (a garbled one names the file)."""
-    from .coco import rle_problem
+    from engine.io.coco import rle_problem
 
     if rles.ndim != 1:
         raise ProjectFileError(f"{path}: damaged (masks stored with shape {rles.shape}); {hint}")
@@ -240,7 +240,7 @@ def _read_proposals(path: Path, image_hw: tuple | None):
     if not (np.isfinite(scores).all() and np.isfinite(embeddings).all()):
         raise ProjectFileError(f"{path}: damaged (scores or embeddings are not finite); {PROPOSALS_HINT}")
     masks = _rle_masks(path, rles, hw, PROPOSALS_HINT)
-    from .proposals import Proposals  # here, not at the top: reading a project must not load torch
+    from engine.method.proposals import Proposals  # here, not at the top: reading a project must not load torch
 
     return Proposals(masks, patch_masks, scores, sources), embeddings, config_key
 

@@ -6,7 +6,7 @@ One normalized cut per object does not scale to hundreds of objects. Instead (pu
    (:func:`foreground_grid`), thresholded by Otsu and oriented so that the foreground is the *minority*
    side (objects rarely cover more of the frame than the background), turned into a soft probability.
 2. **Upsampled** to image resolution (at most ``REFINE_MAX_SIDE`` on a side) with the guided filter of
-   :mod:`engine.refine`, so the coarse patch staircase snaps onto the intensity edges of the image.
+   :mod:`engine.method.refine`, so the coarse patch staircase snaps onto the intensity edges of the image.
 3. **Instances** by a seeded watershed on the (smoothed) distance transform of the foreground
    (:func:`split_instances`): one seed per distance peak at least ``min_distance`` apart, derived from the
    object size; optionally the image's intensity edges are added to the elevation. Every connected
@@ -24,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .device import single_threaded_lapack
-from .refine import grey_guide, guided_filter, upsample_soft, working_size
+from engine.device import single_threaded_lapack
+from engine.method.refine import grey_guide, guided_filter, upsample_soft, working_size
 
 MIN_OBJECT_SIZE = 3.0  # pixels: below this a "diameter" is noise
 
@@ -86,7 +86,7 @@ def foreground_grid(keys: np.ndarray, grid_hw: tuple, min_separation: float = 3.
 
 
 def foreground_image(image: np.ndarray, grid: np.ndarray, eps: float = 1e-3) -> np.ndarray:
-    """(gh, gw) probability -> (h, w) at the working resolution (``engine.refine.working_size``), following
+    """(gh, gw) probability -> (h, w) at the working resolution (``engine.method.refine.working_size``), following
     the image's edges (guided filter with a radius of about half a patch cell)."""
     work_h, work_w = working_size(*image.shape[:2])
     guide = grey_guide(image, work_h, work_w)
@@ -281,12 +281,12 @@ def dense_label_map(image: np.ndarray, keys: np.ndarray, grid_hw: tuple, object_
 
 def dense_proposals(image: np.ndarray, features, centre: bool = True, object_size: float | None = None,
                     edge_weight: float = 0.0):
-    """``dense`` method of :func:`engine.proposals.propose`: one Proposals entry per instance, best score first.
+    """``dense`` method of :func:`engine.method.proposals.propose`: one Proposals entry per instance, best score first.
 
     ``centre`` is accepted for symmetry with the other methods; the principal component is taken on centred
     keys in every case (PCA centres by definition).
     """
-    from .proposals import Proposals
+    from engine.method.proposals import Proposals
 
     labels, scores, _ = dense_label_map(image, features.keys, features.grid_hw, object_size, edge_weight)
     n = int(labels.max())

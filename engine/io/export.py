@@ -1,6 +1,6 @@
 """Everything that leaves the engine: COCO, label images and the overview.
 
-The instances of an image and their categories come from engine.label_state (the one owner of the label state):
+The instances of an image and their categories come from engine.state.label_state (the one owner of the label state):
 ``current`` is what a user would export: the user's corrections where an image has them, otherwise the final
 model's predictions (or the clustered proposals when there are none); merged categories are exported under
 the one they were merged into, discarded ones are left out.
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .atomic import atomic_write_bytes
-from .coco import annotation_record, build_coco, write_coco
-from .images import ImageSource, display_name
-from .label_state import SOURCES, LabelState
-from .overview import render_overview
-from .project import Project, load_image_proposals
+from engine import __version__
+from engine.atomic import atomic_write_bytes
+from engine.io.coco import annotation_record, build_coco, write_coco
+from engine.io.images import ImageSource, display_name
+from engine.state.label_state import SOURCES, LabelState
+from engine.state.overview import render_overview
+from engine.state.project import Project, load_image_proposals
 
 INSTANCE_SOURCES = SOURCES
 
@@ -33,7 +33,7 @@ def iter_image_proposals(project: Project, entries: list):
 
 
 def iter_exported(project: Project, entries: list, clusters: dict, source: str = "current"):
-    """(entry, masks, category ids as exported, scores) per image (engine.label_state.LabelState)."""
+    """(entry, masks, category ids as exported, scores) per image (engine.state.label_state.LabelState)."""
     yield from LabelState.load(project, clusters).iter_exported(entries, source)
 
 

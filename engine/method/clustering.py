@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .features import ImageFeatures
-from .masks import bbox_xywh, coverage_on_grid
+from engine.method.features import ImageFeatures
+from engine.masks import bbox_xywh, coverage_on_grid
 
 EMBEDDINGS = ("masked_crop_cls", "crop_cls", "pooled")
 # ImageNet mean colour: what the backbone sees as "nothing" after normalisation

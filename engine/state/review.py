@@ -2,7 +2,7 @@
 scripts both call these, through engine.api). Every change applies to all images at once and is saved
 immediately to the user's files (categories.json, assignments.json, corrections/), never to generated results,
 each as one read-modify-write under the project's state lock (two writers never lose a change). What the masks
-and categories *are* is read from engine.label_state, the one owner of the label state.
+and categories *are* is read from engine.state.label_state, the one owner of the label state.
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .atomic import read_json
-from .coco import iter_coco_images, read_coco_categories
-from .corrections import (
+from engine.atomic import read_json
+from engine.io.coco import iter_coco_images, read_coco_categories
+from engine.state.corrections import (
     DISCARD_MODES,
     Category,
     CategoryTable,
@@ -28,8 +28,8 @@ from .corrections import (
     save_categories,
     save_correction,
 )
-from .label_state import LabelState
-from .project import Project, load_image_proposals
+from engine.state.label_state import LabelState
+from engine.state.project import Project, load_image_proposals
 
 
 def _category(state: LabelState, category_id: int) -> Category:
@@ -99,7 +99,7 @@ def _split_members(state: LabelState, entry: dict, category_id: int) -> list:
     """(key, embedding) of the proposals behind the image's current masks of ``category_id`` (the masks on
     screen: a predicted mask is represented by the proposal it overlaps most, IoU >= 0.5), plus the proposals
     of that category themselves when the image shows proposals."""
-    from .masks import iou
+    from engine.masks import iou
 
     project = state.project
     proposals, vectors, _ = load_image_proposals(project.proposals_path(entry["image_id"]),
@@ -124,7 +124,7 @@ def split_category(project_dir, category_id: int, parts: int, seed: int = 0) -> 
     ``parts`` categories; returns the new category ids (the first part keeps ``category_id``). Each mask is
     represented by its proposal (a predicted mask by the proposal it overlaps most) and the new category is
     saved under that proposal's key, so it follows the mask through re-runs and reaches the predictions that
-    overlap it without retraining (engine.label_state)."""
+    overlap it without retraining (engine.state.label_state)."""
     project = Project(project_dir)
     with project.state_lock():
         state = LabelState.load(project)
@@ -136,7 +136,7 @@ def split_category(project_dir, category_id: int, parts: int, seed: int = 0) -> 
                 embeddings.append(vector)
         if len(members) < parts:
             raise ValueError(f"Category {source.name!r} has {len(members)} masks; it cannot be split into {parts}.")
-        from .clustering import kmeans, whiten  # torch: loaded only when a split needs it
+        from engine.method.clustering import kmeans, whiten  # torch: loaded only when a split needs it
 
         labels, _, _ = kmeans(whiten(np.stack(embeddings)), parts, seed=seed)
         next_id = max(state.table.by_id()) + 1
@@ -382,7 +382,7 @@ def image_objects(project_dir, image_id: str, state: LabelState | None = None) -
     project = project_dir if isinstance(project_dir, Project) else Project(project_dir)
     try:
         correction = load_correction(project.root, image_id)
-    except CorruptCorrectionError:  # shown from the generated masks, as engine.label_state does
+    except CorruptCorrectionError:  # shown from the generated masks, as engine.state.label_state does
         correction = None
     if correction is not None:
         return _objects_of(correction, image_id, "correction")

@@ -1,6 +1,6 @@
 """Object mask proposals from last-block ViT features.
 
-Two methods, both pure functions over one image's :class:`~engine.features.ImageFeatures`:
+Two methods, both pure functions over one image's :class:`~engine.method.features.ImageFeatures`:
 
 * ``seed``: MaskDistill's attention-seed mask (adapted from LOST), one mask per image.
 * ``ncut``: MaskCut-style repeated normalized cuts, several masks per image.
@@ -8,7 +8,7 @@ Two methods, both pure functions over one image's :class:`~engine.features.Image
   of every segment is a candidate (whole objects at small K, parts at larger K), ranked by how much the CLS
   token attends to it; on real-dev it found 5x more annotated objects than ``split`` (see ARCHITECTURE.md).
 * ``dense``: many small objects (nuclei, cells, tree crowns): a foreground map from the keys' first principal
-  component, split into instances by a seeded watershed on its distance transform (:mod:`engine.dense`).
+  component, split into instances by a seeded watershed on its distance transform (:mod:`engine.method.dense`).
 * ``split``: one normalized cut for the foreground (all objects), then each connected foreground part
   is cut again with keys centred on that part, as long as the cut is cheap. Touching objects of different
   kinds separate, which repeated MaskCut does not do (on the benchmark's crowded images it found 24 % of
@@ -26,10 +26,10 @@ import numpy as np
 from scipy import ndimage
 from scipy.sparse.linalg import eigsh
 
-from .device import single_threaded_lapack
-from .features import ImageFeatures
-from .masks import component_containing, iou
-from .refine import refine_masks
+from engine.device import single_threaded_lapack
+from engine.method.features import ImageFeatures
+from engine.masks import component_containing, iou
+from engine.method.refine import refine_masks
 
 PROPOSAL_METHODS = ("ncut", "split", "seed", "segments", "dense")
 
@@ -218,7 +218,7 @@ def split_patch_masks(features: ImageFeatures, centre: bool, tau: float = 0.15, 
 
 
 def _kmeans_labels(x: np.ndarray, k: int, seed: int, iterations: int = 30, restarts: int = 2) -> np.ndarray:
-    from .clustering import kmeans  # torch k-means (k-means++ seeding), deterministic for ``seed``
+    from engine.method.clustering import kmeans  # torch k-means (k-means++ seeding), deterministic for ``seed``
     return kmeans(x, k, restarts=restarts, iterations=iterations, seed=seed)[0]
 
 
@@ -361,7 +361,7 @@ def propose(image: np.ndarray, features: ImageFeatures, family: str, method: str
     elif method == "segments":
         return segment_proposals(image, features, centre, max_masks=max_segments)
     elif method == "dense":
-        from .dense import dense_proposals
+        from engine.method.dense import dense_proposals
         return dense_proposals(image, features, centre, object_size=object_size)
     else:
         raise ValueError(f"Unknown proposal method {method!r}; choose one of {', '.join(PROPOSAL_METHODS)}.")

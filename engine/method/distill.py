@@ -19,10 +19,10 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from .atomic import ProjectFileError, atomic_write_bytes
-from .instances import instance_agreement
-from .masks import coverage_on_grid, resize_nearest
-from .refine import refine_soft
+from engine.atomic import ProjectFileError, atomic_write_bytes
+from engine.method.instances import instance_agreement
+from engine.masks import coverage_on_grid, resize_nearest
+from engine.method.refine import refine_soft
 
 HEAD_FORMAT_VERSION = 2  # 2: the checkpoint carries a sha256 of its weights (state_sha256)
 IGNORE = -1  # class value of pixels that carry no training signal (dropped masks)
@@ -176,7 +176,7 @@ def score_proposals(probs: np.ndarray, masks: np.ndarray, classes, per_instance:
     """Per mask: the model's mean confidence in the mask's class inside it, and IoU with the model's region.
 
     per_instance: the region is the model's instance(s) of the class that the mask overlaps
-        (engine.instances.instance_agreement), not the whole class region of the image, where two objects of
+        (engine.method.instances.instance_agreement), not the whole class region of the image, where two objects of
         one class halve each other's agreement.
     Returns (confidence, agreement, quality = sqrt(confidence * agreement)), each (n,) in [0, 1].
     """

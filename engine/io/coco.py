@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import ProjectFileError, atomic_write_bytes, read_json
-from .masks import bbox_xywh, decode_rle, encode_rle
+from engine.atomic import ProjectFileError, atomic_write_bytes, read_json
+from engine.masks import bbox_xywh, decode_rle, encode_rle
 
 
 def annotation_record(annotation_id: int, image_id: int, category_id: int, mask: np.ndarray,

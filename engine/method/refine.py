@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import uniform_filter
 
-from .masks import resize_nearest
+from engine.masks import resize_nearest
 
 REFINE_MAX_SIDE = 1024  # refine at most at this resolution; huge images get the result upsampled
 

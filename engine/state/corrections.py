@@ -1,10 +1,10 @@
 """The user's work on disk: corrected masks per image, the category table (names, merges, discards) and split
-assignments. Storage only: engine.label_state is the one place that turns these files plus the generated
+assignments. Storage only: engine.state.label_state is the one place that turns these files plus the generated
 results into labelled instances.
 
 Stored apart from everything generated (corrections/, categories.json, assignments.json), so no re-run,
-retraining or export overwrites them; a re-run re-binds categories to its new clusters (engine.label_state).
-Every write is atomic and, through engine.review, made under the project's state lock. Category ids are stable
+retraining or export overwrites them; a re-run re-binds categories to its new clusters (engine.state.label_state).
+Every write is atomic and, through engine.state.review, made under the project's state lock. Category ids are stable
 numbers >= 1; each category names the cluster of the clustering it is bound to (``cluster``), if any.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from .atomic import atomic_write_bytes, atomic_write_json, read_json
+from engine.atomic import atomic_write_bytes, atomic_write_json, read_json
 
 DISCARD_MODES = ("background", "ignore")  # a discarded class's pixels become background, or carry no label
 
@@ -79,7 +79,7 @@ def load_categories(root: Path, clusters: Optional[dict] = None) -> CategoryTabl
     """The user's table as stored, or the generated one when the user has none yet.
 
     Tables written before categories were bound to a clustering (no ``cluster`` field) used id = cluster + 1
-    and are read that way. Use engine.label_state for a table matched to the current clusters.
+    and are read that way. Use engine.state.label_state for a table matched to the current clusters.
     """
     path = categories_path(root)
     if not path.exists():
@@ -222,7 +222,7 @@ def load_assignments(root: Path) -> dict:
     {mask key (engine.masks.mask_identity): category id}.
 
     Files written before masks had keys map "image_id/index" positions; those entries are returned under their
-    old keys (with a "/"), for engine.label_state to translate through the clusters they were made with.
+    old keys (with a "/"), for engine.state.label_state to translate through the clusters they were made with.
     """
     path = assignments_path(root)
     if not path.exists():

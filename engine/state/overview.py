@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from .masks import resize_nearest
+from engine.masks import resize_nearest
 
 THUMB_SIZE = 240
 MAX_THUMBS = 48

@@ -18,11 +18,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import __version__
-from .atomic import ProjectFileError, atomic_write_json, read_json
-from .backbones import DEFAULT_BACKBONE, get_backbone_spec
-from .clustering import EMBEDDINGS, box_crop, cluster_masks, pooled_embedding
-from .distill import (
+from engine import __version__
+from engine.atomic import ProjectFileError, atomic_write_json, read_json
+from engine.method.backbones import DEFAULT_BACKBONE, get_backbone_spec
+from engine.method.clustering import EMBEDDINGS, box_crop, cluster_masks, pooled_embedding
+from engine.method.distill import (
     HeadConfig,
     class_probabilities,
     instances_from_semantic,
@@ -37,15 +37,15 @@ from .distill import (
     semantic_map,
     train_head,
 )
-from .evaluation import ImagePrediction, evaluate, load_ground_truth
-from .device import PRECISIONS, resolve_device
-from .export import export_coco, export_label_images, iter_image_proposals, write_overview
-from .features import FeatureCache, FeatureExtractor
-from .tiling import scale_for_object_size
-from .images import ImageError, ImageOptions, ImageSource, discover_images, load_image, pixel_hash
-from .label_state import LabelState, adopt_clustering, clustering_id, describe_rebinding
-from .masks import mask_identity
-from .project import (
+from engine.evaluation import ImagePrediction, evaluate, load_ground_truth
+from engine.device import PRECISIONS, resolve_device
+from engine.io.export import export_coco, export_label_images, iter_image_proposals, write_overview
+from engine.method.features import FeatureCache, FeatureExtractor
+from engine.method.tiling import scale_for_object_size
+from engine.io.images import ImageError, ImageOptions, ImageSource, discover_images, load_image, pixel_hash
+from engine.state.label_state import LabelState, adopt_clustering, clustering_id, describe_rebinding
+from engine.masks import mask_identity
+from engine.state.project import (
     Project,
     plane_key,
     load_image_predictions,
@@ -53,8 +53,8 @@ from .project import (
     save_image_predictions,
     save_image_proposals,
 )
-from .proposals import PROPOSAL_METHODS, propose
-from .review import import_coco
+from engine.method.proposals import PROPOSAL_METHODS, propose
+from engine.state.review import import_coco
 
 Progress = Callable[[str, int, int], None]
 
@@ -79,7 +79,7 @@ class RunConfig:
     proposals: str = "segments"  # chosen on real-dev (ARCHITECTURE.md); "split", "ncut" (MaskCut), "seed" (the paper's)
     max_masks: int = 3  # ncut: masks per image at most
     num_classes: Optional[int] = None  # K for k-means; None: the suggested K
-    embedding: str = "masked_crop_cls"  # see engine.clustering; chosen by measurement (ARCHITECTURE.md)
+    embedding: str = "masked_crop_cls"  # see engine.method.clustering; chosen by measurement (ARCHITECTURE.md)
     recursive: bool = False
     batch_size: int = 4
     seed: int = 0
@@ -281,7 +281,7 @@ def _embed(proposals, image, features, extractor, embedding: str) -> np.ndarray:
 
 def cluster_project(project: Project, entries: list, num_classes: int | None, seed: int = 0) -> dict:
     """k-means over every mask embedding of the project; writes clusters.json (re-binding the user's
-    categories to the new clusters, engine.label_state) and returns it with the re-binding report under
+    categories to the new clusters, engine.state.label_state) and returns it with the re-binding report under
     "rebinding"."""
     owners, blocks = [], []
     for entry, proposals, embeddings in iter_image_proposals(project, entries):
@@ -358,7 +358,7 @@ def _training_set(project: Project, entries: list, label_maps, num_classes: int,
 
 
 def _training_label_maps(state: LabelState, entries: list, keep: dict | None = None):
-    """(label map, weight) per image from the label state (engine.label_state.LabelState.training_instances)."""
+    """(label map, weight) per image from the label state (engine.state.label_state.LabelState.training_instances)."""
     for entry in entries:
         masks, resolved, ignored, weight = state.training_instances(
             entry, None if keep is None else keep[entry["image_id"]])
@@ -436,14 +436,14 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     """Semantic map and scored instances of every image into predictions/; returns the instance count.
 
     grouping: "proposals": the proposals the filter kept (filtering.json; all when absent), each classified
-    as a whole by the head, plus the head's foreground regions that they miss (engine.instances.
+    as a whole by the head, plus the head's foreground regions that they miss (engine.method.instances.
     combine_with_proposals); "foreground": connected foreground regions classified as a whole
-    (engine.instances.foreground_instances); "semantic": one instance per connected region of each class.
+    (engine.method.instances.foreground_instances); "semantic": one instance per connected region of each class.
 
     Written into a staging folder that replaces predictions/ only when every image is done, stamped with the
     clustering it was made for: a stopped or cancelled prediction never leaves a mix of old and new files.
     """
-    from .instances import combine_with_proposals, foreground_instances  # (local: imports are the lead's part)
+    from engine.method.instances import combine_with_proposals, foreground_instances  # (local: imports are the lead's part)
 
     kept = {}
     if grouping == "proposals" and project.filtering_path.exists():
@@ -692,7 +692,7 @@ def export_project(project_dir, output=None, polygons: bool = False, labels=None
 
 
 def import_annotations(project_dir, coco_path, replace: bool = False) -> dict:
-    """An existing COCO file's masks as the project's starting corrections (engine.review.import_coco): merged
+    """An existing COCO file's masks as the project's starting corrections (engine.state.review.import_coco): merged
     with the user's work by default, or replacing it (after a backup) with ``replace``."""
     open_project(project_dir)
     return import_coco(project_dir, coco_path, replace=replace)

@@ -1,7 +1,7 @@
 """The label state: the one place that turns a project's files into labelled instances.
 
 Generated results (clustered proposals, the final model's predictions) and the user's work (category table,
-split assignments and pins, corrected masks; stored by engine.corrections) meet here and nowhere else. Export,
+split assignments and pins, corrected masks; stored by engine.state.corrections) meet here and nowhere else. Export,
 training targets, proposal filtering, the overview, review and the napari plugin all ask a :class:`LabelState`.
 
 Precedence per image: the user's correction > the final model's predictions (when they were made for the
@@ -23,8 +23,8 @@ from typing import Optional
 
 import numpy as np
 
-from .atomic import atomic_write_json, read_json
-from .corrections import (
+from engine.atomic import atomic_write_json, read_json
+from engine.state.corrections import (
     Category,
     CategoryTable,
     CorruptCorrectionError,
@@ -34,8 +34,8 @@ from .corrections import (
     load_categories,
     load_correction,
 )
-from .masks import iou, mask_identity
-from .project import Project, load_image_predictions, load_image_proposals
+from engine.masks import iou, mask_identity
+from engine.state.project import Project, load_image_predictions, load_image_proposals
 
 SOURCES = ("current", "predictions", "proposals", "corrections")
 CORRECTION_WEIGHT = 3.0  # a user-corrected image counts this many times a pseudo-labelled one in training
@@ -349,7 +349,7 @@ def adopt_clustering(project: Project, previous: Optional[dict], clusters: dict)
     atomic_write_json(project.clusters_path, clusters)
     if not (changed and user_state):
         return []
-    from .corrections import save_assignments, save_categories
+    from engine.state.corrections import save_assignments, save_categories
 
     table = load_categories(project.root, previous)
     if table.clustering is None:  # written before tables named their clustering: made for the previous one

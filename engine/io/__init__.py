@@ -1,0 +1,1 @@
+"""Input and output: images in, COCO and label images out."""

@@ -1,0 +1,1 @@
+"""The method: backbones and their weights, features, proposals, clustering, heads, instances."""

@@ -1,0 +1,1 @@
+"""The project state: the folder on disk, the user's label state, review actions."""
