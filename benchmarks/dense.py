@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.dense [--out runs/benchmark-dense] [--images 20] [--size 512]
                                          [--weights FILE|random] [--device auto] [--real-dev PATH]
+                                         [--figure docs/dense_cells.png]
 
 Two parts, both scored class-agnostically with pycocotools (``useCats = 0``, AP at IoU 0.5):
 
@@ -15,8 +16,8 @@ Two parts, both scored class-agnostically with pycocotools (``useCats = 0``, AP 
   apart) runs on the same images in the same run. Both are scored by mask AP50; both rank their masks by
   solidity-based scores (the engine: mean foreground probability x solidity; the baseline: solidity).
 * **trees**: the ``deepforest`` source of real-dev (2 aerial tiles, 98 tree-crown boxes), the engine with
-  ``proposals="dense"`` and no object size (estimated per image), scored by box AP50 (real_dev's loader and
-  scoring).
+  ``proposals="dense"`` and ``object_size`` = ``TREE_CROWN_SIZE`` (one crown diameter for both tiles), scored
+  by box AP50 (real_dev's loader and scoring).
 
 Seconds per megapixel: the engine's whole ``run`` wall time (model loading included) over the megapixels it
 processed; the baseline's likewise. JSON (``OUT/results.json``, and ``quality.dense`` of ``make benchmark``):
@@ -46,6 +47,10 @@ from engine.masks import bbox_xywh  # noqa: E402
 
 TYPICAL_DIAMETER = 20.0  # pixels at 512 px; scaled with --size
 TARGETS = {"engine_beats_classical_cells": True, "trees_box_ap50_min": 0.25}
+# crown diameter passed as --object-size for both aerial tiles: the median side of the annotated crown boxes
+# (35 px, about 3.5 m at NEON's 10 cm pixels), one value for the source as a user would give it; without it the
+# size estimated per image was 4 px (800+ fragments per tile, box AP50 0.003)
+TREE_CROWN_SIZE = 35.0
 
 
 # --------------------------------------------------------------------------------------------- generator
@@ -177,6 +182,40 @@ def classical_instances(image: np.ndarray, object_size: float) -> tuple:
     return masks, np.asarray(scores, float)
 
 
+# ---------------------------------------------------------------------------------------------- figure
+
+
+def figure(image: np.ndarray, masks, title: str = "") -> Image.Image:
+    """The image and, beside it, the image with each mask's outline in its own colour (docs/dense_cells.png)."""
+    from engine.state.overview import cluster_colour
+
+    outlined = image.copy()
+    for index, mask in enumerate(masks):
+        edge = mask & ~ndimage.binary_erosion(mask)
+        outlined[edge] = cluster_colour(index)
+    gap = np.full((image.shape[0], 8, 3), 255, np.uint8)
+    picture = Image.fromarray(np.concatenate([image, gap, outlined], axis=1))
+    if title:
+        from PIL import ImageDraw
+
+        canvas = Image.new("RGB", (picture.width, picture.height + 22), (255, 255, 255))
+        canvas.paste(picture, (0, 22))
+        ImageDraw.Draw(canvas).text((4, 5), title, fill=(0, 0, 0))
+        picture = canvas
+    return picture
+
+
+def write_figure(path: Path, cells_dir: Path, predictions: dict, scores: tuple) -> None:
+    """docs/dense_cells.png from the first generated image and the engine's masks of it."""
+    name = sorted(predictions)[0]
+    image = np.asarray(Image.open(cells_dir / "images" / name).convert("RGB"))
+    engine_ap, classical_ap = scores
+    title = (f"generated image {name}: engine dense masks (right), mask AP50 over the set {engine_ap:.3f} "
+             f"vs classical {classical_ap:.3f}")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure(image, predictions[name].masks, title).save(path)
+
+
 # ---------------------------------------------------------------------------------------------- driver
 
 
@@ -196,7 +235,7 @@ def _megapixels(truth: list) -> float:
 
 
 def benchmark(out, n_images: int = 20, size: int = 512, weights=None, device: str = "auto",
-              real_dev_path=real_dev.DEFAULT_REAL_DEV, seed: int = 0, log=print) -> dict:
+              real_dev_path=real_dev.DEFAULT_REAL_DEV, seed: int = 0, log=print, figure_path=None) -> dict:
     """Both parts; writes OUT/results.json and returns the results."""
     from engine.orchestration.pipeline import RunConfig
 
@@ -232,7 +271,10 @@ def benchmark(out, n_images: int = 20, size: int = 512, weights=None, device: st
     }
     log(f"cells: engine mask AP50 {cells['engine']['mask_ap50']:.3f} ({engine_s:.0f} s), classical "
         f"{cells['classical']['mask_ap50']:.3f}")
-    trees = _trees(Path(real_dev_path), out, config, log)
+    if figure_path is not None:
+        write_figure(Path(figure_path), cells_dir, predictions,
+                     (cells["engine"]["mask_ap50"], cells["classical"]["mask_ap50"]))
+    trees = _trees(Path(real_dev_path), out, replace(config, object_size=TREE_CROWN_SIZE), log)
     results = {
         "trees_box_ap50": trees.get("box_ap50"),
         "cells_mask_ap50": cells["engine"]["mask_ap50"],
@@ -268,7 +310,8 @@ def _trees(path: Path, out: Path, config, log) -> dict:
     log(f"trees: box AP50 {real_dev._fmt(scores['box_ap50'])}, recall {real_dev._fmt(scores['box_recall50'])}")
     return {"images": len(truth), "objects": scores["objects"], "box_ap50": scores["box_ap50"],
             "box_recall50": scores["box_recall50"], "masks": scores["predicted_masks"],
-            "seconds": round(seconds, 2), "seconds_per_megapixel": round(seconds / _megapixels(truth), 3)}
+            "seconds": round(seconds, 2), "seconds_per_megapixel": round(seconds / _megapixels(truth), 3),
+            "object_size": config.object_size}
 
 
 def _fmt(value) -> str:
@@ -290,7 +333,8 @@ def table(results: dict) -> str:
         rows.append(("dense: real-dev tree tiles", "-", trees["skipped"]))
     else:
         rows += [(f"dense: real-dev tree tiles ({trees['images']} images, {trees['objects']} boxes)", "", ""),
-                 ("  engine box AP50", _fmt(trees["box_ap50"]), f">= 0.25; {trees['masks']} masks"),
+                 ("  engine box AP50", _fmt(trees["box_ap50"]),
+                  f"target >= 0.25; {trees['masks']} masks; object size {trees.get('object_size')} px"),
                  ("  engine box recall50", _fmt(trees["box_recall50"]), "")]
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{a:<{width}}  {b:>8}  {c}" for a, b, c in rows)
@@ -305,9 +349,11 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--real-dev", type=Path, default=real_dev.DEFAULT_REAL_DEV)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--figure", type=Path, default=None,
+                        help="also write the first generated image with the engine's masks here")
     args = parser.parse_args(argv)
     results = benchmark(args.out.resolve(), args.images, args.size, args.weights, args.device, args.real_dev,
-                        args.seed)
+                        args.seed, figure_path=args.figure)
     print(table(results))
     print(f"\nwritten: {args.out.resolve() / 'results.json'}")
     return 0

@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-distill", dest="distill", action="store_false",
                      help="stop after clustering and export the clustered proposals (no segmentation head)")
     _add_filter_options(run)
+    run.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                     help="run the per-image steps (decode, features, proposals, embeddings) on Ray actors, one "
+                          "GPU each when the cluster has GPUs; clustering and training stay here. Without ADDRESS "
+                          "(or 'auto'): the cluster of RAY_ADDRESS or `ray start` on this machine, else a new local "
+                          "Ray; 'local': always a new local Ray; or ray://HEAD:10001. FOLDER and DIR must be on a "
+                          "filesystem every node sees at the same path. Needs the ray extra")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
     distill = commands.add_parser("distill", help="train the head, drop weak masks, retrain, predict, export",
@@ -166,9 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
                                "ones are backed up in DIR/backups/")
 
     cache = commands.add_parser("cache", help="size of a project's feature cache; --prune drops unused features",
-                                description="Report the size of DIR/features; with --prune, delete the cached "
-                                            "features no image of the project uses (removed images, runs with "
-                                            "other settings). They are recomputed if ever needed again.")
+                                description="Report the size of DIR/features (files, MB, MB per image); with "
+                                            "--prune, delete the cached features no image of the project uses "
+                                            "(removed images, runs with other settings) and rewrite files of "
+                                            "the older full-precision format compactly. Deleted features are "
+                                            "recomputed if ever needed again.")
     cache.add_argument("--project", "-p", type=Path, required=True, metavar="DIR")
     cache.add_argument("--prune", action="store_true")
 
@@ -177,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "backbone, each weight source and whether it is available.")
     info.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=sorted(BACKBONES))
     info.add_argument("--device", default="auto")
+    info.add_argument("--project", "-p", type=Path, metavar="DIR", help="also report this project's feature cache")
     return parser
 
 
@@ -197,10 +206,19 @@ def _filter_overrides(args) -> dict:
             ("filter_rule", "filter_percentile", "filter_threshold", "self_training_rounds")}
 
 
+RAY_EXTRA_MISSING = "--ray needs the ray extra: pip install 'maskdistill-napari[ray]'"
+
+
 def cmd_run(args) -> int:
+    import importlib.util
+
     from engine.orchestration.pipeline import RunConfig, run
 
     from engine.io.images import DEFAULT_PERCENTILES, ImageOptions
+
+    if args.ray is not None and importlib.util.find_spec("ray") is None:
+        print(f"maskdistill: error: {RAY_EXTRA_MISSING}", file=sys.stderr)
+        return 2
 
     image_options = ImageOptions(channels=args.channels, percentiles=args.percentiles or DEFAULT_PERCENTILES,
                                  planes=args.planes)
@@ -210,7 +228,8 @@ def cmd_run(args) -> int:
                        batch_size=args.batch_size, seed=args.seed, distill=args.distill,
                        object_size=args.object_size, tile_size=args.tile_size, precision=args.precision,
                        **{k: v for k, v in _filter_overrides(args).items() if v is not None})
-    result = run(args.folder, args.project, config, progress=None if args.quiet else _progress_bar())
+    result = run(args.folder, args.project, config, progress=None if args.quiet else _progress_bar(),
+                 ray_address=args.ray)
     print(f"{result.images} images, {len(result.skipped)} skipped, {result.masks} masks in {result.clusters} "
           f"clusters (suggested K: {result.suggested_k})")
     for skipped in result.skipped:
@@ -312,10 +331,21 @@ def cmd_cache(args) -> int:
     from engine.orchestration.pipeline import feature_cache
 
     summary = feature_cache(args.project, prune=args.prune)
-    if summary["pruned"] is not None:
-        print(f"pruned {summary['pruned']['files']} files ({summary['pruned']['bytes'] / 1e6:.1f} MB)")
-    print(f"feature cache: {summary['files']} files, {summary['bytes'] / 1e6:.1f} MB")
+    pruned = summary["pruned"]
+    if pruned is not None:
+        print(f"pruned {pruned['files']} files, compacted {pruned['compacted']} ({pruned['bytes'] / 1e6:.1f} MB freed)")
+    print(describe_feature_cache(summary))
     return 0
+
+
+def describe_feature_cache(summary: dict) -> str:
+    """One line from engine.orchestration.pipeline.feature_cache's summary."""
+    text = (f"feature cache: {summary['files']} files, {summary['bytes'] / 1e6:.1f} MB; {summary['images']} images "
+            f"use {summary['used_bytes'] / 1e6:.1f} MB ({summary['mb_per_image']:.2f} MB per image)")
+    if summary["older_files"]:
+        text += (f"; {summary['older_files']} files in the older full-precision format "
+                 "(`maskdistill cache --prune` rewrites them compactly)")
+    return text
 
 
 def cmd_info(args) -> int:
@@ -336,6 +366,10 @@ def cmd_info(args) -> int:
     print(f"weight sources for {spec.name}, tried in this order:")
     for source, available, detail in describe_sources(spec):
         print(f"  [{'x' if available else ' '}] {source:<10} {detail}")
+    if args.project is not None:
+        from engine.orchestration.pipeline import feature_cache
+
+        print(f"project {args.project}: {describe_feature_cache(feature_cache(args.project))}")
     return 0
 
 

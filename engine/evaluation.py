@@ -31,13 +31,21 @@ Design choices (documented here because they change the numbers):
   without instances, is a failure.
 * **Matching predictions to ground truth by name**: exact ``file_name`` first, then the path without its
   suffix (``a/b.jpg`` ~ ``a/b.png``), then the bare file stem, each only when unambiguous.
+
+Memory does not grow with the number of images: ground truth and predictions may be lazy mappings
+(:func:`open_ground_truth`, :class:`LazyMapping`) that decode one image when asked; :func:`evaluate` reads
+each image twice (first the dataset-level confusion for the matching, then the instances), and COCO AP runs
+COCOeval's per-image evaluation a chunk of images at a time, keeping of each image only what COCOeval's
+accumulate step reads (detection scores, matched and ignored flags), so the AP is COCOeval's own.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -72,6 +80,27 @@ class GroundTruthError(ValueError):
     """Ground truth that cannot be used; the message names the file."""
 
 
+class LazyMapping(Mapping):
+    """A read-only mapping whose values are made by ``load(key)`` each time one is asked for and not kept:
+    ground truth or predictions of many images, one image in memory at a time."""
+
+    def __init__(self, keys, load):
+        self._keys = list(dict.fromkeys(keys))
+        self._known = set(self._keys)
+        self._load = load
+
+    def __getitem__(self, key):
+        if key not in self._known:
+            raise KeyError(key)
+        return self._load(key)
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
 # ------------------------------------------------------------------------------------ loading ground truth
 
 
@@ -91,15 +120,21 @@ def load_ground_truth(path, ignore_value: int | None = None) -> dict:
     are ignored by the semantic metrics; they form no instances. Raises :class:`GroundTruthError` naming
     the file for unreadable input, ``FileNotFoundError`` for a missing path.
     """
+    return dict(open_ground_truth(path, ignore_value).items())
+
+
+def open_ground_truth(path, ignore_value: int | None = None) -> LazyMapping:
+    """The ground truth of :func:`load_ground_truth` as a :class:`LazyMapping`: the file is checked and
+    indexed now, each image decoded when asked for (so its errors are raised then)."""
     path = Path(path)
     if path.is_dir():
-        return _load_label_folder(path, ignore_value)
+        return _open_label_folder(path, ignore_value)
     if path.is_file():
-        return _load_coco(path)
+        return _open_coco(path)
     raise FileNotFoundError(f"{path}: no such ground-truth file or folder")
 
 
-def _load_coco(path: Path) -> dict:
+def _open_coco(path: Path) -> LazyMapping:
     from pycocotools.coco import COCO
 
     try:
@@ -118,16 +153,20 @@ def _load_coco(path: Path) -> dict:
     except (KeyError, TypeError) as exc:
         raise GroundTruthError(f"{path}: malformed COCO json ({exc!r})") from exc
 
-    truths = {}
+    by_name = {}
     for image in document["images"]:
         try:
             name, height, width = str(image["file_name"]), int(image["height"]), int(image["width"])
         except (KeyError, TypeError, ValueError) as exc:
             raise GroundTruthError(f"{path}: image {image.get('id')!r} lacks file_name/height/width") from exc
-        if name in truths:
+        if name in by_name:
             raise GroundTruthError(f"{path}: file_name {name!r} is listed twice")
+        by_name[name] = (image["id"], height, width)
+
+    def load(name: str) -> ImageTruth:
+        image_id, height, width = by_name[name]
         painted = []  # (area, class id, mask, is_instance)
-        for ann in coco.imgToAnns.get(image["id"], []):
+        for ann in coco.imgToAnns.get(image_id, []):
             try:
                 mask = coco.annToMask(ann).astype(bool)
                 class_id = int(ann["category_id"])
@@ -147,25 +186,27 @@ def _load_coco(path: Path) -> dict:
         for _, class_id, mask, _ in painted:
             semantic[mask] = class_id
         instances = [(class_id, mask) for _, class_id, mask, is_instance in painted if is_instance]
-        truths[name] = _truth(name, semantic, instances)
-    return truths
+        return _truth(name, semantic, instances)
+
+    return LazyMapping(by_name, load)
 
 
-def _load_label_folder(folder: Path, ignore_value: int | None) -> dict:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in LABEL_SUFFIXES)
+def _open_label_folder(folder: Path, ignore_value: int | None) -> LazyMapping:
+    files = {p.name: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in LABEL_SUFFIXES}
     if not files:
         raise GroundTruthError(f"{folder}: no label images ({', '.join(LABEL_SUFFIXES)}) in this folder")
-    truths = {}
-    for file in files:
-        semantic = _read_label_image(file, ignore_value)
+
+    def load(name: str) -> ImageTruth:
+        semantic = _read_label_image(files[name], ignore_value)
         instances = []
         for class_id in np.unique(semantic):
             if class_id < 1:
                 continue
             components, count = ndimage.label(semantic == class_id, structure=_EIGHT_CONNECTED)
             instances.extend((int(class_id), components == k) for k in range(1, count + 1))
-        truths[file.name] = _truth(file.name, semantic, instances)
-    return truths
+        return _truth(name, semantic, instances)
+
+    return LazyMapping(files, load)
 
 
 def _read_label_image(file: Path, ignore_value: int | None) -> np.ndarray:
@@ -245,15 +286,17 @@ def _name_keys(name: str) -> list:
     return [str(posix), str(posix.with_suffix("")) if posix.suffix else str(posix), posix.stem]
 
 
-def _pair_predictions(predictions: dict, truths: dict) -> tuple:
-    """truth key -> prediction (or None); and the number of predictions that matched no truth."""
+def _pair_predictions(predictions: Mapping, truths: Mapping) -> tuple:
+    """truth key -> prediction key (or None); and the number of predictions that matched no truth. A lazy
+    mapping's keys are its file names; a plain dict's values may name another file (``file_name``)."""
     indexes = [{}, {}, {}]  # level -> key -> truth key (None when ambiguous)
     for truth_key in truths:
         for level, key in enumerate(_name_keys(truth_key)):
             indexes[level][key] = truth_key if indexes[level].get(key, truth_key) == truth_key else None
     paired, unmatched = {}, 0
-    for pred_key, prediction in predictions.items():
-        name = getattr(prediction, "file_name", None) or pred_key
+    for pred_key in predictions:
+        name = pred_key if isinstance(predictions, LazyMapping) else (
+            getattr(predictions[pred_key], "file_name", None) or pred_key)
         target = None
         for candidate in dict.fromkeys([pred_key, name]):
             for level, key in enumerate(_name_keys(candidate)):
@@ -265,7 +308,7 @@ def _pair_predictions(predictions: dict, truths: dict) -> tuple:
         if target is None or target in paired:
             unmatched += 1
         else:
-            paired[target] = prediction
+            paired[target] = pred_key
     return {key: paired.get(key) for key in truths}, unmatched
 
 
@@ -302,66 +345,191 @@ def _box_iou(a: list, b: list) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _coco_ap(gt_document: dict, results: list, use_cats: bool) -> tuple:
-    """(AP@[.5:.95], AP@.5); (0.0, 0.0) without detections, (None, None) without ground-truth instances."""
-    if not gt_document["annotations"]:
-        return None, None
-    if not results:
-        return 0.0, 0.0
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+class StreamedAP:
+    """COCO mask AP (AP@[.5:.95], AP@.5; all areas, 100 detections per image) over images added one at a time.
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
-        gt.dataset = gt_document
-        gt.createIndex()
-        dt = gt.loadRes([dict(r) for r in results])
-        evaluator = COCOeval(gt, dt, iouType="segm")
-        evaluator.params.useCats = int(use_cats)
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    ap, ap50 = (float(v) for v in evaluator.stats[:2])
-    return max(ap, 0.0), max(ap50, 0.0)  # -1 = nothing to evaluate -> 0.0
+    COCOeval's own per-image evaluation runs on chunks of ``chunk`` images; of each image and category only
+    what COCOeval's accumulate step reads is kept (detection scores, matched and ignored flags per IoU
+    threshold, ignored ground truth), concatenated per category in image order. accumulate() then runs once
+    over those arrays, treated as one image (its 100-detection cut was already made per image), so the numbers
+    are COCOeval's while memory holds a few bytes per detection instead of every mask.
+    """
+
+    MAX_DETECTIONS = 100
+
+    def __init__(self, category_ids, use_cats: bool, chunk: int = 200):
+        self.category_ids = sorted(int(c) for c in category_ids)
+        self.use_cats, self.chunk = bool(use_cats), chunk
+        self._keys = self.category_ids if self.use_cats else [-1]
+        self._kept = {key: {"dtScores": [], "dtMatches": [], "dtIgnore": [], "gtIgnore": []} for key in self._keys}
+        self._images, self._truths, self._results = [], [], []
+        self.truth_count = self.result_count = 0
+
+    def add(self, image: dict, truths: list, results: list) -> None:
+        """One image ({"id", "height", "width"}), its ground-truth annotations (segmentation RLE, category_id,
+        area, bbox, iscrowd 0) and its detections (segmentation RLE, category_id, score)."""
+        self._images.append(image)
+        for truth in truths:
+            self.truth_count += 1
+            self._truths.append({**truth, "id": self.truth_count})  # ids >= 1: COCOeval marks "no match" by 0
+        self._results.extend(results)
+        self.result_count += len(results)
+        if len(self._images) >= self.chunk:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._images:
+            return
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+
+        categories = [{"id": c, "name": str(c)} for c in self.category_ids]
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO()
+            gt.dataset = {"images": self._images, "annotations": self._truths, "categories": categories}
+            gt.createIndex()
+            if self._results:
+                dt = gt.loadRes([dict(r) for r in self._results])
+            else:  # loadRes fails on an empty list; the images' ground truth still counts (missed objects)
+                dt = COCO()
+                dt.dataset = {"images": self._images, "annotations": [], "categories": categories}
+                dt.createIndex()
+            evaluator = COCOeval(gt, dt, iouType="segm")
+            self._set_params(evaluator.params, [image["id"] for image in self._images], self.MAX_DETECTIONS)
+            evaluator.evaluate()
+        for result in evaluator.evalImgs:
+            if result is None:
+                continue
+            kept = self._kept[result["category_id"]]
+            kept["dtScores"].append(np.asarray(result["dtScores"], np.float64))
+            kept["dtMatches"].append(np.asarray(result["dtMatches"]) > 0)
+            kept["dtIgnore"].append(np.asarray(result["dtIgnore"], bool))
+            kept["gtIgnore"].append(np.asarray(result["gtIgnore"], np.uint8))
+        self._images, self._truths, self._results = [], [], []
+
+    def _set_params(self, params, image_ids: list, max_detections: int) -> None:
+        params.useCats = int(self.use_cats)
+        params.imgIds = image_ids
+        params.catIds = list(self.category_ids) or [1]
+        params.areaRng, params.areaRngLbl = [[0, 1e10]], ["all"]
+        params.maxDets = [max_detections]
+
+    def result(self) -> tuple:
+        """(AP@[.5:.95], AP@.5); (0.0, 0.0) without detections, (None, None) without ground-truth instances."""
+        self._flush()
+        if not self.truth_count:
+            return None, None
+        if not self.result_count:
+            return 0.0, 0.0
+        from pycocotools.cocoeval import COCOeval
+
+        evaluator = COCOeval(iouType="segm")
+        # the whole dataset as one image: every detection was already cut to 100 per image in evaluate()
+        self._set_params(evaluator.params, [0], 2 ** 62)
+        evaluator._paramsEval = copy.deepcopy(evaluator.params)
+        evaluator.evalImgs = [self._merged(key) for key in self._keys]
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluator.accumulate()
+        precision = evaluator.eval["precision"][..., 0, 0]  # (IoU thresholds, recall thresholds, categories)
+        at50 = precision[np.flatnonzero(np.isclose(evaluator.params.iouThrs, 0.5))]
+        ap, ap50 = (float(np.mean(p[p > -1])) if (p > -1).any() else -1.0 for p in (precision, at50))
+        return max(ap, 0.0), max(ap50, 0.0)  # -1 = nothing to evaluate -> 0.0
+
+    def _merged(self, key) -> dict | None:
+        """What was kept of every image for one category, joined in image order (None: no image had any)."""
+        kept = self._kept[key]
+        if not kept["gtIgnore"]:
+            return None
+        return {name: np.concatenate(parts, axis=1 if name in ("dtMatches", "dtIgnore") else 0)
+                for name, parts in kept.items()}
 
 
-def evaluate(predictions: dict, truths: dict) -> dict:
+def _image_evaluation(image_id: int, truth: ImageTruth, prediction: ImagePrediction, matching: dict) -> tuple:
+    """(image record, ground-truth annotations, class-aware detections, class-agnostic detections) of one image
+    for :class:`StreamedAP`; detections of clusters matched to no class (or to background) are not class-aware."""
+    h, w = truth.semantic.shape
+    image = {"id": image_id, "height": int(h), "width": int(w)}
+    truths = []
+    for mask, class_id in zip(truth.instance_masks, truth.instance_classes):
+        mask = np.asarray(mask, dtype=bool)
+        truths.append({"image_id": image_id, "category_id": int(class_id), "segmentation": encode_rle(mask),
+                       "area": int(mask.sum()), "bbox": bbox_xywh(mask), "iscrowd": 0})
+    aware, agnostic = [], []
+    scores = np.asarray(prediction.instance_scores, dtype=np.float64)
+    for mask, cluster, score in zip(np.asarray(prediction.instance_masks, dtype=bool), prediction.instance_classes,
+                                    scores):
+        record = {"image_id": image_id, "segmentation": encode_rle(mask), "score": float(score)}
+        agnostic.append({**record, "category_id": 1})
+        target = matching.get(int(cluster))
+        if target is not None and target >= 1:
+            aware.append({**record, "category_id": int(target)})
+    return image, truths, aware, agnostic
+
+
+def _corloc_hit(truth: ImageTruth, prediction: ImagePrediction):
+    """None for an image without ground-truth instances; else whether the top-scoring predicted instance's box
+    overlaps a ground-truth box with IoU >= 0.5."""
+    boxes = [bbox_xywh(np.asarray(mask, bool)) for mask in truth.instance_masks]
+    if not boxes:
+        return None
+    if not len(prediction.instance_masks):
+        return False
+    top = bbox_xywh(np.asarray(prediction.instance_masks[int(np.argmax(prediction.instance_scores))], bool))
+    return any(_box_iou(top, box) >= 0.5 for box in boxes)
+
+
+def _add_confusion(counts: dict, truth: ImageTruth, prediction: ImagePrediction) -> None:
+    """Add one image's (predicted id, ground-truth id) pixel counts to ``counts`` (ignored pixels left out)."""
+    gt = np.asarray(truth.semantic).ravel().astype(np.int64)
+    pred = np.asarray(prediction.semantic).ravel().astype(np.int64)
+    valid = gt >= 0
+    gt, pred = gt[valid], pred[valid]
+    if gt.size == 0:
+        return
+    base = int(gt.max()) + 1
+    codes, n = np.unique(pred * base + gt, return_counts=True)
+    for code, count in zip(codes.tolist(), n.tolist()):
+        pair = divmod(code, base)
+        counts[pair] = counts.get(pair, 0) + count
+
+
+def evaluate(predictions: Mapping, truths: Mapping, chunk: int = 200) -> dict:
     """Semantic mIoU, mask AP (class-aware and agnostic) and CorLoc of ``predictions`` against ``truths``.
 
-    Returns a JSON-serialisable dict: ``miou``, ``per_class_iou`` {class id (str): IoU}, ``matching``
-    {cluster id (str): class id}, ``unmatched_clusters``, ``unmatched_classes``, ``ap``, ``ap50`` (class-aware,
-    cluster ids mapped through the matching, instances of unmatched clusters dropped), ``ap_agnostic``,
-    ``ap50_agnostic`` (``useCats = 0``, all instances), ``corloc``, ``corloc_images``, ``images``,
-    ``missing_predictions`` (ground-truth images without a prediction; evaluated as empty predictions) and
-    ``unmatched_predictions`` (predictions for images not in the ground truth; ignored).
+    Both are mappings by file name (dicts, or :class:`LazyMapping` for many images: each image is then read
+    twice, one at a time). Returns a JSON-serialisable dict: ``miou``, ``per_class_iou`` {class id (str): IoU},
+    ``matching`` {cluster id (str): class id}, ``unmatched_clusters``, ``unmatched_classes``, ``ap``, ``ap50``
+    (class-aware, cluster ids mapped through the matching, instances of unmatched clusters dropped),
+    ``ap_agnostic``, ``ap50_agnostic`` (``useCats = 0``, all instances), ``corloc``, ``corloc_images``,
+    ``images``, ``missing_predictions`` (ground-truth images without a prediction; evaluated as empty
+    predictions) and ``unmatched_predictions`` (predictions for images not in the ground truth; ignored).
 
     AP is 0.0 when there are no predicted instances (COCOeval would return -1) and ``None`` when the ground
     truth has no instances. See the module docstring for how unequal cluster/class counts are handled.
+    ``chunk``: images per COCOeval evaluation (memory only; the numbers do not depend on it).
     """
     if not truths:
         raise ValueError("no ground-truth images to evaluate against")
     paired, unmatched_predictions = _pair_predictions(predictions, truths)
     missing = sum(p is None for p in paired.values())
-    items = []
-    for key, truth in truths.items():
-        prediction = paired[key] if paired[key] is not None else _empty_prediction(truth)
-        _check_prediction(prediction, truth)
-        items.append((truth, prediction))
 
-    # ---- semantic: dataset-level confusion, Hungarian matching, per-class IoU
+    def items():
+        for key in truths:
+            truth = truths[key]
+            prediction = predictions[paired[key]] if paired[key] is not None else _empty_prediction(truth)
+            _check_prediction(prediction, truth)
+            yield truth, prediction
+
+    # ---- pass 1: dataset-level confusion, Hungarian matching, per-class IoU; CorLoc
     counts: dict = {}
-    for truth, prediction in items:
-        gt = np.asarray(truth.semantic).ravel().astype(np.int64)
-        pred = np.asarray(prediction.semantic).ravel().astype(np.int64)
-        valid = gt >= 0
-        gt, pred = gt[valid], pred[valid]
-        if gt.size == 0:
-            continue
-        base = int(gt.max()) + 1
-        codes, n = np.unique(pred * base + gt, return_counts=True)
-        for code, count in zip(codes.tolist(), n.tolist()):
-            pair = divmod(code, base)
-            counts[pair] = counts.get(pair, 0) + count
+    corloc_hits, corloc_images, instance_classes = 0, 0, set()
+    for truth, prediction in items():
+        _add_confusion(counts, truth, prediction)
+        hit = _corloc_hit(truth, prediction)
+        if hit is not None:
+            corloc_images += 1
+            corloc_hits += hit
+        instance_classes.update(int(c) for c in truth.instance_classes)
     n_pred = 1 + max((p for p, _ in counts), default=0)
     n_gt = 1 + max((g for _, g in counts), default=0)
     confusion = np.zeros((n_pred, n_gt), dtype=np.int64)
@@ -379,42 +547,15 @@ def evaluate(predictions: dict, truths: dict) -> dict:
         per_class[str(g)] = tp / union if union else 0.0
     miou = float(np.mean(list(per_class.values()))) if per_class else 0.0
 
-    # ---- instances: COCO documents built in memory
-    images, gt_anns, results_aware, results_agnostic = [], [], [], []
-    categories = set()
-    corloc_hits, corloc_images = 0, 0
-    for image_id, (truth, prediction) in enumerate(items, start=1):
-        h, w = truth.semantic.shape
-        images.append({"id": image_id, "file_name": truth.file_name, "height": int(h), "width": int(w)})
-        gt_boxes = []
-        for mask, class_id in zip(truth.instance_masks, truth.instance_classes):
-            mask = np.asarray(mask, dtype=bool)
-            box = bbox_xywh(mask)
-            gt_boxes.append(box)
-            categories.add(int(class_id))
-            gt_anns.append({"id": len(gt_anns) + 1, "image_id": image_id, "category_id": int(class_id),
-                            "segmentation": encode_rle(mask), "area": int(mask.sum()), "bbox": box,
-                            "iscrowd": 0})
-        masks = np.asarray(prediction.instance_masks, dtype=bool)
-        scores = np.asarray(prediction.instance_scores, dtype=np.float64)
-        for mask, cluster, score in zip(masks, prediction.instance_classes, scores):
-            record = {"image_id": image_id, "segmentation": encode_rle(mask), "score": float(score)}
-            results_agnostic.append({**record, "category_id": 1})
-            target = matching.get(int(cluster))
-            if target is not None and target >= 1:
-                results_aware.append({**record, "category_id": int(target)})
-        if gt_boxes:
-            corloc_images += 1
-            if len(masks):
-                top = bbox_xywh(masks[int(np.argmax(scores))])
-                corloc_hits += any(_box_iou(top, box) >= 0.5 for box in gt_boxes)
-    categories |= {int(g) for g in gt_classes if g >= 1}
-    document = {"images": images, "annotations": gt_anns,
-                "categories": [{"id": c, "name": str(c)} for c in sorted(categories)]}
-    agnostic_document = {**document, "annotations": [{**a, "category_id": 1} for a in gt_anns],
-                         "categories": [{"id": 1, "name": "object"}]}
-    ap, ap50 = _coco_ap(document, results_aware, use_cats=True)
-    ap_agnostic, ap50_agnostic = _coco_ap(agnostic_document, results_agnostic, use_cats=False)
+    # ---- pass 2: instances, through COCOeval a chunk of images at a time
+    categories = instance_classes | {int(g) for g in gt_classes if g >= 1}
+    aware_ap, agnostic_ap = StreamedAP(categories, use_cats=True, chunk=chunk), StreamedAP([1], False, chunk)
+    for image_id, (truth, prediction) in enumerate(items(), start=1):
+        image, truth_records, aware, agnostic = _image_evaluation(image_id, truth, prediction, matching)
+        aware_ap.add(image, truth_records, aware)
+        agnostic_ap.add(image, [{**t, "category_id": 1} for t in truth_records], agnostic)
+    ap, ap50 = aware_ap.result()
+    ap_agnostic, ap50_agnostic = agnostic_ap.result()
 
     return {
         "miou": miou,
@@ -428,7 +569,7 @@ def evaluate(predictions: dict, truths: dict) -> dict:
         "ap50_agnostic": ap50_agnostic,
         "corloc": corloc_hits / corloc_images if corloc_images else 0.0,
         "corloc_images": corloc_images,
-        "images": len(items),
+        "images": len(truths),
         "missing_predictions": missing,
         "unmatched_predictions": unmatched_predictions,
     }

@@ -3,8 +3,6 @@ of masks shown under a category now (the label state's current masks, as on scre
 Both run in workers and import ``engine.api`` there."""
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 from scipy import ndimage
 
@@ -12,14 +10,11 @@ THUMB = 96
 
 
 def category_sizes(project_dir) -> dict:
-    """{category id: number of masks exported under it right now} over every image of the project."""
-    from engine.api import iter_exported, open_project
+    """{category id: number of masks exported under it right now} over every image of the project (the engine
+    keeps these counts in its project index: no mask is decoded here)."""
+    from engine.api import category_sizes as sizes
 
-    project, _, entries, clusters = open_project(project_dir)
-    counts: Counter = Counter()
-    for _, _, classes, _ in iter_exported(project, entries, clusters, "current"):
-        counts.update(int(c) for c in classes)
-    return dict(counts)
+    return sizes(project_dir)
 
 
 def representative_crops(project_dir, category_id: int, rgb: tuple, limit: int = 4) -> list:

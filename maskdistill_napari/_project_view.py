@@ -80,6 +80,7 @@ class ProjectView(QObject):
         self.selected = 0  # instance id of the object the Review panel acts on (clicked, or from the queue)
         self.by_object = False  # colour each object apart instead of by category
         self.highlight = True  # show only the selected object's mask while one is selected
+        self.prompt = None  # set_prompt: where canvas clicks go instead of selecting ("Add object" mode)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(SAVE_DELAY_MS)
@@ -211,7 +212,8 @@ class ProjectView(QObject):
         camera.zoom = camera.zoom * max(1.0, 0.5 * min(height / box_h, width / box_w))
 
     def _on_click(self, layer, event):
-        """A click (press and release without a drag) on a mask in pan/zoom mode selects that object."""
+        """In pan/zoom mode: a click (press and release without a drag) on a mask selects that object; while
+        ``prompt`` is set (the Review panel's "Add object" mode), a click or a dragged box goes to it instead."""
         if layer.mode != "pan_zoom":
             return
         start = tuple(event.position)
@@ -220,9 +222,20 @@ class ProjectView(QObject):
         while event.type == "mouse_move":
             moved = moved or np.hypot(*np.subtract(event.position[-2:], start[-2:])) > 2
             yield
-        if not moved:
+        if self.prompt is not None:
+            corner = tuple(layer.world_to_data(start)[-2:])
+            self.prompt(corner, tuple(layer.world_to_data(tuple(event.position))[-2:]) if moved else None)
+        elif not moved:
             value = layer.get_value(start, world=True)
             self.select_object(int(value or 0))
+
+    def set_prompt(self, prompt) -> None:
+        """Send canvas clicks and dragged boxes to ``prompt(start, end)`` (data (row, col); ``end`` None for a
+        click) instead of selecting objects; None ends that. While set, a drag draws a box instead of panning."""
+        self.prompt = prompt
+        camera_of(self.viewer).mouse_pan = prompt is None
+        if prompt is not None and self.labels_layer is not None:
+            self.labels_layer.mode = "pan_zoom"
 
     @property
     def labels_layer(self):

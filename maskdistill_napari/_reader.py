@@ -1,14 +1,17 @@
-"""Reader: a MaskDistill project folder (has project.json) -> its images and a Labels layer of the current
-masks per image; a plain folder of images -> one Image layer per image (stacked when all share a size)."""
+"""Reader: a MaskDistill project folder (has project.json) opens the MaskDistill dock widget bound to it, which
+shows the first image as one Image layer and one Labels layer of its current masks (loaded in the widget's
+worker, so napari's window stays responsive), saves edits to the project, and moves between the images. A
+plain folder of images -> one Image layer per image (stacked when all share a size)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
+from ._engine import without_triton
 from ._layers import category_table, features_table, label_colormap, load_image_data
 
-MAX_LAYER_PAIRS = 20  # a project of differently sized images opens at most this many image/labels pairs
+PLUGIN, WIDGET = "maskdistill-napari", "MaskDistill"  # napari.yaml's name and the widget's display_name
 
 
 def get_reader(path):
@@ -21,55 +24,43 @@ def get_reader(path):
         return None
     if (folder / "project.json").is_file():
         return read_project
-    from engine.api import discover_images  # only for folders: loads the engine (and torch)
+    from engine.api import discover_images  # header checks only; engine.io loads no torch
 
     return read_image_folder if discover_images(folder).images else None
 
 
 def read_project(path) -> list:
-    from engine.api import ImageSource, open_project
+    """Open the project in the MaskDistill widget of the current viewer (added to it if missing) and return
+    napari's "no layers" sentinel: the widget adds its own two layers once its worker has read the first
+    image. Without a viewer (a script), the first image's Image and Labels layers are returned instead."""
+    import napari
 
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
-    project, config, entries, clusters = open_project(path)
+    viewer = napari.current_viewer()
+    if viewer is None:
+        return first_image_layers(path)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)  # the docked one, if already open
+    widget.open_project(str(path))
+    return [(None,)]
+
+
+def first_image_layers(path) -> list:
+    """(image, labels) layer data of the project's first image, read on the calling thread."""
+    with without_triton():
+        from engine.api import ImageSource, open_project
+
+        project, config, entries, clusters = open_project(Path(path))
+    if not entries:
+        raise ValueError(f"{path}: the project has no images yet; run it first")
     table = category_table(project.root, clusters)
-    images = ImageSource.of_project(config)
-    items = [load_image_data(project.root, images, e) for e in entries[:MAX_LAYER_PAIRS]]
-    if len({item["image"].shape for item in items}) == 1 and len(items) > 1:
-        return _stacked(items, table)
-    layers = []
-    for item in items:
-        rgb = item["image"].ndim == 3
-        layers.append((item["image"], {"name": item["name"], "rgb": rgb, "contrast_limits": _limits(item["image"], rgb),
-                                       "metadata": {"image_id": item["image_id"]}}, "image"))
-        layers.append(_labels_layer(item, item["labels"], item["classes"], f"{item['name']} masks", table))
-    return layers
-
-
-def _labels_layer(item, labels, classes, name, table, scores=None, sources=None):
-    reviewed = item["reviewed"] if sources is not None else item["reviewed_ids"]
-    features = features_table(classes, scores or item["scores"], item["source"], reviewed, table)
-    if sources is not None:
-        features["source"] = [sources[k] for k in features["index"]]
-    return (labels, {"name": name, "features": features, "colormap": label_colormap(classes, table),
-                     "opacity": 0.55, "metadata": {"image_id": item["image_id"]}}, "labels")
-
-
-def _stacked(items, table) -> list:
-    """Same-size images: one stack; instance ids are made unique across the stack."""
-    stack, offset = [], 0
-    classes, scores, sources = {}, {}, {}
-    for item in items:
-        labels = item["labels"].astype(np.uint32)
-        labels[labels > 0] += offset
-        stack.append(labels)
-        for k, c in item["classes"].items():
-            classes[k + offset], scores[k + offset], sources[k + offset] = c, item["scores"][k], item["source"]
-        offset += max(item["classes"], default=0)
-    images = np.stack([item["image"] for item in items])
-    first = dict(items[0], reviewed=all(i["reviewed"] for i in items), image_id=[i["image_id"] for i in items])
-    rgb = images.ndim == 4
-    return [(images, {"name": "images", "rgb": rgb, "contrast_limits": _limits(images, rgb)}, "image"),
-            _labels_layer(first, np.stack(stack), classes, "masks", table, scores, sources)]
+    item = load_image_data(project.root, ImageSource.of_project(config), entries[0])
+    rgb = item["image"].ndim == 3
+    features = features_table(item["classes"], item["scores"], item["source"], item["reviewed_ids"], table)
+    return [(item["image"], {"name": "image", "rgb": rgb, "contrast_limits": _limits(item["image"], rgb),
+                             "metadata": {"image_id": item["image_id"], "name": item["name"]}}, "image"),
+            (item["labels"], {"name": "masks", "features": features, "opacity": 0.55,
+                              "colormap": label_colormap(item["classes"], table),
+                              "metadata": {"image_id": item["image_id"]}}, "labels")]
 
 
 def read_image_folder(path) -> list:

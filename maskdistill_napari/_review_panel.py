@@ -1,9 +1,13 @@
 """Browse the project's images (previous / next / jump) and review single objects: the object the user clicked
 (or picked in the object table, or that the queue shows) is accepted, rejected or given another category by
 its stable instance id, each undoable; a low-confidence queue walks forward and back through the unreviewed
-objects of the whole project. Errors of these calls, and of loading and saving images, are shown in this
+objects of the whole project. "Add object (click)" turns a click (or a dragged box) on the canvas into a new
+object (``engine.api.add_object``: a mask from the image's cached features, in the task queue, never on the GUI
+thread), undone like the others. Errors of these calls, and of loading and saving images, are shown in this
 panel's status line. The object table and legend sit below (``_objects_panel``)."""
 from __future__ import annotations
+
+import time
 
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -28,6 +32,7 @@ class ReviewPanel(QWidget):
         self.cursor = -1
         self.done: set = set()  # (image_id, instance id) reviewed or rejected since the queue was read
         self.undo_stack: list = []  # engine undo records, newest last
+        self.last_add_seconds = None  # click to engine result of the last added object (shown; benchmarked)
         self.previous, self.next = QPushButton("◀ Previous"), QPushButton("Next ▶")
         self.jump = QSpinBox(minimum=1, maximum=1)
         self.jump.setPrefix("image ")
@@ -39,6 +44,8 @@ class ReviewPanel(QWidget):
         self.accept = QPushButton("Accept image")
         self.queue_previous = QPushButton("◀ Less uncertain")
         self.low_confidence = QPushButton("Next low-confidence ▶")
+        self.add_object_button = QPushButton("Add object (click)")
+        self.add_object_button.setCheckable(True)
         self.zoom = QCheckBox("zoom to it")
         self.highlight = QCheckBox("show only the selected mask")
         self.highlight.setChecked(True)
@@ -50,6 +57,10 @@ class ReviewPanel(QWidget):
                 self.low_confidence: "Show the next unreviewed object of the project, least confident first.",
                 self.queue_previous: "Go back in the low-confidence queue.",
                 self.highlight: "While an object is selected, show only its mask.",
+                self.add_object_button: "While on: click an object on the image (or drag a box around it) to add it "
+                                        "as a new object, made from the image's features and snapped to its "
+                                        "edges. It gets the category selected in Categories (else the one "
+                                        "chosen here); Undo removes it.",
                 self.zoom: "Zoom to the object the queue shows."}
         for widget, tip in tips.items():
             widget.setToolTip(tip)
@@ -74,6 +85,7 @@ class ReviewPanel(QWidget):
         grid.addWidget(self.accept, 3, 2)
         grid.addWidget(self.zoom, 4, 0)
         grid.addWidget(self.highlight, 4, 1, 1, 2)
+        grid.addWidget(self.add_object_button, 5, 0, 1, 3)
         self.objects = ObjectsPanel(view)
         layout = QVBoxLayout(self)
         layout.addLayout(grid)
@@ -93,6 +105,7 @@ class ReviewPanel(QWidget):
         self.queue_previous.clicked.connect(self.previous_low_confidence)
         self.zoom.toggled.connect(lambda on: setattr(self.view, "zoom_on_select", on))
         self.highlight.toggled.connect(self.view.set_highlight)
+        self.add_object_button.toggled.connect(self.set_add_mode)
         view.image_shown.connect(self._shown)
         view.saved.connect(lambda _: self._shown(self.view.position))
         view.failed.connect(self.status.setText)
@@ -179,16 +192,57 @@ class ReviewPanel(QWidget):
             return
         self.view.save()
         record = self.undo_stack.pop()
+        added = record["action"] == "add"  # an added object is removed; the other actions are restored
 
         def done(_):
             self.done.discard((record["image_id"], record["instance_id"]))
             self.status.setText(f"Undid {record['action']} of object {record['instance_id'] or 'all'}.")
-            self._reload(record["image_id"], record["instance_id"] or 0)
+            self._reload(record["image_id"], 0 if added else record["instance_id"] or 0)
 
         def failed(message):
             self.undo_stack.append(record)
             self.status.setText(f"Undo failed: {message}")
-        self.tasks.submit(call, "restore_object", self.view.project_dir, record, on_done=done, on_error=failed)
+        self.tasks.submit(call, "remove_added_object" if added else "restore_object", self.view.project_dir, record,
+                          on_done=done, on_error=failed)
+
+    # -- one-click objects -------------------------------------------------------------------
+    def set_add_mode(self, on: bool) -> None:
+        """Canvas clicks add objects (on) or select them (off)."""
+        if self.add_object_button.isChecked() != bool(on):
+            self.add_object_button.setChecked(bool(on))  # toggles back into this method
+            return
+        self.view.set_prompt(self.add_object_at if on else None)
+        if on:
+            self.status.setText("Click an object on the image, or drag a box around it, to add it.")
+
+    def new_object_category(self):
+        """The category of an added object: the one selected in Categories (as for painted labels), else the one
+        chosen in this panel."""
+        return self.view.new_label_category() or self.category.currentData()
+
+    def add_object_at(self, start, end=None) -> None:
+        """Add the object at data position ``start`` (row, col), or in the box from ``start`` to ``end``, in a
+        worker; the image is reloaded with the new object selected."""
+        data = self.view.current
+        if data is None or self.view.project_dir is None:
+            self.status.setText("Open or run a project first.")
+            return
+        if end is None:
+            prompt = {"point": (float(start[1]), float(start[0]))}  # engine: (x, y)
+        else:
+            (r0, c0), (r1, c1) = start, end
+            prompt = {"box": (min(c0, c1), min(r0, r1), max(c0, c1), max(r0, r1))}
+        self.view.save()  # the new object must not land under an edit still waiting to be written
+        image_id, clicked = data["image_id"], time.perf_counter()
+
+        def done(undo):
+            self.undo_stack.append(undo)
+            self.last_add_seconds = time.perf_counter() - clicked
+            self.status.setText(f"Added object {undo['instance_id']} ({undo['area']} pixels, category "
+                                f"{undo['category']}) in {self.last_add_seconds * 1000:.0f} ms; Undo removes it.")
+            self._reload(image_id, undo["instance_id"])
+        self.tasks.submit(call, "add_object", self.view.project_dir, image_id, category=self.new_object_category(),
+                          on_done=done, on_error=self._failed("Adding an object"), **prompt)
 
     def accept_image(self) -> None:
         if self.view.current is None:

@@ -18,6 +18,14 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, Signal
 
+from ._engine import without_triton
+
+
+def _guarded(function, *args, **kwargs):
+    """``function(*args, **kwargs)`` in the worker, with triton hidden while the engine loads (_engine.py)."""
+    with without_triton():
+        return function(*args, **kwargs)
+
 
 def error_message(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
@@ -58,7 +66,7 @@ class TaskQueue(QObject):
             return
         function, args, kwargs, on_done, on_error, on_finished = self._pending.popleft()
         # _ignore_errors: napari would show the bare exception; _report shows it with context, once
-        worker = create_worker(function, *args, _start_thread=False, _ignore_errors=True, **kwargs)
+        worker = create_worker(_guarded, function, *args, _start_thread=False, _ignore_errors=True, **kwargs)
         worker.returned.connect(lambda result: self._returned(result, on_done))
         worker.errored.connect(lambda error: self._report(error, on_error))
         worker.finished.connect(lambda: self._on_finished(on_finished))

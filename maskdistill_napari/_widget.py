@@ -9,10 +9,11 @@ dropped, and the edits not yet on disk are written at once, even while a retrain
 """
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
-from qtpy.QtCore import QEvent
-from qtpy.QtWidgets import QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, QTimer
+from qtpy.QtWidgets import QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
 from ._categories_panel import CategoriesPanel
 from ._engine import run_options
@@ -47,9 +48,8 @@ class MaskDistillWidget(QWidget):
         self.view.image_shown.connect(self._on_first_image)
         self.tasks.submit(run_options, on_done=self.run_panel.set_options,
                           on_error=lambda message: self.run_panel.status.setText(f"The engine did not load: {message}"))
-        window = getattr(getattr(napari_viewer, "window", None), "_qt_window", None)
-        if window is not None:  # napari's main window: its Close event comes before the layers go
-            window.installEventFilter(self)
+        self._watched = None  # napari's main window once docked in it
+        QTimer.singleShot(0, self._watch_main_window)  # add_dock_widget has docked it by then
 
     @property
     def busy(self) -> bool:
@@ -103,6 +103,21 @@ class MaskDistillWidget(QWidget):
         super().closeEvent(event)
 
     def event(self, event) -> bool:
-        if event.type() == QEvent.ParentChange and self.parent() is None and not self._closed:
-            self.view.flush()  # taken out of its dock (remove_dock_widget): its edits must not wait
+        if event.type() == QEvent.ParentChange and not self._closed:
+            if self.parent() is None:
+                self.view.flush()  # taken out of its dock (remove_dock_widget): its edits must not wait
+            else:
+                self._watch_main_window()
         return super().event(event)
+
+    def _watch_main_window(self) -> None:
+        """Docked: watch the main window's Close, which comes before napari removes the layers (found through
+        Qt's parents, not napari's private ``_qt_window``)."""
+        window = self.window()
+        if isinstance(window, QMainWindow) and (self._watched is None or window is not self._watched()):
+            window.installEventFilter(self)
+            self._watched = weakref.ref(window)  # a weak link: napari's window (and viewer) must stay collectable
+
+    def showEvent(self, event) -> None:
+        self._watch_main_window()
+        super().showEvent(event)

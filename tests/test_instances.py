@@ -119,7 +119,25 @@ def test_combine_keeps_proposals_whole_and_adds_only_missed_model_objects():
     probs = probs_for(semantic)
     model_masks = np.stack([A & (semantic == 1), A & (semantic == 2), C])
     masks, classes, scores = combine_with_proposals(np.stack([A]), np.array([0.8]), model_masks,
-                                                    np.array([0.9, 0.9, 0.6]), probs)
+                                                    np.array([0.9, 0.9, 0.6]), probs, model_share=0.0)
     assert len(masks) == 2  # A whole (its parts are covered by the proposal), then C
     assert np.array_equal(masks[0], A) and classes[0] == 1 and np.isclose(scores[0], 0.8)
     assert np.array_equal(masks[1], C) and classes[1] == 3 and np.isclose(scores[1], 0.3)
+
+
+def test_model_share_reranks_proposals_by_the_models_foreground_confidence():
+    """A proposal the model calls background falls below one it is sure of, whatever their proposal scores."""
+    from engine.method.instances import combine_with_proposals
+    B = box(12, 18, 12, 18)
+    probs = np.zeros((2, *A.shape), np.float32)
+    probs[0] = 1.0
+    probs[0][A], probs[1][A] = 0.75, 0.25  # the model is unsure of A ...
+    probs[0][B], probs[1][B] = 0.0, 1.0  # ... and sure of B
+    no_model = np.zeros((0, *A.shape), bool)
+    masks, _, scores = combine_with_proposals(np.stack([A, B]), np.array([0.64, 0.25]), no_model, np.zeros(0),
+                                              probs, model_share=0.5)
+    assert np.array_equal(masks[0], B) and np.isclose(scores[0], 0.5)  # sqrt(0.25 * 1.0)
+    assert np.array_equal(masks[1], A) and np.isclose(scores[1], 0.4)  # sqrt(0.64 * 0.25)
+    _, _, unchanged = combine_with_proposals(np.stack([A, B]), np.array([0.64, 0.25]), no_model, np.zeros(0),
+                                             probs, model_share=0.0)
+    assert np.allclose(unchanged, [0.64, 0.25])

@@ -28,14 +28,38 @@ def project(tmp_path_factory) -> Path:
     return folder
 
 
-def test_viewer_opens_a_project_folder(make_napari_viewer, project):
+def test_viewer_opens_a_project_folder_in_the_widget(make_napari_viewer, qtbot, project):
+    """File > Open Folder on a project: the MaskDistill widget docks, bound to the project, and shows ONE image
+    and ONE Labels layer (loaded in its worker); edits are saved to the project; next / previous browse."""
     viewer = make_napari_viewer()
-    viewer.open(str(project), plugin="maskdistill-napari")
-    kinds = [type(layer).__name__ for layer in viewer.layers]
-    assert kinds.count("Image") == 3 and kinds.count("Labels") == 3  # the photos differ in size
-    labels = next(layer for layer in viewer.layers if type(layer).__name__ == "Labels" and layer.data.max() > 0)
+    assert viewer.open(str(project), plugin="maskdistill-napari") == []  # the widget adds the layers itself
+    _, widget = viewer.window.add_plugin_dock_widget("maskdistill-napari", "MaskDistill")  # the docked one
+    qtbot.waitUntil(lambda: not widget.busy and "masks" in viewer.layers, timeout=60_000)
+    assert [(layer.name, type(layer).__name__) for layer in viewer.layers] == [("image", "Image"),
+                                                                               ("masks", "Labels")]
+    view = widget.view
+    assert view.project_dir == project.resolve() and view.position == 0 and len(view.entries) == 3
+    labels = viewer.layers["masks"]
     assert {"index", "category_id", "class_name", "score", "source", "reviewed"} <= set(labels.features.columns)
     assert set(labels.features["index"]) == {int(v) for v in np.unique(labels.data) if v}
+    image_id = view.current["image_id"]
+    labels.selected_label = int(labels.data.max()) + 1
+    labels.brush_size = 10
+    labels.paint((20, 20), labels.selected_label)
+    view.save()
+    qtbot.waitUntil(lambda: not widget.busy and not view.unsaved, timeout=60_000)
+    assert (project / "corrections" / f"{image_id}.npz").exists()
+    widget.review.next.click()
+    qtbot.waitUntil(lambda: not widget.busy and view.position == 1, timeout=60_000)
+    assert [layer.name for layer in viewer.layers] == ["image", "masks"]
+
+
+def test_reader_without_a_viewer_returns_the_first_image_and_its_masks(project):
+    from maskdistill_napari._reader import first_image_layers
+
+    (image, image_meta, image_kind), (labels, labels_meta, labels_kind) = first_image_layers(project)
+    assert (image_kind, labels_kind) == ("image", "labels") and image.shape[:2] == labels.shape
+    assert set(labels_meta["features"]["index"]) == {int(v) for v in np.unique(labels) if v}
 
 
 def test_viewer_opens_a_plain_image_folder(make_napari_viewer, tmp_path):

@@ -3,6 +3,7 @@ would block napari's GUI thread for seconds when it opens the widget or asks the
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,22 @@ def test_importing_the_plugin_loads_neither_torch_nor_the_engine():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_triton_is_hidden_only_while_the_plugin_loads_the_engine():
+    """Importing the plugin leaves sys.modules alone; the engine's torch stack loaded in one of the widget's
+    tasks keeps triton out (it would crash next to napari's OpenGL canvas), and the placeholder is gone after."""
+    code = ("import sys\n"
+            "import maskdistill_napari, maskdistill_napari._widget, maskdistill_napari._reader\n"
+            "print('after import:', 'triton' in sys.modules)\n"
+            "from maskdistill_napari._tasks import _guarded\n"
+            "def load():\n"
+            "    import timm  # what building a backbone loads: torch, torchvision (which imports triton)\n"
+            "    return sys.modules.get('triton', 'absent')\n"
+            "print('while loading:', _guarded(load))\n"
+            "print('after loading:', 'triton' in sys.modules, 'torchvision' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["after import: False", "while loading: None",
+                                        "after loading: False True"], done.stdout

@@ -345,3 +345,89 @@ def test_change_the_category_of_the_selected_object_and_undo(widget, qtbot):
     classes, _, reviewed, _ = engine.api.image_objects(project, image_id).as_dicts()
     assert classes[instance_id] == before and not reviewed[instance_id]
     assert engine.api.instance_source(project, image_id) != "correction"  # nothing of the action is left
+
+
+class _Mouse:
+    """What napari hands a layer's mouse callback: a position and an event type."""
+
+    def __init__(self, position):
+        self.position, self.type = tuple(float(v) for v in position), "mouse_press"
+
+
+def press(layer, *positions) -> None:
+    """Mouse down at the first position, moved through the others, released: a click or a drag."""
+    event = _Mouse(positions[0])
+    for callback in layer.mouse_drag_callbacks:
+        generator = callback(layer, event)
+        if generator is None:
+            continue
+        next(generator)
+        for position in positions[1:]:
+            event.type, event.position = "mouse_move", tuple(float(v) for v in position)
+            next(generator)
+        event.type = "mouse_release"
+        next(generator, None)
+        event.type, event.position = "mouse_press", tuple(float(v) for v in positions[0])
+
+
+def free_spot(widget, qtbot) -> tuple:
+    """(row, col) of the shown image farthest from every object (an object is rejected first if none is free)."""
+    from scipy import ndimage
+
+    view = widget.view
+    if not (np.asarray(view.labels_layer.data) == 0).any():
+        view.select_object(int(max(view.current["areas"], key=view.current["areas"].get)))
+        widget.review.reject_selected()
+        wait_idle(qtbot, widget)
+    free = np.asarray(view.labels_layer.data) == 0
+    return np.unravel_index(int(np.argmax(ndimage.distance_transform_edt(free))), free.shape)
+
+
+def test_a_click_adds_an_object_from_the_features_and_undo_removes_it(widget, qtbot):
+    view, review, project = widget.view, widget.review, widget.view.project_dir
+    image_id = view.current["image_id"]
+    row, col = free_spot(widget, qtbot)
+    before = np.asarray(view.labels_layer.data).copy()
+    undo_depth = len(review.undo_stack)
+    widget.categories.select(2)  # the new object's category: the one selected in Categories
+    review.add_object_button.click()
+    assert review.add_object_button.isChecked() and view.prompt is not None
+    assert not _project_view.camera_of(widget.viewer).mouse_pan  # a drag draws a box, it does not pan
+    press(view.labels_layer, (row, col))
+    wait_idle(qtbot, widget)
+    assert review.status.text().startswith("Added object"), review.status.text()
+    new_id = review.undo_stack[-1]["instance_id"]
+    layer = view.labels_layer
+    added = np.asarray(layer.data) == new_id
+    assert layer.data[row, col] == new_id and view.selected == new_id
+    assert 16 <= added.sum() <= 0.9 * added.size  # a plausible object, not a speck nor the whole image
+    assert np.array_equal(np.asarray(layer.data)[~added], before[~added])  # it took no other object's pixels
+    assert view.current["classes"][new_id] == 2 and new_id in view.current["reviewed_ids"]
+    saved = engine.api.image_objects(project, image_id)  # the project's correction holds it
+    assert saved.origin == "correction" and np.array_equal(saved.labels == new_id, added)
+    assert saved.as_dicts()[0][new_id] == 2
+    assert list(review.objects.table.item(r, 0).data(0) for r in range(review.objects.table.rowCount())
+                ).count(new_id) == 1  # and the object table lists it
+    review.undo()
+    wait_idle(qtbot, widget)
+    assert len(review.undo_stack) == undo_depth and np.array_equal(np.asarray(view.labels_layer.data), before)
+    assert engine.api.image_objects(project, image_id).labels[row, col] == 0
+
+    # a dragged box adds the object inside it
+    top, left = max(0, row - 40), max(0, col - 40)
+    bottom, right = min(before.shape[0] - 1, row + 40), min(before.shape[1] - 1, col + 40)
+    press(view.labels_layer, (top, left), (row, col), (bottom, right))
+    wait_idle(qtbot, widget)
+    boxed = np.asarray(view.labels_layer.data) == review.undo_stack[-1]["instance_id"]
+    assert boxed.any() and not boxed[:top].any() and not boxed[bottom + 1:].any()
+    assert not boxed[:, :left].any() and not boxed[:, right + 1:].any()
+
+    # a click on an object explains itself; off, clicks select again and a drag pans
+    on_object = tuple(np.argwhere(boxed)[0])
+    press(view.labels_layer, on_object)
+    wait_idle(qtbot, widget)
+    assert "is on object" in review.status.text(), review.status.text()
+    review.add_object_button.click()
+    assert view.prompt is None and _project_view.camera_of(widget.viewer).mouse_pan
+    press(view.labels_layer, on_object)
+    assert view.selected == review.undo_stack[-1]["instance_id"]

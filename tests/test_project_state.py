@@ -158,13 +158,13 @@ def test_rerun_after_a_finished_run_redoes_no_work(finished, folder):
 
 
 def test_rerun_trusts_file_stamps_and_rereads_a_changed_file(folder, tmp_path, monkeypatch):
-    import engine.orchestration.pipeline
+    import engine.orchestration.image_step
 
     project = tmp_path / "p"
     run(folder, project, RunConfig(**SMALL))
     decoded = []
-    real_load = engine.orchestration.pipeline.load_image
-    monkeypatch.setattr(engine.orchestration.pipeline, "load_image",
+    real_load = engine.orchestration.image_step.load_image
+    monkeypatch.setattr(engine.orchestration.image_step, "load_image",
                         lambda path, **kw: decoded.append(Path(path).name) or real_load(path, **kw))
     first = read_json(Project(project).images_path)
     run(folder, project, RunConfig(**SMALL))

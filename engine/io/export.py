@@ -159,7 +159,7 @@ def write_overview(project: Project, entries: list, clusters: dict, images: Imag
 
     def items():
         for entry, masks, classes, _ in state.iter_exported(entries, source):
-            yield (display_name(entry), lambda entry=entry: images.load(entry), list(masks),
+            yield (display_name(entry), lambda entry=entry: images.load(entry), masks,
                    [int(c) - 1 for c in classes])
 
     sheet = render_overview(items(), num_classes, f"{len(entries)} images, {source}")

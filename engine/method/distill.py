@@ -107,7 +107,7 @@ def train_head(tokens: np.ndarray, targets: np.ndarray, weights: np.ndarray, num
     torch.manual_seed(config.seed)
     device = torch.device(device)
     head = PatchHead(tokens.shape[1], num_classes, config.hidden).to(device)
-    x = torch.from_numpy(tokens.astype(np.float32)).to(device)
+    x = torch.from_numpy(np.ascontiguousarray(tokens)).to(device)  # as stored (float16): float32 per batch only
     y = torch.from_numpy(targets.astype(np.float32)).to(device)
     w = torch.from_numpy(weights.astype(np.float32)).to(device)
     balance = torch.from_numpy(class_balance(targets)).to(device)
@@ -119,7 +119,7 @@ def train_head(tokens: np.ndarray, targets: np.ndarray, weights: np.ndarray, num
     head.train()
     for _ in range(steps):
         batch = torch.randint(len(x), (batch_size,), generator=generator).to(device)
-        log_probs = torch.log_softmax(head(x[batch]), dim=1)
+        log_probs = torch.log_softmax(head(x[batch].float()), dim=1)
         per_patch = -(y[batch] * balance * log_probs).sum(dim=1)
         loss = (per_patch * w[batch]).sum() / w[batch].sum().clamp(min=1e-6)
         optimiser.zero_grad()

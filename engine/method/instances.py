@@ -68,13 +68,17 @@ def foreground_instances(semantic: np.ndarray, probs: np.ndarray, min_area_fract
 
 def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarray, model_masks: np.ndarray,
                            model_scores: np.ndarray, probs: np.ndarray, max_covered: float = 0.5,
-                           model_weight: float = 0.5) -> tuple:
+                           model_weight: float = 0.5, model_share: float = 0.5) -> tuple:
     """Final instances: the kept proposals (whole objects, as cut), each classified as a whole by the head,
     then the model's own instances that the proposals missed, in the pixels no proposal holds.
 
     max_covered: a model instance more than this share of which lies under proposals adds nothing new.
     model_weight: the model-only instances' scores are multiplied by this, ranking them below the proposals
         (on real-dev the head's foreground regions localised the main object less often than the proposals).
+    model_share: a kept proposal's final score is its proposal score ** (1 - share) times the model's mean
+        foreground probability inside it ** share, so distillation re-ranks what the cuts found (0: the proposal
+        order unchanged). On real-dev 0.5 (the geometric mean, the only value tried) raised final box AP50
+        0.024 -> 0.035 and mask AP50 0.099 -> 0.111 (K suggested; K given: 0.020 -> 0.033, 0.099 -> 0.105).
     Returns (masks (m, H, W) bool, classes (m,), scores (m,)), best score first; masks do not overlap.
     """
     shape = proposal_masks.shape[1:] if len(proposal_masks) else model_masks.shape[1:]
@@ -93,6 +97,8 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
         claimed |= mask
         masks.append(mask)
         classes.append(int(np.argmax(probs[1:, small].sum(axis=1))) + 1)
+        if not only_if_new and model_share:
+            score = score ** (1.0 - model_share) * float(1.0 - probs[0][small].mean()) ** model_share
         scores.append(score * weight)
     if not masks:
         return np.zeros((0, *shape), bool), np.zeros(0, int), np.zeros(0, np.float32)

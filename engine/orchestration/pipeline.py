@@ -19,9 +19,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from engine import __version__
-from engine.atomic import ProjectFileError, atomic_write_json, read_json
+from engine.atomic import atomic_write_json, read_json
 from engine.method.backbones import DEFAULT_BACKBONE, get_backbone_spec
-from engine.method.clustering import EMBEDDINGS, box_crop, cluster_masks, pooled_embedding
+from engine.method.clustering import EMBEDDINGS, cluster_masks
 from engine.method.distill import (
     HeadConfig,
     class_probabilities,
@@ -37,23 +37,24 @@ from engine.method.distill import (
     semantic_map,
     train_head,
 )
-from engine.evaluation import ImagePrediction, evaluate, load_ground_truth
+from engine.evaluation import ImagePrediction, LazyMapping, evaluate, open_ground_truth
 from engine.device import PRECISIONS, resolve_device
 from engine.io.export import export_coco, export_label_images, iter_image_proposals, write_overview
 from engine.method.features import FeatureCache, FeatureExtractor
-from engine.method.tiling import scale_for_object_size
-from engine.io.images import ImageError, ImageOptions, ImageSource, discover_images, load_image, pixel_hash
+from engine.io.images import ImageOptions, ImageSource, discover_images
 from engine.state.label_state import LabelState, adopt_clustering, clustering_id, describe_rebinding
 from engine.masks import mask_identity
 from engine.state.project import (
     Project,
-    plane_key,
     load_image_predictions,
     load_image_proposals,
     save_image_predictions,
-    save_image_proposals,
 )
-from engine.method.proposals import PROPOSAL_METHODS, propose
+from engine.method.proposals import PROPOSAL_METHODS
+from engine.orchestration.executors import LocalExecutor, ray_executor
+from engine.orchestration.image_step import ProposalStep, batches_of, build_extractor, gather, image_tasks
+from engine.orchestration.ray_executor import import_ray
+from engine.state.project_index import project_index
 from engine.state.review import import_coco
 
 Progress = Callable[[str, int, int], None]
@@ -79,7 +80,7 @@ class RunConfig:
     proposals: str = "segments"  # chosen on real-dev (ARCHITECTURE.md); "split", "ncut" (MaskCut), "seed" (the paper's)
     max_masks: int = 3  # ncut: masks per image at most
     num_classes: Optional[int] = None  # K for k-means; None: the suggested K
-    embedding: str = "masked_crop_cls"  # see engine.method.clustering; chosen by measurement (ARCHITECTURE.md)
+    embedding: str = "pooled"  # see engine.method.clustering; chosen on real-dev (ARCHITECTURE.md)
     recursive: bool = False
     batch_size: int = 4
     seed: int = 0
@@ -162,121 +163,35 @@ class StageTimer:
         try:
             yield
         finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+            self.add(stage, time.perf_counter() - start)
 
-
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+    def add(self, stage: str, seconds: float) -> None:
+        """Count seconds spent elsewhere (a Ray actor's) under ``stage``."""
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
 def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor, config: RunConfig,
-                        progress: Progress = _no_progress, timer: StageTimer | None = None) -> tuple:
-    """Features (cached), proposals and embeddings for every image; one image in memory per batch.
+                        progress: Progress = _no_progress, timer: StageTimer | None = None,
+                        executor=None) -> tuple:
+    """Features (cached), proposals and embeddings for every image, by ``executor`` (default: a LocalExecutor,
+    batches in this process, one batch in memory; engine.orchestration.executors). An image whose file,
+    features and proposals are unchanged since the last run is not decoded again.
 
-    Returns (image entries for images.json, skipped files as dicts).
+    Returns (image entries for images.json, skipped files as dicts), both in the folder's order.
     """
     timer = timer or StageTimer()
-    cache = FeatureCache(project.features_dir)
-    coco_ids = project.stable_coco_ids([plane_key(r.relative_path, r.plane) for r in discovery.images])
-    entries, skipped = [], [{"relative_path": s.relative_path, "reason": s.reason} for s in discovery.skipped]
-    family = extractor.spec.family
-    previous = _previous_entries(project)
-    done = 0
-    progress("images", 0, len(discovery.images))
+    executor = executor or LocalExecutor(ProposalStep(project.root, config, extractor, timer))
+    tasks = image_tasks(project, discovery)
+    finished = 0
+    progress("images", 0, len(tasks))
 
-    def entry_of(record, image_hw, digest, stamp, feature_key, n_masks) -> dict:
-        return {"image_id": record.image_id, **({"plane": record.plane} if record.plane is not None else {}),
-                "feature_key": feature_key, "coco_id": coco_ids[plane_key(record.relative_path, record.plane)],
-                "relative_path": record.relative_path, "width": int(image_hw[1]), "height": int(image_hw[0]),
-                "masks": int(n_masks), "pixel_hash": digest, "stamp": stamp}
+    def on_done(outcome) -> None:
+        nonlocal finished
+        finished += 1
+        progress("images", finished, len(tasks))
 
-    for batch in _chunks(discovery.images, config.batch_size):
-        loaded = []
-        with timer("load"):
-            for record in batch:
-                stamp = _file_stamp(record.path, config.image_options)
-                known = previous.get(record.image_id)
-                if known is not None and known.get("stamp") == stamp:  # unchanged file: trust the stored hash
-                    feature_key = extractor.cache_key(known["pixel_hash"])
-                    hw = (known["height"], known["width"])
-                    n_masks = _reusable_mask_count(project.proposals_path(record.image_id),
-                                                   config.proposal_key(feature_key), hw)
-                    if n_masks is not None and cache.path(feature_key).exists():
-                        entries.append(entry_of(record, hw, known["pixel_hash"], stamp, feature_key, n_masks))
-                        done += 1
-                        progress("images", done, len(discovery.images))
-                        continue
-                try:
-                    image = load_image(record.path, plane=record.plane, options=config.image_options)
-                except ImageError as error:
-                    skipped.append({"relative_path": record.relative_path, "reason": error.reason})
-                    continue
-                digest = pixel_hash(image)
-                feature_key = extractor.cache_key(digest)
-                loaded.append((record, image, feature_key, cache.get(feature_key), digest, stamp))
-        missing = [i for i, item in enumerate(loaded) if item[3] is None]
-        if missing:
-            with timer("backbone"):
-                computed = extractor.extract([loaded[i][1] for i in missing])
-            with timer("cache_write"):
-                for i, features in zip(missing, computed):
-                    cache.put(loaded[i][2], features)
-                    loaded[i] = (*loaded[i][:3], features, *loaded[i][4:])
-        for record, image, feature_key, features, digest, stamp in loaded:
-            key = config.proposal_key(feature_key)
-            path = project.proposals_path(record.image_id)
-            n_masks = _reusable_mask_count(path, key, image.shape[:2])
-            if n_masks is None:
-                with timer("proposals"):
-                    proposals = propose(image, features, family, config.proposals, max_masks=config.max_masks,
-                                        object_size=config.object_size)
-                with timer("embeddings"):
-                    embeddings = _embed(proposals, image, features, extractor, config.embedding)
-                with timer("save"):
-                    save_image_proposals(path, proposals, embeddings, key)
-                n_masks = len(proposals)
-            entries.append(entry_of(record, image.shape[:2], digest, stamp, feature_key, n_masks))
-            done += 1
-            progress("images", done, len(discovery.images))
-    order = {record.image_id: i for i, record in enumerate(discovery.images)}
-    entries.sort(key=lambda entry: order[entry["image_id"]])  # the folder's order, however each was found
-    return entries, skipped
-
-
-def _previous_entries(project: Project) -> dict:
-    """images.json of the previous run by image id ({} when there is none or it cannot be read)."""
-    try:
-        return {e["image_id"]: e for e in read_json(project.images_path)} if project.images_path.exists() else {}
-    except (OSError, ValueError, TypeError, KeyError):
-        return {}
-
-
-def _file_stamp(path: Path, options: ImageOptions) -> list:
-    """Size, modification time and reading options of an image file: when all three are unchanged, a re-run
-    trusts the stored pixel hash instead of decoding and hashing the image again."""
-    stat = Path(path).stat()
-    return [int(stat.st_size), int(stat.st_mtime_ns), hashlib.sha1(repr(options).encode()).hexdigest()[:8]]
-
-
-def _reusable_mask_count(path: Path, key: str, image_hw: tuple):
-    """Mask count of an up-to-date, fully readable proposals file, or None when it must be (re)computed."""
-    if not path.exists():
-        return None
-    try:
-        proposals, _, stored_key = load_image_proposals(path, image_hw)
-    except (ProjectFileError, OSError):  # torn or garbled: recompute
-        return None
-    return len(proposals) if stored_key == key else None
-
-
-def _embed(proposals, image, features, extractor, embedding: str) -> np.ndarray:
-    if len(proposals) == 0:
-        return np.zeros((0, extractor.spec.embed_dim), np.float32)
-    if embedding in ("crop_cls", "masked_crop_cls"):
-        masked = embedding == "masked_crop_cls"
-        return extractor.cls_embeddings([box_crop(image, m, mask_background=masked) for m in proposals.masks])
-    return np.stack([pooled_embedding(features, m) for m in proposals.masks]).astype(np.float32)
+    outcomes = executor.map(batches_of(tasks, config.batch_size), on_done)
+    return gather(discovery, outcomes)
 
 
 def cluster_project(project: Project, entries: list, num_classes: int | None, seed: int = 0) -> dict:
@@ -519,10 +434,18 @@ def distill_project(project: Project, entries: list, clusters: dict, config: Run
             "instances_predicted": instances}
 
 
-def run(image_folder, project_dir, config: RunConfig | None = None, progress: Progress | None = None) -> RunResult:
-    """Images -> features -> proposals -> clusters -> COCO export and overview, resuming finished work."""
+def run(image_folder, project_dir, config: RunConfig | None = None, progress: Progress | None = None,
+        ray_address: str | None = None) -> RunResult:
+    """Images -> features -> proposals -> clusters -> COCO export and overview, resuming finished work.
+
+    ``ray_address``: run the per-image work on Ray (engine.orchestration.ray_executor: "auto", "local",
+    "ray://head:10001", ...; needs the ``ray`` extra and folders every node sees); None: in this process.
+    Where the work runs never changes the result, so it is not part of the stored RunConfig.
+    """
     config = config or RunConfig()
     config.check()
+    if ray_address is not None:
+        import_ray()  # before any work: a missing extra is a clear error, not a half-started run
     progress = progress or _no_progress
     timer = StageTimer()
     discovery = discover_images(image_folder, recursive=config.recursive, options=config.image_options)
@@ -531,17 +454,15 @@ def run(image_folder, project_dir, config: RunConfig | None = None, progress: Pr
         raise ValueError(f"No usable images in {discovery.root}." + (f" Skipped: {reasons}" if reasons else
                          " Supported: PNG, JPEG, TIFF, BMP, WebP."))
     with Project(project_dir).lock() as project:
-        return _run_locked(project, discovery, config, progress, timer)
+        return _run_locked(project, discovery, config, progress, timer, ray_address)
 
 
-def _run_locked(project: Project, discovery, config: RunConfig, progress: Progress, timer: StageTimer) -> RunResult:
+def _run_locked(project: Project, discovery, config: RunConfig, progress: Progress, timer: StageTimer,
+                ray_address: str | None = None) -> RunResult:
     with timer("setup"):
-        scale = None if config.object_size is None else scale_for_object_size(
-            config.object_size, get_backbone_spec(config.backbone).patch_size)
-        extractor = FeatureExtractor(config.backbone, config.weights, config.device, config.input_size,
-                                     config.batch_size, scale=scale, tile_size=config.tile_size,
-                                     precision=config.precision)
-    entries, skipped = extract_and_propose(project, discovery, extractor, config, progress, timer)
+        extractor = build_extractor(config)  # on a cluster too: it names the network in project.json
+    executor = None if ray_address is None else ray_executor(ray_address, project.root, config, timer)
+    entries, skipped = extract_and_propose(project, discovery, extractor, config, progress, timer, executor)
     if not entries:  # nothing written but the lock: no half project.json a later command would trust
         reasons = "; ".join(f"{s['relative_path']}: {s['reason']}" for s in skipped[:5])
         raise ValueError(f"None of the images in {discovery.root} could be read. Skipped: {reasons}")
@@ -568,6 +489,8 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
         export = export_coco(project, entries, clusters, discovery.root)
     with timer("overview"):
         write_overview(project, entries, clusters, ImageSource(discovery.root, config.image_options))
+    with timer("index"):  # the review's mask counts and queue, ready when the plugin opens the project
+        project_index(project)
     progress("export", 1, 1)
     rebinding = describe_rebinding(clusters.get("rebinding", []))
     result = RunResult(project.root, len(entries), skipped, len(clusters["masks"]), clusters["k"],
@@ -604,14 +527,20 @@ def open_project(project_dir) -> tuple:
 
 def feature_cache(project_dir, prune: bool = False) -> dict:
     """Size of the project's feature cache; with ``prune``, first delete the features no image of images.json
-    uses (images gone from the folder, runs with other settings). Returns {"files", "bytes", "pruned"}."""
+    uses (images gone from the folder, runs with other settings) and rewrite older full-precision files in
+    the compact format. Returns {"files", "bytes", "images", "used_bytes" (the files the images use),
+    "mb_per_image", "older_files", "pruned"}."""
     project, _, entries, _ = open_project(project_dir)
     cache = FeatureCache(project.features_dir)
+    used = {entry["feature_key"] for entry in entries}
     pruned = None
     if prune:
         with project.lock():
-            pruned = cache.prune({entry["feature_key"] for entry in entries})
-    return {**cache.size(), "pruned": pruned}
+            pruned = cache.prune(used)
+    used_bytes = cache.size(used)["bytes"]
+    return {**cache.size(), "images": len(entries), "used_bytes": used_bytes,
+            "mb_per_image": used_bytes / 1e6 / len(entries), "older_files": len(cache.older_files()),
+            "pruned": pruned}
 
 
 def _stored_config(project_config: dict, **overrides) -> RunConfig:
@@ -631,6 +560,7 @@ def distill(project_dir, progress: Progress | None = None, device: str = "auto",
         summary = distill_project(project, entries, clusters, config, progress or _no_progress, timer)
         summary["export"] = export_coco(project, entries, clusters, images.root)
         write_overview(project, entries, clusters, images)
+        project_index(project)  # the review's counts and queue follow the new predictions
     summary["timings_s"] = {k: round(v, 3) for k, v in timer.seconds.items()}
     return summary
 
@@ -647,29 +577,33 @@ def predict(project_dir, progress: Progress | None = None) -> dict:
         instances = predict_project(project, entries, head, images, clusters, progress or _no_progress)
         export = export_coco(project, entries, clusters, images.root)
         write_overview(project, entries, clusters, images)
+        project_index(project)  # the review's counts and queue follow the new predictions
     return {"instances_predicted": instances, "export": export}
 
 
-def project_predictions(project: Project, entries: list, clusters: dict, source: str) -> dict:
-    """ImagePrediction per image (keyed by relative path) from the proposals or the final model."""
+def project_predictions(project: Project, entries: list, clusters: dict, source: str) -> LazyMapping:
+    """ImagePrediction per image (keyed by relative path) from the proposals or the final model, each read when
+    asked for (engine.evaluation.LazyMapping): one image's masks in memory at a time."""
     state = LabelState.load(project, clusters)
-    predictions = {}
-    for entry in entries:
+    by_path = {entry["relative_path"]: entry for entry in entries}
+
+    def load(relative_path: str) -> ImagePrediction:
+        entry = by_path[relative_path]
         found = state.instances(entry, source)
         if source == "predictions":
             semantic = load_image_predictions(project.predictions_path(entry["image_id"]))[0].astype(np.int64)
         else:
             semantic = paint_label_map((entry["height"], entry["width"]), found.masks, found.categories)
-        predictions[entry["relative_path"]] = ImagePrediction(entry["relative_path"], semantic, found.masks,
-                                                              np.asarray(found.categories, int),
-                                                              np.asarray(found.scores, float))
-    return predictions
+        return ImagePrediction(relative_path, semantic, found.masks, np.asarray(found.categories, int),
+                               np.asarray(found.scores, float))
+
+    return LazyMapping(by_path, load)
 
 
 def evaluate_project(project_dir, ground_truth, source: str = "predictions") -> dict:
     """Scores of ``source`` against ground truth (COCO json or label-image folder); writes evaluation.json."""
     project, _, entries, clusters = open_project(project_dir)
-    truths = load_ground_truth(ground_truth)
+    truths = open_ground_truth(ground_truth)  # both sides read one image at a time
     scores = evaluate(project_predictions(project, entries, clusters, source), truths)
     scores = {"source": source, "ground_truth": str(Path(ground_truth).resolve()), **scores}
     previous = read_json(project.evaluation_path) if project.evaluation_path.exists() else {}

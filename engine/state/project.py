@@ -201,13 +201,56 @@ _NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, TypeError, IndexError, A
                zlib.error, UnicodeDecodeError)
 
 
-def _rle_masks(path: Path, rles: np.ndarray, hw: tuple, hint: str) -> np.ndarray:
-    """Decode a per-image file's RLE strings, each checked first (a garbled one names the file)."""
+LAZY_MASK_BYTES = 256 * 2 ** 20  # decoded stacks above this stay RLE and decode one mask at a time
+
+
+class RleMasks:
+    """(n, H, W) bool masks kept as checked COCO RLEs, decoded one at a time (``[i]``, iteration);
+    ``[index array / bool array / slice]`` gives a subset, ``np.asarray`` decodes the whole stack. Used for
+    files whose decoded stack would exceed ``LAZY_MASK_BYTES`` (dense images: thousands of full-resolution
+    masks), so a later step holds one mask, not all of them."""
+
+    ndim = 3
+    dtype = np.dtype(bool)
+
+    def __init__(self, rles: list, hw: tuple):
+        self.rles, self.hw = list(rles), tuple(int(v) for v in hw)
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self.rles), *self.hw)
+
+    def __len__(self) -> int:
+        return len(self.rles)
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return decode_rle(self.rles[int(index)])
+        chosen = np.arange(len(self.rles))[index]
+        return RleMasks([self.rles[i] for i in np.atleast_1d(chosen)], self.hw)
+
+    def __iter__(self):
+        for rle in self.rles:
+            yield decode_rle(rle)
+
+    def __array__(self, dtype=None, copy=None):
+        stack = np.zeros(self.shape, bool)
+        for i, rle in enumerate(self.rles):
+            stack[i] = decode_rle(rle)
+        return stack if dtype is None else stack.astype(dtype)
+
+    def copy(self) -> np.ndarray:
+        return np.asarray(self)
+
+
+def _rle_masks(path: Path, rles: np.ndarray, hw: tuple, hint: str):
+    """Decode a per-image file's RLE strings, each checked first (a garbled one names the file); a stack
+    larger than ``LAZY_MASK_BYTES`` comes back as :class:`RleMasks` (decoded on access)."""
     from engine.io.coco import rle_problem
 
     if rles.ndim != 1:
         raise ProjectFileError(f"{path}: damaged (masks stored with shape {rles.shape}); {hint}")
-    masks = np.zeros((len(rles), *hw), bool)
+    checked = []
     for i, text in enumerate(rles.tolist()):
         try:
             rle = json.loads(text)
@@ -216,6 +259,11 @@ def _rle_masks(path: Path, rles: np.ndarray, hw: tuple, hint: str) -> np.ndarray
         problem = rle_problem(rle, hw) if rle is not None else "is not valid JSON"
         if problem:
             raise ProjectFileError(f"{path}: damaged (mask {i} {problem}); {hint}")
+        checked.append(rle)
+    if len(checked) * int(np.prod(hw)) > LAZY_MASK_BYTES:
+        return RleMasks(checked, hw)
+    masks = np.zeros((len(checked), *hw), bool)
+    for i, rle in enumerate(checked):
         masks[i] = decode_rle(rle)
     return masks
 

@@ -2,7 +2,9 @@
 scripts both call these, through engine.api). Every change applies to all images at once and is saved
 immediately to the user's files (categories.json, assignments.json, corrections/), never to generated results,
 each as one read-modify-write under the project's state lock (two writers never lose a change). What the masks
-and categories *are* is read from engine.state.label_state, the one owner of the label state.
+and categories *are* is read from engine.state.label_state, the one owner of the label state; project-wide
+questions (mask counts, the low-confidence queue) are answered by engine.state.project_index, which caches its
+per-image results and which every write here keeps current.
 """
 from __future__ import annotations
 
@@ -30,6 +32,13 @@ from engine.state.corrections import (
 )
 from engine.state.label_state import LabelState
 from engine.state.project import Project, load_image_proposals
+from engine.state.project_index import (
+    current_correction,
+    fresh_label_state,
+    note_correction,
+    project_files,
+    project_index,
+)
 
 
 def _category(state: LabelState, category_id: int) -> Category:
@@ -42,7 +51,7 @@ def _edit_table(project_dir, edit) -> None:
     """Load the label state, apply ``edit(state)`` to its table and save it, all under the state lock."""
     project = Project(project_dir)
     with project.state_lock():
-        state = LabelState.load(project)
+        state = fresh_label_state(project)  # the clusters held in memory: a rename never re-reads clusters.json
         edit(state)
         state.table.clustering = state.clusters.get("id")
         save_categories(project.root, state.table)
@@ -126,11 +135,12 @@ def split_category(project_dir, category_id: int, parts: int, seed: int = 0) -> 
     saved under that proposal's key, so it follows the mask through re-runs and reaches the predictions that
     overlap it without retraining (engine.state.label_state)."""
     project = Project(project_dir)
+    index = project_index(project)
     with project.state_lock():
-        state = LabelState.load(project)
+        state = fresh_label_state(project)
         source = _category(state, category_id)
         members, embeddings = [], []
-        for entry in read_json(project.images_path):
+        for entry in _images_that_may_hold(index, int(category_id)):
             for key, vector in _split_members(state, entry, int(category_id)):
                 members.append(key)
                 embeddings.append(vector)
@@ -152,6 +162,21 @@ def split_category(project_dir, category_id: int, parts: int, seed: int = 0) -> 
     return new_ids
 
 
+def _images_that_may_hold(index, category_id: int) -> list:
+    """The images whose masks of ``category_id`` a split takes: those showing it now, and every image with a
+    correction (its proposals of the category count too; see :func:`_split_members`)."""
+    index.refresh()
+    with index.lock:
+        return [entry for entry in index.images if index.origin(entry["image_id"]) == "correction"
+                or category_id in index.counts(entry["image_id"])]
+
+
+def _save_correction(project: Project, image_id: str, correction: ImageCorrection) -> None:
+    """Save an image's correction and put it in the project index (call under the state lock)."""
+    save_correction(project.root, image_id, correction)
+    note_correction(project, image_id, correction)
+
+
 def set_image_masks(project_dir, image_id: str, masks, category_ids, reviewed: bool = True) -> None:
     """Save the user's masks of one image (they replace generated ones in exports and count most in training)."""
     masks = np.asarray(masks, bool)
@@ -159,8 +184,8 @@ def set_image_masks(project_dir, image_id: str, masks, category_ids, reviewed: b
         raise ValueError("masks must be (n, H, W) with one category id per mask")
     project = Project(project_dir)
     with project.state_lock():
-        save_correction(project.root, image_id, ImageCorrection.from_instances(masks.shape[1:], masks, category_ids,
-                                                                               reviewed))
+        _save_correction(project, image_id, ImageCorrection.from_instances(masks.shape[1:], masks, category_ids,
+                                                                           reviewed))
 
 
 def set_image_labels(project_dir, image_id: str, labels: np.ndarray, classes: dict, reviewed=True,
@@ -181,7 +206,7 @@ def set_image_labels(project_dir, image_id: str, labels: np.ndarray, classes: di
         else:
             correction = ImageCorrection(np.asarray(labels), dict(classes), False, set(reviewed), kept)
         correction.scores = {k: v for k, v in correction.scores.items() if k in correction.classes}
-        save_correction(project.root, image_id, correction)
+        _save_correction(project, image_id, correction)
 
 
 def image_correction(project_dir, image_id: str):
@@ -240,7 +265,7 @@ def import_coco(project_dir, coco_path, replace: bool = False) -> dict:
                          f"{', '.join(unmatched[:3]) or 'none'}); file names must be relative to the image folder. "
                          "Nothing was imported.")
     with project.state_lock():
-        state = LabelState.load(project)
+        state = fresh_label_state(project)
         backup = _backup_user_state(project) if (replace or categories_path(project.root).exists()
                                                  or (project.root / "corrections").exists()) else None
         if replace:
@@ -260,7 +285,7 @@ def import_coco(project_dir, coco_path, replace: bool = False) -> dict:
             if not replace and correction_path(project.root, image_id).exists():
                 kept.append(file_name)  # the user's own work is never overwritten by a merge
                 continue
-            save_correction(project.root, image_id, ImageCorrection.from_instances(
+            _save_correction(project, image_id, ImageCorrection.from_instances(
                 masks.shape[1:], masks, [id_map[int(c)] for c in category_ids], reviewed=False))
         save_categories(project.root, table)
     return {"images": len(matched) - len(kept), "unmatched": unmatched, "categories": len(file_categories),
@@ -283,18 +308,11 @@ def _merge_categories(table: CategoryTable, file_categories: list) -> tuple:
     return table, id_map
 
 
-def _entry(project: Project, image_id: str) -> dict:
-    entry = next((e for e in read_json(project.images_path) if e["image_id"] == image_id), None)
-    if entry is None:
-        raise KeyError(f"No image {image_id!r} in {project.root}")
-    return entry
-
-
 def current_instances(project_dir, image_id: str) -> tuple:
     """(masks, category ids, scores, reviewed) of one image as a user would export it right now (categories
     before merges, so the review shows what the user can restore)."""
-    project = Project(project_dir)
-    found = LabelState.load(project).instances(_entry(project, image_id), "current")
+    files = project_files(project_dir)
+    found = files.state.instances(files.entry(image_id), "current")
     return found.masks, np.asarray(found.categories, int), np.asarray(found.scores, float), found.reviewed
 
 
@@ -317,11 +335,9 @@ def accept_image(project_dir, image_id: str) -> dict:
 
 
 def low_confidence_masks(project_dir, limit: int | None = None) -> list:
-    """(image_id, mask index in :func:`current_instances`, score) of the unreviewed objects, least confident
-    first."""
-    found = []
-    for image_id, instance_id, score, position in _unreviewed(project_dir):
-        found.append((image_id, position, score))
+    """(image_id, position among the objects of :func:`image_objects`, score) of the unreviewed objects, least
+    confident first (read from the project index)."""
+    found = [(image_id, position, score) for image_id, _, score, position in _unreviewed(project_dir)]
     found.sort(key=lambda item: item[2])
     return found[:limit] if limit else found
 
@@ -359,34 +375,21 @@ def _objects_of(correction: ImageCorrection, image_id: str, origin: str, positio
                         np.array([int(areas[k]) for k in ids], int), origin)
 
 
-def _base_correction(project: Project, image_id: str, state: LabelState | None = None):
+def _base_correction(project: Project, image_id: str):
     """The image's correction, or its current generated masks as an unreviewed one (ids 1..n in
     :func:`current_instances` order, their scores kept)."""
     correction = load_correction(project.root, image_id)
     if correction is not None:
         return correction
-    return _generated_correction(project, image_id, state)[0]
-
-
-def _generated_correction(project: Project, image_id: str, state: LabelState | None = None) -> tuple:
-    state = state or LabelState.load(project)
-    entry = _entry(project, image_id)
-    found = state.instances(entry, "current")
-    correction = ImageCorrection.from_instances((int(entry["height"]), int(entry["width"])), found.masks,
-                                                found.categories, reviewed=found.reviewed, scores=found.scores)
-    return correction, found.origin
+    files = project_files(project)
+    return current_correction(files.state, files.entry(image_id))[0]
 
 
 def image_objects(project_dir, image_id: str, state: LabelState | None = None) -> ImageObjects:
-    """The image's objects with stable ids (see :class:`ImageObjects`)."""
-    project = project_dir if isinstance(project_dir, Project) else Project(project_dir)
-    try:
-        correction = load_correction(project.root, image_id)
-    except CorruptCorrectionError:  # shown from the generated masks, as engine.state.label_state does
-        correction = None
-    if correction is not None:
-        return _objects_of(correction, image_id, "correction")
-    correction, origin = _generated_correction(project, image_id, state)
+    """The image's objects with stable ids (see :class:`ImageObjects`); ``state``: a label state to read the
+    generated masks with (default: the project's, held in memory)."""
+    files = project_files(project_dir)
+    correction, origin, _ = current_correction(state or files.state, files.entry(image_id))
     return _objects_of(correction, image_id, origin)
 
 
@@ -401,7 +404,7 @@ def _edit_correction(project_dir, image_id: str, instance_id, edit) -> dict:
         if instance_id is not None and int(instance_id) not in correction.ids():
             raise KeyError(f"Image {image_id} has no object {instance_id}; its objects are {correction.ids()}")
         undo = edit(correction)
-        save_correction(project.root, image_id, correction)
+        _save_correction(project, image_id, correction)
         undo.update({"image_id": image_id, "instance_id": None if instance_id is None else int(instance_id),
                      "created": existing is None, "digest": _digest(correction)})
     return undo
@@ -441,7 +444,7 @@ def accept_object(project_dir, image_id: str, instance_id: int) -> dict:
 def set_object_category(project_dir, image_id: str, instance_id: int, category_id: int) -> dict:
     """Give one object another category (it becomes reviewed); returns the undo record."""
     project = Project(project_dir)
-    if int(category_id) not in LabelState.load(project).table.by_id():
+    if int(category_id) not in fresh_label_state(project).table.by_id():
         raise KeyError(f"No category {category_id}")
 
     def edit(correction):
@@ -465,7 +468,7 @@ def restore_object(project_dir, undo: dict) -> None:
         if correction is None:
             raise FileNotFoundError(f"Image {image_id} has no correction to undo {undo['action']} in")
         if undo.get("created") and _digest(correction) == undo.get("digest"):
-            correction_path(project.root, image_id).unlink()
+            correction_path(project.root, image_id).unlink()  # the index sees the file gone by its stamp
             return
         if undo["action"] == "reject":
             if instance_id in correction.classes:
@@ -484,18 +487,15 @@ def restore_object(project_dir, undo: dict) -> None:
                 correction.reviewed_ids.add(instance_id)
             else:
                 correction.reviewed_ids.discard(instance_id)
-        save_correction(project.root, image_id, correction)
+        _save_correction(project, image_id, correction)
 
 
-def _unreviewed(project_dir):
-    """(image_id, instance id, score, position in current_instances) of every unreviewed object."""
-    project = Project(project_dir)
-    state = LabelState.load(project)
-    for entry in read_json(project.images_path):
-        objects = image_objects(project, entry["image_id"], state)
-        for position, (k, score, reviewed) in enumerate(zip(objects.ids, objects.scores, objects.reviewed)):
-            if not reviewed:
-                yield entry["image_id"], int(k), float(score), position
+def _unreviewed(project_dir) -> list:
+    """(image_id, instance id, score, position among the image's objects) of every unreviewed object, in
+    images.json order and then by instance id, from the project index (no mask is decoded)."""
+    index = project_index(project_dir)
+    with index.lock:
+        return list(index.unreviewed())
 
 
 def low_confidence_objects(project_dir, limit: int | None = None) -> list:
@@ -506,7 +506,15 @@ def low_confidence_objects(project_dir, limit: int | None = None) -> list:
     return found[:limit] if limit else found
 
 
+def category_sizes(project_dir) -> dict:
+    """{category id: masks exported under it now} over every image (merges applied, discarded categories
+    left out), from the project index: kept up to date as masks change, never recounted by decoding them."""
+    index = project_index(project_dir)
+    with index.lock:
+        return index.category_counts()
+
+
 def instance_source(project_dir, image_id: str) -> str:
     """Where :func:`current_instances` takes an image's masks from: "correction", "prediction" or "proposal"."""
-    project = Project(project_dir)
-    return LabelState.load(project).instances(_entry(project, image_id), "current").origin
+    files = project_files(project_dir)
+    return files.state.instances(files.entry(image_id), "current").origin

@@ -1,0 +1,295 @@
+"""One click (or a box) on an image -> one object mask, from the image's cached patch features.
+
+A pure function over arrays (no network pass: the features are already on disk), fast enough for a click. It
+works on any per-patch vectors; the plugin's clicks use the cached final tokens (every cache format keeps them;
+"keys" below means those vectors):
+
+1. **Window**: the patches within ``window`` patches of the click (a box: the box and a margin around it);
+   a window larger than ``max_patches`` is pooled to a coarser grid first, so the cost stays bounded. The
+   window's graph links neighbouring patches (within ``radius``) by how alike their keys are (keys centred
+   on the image's mean key for DINOv2 / v3, see :mod:`engine.method.proposals`).
+2. **Affinity to the clicked patch**: cosine of each patch's key to the clicked patch's key (averaged with its
+   like neighbours: one patch is noisy). A box without a click: how much more a patch is like the box's
+   object (the half of the box's middle least like the surroundings) than like the box's surroundings.
+   Smoothed by a few random-walk steps on the graph.
+3. **Seeded cut**: patches taken in order of that affinity, only those above a floor (a positive similarity,
+   MaskDistill's / LOST's rule, and for a click at least ``SEED_SHARE`` of the seed's own); of all these nested sets (each holding the seed), the one of lowest
+   normalized cut cost on the graph is the object (a sweep cut, as in local graph partitioning: Andersen,
+   Chung & Lang, 2006), so the cut follows the object's outline where the keys change.
+4. **Refined** to the image's edges with the guided filter of :mod:`engine.method.refine`, on a crop around
+   the object; the connected part under the click is kept (a box: inside the box).
+
+Imports only numpy, scipy and PIL (through refine): no torch, so a click costs milliseconds.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage, sparse
+from scipy.sparse.csgraph import connected_components
+
+from engine.masks import resize_nearest
+from engine.method.refine import guided_filter_many, upsample_soft
+
+WINDOW_PATCHES = 64  # side of the window around a click, in patches (at DINOv2's 448 px input: the whole photo)
+MAX_PATCHES = 4096  # a larger window (a big box on tiled features) is pooled to about this many cells
+MIN_OBJECT_PATCHES = 2  # the smallest set the cut may choose
+SEED_SHARE = 0.3  # a cell joins a click's object only with at least this share of the seed's own affinity
+SHARPNESS = 0.1  # link weight exp((cosine - 1) / SHARPNESS): alike neighbours ~0.1-1, an object edge ~0.0003
+
+
+def prompt_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, point=None, box=None, centre: bool = True,
+                window: int = WINDOW_PATCHES, radius: int = 2, smoothing: int = 3, max_patches: int = MAX_PATCHES,
+                eps: float = 1e-3) -> np.ndarray:
+    """The object at ``point`` and/or in ``box``, as a (H, W) bool mask of ``image``.
+
+    patch_features: (gh * gw, D) one vector per patch, row-major on ``grid_hw`` (the grid covers the whole
+        image): the cached final tokens (``ImageFeatures.tokens``, in every cache format) or the last-block
+        keys. image: (H, W, 3) or (H, W) uint8, the image the features were computed from (its edges).
+    point: (x, y) in image pixels (column, row). box: (x0, y0, x1, y1) in image pixels. At least one of them.
+    centre: subtract the image's mean vector first (DINOv2 / v3 features share a large common component).
+    window: side of the window searched around a point, in patches. radius: patches further apart than this
+        (in the window's grid) are not linked in the graph. smoothing: random-walk steps applied to the
+        affinity before the sweep (0: raw cosine). eps: the guided filter's regulariser (edge strength).
+    """
+    height, width = image.shape[:2]
+    gh, gw = int(grid_hw[0]), int(grid_hw[1])
+    if point is None and box is None:
+        raise ValueError("Give a point (x, y) or a box (x0, y0, x1, y1) to find an object.")
+    unit = _unit_rows(patch_features, centre).reshape(gh, gw, -1)
+    to_grid = np.array([gh / height, gw / width])  # (row, col) image pixels -> patch-grid cells
+    cell_box = None if box is None else _box_cells(box, to_grid, (gh, gw), (height, width))
+    clicked = None if point is None else _point_cell(point, to_grid, (gh, gw), (height, width))
+    top, left, bottom, right = _window(clicked, cell_box, (gh, gw), window, margin=2)
+    factor = max(1, int(np.ceil(np.sqrt((bottom - top) * (right - left) / max_patches))))
+    local = _pooled(unit[top:bottom, left:right], factor)
+    flat = local.reshape(-1, local.shape[-1])
+    graph = window_graph(local, radius)
+    inside = None if cell_box is None else _box_cells_in_window(cell_box, (top, left, bottom, right), factor)
+    if clicked is not None:
+        seed = ((clicked[0] - top) // factor) * local.shape[1] + (clicked[1] - left) // factor
+        affinity = _smoothed(graph, flat @ _seed_key(flat, graph, seed), smoothing)
+        floor = max(0.0 if centre else float(affinity.mean()), SEED_SHARE * float(affinity[seed]))
+    else:
+        affinity = _smoothed(graph, _box_affinity(flat, inside.ravel()), smoothing)
+        seed, floor = int(np.argmax(np.where(inside.ravel(), affinity, -np.inf))), 0.0
+    chosen = seeded_cut(graph, affinity, seed, floor, None if inside is None else inside.ravel())
+    cells = np.zeros((gh, gw), np.float32)
+    upsampled = np.repeat(np.repeat(chosen.reshape(local.shape[:2]), factor, axis=0), factor, axis=1)
+    cells[top:bottom, left:right] = upsampled[:bottom - top, :right - left]
+    mask, coarse = _refined(image, cells, eps), resize_nearest(cells > 0.5, height, width)
+    if box is not None:
+        x0, y0, x1, y1 = _pixel_box(box, (height, width))
+        in_box = np.zeros((height, width), bool)
+        in_box[y0:y1, x0:x1] = True
+        mask, coarse = mask & in_box, coarse & in_box
+    click = None if point is None else (_clip(point[1], height), _clip(point[0], width))
+    return _part_at(mask, click, coarse)
+
+
+def seeded_cut(graph, affinity: np.ndarray, seed: int, floor: float = 0.0, allowed=None) -> np.ndarray:
+    """(n,) bool over the graph's cells: of the nested sets made of the cells most like the seed (in order of
+    ``affinity``, the seed first), the one of lowest normalized cut cost on ``graph`` (a sparse (n, n)
+    weight matrix), then only its connected part holding the seed (linked by the graph's edges).
+
+    Only cells whose affinity is above ``floor`` may join (for a click: a positive similarity of vectors
+    centred on their mean, MaskDistill's / LOST's rule, and SEED_SHARE of the seed's own), so the cut finds the
+    object the click is on rather than all of the foreground it belongs to; ``allowed`` (n,) bool excludes
+    further cells (outside a box).
+    """
+    n = len(affinity)
+    candidates = affinity > floor
+    if allowed is not None:
+        candidates &= allowed
+    candidates[seed] = True
+    ranked = np.where(candidates, affinity, -np.inf)
+    ranked[seed] = np.inf
+    order = np.argsort(-ranked, kind="stable")
+    degree = np.asarray(graph.sum(axis=1)).ravel()
+    size = _cheapest_prefix(graph, degree, order, min(int(candidates.sum()), n - 1))
+    chosen = np.zeros(n, bool)
+    chosen[order[:size]] = True
+    linked = graph.multiply(chosen[:, None]).multiply(chosen[None, :]).tocsr()
+    _, parts = connected_components(linked, directed=False)
+    return chosen & (parts == parts[seed])
+
+
+def _cheapest_prefix(graph, degree: np.ndarray, order: np.ndarray, limit: int) -> int:
+    """The number k of leading cells of ``order`` whose set has the lowest normalized cut cost
+    (cut / vol(S) + cut / vol(rest)), MIN_OBJECT_PATCHES <= k <= limit. One pass over the edges: an edge is
+    inside the first k cells from k = (the later of its two cells' ranks) + 1 on."""
+    if limit < 1:
+        return 1
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    edges = graph.tocoo()
+    joins = np.maximum(rank[edges.row], rank[edges.col])
+    inner = np.cumsum(np.bincount(joins, weights=edges.data, minlength=len(order))) / 2  # each edge stored twice
+    volume = np.cumsum(degree[order])
+    cut = volume - 2 * inner
+    cost = cut / np.maximum(volume, 1e-12) + cut / np.maximum(volume[-1] - volume, 1e-12)
+    low = min(MIN_OBJECT_PATCHES, limit)
+    return low + int(np.argmin(cost[low - 1:limit]))
+
+
+def window_graph(unit: np.ndarray, radius: int):
+    """Sparse (n, n) weights over the (h, w, D) unit keys' cells: for two cells at most ``radius`` apart on the
+    grid, exp((cosine - 1) / SHARPNESS) of their keys; no other links."""
+    h, w = unit.shape[:2]
+    ids = np.arange(h * w).reshape(h, w)
+    rows, cols, weights = [], [], []
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            if (dy, dx) <= (0, 0):  # each pair once; mirrored below
+                continue
+            a = (slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx)))
+            b = (slice(max(0, dy), h - max(0, -dy)), slice(max(0, dx), w - max(0, -dx)))
+            similarity = np.einsum("ijk,ijk->ij", unit[a], unit[b])
+            rows.append(ids[a].ravel())
+            cols.append(ids[b].ravel())
+            weights.append(np.exp((similarity.ravel() - 1.0) / SHARPNESS))
+    rows, cols, weights = (np.concatenate(x) if x else np.zeros(0) for x in (rows, cols, weights))
+    graph = sparse.coo_matrix((weights, (rows, cols)), shape=(h * w, h * w))
+    return (graph + graph.T).tocsr()
+
+
+def _seed_key(flat: np.ndarray, graph, index: int) -> np.ndarray:
+    """The seed's unit key averaged with its linked neighbours' keys, weighted by how alike they are."""
+    weights = graph.getrow(index).toarray().ravel()
+    weights[index] = 1.0
+    key = weights @ flat
+    return key / max(float(np.linalg.norm(key)), 1e-6)
+
+
+def _box_affinity(flat: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """How much more each cell is like the box's object than like its surroundings: cosine to the object's
+    mean key minus cosine to the mean key of the cells around the box. The object's key: of the cells in the
+    box, the half least like the surroundings (an object fills the middle of its box, the rest is background
+    like the surroundings). Without surroundings (a box over the whole window): cosine to the box's mean."""
+    if inside.all():
+        key = flat.mean(axis=0)
+        return flat @ (key / max(float(np.linalg.norm(key)), 1e-6)) - float((flat @ key).mean())
+    around = flat[~inside].mean(axis=0)
+    likeness = flat[inside] @ around
+    object_key = flat[inside][likeness <= np.median(likeness)].mean(axis=0)
+    return flat @ object_key - flat @ around
+
+
+def _smoothed(graph, affinity: np.ndarray, steps: int) -> np.ndarray:
+    """A few lazy random-walk steps on the graph: neighbours vote, so one odd patch neither joins nor leaves
+    the object alone."""
+    degree = np.asarray(graph.sum(axis=1)).ravel()
+    walk = sparse.diags(1.0 / np.maximum(degree, 1e-12)) @ graph
+    for _ in range(steps):
+        affinity = 0.5 * affinity + 0.5 * (walk @ affinity)
+    return affinity
+
+
+def _unit_rows(vectors: np.ndarray, centre: bool) -> np.ndarray:
+    x = np.asarray(vectors, np.float32)
+    if centre:
+        x = x - x.mean(axis=0, keepdims=True)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+
+
+def _pooled(cells: np.ndarray, factor: int) -> np.ndarray:
+    """(h, w, D) averaged over factor x factor blocks (edges padded by repetition); unit rows for keys."""
+    if factor == 1:
+        return cells
+    h, w, d = cells.shape
+    ph, pw = -h % factor, -w % factor
+    padded = np.pad(cells, ((0, ph), (0, pw), (0, 0)), mode="edge")
+    pooled = padded.reshape((h + ph) // factor, factor, (w + pw) // factor, factor, d).mean(axis=(1, 3))
+    if d > 1:
+        pooled /= np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-6)
+    return pooled
+
+
+def _clip(value: float, size: int) -> int:
+    return int(min(max(int(np.floor(value)), 0), size - 1))
+
+
+def _point_cell(point, to_grid: np.ndarray, grid_hw: tuple, image_hw: tuple) -> tuple:
+    x, y = float(point[0]), float(point[1])
+    if not (0 <= x < image_hw[1] and 0 <= y < image_hw[0]):
+        raise ValueError(f"The point (x={x:g}, y={y:g}) is outside the {image_hw[1]}x{image_hw[0]} image.")
+    return (min(int(y * to_grid[0]), grid_hw[0] - 1), min(int(x * to_grid[1]), grid_hw[1] - 1))
+
+
+def _pixel_box(box, image_hw: tuple) -> tuple:
+    """(x0, y0, x1, y1) sorted and clipped to the image, as integers (x1, y1 exclusive)."""
+    x0, x1 = sorted((float(box[0]), float(box[2])))
+    y0, y1 = sorted((float(box[1]), float(box[3])))
+    height, width = image_hw
+    x0, y0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
+    x1, y1 = min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1)))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        raise ValueError(f"The box {tuple(box)} has no area inside the {width}x{height} image.")
+    return x0, y0, x1, y1
+
+
+def _box_cells(box, to_grid: np.ndarray, grid_hw: tuple, image_hw: tuple) -> tuple:
+    """(top, left, bottom, right) grid cells the box covers (bottom / right exclusive, at least one cell)."""
+    x0, y0, x1, y1 = _pixel_box(box, image_hw)
+    top, left = int(y0 * to_grid[0]), int(x0 * to_grid[1])
+    bottom = max(top + 1, min(grid_hw[0], int(np.ceil(y1 * to_grid[0]))))
+    right = max(left + 1, min(grid_hw[1], int(np.ceil(x1 * to_grid[1]))))
+    return top, left, bottom, right
+
+
+def _box_cells_in_window(cells: tuple, window: tuple, factor: int) -> np.ndarray:
+    """(h, w) bool on the (pooled) window grid: the cells of the box."""
+    top, left, bottom, right = window
+    inside = np.zeros((bottom - top, right - left, 1), np.float32)
+    inside[cells[0] - top:cells[2] - top, cells[1] - left:cells[3] - left] = 1.0
+    return _pooled(inside, factor)[..., 0] > 0.5
+
+
+def _window(seed, box_cells, grid_hw: tuple, window: int, margin: int) -> tuple:
+    """(top, left, bottom, right) of the cells searched: the box grown by ``margin`` cells (and holding the
+    seed, if any), else ``window`` cells around the seed."""
+    gh, gw = grid_hw
+    if box_cells is not None:
+        top, left, bottom, right = box_cells
+        if seed is not None:
+            top, left = min(top, seed[0]), min(left, seed[1])
+            bottom, right = max(bottom, seed[0] + 1), max(right, seed[1] + 1)
+        top, left, bottom, right = top - margin, left - margin, bottom + margin, right + margin
+    else:
+        half = max(2, window // 2)
+        top, left, bottom, right = seed[0] - half, seed[1] - half, seed[0] + half, seed[1] + half
+    return max(0, top), max(0, left), min(gh, bottom), min(gw, right)
+
+
+def _refined(image: np.ndarray, cells: np.ndarray, eps: float) -> np.ndarray:
+    """The chosen cells snapped to the image's edges: a guided filter on the pixels of their bounding box
+    (plus a cell around it), thresholded at 0.5, as a full-size (H, W) mask."""
+    height, width = image.shape[:2]
+    gh, gw = cells.shape
+    mask = np.zeros((height, width), bool)
+    rows, cols = np.nonzero(cells > 0.5)
+    if not len(rows):
+        return mask
+    top, left = max(0, rows.min() - 1), max(0, cols.min() - 1)
+    bottom, right = min(gh, rows.max() + 2), min(gw, cols.max() + 2)
+    y0, y1 = int(round(top * height / gh)), int(round(bottom * height / gh))
+    x0, x1 = int(round(left * width / gw)), int(round(right * width / gw))
+    soft = upsample_soft(cells[top:bottom, left:right], y1 - y0, x1 - x0)
+    crop = image[y0:y1, x0:x1].astype(np.float32) / 255.0
+    guide = crop[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32) if crop.ndim == 3 else crop
+    # the filter reaches about one patch cell: far enough to move a staircase edge onto the object edge; on
+    # large crops its coefficients are computed on every 2nd pixel (the fast guided filter)
+    radius = max(2, int(round(height / gh)))
+    subsample = 2 if min(y1 - y0, x1 - x0) >= 128 else 1
+    mask[y0:y1, x0:x1] = guided_filter_many(guide, soft[None], radius, eps, subsample)[0] > 0.5
+    return mask
+
+
+def _part_at(mask: np.ndarray, click, coarse: np.ndarray) -> np.ndarray:
+    """The connected part of ``mask`` under the click, else the part overlapping the coarse cells most; the
+    coarse cells themselves when refinement lost the object."""
+    labels, count = ndimage.label(mask)
+    if click is not None and labels[click]:
+        return labels == labels[click]
+    overlap = np.bincount(labels[coarse], minlength=count + 1)
+    overlap[0] = 0
+    return labels == int(np.argmax(overlap)) if overlap.any() else coarse

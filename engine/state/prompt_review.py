@@ -1,0 +1,158 @@
+"""One-click objects: a point (or a box) on an image becomes a new object of the user's correction.
+
+The mask comes from :func:`engine.method.prompt.prompt_mask` over the image's cached patch tokens
+(``features/``, the key in images.json) and the image's pixels (for its edges): no network pass. It is written
+like every other review action (engine.state.review): into the image's correction (made from its generated
+masks when it has none), as one read-modify-write under the project's state lock. The new object takes only
+pixels no other object holds (a click never takes away the user's work), gets the next unused instance id,
+the chosen category, score 1.0 and the reviewed flag (the user made it).
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from engine.atomic import read_json
+from engine.state.corrections import ImageCorrection, correction_path, load_correction, save_correction
+from engine.state.label_state import LabelState
+from engine.state.project import Project
+from engine.state.review import image_objects
+
+MIN_OBJECT_PIXELS = 16  # a proposal with fewer free pixels than this is no object
+
+
+def add_object(project_dir, image_id: str, point=None, box=None, category: int | None = None) -> dict:
+    """Add the object at ``point`` (x, y) and/or in ``box`` (x0, y0, x1, y1), image pixels, to an image as a
+    new object of ``category`` (None: the first category that is neither merged nor discarded).
+
+    Returns the undo record for :func:`remove_added_object`: action "add", image_id, instance_id (the new
+    object's id), area (pixels), created (this call created the image's correction file) and a digest of the
+    correction as written.
+    """
+    project = Project(project_dir)
+    config = project.read_config()
+    entry = _entry(project, image_id)
+    mask = object_mask(project, config, entry, point, box)  # from generated files only: outside the lock
+    with project.state_lock():
+        state = LabelState.load(project)
+        category_id = _category_id(state, category)
+        existing = load_correction(project.root, image_id)  # a damaged file raises: it is never overwritten
+        correction = existing if existing is not None else _generated_correction(project, image_id, state)
+        free = _free_part(mask, correction.labels, point)
+        if int(free.sum()) < MIN_OBJECT_PIXELS:
+            taken = sorted(set(np.unique(correction.labels[mask]).tolist()) - {0})
+            raise ValueError(f"No new object at {_where(point, box)} of image {image_id}: its mask "
+                             f"({int(mask.sum())} pixels) lies on objects {taken} already; reject one of them "
+                             "first, or paint the object.")
+        instance_id = _next_id(correction)
+        correction.labels[free] = instance_id
+        correction.classes[instance_id] = category_id
+        correction.scores[instance_id] = 1.0
+        correction.reviewed_ids.add(instance_id)
+        save_correction(project.root, image_id, correction)
+    return {"action": "add", "image_id": image_id, "instance_id": instance_id, "area": int(free.sum()),
+            "category": category_id, "created": existing is None, "digest": _digest(correction)}
+
+
+def remove_added_object(project_dir, undo: dict) -> None:
+    """Undo :func:`add_object` from the record it returned: the object is removed (the other objects keep
+    their ids); when the add created the image's correction and nothing changed it since, the file goes too."""
+    if undo.get("action") != "add":
+        raise ValueError(f"Not the record of an added object: {undo.get('action')!r}; use engine.api.restore_object")
+    project = Project(project_dir)
+    image_id, instance_id = undo["image_id"], int(undo["instance_id"])
+    with project.state_lock():
+        correction = load_correction(project.root, image_id)
+        if correction is None or instance_id not in correction.classes:
+            raise ValueError(f"Image {image_id} has no object {instance_id} any more; nothing to undo")
+        if undo.get("created") and _digest(correction) == undo.get("digest"):
+            correction_path(project.root, image_id).unlink()
+            return
+        correction.labels[correction.labels == instance_id] = 0
+        del correction.classes[instance_id]
+        correction.scores.pop(instance_id, None)
+        correction.reviewed_ids.discard(instance_id)
+        save_correction(project.root, image_id, correction)
+
+
+def object_mask(project: Project, config: dict, entry: dict, point=None, box=None) -> np.ndarray:
+    """(H, W) bool: the object a point / box shows on one image, from its cached features and its pixels."""
+    from engine.io.images import ImageSource
+    from engine.method.features import FeatureCache  # torch: loaded by the first click (the plugin has it)
+    from engine.method.prompt import prompt_mask
+
+    features = FeatureCache(project.features_dir).get(entry.get("feature_key", ""))
+    if features is None:
+        raise FileNotFoundError(f"{project.features_dir}: no cached features of {entry['relative_path']}; run "
+                                f"`maskdistill run` on {project.root} again to compute them (a cache prune may "
+                                "have removed them)")
+    image = ImageSource.of_project(config).load(entry)
+    centre = config.get("backbone", {}).get("family") in ("dinov2", "dinov3")  # as engine.method.proposals
+    # the tokens, not the keys: every cache format keeps them (the compact one drops the keys), and on the
+    # example photos they gave whole objects where the keys more often gave parts
+    return prompt_mask(features.tokens, features.grid_hw, image, point=point, box=box, centre=centre)
+
+
+def _free_part(mask: np.ndarray, labels: np.ndarray, point) -> np.ndarray:
+    """The pixels of ``mask`` no object holds: their connected part under the point (nothing when the point is
+    on an object already), else their largest part, so no scattered fringe of other objects becomes one."""
+    from scipy import ndimage
+
+    if point is not None:
+        row = min(max(int(point[1]), 0), labels.shape[0] - 1)
+        col = min(max(int(point[0]), 0), labels.shape[1] - 1)
+        if labels[row, col]:
+            raise ValueError(f"The point {tuple(point)} is on object {int(labels[row, col])} already: select it to "
+                             "change it, or reject it first.")
+    parts, count = ndimage.label(mask & (labels == 0))
+    if count == 0:
+        return np.zeros_like(mask)
+    if point is not None and parts[row, col]:
+        return parts == parts[row, col]
+    return parts == 1 + int(np.argmax(np.bincount(parts.ravel())[1:]))
+
+
+def _entry(project: Project, image_id: str) -> dict:
+    entry = next((e for e in read_json(project.images_path) if e["image_id"] == image_id), None)
+    if entry is None:
+        raise KeyError(f"No image {image_id!r} in {project.images_path}")
+    return entry
+
+
+def _category_id(state: LabelState, category) -> int:
+    table = state.table.by_id()
+    if category is None:
+        active = [c.id for c in state.table.categories if c.merged_into is None and not c.discarded]
+        if not active:
+            raise ValueError("Every category is merged or discarded; restore one to add objects to it.")
+        return active[0]
+    if int(category) not in table:
+        raise KeyError(f"No category {category}; known: {sorted(table)}")
+    return int(category)
+
+
+def _generated_correction(project: Project, image_id: str, state: LabelState) -> ImageCorrection:
+    """The image's objects as shown now (engine.state.review.image_objects) as an unreviewed correction."""
+    objects = image_objects(project, image_id, state)
+    classes, scores, reviewed, _ = objects.as_dicts()
+    return ImageCorrection(np.array(objects.labels, np.uint16 if len(classes) < 65534 else np.uint32), classes,
+                           False, {k for k, r in reviewed.items() if r}, scores)
+
+
+def _next_id(correction: ImageCorrection) -> int:
+    """One above every id in use. A rejected object's id comes back only if it was the highest; an undo stack
+    undoes this add before that reject, so the reject's undo still finds its id free."""
+    highest = max(int(correction.labels.max(initial=0)), max(correction.classes, default=0))
+    if highest + 1 > np.iinfo(correction.labels.dtype).max:
+        correction.labels = correction.labels.astype(np.uint32)
+    return highest + 1
+
+
+def _digest(correction: ImageCorrection) -> str:
+    text = repr((sorted(correction.classes.items()), sorted(correction.reviewed_ids)))
+    return hashlib.sha1(np.ascontiguousarray(correction.labels).tobytes() + text.encode()).hexdigest()
+
+
+def _where(point, box) -> str:
+    return f"point {tuple(point)}" if point is not None else f"box {tuple(box)}"

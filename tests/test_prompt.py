@@ -1,0 +1,151 @@
+"""One-click objects: the pure function (engine.method.prompt) on planted features with a known answer, and
+the review action (engine.api.add_object / remove_added_object) on a small project whose cached features of
+one image are replaced by planted ones."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from helpers import MECHANICS, make_folder
+from PIL import Image
+
+from engine import api
+from engine.atomic import read_json
+from engine.method.prompt import prompt_mask
+from engine.state.corrections import correction_path
+
+CELL = 8  # image pixels per patch of the planted grid
+GRID = (12, 12)
+SQUARE = (slice(3, 9), slice(4, 10))  # patch rows / cols of the planted object
+TWIN = (slice(9, 12), slice(0, 3))  # a second object of the same kind, apart from the first
+
+
+def planted_features(seed: int = 0, dim: int = 64, noise: float = 0.6) -> np.ndarray:
+    """(gh * gw, dim) patch vectors: background around one direction, the two planted objects around another,
+    noisy."""
+    rng = np.random.default_rng(seed)
+    background, thing = np.eye(dim)[0] * 3, np.eye(dim)[1] * 3
+    vectors = background + rng.normal(0, noise, (*GRID, dim))
+    for region in (SQUARE, TWIN):
+        vectors[region] = thing + rng.normal(0, noise, vectors[region].shape)
+    return vectors.reshape(-1, dim).astype(np.float16)
+
+
+def planted_image() -> np.ndarray:
+    image = np.full((GRID[0] * CELL, GRID[1] * CELL, 3), 40, np.uint8)
+    for rows, cols in (SQUARE, TWIN):
+        image[rows.start * CELL:rows.stop * CELL, cols.start * CELL:cols.stop * CELL] = (200, 180, 60)
+    return image
+
+
+def pixels(region) -> np.ndarray:
+    mask = np.zeros((GRID[0] * CELL, GRID[1] * CELL), bool)
+    rows, cols = region
+    mask[rows.start * CELL:rows.stop * CELL, cols.start * CELL:cols.stop * CELL] = True
+    return mask
+
+
+def iou(a, b) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def test_a_click_on_a_planted_object_finds_it_and_not_its_twin():
+    vectors, image, square, twin = planted_features(), planted_image(), pixels(SQUARE), pixels(TWIN)
+    mask = prompt_mask(vectors, GRID, image, point=(7 * CELL, 5 * CELL))  # (x, y) inside the square
+    assert mask.shape == image.shape[:2] and mask.dtype == bool
+    assert iou(mask, square) > 0.9, iou(mask, square)
+    assert not (mask & twin).any()  # the object under the click, not every patch like it
+    # a box around the square, without a click, finds it too; nothing leaves the box
+    box = (3 * CELL, 2 * CELL, 11 * CELL, 10 * CELL)
+    boxed = prompt_mask(vectors, GRID, image, box=box)
+    assert iou(boxed, square) > 0.85, iou(boxed, square)
+    assert not boxed[:, :box[0]].any() and not boxed[box[3]:].any()
+
+
+def test_a_click_on_the_background_gives_background_and_bad_prompts_are_refused():
+    vectors, image, square = planted_features(1, noise=0.3), planted_image(), pixels(SQUARE)
+    mask = prompt_mask(vectors, GRID, image, point=(90, 10))
+    assert mask[10, 90] and not (mask & square).any()
+    assert 0.3 < mask.mean() < 0.95  # most of the background, as one object
+    with pytest.raises(ValueError, match="outside"):
+        prompt_mask(vectors, GRID, image, point=(500, 10))
+    with pytest.raises(ValueError, match="point"):
+        prompt_mask(vectors, GRID, image)
+
+
+def test_uncentred_keys_and_a_window_smaller_than_the_grid():
+    vectors, image, square = planted_features(2), planted_image(), pixels(SQUARE)
+    mask = prompt_mask(vectors, GRID, image, point=(7 * CELL, 5 * CELL), centre=False, window=8)
+    assert iou(mask, square) > 0.8, iou(mask, square)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    folder = make_folder(tmp_path_factory.mktemp("prompt_images"))
+    Image.fromarray(planted_image()).save(folder / "planted.png")
+    project = tmp_path_factory.mktemp("prompt_project")
+    api.run(folder, project, api.RunConfig(**MECHANICS))
+    return project
+
+
+@pytest.fixture
+def planted(finished, tmp_path):
+    """(project copy, image id of planted.png) with that image's cached features replaced by planted tokens."""
+    from engine.method.features import FeatureCache, ImageFeatures
+
+    project = tmp_path / "project"
+    shutil.copytree(finished, project)
+    entry = next(e for e in read_json(project / "images.json") if e["relative_path"] == "planted.png")
+    vectors = planted_features(3)
+    n, dim = len(vectors), vectors.shape[1]
+    FeatureCache(project / "features").put(entry["feature_key"], ImageFeatures(
+        GRID, (GRID[0] * 14, GRID[1] * 14), vectors, vectors, np.zeros(dim, np.float32), np.full((1, n), 1 / n, np.float32)))
+    assert np.allclose(FeatureCache(project / "features").get(entry["feature_key"]).tokens, vectors, atol=0.1)
+    return project, entry["image_id"]
+
+
+def test_add_object_writes_a_correction_and_is_undone(planted):
+    project, image_id = planted
+    generated = api.image_objects(project, image_id)
+    # a correction without the generated objects over the square (the click's pixels are free)
+    labels = generated.labels.copy()
+    labels[pixels(SQUARE)] = 0
+    classes = {k: c for k, c in generated.as_dicts()[0].items() if (labels == k).any()}
+    api.set_image_labels(project, image_id, labels, classes, reviewed=False)
+    undo = api.add_object(project, image_id, point=(7 * CELL, 5 * CELL), category=2)
+    assert undo["action"] == "add" and not undo["created"] and undo["category"] == 2
+    new_id = undo["instance_id"]
+    assert new_id > max(generated.ids, default=0)
+    objects = api.image_objects(project, image_id)
+    classes, scores, reviewed, areas = objects.as_dicts()
+    assert objects.origin == "correction" and classes[new_id] == 2 and reviewed[new_id] and scores[new_id] == 1.0
+    assert areas[new_id] == undo["area"] and iou(objects.labels == new_id, pixels(SQUARE)) > 0.9
+    assert np.array_equal(objects.labels[objects.labels != new_id], labels[objects.labels != new_id])
+    assert not any(reviewed[k] for k in classes if k != new_id)  # the others keep their flags
+    # a second click on the new object adds nothing
+    with pytest.raises(ValueError, match=f"on object {new_id}"):
+        api.add_object(project, image_id, point=(7 * CELL, 5 * CELL))
+    api.remove_added_object(project, undo)
+    after = api.image_objects(project, image_id)
+    assert new_id not in after.ids and np.array_equal(after.labels, labels)
+
+
+def test_add_object_on_an_image_without_correction_and_its_undo_removes_the_file(planted):
+    project, image_id = planted
+    generated = api.image_objects(project, image_id)
+    assert generated.origin != "correction"
+    free = generated.labels == 0
+    assert free.any(), "the planted image has no free pixel to click on"
+    from scipy import ndimage
+
+    row, col = np.unravel_index(int(np.argmax(ndimage.distance_transform_edt(free))), free.shape)
+    undo = api.add_object(project, image_id, point=(col, row))
+    assert undo["created"] and correction_path(project, image_id).exists()
+    added = api.image_objects(project, image_id)
+    assert added.labels[row, col] == undo["instance_id"] and undo["area"] >= 16
+    first_category = api.label_state(project).table.categories[0].id
+    assert added.as_dicts()[0][undo["instance_id"]] == first_category  # no category given: the first one
+    api.remove_added_object(project, undo)
+    assert not correction_path(project, image_id).exists()  # back to the generated masks, nothing left over
+    assert np.array_equal(api.image_objects(project, image_id).labels, generated.labels)
