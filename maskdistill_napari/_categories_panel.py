@@ -82,11 +82,13 @@ class CategoriesPanel(QWidget):
             self.buttons[text].clicked.connect(handler)
 
     # -- table -------------------------------------------------------------------------------
-    def refresh(self) -> None:
-        """Re-read the category table and the mask counts (in a worker) and redraw."""
+    def refresh(self, reread: bool = True) -> None:
+        """Re-read the category table (``reread``: False when the view has just read it) and the mask counts
+        (in a worker) and redraw."""
         if self.view.project_dir is None:
             return
-        self.view.refresh_categories()
+        if reread:
+            self.view.refresh_categories()
         self._fill()
         self.tasks.submit(category_sizes, self.view.project_dir, on_done=self._got_sizes,
                           on_error=lambda message: self.status.setText(f"Counting the masks failed: {message}"))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from napari.layers import Labels
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, QTimer, Signal
 
@@ -45,6 +46,27 @@ def camera_of(viewer):
     """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
     scene = getattr(viewer, "scene", None)
     return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
+def read_project(project_dir) -> tuple:
+    """(config, entries, clusters, category table) of a project (in a worker: reading is disk work)."""
+    from engine.api import open_project
+
+    _, config, entries, clusters = open_project(project_dir)
+    return config, entries, clusters, category_table(project_dir, clusters)
+
+
+def load_for_display(project_dir, images, entry: dict, make_layers: bool) -> dict:
+    """``load_image_data`` in a worker; with ``make_layers`` (none on screen yet) also the Image and Labels
+    layers themselves: building a napari layer costs a few hundred ms, which the GUI thread then does not pay
+    (adding it to the viewer still does: its controls and its canvas visual)."""
+    data = load_image_data(project_dir, images, entry)
+    if make_layers:
+        from napari.layers import Image, Labels
+
+        data["new_layers"] = (Image(data["image"], name=IMAGE_LAYER, rgb=data["image"].ndim == 3),
+                              Labels(data["labels"].copy(), name=LABELS_LAYER, opacity=0.55))
+    return data
 
 
 def write_edit(edit: Edit, lock: threading.Lock) -> None:
@@ -94,16 +116,15 @@ class ProjectView(QObject):
     def open(self, project_dir, position: int = 0) -> None:
         """Read the project (in a worker), then show image ``position``."""
         self.save()
-        self.tasks.submit(call, "open_project", project_dir,
+        self.tasks.submit(read_project, project_dir,
                           on_done=lambda result: self._opened(project_dir, result, position),
                           on_error=lambda message: self.failed.emit(f"Opening {project_dir} failed: {message}"))
 
     def _opened(self, project_dir, result, position) -> None:
-        _, config, self.entries, self.clusters = result
+        config, self.entries, self.clusters, self.table = result
         from engine.api import ImageSource
 
-        self.project_dir, self.images = Path(project_dir), ImageSource.of_project(config)
-        self.table = category_table(self.project_dir, self.clusters)
+        self.project_dir, self.images = Path(project_dir).resolve(), ImageSource.of_project(config)
         self._cache.clear()
         self.current = None
         self.show(min(position, len(self.entries) - 1))
@@ -130,7 +151,8 @@ class ProjectView(QObject):
         if cached is not None:
             self._display(position, cached, select_label)
         else:
-            self.tasks.submit(load_image_data, self.project_dir, self.images, entry,
+            make_layers = IMAGE_LAYER not in self.viewer.layers or LABELS_LAYER not in self.viewer.layers
+            self.tasks.submit(load_for_display, self.project_dir, self.images, entry, make_layers,
                               on_done=lambda data: self._display(position, data, select_label),
                               on_error=lambda message: self.failed.emit(
                                   f"Loading {entry['relative_path']} failed: {message}"))
@@ -140,6 +162,7 @@ class ProjectView(QObject):
         self._cache.pop(image_id, None)
 
     def _display(self, position: int, data: dict, select_label=None) -> None:
+        new_layers = data.pop("new_layers", None)  # built in the worker; the cache keeps only the data
         self._cache[data["image_id"]] = data
         self._cache.move_to_end(data["image_id"])
         while len(self._cache) > CACHE_SIZE:
@@ -148,22 +171,28 @@ class ProjectView(QObject):
         self._snapshot = data["labels"]
         self._loading = True
         try:
-            self._put_layers(data)
+            self._put_layers(data, new_layers)
         finally:
             self._loading = False
         self.selected = 0
         self.image_shown.emit(position)
         self.select_object(int(select_label or 0), zoom=bool(select_label) and self.zoom_on_select)
 
-    def _put_layers(self, data: dict) -> None:
+    def _put_layers(self, data: dict, new_layers=None) -> None:
+        """Show ``data`` in the Image and Labels layers: new data in the layers on screen, else the layers built
+        in the worker (``new_layers``), else new ones."""
         layers = self.viewer.layers
         rgb = data["image"].ndim == 3
+        made_image, made_labels = new_layers or (None, None)
         if IMAGE_LAYER in layers and layers[IMAGE_LAYER].rgb == rgb:
             layers[IMAGE_LAYER].data = data["image"]
         else:
             if IMAGE_LAYER in layers:
                 layers.remove(IMAGE_LAYER)
-            self.viewer.add_image(data["image"], name=IMAGE_LAYER, rgb=rgb)
+            if made_image is not None:
+                layers.insert(0, made_image)
+            else:
+                self.viewer.add_image(data["image"], name=IMAGE_LAYER, rgb=rgb)
         if LABELS_LAYER in layers:
             labels = layers[LABELS_LAYER]
             labels.data = data["labels"].copy()  # painting changes the layer's array, not the cached one
@@ -172,7 +201,9 @@ class ProjectView(QObject):
             labels.editable = True
             labels.mode = mode
         else:
-            labels = self.viewer.add_labels(data["labels"].copy(), name=LABELS_LAYER, opacity=0.55)
+            labels = made_labels if made_labels is not None else Labels(data["labels"].copy(), name=LABELS_LAYER,
+                                                                        opacity=0.55)
+            layers.append(labels)
             labels.events.paint.connect(self._changed)
             labels.events.data.connect(self._changed)
             labels.events.set_data.connect(self._changed)  # undo and redo only refresh the layer

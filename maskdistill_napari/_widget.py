@@ -69,7 +69,7 @@ class MaskDistillWidget(QWidget):
     def _on_first_image(self, _position: int) -> None:
         if self._first_show:
             self._first_show = False
-            self.categories.refresh()
+            self.categories.refresh(reread=False)  # the view read the table with the project
 
     def _after_retrain(self) -> None:
         self.review.reset_queue()
