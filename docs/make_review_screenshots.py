@@ -58,10 +58,14 @@ def main() -> None:
         wait(lambda: not widget.busy and widget.view.position == position)
 
     def shot(name: str) -> None:
+        from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+        for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+            toast.close()  # the PyQt5 deprecation toast would cover the canvas
         wait()
         path = DOCS / name
-        viewer.screenshot(str(path), canvas_only=False)
-        Image.open(path).convert("RGB").save(path, optimize=True)
+        viewer.screenshot(str(path), canvas_only=False, flash=False)
+        Image.open(path).convert("RGB").quantize(256).save(path, optimize=True)  # a 256-colour PNG: smaller
         print(f"written: {path.relative_to(ROOT)} ({path.stat().st_size // 1000} KB)")
 
     widget.open_project(str(project))

@@ -6,8 +6,16 @@ from pycocotools import mask as mask_utils
 from scipy import ndimage
 
 
+LARGE_MASK_PIXELS = 2 ** 20  # above this, a mask is encoded from its bounding box (rle_from_crop)
+
+
 def encode_rle(mask: np.ndarray) -> dict:
     """COCO compressed RLE of a 2-D boolean mask, with ``counts`` as str so it can go into JSON."""
+    if mask.size > LARGE_MASK_PIXELS:  # a small object of a large image: skip the full-frame copies
+        mask = np.asarray(mask, bool)
+        box = mask_box(mask)
+        return rle_from_crop(mask[box] if box else np.zeros((0, 0), bool),
+                             box or (slice(0, 0), slice(0, 0)), mask.shape)
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
@@ -68,8 +76,260 @@ def coverage_on_grid(mask: np.ndarray, grid_hw: tuple) -> np.ndarray:
 def mask_identity(image_id: str, mask: np.ndarray) -> str:
     """A key naming one mask of one image by its pixels, not its position in a list: the same mask gets the
     same key in every run, so the user's decisions about it (split assignments, pins) follow it."""
+    return rle_identity(image_id, encode_rle(np.asarray(mask, bool)))
+
+
+# -- large images: per-mask work on the mask's bounding box ---------------------------------------------------
+# A mask of a dense 4,000 x 4,000 image covers a few hundred of its 16 million pixels; encoding, measuring or
+# resizing it on the whole frame costs ~16 MB and tens of milliseconds per mask, thousands of times.
+
+
+def mask_box(mask: np.ndarray):
+    """(rows, cols) slices of the tight bounding box of a 2-D mask, or None when it is empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def _column_major_runs(flat: np.ndarray, before: int, after: int) -> list:
+    """COCO run lengths (zeros first) of ``before`` zeros, the bool sequence ``flat``, ``after`` zeros."""
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    runs = np.diff(np.r_[0, changes, flat.size]).tolist()
+    if flat[0]:
+        runs.insert(0, 0)
+    runs[0] += before
+    if len(runs) % 2:  # ends on a run of zeros: the trailing zeros extend it
+        runs[-1] += after
+    elif after:
+        runs.append(after)
+    return runs
+
+
+def rle_from_crop(crop: np.ndarray, box: tuple, image_hw: tuple) -> dict:
+    """:func:`encode_rle` of the full-size mask that is ``crop`` at ``box`` (rows, cols slices) and empty
+    elsewhere, without making the full-size mask: equal to ``encode_rle(full)`` string for string."""
+    height, width = (int(v) for v in image_hw)
+    rows, cols = box
+    crop = np.asarray(crop, bool)
+    if not crop.any():
+        counts = [height * width]
+    else:
+        band = np.zeros((height, crop.shape[1]), bool)  # the columns the box spans, whole height
+        band[rows] = crop
+        counts = _column_major_runs(band.T.ravel(), cols.start * height, (width - cols.stop) * height)
+    rle = mask_utils.frPyObjects({"counts": counts, "size": [height, width]}, height, width)
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def rle_identity(image_id: str, rle: dict) -> str:
+    """:func:`mask_identity` from the mask's RLE (as :func:`encode_rle` gives it)."""
     import hashlib
 
-    rle = encode_rle(np.asarray(mask, bool))
     digest = hashlib.sha1(f"{rle['size']}|{rle['counts']}".encode()).hexdigest()[:16]
     return f"{image_id}:{digest}"
+
+
+def mask_crop(masks, index: int) -> tuple:
+    """(box, crop) of mask ``index`` of a stack: from the stack itself when it knows its masks' boxes
+    (:class:`LabelMasks`, engine.state.project.RleMasks), else from the full mask. box None: empty mask."""
+    if hasattr(masks, "crop"):
+        return masks.crop(index)
+    mask = np.asarray(masks[index], bool)
+    box = mask_box(mask)
+    return (None, None) if box is None else (box, mask[box])
+
+
+def mask_rle(masks, index: int) -> dict:
+    """:func:`encode_rle` of mask ``index`` of a stack, read or made from its crop when the stack can."""
+    if hasattr(masks, "rle"):
+        return masks.rle(index)
+    return encode_rle(masks[index])
+
+
+def coverage_of_crop(crop: np.ndarray, box: tuple, image_hw: tuple, grid_hw: tuple) -> tuple:
+    """:func:`coverage_on_grid` of a full-size mask given by its crop, sparse: (flat cell indices, coverage
+    fractions float32) of the cells it touches; every other cell's coverage is 0. Same values."""
+    gh, gw = grid_hw
+    height, width = image_hw
+    rows, cols = box
+    cell_rows = np.minimum((np.arange(rows.start, rows.stop) * gh) // height, gh - 1)
+    cell_cols = np.minimum((np.arange(cols.start, cols.stop) * gw) // width, gw - 1)
+    local = (cell_rows - cell_rows[0])[:, None] * (cell_cols[-1] - cell_cols[0] + 1) + (cell_cols - cell_cols[0])
+    span_w = int(cell_cols[-1] - cell_cols[0] + 1)
+    sums = np.bincount(local.ravel(), weights=np.asarray(crop, bool).ravel().astype(np.float64))
+    touched = np.flatnonzero(sums)
+    grid_r, grid_c = cell_rows[0] + touched // span_w, cell_cols[0] + touched % span_w
+    # pixels per cell over the whole image, as coverage_on_grid counts them
+    pixels_r = np.bincount(np.minimum((np.arange(height) * gh) // height, gh - 1), minlength=gh)
+    pixels_c = np.bincount(np.minimum((np.arange(width) * gw) // width, gw - 1), minlength=gw)
+    area = pixels_r[grid_r] * pixels_c[grid_c]
+    return grid_r * gw + grid_c, (sums[touched] / np.maximum(area, 1)).astype(np.float32)
+
+
+def resize_crop_nearest(crop: np.ndarray, box: tuple, image_hw: tuple, out_hw: tuple) -> tuple:
+    """:func:`resize_nearest` of a full-size mask given by its crop: (box in the output, output crop), the
+    same pixels the full resize gives; (None, None) when no output pixel samples the box."""
+    rows, cols = box
+    src_rows = (np.arange(out_hw[0]) * image_hw[0] / out_hw[0]).astype(int)
+    src_cols = (np.arange(out_hw[1]) * image_hw[1] / out_hw[1]).astype(int)
+    picked_r = np.flatnonzero((src_rows >= rows.start) & (src_rows < rows.stop))
+    picked_c = np.flatnonzero((src_cols >= cols.start) & (src_cols < cols.stop))
+    if picked_r.size == 0 or picked_c.size == 0:
+        return None, None
+    small = np.asarray(crop, bool)[(src_rows[picked_r] - rows.start)[:, None],
+                                   (src_cols[picked_c] - cols.start)[None, :]]
+    out_box = (slice(int(picked_r[0]), int(picked_r[-1]) + 1), slice(int(picked_c[0]), int(picked_c[-1]) + 1))
+    return out_box, small
+
+
+# -- mask stacks that are not (n, H, W) arrays ----------------------------------------------------------------
+
+
+class LabelMasks:
+    """A stack of (n, H, W) boolean masks held as one int32 label map: mask ``i`` is ``labels == ids[i]``.
+
+    Why: a dense image holds thousands of objects; n full-resolution bool masks of a 4000 x 4000 image cost
+    16 MB each (tens of GB for a crowded image), one label map 64 MB. It behaves like the array for what the
+    pipeline does with mask stacks: ``len``, ``shape``, iteration and ``[i]`` give one full-resolution mask
+    at a time (made on demand from the object's bounding box), ``[index array / bool array / slice]`` gives a
+    ``LabelMasks`` subset sharing the map, and ``np.asarray`` materialises the whole stack (small images only).
+    ``crop(i)`` and ``rle(i)`` work on the bounding box only. The label map must not be changed afterwards.
+    """
+
+    ndim = 3
+    dtype = np.dtype(bool)
+
+    def __init__(self, labels: np.ndarray, ids=None, boxes: list | None = None):
+        self.labels = np.asarray(labels, np.int32)
+        self.ids = (np.arange(1, int(self.labels.max(initial=0)) + 1, dtype=np.int32) if ids is None
+                    else np.asarray(ids, np.int32).reshape(-1))
+        # one bounding slice per label value (None for a value not present), shared by every subset
+        self._boxes = boxes if boxes is not None else ndimage.find_objects(self.labels)
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self.ids), *self.labels.shape)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def box(self, position: int):
+        """(rows, cols) slices of the bounding box of the mask at ``position``; None when it is empty."""
+        value = int(self.ids[position])
+        return self._boxes[value - 1] if 0 < value <= len(self._boxes) else None
+
+    def crop(self, position: int) -> tuple:
+        """(box, bool crop) of the mask at ``position``; (None, None) when it is empty."""
+        box = self.box(position)
+        return (None, None) if box is None else (box, self.labels[box] == self.ids[position])
+
+    def rle(self, position: int) -> dict:
+        """:func:`encode_rle` of the mask at ``position``, from its bounding box."""
+        box, crop = self.crop(position)
+        if box is None:
+            return rle_from_crop(np.zeros((0, 0), bool), (slice(0, 0), slice(0, 0)), self.labels.shape)
+        return rle_from_crop(crop, box, self.labels.shape)
+
+    def mask(self, position: int) -> np.ndarray:
+        """The full-resolution bool mask at ``position`` in the stack."""
+        out = np.zeros(self.labels.shape, bool)
+        box, crop = self.crop(position)
+        if box is not None:
+            out[box] = crop
+        return out
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return self.mask(int(index) + len(self) if index < 0 else int(index))
+        if isinstance(index, tuple):
+            raise TypeError("LabelMasks supports one index (an int, a slice, an index or bool array)")
+        return LabelMasks(self.labels, self.ids[index], self._boxes)
+
+    def __iter__(self):
+        for position in range(len(self)):
+            yield self.mask(position)
+
+    def __array__(self, dtype=None, copy=None):
+        stack = np.zeros(self.shape, bool)
+        for position in range(len(self)):
+            stack[position] = self.mask(position)
+        return stack if dtype is None else stack.astype(dtype)
+
+    def copy(self) -> np.ndarray:
+        return np.asarray(self)
+
+
+class SparseMasks:
+    """A stack of (n, gh, gw) boolean masks on a small grid (patch masks), held as each mask's flat cell
+    indices: mask ``i`` is ``cells[offsets[i]:offsets[i + 1]]``.
+
+    Why: the patch masks of 12,000 objects on a 600 x 600 patch grid are 4.3 GB as an array and a few MB as
+    cell lists. Indexing like the array: ``[i]`` gives one (gh, gw) mask, ``[index array / bool array /
+    slice]`` a ``SparseMasks`` subset, ``np.asarray`` the whole stack (small stacks only).
+    """
+
+    ndim = 3
+    dtype = np.dtype(bool)
+
+    def __init__(self, offsets, cells, grid_hw: tuple):
+        self.offsets = np.asarray(offsets, np.int64).reshape(-1)
+        self.cells = np.asarray(cells, np.int64).reshape(-1)
+        self.grid_hw = tuple(int(v) for v in grid_hw)
+        if self.offsets.size == 0 or self.offsets[0] != 0 or self.offsets[-1] != self.cells.size \
+                or (np.diff(self.offsets) < 0).any():
+            raise ValueError("SparseMasks: offsets must rise from 0 to the number of cells")
+
+    @classmethod
+    def from_pairs(cls, mask_index: np.ndarray, cells: np.ndarray, n: int, grid_hw: tuple) -> "SparseMasks":
+        """From (mask, cell) pairs in any order, duplicates allowed."""
+        pairs = np.unique(np.asarray(mask_index, np.int64) * (grid_hw[0] * grid_hw[1]) + np.asarray(cells, np.int64))
+        mask_index, cells = np.divmod(pairs, grid_hw[0] * grid_hw[1])
+        offsets = np.r_[0, np.cumsum(np.bincount(mask_index, minlength=n))]
+        return cls(offsets, cells, grid_hw)
+
+    @classmethod
+    def from_dense(cls, stack: np.ndarray) -> "SparseMasks":
+        stack = np.asarray(stack, bool)
+        n, gh, gw = stack.shape
+        mask_index, cells = np.nonzero(stack.reshape(n, gh * gw))
+        return cls(np.r_[0, np.cumsum(np.bincount(mask_index, minlength=n))], cells, (gh, gw))
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self), *self.grid_hw)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def cells_of(self, position: int) -> np.ndarray:
+        return self.cells[self.offsets[position]:self.offsets[position + 1]]
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            position = int(index) + len(self) if index < 0 else int(index)
+            out = np.zeros(self.grid_hw[0] * self.grid_hw[1], bool)
+            out[self.cells_of(position)] = True
+            return out.reshape(self.grid_hw)
+        if isinstance(index, tuple):
+            raise TypeError("SparseMasks supports one index (an int, a slice, an index or bool array)")
+        chosen = np.atleast_1d(np.arange(len(self))[index])
+        parts = [self.cells_of(int(i)) for i in chosen]
+        sizes = [len(p) for p in parts]
+        cells = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        return SparseMasks(np.r_[0, np.cumsum(sizes, dtype=np.int64)], cells, self.grid_hw)
+
+    def __iter__(self):
+        for position in range(len(self)):
+            yield self[position]
+
+    def __array__(self, dtype=None, copy=None):
+        stack = np.zeros((len(self), self.grid_hw[0] * self.grid_hw[1]), bool)
+        rows = np.repeat(np.arange(len(self)), np.diff(self.offsets))
+        stack[rows, self.cells] = True
+        stack = stack.reshape(self.shape)
+        return stack if dtype is None else stack.astype(dtype)
+
+    def copy(self) -> np.ndarray:
+        return np.asarray(self)

@@ -4,12 +4,12 @@
 on its GUI thread whenever it opens the widget or asks the reader about a folder, so every plugin module
 imports ``engine.api`` inside the functions that need it, and the widget first loads it in a worker.
 
-triton (imported by torchvision, which the engine loads when it first builds a backbone) bundles its own LLVM; loading it after napari's canvas
-has loaded an LLVM-based OpenGL driver (Mesa llvmpipe, radeonsi) crashes the process with a segmentation
-fault. The engine never compiles kernels, so while it loads, :func:`without_triton` makes torch see triton
-as not installed. That applies only to our loading (every task of the widget's queue, and the calls below,
-until torchvision is loaded): importing the plugin changes nothing in napari's process, and the placeholder
-is gone again once the task ends.
+triton (imported by torchvision, which the engine loads when it first builds a backbone) bundles its own
+LLVM; loading it after napari's canvas has loaded an LLVM-based OpenGL driver (Mesa llvmpipe, radeonsi)
+crashes the process with a segmentation fault. The engine never compiles kernels, so while it loads,
+:func:`without_triton` makes torch see triton as not installed. That applies only to our loading (every task
+of the widget's queue, and the calls below, until torchvision is loaded): importing the plugin changes
+nothing in napari's process, and the placeholder is gone again once the task ends.
 """
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def camera_of(viewer):
     return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
 
 
-def read_project(project_dir) -> tuple:
+def read_project_state(project_dir) -> tuple:
     """(config, entries, clusters, category table) of a project (in a worker: reading is disk work)."""
     from engine.api import open_project
 
@@ -116,7 +116,7 @@ class ProjectView(QObject):
     def open(self, project_dir, position: int = 0) -> None:
         """Read the project (in a worker), then show image ``position``."""
         self.save()
-        self.tasks.submit(read_project, project_dir,
+        self.tasks.submit(read_project_state, project_dir,
                           on_done=lambda result: self._opened(project_dir, result, position),
                           on_error=lambda message: self.failed.emit(f"Opening {project_dir} failed: {message}"))
 

@@ -37,7 +37,8 @@ TOOLTIPS = {
     "device": "auto: a GPU when there is one, else the CPU.",
     "num_classes": "Number of categories the masks are clustered into; 'suggested' lets the silhouette score "
                    "choose.",
-    "proposals": "How masks are proposed on each image: split (default), ncut (MaskCut) or seed (LOST).",
+    "proposals": "How masks are proposed on each image: segments (default: parts and whole objects), split, "
+                 "ncut (MaskCut), seed (one mask, LOST) or dense (many small objects such as cells).",
     "input_size": "Shorter image side fed to the network, in pixels (28-2048, rounded to the patch size); "
                   "'backbone default' uses the backbone's own size.",
     "weights": "Backbone weights: empty for automatic (hub cache, offline), a file, or 'random' for tests.",
@@ -112,6 +113,9 @@ class RunPanel(QWidget):
         self.cancel_button.setEnabled(False)
         for name, tip in TOOLTIPS.items():
             getattr(self, name).setToolTip(tip)
+        self.run_button.setToolTip("Run the engine on the image folder into the project (resumes an unfinished run).")
+        self.cancel_button.setToolTip("Stop after the current image; the finished images are kept.")
+        self.open_button.setToolTip("Show the project folder's images and masks for review.")
         self.status = QLabel("Pick an image folder and a project folder, then Run.")
         self.status.setWordWrap(True)
 

@@ -240,7 +240,7 @@ def test_small_things_tooltips_input_size_merge_choice_export_name_colours(widge
 
     panel = widget.run_panel
     for name in ("image_folder", "project_folder", "backbone", "device", "num_classes", "proposals",
-                 "input_size", "weights"):
+                 "input_size", "weights", "run_button", "cancel_button", "open_button"):
         assert getattr(panel, name).toolTip(), name
     panel.input_size.setValue(0)
     panel.input_size.stepBy(1)

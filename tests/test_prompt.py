@@ -99,9 +99,11 @@ def planted(finished, tmp_path):
     entry = next(e for e in read_json(project / "images.json") if e["relative_path"] == "planted.png")
     vectors = planted_features(3)
     n, dim = len(vectors), vectors.shape[1]
-    FeatureCache(project / "features").put(entry["feature_key"], ImageFeatures(
-        GRID, (GRID[0] * 14, GRID[1] * 14), vectors, vectors, np.zeros(dim, np.float32), np.full((1, n), 1 / n, np.float32)))
-    assert np.allclose(FeatureCache(project / "features").get(entry["feature_key"]).tokens, vectors, atol=0.1)
+    planted_cache = ImageFeatures(GRID, (GRID[0] * 14, GRID[1] * 14), vectors, vectors, np.zeros(dim, np.float32),
+                                  np.full((1, n), 1 / n, np.float32))
+    FeatureCache(project / "features").put(entry["feature_key"], planted_cache)
+    stored = FeatureCache(project / "features").get(entry["feature_key"])
+    assert np.allclose(stored.tokens, vectors, atol=0.1)  # the cache keeps them (int8 tokens, no keys)
     return project, entry["image_id"]
 
 

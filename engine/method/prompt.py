@@ -13,9 +13,10 @@ works on any per-patch vectors; the plugin's clicks use the cached final tokens 
    object (the half of the box's middle least like the surroundings) than like the box's surroundings.
    Smoothed by a few random-walk steps on the graph.
 3. **Seeded cut**: patches taken in order of that affinity, only those above a floor (a positive similarity,
-   MaskDistill's / LOST's rule, and for a click at least ``SEED_SHARE`` of the seed's own); of all these nested sets (each holding the seed), the one of lowest
-   normalized cut cost on the graph is the object (a sweep cut, as in local graph partitioning: Andersen,
-   Chung & Lang, 2006), so the cut follows the object's outline where the keys change.
+   MaskDistill's / LOST's rule, and for a click at least ``SEED_SHARE`` of the seed's own); of all these nested
+   sets (each holding the seed), the one of lowest normalized cut cost on the graph is the object (a sweep
+   cut, as in local graph partitioning: Andersen, Chung & Lang, 2006), so the cut follows the object's outline
+   where the keys change.
 4. **Refined** to the image's edges with the guided filter of :mod:`engine.method.refine`, on a crop around
    the object; the connected part under the click is kept (a box: inside the box).
 
@@ -37,9 +38,9 @@ SEED_SHARE = 0.3  # a cell joins a click's object only with at least this share 
 SHARPNESS = 0.1  # link weight exp((cosine - 1) / SHARPNESS): alike neighbours ~0.1-1, an object edge ~0.0003
 
 
-def prompt_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, point=None, box=None, centre: bool = True,
-                window: int = WINDOW_PATCHES, radius: int = 2, smoothing: int = 3, max_patches: int = MAX_PATCHES,
-                eps: float = 1e-3) -> np.ndarray:
+def prompt_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, point=None, box=None,
+                centre: bool = True, window: int = WINDOW_PATCHES, radius: int = 2, smoothing: int = 3,
+                max_patches: int = MAX_PATCHES, eps: float = 1e-3) -> np.ndarray:
     """The object at ``point`` and/or in ``box``, as a (H, W) bool mask of ``image``.
 
     patch_features: (gh * gw, D) one vector per patch, row-major on ``grid_hw`` (the grid covers the whole
