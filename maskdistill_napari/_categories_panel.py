@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
 
 from ._engine import call
 from ._gallery import category_sizes, representative_crops
-from ._layers import category_colour
+from ._layers import category_colour, category_table
 
 COLUMNS = ("id", "name", "masks", "colour", "status")
 
@@ -87,11 +87,17 @@ class CategoriesPanel(QWidget):
         (in a worker) and redraw."""
         if self.view.project_dir is None:
             return
-        if reread:
-            self.view.refresh_categories()
-        self._fill()
+        if reread:  # the label state is read in the queue: on a large project it is not instant
+            self.tasks.submit(category_table, self.view.project_dir, self.view.clusters, on_done=self._got_table,
+                              on_error=lambda message: self.status.setText(f"Reading the categories failed: {message}"))
+        else:
+            self._fill()
         self.tasks.submit(category_sizes, self.view.project_dir, on_done=self._got_sizes,
                           on_error=lambda message: self.status.setText(f"Counting the masks failed: {message}"))
+
+    def _got_table(self, table) -> None:
+        self.view.set_category_table(table)
+        self._fill()
 
     def _got_sizes(self, sizes: dict) -> None:
         self.sizes = sizes
@@ -145,7 +151,7 @@ class CategoriesPanel(QWidget):
     def _selection_changed(self) -> None:
         if self._filling:
             return
-        self.view.refresh_categories()  # the colour of new labels follows the selection
+        self.view.update_appearance()  # the colour of new labels follows the selection
         category_id = self.current_category()
         if category_id is None:
             return

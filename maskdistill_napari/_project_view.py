@@ -134,11 +134,13 @@ class ProjectView(QObject):
         if self.project_dir is not None:
             self.open(self.project_dir, max(self.position, 0))
 
-    def refresh_categories(self) -> None:
-        """Recolour and relabel the current image after a category change (names, merges, discards)."""
-        if self.project_dir is None:
-            return
-        self.table = category_table(self.project_dir, self.clusters)
+    def set_category_table(self, table) -> None:
+        """Recolour and relabel the current image with ``table`` (read in a worker after a category change)."""
+        self.table = table
+        self.update_appearance()
+
+    def update_appearance(self) -> None:
+        """Colours and names of the current labels from the table in hand (a selection changed)."""
         self._update_labels_appearance()
 
     # -- browsing ----------------------------------------------------------------------------

@@ -12,11 +12,12 @@ raised, emitted as ``failed``, and handed to the caller's ``on_error`` (which pu
 """
 from __future__ import annotations
 
+import atexit
 from collections import deque
 
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QThreadPool, Signal
 
 from ._engine import without_triton
 
@@ -25,6 +26,13 @@ def _guarded(function, *args, **kwargs):
     """``function(*args, **kwargs)`` in the worker, with triton hidden while the engine loads (_engine.py)."""
     with without_triton():
         return function(*args, **kwargs)
+
+
+@atexit.register
+def _let_running_workers_end() -> None:
+    """Python is exiting while a worker still runs (a script that never closed its window): let it end before
+    Qt's objects are torn down under it, which would abort the process. Waits only for running workers."""
+    QThreadPool.globalInstance().waitForDone(10_000)
 
 
 def error_message(error: BaseException) -> str:
@@ -57,7 +65,8 @@ class TaskQueue(QObject):
         self._start_next()
 
     def close(self) -> None:
-        """napari is closing: drop the queued tasks and ignore the result of the running one."""
+        """napari is closing: drop the queued tasks and ignore the result of the running one (the window does
+        not wait for it; :func:`_let_running_workers_end` does, at exit)."""
         self._closed = True
         self._pending.clear()
 

@@ -230,3 +230,12 @@ def test_instances_scored_on_a_coarser_probability_grid():
 def test_instances_of_an_all_background_map():
     masks, classes, scores = instances_from_semantic(np.zeros((5, 7), int), np.ones((3, 5, 7)) / 3)
     assert masks.shape == (0, 5, 7) and classes.shape == (0,) and scores.shape == (0,)
+
+
+def test_training_patches_per_image_shrink_to_keep_the_folders_total_bounded():
+    from engine.method.distill import HeadConfig
+    config = HeadConfig(patches_per_image=384, max_patches=1000)
+    assert config.patches_for(1) == 384  # a small folder: the per-image count
+    assert config.patches_for(10) == 100  # 10 x 100 = the budget
+    assert config.patches_for(1000) == 16  # never fewer than 16 per image
+    assert HeadConfig().patches_for(5000) * 5000 <= HeadConfig().max_patches

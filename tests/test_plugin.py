@@ -41,3 +41,16 @@ def test_sample_data_loads_the_example_photos():
     assert len(layers) >= 12
     data, meta, kind = layers[0]
     assert kind == "image" and data.ndim == 3 and data.shape[2] == 3 and meta["rgb"]
+
+
+def test_a_script_that_exits_while_the_engine_still_loads_ends_cleanly(qapp):
+    """The widget loads the engine in a worker; a script that opens it and exits at once used to abort (exit
+    134, "wrapped C/C++ object ... has been deleted") because Python tore Qt down under the running worker."""
+    script = ("import napari\n"
+              "from maskdistill_napari._widget import MaskDistillWidget\n"
+              "viewer = napari.Viewer(show=False)\n"
+              "MaskDistillWidget(viewer)\n"
+              "viewer.close()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "has been deleted" not in done.stderr
