@@ -280,6 +280,9 @@ class SparseMasks:
         if self.offsets.size == 0 or self.offsets[0] != 0 or self.offsets[-1] != self.cells.size \
                 or (np.diff(self.offsets) < 0).any():
             raise ValueError("SparseMasks: offsets must rise from 0 to the number of cells")
+        if len(self.grid_hw) != 2 or (self.cells.size and not 0 <= self.cells.min() <= self.cells.max()
+                                      < self.grid_hw[0] * self.grid_hw[1]):
+            raise ValueError(f"SparseMasks: cell indices outside the {self.grid_hw} grid")
 
     @classmethod
     def from_pairs(cls, mask_index: np.ndarray, cells: np.ndarray, n: int, grid_hw: tuple) -> "SparseMasks":

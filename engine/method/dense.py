@@ -25,24 +25,43 @@ import numpy as np
 from scipy import ndimage
 
 from engine.device import single_threaded_lapack
+from engine.masks import LabelMasks, SparseMasks  # noqa: F401  (LabelMasks: re-exported, its old home)
 from engine.method.refine import grey_guide, guided_filter, upsample_soft, working_size
 
 MIN_OBJECT_SIZE = 3.0  # pixels: below this a "diameter" is noise
 
 
-def principal_projection(keys: np.ndarray) -> np.ndarray:
+def principal_projection(keys: np.ndarray, chunk: int = 32768) -> np.ndarray:
     """Projection of each (centred) key on the first principal component: (N,) float32.
 
-    The D x D covariance (384 x 384 for ViT-S) is solved once, single-threaded (see engine.device).
+    The D x D covariance (384 x 384 for ViT-S) is solved once, single-threaded (see engine.device). It is
+    summed over chunks of rows, so no float32 / float64 copy of all keys is made (360,000 keys of a
+    4,000 x 4,000 image at object size 20: 0.55 / 1.1 GB each).
     """
-    x = keys.astype(np.float32)
-    x = x - x.mean(axis=0, keepdims=True)
-    if not np.isfinite(x).all() or not np.abs(x).max() > 0:
-        return np.zeros(len(x), np.float32)
-    cov = (x.T.astype(np.float64) @ x.astype(np.float64)) / max(len(x) - 1, 1)
+    n, dim = keys.shape
+    mean = np.zeros(dim, np.float64)
+    for start in range(0, n, chunk):
+        mean += keys[start:start + chunk].astype(np.float64).sum(axis=0)
+    mean /= max(n, 1)
+    cov = np.zeros((dim, dim), np.float64)
+    largest = 0.0
+    for start in range(0, n, chunk):
+        x = keys[start:start + chunk].astype(np.float32) - mean.astype(np.float32)
+        if not np.isfinite(x).all():
+            return np.zeros(n, np.float32)
+        largest = max(largest, float(np.abs(x).max(initial=0.0)))
+        x = x.astype(np.float64)
+        cov += x.T @ x
+    if not largest > 0:
+        return np.zeros(n, np.float32)
+    cov /= max(n - 1, 1)
     with single_threaded_lapack():
         _, vectors = np.linalg.eigh(cov)
-    return (x @ vectors[:, -1].astype(np.float32)).astype(np.float32)
+    top = vectors[:, -1].astype(np.float32)
+    out = np.empty(n, np.float32)
+    for start in range(0, n, chunk):
+        out[start:start + chunk] = (keys[start:start + chunk].astype(np.float32) - mean.astype(np.float32)) @ top
+    return out
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -235,33 +254,49 @@ def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
     return labels[rows[:, None], cols[None, :]]
 
 
-def patch_masks_from_labels(labels: np.ndarray, grid_hw: tuple) -> np.ndarray:
-    """(n, gh, gw) bool: the cells each instance covers at least half of, plus the cell it covers most
-    (so an object smaller than a patch still has one)."""
-    n = int(labels.max())
+def patch_cells_from_labels(labels: np.ndarray, grid_hw: tuple, band_rows: int = 256) -> SparseMasks:
+    """Patch masks of a label map's instances 1..n as :class:`SparseMasks`: the cells each instance covers
+    at least half of, plus the cell it covers most (so an object smaller than a patch still has one).
+
+    (instance, cell) pixel counts are gathered over bands of ``band_rows`` rows and summed as a sparse
+    matrix: neither an (n, cells) table (2 GB for 3,000 objects on 300 x 300) nor per-pixel int64 copies of
+    a 16-million-pixel map are made.
+    """
+    from scipy import sparse
+
+    n = int(labels.max(initial=0))
     gh, gw = grid_hw
-    out = np.zeros((n, gh, gw), bool)
     if n == 0:
-        return out
+        return SparseMasks(np.zeros(1, np.int64), np.zeros(0, np.int64), grid_hw)
     height, width = labels.shape
     rows = np.minimum((np.arange(height) * gh) // height, gh - 1)
     cols = np.minimum((np.arange(width) * gw) // width, gw - 1)
-    cells = (rows[:, None] * gw + cols[None, :]).ravel()
-    flat = labels.ravel()
-    inside = flat > 0
-    # sparse (instance, cell) pixel counts: an (n, cells) count table took 2 GB for 3,000 objects on 300 x 300
-    pairs, counts = np.unique((flat[inside].astype(np.int64) - 1) * (gh * gw) + cells[inside],
-                              return_counts=True)
-    instance, cell = np.divmod(pairs, gh * gw)
-    cell_area = np.bincount(cells, minlength=gh * gw)
-    half = counts >= 0.5 * cell_area[cell]
-    grid = np.zeros((n, gh * gw), bool)
-    grid[instance[half], cell[half]] = True
+    pieces = []
+    for start in range(0, height, band_rows):
+        band = labels[start:start + band_rows]
+        inside = band > 0
+        cells = (rows[start:start + band_rows, None] * gw + cols[None, :])[inside]
+        pairs, counts = np.unique((band[inside].astype(np.int64) - 1) * (gh * gw) + cells, return_counts=True)
+        pieces.append((pairs, counts))
+    pairs = np.concatenate([p for p, _ in pieces])
+    counts = np.concatenate([c for _, c in pieces])
+    table = sparse.coo_matrix((counts, np.divmod(pairs, gh * gw)), shape=(n, gh * gw)).tocsr()
+    table.sum_duplicates()
+    table.sort_indices()
+    instance = np.repeat(np.arange(n), np.diff(table.indptr))
+    cell, counts = table.indices.astype(np.int64), table.data
+    cell_area = np.bincount(rows, minlength=gh)[cell // gw] * np.bincount(cols, minlength=gw)[cell % gw]
+    half = counts >= 0.5 * cell_area
     # each instance's most-covered cell (ties: the first cell), found by sorting on (instance, -count)
     order = np.lexsort((-counts, instance))
     first = order[np.r_[True, instance[order][1:] != instance[order][:-1]]]
-    grid[instance[first], cell[first]] = True
-    return grid.reshape(n, gh, gw)
+    return SparseMasks.from_pairs(np.r_[instance[half], instance[first]], np.r_[cell[half], cell[first]], n,
+                                  grid_hw)
+
+
+def patch_masks_from_labels(labels: np.ndarray, grid_hw: tuple) -> np.ndarray:
+    """(n, gh, gw) bool array of :func:`patch_cells_from_labels` (small label maps only)."""
+    return np.asarray(patch_cells_from_labels(labels, grid_hw))
 
 
 def dense_label_map(image: np.ndarray, keys: np.ndarray, grid_hw: tuple, object_size: float | None = None,
@@ -285,64 +320,6 @@ def dense_label_map(image: np.ndarray, keys: np.ndarray, grid_hw: tuple, object_
     return resize_labels(labels, height, width), scores, probability
 
 
-class LabelMasks:
-    """A stack of (n, H, W) boolean masks held as one int32 label map: mask ``i`` is ``labels == ids[i]``.
-
-    Why: a dense image holds thousands of objects; n full-resolution bool masks of a 4000 x 4000 image cost
-    16 MB each (tens of GB for a crowded image), one label map 64 MB. It behaves like the array for what the
-    pipeline does with proposal masks: ``len``, ``shape``, iteration and ``[i]`` give one full-resolution mask
-    at a time (made on demand from the object's bounding box), ``[index array / bool array / slice]`` gives a
-    ``LabelMasks`` subset sharing the map, and ``np.asarray`` materialises the whole stack (small images only).
-    The label map must not be changed afterwards.
-    """
-
-    ndim = 3
-    dtype = np.dtype(bool)
-
-    def __init__(self, labels: np.ndarray, ids=None, boxes: list | None = None):
-        self.labels = np.asarray(labels, np.int32)
-        self.ids = (np.arange(1, int(self.labels.max(initial=0)) + 1, dtype=np.int32) if ids is None
-                    else np.asarray(ids, np.int32).reshape(-1))
-        # one bounding slice per label value (None for a value not present), shared by every subset
-        self._boxes = boxes if boxes is not None else ndimage.find_objects(self.labels)
-
-    @property
-    def shape(self) -> tuple:
-        return (len(self.ids), *self.labels.shape)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def mask(self, position: int) -> np.ndarray:
-        """The full-resolution bool mask at ``position`` in the stack."""
-        value = int(self.ids[position])
-        out = np.zeros(self.labels.shape, bool)
-        box = self._boxes[value - 1] if 0 < value <= len(self._boxes) else None
-        if box is not None:
-            out[box] = self.labels[box] == value
-        return out
-
-    def __getitem__(self, index):
-        if isinstance(index, (int, np.integer)):
-            return self.mask(int(index) + len(self) if index < 0 else int(index))
-        if isinstance(index, tuple):
-            raise TypeError("LabelMasks supports one index (an int, a slice, an index or bool array)")
-        return LabelMasks(self.labels, self.ids[index], self._boxes)
-
-    def __iter__(self):
-        for position in range(len(self)):
-            yield self.mask(position)
-
-    def __array__(self, dtype=None, copy=None):
-        stack = np.zeros(self.shape, bool)
-        for position in range(len(self)):
-            stack[position] = self.mask(position)
-        return stack if dtype is None else stack.astype(dtype)
-
-    def copy(self) -> np.ndarray:
-        return np.asarray(self)
-
-
 def dense_proposals(image: np.ndarray, features, centre: bool = True, object_size: float | None = None,
                     edge_weight: float = 0.0):
     """``dense`` method of :func:`engine.method.proposals.propose`: one Proposals entry per instance, best score first.
@@ -358,5 +335,5 @@ def dense_proposals(image: np.ndarray, features, centre: bool = True, object_siz
         return Proposals.empty(image.shape[:2], features.grid_hw)
     order = np.argsort(-scores, kind="stable")
     masks = LabelMasks(labels, order + 1)  # one label map, not n full-resolution masks
-    patch = patch_masks_from_labels(labels, features.grid_hw)[order]
+    patch = patch_cells_from_labels(labels, features.grid_hw)[order]  # cell lists, not n grids
     return Proposals(masks, patch, scores[order], [f"dense:{i}" for i in range(n)])

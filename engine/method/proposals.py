@@ -36,10 +36,16 @@ PROPOSAL_METHODS = ("ncut", "split", "seed", "segments", "dense")
 
 @dataclass
 class Proposals:
-    """The masks of one image with their per-mask fields kept in lockstep."""
+    """The masks of one image with their per-mask fields kept in lockstep.
 
-    masks: np.ndarray  # (n, H, W) bool, full image resolution
-    patch_masks: np.ndarray  # (n, gh, gw) bool, on the feature grid
+    ``masks`` and ``patch_masks`` are (n, H, W) / (n, gh, gw) bool arrays, or stacks that index like them
+    without holding n full grids: ``dense`` gives an engine.masks.LabelMasks (one label map) and
+    engine.masks.SparseMasks (each mask's cell list); a large proposals file is read back as
+    engine.state.project.RleMasks and SparseMasks. ``filter`` keeps each kind as it is.
+    """
+
+    masks: np.ndarray  # (n, H, W) bool, full image resolution (or LabelMasks / RleMasks)
+    patch_masks: np.ndarray  # (n, gh, gw) bool, on the feature grid (or SparseMasks)
     scores: np.ndarray  # (n,) float32, feature contrast of the mask in [0, 1]
     sources: list = field(default_factory=list)  # e.g. "ncut:0", "seed"
 

@@ -19,7 +19,7 @@ import numpy as np
 from engine.atomic import ProjectFileError, read_json
 from engine.io.images import ImageError, ImageOptions, load_image, pixel_hash
 from engine.method.backbones import get_backbone_spec
-from engine.method.clustering import box_crop, pooled_embedding
+from engine.method.clustering import box_crop, pooled_embeddings
 from engine.method.features import FeatureCache, FeatureExtractor
 from engine.method.proposals import propose
 from engine.method.tiling import scale_for_object_size
@@ -236,4 +236,4 @@ def embed(proposals, image, features, extractor: FeatureExtractor, embedding: st
     if embedding in ("crop_cls", "masked_crop_cls"):
         masked = embedding == "masked_crop_cls"
         return extractor.cls_embeddings([box_crop(image, m, mask_background=masked) for m in proposals.masks])
-    return np.stack([pooled_embedding(features, m) for m in proposals.masks]).astype(np.float32)
+    return pooled_embeddings(features, proposals.masks)  # per mask on its bounding box

@@ -256,20 +256,28 @@ def _load_features(cache: FeatureCache, entry: dict):
 
 
 def _training_set(project: Project, entries: list, label_maps, num_classes: int, head_config: HeadConfig):
-    """Sampled patch tokens, soft targets and weights over all images (bounded: a few hundred per image).
+    """Sampled patch tokens, soft targets and weights over all images, in arrays of a bounded size
+    (HeadConfig.max_patches in all), filled in place: memory does not grow with the folder.
 
     ``label_maps`` yields (label map, weight) per entry.
     """
     cache = FeatureCache(project.features_dir)
     rng = np.random.default_rng(head_config.seed)
-    parts = []
+    per_image = head_config.patches_for(len(entries))
+    columns, filled = None, 0
     for entry, (label_map, image_weight) in zip(entries, label_maps):
         features = _load_features(cache, entry)
         targets, weights = patch_targets(label_map, features.grid_hw, num_classes)
-        tokens, targets, weights = sample_patches(features.tokens, targets, weights,
-                                                  head_config.patches_per_image, rng)
-        parts.append((tokens, targets, weights * np.float16(image_weight)))
-    return tuple(np.concatenate(column) for column in zip(*parts))
+        sample = sample_patches(features.tokens, targets, weights, per_image, rng)
+        sample = (sample[0], sample[1], sample[2] * np.float16(image_weight))
+        if columns is None:
+            columns = [np.empty((per_image * len(entries), *part.shape[1:]), part.dtype) for part in sample]
+        for column, part in zip(columns, sample):
+            column[filled:filled + len(part)] = part
+        filled += len(sample[0])
+    if columns is None:
+        raise ValueError("no images to train on")
+    return tuple(column[:filled] for column in columns)
 
 
 def _training_label_maps(state: LabelState, entries: list, keep: dict | None = None):

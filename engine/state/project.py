@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.atomic import ProjectFileError, atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporary_files
-from engine.masks import decode_rle, encode_rle
+from engine.masks import SparseMasks, decode_rle, mask_box, mask_rle
 
 SCHEMA_VERSION = 1
 
@@ -178,15 +178,22 @@ def plane_key(relative_path: str, plane) -> str:
 
 
 def save_image_proposals(path: Path, proposals, embeddings, config_key: str) -> None:
-    """One image's proposals and mask embeddings; full-resolution masks as COCO RLE strings."""
-    rles = [json.dumps(encode_rle(mask)) for mask in proposals.masks]
+    """One image's proposals and mask embeddings; full-resolution masks as COCO RLE strings (made from each
+    mask's bounding box where the stack has them), patch masks as cell lists (``patch_offsets``,
+    ``patch_cells``, ``patch_grid``: see :class:`engine.masks.SparseMasks`)."""
+    masks = proposals.masks
+    rles = [json.dumps(mask_rle(masks, i)) for i in range(len(masks))]
+    patch = proposals.patch_masks
+    patch = patch if isinstance(patch, SparseMasks) else SparseMasks.from_dense(patch)
     buffer = io.BytesIO()
     np.savez_compressed(
         buffer,
         config_key=np.array(config_key),
-        image_hw=np.array(proposals.masks.shape[1:] if len(proposals) else (0, 0)),
+        image_hw=np.array(masks.shape[1:] if len(proposals) else (0, 0)),
         rles=np.array(rles, dtype=str),
-        patch_masks=proposals.patch_masks,
+        patch_offsets=patch.offsets,
+        patch_cells=patch.cells.astype(np.int32 if patch.grid_hw[0] * patch.grid_hw[1] < 2 ** 31 else np.int64),
+        patch_grid=np.array(patch.grid_hw, np.int64),
         scores=proposals.scores,
         sources=np.array(proposals.sources, dtype=str),
         embeddings=np.asarray(embeddings, np.float32),
@@ -222,6 +229,16 @@ class RleMasks:
 
     def __len__(self) -> int:
         return len(self.rles)
+
+    def rle(self, index: int) -> dict:
+        """The stored RLE of mask ``index`` (what encode_rle gives for it), without decoding."""
+        return self.rles[int(index)]
+
+    def crop(self, index: int) -> tuple:
+        """(box, bool crop) of mask ``index``; (None, None) when it is empty."""
+        mask = decode_rle(self.rles[int(index)])
+        box = mask_box(mask)
+        return (None, None) if box is None else (box, mask[box].copy())
 
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
@@ -268,13 +285,28 @@ def _rle_masks(path: Path, rles: np.ndarray, hw: tuple, hint: str):
     return masks
 
 
+PATCH_KEYS_SPARSE = ("patch_offsets", "patch_cells", "patch_grid")  # since dense label maps
+PATCH_KEYS_ARRAY = ("patch_masks",)  # earlier files: the (n, gh, gw) bool array
+
+
+def _patch_masks(path: Path, data: dict):
+    """The file's patch masks: SparseMasks (cell lists) or, from an older file, the (n, gh, gw) array."""
+    if "patch_masks" in data:
+        return data["patch_masks"]
+    try:
+        return SparseMasks(data["patch_offsets"], data["patch_cells"], np.asarray(data["patch_grid"]).ravel())
+    except (ValueError, TypeError) as error:
+        raise ProjectFileError(f"{path}: damaged (patch masks: {error}); {PROPOSALS_HINT}") from None
+
+
 def _read_proposals(path: Path, image_hw: tuple | None):
     path = Path(path)
-    data = _read_npz(path, ("config_key", "image_hw", "rles", "patch_masks", "scores", "sources", "embeddings"),
-                     "proposals", PROPOSALS_HINT)
+    data = _read_npz(path, ("config_key", "image_hw", "rles", "scores", "sources", "embeddings"),
+                     "proposals", PROPOSALS_HINT, one_of=(PATCH_KEYS_SPARSE, PATCH_KEYS_ARRAY))
     config_key = str(data["config_key"])
     stored_hw = tuple(int(v) for v in np.asarray(data["image_hw"]).ravel())
-    rles, patch_masks, scores, embeddings = data["rles"], data["patch_masks"], data["scores"], data["embeddings"]
+    rles, scores, embeddings = data["rles"], data["scores"], data["embeddings"]
+    patch_masks = _patch_masks(path, data)
     sources = [str(s) for s in data["sources"].tolist()]
     n = len(rles) if rles.ndim else -1
     if len(stored_hw) != 2 or (n > 0 and image_hw is not None and stored_hw != tuple(image_hw)):
@@ -293,13 +325,16 @@ def _read_proposals(path: Path, image_hw: tuple | None):
     return Proposals(masks, patch_masks, scores, sources), embeddings, config_key
 
 
-def _read_npz(path: Path, keys: tuple, kind: str, hint: str) -> dict:
-    """The arrays ``keys`` of a per-image .npz file; a missing file raises FileNotFoundError, anything torn,
-    foreign or incomplete a ProjectFileError naming the file and ``hint`` (what to do)."""
+def _read_npz(path: Path, keys: tuple, kind: str, hint: str, one_of: tuple = ()) -> dict:
+    """The arrays ``keys`` of a per-image .npz file, plus the first group of ``one_of`` (alternative
+    layouts) that the file has all of; a missing file raises FileNotFoundError, anything torn, foreign or
+    incomplete a ProjectFileError naming the file and ``hint`` (what to do)."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            _require(path, data, keys, kind, hint)
-            return {key: data[key] for key in keys}
+            files = getattr(data, "files", None) or ()
+            group = next((g for g in one_of if all(key in files for key in g)), one_of[0] if one_of else ())
+            _require(path, data, keys + tuple(group), kind, hint)
+            return {key: data[key] for key in keys + tuple(group)}
     except (FileNotFoundError, ProjectFileError):
         raise
     except _NPZ_ERRORS as error:
@@ -344,7 +379,7 @@ def save_image_predictions(path: Path, semantic: np.ndarray, masks: np.ndarray, 
     np.savez_compressed(
         buffer,
         semantic=semantic.astype(np.uint16),
-        rles=np.array([json.dumps(encode_rle(m)) for m in masks], dtype=str),
+        rles=np.array([json.dumps(mask_rle(masks, i)) for i in range(len(masks))], dtype=str),
         classes=np.asarray(classes, np.int32),
         scores=np.asarray(scores, np.float32),
     )
