@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.dense [--out runs/benchmark-dense] [--images 20] [--size 512]
                                          [--weights FILE|random] [--device auto] [--real-dev PATH]
-                                         [--figure docs/dense_cells.png]
+                                         [--figure docs/dense_cells.png] [--large-image]
 
 Two parts, both scored class-agnostically with pycocotools (``useCats = 0``, AP at IoU 0.5):
 
@@ -18,6 +18,11 @@ Two parts, both scored class-agnostically with pycocotools (``useCats = 0``, AP 
 * **trees**: the ``deepforest`` source of real-dev (2 aerial tiles, 98 tree-crown boxes), the engine with
   ``proposals="dense"`` and ``object_size`` = ``TREE_CROWN_SIZE`` (one crown diameter for both tiles), scored
   by box AP50 (real_dev's loader and scoring).
+
+* **large image** (only with ``--large-image``: tens of minutes on a CPU): one generated 4,000 x 4,000 cells
+  image (``LARGE_IMAGE_CELLS`` objects of ``LARGE_IMAGE_OBJECT_SIZE`` px) through ``maskdistill run --proposals
+  dense --object-size 20 --embedding pooled`` in a child process; its peak resident memory (VmHWM, read from
+  /proc at the child's exit) is ``large_image_peak_rss_mb`` (target: 3 GB), with its wall time and mask count.
 
 Seconds per megapixel: the engine's whole ``run`` wall time (model loading included) over the megapixels it
 processed; the baseline's likewise. JSON (``OUT/results.json``, and ``quality.dense`` of ``make benchmark``):
@@ -51,6 +56,10 @@ TARGETS = {"engine_beats_classical_cells": True, "trees_box_ap50_min": 0.25}
 # (35 px, about 3.5 m at NEON's 10 cm pixels), one value for the source as a user would give it; without it the
 # size estimated per image was 4 px (800+ fragments per tile, box AP50 0.003)
 TREE_CROWN_SIZE = 35.0
+LARGE_IMAGE_SIZE = 4000
+LARGE_IMAGE_OBJECT_SIZE = 20.0  # pixels: the cells keep the size of the 512 px set, so there are ~60x more
+LARGE_IMAGE_CELLS = 12000  # the crowded end of the 512 px set's 50-200 objects, per 512 x 512 of area
+LARGE_IMAGE_TARGET_MB = 3072
 
 
 # --------------------------------------------------------------------------------------------- generator
@@ -216,6 +225,68 @@ def write_figure(path: Path, cells_dir: Path, predictions: dict, scores: tuple) 
     figure(image, predictions[name].masks, title).save(path)
 
 
+# ------------------------------------------------------------------------------------------ large image
+
+
+def write_large_image(folder: Path, size: int = LARGE_IMAGE_SIZE, cells: int = LARGE_IMAGE_CELLS,
+                      seed: int = 0) -> Path:
+    """folder/images/cells_large.png: one crowded generated image (no ground truth kept: memory is measured)."""
+    path = folder / "images" / "cells_large.png"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image, _ = make_cells_image(np.random.default_rng(seed), size, LARGE_IMAGE_OBJECT_SIZE, (cells, cells))
+        Image.fromarray(image).save(path)
+    return path.parent
+
+
+def _vm_hwm_mb() -> float:
+    """This process's peak resident memory (VmHWM: it starts afresh at exec, unlike ru_maxrss after a fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("/proc/self/status has no VmHWM line (Linux only)")
+
+
+def cli_with_peak(report: Path, argv: list) -> int:
+    """Run ``maskdistill`` with ``argv`` in this process, then write its exit code and VmHWM to ``report``."""
+    from engine.cli import main as cli_main
+
+    start = time.perf_counter()
+    code = cli_main(argv)
+    atomic_write_json(report, {"exit_code": code, "peak_rss_mb": round(_vm_hwm_mb(), 1),
+                               "seconds": round(time.perf_counter() - start, 1)})
+    return code
+
+
+def large_image(out: Path, weights=None, device: str = "auto", distill: bool = True, seed: int = 0,
+                size: int = LARGE_IMAGE_SIZE, cells: int = LARGE_IMAGE_CELLS, log=print) -> dict:
+    """Peak memory and wall time of one dense run on one generated ``size`` x ``size`` image (a child process,
+    so the figure is the run's own and nothing of this benchmark counts in it)."""
+    import json
+    import subprocess
+
+    images = write_large_image(out / "large", size, cells, seed)
+    project = out / "large_project"
+    shutil.rmtree(project, ignore_errors=True)
+    report = out / "large_run.json"
+    argv = ["run", str(images), "--project", str(project), "--proposals", "dense", "--object-size",
+            str(LARGE_IMAGE_OBJECT_SIZE), "--embedding", "pooled", "--num-classes", "2", "--device", device,
+            "--seed", str(seed), "--quiet"]
+    argv += ["--weights", str(weights)] if weights else []
+    argv += [] if distill else ["--no-distill"]
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "benchmarks.dense", "--cli-with-peak", str(report), "--", *argv],
+                   check=True, cwd=Path(__file__).resolve().parents[1])
+    wall = time.perf_counter() - start
+    child = json.loads(report.read_text())
+    masks = json.loads((project / "report.json").read_text())["masks"]
+    result = {"size": size, "cells_generated": cells, "object_size": LARGE_IMAGE_OBJECT_SIZE, "distill": distill,
+              "peak_rss_mb": child["peak_rss_mb"], "seconds": round(wall, 1), "masks": masks,
+              "target_mb": LARGE_IMAGE_TARGET_MB}
+    log(f"large image {size} x {size}: peak RSS {child['peak_rss_mb']:.0f} MB, {wall:.0f} s, {masks} masks")
+    return result
+
+
 # ---------------------------------------------------------------------------------------------- driver
 
 
@@ -235,8 +306,9 @@ def _megapixels(truth: list) -> float:
 
 
 def benchmark(out, n_images: int = 20, size: int = 512, weights=None, device: str = "auto",
-              real_dev_path=real_dev.DEFAULT_REAL_DEV, seed: int = 0, log=print, figure_path=None) -> dict:
-    """Both parts; writes OUT/results.json and returns the results."""
+              real_dev_path=real_dev.DEFAULT_REAL_DEV, seed: int = 0, log=print, figure_path=None,
+              large: bool = False) -> dict:
+    """Both parts (and the large image with ``large``); writes OUT/results.json and returns the results."""
     from engine.orchestration.pipeline import RunConfig
 
     out = Path(out)
@@ -287,6 +359,9 @@ def benchmark(out, n_images: int = 20, size: int = 512, weights=None, device: st
         "trees": trees,
         "targets": TARGETS,
     }
+    if large:  # slow: only on request
+        results["large_image"] = large_image(out, weights, device, seed=seed, log=log)
+        results["large_image_peak_rss_mb"] = results["large_image"]["peak_rss_mb"]
     atomic_write_json(out / "results.json", results)
     return results
 
@@ -336,11 +411,20 @@ def table(results: dict) -> str:
                  ("  engine box AP50", _fmt(trees["box_ap50"]),
                   f"target >= 0.25; {trees['masks']} masks; object size {trees.get('object_size')} px"),
                  ("  engine box recall50", _fmt(trees["box_recall50"]), "")]
+    if "large_image" in results:
+        large = results["large_image"]
+        rows.append((f"dense: one generated {large['size']} x {large['size']} image ({large['masks']} masks, "
+                     f"distill {'on' if large['distill'] else 'off'})", "", ""))
+        rows.append(("  peak resident memory (MB)", f"{results['large_image_peak_rss_mb']:.0f}",
+                     f"target <= {large['target_mb']}; {large['seconds']:.0f} s"))
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{a:<{width}}  {b:>8}  {c}" for a, b, c in rows)
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--cli-with-peak"]:  # the child of large_image(): REPORT -- maskdistill arguments
+        return cli_with_peak(Path(argv[1]), argv[3:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/benchmark-dense"))
     parser.add_argument("--images", type=int, default=20)
@@ -351,9 +435,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--figure", type=Path, default=None,
                         help="also write the first generated image with the engine's masks here")
+    parser.add_argument("--large-image", action="store_true",
+                        help=f"also measure the peak memory of one {LARGE_IMAGE_SIZE} x {LARGE_IMAGE_SIZE} dense run "
+                             "(slow: tens of minutes on a CPU)")
     args = parser.parse_args(argv)
     results = benchmark(args.out.resolve(), args.images, args.size, args.weights, args.device, args.real_dev,
-                        args.seed, figure_path=args.figure)
+                        args.seed, figure_path=args.figure, large=args.large_image)
     print(table(results))
     print(f"\nwritten: {args.out.resolve() / 'results.json'}")
     return 0

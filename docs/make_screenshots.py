@@ -75,9 +75,9 @@ def main() -> None:
     panel = widget.run_panel
     panel.image_folder.setText(str(ROOT / "examples" / "images"))
     panel.project_folder.setText(str(work / "project"))
-    panel.input_size.setValue(224)
-    panel.num_classes.setValue(4)
-    panel.device.setCurrentText("cpu")
+    panel.input_size.value = 224  # magicgui widgets (the engine's settings form)
+    panel.num_classes.value = 4
+    panel.device.value = "cpu"
     shot("1_run", 0)
 
     panel.start()

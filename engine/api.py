@@ -12,10 +12,11 @@ _WHERE = {
     "method.backbones": ["BACKBONES", "DEFAULT_BACKBONE"],
     "io.images": ["DEFAULT_PERCENTILES", "ImageOptions", "ImageSource", "contrast_limits", "discover_images",
                "display_name", "image_info", "load_image", "stack_planes"],
-    "orchestration.pipeline": ["Cancelled", "RunConfig", "distill", "evaluate_project", "export_project", "import_annotations",
+    "orchestration.pipeline": ["Cancelled", "distill", "evaluate_project", "export_project", "import_annotations",
                  "open_project", "predict", "run"],
+    "orchestration.config": ["RunConfig", "setting"],  # torch-free: the plugin builds its Run form from it
     "state.project": ["ProjectLockedError", "load_image_proposals"],
-    "method.proposals": ["PROPOSAL_METHODS"],
+    "method.names": ["EMBEDDINGS", "PROPOSAL_METHODS"],  # torch-free registry of method names
     "state.review": ["ImageObjects", "accept_image", "accept_object", "category_sizes", "current_instances",
                      "discard_category",
                "image_correction", "image_objects", "instance_source", "low_confidence_masks",

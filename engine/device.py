@@ -6,6 +6,8 @@ import os
 
 import torch
 
+from engine.method.names import PRECISIONS  # the registry of method names owns the list
+
 
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then the CPU; an explicit name is checked to exist."""
@@ -34,9 +36,6 @@ def configure_cpu_threads(num_threads: int | None = None) -> int:
         num_threads = int(env) if env else max(1, (os.cpu_count() or 1))
     torch.set_num_threads(num_threads)
     return num_threads
-
-
-PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def cpu_supports_bfloat16() -> bool:

@@ -1,8 +1,10 @@
 """The plugin's only way into the engine: ``engine.api``, imported on first use, in a worker.
 
-``engine.api`` loads torch (1.5-3 s). Importing it at the top of a plugin module would make napari pay that
-on its GUI thread whenever it opens the widget or asks the reader about a folder, so every plugin module
-imports ``engine.api`` inside the functions that need it, and the widget first loads it in a worker.
+Most of ``engine.api`` loads torch (1.5-3 s). Importing it at the top of a plugin module would make napari pay
+that on its GUI thread whenever it opens the widget or asks the reader about a folder, so every plugin module
+imports ``engine.api`` inside the functions that need it, and calls that load torch run in a worker. The
+facade itself loads its names on first use; the run settings (``RunConfig``, ``setting``) and the backbone
+registry need no torch, so the Run panel builds its form from them on the GUI thread.
 
 triton (imported by torchvision, which the engine loads when it first builds a backbone) bundles its own
 LLVM; loading it after napari's canvas has loaded an LLVM-based OpenGL driver (Mesa llvmpipe, radeonsi)
@@ -40,11 +42,3 @@ def call(name: str, *args, **kwargs):
 
         return getattr(engine.api, name)(*args, **kwargs)
 
-
-def run_options() -> dict:
-    """The choices the Run panel offers (runs in a worker: this is the widget's first engine import)."""
-    with without_triton():
-        from engine.api import BACKBONES, DEFAULT_BACKBONE, PROPOSAL_METHODS, RunConfig
-
-    return {"backbones": list(BACKBONES), "backbone": DEFAULT_BACKBONE, "proposals": list(PROPOSAL_METHODS),
-            "proposal": RunConfig.proposals}

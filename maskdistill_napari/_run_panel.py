@@ -3,8 +3,12 @@
 The run goes through the widget's task queue like every other engine call, so a Retrain or an Export
 clicked meanwhile waits for it. Progress goes to napari's activity dock; Cancel sets a flag that the engine's
 progress callback checks (once per image), raising ``engine.api.Cancelled``: the images finished so far
-stay in the project, so the next run resumes from there. The backbone and proposal choices come from the
-engine, loaded in a worker (``set_options``) so that opening the widget does not wait for torch.
+stay in the project, so the next run resumes from there.
+
+The settings form is built with magicgui from the engine's description of a run (``engine.api.setting``, the
+metadata of ``RunConfig``'s fields): each widget's tooltip is the engine's help, its choices and range the
+engine's, the same text ``maskdistill run --help`` shows. That module needs no torch, so the form and the
+RunConfig are built on the GUI thread.
 """
 from __future__ import annotations
 
@@ -12,49 +16,65 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, SpinBox
 from napari.utils import progress as napari_progress
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QWidget,
 )
 
-from ._engine import run_options
-
-DEVICES = ("auto", "cpu", "cuda")
-FIRST_INPUT_SIZE = 224  # the first step up from "backbone default"
-TOOLTIPS = {
-    "image_folder": "Folder of the images to annotate (sub-folders included).",
+FOLDER_TOOLTIPS = {  # the two folders are the run's arguments, not RunConfig settings
+    "image_folder": "Folder of the images to annotate.",
     "project_folder": "Where the project is kept (created if missing): features, masks, your corrections.",
-    "backbone": "Self-supervised network whose features make the masks (DINO / DINOv2 variants).",
-    "device": "auto: a GPU when there is one, else the CPU.",
-    "num_classes": "Number of categories the masks are clustered into; 'suggested' lets the silhouette score "
-                   "choose.",
-    "proposals": "How masks are proposed on each image: segments (default: parts and whole objects), split, "
-                 "ncut (MaskCut), seed (one mask, LOST) or dense (many small objects such as cells).",
-    "input_size": "Shorter image side fed to the network, in pixels (28-2048, rounded to the patch size); "
-                  "'backbone default' uses the backbone's own size.",
-    "weights": "Backbone weights: empty for automatic (hub cache, offline), a file, or 'random' for tests.",
 }
+INPUT_SIZE_STEP = 32
+FIRST_CLASS_COUNT = 2  # offered when "suggested" is unticked: the smallest clustering that separates anything
 
 
-class InputSizeBox(QSpinBox):
-    """Input size with "backbone default" at 0: stepping up from it goes to a usable size, not to 14."""
+def choice_widget(info: dict, choices_key: str = "choices") -> ComboBox:
+    """A drop-down of a setting's choices (or its usual values, ``examples``), set to its default."""
+    return ComboBox(value=info["default"], choices=tuple(info[choices_key]), name=info["name"],
+                    tooltip=info["help"])
 
-    def stepBy(self, steps: int) -> None:
-        if self.value() == 0 and steps > 0:
-            self.setValue(FIRST_INPUT_SIZE)
-        elif self.value() + steps * self.singleStep() < 28 and steps < 0:
-            self.setValue(0)
-        else:
-            super().stepBy(steps)
+
+def text_widget(info: dict, value: str | None, placeholder: str) -> LineEdit:
+    """A free-text setting (None: empty)."""
+    widget = LineEdit(value=value or "", name=info["name"], tooltip=info["help"])
+    widget.native.setPlaceholderText(placeholder)
+    return widget
+
+
+class OptionalNumber(Container):
+    """A whole-number setting the engine may choose itself (None): a check box naming the engine's choice
+    ("suggested") beside a spin box with the setting's range. ``value`` is None while the box is ticked."""
+
+    def __init__(self, info: dict, automatic_text: str, start: int, step: int = 1):
+        limits = {key: info[key] for key in ("min", "max") if key in info}
+        self.automatic = CheckBox(text=automatic_text, value=True, tooltip=info["help"])
+        self.number = SpinBox(value=start, step=step, enabled=False, tooltip=info["help"], **limits)
+        super().__init__(widgets=[self.automatic, self.number], layout="horizontal", labels=False,
+                         name=info["name"], tooltip=info["help"])
+        self.margins = (0, 0, 0, 0)
+        self.automatic.changed.connect(self._on_automatic)
+
+    def _on_automatic(self, automatic: bool) -> None:
+        self.number.enabled = not automatic
+
+    @property
+    def value(self) -> int | None:
+        return None if self.automatic.value else self.number.value
+
+    @value.setter
+    def value(self, value: int | None) -> None:
+        if value is not None:
+            self.number.value = value
+        self.automatic.value = value is None
 
 
 @dataclass
@@ -97,22 +117,28 @@ class RunPanel(QWidget):
         self._signal = _ProgressSignal(self)
         self._signal.changed.connect(self._on_progress)
 
+        from engine.api import BACKBONES, setting  # torch-free: engine.orchestration.config
+
+        self._backbones = BACKBONES
         self.image_folder = QLineEdit(placeholderText="folder of images to annotate")
         self.project_folder = QLineEdit(placeholderText="folder for the project (created if missing)")
-        self.backbone = QComboBox()  # filled by set_options
-        self.device = QComboBox()
-        self.device.addItems(DEVICES)
-        self.num_classes = QSpinBox(minimum=0, maximum=200)
-        self.num_classes.setSpecialValueText("suggested")
-        self.proposals = QComboBox()
-        self.input_size = InputSizeBox(minimum=0, maximum=2048, singleStep=32)
-        self.input_size.setSpecialValueText("backbone default")
-        self.weights = QLineEdit(weights or "", placeholderText="automatic (hub cache, offline); a file, or 'random'")
+        for name, tip in FOLDER_TOOLTIPS.items():
+            getattr(self, name).setToolTip(tip)
+        self.settings = {name: setting(name) for name in
+                         ("backbone", "device", "num_classes", "proposals", "input_size", "weights")}
+        self.backbone = choice_widget(self.settings["backbone"])
+        self.device = choice_widget(self.settings["device"], "examples")
+        self.num_classes = OptionalNumber(self.settings["num_classes"], "suggested", FIRST_CLASS_COUNT)
+        self.proposals = choice_widget(self.settings["proposals"])
+        self.input_size = OptionalNumber(self.settings["input_size"], "backbone default",
+                                         self._backbone_input_size(), INPUT_SIZE_STEP)
+        self.weights = text_widget(self.settings["weights"], weights,
+                                   "automatic (hub cache, offline); a file, or 'random'")
+        self.backbone.changed.connect(self._show_backbone_input_size)
+        self.input_size.automatic.changed.connect(self._show_backbone_input_size)
         self.run_button, self.cancel_button = QPushButton("Run"), QPushButton("Cancel")
         self.open_button = QPushButton("Open project")
         self.cancel_button.setEnabled(False)
-        for name, tip in TOOLTIPS.items():
-            getattr(self, name).setToolTip(tip)
         self.run_button.setToolTip("Run the engine on the image folder into the project (resumes an unfinished run).")
         self.cancel_button.setToolTip("Stop after the current image; the finished images are kept.")
         self.open_button.setToolTip("Show the project folder's images and masks for review.")
@@ -122,12 +148,9 @@ class RunPanel(QWidget):
         form = QFormLayout(self)
         form.addRow("Images", self._with_browse(self.image_folder, self.pick_image_folder))
         form.addRow("Project", self._with_browse(self.project_folder, self.pick_project_folder))
-        form.addRow("Backbone", self.backbone)
-        form.addRow("Device", self.device)
-        form.addRow("Classes", self.num_classes)
-        form.addRow("Proposals", self.proposals)
-        form.addRow("Input size", self.input_size)
-        form.addRow("Weights", self.weights)
+        for name, info in self.settings.items():
+            label = info["label"]
+            form.addRow(label[0].upper() + label[1:], getattr(self, name).native)
         buttons = QHBoxLayout()
         for button in (self.run_button, self.cancel_button, self.open_button):
             buttons.addWidget(button)
@@ -161,24 +184,20 @@ class RunPanel(QWidget):
             if (Path(folder) / "project.json").exists():
                 self.status.setText("Existing project: Open shows it; Run resumes or updates it.")
 
-    def set_options(self, options: dict) -> None:
-        """Fill in the engine's choices (from ``_engine.run_options``), once."""
-        if self.backbone.count():
-            return
-        self.backbone.addItems(options["backbones"])
-        self.backbone.setCurrentText(options["backbone"])
-        self.proposals.addItems(options["proposals"])
-        self.proposals.setCurrentText(options["proposal"])
+    def _backbone_input_size(self) -> int:
+        return self._backbones[self.backbone.value].default_input_size
+
+    def _show_backbone_input_size(self) -> None:
+        """While "backbone default" is ticked, the (disabled) number shows that default for the chosen backbone."""
+        if self.input_size.value is None:
+            self.input_size.number.value = self._backbone_input_size()
 
     def config(self):
         from engine.api import RunConfig
 
-        if not self.backbone.count():  # Run clicked before the worker loaded the engine
-            self.set_options(run_options())
-        weights = self.weights.text().strip() or None
-        return RunConfig(backbone=self.backbone.currentText(), weights=weights, device=self.device.currentText(),
-                         input_size=self.input_size.value() or None, proposals=self.proposals.currentText(),
-                         num_classes=self.num_classes.value() or None)
+        return RunConfig(backbone=self.backbone.value, weights=self.weights.value.strip() or None,
+                         device=self.device.value, input_size=self.input_size.value, proposals=self.proposals.value,
+                         num_classes=self.num_classes.value)
 
     @property
     def running(self) -> bool:

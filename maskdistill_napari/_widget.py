@@ -2,7 +2,8 @@
 
 It holds no global state: the project folder on disk holds the work, this widget instance holds what is on
 screen. Each tab is its own module; every engine call (runs, retrains and exports included) runs in a worker
-through one serial TaskQueue. The engine itself (and torch) is first imported in that queue, not here.
+through one serial TaskQueue. The run settings (engine.orchestration.config) are torch-free and read here;
+everything that needs torch is first imported in that queue.
 
 When napari's window closes, a run in progress is cancelled (it resumes next time), queued tasks are
 dropped, and the edits not yet on disk are written at once, even while a retrain still holds the project.
@@ -16,7 +17,6 @@ from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
 from ._categories_panel import CategoriesPanel
-from ._engine import run_options
 from ._project_view import ProjectView
 from ._retrain_export_panel import RetrainExportPanel
 from ._review_panel import ReviewPanel
@@ -46,8 +46,6 @@ class MaskDistillWidget(QWidget):
         self._first_show = True
         self._closed = False
         self.view.image_shown.connect(self._on_first_image)
-        self.tasks.submit(run_options, on_done=self.run_panel.set_options,
-                          on_error=lambda message: self.run_panel.status.setText(f"The engine did not load: {message}"))
         self._watched = None  # napari's main window once docked in it
         QTimer.singleShot(0, self._watch_main_window)  # add_dock_widget has docked it by then
 

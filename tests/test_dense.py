@@ -380,3 +380,16 @@ def test_combine_with_proposals_on_label_maps_equals_full_stacks():
     for masks, classes, found_scores in results:
         assert np.array_equal(np.asarray(masks), np.asarray(first_masks))
         assert np.array_equal(classes, first_classes) and np.array_equal(found_scores, first_scores)
+
+
+def test_large_image_measurement_reports_the_child_runs_own_peak(tmp_path):
+    """benchmarks/dense.py --large-image, shrunk: the run happens in a child process whose VmHWM is reported."""
+    import json
+
+    from benchmarks import dense as dense_benchmark
+
+    result = dense_benchmark.large_image(tmp_path, weights="random", distill=False, size=160, cells=30,
+                                         log=lambda *_: None)
+    clusters = json.loads((tmp_path / "large_project" / "clusters.json").read_text())
+    assert result["size"] == 160 and result["masks"] == len(clusters["masks"]) > 0
+    assert 50 < result["peak_rss_mb"] < 3072 and result["seconds"] > 0

@@ -38,9 +38,9 @@ def make_widget(make_napari_viewer, images: Path, project: Path) -> MaskDistillW
     panel = widget.run_panel
     panel.image_folder.setText(str(images))
     panel.project_folder.setText(str(project))
-    panel.input_size.setValue(56)
-    panel.num_classes.setValue(2)
-    panel.device.setCurrentText("cpu")
+    panel.input_size.value = 56
+    panel.num_classes.value = 2
+    panel.device.value = "cpu"
     return widget
 
 

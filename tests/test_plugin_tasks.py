@@ -46,9 +46,9 @@ def widget(make_napari_viewer, qtbot, finished, tmp_path) -> MaskDistillWidget:
     viewer.window.add_dock_widget(widget)
     panel = widget.run_panel
     panel.image_folder.setText(str(images))
-    panel.input_size.setValue(56)
-    panel.num_classes.setValue(2)
-    panel.device.setCurrentText("cpu")
+    panel.input_size.value = 56
+    panel.num_classes.value = 2
+    panel.device.value = "cpu"
     widget.open_project(str(project))
     wait_idle(qtbot, widget)
     assert widget.view.current is not None
@@ -234,20 +234,41 @@ def test_an_edit_is_written_when_the_widget_is_taken_out_of_napari(widget, qtbot
     assert corrected_at(project, image_id) and not view.pending
 
 
-def test_small_things_tooltips_input_size_merge_choice_export_name_colours(widget, qtbot, monkeypatch):
+def test_the_run_form_is_the_engines_description_of_a_run(widget, tmp_path):
+    """Each setting's widget carries the engine's help as its tooltip (the text `maskdistill run --help` shows),
+    the engine's choices and range; K and the input size can be left to the engine."""
+    panel = widget.run_panel
+    for name in ("backbone", "device", "num_classes", "proposals", "input_size", "weights"):
+        assert getattr(panel, name).tooltip == engine.api.setting(name)["help"], name
+        assert getattr(panel, name).native.toolTip() == engine.api.setting(name)["help"], name
+    for name in ("image_folder", "project_folder", "run_button", "cancel_button", "open_button"):
+        assert getattr(panel, name).toolTip(), name
+    assert panel.backbone.choices == tuple(engine.api.BACKBONES)
+    assert panel.proposals.choices == engine.api.PROPOSAL_METHODS
+    assert (panel.input_size.number.min, panel.input_size.number.max) == (28, 2048)
+    assert panel.num_classes.number.min == 1
+
+    panel.input_size.value, panel.num_classes.value = None, None  # "backbone default", "suggested"
+    assert (panel.config().input_size, panel.config().num_classes) == (None, None)
+    assert not panel.input_size.number.enabled and panel.input_size.automatic.text == "backbone default"
+    sizes = {name: spec.default_input_size for name, spec in engine.api.BACKBONES.items()}
+    assert panel.input_size.number.value == sizes[panel.backbone.value]
+    panel.backbone.value = "dino_vits16"  # the greyed number follows the backbone's own size
+    assert panel.input_size.number.value == sizes["dino_vits16"] != sizes["dinov2_vits14"]
+    panel.input_size.value, panel.num_classes.value = 56, 3
+    assert panel.input_size.number.enabled and not panel.input_size.automatic.value
+    config = panel.config()
+    assert (config.backbone, config.input_size, config.num_classes, config.device) == ("dino_vits16", 56, 3, "cpu")
+
+    panel.weights.value = str(tmp_path / "missing.pth")  # the engine's own check, before anything is queued
+    panel.start()
+    assert panel.status.text().startswith("Settings: weights file") and not panel.running
+
+
+def test_small_things_merge_choice_export_name_colours(widget, qtbot, monkeypatch):
     from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QFileDialog
 
-    panel = widget.run_panel
-    for name in ("image_folder", "project_folder", "backbone", "device", "num_classes", "proposals",
-                 "input_size", "weights", "run_button", "cancel_button", "open_button"):
-        assert getattr(panel, name).toolTip(), name
-    panel.input_size.setValue(0)
-    panel.input_size.stepBy(1)
-    assert panel.input_size.value() == 224  # not 14
-    panel.input_size.setValue(32)
-    panel.input_size.stepBy(-1)
-    assert panel.input_size.value() == 0
     # the merge target keeps its choice after an action; a category's colour is a decoration (kept on a
     # selected row)
     categories = widget.categories

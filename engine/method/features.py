@@ -95,26 +95,41 @@ def stored_format(data) -> int:
     return int(data["format"]) if "format" in data.files else 1
 
 
+ROW_CHUNK = 32768  # rows converted to float32 at a time: a 600 x 600 patch grid is 0.55 GB per float32 copy
+
+
 def quantise_rows(values: np.ndarray) -> tuple:
     """(N, D) floats -> int8 (N, D), float16 scale (N,), float16 mean (D,); see :func:`dequantise_rows`.
 
     Each row minus the per-column mean is scaled so its largest magnitude maps to 127: every value comes back
     within half a step (row's largest centred magnitude / 254), plus float16 rounding. Measured on the
     examples (dinov2_vits14, 448 px): relative error 0.6 %, a third of the size of float16 after compression.
+    Worked through ``ROW_CHUNK`` rows at a time, so a large image's tokens are never copied whole as float32.
     """
-    values = np.asarray(values, np.float32)
-    mean = values.mean(axis=0).astype(np.float16)
-    centred = values - mean.astype(np.float32)
-    scale = (np.abs(centred).max(axis=1) / 127.0).astype(np.float16)
-    divisor = np.where(scale > 0, scale, 1).astype(np.float32)[:, None]  # a constant row: all zeros
-    quantised = np.clip(np.rint(centred / divisor), -127, 127).astype(np.int8)
+    n = len(values)
+    total = np.zeros(values.shape[1], np.float64)
+    for start in range(0, n, ROW_CHUNK):
+        total += values[start:start + ROW_CHUNK].astype(np.float64).sum(axis=0)
+    mean = (total / max(n, 1)).astype(np.float16)
+    quantised = np.empty(values.shape, np.int8)
+    scale = np.empty(n, np.float16)
+    for start in range(0, n, ROW_CHUNK):
+        rows = slice(start, start + ROW_CHUNK)
+        centred = np.asarray(values[rows], np.float32) - mean.astype(np.float32)
+        scale[rows] = (np.abs(centred).max(axis=1) / 127.0).astype(np.float16)
+        divisor = np.where(scale[rows] > 0, scale[rows], 1).astype(np.float32)[:, None]  # constant row: zeros
+        quantised[rows] = np.clip(np.rint(centred / divisor), -127, 127).astype(np.int8)
     return quantised, scale, mean
 
 
 def dequantise_rows(quantised: np.ndarray, scale: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`quantise_rows`, as float16 (N, D)."""
-    values = quantised.astype(np.float32) * scale.astype(np.float32)[:, None] + mean.astype(np.float32)
-    return values.astype(np.float16)
+    """Inverse of :func:`quantise_rows`, as float16 (N, D), ``ROW_CHUNK`` rows at a time."""
+    out = np.empty(quantised.shape, np.float16)
+    for start in range(0, len(quantised), ROW_CHUNK):
+        rows = slice(start, start + ROW_CHUNK)
+        values = quantised[rows].astype(np.float32) * scale[rows].astype(np.float32)[:, None] + mean.astype(np.float32)
+        out[rows] = values.astype(np.float16)
+    return out
 
 
 def network_input_hw(height: int, width: int, input_size: int, patch_size: int) -> tuple:

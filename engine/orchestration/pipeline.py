@@ -9,19 +9,17 @@ to stop: every finished image is already on disk, so the next run continues from
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
 from engine import __version__
 from engine.atomic import atomic_write_json, read_json
-from engine.method.backbones import DEFAULT_BACKBONE, get_backbone_spec
-from engine.method.clustering import EMBEDDINGS, cluster_masks
+from engine.method.clustering import cluster_masks
 from engine.method.distill import (
     HeadConfig,
     class_probabilities,
@@ -38,10 +36,10 @@ from engine.method.distill import (
     train_head,
 )
 from engine.evaluation import ImagePrediction, LazyMapping, evaluate, open_ground_truth
-from engine.device import PRECISIONS, resolve_device
+from engine.device import resolve_device
 from engine.io.export import export_coco, export_label_images, iter_image_proposals, write_overview
 from engine.method.features import FeatureCache, FeatureExtractor
-from engine.io.images import ImageOptions, ImageSource, discover_images
+from engine.io.images import ImageSource, discover_images
 from engine.state.label_state import LabelState, adopt_clustering, clustering_id, describe_rebinding
 from engine.masks import mask_identity
 from engine.state.project import (
@@ -50,7 +48,7 @@ from engine.state.project import (
     load_image_proposals,
     save_image_predictions,
 )
-from engine.method.proposals import PROPOSAL_METHODS
+from engine.orchestration.config import RunConfig  # defined there (torch-free); importable from here as before
 from engine.orchestration.executors import LocalExecutor, ray_executor
 from engine.orchestration.image_step import ProposalStep, batches_of, build_extractor, gather, image_tasks
 from engine.orchestration.ray_executor import import_ray
@@ -62,80 +60,10 @@ Progress = Callable[[str, int, int], None]
 
 class Cancelled(Exception):
     """Raise this from a progress callback to stop a step; the project stays resumable (a GUI's Cancel)."""
-FILTER_RULES = ("class_percentile", "image_threshold")
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
     pass
-
-
-@dataclass
-class RunConfig:
-    """Everything that decides a run's result; stored in project.json."""
-
-    backbone: str = DEFAULT_BACKBONE
-    weights: Optional[str] = None  # checkpoint file, "random", or None for the automatic chain
-    device: str = "auto"
-    input_size: Optional[int] = None  # shorter image side fed to the network; None: the backbone's default
-    proposals: str = "segments"  # chosen on real-dev (ARCHITECTURE.md); "split", "ncut" (MaskCut), "seed" (the paper's)
-    max_masks: int = 3  # ncut: masks per image at most
-    num_classes: Optional[int] = None  # K for k-means; None: the suggested K
-    embedding: str = "pooled"  # see engine.method.clustering; chosen on real-dev (ARCHITECTURE.md)
-    recursive: bool = False
-    batch_size: int = 4
-    seed: int = 0
-    distill: bool = True  # train the head, drop weak masks, retrain, predict (False: export the clustered proposals)
-    filter_rule: str = "class_percentile"  # or "image_threshold" (the paper's: keep >= threshold, else the best)
-    filter_percentile: float = 20.0  # class_percentile: drop each class's masks below this percentile of quality
-    filter_threshold: float = 0.9  # image_threshold: keep masks with quality >= this
-    self_training_rounds: int = 1  # extra rounds retraining on the final model's own predictions (+0.04 mIoU)
-    object_size: Optional[float] = None  # typical object size in pixels: the image is resized so objects span
-    # about 3 patches and run through the backbone in overlapping tiles (None: the whole image at input_size)
-    tile_size: Optional[int] = None  # tiles: side in pixels (None: the backbone's input size)
-    precision: str = "auto"  # backbone arithmetic: auto (mixed on GPUs, float32 on CPUs), float32, bfloat16
-    image_options: ImageOptions = field(default_factory=ImageOptions)  # channels, normalisation, planes
-
-    def __post_init__(self):
-        if isinstance(self.image_options, dict):  # as stored in project.json
-            self.image_options = ImageOptions.from_dict(self.image_options)
-
-    def check(self) -> None:
-        """Reject bad settings before any work starts."""
-        get_backbone_spec(self.backbone)
-        if self.proposals not in PROPOSAL_METHODS:
-            raise ValueError(f"proposals must be one of {', '.join(PROPOSAL_METHODS)}, not {self.proposals!r}")
-        if self.embedding not in EMBEDDINGS:
-            raise ValueError(f"embedding must be one of {', '.join(EMBEDDINGS)}, not {self.embedding!r}")
-        if self.num_classes is not None and self.num_classes < 1:
-            raise ValueError(f"the number of classes must be at least 1, not {self.num_classes}")
-        if self.input_size is not None and not 28 <= self.input_size <= 2048:
-            raise ValueError(f"input size must be between 28 and 2048 pixels, not {self.input_size}")
-        if not 1 <= self.max_masks <= 20:
-            raise ValueError(f"masks per image must be between 1 and 20, not {self.max_masks}")
-        if self.filter_rule not in FILTER_RULES:
-            raise ValueError(f"filter rule must be one of {', '.join(FILTER_RULES)}, not {self.filter_rule!r}")
-        if not 0 <= self.filter_percentile < 100:
-            raise ValueError(f"filter percentile must be in [0, 100), not {self.filter_percentile}")
-        if not 0 <= self.filter_threshold <= 1:
-            raise ValueError(f"filter threshold must be in [0, 1], not {self.filter_threshold}")
-        if not 0 <= self.self_training_rounds <= 10:
-            raise ValueError(f"self-training rounds must be between 0 and 10, not {self.self_training_rounds}")
-        if self.object_size is not None and not 1 <= self.object_size <= 10000:
-            raise ValueError(f"object size must be between 1 and 10000 pixels, not {self.object_size}")
-        if self.tile_size is not None and not 64 <= self.tile_size <= 2048:
-            raise ValueError(f"tile size must be between 64 and 2048 pixels, not {self.tile_size}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, not {self.batch_size}")
-        if self.weights not in (None, "random") and not Path(self.weights).is_file():
-            raise FileNotFoundError(f"weights file {self.weights} does not exist")
-
-    def proposal_key(self, feature_key: str) -> str:
-        """Proposals and embeddings depend on the features and on these settings only."""
-        text = (f"{feature_key}|{self.proposals}|{self.max_masks}|{self.embedding}|{self.object_size}"
-                "|v2")  # v2: split graph fix, segments, dense
-        return hashlib.sha1(text.encode()).hexdigest()
 
 
 @dataclass

