@@ -234,8 +234,8 @@ def cmd_run(args) -> int:
                        **{k: v for k, v in _filter_overrides(args).items() if v is not None})
     result = run(args.folder, args.project, config, progress=None if args.quiet else _progress_bar(),
                  ray_address=args.ray)
-    print(f"{result.images} images, {len(result.skipped)} skipped, {result.masks} masks in {result.clusters} "
-          f"clusters (suggested K: {result.suggested_k})")
+    print(f"{result.images} images, {len(result.skipped)} skipped: {result.masks} proposals in {result.clusters} "
+          f"clusters (suggested K: {result.suggested_k}) -> {result.exported} masks exported")
     for skipped in result.skipped:
         print(f"  skipped {skipped['relative_path']}: {skipped['reason']}")
     if result.rebinding:

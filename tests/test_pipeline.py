@@ -77,6 +77,7 @@ def test_distillation_filters_retrains_and_predicts(finished_run):
     assert (project.models_dir / "head_initial.pt").exists() and (project.models_dir / "head_final.pt").exists()
     coco = json.loads(result.annotations.read_text())
     assert coco["info"]["description"].endswith("(current)")  # corrections, else predictions
+    assert result.exported == len(coco["annotations"]) > 0  # what the summary line reports as exported
     assert len(list(project.predictions_dir.glob("*.npz"))) == 3
     assert ("predict", 3, 3) in seen
 

@@ -79,6 +79,7 @@ class RunResult:
     timings: dict = field(default_factory=dict)
     rebinding: list = field(default_factory=list)  # how the user's categories moved to the new clusters
     warnings: list = field(default_factory=list)
+    exported: int = 0  # masks in annotations.json (masks above: the proposals that were clustered)
 
 
 class StageTimer:
@@ -431,9 +432,11 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
     rebinding = describe_rebinding(clusters.get("rebinding", []))
     result = RunResult(project.root, len(entries), skipped, len(clusters["masks"]), clusters["k"],
                        clusters["suggested_k"], project.annotations_path, project.overview_path,
-                       {k: round(v, 3) for k, v in timer.seconds.items()}, rebinding, export["warnings"])
+                       {k: round(v, 3) for k, v in timer.seconds.items()}, rebinding, export["warnings"],
+                       export["annotations"])
     atomic_write_json(project.report_path, {
-        "images": len(entries), "skipped": skipped, "masks": result.masks, "clusters": result.clusters,
+        "images": len(entries), "skipped": skipped, "masks": result.masks, "exported": result.exported,
+        "clusters": result.clusters,
         "suggested_k": result.suggested_k, "distillation": distilled, "timings_s": result.timings,
         "rebinding": clusters.get("rebinding", []), "warnings": export["warnings"],
     })
