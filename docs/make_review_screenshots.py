@@ -13,12 +13,13 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "docs"))
+from _screens import open_window, save_screenshot, waiter  # noqa: E402
 DEMO = ROOT / "runs" / "demo"
 DOCS = ROOT / "docs"
 OBJECTS_IMAGE, CLICK_IMAGE, CLICK_AT = "cat_02.jpg", "pair_person_rocket.jpg", (200, 360)  # (row, col)
@@ -27,30 +28,10 @@ OBJECTS_IMAGE, CLICK_IMAGE, CLICK_AT = "cat_02.jpg", "pair_person_rocket.jpg", (
 def main() -> None:
     if not (DEMO / "project.json").exists():
         raise SystemExit(f"{DEMO} is missing: run `make demo` first")
-    import napari
-    from PIL import Image
-
-    from maskdistill_napari._widget import MaskDistillWidget
-
     project = Path(tempfile.mkdtemp(prefix="maskdistill_review_shots_")) / "demo"
     shutil.copytree(DEMO, project)
-    app = napari.qt.get_qapp()
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1650, 1050)
-    widget = MaskDistillWidget(viewer)
-    dock = viewer.window.add_dock_widget(widget, name="MaskDistill", area="right")
-    viewer.window._qt_window.resizeDocks([dock], [560], 1)  # Qt.Horizontal
-
-    def wait(condition=lambda: not widget.busy, seconds=300):
-        end = time.time() + seconds
-        while not condition():
-            app.processEvents()
-            time.sleep(0.01)
-            if time.time() > end:
-                raise TimeoutError("the widget did not finish in time")
-        for _ in range(30):
-            app.processEvents()
-            time.sleep(0.01)
+    app, viewer, widget = open_window((1650, 1050), dock_width=560)
+    wait = waiter(app, widget, seconds=300)
 
     def show(name: str) -> None:
         position = next(i for i, e in enumerate(widget.view.entries) if e["relative_path"] == name)
@@ -58,14 +39,8 @@ def main() -> None:
         wait(lambda: not widget.busy and widget.view.position == position)
 
     def shot(name: str) -> None:
-        from napari._qt.dialogs.qt_notification import NapariQtNotification
-
-        for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
-            toast.close()  # the PyQt5 deprecation toast would cover the canvas
-        wait()
         path = DOCS / name
-        viewer.screenshot(str(path), canvas_only=False, flash=False)
-        Image.open(path).convert("RGB").quantize(256).save(path, optimize=True)  # a 256-colour PNG: smaller
+        save_screenshot(viewer, path, wait)
         print(f"written: {path.relative_to(ROOT)} ({path.stat().st_size // 1000} KB)")
 
     widget.open_project(str(project))

@@ -17,6 +17,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "docs"))
+from _screens import open_window, save_screenshot, waiter  # noqa: E402
 DOCS = ROOT / "docs"
 MAX_BYTES = 400_000
 
@@ -26,50 +28,17 @@ def main() -> None:
         from pyvirtualdisplay import Display
 
         Display(visible=False, size=(1600, 1000)).start()
-    import napari
-    from PIL import Image
     from qtpy.QtWidgets import QFileDialog
 
-    from maskdistill_napari._widget import MaskDistillWidget
-
-    app = napari.qt.get_qapp()
     work = Path(tempfile.mkdtemp(prefix="maskdistill_screens_"))
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1560, 940)
-    widget = MaskDistillWidget(viewer)
-    dock = viewer.window.add_dock_widget(widget, name="MaskDistill", area="right")
-    viewer.window._qt_window.resizeDocks([dock], [500], 1)  # Qt.Horizontal
-
-    def wait(condition=lambda: not widget.busy, seconds=600):
-        import time
-
-        end = time.time() + seconds
-        while not condition():
-            app.processEvents()
-            time.sleep(0.01)
-            if time.time() > end:
-                raise TimeoutError("the widget did not finish in time")
-        for _ in range(20):
-            app.processEvents()
-            time.sleep(0.01)
+    app, viewer, widget = open_window((1560, 940), dock_width=500)
+    wait = waiter(app, widget)
 
     def shot(name: str, tab: int) -> None:
         widget.tabs.setCurrentIndex(tab)
         wait()
-        from napari._qt.dialogs.qt_notification import NapariQtNotification
-
-        for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
-            toast.close()  # the PyQt5 deprecation toast would cover the canvas
-        wait()
-        image = Image.fromarray(viewer.screenshot(canvas_only=False, flash=False)).convert("RGB")
         path = DOCS / f"plugin_{name}.png"
-        scale = 1.0
-        while True:
-            size = (int(image.width * scale), int(image.height * scale))
-            image.resize(size, Image.LANCZOS).quantize(256).save(path, optimize=True)
-            if path.stat().st_size <= MAX_BYTES:
-                break
-            scale *= 0.85
+        size = save_screenshot(viewer, path, wait, MAX_BYTES)
         print(f"{path.relative_to(ROOT)}: {size[0]}x{size[1]}, {path.stat().st_size // 1000} KB")
 
     panel = widget.run_panel

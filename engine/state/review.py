@@ -20,7 +20,6 @@ from engine.state.corrections import (
     DISCARD_MODES,
     Category,
     CategoryTable,
-    CorruptCorrectionError,
     ImageCorrection,
     assignments_path,
     categories_path,
