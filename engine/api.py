@@ -23,7 +23,7 @@ _WHERE = {
                "low_confidence_objects", "merge_categories", "recolour_category", "reject_mask", "reject_object",
                "rename_category", "restore_category", "restore_object", "set_image_labels", "set_image_masks",
                "set_object_category", "split_category"],
-    "state.prompt_review": ["add_object", "remove_added_object"],
+    "state.prompt_review": ["add_object"],
     "state.label_state": ["LabelState"],
     "state.project_index": ["project_index"],
     # lower-level pieces the napari plugin still uses (layers, gallery, writer)

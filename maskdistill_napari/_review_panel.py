@@ -192,7 +192,7 @@ class ReviewPanel(QWidget):
             return
         self.view.save()
         record = self.undo_stack.pop()
-        added = record["action"] == "add"  # an added object is removed; the other actions are restored
+        added = record["action"] == "add"  # an added object is removed (nothing to select after the undo)
 
         def done(_):
             self.done.discard((record["image_id"], record["instance_id"]))
@@ -202,7 +202,7 @@ class ReviewPanel(QWidget):
         def failed(message):
             self.undo_stack.append(record)
             self.status.setText(f"Undo failed: {message}")
-        self.tasks.submit(call, "remove_added_object" if added else "restore_object", self.view.project_dir, record,
+        self.tasks.submit(call, "restore_object", self.view.project_dir, record,
                           on_done=done, on_error=failed)
 
     # -- one-click objects -------------------------------------------------------------------

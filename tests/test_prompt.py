@@ -1,5 +1,5 @@
 """One-click objects: the pure function (engine.method.prompt) on planted features with a known answer, and
-the review action (engine.api.add_object / remove_added_object) on a small project whose cached features of
+the review action (engine.api.add_object, undone by restore_object) on a small project whose cached features of
 one image are replaced by planted ones."""
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def test_add_object_writes_a_correction_and_is_undone(planted):
     # a second click on the new object adds nothing
     with pytest.raises(ValueError, match=f"on object {new_id}"):
         api.add_object(project, image_id, point=(7 * CELL, 5 * CELL))
-    api.remove_added_object(project, undo)
+    api.restore_object(project, undo)
     after = api.image_objects(project, image_id)
     assert new_id not in after.ids and np.array_equal(after.labels, labels)
 
@@ -148,6 +148,6 @@ def test_add_object_on_an_image_without_correction_and_its_undo_removes_the_file
     assert added.labels[row, col] == undo["instance_id"] and undo["area"] >= 16
     first_category = api.label_state(project).table.categories[0].id
     assert added.as_dicts()[0][undo["instance_id"]] == first_category  # no category given: the first one
-    api.remove_added_object(project, undo)
+    api.restore_object(project, undo)
     assert not correction_path(project, image_id).exists()  # back to the generated masks, nothing left over
     assert np.array_equal(api.image_objects(project, image_id).labels, generated.labels)

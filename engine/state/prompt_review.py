@@ -9,15 +9,14 @@ the chosen category, score 1.0 and the reviewed flag (the user made it).
 """
 from __future__ import annotations
 
-import hashlib
 
 import numpy as np
 
 from engine.atomic import read_json
-from engine.state.corrections import ImageCorrection, correction_path, load_correction, save_correction
+from engine.state.corrections import ImageCorrection
 from engine.state.label_state import LabelState
 from engine.state.project import Project
-from engine.state.review import image_objects
+from engine.state.review import _edit_correction
 
 MIN_OBJECT_PIXELS = 16  # a proposal with fewer free pixels than this is no object
 
@@ -26,19 +25,16 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
     """Add the object at ``point`` (x, y) and/or in ``box`` (x0, y0, x1, y1), image pixels, to an image as a
     new object of ``category`` (None: the first category that is neither merged nor discarded).
 
-    Returns the undo record for :func:`remove_added_object`: action "add", image_id, instance_id (the new
-    object's id), area (pixels), created (this call created the image's correction file) and a digest of the
-    correction as written.
+    Returns the undo record for engine.api.restore_object: action "add", image_id, instance_id (the new
+    object's id), area (pixels), category, and (as every review edit's) whether the correction was created.
     """
     project = Project(project_dir)
     config = project.read_config()
     entry = _entry(project, image_id)
     mask = object_mask(project, config, entry, point, box)  # from generated files only: outside the lock
-    with project.state_lock():
-        state = LabelState.load(project)
-        category_id = _category_id(state, category)
-        existing = load_correction(project.root, image_id)  # a damaged file raises: it is never overwritten
-        correction = existing if existing is not None else _generated_correction(project, image_id, state)
+
+    def add(correction: ImageCorrection) -> dict:  # under the state lock (engine.state.review._edit_correction)
+        category_id = _category_id(LabelState.load(project), category)
         free = _free_part(mask, correction.labels, point)
         if int(free.sum()) < MIN_OBJECT_PIXELS:
             taken = sorted(set(np.unique(correction.labels[mask]).tolist()) - {0})
@@ -50,30 +46,9 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
         correction.classes[instance_id] = category_id
         correction.scores[instance_id] = 1.0
         correction.reviewed_ids.add(instance_id)
-        save_correction(project.root, image_id, correction)
-    return {"action": "add", "image_id": image_id, "instance_id": instance_id, "area": int(free.sum()),
-            "category": category_id, "created": existing is None, "digest": _digest(correction)}
+        return {"action": "add", "instance_id": instance_id, "area": int(free.sum()), "category": category_id}
 
-
-def remove_added_object(project_dir, undo: dict) -> None:
-    """Undo :func:`add_object` from the record it returned: the object is removed (the other objects keep
-    their ids); when the add created the image's correction and nothing changed it since, the file goes too."""
-    if undo.get("action") != "add":
-        raise ValueError(f"Not the record of an added object: {undo.get('action')!r}; use engine.api.restore_object")
-    project = Project(project_dir)
-    image_id, instance_id = undo["image_id"], int(undo["instance_id"])
-    with project.state_lock():
-        correction = load_correction(project.root, image_id)
-        if correction is None or instance_id not in correction.classes:
-            raise ValueError(f"Image {image_id} has no object {instance_id} any more; nothing to undo")
-        if undo.get("created") and _digest(correction) == undo.get("digest"):
-            correction_path(project.root, image_id).unlink()
-            return
-        correction.labels[correction.labels == instance_id] = 0
-        del correction.classes[instance_id]
-        correction.scores.pop(instance_id, None)
-        correction.reviewed_ids.discard(instance_id)
-        save_correction(project.root, image_id, correction)
+    return _edit_correction(project.root, image_id, None, add)
 
 
 def object_mask(project: Project, config: dict, entry: dict, point=None, box=None) -> np.ndarray:
@@ -132,14 +107,6 @@ def _category_id(state: LabelState, category) -> int:
     return int(category)
 
 
-def _generated_correction(project: Project, image_id: str, state: LabelState) -> ImageCorrection:
-    """The image's objects as shown now (engine.state.review.image_objects) as an unreviewed correction."""
-    objects = image_objects(project, image_id, state)
-    classes, scores, reviewed, _ = objects.as_dicts()
-    return ImageCorrection(np.array(objects.labels, np.uint16 if len(classes) < 65534 else np.uint32), classes,
-                           False, {k for k, r in reviewed.items() if r}, scores)
-
-
 def _next_id(correction: ImageCorrection) -> int:
     """One above every id in use. A rejected object's id comes back only if it was the highest; an undo stack
     undoes this add before that reject, so the reject's undo still finds its id free."""
@@ -147,11 +114,6 @@ def _next_id(correction: ImageCorrection) -> int:
     if highest + 1 > np.iinfo(correction.labels.dtype).max:
         correction.labels = correction.labels.astype(np.uint32)
     return highest + 1
-
-
-def _digest(correction: ImageCorrection) -> str:
-    text = repr((sorted(correction.classes.items()), sorted(correction.reviewed_ids)))
-    return hashlib.sha1(np.ascontiguousarray(correction.labels).tobytes() + text.encode()).hexdigest()
 
 
 def _where(point, box) -> str:

@@ -402,10 +402,11 @@ def _edit_correction(project_dir, image_id: str, instance_id, edit) -> dict:
         correction = existing if existing is not None else _base_correction(project, image_id)
         if instance_id is not None and int(instance_id) not in correction.ids():
             raise KeyError(f"Image {image_id} has no object {instance_id}; its objects are {correction.ids()}")
-        undo = edit(correction)
+        # the edit may name the object itself (an added one gets its id inside the edit)
+        undo = {"image_id": image_id, "instance_id": None if instance_id is None else int(instance_id),
+                **edit(correction)}
         _save_correction(project, image_id, correction)
-        undo.update({"image_id": image_id, "instance_id": None if instance_id is None else int(instance_id),
-                     "created": existing is None, "digest": _digest(correction)})
+        undo.update({"created": existing is None, "digest": _digest(correction)})
     return undo
 
 
@@ -456,8 +457,8 @@ def set_object_category(project_dir, image_id: str, instance_id: int, category_i
 
 
 def restore_object(project_dir, undo: dict) -> None:
-    """Undo :func:`reject_object`, :func:`accept_object`, :func:`set_object_category` or :func:`accept_image`
-    from the record they returned: the object comes back under the same id with its category, score and
+    """Undo :func:`reject_object`, :func:`accept_object`, :func:`set_object_category`, :func:`accept_image` or
+    engine.state.prompt_review.add_object from the record they returned (an added object is removed): the object comes back under the same id with its category, score and
     reviewed flag (a rejected object's pixels are given back where no other object took them since). When the
     action created the image's correction and nothing else changed it since, the correction is removed."""
     project = Project(project_dir)
@@ -468,6 +469,15 @@ def restore_object(project_dir, undo: dict) -> None:
             raise FileNotFoundError(f"Image {image_id} has no correction to undo {undo['action']} in")
         if undo.get("created") and _digest(correction) == undo.get("digest"):
             correction_path(project.root, image_id).unlink()  # the index sees the file gone by its stamp
+            return
+        if undo["action"] == "add":
+            if instance_id not in correction.classes:
+                raise ValueError(f"Image {image_id} has no object {instance_id} any more; nothing to undo")
+            correction.labels[correction.labels == instance_id] = 0
+            del correction.classes[instance_id]
+            correction.scores.pop(instance_id, None)
+            correction.reviewed_ids.discard(instance_id)
+            _save_correction(project, image_id, correction)
             return
         if undo["action"] == "reject":
             if instance_id in correction.classes:
