@@ -27,7 +27,8 @@ Two parts, both scored class-agnostically with pycocotools (``useCats = 0``, AP 
 Seconds per megapixel: the engine's whole ``run`` wall time (model loading included) over the megapixels it
 processed; the baseline's likewise. JSON (``OUT/results.json``, and ``quality.dense`` of ``make benchmark``):
 ``trees_box_ap50``, ``cells_mask_ap50``, ``cells_classical_mask_ap50``, ``seconds_per_megapixel`` (engine),
-``classical_seconds_per_megapixel``, plus counts and settings.
+``classical_seconds_per_megapixel``, plus counts and settings; with ``--large-image`` also
+``large_image_peak_rss_mb`` and the run's details under ``large_image``.
 """
 from __future__ import annotations
 
