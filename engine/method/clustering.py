@@ -95,9 +95,9 @@ def kmeans(x: np.ndarray, k: int, restarts: int = 10, iterations: int = 100, see
         centres = _kmeans_pp(data, k, generator)
         for _ in range(iterations):
             labels = torch.cdist(data, centres).argmin(1)
-            updated = torch.stack([
-                data[labels == j].mean(0) if (labels == j).any() else centres[j] for j in range(k)
-            ])
+            members = torch.nn.functional.one_hot(labels, k).T.to(data.dtype)  # (k, n): one matmul, no loop
+            counts = members.sum(1, keepdim=True)
+            updated = torch.where(counts > 0, (members @ data) / counts.clamp(min=1), centres)  # empty: kept
             if torch.allclose(updated, centres, atol=1e-6):
                 break
             centres = updated
