@@ -143,9 +143,9 @@ def measure(images: int, input_size: int) -> dict:
     panel = widget.run_panel
     panel.image_folder.setText(str(folder))
     panel.project_folder.setText(str(work / "project"))
-    panel.input_size.setValue(input_size)
-    panel.num_classes.setValue(4)
-    panel.device.setCurrentText("cpu")
+    panel.input_size.value = input_size  # magicgui widgets (the engine's settings form)
+    panel.num_classes.value = 4
+    panel.device.value = "cpu"
     meter.phase = "run"
     run_start = time.perf_counter()
     panel.start()
