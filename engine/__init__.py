@@ -1,7 +1,8 @@
 """maskdistill engine: unsupervised object masks and pseudo-classes from a self-supervised ViT.
 
-No Qt and no napari in here; the napari plugin and the ``maskdistill`` CLI are both thin layers over
-:mod:`engine.orchestration.pipeline`.
+No Qt and no napari in here. The folders are the layers: ``method`` (the algorithm), ``state`` (the project
+folder and the user's label state), ``io`` (images in, COCO out) and ``orchestration`` (the steps and who runs
+them). The napari plugin and scripts go through :mod:`engine.api`; the ``maskdistill`` CLI is :mod:`engine.cli`.
 """
 import os
 
