@@ -237,5 +237,5 @@ def test_training_patches_per_image_shrink_to_keep_the_folders_total_bounded():
     config = HeadConfig(patches_per_image=384, max_patches=1000)
     assert config.patches_for(1) == 384  # a small folder: the per-image count
     assert config.patches_for(10) == 100  # 10 x 100 = the budget
-    assert config.patches_for(1000) == 16  # never fewer than 16 per image
-    assert HeadConfig().patches_for(5000) * 5000 <= HeadConfig().max_patches
+    assert config.patches_for(5000) == 1  # never fewer than one per image
+    assert HeadConfig().patches_for(5000) * 5000 <= HeadConfig().max_patches  # the default holds at 5,000
