@@ -17,3 +17,4 @@ def tiny_folder(tmp_path_factory) -> Path:
         shutil.copy(EXAMPLES / name, folder / name)
     (folder / "broken.png").write_bytes(b"this is not a PNG file")
     return folder
+

@@ -1,6 +1,7 @@
 """Small builders shared by the mechanics tests (imported as ``helpers``: pytest puts tests/ on sys.path)."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from PIL import Image
@@ -18,3 +19,19 @@ def make_folder(folder: Path) -> Path:
     for name, pixels in crops.items():
         Image.fromarray(pixels).save(folder / name)
     return folder
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
+
+
+def small_finished_project(tmp_path_factory, name: str) -> tuple:
+    """(image folder, project) of three example photos run with random weights at 56 px and K = 2: the quick
+    finished project the plugin tests open."""
+    from engine.api import RunConfig, run
+
+    images = tmp_path_factory.mktemp(f"{name}_images")
+    for photo in ("person_01.jpg", "cup_01.jpg", "cat_01.jpg"):
+        shutil.copy(EXAMPLES / photo, images / photo)
+    project = tmp_path_factory.mktemp(f"{name}_project") / "project"
+    run(images, project, RunConfig(weights="random", input_size=56, num_classes=2, device="cpu"))
+    return images, project

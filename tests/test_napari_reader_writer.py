@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from engine.api import RunConfig, run
+from helpers import small_finished_project
 from maskdistill_napari._reader import get_reader
 from maskdistill_napari._writer import write_labels_coco
 
@@ -20,12 +20,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    images = tmp_path_factory.mktemp("reader_images")
-    for name in ("person_01.jpg", "cup_01.jpg", "cat_01.jpg"):
-        shutil.copy(EXAMPLES / name, images / name)
-    folder = tmp_path_factory.mktemp("reader_project")
-    run(images, folder, RunConfig(weights="random", input_size=56, num_classes=2, device="cpu"))
-    return folder
+    return small_finished_project(tmp_path_factory, "reader")[1]
 
 
 def test_viewer_opens_a_project_folder_in_the_widget(make_napari_viewer, qtbot, project):

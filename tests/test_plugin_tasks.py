@@ -20,6 +20,7 @@ from qtpy.QtWidgets import QFileDialog
 
 from maskdistill_napari import _project_view
 from maskdistill_napari._widget import MaskDistillWidget
+from helpers import small_finished_project
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 
@@ -27,13 +28,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> tuple:
     """(image folder, finished project) made once; each test works on its own copy of the project."""
-    images = tmp_path_factory.mktemp("task_images")
-    for name in ("person_01.jpg", "cup_01.jpg", "cat_01.jpg"):
-        shutil.copy(EXAMPLES / name, images / name)
-    project = tmp_path_factory.mktemp("task_project") / "project"
-    engine.api.run(images, project, engine.api.RunConfig(weights="random", input_size=56, num_classes=2,
-                                                         device="cpu"))
-    return images, project
+    return small_finished_project(tmp_path_factory, "task")
 
 
 @pytest.fixture
@@ -94,17 +89,24 @@ def test_a_worker_error_reaches_the_status_line_and_a_notification(widget, qtbot
     assert widget.run_panel.run_button.isEnabled() and not widget.run_panel.running
 
 
-def test_a_failed_save_is_shown_kept_pending_and_retried(widget, qtbot, monkeypatch):
-    view, project = widget.view, widget.view.project_dir
+def fail_first_save(monkeypatch, error: Exception) -> list:
+    """engine.api.set_image_labels raises ``error`` on its first call only; returns the image ids it was called
+    with, in order."""
     real, calls = engine.api.set_image_labels, []
 
     def fails_once(*args, **kwargs):
         calls.append(args[1])
         if len(calls) == 1:
-            raise OSError("No space left on device")
+            raise error
         return real(*args, **kwargs)
 
     monkeypatch.setattr(engine.api, "set_image_labels", fails_once)
+    return calls
+
+
+def test_a_failed_save_is_shown_kept_pending_and_retried(widget, qtbot, monkeypatch):
+    view, project = widget.view, widget.view.project_dir
+    calls = fail_first_save(monkeypatch, OSError("No space left on device"))
     monkeypatch.setattr(_project_view, "RETRY_DELAYS_MS", (1_500, 1_500, 1_500))
     saved = []
     view.saved.connect(saved.append)
@@ -124,15 +126,7 @@ def test_a_failed_save_is_shown_kept_pending_and_retried(widget, qtbot, monkeypa
 
 def test_a_failed_save_is_retried_on_the_next_edit(widget, qtbot, monkeypatch):
     view, project = widget.view, widget.view.project_dir
-    real, calls = engine.api.set_image_labels, []
-
-    def fails_once(*args, **kwargs):
-        calls.append(args[1])
-        if len(calls) == 1:
-            raise OSError("read-only file system")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine.api, "set_image_labels", fails_once)
+    calls = fail_first_save(monkeypatch, OSError("read-only file system"))
     monkeypatch.setattr(_project_view, "RETRY_DELAYS_MS", (60_000,))  # the timer would come too late
     image_id = view.current["image_id"]
     paint_new_label(view)
