@@ -1,6 +1,7 @@
 """Crash-safe file writes: a reader sees the old file or the new one, never a torn one."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -8,20 +9,23 @@ import uuid
 from pathlib import Path
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``.
+@contextlib.contextmanager
+def atomic_writer(path: Path):
+    """A binary handle whose contents replace ``path`` only when the block ends without an error: written to a
+    temporary file in the same folder, flushed to disk, then renamed over ``path`` (a reader sees the old file
+    or the new one). An error inside the block leaves ``path`` as it was and no temporary file behind.
 
     The temporary file is opened with mode 0o666 so the result gets the user's umask (mkstemp's 0o600
     would leave exported annotations unreadable to other users).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                yield handle
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
@@ -33,6 +37,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             (error.strerror or str(error))
         previous = "the previous file is unchanged" if path.exists() else "no partial file was left"
         raise OSError(error.errno, f"Could not write {path}: {reason}; {previous}.") from error
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` crash-safely (:func:`atomic_writer`)."""
+    with atomic_writer(path) as handle:
+        handle.write(data)
 
 
 def remove_stale_temporary_files(folder: Path) -> list:

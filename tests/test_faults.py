@@ -47,18 +47,25 @@ if mode == "train_head":
     engine.orchestration.pipeline.train_head = train_head
 
 if mode == "export":
+    import contextlib, io
     import engine.io.coco
-    original_write = engine.io.coco.atomic_write_bytes
-    def atomic_write_bytes(path, data):
+    original_writer = engine.io.coco.atomic_writer
+    @contextlib.contextmanager
+    def atomic_writer(path):
         if os.path.basename(str(path)) != "annotations.json":
-            return original_write(path, data)
+            with original_writer(path) as handle:
+                yield handle
+            return
+        buffer = io.BytesIO()
+        yield buffer
+        data = buffer.getvalue()
         tmp = os.path.join(os.path.dirname(str(path)), f".annotations.json.{os.getpid()}.deadbeef.tmp")
         with open(tmp, "wb") as handle:
             handle.write(data[: len(data) // 2])
             handle.flush()
             os.fsync(handle.fileno())
         die()
-    engine.io.coco.atomic_write_bytes = atomic_write_bytes
+    engine.io.coco.atomic_writer = atomic_writer
 
 run(folder, project, RunConfig(weights="random", input_size=56, num_classes=2, batch_size=2), progress=progress)
 print("finished")

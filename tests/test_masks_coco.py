@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from engine.io.coco import CocoValidationError, annotation_record, build_coco, validate_coco, write_coco
+from engine.io.coco import (
+    CocoValidationError,
+    CocoWriter,
+    annotation_record,
+    build_coco,
+    count_annotations,
+    validate_coco,
+    write_coco,
+)
 from engine.masks import (
     bbox_xywh,
     component_containing,
@@ -320,3 +328,41 @@ def test_refine_masks_on_a_large_image_is_refined_at_a_capped_size():
 def test_refine_masks_with_no_masks():
     refined, coarse = refine_masks(np.zeros((20, 30, 3), np.uint8), np.zeros((0, 4, 6), bool))
     assert refined.shape == coarse.shape == (0, 20, 30)
+
+
+def test_coco_writer_streams_one_image_at_a_time(coco_parts, tmp_path):
+    """The writer's file equals write_coco's document; an image that fails its check (or any error before the
+    end) leaves the previous file as it was; ids must be unique (images) and increasing (annotations)."""
+    images, annotations, categories, _ = coco_parts
+    path = tmp_path / "annotations.json"
+    with CocoWriter(path, categories, "/x", "ok") as writer:
+        writer.add_image(images[0], annotations)
+        writer.add_image(images[1], [])
+    assert writer.counts == {"images": 2, "annotations": 3, "categories": 2}
+    assert json.loads(path.read_text()) == build_coco(images, annotations, categories, "/x", "ok")
+    assert count_annotations(path) == 3
+    before = path.read_bytes()
+    with pytest.raises(CocoValidationError, match="image id 1 is listed twice"):
+        with CocoWriter(path, categories, "/x", "bad") as writer:
+            writer.add_image(images[0], annotations)
+            writer.add_image(images[0], [])
+    with pytest.raises(CocoValidationError, match="annotation id 2 does not follow 3"):
+        with CocoWriter(path, categories, "/x", "bad") as writer:
+            writer.add_image(images[0], annotations)
+            writer.add_image({**images[1], "id": 5}, [{**annotations[1], "image_id": 5}])
+    bad = copy.deepcopy(annotations)
+    bad[2]["area"] += 1
+    with pytest.raises(CocoValidationError, match="annotation 3 does not round-trip"):
+        with CocoWriter(path, categories, "/x", "bad") as writer:
+            writer.add_image(images[0], bad)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotations.json"]
+
+
+def test_count_annotations_without_loading(tmp_path):
+    path = tmp_path / "pretty.json"
+    records = [{"id": i, "iscrowd": 0, "name": 'say "iscrowd": no'} for i in range(1, 15001)]
+    path.write_text(json.dumps({"annotations": records}, indent=2))  # > 1 MiB: keys fall across chunks
+    assert path.stat().st_size > 1 << 20
+    assert count_annotations(path) == 15000
+    assert count_annotations(tmp_path / "missing.json") is None

@@ -9,11 +9,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from engine.atomic import ProjectFileError, atomic_write_bytes, read_json
+from engine.atomic import ProjectFileError, atomic_writer, read_json
 from engine.masks import bbox_xywh, decode_rle, encode_rle
 
 
@@ -87,11 +90,116 @@ def validate_coco(document: dict, source: str = "annotations", exact_masks: bool
             "categories": len(document["categories"])}
 
 
+class CocoWriter:
+    """A COCO file written one image at a time, so memory does not grow with the number of images.
+
+    Each image is checked with its annotations as it is added (:func:`validate_coco` on a one-image document:
+    pycocotools loads it and every mask round-trips); image ids must be unique and annotation ids increase.
+    Images and annotations wait in anonymous temporary files; :meth:`close` assembles the document and
+    replaces ``path`` atomically. A failed check, or an error before ``close``, leaves ``path`` as it was.
+
+        with CocoWriter(path, categories, image_root, description) as writer:
+            writer.add_image(image, annotations)
+        counts = writer.counts
+    """
+
+    def __init__(self, path: Path, categories: list, image_root: str = "", description: str = "",
+                 exact_masks: bool = True):
+        self.path, self.exact_masks = Path(path), exact_masks
+        self.categories = categories
+        self._info = {"description": description, "image_root": image_root}
+        validate_coco(build_coco([], [], categories, image_root, description), str(self.path), exact_masks)
+        self._image_ids: set = set()
+        self._last_annotation_id = 0
+        self._spools = {kind: tempfile.TemporaryFile(prefix="maskdistill-coco-") for kind in ("images", "annotations")}
+        self.counts = {"images": 0, "annotations": 0, "categories": len(categories)}
+
+    def add_image(self, image: dict, annotations: list) -> None:
+        """One image (id, file_name, width, height) and all of its annotations."""
+        if image.get("id") in self._image_ids:
+            raise CocoValidationError(f"{self.path}: image id {image['id']} is listed twice")
+        for ann in annotations:
+            if not isinstance(ann.get("id"), int) or ann["id"] <= self._last_annotation_id:
+                raise CocoValidationError(f"{self.path}: annotation id {ann.get('id')!r} does not follow "
+                                          f"{self._last_annotation_id} (ids must be unique and increasing)")
+            self._last_annotation_id = ann["id"]
+        validate_coco(build_coco([image], annotations, self.categories, "", ""), str(self.path), self.exact_masks)
+        self._image_ids.add(image["id"])
+        self._append("images", [image])
+        self._append("annotations", annotations)
+
+    def _append(self, kind: str, items: list) -> None:
+        spool = self._spools[kind]
+        for item in items:
+            spool.write(b"," if self.counts[kind] else b"")
+            spool.write(json.dumps(item).encode("utf-8"))
+            self.counts[kind] += 1
+
+    def close(self) -> dict:
+        """Write the document to ``path`` (atomically); returns the counts."""
+        try:
+            with atomic_writer(self.path) as handle:
+                head = json.dumps({"info": self._info, "licenses": []})[:-1]  # the object, left open
+                handle.write(f'{head}, "images": ['.encode("utf-8"))
+                self._copy("images", handle)
+                handle.write(b'], "annotations": [')
+                self._copy("annotations", handle)
+                handle.write(f'], "categories": {json.dumps(self.categories)}}}'.encode("utf-8"))
+        finally:
+            self.discard()
+        return self.counts
+
+    def _copy(self, kind: str, handle) -> None:
+        spool = self._spools[kind]
+        spool.seek(0)
+        shutil.copyfileobj(spool, handle)
+
+    def discard(self) -> None:
+        """Drop what was added; ``path`` stays as it was."""
+        for spool in self._spools.values():
+            spool.close()
+
+    def __enter__(self) -> "CocoWriter":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.discard()
+
+
 def write_coco(document: dict, path: Path, exact_masks: bool = True) -> dict:
     """Validate, then write atomically (a failed export never replaces the previous file)."""
-    counts = validate_coco(document, str(path), exact_masks)
-    atomic_write_bytes(Path(path), json.dumps(document).encode("utf-8"))
-    return counts
+    by_image: dict = {}
+    for ann in document["annotations"]:
+        by_image.setdefault(ann.get("image_id"), []).append(ann)
+    unknown = set(by_image) - {image.get("id") for image in document["images"]}
+    if unknown:
+        ann = next(a for a in document["annotations"] if a.get("image_id") in unknown)
+        raise CocoValidationError(f"{path}: annotation {ann.get('id')} has unknown image {ann.get('image_id')}")
+    info = document.get("info", {})
+    with CocoWriter(path, document["categories"], info.get("image_root", ""), info.get("description", ""),
+                    exact_masks) as writer:
+        for image in document["images"]:
+            writer.add_image(image, by_image.get(image.get("id"), []))
+    return writer.counts
+
+
+def count_annotations(path: Path) -> int | None:
+    """How many annotations a COCO file holds, counted without loading it (each has one "iscrowd" key);
+    None when it cannot be read."""
+    pattern, count, tail = re.compile(rb'"iscrowd"\s{0,4}:'), 0, b""
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                block = tail + chunk
+                cut = len(block) - 16  # a key starting after the cut may end in the next chunk: counted then
+                count += sum(1 for match in pattern.finditer(block) if match.start() < cut)
+                tail = block[max(cut, 0):]
+    except OSError:
+        return None
+    return count + len(pattern.findall(tail))
 
 
 def rle_problem(rle, hw: tuple | None = None) -> str | None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from engine import __version__
 from engine.atomic import atomic_write_bytes
-from engine.io.coco import annotation_record, build_coco, write_coco
+from engine.io.coco import CocoWriter, annotation_record, count_annotations
 from engine.io.images import ImageSource, display_name
 from engine.state.label_state import SOURCES, LabelState
 from engine.state.overview import render_overview
@@ -37,17 +37,10 @@ def iter_exported(project: Project, entries: list, clusters: dict, source: str =
     yield from LabelState.load(project, clusters).iter_exported(entries, source)
 
 
-def _previous_annotation_count(path: Path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return len(json.load(handle).get("annotations", []))
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def export_coco(project: Project, entries: list, clusters: dict, image_root: Path, source: str = "current",
                 path: Path | None = None, polygons: bool = False) -> dict:
-    """COCO of ``source`` (default: annotations.json), validated before it replaces the previous file.
+    """COCO of ``source`` (default: annotations.json), validated before it replaces the previous file; written
+    one image at a time (engine.io.coco.CocoWriter), so memory does not grow with the folder.
 
     polygons: write polygons instead of compressed RLE (holes are lost: a warning names the masks).
     Returns pycocotools' counts plus warnings: unreadable corrections, masks a polygon cannot keep, and an
@@ -55,34 +48,35 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
     """
     state = LabelState.load(project, clusters)
     path = Path(path or project.annotations_path)
-    images, annotations, warnings = [], [], []
-    for entry in entries:
-        result = state.exported(entry, source)
-        if result is None:
-            continue
-        masks, classes, scores, found = result
-        if found.warning:
-            warnings.append(found.warning)
-        images.append({"id": entry["coco_id"], "file_name": entry["relative_path"],
-                       "width": entry["width"], "height": entry["height"],
-                       **({"plane": entry["plane"]} if entry.get("plane") is not None else {})})
-        for mask, cls, score in zip(masks, classes, scores):
-            record = annotation_record(len(annotations) + 1, entry["coco_id"], int(cls), mask, float(score))
-            if polygons:
-                record["segmentation"], problem = mask_to_polygons(mask)
-                if problem:
-                    warnings.append(f"{entry['relative_path']} annotation {record['id']}: {problem}")
-            annotations.append(record)
-    if not images:
-        raise ValueError(f"Nothing to export from {project.root} ({source}): no image has masks from that source; "
-                         f"{path} was left as it was.")
-    previous = _previous_annotation_count(path) if path.exists() else None
-    if previous is not None and len(annotations) < previous:
-        warnings.append(f"{path} had {previous} annotations and now has {len(annotations)}")
-    document = build_coco(images, annotations, state.exported_categories(), str(image_root),
-                          f"maskdistill {__version__} ({source})")
-    counts = write_coco(document, path, exact_masks=not polygons)
-    return {**counts, "warnings": warnings}
+    previous = count_annotations(path) if path.exists() else None
+    warnings, annotation_id = [], 0
+    with CocoWriter(path, state.exported_categories(), str(image_root), f"maskdistill {__version__} ({source})",
+                    exact_masks=not polygons) as writer:
+        for entry in entries:
+            result = state.exported(entry, source)
+            if result is None:
+                continue
+            masks, classes, scores, found = result
+            if found.warning:
+                warnings.append(found.warning)
+            annotations = []
+            for mask, cls, score in zip(masks, classes, scores):
+                annotation_id += 1
+                record = annotation_record(annotation_id, entry["coco_id"], int(cls), mask, float(score))
+                if polygons:
+                    record["segmentation"], problem = mask_to_polygons(mask)
+                    if problem:
+                        warnings.append(f"{entry['relative_path']} annotation {record['id']}: {problem}")
+                annotations.append(record)
+            writer.add_image({"id": entry["coco_id"], "file_name": entry["relative_path"],
+                              "width": entry["width"], "height": entry["height"],
+                              **({"plane": entry["plane"]} if entry.get("plane") is not None else {})}, annotations)
+        if not writer.counts["images"]:
+            raise ValueError(f"Nothing to export from {project.root} ({source}): no image has masks from that "
+                             f"source; {path} was left as it was.")
+    if previous is not None and writer.counts["annotations"] < previous:
+        warnings.append(f"{path} had {previous} annotations and now has {writer.counts['annotations']}")
+    return {**writer.counts, "warnings": warnings}
 
 
 def mask_to_polygons(mask: np.ndarray, tolerance: float = 0.5) -> tuple:
