@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.method.clustering import cluster_masks, kmeans, silhouette, suggest_k, whiten
+from engine.method.clustering import cluster_masks, kmeans, silhouette, stack_rows, suggest_k, whiten
 
 D = 384
 
@@ -232,3 +232,29 @@ def test_kmeans_best_restart_is_no_worse_than_one_restart():
         assert np.array_equal(labels, np.linalg.norm(x[:, None] - centres[None], axis=2).argmin(1))
         inertias.append((best, single))
     assert any(b < s - 1e-3 for b, s in inertias)  # restarts do help somewhere
+
+
+def test_large_sets_are_clustered_in_chunks_with_the_same_result(monkeypatch):
+    """Whitening, seeding and the distance steps work on a few rows at a time (memory of a chunk, not of the
+    data): with chunks of 7 rows the clustering is exactly the one computed with all rows at once."""
+    import engine.method.clustering as clustering
+
+    x, *_ = planted_blobs(k=4, seed=2)
+    whole = cluster_masks(x, k=4, seed=1)
+    monkeypatch.setattr(clustering, "ROWS_PER_CHUNK", 7)
+    assert len(x) > 7 * 3
+    copy = x.copy()
+    chunked = cluster_masks(copy, k=4, seed=1, in_place=True)
+    np.testing.assert_array_equal(chunked.labels, whole.labels)
+    np.testing.assert_allclose(chunked.centres, whole.centres, atol=1e-6)
+    np.testing.assert_allclose(copy, whiten(x), atol=1e-6)  # whitened in its own array
+    with pytest.raises(TypeError, match="float32"):
+        whiten(x.astype(np.float64), in_place=True)
+
+
+def test_stack_rows_allocates_once_and_grows_or_trims():
+    blocks = [np.full((n, 3), n, np.float32) for n in (2, 0, 5, 1)]
+    for expected in (0, 3, 8, 100):
+        stacked = stack_rows(iter(blocks), expected)
+        np.testing.assert_array_equal(stacked, np.concatenate(blocks))
+    assert stack_rows(iter([]), 5).shape == (0, 0)

@@ -103,16 +103,16 @@ class CocoWriter:
         counts = writer.counts
     """
 
-    def __init__(self, path: Path, categories: list, image_root: str = "", description: str = "",
+    def __init__(self, path: Path, categories: list | None = None, image_root: str = "", description: str = "",
                  exact_masks: bool = True):
         self.path, self.exact_masks = Path(path), exact_masks
-        self.categories = categories
+        self.categories = categories  # may be set (or replaced) until close: an export learns some as it goes
         self._info = {"description": description, "image_root": image_root}
-        validate_coco(build_coco([], [], categories, image_root, description), str(self.path), exact_masks)
         self._image_ids: set = set()
+        self._category_ids: set = set()
         self._last_annotation_id = 0
         self._spools = {kind: tempfile.TemporaryFile(prefix="maskdistill-coco-") for kind in ("images", "annotations")}
-        self.counts = {"images": 0, "annotations": 0, "categories": len(categories)}
+        self.counts = {"images": 0, "annotations": 0, "categories": 0}
 
     def add_image(self, image: dict, annotations: list) -> None:
         """One image (id, file_name, width, height) and all of its annotations."""
@@ -123,8 +123,11 @@ class CocoWriter:
                 raise CocoValidationError(f"{self.path}: annotation id {ann.get('id')!r} does not follow "
                                           f"{self._last_annotation_id} (ids must be unique and increasing)")
             self._last_annotation_id = ann["id"]
-        validate_coco(build_coco([image], annotations, self.categories, "", ""), str(self.path), self.exact_masks)
+        used = {ann.get("category_id") for ann in annotations}
+        stand_ins = [{"id": c, "name": str(c)} for c in used if isinstance(c, int)]  # checked on close
+        validate_coco(build_coco([image], annotations, stand_ins, "", ""), str(self.path), self.exact_masks)
         self._image_ids.add(image["id"])
+        self._category_ids |= used
         self._append("images", [image])
         self._append("annotations", annotations)
 
@@ -136,15 +139,22 @@ class CocoWriter:
             self.counts[kind] += 1
 
     def close(self) -> dict:
-        """Write the document to ``path`` (atomically); returns the counts."""
+        """Check the categories against the annotations, write the document to ``path`` (atomically); returns
+        the counts."""
         try:
+            categories = self.categories or []
+            validate_coco(build_coco([], [], categories, "", ""), str(self.path), self.exact_masks)
+            unknown = self._category_ids - {c["id"] for c in categories}
+            if unknown:
+                raise CocoValidationError(f"{self.path}: annotations have unknown categories {sorted(unknown)}")
+            self.counts["categories"] = len(categories)
             with atomic_writer(self.path) as handle:
                 head = json.dumps({"info": self._info, "licenses": []})[:-1]  # the object, left open
                 handle.write(f'{head}, "images": ['.encode("utf-8"))
                 self._copy("images", handle)
                 handle.write(b'], "annotations": [')
                 self._copy("annotations", handle)
-                handle.write(f'], "categories": {json.dumps(self.categories)}}}'.encode("utf-8"))
+                handle.write(f'], "categories": {json.dumps(categories)}}}'.encode("utf-8"))
         finally:
             self.discard()
         return self.counts

@@ -50,7 +50,7 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
     path = Path(path or project.annotations_path)
     previous = count_annotations(path) if path.exists() else None
     warnings, annotation_id = [], 0
-    with CocoWriter(path, state.exported_categories(), str(image_root), f"maskdistill {__version__} ({source})",
+    with CocoWriter(path, None, str(image_root), f"maskdistill {__version__} ({source})",
                     exact_masks=not polygons) as writer:
         for entry in entries:
             result = state.exported(entry, source)
@@ -74,6 +74,7 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
         if not writer.counts["images"]:
             raise ValueError(f"Nothing to export from {project.root} ({source}): no image has masks from that "
                              f"source; {path} was left as it was.")
+        writer.categories = state.exported_categories()  # after the images: ids found in them get a name
     if previous is not None and writer.counts["annotations"] < previous:
         warnings.append(f"{path} had {previous} annotations and now has {writer.counts['annotations']}")
     return {**writer.counts, "warnings": warnings}

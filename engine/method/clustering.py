@@ -61,24 +61,75 @@ def box_crop(image: np.ndarray, mask: np.ndarray, margin: float = 0.1, mask_back
     return crop
 
 
-def whiten(embeddings: np.ndarray) -> np.ndarray:
-    """Standardise each dimension over the masks, then L2-normalise each mask."""
-    x = embeddings.astype(np.float64)
-    x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return x.astype(np.float32)
+ROWS_PER_CHUNK = 4096  # rows handled at once where a step needs a temporary as large as the data
+
+
+def _chunks(n: int):
+    return (slice(start, min(start + ROWS_PER_CHUNK, n)) for start in range(0, n, ROWS_PER_CHUNK))
+
+
+def stack_rows(blocks, expected_rows: int = 0) -> np.ndarray:
+    """(m, d) arrays stacked into one float32 (n, d) array, allocated once for ``expected_rows`` (grown if more
+    arrive, trimmed if fewer): a project's embeddings are never held twice, as a list and its concatenation."""
+    out, filled = None, 0
+    for block in blocks:
+        block = np.asarray(block, np.float32)
+        if out is None:
+            out = np.empty((max(expected_rows, len(block)), block.shape[1]), np.float32)
+        if filled + len(block) > len(out):
+            out = np.concatenate([out[:filled], np.empty((max(len(out), len(block)), out.shape[1]), np.float32)])
+        out[filled:filled + len(block)] = block
+        filled += len(block)
+    return np.empty((0, 0), np.float32) if out is None else out[:filled]
+
+
+def whiten(embeddings: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """Standardise each dimension over the masks, then L2-normalise each mask (float32, computed in float64).
+
+    Temporaries are a chunk of rows, not the whole data; ``in_place`` (a float32 array) overwrites the input
+    instead of returning a copy, so a project's embeddings are held once.
+    """
+    x = embeddings if in_place else np.array(embeddings, np.float32)
+    if x.dtype != np.float32:
+        raise TypeError(f"whiten in place needs float32 embeddings, not {x.dtype}")
+    n = max(len(x), 1)
+    mean = x.sum(axis=0, dtype=np.float64) / n
+    squares = sum(((x[rows].astype(np.float64) - mean) ** 2).sum(axis=0) for rows in _chunks(len(x)))
+    std = np.sqrt(squares / n)
+    for rows in _chunks(len(x)):
+        part = (x[rows].astype(np.float64) - mean) / (std + 1e-6)
+        part /= np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
+        x[rows] = part
+    return x
+
+
+def _distances(data: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """(n, k) Euclidean distances, a chunk of rows at a time (torch.cdist of all rows at once makes a temporary
+    as large as the data)."""
+    out = torch.empty(len(data), len(centres), dtype=data.dtype)
+    for rows in _chunks(len(data)):
+        out[rows] = torch.cdist(data[rows], centres)
+    return out
 
 
 def _kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     first = torch.randint(len(x), (1,), generator=generator)
     centres = [x[first[0]]]
-    closest = ((x - centres[0]) ** 2).sum(1)
+    closest = _squared_distances(x, centres[0])
     for _ in range(1, k):
         probs = closest / closest.sum() if closest.sum() > 0 else torch.full_like(closest, 1 / len(x))
         pick = torch.multinomial(probs, 1, generator=generator)[0]
         centres.append(x[pick])
-        closest = torch.minimum(closest, ((x - x[pick]) ** 2).sum(1))
+        closest = torch.minimum(closest, _squared_distances(x, x[pick]))
     return torch.stack(centres)
+
+
+def _squared_distances(x: torch.Tensor, point: torch.Tensor) -> torch.Tensor:
+    """Exact squared distance of every row to one point, a chunk of rows at a time."""
+    out = torch.empty(len(x), dtype=x.dtype)
+    for rows in _chunks(len(x)):
+        out[rows] = ((x[rows] - point) ** 2).sum(1)
+    return out
 
 
 def kmeans(x: np.ndarray, k: int, restarts: int = 10, iterations: int = 100, seed: int = 0):
@@ -94,15 +145,15 @@ def kmeans(x: np.ndarray, k: int, restarts: int = 10, iterations: int = 100, see
     for _ in range(restarts):
         centres = _kmeans_pp(data, k, generator)
         for _ in range(iterations):
-            labels = torch.cdist(data, centres).argmin(1)
+            labels = _distances(data, centres).argmin(1)
             members = torch.nn.functional.one_hot(labels, k).T.to(data.dtype)  # (k, n): one matmul, no loop
             counts = members.sum(1, keepdim=True)
             updated = torch.where(counts > 0, (members @ data) / counts.clamp(min=1), centres)  # empty: kept
             if torch.allclose(updated, centres, atol=1e-6):
                 break
             centres = updated
-        labels = torch.cdist(data, centres).argmin(1)
-        inertia = float(((data - centres[labels]) ** 2).sum())
+        labels = _distances(data, centres).argmin(1)
+        inertia = sum(float(((data[rows] - centres[labels[rows]]) ** 2).sum()) for rows in _chunks(len(data)))
         if best is None or inertia < best[2] - 1e-9:
             best = (labels.numpy(), centres.numpy(), inertia)
     return best
@@ -159,11 +210,12 @@ class Clustering:
 
 
 def cluster_masks(embeddings: np.ndarray, k: int | None = None, seed: int = 0, restarts: int = 10,
-                  n_representatives: int = 6) -> Clustering:
-    """Cluster mask embeddings into ``k`` pseudo-classes (``None``: the suggested K)."""
+                  n_representatives: int = 6, in_place: bool = False) -> Clustering:
+    """Cluster mask embeddings into ``k`` pseudo-classes (``None``: the suggested K); ``in_place``: whiten the
+    (float32) embeddings in their own array instead of a copy (:func:`whiten`)."""
     if len(embeddings) == 0:
         raise ValueError("No object masks to cluster: every image was skipped or gave no proposal.")
-    x = whiten(embeddings)
+    x = whiten(embeddings, in_place=in_place)
     suggested, silhouettes = suggest_k(x, seed=seed) if len(x) > 2 else (1, {})
     k = suggested if k is None else k
     k = min(k, len(x))
@@ -171,7 +223,7 @@ def cluster_masks(embeddings: np.ndarray, k: int | None = None, seed: int = 0, r
     used = np.unique(labels)  # identical embeddings can leave a centre without members: no empty classes
     if len(used) < k:
         labels, centres, k = np.searchsorted(used, labels), centres[used], len(used)
-    dist = torch.cdist(torch.from_numpy(x), torch.from_numpy(centres)).numpy()
+    dist = _distances(torch.from_numpy(x), torch.from_numpy(centres)).numpy()
     if k > 1:
         nearest = np.sort(dist, axis=1)
         confidence = (nearest[:, 1] - nearest[:, 0]) / np.maximum(nearest[:, 1] + nearest[:, 0], 1e-12)

@@ -19,7 +19,7 @@ import numpy as np
 
 from engine import __version__
 from engine.atomic import atomic_write_json, read_json
-from engine.method.clustering import cluster_masks
+from engine.method.clustering import cluster_masks, stack_rows
 from engine.method.distill import (
     HeadConfig,
     class_probabilities,
@@ -127,15 +127,20 @@ def cluster_project(project: Project, entries: list, num_classes: int | None, se
     """k-means over every mask embedding of the project; writes clusters.json (re-binding the user's
     categories to the new clusters, engine.state.label_state) and returns it with the re-binding report under
     "rebinding"."""
-    owners, blocks = [], []
-    for entry, proposals, embeddings in iter_image_proposals(project, entries):
-        owners += [(entry["image_id"], i, float(proposals.scores[i]), mask_identity(entry["image_id"], mask))
-                   for i, mask in enumerate(proposals.masks)]
-        blocks.append(embeddings)
+    owners = []
+
+    def embeddings():
+        for entry, proposals, block in iter_image_proposals(project, entries):
+            owners.extend((entry["image_id"], i, float(proposals.scores[i]), mask_identity(entry["image_id"], mask))
+                          for i, mask in enumerate(proposals.masks))
+            yield block
+
+    x = stack_rows(embeddings(), sum(int(entry.get("masks", 0)) for entry in entries))  # allocated once
     if not owners:
         raise ValueError("No object masks were proposed in any image, so there is nothing to cluster. "
                          "Check the images in report.json, or try --proposals seed.")
-    result = cluster_masks(np.concatenate(blocks), num_classes, seed=seed)
+    result = cluster_masks(x, num_classes, seed=seed, in_place=True)
+    del x  # the largest array of a run: gone before the per-mask records are built
     masks = [{"image_id": image_id, "index": index, "key": key, "score": score, "cluster": int(label),
               "confidence": round(float(conf), 4)}
              for (image_id, index, score, key), label, conf in zip(owners, result.labels, result.confidence)]
