@@ -43,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -107,7 +106,7 @@ class LazyMapping(Mapping):
 def load_ground_truth(path, ignore_value: int | None = None) -> dict:
     """Ground truth keyed by file name, from a COCO json or from a folder of label images.
 
-    * COCO json: masks through pycocotools ``annToMask`` (RLE, uncompressed RLE and polygons); the semantic
+    * COCO json: masks through pycocotools (RLE, uncompressed RLE and polygons; engine.io.coco_reader); the semantic
       map is painted from all annotations, largest first so smaller ones stay visible; ``iscrowd`` regions
       go into the semantic map only (not instances). Class id = ``category_id``. Keyed by each image's
       ``file_name``. Instances whose mask is empty are dropped.
@@ -135,40 +134,21 @@ def open_ground_truth(path, ignore_value: int | None = None) -> LazyMapping:
 
 
 def _open_coco(path: Path) -> LazyMapping:
-    from pycocotools.coco import COCO
+    from engine.io.coco import CocoValidationError, decode_segmentation
+    from engine.io.coco_reader import CocoFile
 
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GroundTruthError(f"{path}: not a readable COCO json ({exc})") from exc
-    if not isinstance(document, dict) or not isinstance(document.get("images"), list):
-        raise GroundTruthError(f"{path}: not a COCO json (no 'images' list)")
-    document.setdefault("annotations", [])
-    document.setdefault("categories", [])
-    coco = COCO()
-    coco.dataset = document
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco.createIndex()
-    except (KeyError, TypeError) as exc:
-        raise GroundTruthError(f"{path}: malformed COCO json ({exc!r})") from exc
-
-    by_name = {}
-    for image in document["images"]:
-        try:
-            name, height, width = str(image["file_name"]), int(image["height"]), int(image["width"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise GroundTruthError(f"{path}: image {image.get('id')!r} lacks file_name/height/width") from exc
-        if name in by_name:
-            raise GroundTruthError(f"{path}: file_name {name!r} is listed twice")
-        by_name[name] = (image["id"], height, width)
+    try:  # read as a stream, annotations kept on disk by image: memory does not grow with the file
+        coco = CocoFile(path, require_categories=False)
+    except CocoValidationError as error:
+        raise GroundTruthError(str(error)) from None
+    by_name = {name: (slot, hw) for slot, (name, hw, _) in enumerate(coco.images)}
 
     def load(name: str) -> ImageTruth:
-        image_id, height, width = by_name[name]
+        slot, (height, width) = by_name[name]
         painted = []  # (area, class id, mask, is_instance)
-        for ann in coco.imgToAnns.get(image_id, []):
+        for ann in coco.annotations(slot, crowd=True):
             try:
-                mask = coco.annToMask(ann).astype(bool)
+                mask = decode_segmentation(ann["segmentation"], (height, width))
                 class_id = int(ann["category_id"])
             except Exception as exc:  # pycocotools raises assorted errors on bad polygons / RLE
                 raise GroundTruthError(

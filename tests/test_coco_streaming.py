@@ -160,6 +160,31 @@ def test_many_small_annotations_are_decoded_one_image_at_a_time(tmp_path):
         tracemalloc.stop()
     assert count == n_images and pixels == n_images * per_image * 25
     assert peak < all_at_once / 5, f"peak {peak / 1e6:.0f} MB, all masks at once {all_at_once / 1e6:.0f} MB"
+    # nor is the file itself ever all in memory as Python objects (engine.io.coco_reader reads it as a stream)
+    tracemalloc.start()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            json.load(handle)
+        _, loaded = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        assert len(read_coco_categories(path)) == 3  # checks every annotation
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < loaded / 4, f"checking took {peak / 1e6:.1f} MB, the file as objects {loaded / 1e6:.1f} MB"
     # what was decoded is right
     first = next(iter_coco_images(path))
     assert np.array_equal(first[2][3], decode_rle(shapes[3]))
+
+
+def test_the_parts_of_a_file_may_come_in_any_order(tmp_path):
+    """Annotations before the images and categories they name (JSON objects have no order): read the same."""
+    document = _document()
+    reordered = {key: document[key] for key in ("annotations", "categories", "images")}
+    expected = read_coco(_write(tmp_path, document, "a.json"))
+    got = read_coco(_write(tmp_path, reordered, "b.json"))
+    assert got[1] == expected[1]
+    assert got[0].keys() == expected[0].keys()
+    for name in expected[0]:
+        np.testing.assert_array_equal(got[0][name][0], expected[0][name][0])
+        np.testing.assert_array_equal(got[0][name][1], expected[0][name][1])

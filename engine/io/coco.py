@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.atomic import ProjectFileError, atomic_writer, read_json
+from engine.atomic import atomic_writer
+from engine.io.coco_reader import CocoFile
 from engine.masks import bbox_xywh, decode_rle, encode_rle
 
 
@@ -303,103 +304,7 @@ def _segmentation_problem(segmentation, hw: tuple) -> str | None:
     return None
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _load_coco_document(path) -> tuple:
-    """Parse and check a COCO file without decoding any mask.
-
-    Returns (categories, images, annotations per image index); raises CocoValidationError naming the file
-    and the first problems found.
-    """
-    path = Path(path)
-    try:
-        document = read_json(path)
-    except ProjectFileError as error:
-        raise CocoValidationError(f"not a readable COCO file: {error}") from None
-    if not isinstance(document, dict):
-        kind = "a list" if isinstance(document, list) else type(document).__name__
-        raise CocoValidationError(f"{path}: not a COCO file: expected a JSON object with 'images', "
-                                  f"'annotations' and 'categories', found {kind}")
-    missing = [key for key in ("images", "annotations") if key not in document]
-    if missing:
-        raise CocoValidationError(f"{path}: not a COCO file: no {' and no '.join(repr(k) for k in missing)} key")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(document.get(key, []), list):
-            raise CocoValidationError(f"{path}: '{key}' must be a list, found {type(document[key]).__name__}")
-
-    problems = []
-
-    def problem(text):
-        problems.append(text)
-        if len(problems) >= 5:
-            raise CocoValidationError(f"{path}: " + "; ".join(problems))
-
-    categories = []
-    for index, category in enumerate(document.get("categories", [])):
-        if not isinstance(category, dict) or not _is_int(category.get("id")):
-            problem(f"category #{index + 1} has no integer id")
-        elif category["id"] < 1:
-            problem(f"category {category['id']} ({category.get('name', '')!r}): category ids must be >= 1")
-        elif any(c["id"] == category["id"] for c in categories):
-            problem(f"category id {category['id']} is defined twice")
-        else:
-            categories.append({"id": int(category["id"]), "name": str(category.get("name", category["id"]))})
-    category_ids = {c["id"] for c in categories}
-
-    images, image_index, names = [], {}, set()
-    for index, image in enumerate(document["images"]):
-        if not isinstance(image, dict):
-            problem(f"image #{index + 1} is not an object")
-            continue
-        label = f"image {image.get('id', '#' + str(index + 1))}"
-        if not _is_int(image.get("id")):
-            problem(f"{label} has no integer id")
-        elif not isinstance(image.get("file_name"), str) or not image["file_name"]:
-            problem(f"{label} has no file_name")
-        elif not all(_is_int(image.get(k)) and image[k] > 0 for k in ("height", "width")):
-            problem(f"{label} ({image['file_name']}) has no positive integer height and width")
-        elif image["id"] in image_index:
-            problem(f"image id {image['id']} is listed twice")
-        elif image["file_name"] in names:
-            problem(f"{image['file_name']} is listed twice")
-        else:
-            image_index[image["id"]] = len(images)
-            names.add(image["file_name"])
-            images.append((image["file_name"], (int(image["height"]), int(image["width"]))))
-
-    per_image = [[] for _ in images]
-    for index, ann in enumerate(document["annotations"]):
-        if not isinstance(ann, dict):
-            problem(f"annotation #{index + 1} is not an object")
-            continue
-        label = f"annotation {ann.get('id', '#' + str(index + 1))}"
-        if not _is_int(ann.get("category_id")) or ann["category_id"] not in category_ids:
-            defined = ", ".join(str(c) for c in sorted(category_ids)[:10]) or "none"
-            problem(f"{label} has category {ann.get('category_id')!r}, which the file's categories do not "
-                    f"define (defined: {defined})")
-            continue
-        if not _is_int(ann.get("image_id")) or ann["image_id"] not in image_index:
-            problem(f"{label} belongs to image {ann.get('image_id')!r}, which the file's images do not list")
-            continue
-        if ann.get("iscrowd", 0):
-            continue  # crowd regions are not instances
-        slot = image_index[ann["image_id"]]
-        if "segmentation" not in ann:
-            problem(f"{label} has no segmentation")
-            continue
-        reason = _segmentation_problem(ann["segmentation"], images[slot][1])
-        if reason:
-            problem(f"{label} ({images[slot][0]}) {reason}")
-            continue
-        per_image[slot].append(ann)
-    if problems:
-        raise CocoValidationError(f"{path}: " + "; ".join(problems))
-    return categories, images, per_image
-
-
-def _decode_segmentation(segmentation, hw: tuple) -> np.ndarray:
+def decode_segmentation(segmentation, hw: tuple) -> np.ndarray:
     from pycocotools import mask as mask_utils
 
     h, w = hw
@@ -415,7 +320,8 @@ def _decode_segmentation(segmentation, hw: tuple) -> np.ndarray:
 def read_coco_categories(path) -> list:
     """The categories of a COCO file, [{"id", "name"}, ...] (ids >= 1), after checking the whole file
     (structure, ids, segmentations) as :func:`iter_coco_images` does; no mask is decoded."""
-    return _load_coco_document(path)[0]
+    with CocoFile(path) as coco:
+        return coco.categories
 
 
 def iter_coco_images(path):
@@ -423,23 +329,22 @@ def iter_coco_images(path):
     category ids (n,) int).
 
     The whole file is checked first (raising CocoValidationError naming the file and the annotation),
-    before anything is yielded: call this before writing anything. Masks are decoded one image at a time,
-    so a file of many annotations never has all its masks in memory. RLE and polygon segmentations are both
-    accepted; crowd annotations are skipped.
+    before anything is yielded: call this before writing anything. The file is read as a stream and masks
+    are decoded one image at a time (engine.io.coco_reader), so neither the file nor its masks are ever all
+    in memory. RLE and polygon segmentations are both accepted; crowd annotations are skipped.
     """
-    _, images, per_image = _load_coco_document(path)
-    return _decode_images(images, per_image)
+    return _decode_images(CocoFile(path))
 
 
-def _decode_images(images: list, per_image: list):
-    for (file_name, hw), anns in zip(images, per_image):
-        if anns:
-            masks = np.stack([_decode_segmentation(a["segmentation"], hw) for a in anns])
-        else:
-            masks = np.zeros((0, *hw), bool)
-        category_ids = np.array([int(a["category_id"]) for a in anns], int)
-        anns.clear()  # drop the references: what was decoded is not needed again
-        yield file_name, hw, masks, category_ids
+def _decode_images(coco: CocoFile):
+    with coco:
+        for slot, (file_name, hw, _) in enumerate(coco.images):
+            anns = coco.annotations(slot)
+            if anns:
+                masks = np.stack([decode_segmentation(a["segmentation"], hw) for a in anns])
+            else:
+                masks = np.zeros((0, *hw), bool)
+            yield file_name, hw, masks, np.array([int(a["category_id"]) for a in anns], int)
 
 
 def read_coco(path) -> tuple:
@@ -447,6 +352,7 @@ def read_coco(path) -> tuple:
 
     Holds every mask of the file in memory: for large files use :func:`iter_coco_images`.
     """
-    categories, images, per_image = _load_coco_document(path)
-    images = {name: (masks, ids) for name, _, masks, ids in _decode_images(images, per_image)}
+    coco = CocoFile(path)
+    categories = coco.categories
+    images = {name: (masks, ids) for name, _, masks, ids in _decode_images(coco)}
     return images, categories
