@@ -12,10 +12,11 @@ _WHERE = {
     "method.backbones": ["BACKBONES", "DEFAULT_BACKBONE"],
     "io.images": ["DEFAULT_PERCENTILES", "ImageOptions", "ImageSource", "contrast_limits", "discover_images",
                "display_name", "image_info", "load_image", "stack_planes"],
-    "orchestration.pipeline": ["Cancelled", "distill", "evaluate_project", "export_project", "import_annotations",
-                 "open_project", "predict", "run"],
+    "orchestration.pipeline": ["distill", "evaluate_project", "export_project", "import_annotations", "predict",
+                               "run"],
+    "orchestration.outcome": ["Cancelled", "RunResult"],  # torch-free: received from an engine process
     "orchestration.config": ["RunConfig", "setting"],  # torch-free: the plugin builds its Run form from it
-    "state.project": ["ProjectLockedError", "load_image_proposals"],
+    "state.project": ["ProjectLockedError", "load_image_proposals", "open_project"],
     "method.names": ["EMBEDDINGS", "PROPOSAL_METHODS"],  # torch-free registry of method names
     "state.review": ["ImageObjects", "accept_image", "accept_object", "category_sizes", "current_instances",
                      "discard_category",
@@ -34,7 +35,13 @@ _WHERE = {
     "io.coco": ["annotation_record", "build_coco", "write_coco"],
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
-__all__ = sorted(_MODULE_OF) + ["label_state"]
+__all__ = sorted(_MODULE_OF) + ["label_state", "LOADS_TORCH"]
+
+# The functions that load torch when called (their module imports it, or they import it for their work).
+# Everything else here is torch-free, so a GUI can call it in its own process and send these to an engine
+# process (the napari plugin does; tests/test_api.py checks the list).
+LOADS_TORCH = frozenset({"run", "distill", "predict", "evaluate_project", "export_project", "import_annotations",
+                         "split_category", "add_object"})
 
 
 def label_state(project_dir, clusters: dict | None = None):

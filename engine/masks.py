@@ -1,5 +1,8 @@
-"""Small pure helpers on binary masks: RLE, boxes, IoU, connected components, resizing."""
+"""Small pure helpers on binary masks: RLE, boxes, IoU, connected components, resizing; the mask stacks that
+index like (n, H, W) arrays without holding them, and ``Proposals`` (an image's masks with their fields)."""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -374,3 +377,32 @@ class SparseMasks:
 
     def copy(self) -> np.ndarray:
         return np.asarray(self)
+
+
+@dataclass
+class Proposals:
+    """The masks of one image with their per-mask fields kept in lockstep.
+
+    ``masks`` and ``patch_masks`` are (n, H, W) / (n, gh, gw) bool arrays, or stacks that index like them
+    without holding n full grids: ``dense`` gives an engine.masks.LabelMasks (one label map) and
+    engine.masks.SparseMasks (each mask's cell list); a large proposals file is read back as
+    engine.state.project.RleMasks and SparseMasks. ``filter`` keeps each kind as it is.
+    """
+
+    masks: np.ndarray  # (n, H, W) bool, full image resolution (or LabelMasks / RleMasks)
+    patch_masks: np.ndarray  # (n, gh, gw) bool, on the feature grid (or SparseMasks)
+    scores: np.ndarray  # (n,) float32, feature contrast of the mask in [0, 1]
+    sources: list = field(default_factory=list)  # e.g. "ncut:0", "seed"
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def filter(self, keep) -> "Proposals":
+        keep = np.asarray(keep)
+        keep = np.flatnonzero(keep) if keep.dtype == bool else keep.astype(np.intp, copy=False)
+        return Proposals(self.masks[keep], self.patch_masks[keep], self.scores[keep],
+                         [self.sources[i] for i in keep])
+
+    @classmethod
+    def empty(cls, image_hw: tuple, grid_hw: tuple) -> "Proposals":
+        return cls(np.zeros((0, *image_hw), bool), np.zeros((0, *grid_hw), bool), np.zeros(0, np.float32), [])

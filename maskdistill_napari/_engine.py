@@ -1,17 +1,18 @@
 """The plugin's only way into the engine: ``engine.api``, imported on first use, in a worker.
 
-Most of ``engine.api`` loads torch (1.5-3 s). Importing it at the top of a plugin module would make napari pay
-that on its GUI thread whenever it opens the widget or asks the reader about a folder, so every plugin module
-imports ``engine.api`` inside the functions that need it, and calls that load torch run in a worker. The
-facade itself loads its names on first use; the run settings (``RunConfig``, ``setting``) and the backbone
-registry need no torch, so the Run panel builds its form from them on the GUI thread.
+Importing ``engine.api`` is instant and loads no torch; its names load their modules on first use. The run
+settings (``RunConfig``, ``setting``) and the backbone registry need no torch, so the Run panel builds its form
+from them on the GUI thread. Every other engine call goes through :func:`call` in the widget's task queue: the
+torch-free ones (category table, project index, saving an edit) run in the worker thread, and those that load
+torch (``engine.api.LOADS_TORCH``: run, retrain, split, one-click object, export ...) in the engine process
+(_engine_process.py), so torch is never loaded in napari's process: loading it holds the GIL long enough to
+freeze the window.
 
-triton (imported by torchvision, which the engine loads when it first builds a backbone) bundles its own
-LLVM; loading it after napari's canvas has loaded an LLVM-based OpenGL driver (Mesa llvmpipe, radeonsi)
-crashes the process with a segmentation fault. The engine never compiles kernels, so while it loads,
-:func:`without_triton` makes torch see triton as not installed. That applies only to our loading (every task
-of the widget's queue, and the calls below, until torchvision is loaded): importing the plugin changes
-nothing in napari's process, and the placeholder is gone again once the task ends.
+triton (imported by torchvision) bundles its own LLVM; loading it after napari's canvas has loaded an
+LLVM-based OpenGL driver (Mesa llvmpipe, radeonsi) crashes the process with a segmentation fault. Should
+anything load torch in napari's process all the same (a script calling the engine beside the widget),
+:func:`without_triton` makes torch see triton as not installed while our tasks run: importing the plugin
+changes nothing in napari's process, and the placeholder is gone again once the task ends.
 """
 from __future__ import annotations
 
@@ -34,11 +35,25 @@ def without_triton():
             del sys.modules["triton"]
 
 
-def call(name: str, *args, **kwargs):
+def call(name: str, *args, progress=None, cancel=None, **kwargs):
     """``engine.api.<name>(*args, **kwargs)``, looked up when it runs: submit this to a worker, not the function
-    itself, so that resolving the function does not import the engine on the GUI thread."""
-    with without_triton():
-        import engine.api
+    itself, so that resolving the function does not import the engine on the GUI thread. A function that loads
+    torch (``engine.api.LOADS_TORCH``) runs in the engine process (_engine_process.py), with ``progress`` and
+    ``cancel`` relayed; the others run here."""
+    import engine.api
 
+    if name in engine.api.LOADS_TORCH:
+        from ._engine_process import engine_process
+
+        return engine_process().call(name, *args, progress=progress, cancel=cancel, **kwargs)
+    if progress is not None:
+        kwargs["progress"] = progress
+    with without_triton():
         return getattr(engine.api, name)(*args, **kwargs)
 
+
+def start_engine() -> None:
+    """Start the engine process and let it load torch, so the first Run, Retrain or click does not wait."""
+    from ._engine_process import engine_process
+
+    engine_process().start()

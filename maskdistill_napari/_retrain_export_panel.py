@@ -45,10 +45,8 @@ def masks_snapshot(project_dir) -> dict:
 
 def retrain_and_compare(project_dir, progress=None) -> dict:
     """Masks before and after a retrain: totals and the images whose masks changed (runs in a worker)."""
-    from engine.api import distill
-
     before = masks_snapshot(project_dir)
-    summary = distill(project_dir, progress)
+    summary = call("distill", project_dir, progress=progress)  # in the engine process
     after = masks_snapshot(project_dir)
     changed = sorted(name for name in after if before.get(name) != after[name])
     return {"before": sum(n for n, _ in before.values()), "after": sum(n for n, _ in after.values()),

@@ -1,9 +1,10 @@
-"""Run panel: pick an image folder and a project folder, choose the settings, run the engine in a worker.
+"""Run panel: pick an image folder and a project folder, choose the settings, run the engine.
 
 The run goes through the widget's task queue like every other engine call, so a Retrain or an Export
-clicked meanwhile waits for it. Progress goes to napari's activity dock; Cancel sets a flag that the engine's
-progress callback checks (once per image), raising ``engine.api.Cancelled``: the images finished so far
-stay in the project, so the next run resumes from there.
+clicked meanwhile waits for it; it runs in the engine process (_engine_process.py), so torch never loads in
+napari's. Progress goes to napari's activity dock; Cancel sets a flag that the engine's progress callback
+checks (once per image), raising ``engine.api.Cancelled``: the images finished so far stay in the project,
+so the next run resumes from there.
 
 The settings form is built with magicgui from the engine's description of a run (``engine.api.setting``, the
 metadata of ``RunConfig``'s fields): each widget's tooltip is the engine's help, its choices and range the
@@ -28,6 +29,8 @@ from qtpy.QtWidgets import (
     QPushButton,
     QWidget,
 )
+
+from ._engine import call
 
 FOLDER_TOOLTIPS = {  # the two folders are the run's arguments, not RunConfig settings
     "image_folder": "Folder of the images to annotate.",
@@ -92,16 +95,12 @@ class _ProgressSignal(QObject):
 
 
 def run_with_cancel(folder, project_dir, config, cancel: threading.Event, signal: _ProgressSignal):
-    """engine.api.run, stopping at the next progress report once ``cancel`` is set (runs in a worker)."""
-    from engine.api import Cancelled, run
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if cancel.is_set():
-            raise Cancelled(f"cancelled during {stage} ({done}/{total}); run again to resume")
-        signal.changed.emit(stage, done, total)
+    """engine.api.run in the engine process, stopping at its next progress report once ``cancel`` is set
+    (call this in a worker)."""
+    from engine.api import Cancelled
 
     try:
-        return run(folder, project_dir, config, progress)
+        return call("run", folder, project_dir, config, progress=signal.changed.emit, cancel=cancel)
     except Cancelled as cancelled:  # not an error: returned (as text, not as an exception, which the worker
         return RunCancelled(str(cancelled))  # would re-raise), so napari shows no error notification
 

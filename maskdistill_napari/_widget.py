@@ -2,8 +2,9 @@
 
 It holds no global state: the project folder on disk holds the work, this widget instance holds what is on
 screen. Each tab is its own module; every engine call (runs, retrains and exports included) runs in a worker
-through one serial TaskQueue. The run settings (engine.orchestration.config) are torch-free and read here;
-everything that needs torch is first imported in that queue.
+through one serial TaskQueue, and those that need torch in the engine process (_engine_process.py), which
+starts loading it when the widget opens. The run settings (engine.orchestration.config) are torch-free and
+read here.
 
 When napari's window closes, a run in progress is cancelled (it resumes next time), queued tasks are
 dropped, and the edits not yet on disk are written at once, even while a retrain still holds the project.
@@ -17,6 +18,7 @@ from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
 from ._categories_panel import CategoriesPanel
+from ._engine import start_engine
 from ._project_view import ProjectView
 from ._retrain_export_panel import RetrainExportPanel
 from ._review_panel import ReviewPanel
@@ -48,6 +50,7 @@ class MaskDistillWidget(QWidget):
         self.view.image_shown.connect(self._on_first_image)
         self._watched = None  # napari's main window once docked in it
         QTimer.singleShot(0, self._watch_main_window)  # add_dock_widget has docked it by then
+        self.tasks.submit(start_engine)  # the engine process loads torch while the user picks folders
 
     @property
     def busy(self) -> bool:

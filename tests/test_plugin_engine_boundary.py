@@ -58,3 +58,17 @@ def test_triton_is_hidden_only_while_the_plugin_loads_the_engine():
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["after import: False", "while loading: None",
                                         "after loading: False True"], done.stdout
+
+
+def test_only_the_names_in_loads_torch_load_torch():
+    """engine.api.LOADS_TORCH is what the plugin sends to its engine process; every other name of the facade
+    must be usable in napari's process without loading torch."""
+    code = ("import sys\n"
+            "import engine.api as api\n"
+            "for name in sorted(set(api.__all__) - api.LOADS_TORCH):\n"
+            "    getattr(api, name)\n"
+            "    assert 'torch' not in sys.modules, name\n"
+            "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "ok"

@@ -19,6 +19,7 @@ from napari.utils.notifications import notification_manager
 from qtpy.QtWidgets import QFileDialog
 
 from maskdistill_napari import _project_view
+from maskdistill_napari._engine_process import EngineProcess
 from maskdistill_napari._widget import MaskDistillWidget
 from helpers import small_finished_project
 
@@ -70,7 +71,7 @@ def corrected_at(project, image_id, at=(30, 30)) -> bool:
     return any(m[at] for m in engine.api.current_instances(project, image_id)[0])
 
 
-def test_a_worker_error_reaches_the_status_line_and_a_notification(widget, qtbot, monkeypatch):
+def test_a_worker_error_reaches_the_status_line_and_a_notification(widget, qtbot, monkeypatch, tmp_path):
     def broken(*args, **kwargs):
         raise RuntimeError("the disk is on fire")
 
@@ -81,11 +82,16 @@ def test_a_worker_error_reaches_the_status_line_and_a_notification(widget, qtbot
     assert widget.review.status.text() == "Accepting the image failed: RuntimeError: the disk is on fire"
     assert any("RuntimeError: the disk is on fire" in str(n.message) for n in notification_manager.records[seen:])
 
-    monkeypatch.setattr(engine.api, "run", broken)  # a run's error: in the Run panel and a notification
+    # a run's error (raised in the engine process): in the Run panel and a notification
+    empty = tmp_path / "no images here"
+    empty.mkdir()
+    widget.run_panel.image_folder.setText(str(empty))
     widget.run_panel.start()
     wait_idle(qtbot, widget)
-    assert widget.run_panel.status.text() == "Run failed: RuntimeError: the disk is on fire"
-    assert sum("the disk is on fire" in str(n.message) for n in notification_manager.records[seen:]) == 2
+    status = widget.run_panel.status.text()
+    assert status.startswith("Run failed: ") and "no images here" in status, status
+    message = status[len("Run failed: "):]
+    assert any(message in str(n.message) for n in notification_manager.records[seen:])
     assert widget.run_panel.run_button.isEnabled() and not widget.run_panel.running
 
 
@@ -140,20 +146,16 @@ def test_a_failed_save_is_retried_on_the_next_edit(widget, qtbot, monkeypatch):
 
 def test_retrain_and_export_clicked_during_a_run_wait_for_it(widget, qtbot, monkeypatch, tmp_path):
     events = []
+    real = EngineProcess.call
 
-    def recorded(name):
-        real = getattr(engine.api, name)
+    def recorded(self, name, *args, **kwargs):  # at the plugin's side: the calls run in the engine process
+        events.append(f"{name} start")
+        try:
+            return real(self, name, *args, **kwargs)
+        finally:
+            events.append(f"{name} end")
 
-        def wrapper(*args, **kwargs):
-            events.append(f"{name} start")
-            try:
-                return real(*args, **kwargs)
-            finally:
-                events.append(f"{name} end")
-        monkeypatch.setattr(engine.api, name, wrapper)
-
-    for name in ("run", "distill", "export_project"):
-        recorded(name)
+    monkeypatch.setattr(EngineProcess, "call", recorded)
     out = tmp_path / "coco.json"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(out), "")))
     widget.run_panel.project_folder.setText(str(widget.view.project_dir))
@@ -191,14 +193,15 @@ def test_an_edit_not_yet_saved_is_written_when_napari_closes(widget, qtbot, monk
 
 def test_edits_queued_behind_a_retrain_are_written_when_napari_closes(widget, qtbot, monkeypatch):
     view, project = widget.view, widget.view.project_dir
-    real, started, release = engine.api.distill, threading.Event(), threading.Event()
+    real, started, release = EngineProcess.call, threading.Event(), threading.Event()
 
-    def slow_distill(*args, **kwargs):
-        started.set()
-        release.wait(30)
-        return real(*args, **kwargs)
+    def slow_distill(self, name, *args, **kwargs):  # the retrain, held at the plugin's side
+        if name == "distill":
+            started.set()
+            release.wait(30)
+        return real(self, name, *args, **kwargs)
 
-    monkeypatch.setattr(engine.api, "distill", slow_distill)
+    monkeypatch.setattr(EngineProcess, "call", slow_distill)
     widget.retrain_export.retrain()
     qtbot.waitUntil(started.is_set, timeout=30_000)
     first = view.current["image_id"]

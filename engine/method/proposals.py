@@ -20,46 +20,15 @@ Subtracting the image's mean key first restores them (see ``centre_keys``); DINO
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 from scipy import ndimage
 from scipy.sparse.linalg import eigsh
 
 from engine.device import single_threaded_lapack
 from engine.method.features import ImageFeatures
-from engine.masks import component_containing, iou
+from engine.masks import Proposals, component_containing, iou  # noqa: F401 - Proposals: importable from here
 from engine.method.names import PROPOSAL_METHODS  # the registry of method names owns the list
 from engine.method.refine import refine_masks
-
-
-@dataclass
-class Proposals:
-    """The masks of one image with their per-mask fields kept in lockstep.
-
-    ``masks`` and ``patch_masks`` are (n, H, W) / (n, gh, gw) bool arrays, or stacks that index like them
-    without holding n full grids: ``dense`` gives an engine.masks.LabelMasks (one label map) and
-    engine.masks.SparseMasks (each mask's cell list); a large proposals file is read back as
-    engine.state.project.RleMasks and SparseMasks. ``filter`` keeps each kind as it is.
-    """
-
-    masks: np.ndarray  # (n, H, W) bool, full image resolution (or LabelMasks / RleMasks)
-    patch_masks: np.ndarray  # (n, gh, gw) bool, on the feature grid (or SparseMasks)
-    scores: np.ndarray  # (n,) float32, feature contrast of the mask in [0, 1]
-    sources: list = field(default_factory=list)  # e.g. "ncut:0", "seed"
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    def filter(self, keep) -> "Proposals":
-        keep = np.asarray(keep)
-        keep = np.flatnonzero(keep) if keep.dtype == bool else keep.astype(np.intp, copy=False)
-        return Proposals(self.masks[keep], self.patch_masks[keep], self.scores[keep],
-                         [self.sources[i] for i in keep])
-
-    @classmethod
-    def empty(cls, image_hw: tuple, grid_hw: tuple) -> "Proposals":
-        return cls(np.zeros((0, *image_hw), bool), np.zeros((0, *grid_hw), bool), np.zeros(0, np.float32), [])
 
 
 def key_matrix(features: ImageFeatures, centre: bool) -> np.ndarray:

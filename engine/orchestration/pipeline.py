@@ -11,9 +11,8 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -42,45 +41,20 @@ from engine.method.features import FeatureCache, FeatureExtractor
 from engine.io.images import ImageSource, discover_images
 from engine.state.label_state import LabelState, adopt_clustering, clustering_id, describe_rebinding
 from engine.masks import mask_identity
-from engine.state.project import (
+from engine.state.project import (  # open_project: importable from here as before
     Project,
     load_image_predictions,
     load_image_proposals,
+    open_project,
     save_image_predictions,
 )
 from engine.orchestration.config import RunConfig  # defined there (torch-free); importable from here as before
+from engine.orchestration.outcome import Cancelled, Progress, RunResult, no_progress  # noqa: F401 - torch-free, as above
 from engine.orchestration.executors import LocalExecutor, ray_executor
 from engine.orchestration.image_step import ProposalStep, batches_of, build_extractor, gather, image_tasks
 from engine.orchestration.ray_executor import import_ray
 from engine.state.project_index import project_index
 from engine.state.review import import_coco
-
-Progress = Callable[[str, int, int], None]
-
-
-class Cancelled(Exception):
-    """Raise this from a progress callback to stop a step; the project stays resumable (a GUI's Cancel)."""
-
-
-def _no_progress(stage: str, done: int, total: int) -> None:
-    pass
-
-
-@dataclass
-class RunResult:
-    project: Path
-    images: int
-    skipped: list
-    masks: int
-    clusters: int
-    suggested_k: int
-    annotations: Path
-    overview: Path
-    timings: dict = field(default_factory=dict)
-    rebinding: list = field(default_factory=list)  # how the user's categories moved to the new clusters
-    warnings: list = field(default_factory=list)
-    exported: int = 0  # masks in annotations.json (masks above: the proposals that were clustered)
-
 
 class StageTimer:
     def __init__(self):
@@ -100,7 +74,7 @@ class StageTimer:
 
 
 def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor, config: RunConfig,
-                        progress: Progress = _no_progress, timer: StageTimer | None = None,
+                        progress: Progress = no_progress, timer: StageTimer | None = None,
                         executor=None) -> tuple:
     """Features (cached), proposals and embeddings for every image, by ``executor`` (default: a LocalExecutor,
     batches in this process, one batch in memory; engine.orchestration.executors). An image whose file,
@@ -252,7 +226,7 @@ def _train(project, entries, label_maps, num_classes, head_config, device, name,
 
 
 def score_and_filter(state: LabelState, entries: list, head, images: ImageSource, config: RunConfig,
-                     progress: Progress = _no_progress) -> dict:
+                     progress: Progress = no_progress) -> dict:
     """Score every proposal with ``head`` against its category as the user left it (merges applied: the head
     learnt the merged ids), drop the weakest; writes filtering.json, returns kept flags per image."""
     project = state.project
@@ -289,7 +263,7 @@ def score_and_filter(state: LabelState, entries: list, head, images: ImageSource
 
 
 def predict_project(project: Project, entries: list, head, images: ImageSource, clusters: dict,
-                    progress: Progress = _no_progress, grouping: str = "proposals") -> int:
+                    progress: Progress = no_progress, grouping: str = "proposals") -> int:
     """Semantic map and scored instances of every image into predictions/; returns the instance count.
 
     grouping: "proposals": the proposals the filter kept (filtering.json; all when absent), each classified
@@ -345,7 +319,7 @@ def train_project_head(project: Project, entries: list, clusters: dict, device: 
 
 
 def distill_project(project: Project, entries: list, clusters: dict, config: RunConfig,
-                    progress: Progress = _no_progress, timer: StageTimer | None = None) -> dict:
+                    progress: Progress = no_progress, timer: StageTimer | None = None) -> dict:
     """Initial head on all clustered masks -> drop the weakest masks -> final head on the clean set ->
     optional self-training rounds -> predictions for every image. Returns a summary for report.json."""
     timer = timer or StageTimer()
@@ -388,7 +362,7 @@ def run(image_folder, project_dir, config: RunConfig | None = None, progress: Pr
     config.check()
     if ray_address is not None:
         import_ray()  # before any work: a missing extra is a clear error, not a half-started run
-    progress = progress or _no_progress
+    progress = progress or no_progress
     timer = StageTimer()
     discovery = discover_images(image_folder, recursive=config.recursive, options=config.image_options)
     if not discovery.images:
@@ -448,27 +422,6 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
     return result
 
 
-def open_project(project_dir) -> tuple:
-    """(project, project.json, images.json entries, clusters.json) of a project made by ``run``; each file
-    is checked, and a problem names the file and what to do."""
-    project = Project(project_dir)
-    project_config = project.read_config()
-    for path in (project.images_path, project.clusters_path):
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: the run that made {project.root} did not finish. Run "
-                                    f"`maskdistill run IMAGE_FOLDER --project {project.root}` again to complete it.")
-    entries, clusters = read_json(project.images_path), read_json(project.clusters_path)
-    redo = f"; run `maskdistill run IMAGE_FOLDER --project {project.root}` again to rebuild it"
-    if not isinstance(entries, list) or not entries:
-        raise ValueError(f"{project.images_path} lists no images{redo}")
-    if any(not isinstance(e, dict) or not {"image_id", "relative_path", "width", "height"} <= set(e) for e in entries):
-        raise ValueError(f"{project.images_path}: every image needs image_id, relative_path, width and height{redo}")
-    if not isinstance(clusters, dict) or not isinstance(clusters.get("masks"), list) \
-            or not isinstance(clusters.get("clusters"), list):
-        raise ValueError(f"{project.clusters_path}: expected an object with 'masks' and 'clusters'{redo}")
-    return project, project_config, entries, clusters
-
-
 def feature_cache(project_dir, prune: bool = False) -> dict:
     """Size of the project's feature cache; with ``prune``, first delete the features no image of images.json
     uses (images gone from the folder, runs with other settings) and rewrite older full-precision files in
@@ -501,7 +454,7 @@ def distill(project_dir, progress: Progress | None = None, device: str = "auto",
     timer = StageTimer()
     images = ImageSource.of_project(project_config)
     with project.lock():
-        summary = distill_project(project, entries, clusters, config, progress or _no_progress, timer)
+        summary = distill_project(project, entries, clusters, config, progress or no_progress, timer)
         summary["export"] = export_coco(project, entries, clusters, images.root)
         write_overview(project, entries, clusters, images)
         project_index(project)  # the review's counts and queue follow the new predictions
@@ -518,7 +471,7 @@ def predict(project_dir, progress: Progress | None = None) -> dict:
     head = load_head(path, feature_identity(project_config))
     images = ImageSource.of_project(project_config)
     with project.lock():
-        instances = predict_project(project, entries, head, images, clusters, progress or _no_progress)
+        instances = predict_project(project, entries, head, images, clusters, progress or no_progress)
         export = export_coco(project, entries, clusters, images.root)
         write_overview(project, entries, clusters, images)
         project_index(project)  # the review's counts and queue follow the new predictions

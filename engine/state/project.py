@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.atomic import ProjectFileError, atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporary_files
-from engine.masks import SparseMasks, decode_rle, mask_box, mask_rle
+from engine.masks import Proposals, SparseMasks, decode_rle, mask_box, mask_rle
 
 SCHEMA_VERSION = 1
 
@@ -320,8 +320,6 @@ def _read_proposals(path: Path, image_hw: tuple | None):
     if not (np.isfinite(scores).all() and np.isfinite(embeddings).all()):
         raise ProjectFileError(f"{path}: damaged (scores or embeddings are not finite); {PROPOSALS_HINT}")
     masks = _rle_masks(path, rles, hw, PROPOSALS_HINT)
-    from engine.method.proposals import Proposals  # here, not at the top: reading a project must not load torch
-
     return Proposals(masks, patch_masks, scores, sources), embeddings, config_key
 
 
@@ -399,3 +397,24 @@ def load_image_predictions(path: Path) -> tuple:
         raise ProjectFileError(f"{path}: damaged (its arrays disagree on the number of masks); {PREDICTIONS_HINT}")
     masks = _rle_masks(path, rles, semantic.shape, PREDICTIONS_HINT)
     return semantic, masks, classes, scores
+
+
+def open_project(project_dir) -> tuple:
+    """(project, project.json, images.json entries, clusters.json) of a project made by ``run``; each file
+    is checked, and a problem names the file and what to do."""
+    project = Project(project_dir)
+    project_config = project.read_config()
+    for path in (project.images_path, project.clusters_path):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: the run that made {project.root} did not finish. Run "
+                                    f"`maskdistill run IMAGE_FOLDER --project {project.root}` again to complete it.")
+    entries, clusters = read_json(project.images_path), read_json(project.clusters_path)
+    redo = f"; run `maskdistill run IMAGE_FOLDER --project {project.root}` again to rebuild it"
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{project.images_path} lists no images{redo}")
+    if any(not isinstance(e, dict) or not {"image_id", "relative_path", "width", "height"} <= set(e) for e in entries):
+        raise ValueError(f"{project.images_path}: every image needs image_id, relative_path, width and height{redo}")
+    if not isinstance(clusters, dict) or not isinstance(clusters.get("masks"), list) \
+            or not isinstance(clusters.get("clusters"), list):
+        raise ValueError(f"{project.clusters_path}: expected an object with 'masks' and 'clusters'{redo}")
+    return project, project_config, entries, clusters

@@ -1,0 +1,36 @@
+"""What the engine's steps report back: progress, cancellation and a run's result.
+
+Torch-free on purpose: a GUI that runs the engine in another process (the napari plugin does) receives these
+objects pickled, and unpickling one must not load torch into the GUI's process.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+Progress = Callable[[str, int, int], None]
+
+
+class Cancelled(Exception):
+    """Raise this from a progress callback to stop a step; the project stays resumable (a GUI's Cancel)."""
+
+
+def no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
+@dataclass
+class RunResult:
+    project: Path
+    images: int
+    skipped: list
+    masks: int
+    clusters: int
+    suggested_k: int
+    annotations: Path
+    overview: Path
+    timings: dict = field(default_factory=dict)
+    rebinding: list = field(default_factory=list)  # how the user's categories moved to the new clusters
+    warnings: list = field(default_factory=list)
+    exported: int = 0  # masks in annotations.json (masks above: the proposals that were clustered)
