@@ -1,7 +1,7 @@
 """The engine process's side (``python -m maskdistill_napari._engine_child``; see _engine_process.py).
 
-It reads where to connect from its stdin, connects back to napari's process, loads the engine (torch) at once
-and then runs one engine call per message: ("call", name, args, kwargs, with_progress) -> ("progress", stage,
+It reads where to connect from its stdin, connects back to napari's process, loads the engine (torch) at once,
+says ("ready",) and then runs one engine call per message: ("call", name, args, kwargs, with_progress) -> ("progress", stage,
 done, total) ... then ("result", value) or ("error", exception). A ("cancel",) message that arrives during a
 call makes the engine raise Cancelled at its next progress report. No Qt and no napari are imported here.
 """
@@ -16,6 +16,7 @@ def serve(connection) -> None:
     import engine.api
 
     engine.api.run  # noqa: B018 - load the pipeline (torch, timm) now, before the first call needs it
+    connection.send(("ready",))
     while True:
         try:
             message = connection.recv()

@@ -41,6 +41,7 @@ class EngineProcess:
         self._lock = threading.Lock()
         self._process = self._listener = self._connection = None
         self._accepted = threading.Event()
+        self._ready = False  # the child said it has loaded the engine
 
     def start(self) -> None:
         """Start the child, which loads torch at once (returns without waiting for it)."""
@@ -55,6 +56,7 @@ class EngineProcess:
         family = "AF_PIPE" if sys.platform == "win32" else "AF_UNIX"
         self._listener = Listener(family=family, authkey=key)
         self._accepted.clear()
+        self._ready = False
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # the same packages
         self._process = subprocess.Popen([sys.executable, "-m", "maskdistill_napari._engine_child"],
                                          stdin=subprocess.PIPE, env=env)
@@ -104,21 +106,41 @@ class EngineProcess:
                             raise EOFError
                         continue
                     kind, *payload = connection.recv()
-                    if kind == "progress":
+                    if kind == "ready":
+                        self._ready = True
+                    elif kind == "progress":
                         if progress is not None:
                             progress(*payload)
-                    elif kind == "result":
-                        return payload[0]
                     else:
-                        raise payload[0]
-            except (EOFError, OSError, EngineDied) as error:
-                code = self._process.poll()
+                        break
+            except (EOFError, OSError, EngineDied) as error:  # the connection, not the call, failed
+                code = self._process.poll() if self._process is not None else None
                 self._stop()  # the next call starts a fresh child
                 if isinstance(error, EngineDied):
                     raise
                 raise EngineDied(f"The engine process stopped while running {name} (exit code {code}: out of "
                                  "memory, or it crashed); the work finished before is kept in the project. "
                                  "Try again.") from None
+        if kind == "error":
+            raise payload[0]  # the engine's own error (an OSError too), raised here as the call's
+        return payload[0]
+
+    def wait_ready(self) -> None:
+        """Start the child if needed and wait until it has loaded the engine (benchmarks time the review
+        without the child's start-up competing for the CPU)."""
+        with self._lock:
+            self._start()
+            try:
+                connection = self._connected()
+                while not self._ready:
+                    if connection.poll(POLL_SECONDS):
+                        self._ready = connection.recv()[0] == "ready"
+                    elif self._process.poll() is not None:
+                        raise EOFError
+            except (EOFError, OSError):
+                code = self._process.poll() if self._process is not None else None
+                self._stop()
+                raise EngineDied(f"The engine process stopped while starting (exit code {code}).") from None
 
     def _stop(self) -> None:
         connection, listener, process = self._connection, self._listener, self._process
