@@ -54,13 +54,35 @@ viewer.close()
 """
 
 
-def test_a_whole_session_never_loads_torch_in_naparis_process(tmp_path):
+@pytest.fixture
+def images(tmp_path) -> Path:
+    """Three example photos."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for photo in ("person_01.jpg", "cup_01.jpg", "cat_01.jpg"):
+        (folder / photo).write_bytes((EXAMPLES / photo).read_bytes())
+    return folder
+
+
+@pytest.fixture
+def config():
+    from engine.api import RunConfig
+
+    return RunConfig(weights="random", input_size=56, num_classes=2, device="cpu", batch_size=1)
+
+
+@pytest.fixture
+def engine():
+    from maskdistill_napari._engine_process import EngineProcess
+
+    process = EngineProcess()
+    yield process
+    process.close()
+
+
+def test_a_whole_session_never_loads_torch_in_naparis_process(images, tmp_path):
     """Run, rename, browse, add an object by a click, split, retrain: all through the widget, and torch (which
     holds the GIL long enough to freeze the window while it loads) stays in the engine process."""
-    images = tmp_path / "images"
-    images.mkdir()
-    for photo in ("person_01.jpg", "cup_01.jpg", "cat_01.jpg"):
-        (images / photo).write_bytes((EXAMPLES / photo).read_bytes())
     script = tmp_path / "session.py"
     script.write_text(SESSION)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT)}
@@ -70,59 +92,35 @@ def test_a_whole_session_never_loads_torch_in_naparis_process(tmp_path):
     assert "torch in napari's process: False" in done.stdout, done.stdout
 
 
-def test_progress_and_cancel_cross_to_the_engine_process(tmp_path):
-    from engine.api import Cancelled, RunConfig
+def test_progress_and_cancel_cross_to_the_engine_process(images, config, engine, tmp_path):
+    from engine.api import Cancelled
 
-    from maskdistill_napari._engine_process import EngineProcess
+    reports, cancel = [], threading.Event()
 
-    images = tmp_path / "images"
-    images.mkdir()
-    for photo in ("person_01.jpg", "cup_01.jpg", "cat_01.jpg"):
-        (images / photo).write_bytes((EXAMPLES / photo).read_bytes())
-    config = RunConfig(weights="random", input_size=56, num_classes=2, device="cpu", batch_size=1)
-    engine = EngineProcess()
-    try:
-        reports, cancel = [], threading.Event()
+    def progress(stage, done, total):
+        reports.append((stage, done, total))
+        if stage == "images" and done == 1:
+            cancel.set()
 
-        def progress(stage, done, total):
-            reports.append((stage, done, total))
-            if stage == "images" and done == 1:
-                cancel.set()
-
-        with pytest.raises(Cancelled, match="run again to resume"):
-            engine.call("run", images, tmp_path / "project", config, progress=progress, cancel=cancel)
-        assert reports[0] == ("images", 0, 3) and ("images", 1, 3) in reports
-        assert not (tmp_path / "project" / "images.json").exists()
-        reports.clear()
-        result = engine.call("run", images, tmp_path / "project", config, progress=lambda *r: reports.append(r))
-        assert result.images == 3 and result.annotations.exists()  # a RunResult, unpickled here
-        assert ("images", 3, 3) in reports
-        with pytest.raises(Exception, match="nowhere") as error:  # the engine's own error, re-raised here
-            engine.call("run", tmp_path / "nowhere", tmp_path / "other", config)
-        assert isinstance(error.value, (FileNotFoundError, ValueError)), repr(error.value)
-    finally:
-        engine.close()
+    with pytest.raises(Cancelled, match="run again to resume"):
+        engine.call("run", images, tmp_path / "project", config, progress=progress, cancel=cancel)
+    assert reports[0] == ("images", 0, 3) and ("images", 1, 3) in reports
+    assert not (tmp_path / "project" / "images.json").exists()
+    reports.clear()
+    result = engine.call("run", images, tmp_path / "project", config, progress=lambda *r: reports.append(r))
+    assert result.images == 3 and result.annotations.exists()  # a RunResult, unpickled here
+    assert ("images", 3, 3) in reports
+    with pytest.raises(Exception, match="nowhere") as error:  # the engine's own error, re-raised here
+        engine.call("run", tmp_path / "nowhere", tmp_path / "other", config)
+    assert isinstance(error.value, (FileNotFoundError, ValueError)), repr(error.value)
 
 
-def test_a_child_that_dies_is_reported_and_replaced(tmp_path):
-    from engine.api import RunConfig
+def test_a_child_that_dies_is_reported_and_replaced(images, config, engine, tmp_path):
+    def kill_the_child(stage, done, total):
+        if stage == "images" and done == 1:
+            os.kill(engine._process.pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
 
-    from maskdistill_napari._engine_process import EngineProcess
-
-    images = tmp_path / "images"
-    images.mkdir()
-    for photo in ("person_01.jpg", "cup_01.jpg", "cat_01.jpg"):
-        (images / photo).write_bytes((EXAMPLES / photo).read_bytes())
-    config = RunConfig(weights="random", input_size=56, num_classes=2, device="cpu", batch_size=1)
-    engine = EngineProcess()
-    try:
-        def kill_the_child(stage, done, total):
-            if stage == "images" and done == 1:
-                os.kill(engine._process.pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
-
-        with pytest.raises(RuntimeError, match="engine process stopped while running run"):
-            engine.call("run", images, tmp_path / "project", config, progress=kill_the_child)
-        result = engine.call("run", images, tmp_path / "project", config)  # a fresh child; resumes the run
-        assert result.images == 3
-    finally:
-        engine.close()
+    with pytest.raises(RuntimeError, match="engine process stopped while running run"):
+        engine.call("run", images, tmp_path / "project", config, progress=kill_the_child)
+    result = engine.call("run", images, tmp_path / "project", config)  # a fresh child; resumes the run
+    assert result.images == 3
