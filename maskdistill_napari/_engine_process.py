@@ -31,7 +31,7 @@ CONNECT_SECONDS = 120  # a cold start of Python on a slow disk; the child connec
 
 
 class EngineDied(RuntimeError):
-    pass
+    """The engine process stopped (or never started): the message says which call it was running."""
 
 
 class EngineProcess:
