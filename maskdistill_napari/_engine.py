@@ -52,8 +52,22 @@ def call(name: str, *args, progress=None, cancel=None, **kwargs):
         return getattr(engine.api, name)(*args, **kwargs)
 
 
+def use_engine() -> None:
+    """A widget will use the engine process (counted: the last widget to close stops it)."""
+    from ._engine_process import engine_process
+
+    engine_process().acquire()
+
+
 def start_engine() -> None:
     """Start the engine process and let it load torch, so the first Run, Retrain or click does not wait."""
     from ._engine_process import engine_process
 
     engine_process().start()
+
+
+def done_with_engine() -> None:
+    """A widget closes: the engine process stops if no other widget uses it."""
+    from ._engine_process import engine_process
+
+    engine_process().release()

@@ -16,7 +16,10 @@ def serve(connection) -> None:
     import engine.api
 
     engine.api.run  # noqa: B018 - load the pipeline (torch, timm) now, before the first call needs it
-    connection.send(("ready",))
+    try:
+        connection.send(("ready",))
+    except OSError:  # napari's process is gone
+        return
     while True:
         try:
             message = connection.recv()
@@ -29,12 +32,20 @@ def serve(connection) -> None:
             kwargs = {**kwargs, "progress": _reporter(connection)}
         try:
             reply = ("result", getattr(engine.api, name)(*args, **kwargs))
+        except NapariGone:
+            return
         except Exception as error:  # noqa: BLE001 - every error goes back to the caller, named
             reply = ("error", error)
         try:
             connection.send(reply)
+        except OSError:  # napari's process is gone: nobody to answer
+            return
         except Exception as error:  # noqa: BLE001 - the result or the error would not pickle
             connection.send(("error", RuntimeError(f"{name}: {type(error).__name__}: {error}")))
+
+
+class NapariGone(Exception):
+    """napari's process closed the connection during a call."""
 
 
 def _reporter(connection):
@@ -45,11 +56,15 @@ def _reporter(connection):
 
     def report(stage: str, done: int, total: int) -> None:
         nonlocal cancelled
-        while connection.poll():
-            cancelled = cancelled or connection.recv()[0] == "cancel"
+        try:
+            while connection.poll():
+                cancelled = cancelled or connection.recv()[0] == "cancel"
+            if not cancelled:
+                connection.send(("progress", stage, done, total))
+        except (EOFError, OSError):  # napari's process is gone: stop at this report (the project stays resumable)
+            raise NapariGone from None
         if cancelled:
-            raise Cancelled(f"cancelled during {stage} ({done}/{total}); run again to resume")
-        connection.send(("progress", stage, done, total))
+            raise Cancelled(f"during {stage} ({done}/{total})")  # the Run panel says how to resume
 
     return report
 

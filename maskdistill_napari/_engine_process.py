@@ -42,6 +42,22 @@ class EngineProcess:
         self._process = self._listener = self._connection = None
         self._accepted = threading.Event()
         self._ready = False  # the child said it has loaded the engine
+        self._users = 0  # widgets using it: the child is stopped when the last one closes
+        self._users_lock = threading.Lock()  # not _lock, which a call holds for minutes
+
+    def acquire(self) -> None:
+        """A widget uses the engine process from now on (cheap: starts nothing)."""
+        with self._users_lock:
+            self._users += 1
+
+    def release(self) -> None:
+        """A widget is done with it; the last one to go stops the child (a call in progress is abandoned: the
+        project stays resumable), so no engine outlives the napari windows that used it."""
+        with self._users_lock:
+            self._users = max(self._users - 1, 0)
+            last = self._users == 0
+        if last:
+            self.close()
 
     def start(self) -> None:
         """Start the child, which loads torch at once (returns without waiting for it)."""
@@ -114,7 +130,7 @@ class EngineProcess:
                     else:
                         break
             except (EOFError, OSError, EngineDied) as error:  # the connection, not the call, failed
-                code = self._process.poll() if self._process is not None else None
+                code = self._exit_code()
                 self._stop()  # the next call starts a fresh child
                 if isinstance(error, EngineDied):
                     raise
@@ -138,9 +154,17 @@ class EngineProcess:
                     elif self._process.poll() is not None:
                         raise EOFError
             except (EOFError, OSError):
-                code = self._process.poll() if self._process is not None else None
+                code = self._exit_code()
                 self._stop()
                 raise EngineDied(f"The engine process stopped while starting (exit code {code}).") from None
+
+    def _exit_code(self):
+        """The child's exit code once it has ended (waits a moment: a killed child is reaped asynchronously);
+        a negative code is the signal that ended it."""
+        try:
+            return self._process.wait(2) if self._process is not None else None
+        except subprocess.TimeoutExpired:
+            return None
 
     def _stop(self) -> None:
         connection, listener, process = self._connection, self._listener, self._process
@@ -170,7 +194,7 @@ _shared_lock = threading.Lock()
 
 def engine_process() -> EngineProcess:
     """The engine process of this napari session, shared by its widgets like a thread pool (it holds no state:
-    the project folders do); stopped when Python exits."""
+    the project folders do); stopped when the last widget closes, or when Python exits."""
     global _shared
     with _shared_lock:
         if _shared is None:

@@ -238,8 +238,10 @@ class ReviewPanel(QWidget):
         def done(undo):
             self.undo_stack.append(undo)
             self.last_add_seconds = time.perf_counter() - clicked
-            self.status.setText(f"Added object {undo['instance_id']} ({undo['area']} pixels, category "
-                                f"{undo['category']}) in {self.last_add_seconds * 1000:.0f} ms; Undo removes it.")
+            category = self.view.table.by_id().get(undo["category"]) if self.view.table else None
+            self.status.setText(f"Added object {undo['instance_id']} ({undo['area']} pixels, "
+                                f"{category.name if category else 'category ' + str(undo['category'])}) in "
+                                f"{self.last_add_seconds * 1000:.0f} ms; Undo removes it.")
             self._reload(image_id, undo["instance_id"])
         self.tasks.submit(call, "add_object", self.view.project_dir, image_id, category=self.new_object_category(),
                           on_done=done, on_error=self._failed("Adding an object"), **prompt)

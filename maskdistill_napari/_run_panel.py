@@ -253,11 +253,11 @@ class RunPanel(QWidget):
 
     def _on_returned(self, result) -> None:
         if isinstance(result, RunCancelled):
-            self.status.setText(f"Cancelled: {result}. The finished images are kept; Run resumes.")
+            self.status.setText(f"Cancelled {result}. The finished images are kept; Run resumes from there.")
             return
         skipped = f", {len(result.skipped)} files skipped (see report.json)" if result.skipped else ""
-        self.status.setText(f"Done: {result.images} images, {result.masks} masks in {result.clusters} classes "
-                            f"(suggested {result.suggested_k}){skipped}.")
+        self.status.setText(f"Done: {result.images} images, {result.masks} proposals -> {result.exported} masks in "
+                            f"{result.clusters} classes (suggested {result.suggested_k}){skipped}.")
         self.on_finished(str(result.project))
 
     def _on_error(self, message: str) -> None:  # the task queue also shows it as a notification

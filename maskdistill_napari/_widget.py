@@ -7,7 +7,8 @@ starts loading it when the widget opens. The run settings (engine.orchestration.
 read here.
 
 When napari's window closes, a run in progress is cancelled (it resumes next time), queued tasks are
-dropped, and the edits not yet on disk are written at once, even while a retrain still holds the project.
+dropped, the edits not yet on disk are written at once, even while a retrain still holds the project, and the
+engine process stops once no widget uses it.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
 from ._categories_panel import CategoriesPanel
-from ._engine import start_engine
+from ._engine import done_with_engine, start_engine, use_engine
 from ._project_view import ProjectView
 from ._retrain_export_panel import RetrainExportPanel
 from ._review_panel import ReviewPanel
@@ -33,7 +34,7 @@ class MaskDistillWidget(QWidget):
         self.tasks = TaskQueue(self)
         self.view = ProjectView(napari_viewer, self.tasks,
                                 new_label_category=lambda: self.categories.current_category(), parent=self)
-        self.run_panel = RunPanel(self.tasks, on_finished=self.open_project, on_open=self.open_project,
+        self.run_panel = RunPanel(self.tasks, on_finished=self.open_project, on_open=self._open_clicked,
                                   weights=weights)
         self.review = ReviewPanel(self.view, self.tasks)
         self.categories = CategoriesPanel(self.view, self.tasks)
@@ -50,6 +51,7 @@ class MaskDistillWidget(QWidget):
         self.view.image_shown.connect(self._on_first_image)
         self._watched = None  # napari's main window once docked in it
         QTimer.singleShot(0, self._watch_main_window)  # add_dock_widget has docked it by then
+        use_engine()
         self.tasks.submit(start_engine)  # the engine process loads torch while the user picks folders
 
     @property
@@ -57,15 +59,21 @@ class MaskDistillWidget(QWidget):
         """True while a run or an engine call is in progress or queued (tests wait on this)."""
         return self.run_panel.running or self.tasks.busy
 
-    def open_project(self, project_dir: str) -> None:
+    def open_project(self, project_dir: str) -> bool:
+        """Show a project for review (after a run, or from Open project); False if it is not one."""
         if not project_dir or not (Path(project_dir) / "project.json").exists():
             self.run_panel.status.setText(f"{project_dir or 'No folder'} is not a project folder (no project.json); "
                                           "run one first.")
-            return
+            return False
         self.run_panel.project_folder.setText(str(project_dir))
         self._first_show = True
         self.review.reset_queue()
         self.view.open(project_dir)
+        return True
+
+    def _open_clicked(self, project_dir: str) -> None:
+        if self.open_project(project_dir):  # a message of its own: an earlier one no longer applies
+            self.run_panel.status.setText(f"Opened {project_dir}: review it in the Review and Categories tabs.")
 
     def _on_first_image(self, _position: int) -> None:
         if self._first_show:
@@ -86,7 +94,9 @@ class MaskDistillWidget(QWidget):
         self._closed = True
         self.run_panel.cancel()
         self.tasks.close()
-        return self.view.flush()
+        failed = self.view.flush()
+        done_with_engine()  # the last widget to close stops the engine process (a run resumes next time)
+        return failed
 
     def eventFilter(self, watched, event) -> bool:
         """napari's main window is closing: write the pending edits at once, let napari handle the Close (it

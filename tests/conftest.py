@@ -6,6 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from maskdistill_napari._engine import without_triton
+
+# This process opens napari viewers (OpenGL: llvmpipe under Xvfb) and runs the engine in-process too (fixtures,
+# engine tests). torchvision imports triton, whose own LLVM crashes the process when it loads after the OpenGL
+# driver's. The plugin never loads torch in napari's process; here, load it once, first, with triton hidden.
+with without_triton():
+    import torchvision  # noqa: F401
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 
 

@@ -102,7 +102,7 @@ def test_progress_and_cancel_cross_to_the_engine_process(images, config, engine,
         if stage == "images" and done == 1:
             cancel.set()
 
-    with pytest.raises(Cancelled, match="run again to resume"):
+    with pytest.raises(Cancelled, match=r"during images \([12]/3\)"):
         engine.call("run", images, tmp_path / "project", config, progress=progress, cancel=cancel)
     assert reports[0] == ("images", 0, 3) and ("images", 1, 3) in reports
     assert not (tmp_path / "project" / "images.json").exists()
@@ -124,3 +124,14 @@ def test_a_child_that_dies_is_reported_and_replaced(images, config, engine, tmp_
         engine.call("run", images, tmp_path / "project", config, progress=kill_the_child)
     result = engine.call("run", images, tmp_path / "project", config)  # a fresh child; resumes the run
     assert result.images == 3
+
+
+def test_the_last_widget_to_close_stops_the_engine(engine):
+    engine.acquire()
+    engine.acquire()  # two widgets
+    engine.wait_ready()
+    child = engine._process
+    engine.release()
+    assert child.poll() is None  # the other widget still uses it
+    engine.release()
+    assert child.wait(10) is not None  # no engine outlives the windows that used it

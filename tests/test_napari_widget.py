@@ -74,7 +74,10 @@ def test_run_review_correct_retrain_export(make_napari_viewer, qtbot, three_imag
     viewer, view = widget.viewer, widget.view
     widget.run_panel.start()
     wait_idle(qtbot, widget)
-    assert widget.run_panel.status.text().startswith("Done: 3 images"), widget.run_panel.status.text()
+    status = widget.run_panel.status.text()
+    assert status.startswith("Done: 3 images"), status
+    exported = len(json.loads((project / "annotations.json").read_text())["annotations"])
+    assert f"proposals -> {exported} masks in 2 classes" in status, status  # the masks the user gets
 
     # layers: the current image and its masks, with a features table
     assert [layer.name for layer in viewer.layers] == ["image", "masks"]
@@ -226,7 +229,7 @@ def test_cancel_stops_a_run_quickly_and_a_rerun_completes(make_napari_viewer, qt
     qtbot.waitUntil(lambda: panel.status.text().startswith("Running: images"), timeout=60_000)
     panel.cancel()
     qtbot.waitUntil(lambda: not panel.running, timeout=60_000)  # at the next image (how fast: benchmarks)
-    assert panel.status.text().startswith("Cancelled"), panel.status.text()
+    assert panel.status.text().startswith("Cancelled during images"), panel.status.text()
     assert not (project / "images.json").exists()
     panel.start()
     wait_idle(qtbot, widget)
