@@ -17,7 +17,8 @@ Two parts, both scored class-agnostically with pycocotools (``useCats = 0``, AP 
   solidity-based scores (the engine: mean foreground probability x solidity; the baseline: solidity).
 * **trees**: the ``deepforest`` source of real-dev (2 aerial tiles, 98 tree-crown boxes), the engine with
   ``proposals="dense"`` and ``object_size`` = ``TREE_CROWN_SIZE`` (one crown diameter for both tiles), scored
-  by box AP50 (real_dev's loader and scoring).
+  by box AP50 (real_dev's loader and scoring), in total and per tile, beside a classical crown detector
+  (:func:`classical_crowns`: excess green, Otsu, local maxima, watershed; settings from the crown size only).
 
 * **large image** (only with ``--large-image``: tens of minutes on a CPU): one generated 4,000 x 4,000 cells
   image (``LARGE_IMAGE_CELLS`` objects of ``LARGE_IMAGE_OBJECT_SIZE`` px) through ``maskdistill run --proposals
@@ -26,7 +27,8 @@ Two parts, both scored class-agnostically with pycocotools (``useCats = 0``, AP 
 
 Seconds per megapixel: the engine's whole ``run`` wall time (model loading included) over the megapixels it
 processed; the baseline's likewise. JSON (``OUT/results.json``, and ``quality.dense`` of ``make benchmark``):
-``trees_box_ap50``, ``cells_mask_ap50``, ``cells_classical_mask_ap50``, ``seconds_per_megapixel`` (engine),
+``trees_box_ap50``, ``trees_classical_box_ap50``, ``cells_mask_ap50``, ``cells_classical_mask_ap50``,
+``seconds_per_megapixel`` (engine),
 ``classical_seconds_per_megapixel``, plus counts and settings; with ``--large-image`` also
 ``large_image_peak_rss_mb`` and the run's details under ``large_image``.
 """
@@ -192,6 +194,28 @@ def classical_instances(image: np.ndarray, object_size: float) -> tuple:
     return masks, np.asarray(scores, float)
 
 
+def classical_crowns(image: np.ndarray, object_size: float) -> tuple:
+    """A classical tree-crown detector for the aerial tiles, the trees' side-by-side baseline: excess green
+    (2G - R - B) smoothed at a quarter of the crown size, Otsu foreground, a marker per local maximum at least
+    0.4 crown sizes apart, watershed. Its settings follow from the object size alone, as the engine's do (not
+    tuned on the tiles). Returns (masks (n, H, W) bool, scores = mean smoothed excess green)."""
+    from skimage.feature import peak_local_max
+    from skimage.filters import threshold_otsu
+    from skimage.segmentation import watershed
+
+    rgb = image.astype(np.float32)
+    green = ndimage.gaussian_filter(2 * rgb[..., 1] - rgb[..., 0] - rgb[..., 2], object_size / 4)
+    foreground = green > threshold_otsu(green)
+    peaks = peak_local_max(green, min_distance=max(1, int(round(0.4 * object_size))), labels=foreground.astype(int),
+                           exclude_border=False)
+    markers = np.zeros(green.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    labels = watershed(-green, markers, mask=foreground)
+    keep = [k for k in range(1, len(peaks) + 1) if (labels == k).sum() >= (0.3 * object_size) ** 2]
+    masks = np.stack([labels == k for k in keep]) if keep else np.zeros((0, *green.shape), bool)
+    return masks, np.array([green[labels == k].mean() for k in keep], float)
+
+
 # ---------------------------------------------------------------------------------------------- figure
 
 
@@ -350,6 +374,7 @@ def benchmark(out, n_images: int = 20, size: int = 512, weights=None, device: st
     trees = _trees(Path(real_dev_path), out, replace(config, object_size=TREE_CROWN_SIZE), log)
     results = {
         "trees_box_ap50": trees.get("box_ap50"),
+        "trees_classical_box_ap50": trees.get("classical_box_ap50"),
         "cells_mask_ap50": cells["engine"]["mask_ap50"],
         "cells_classical_mask_ap50": cells["classical"]["mask_ap50"],
         "seconds_per_megapixel": round(engine_s / megapixels, 3),
@@ -383,9 +408,19 @@ def _trees(path: Path, out: Path, config, log) -> dict:
     predictions, seconds = _engine_run(folder, out / "trees_project", config)
     predictions = real_dev._keyed(predictions, truth)
     scores = real_dev.score_images(truth, predictions)
-    log(f"trees: box AP50 {real_dev._fmt(scores['box_ap50'])}, recall {real_dev._fmt(scores['box_recall50'])}")
+    classical = {t.file_name: StagePrediction(*classical_crowns(
+        np.asarray(Image.open(path / "images" / t.file_name).convert("RGB")), config.object_size), None)
+        for t in truth}
+    baseline = real_dev.score_images(truth, classical)
+    per_tile = {t.file_name: {"engine": real_dev.score_images([t], {t.file_name: predictions[t.file_name]})["box_ap50"],
+                              "classical": real_dev.score_images([t], {t.file_name: classical[t.file_name]})["box_ap50"]}
+                for t in truth}
+    log(f"trees: box AP50 {real_dev._fmt(scores['box_ap50'])}, recall {real_dev._fmt(scores['box_recall50'])}; "
+        f"classical crowns {real_dev._fmt(baseline['box_ap50'])}")
     return {"images": len(truth), "objects": scores["objects"], "box_ap50": scores["box_ap50"],
             "box_recall50": scores["box_recall50"], "masks": scores["predicted_masks"],
+            "classical_box_ap50": baseline["box_ap50"], "classical_box_recall50": baseline["box_recall50"],
+            "classical_masks": baseline["predicted_masks"], "per_tile_box_ap50": per_tile,
             "seconds": round(seconds, 2), "seconds_per_megapixel": round(seconds / _megapixels(truth), 3),
             "object_size": config.object_size}
 
@@ -411,7 +446,11 @@ def table(results: dict) -> str:
         rows += [(f"dense: real-dev tree tiles ({trees['images']} images, {trees['objects']} boxes)", "", ""),
                  ("  engine box AP50", _fmt(trees["box_ap50"]),
                   f"target >= 0.25; {trees['masks']} masks; object size {trees.get('object_size')} px"),
-                 ("  engine box recall50", _fmt(trees["box_recall50"]), "")]
+                 ("  engine box recall50", _fmt(trees["box_recall50"]), ""),
+                 ("  classical box AP50 (excess green + watershed)", _fmt(trees.get("classical_box_ap50")),
+                  f"{trees.get('classical_masks')} masks; per tile (engine / classical): " + ", ".join(
+                      f"{Path(name).stem.split('_')[1]} {_fmt(v['engine'])} / {_fmt(v['classical'])}"
+                      for name, v in trees.get("per_tile_box_ap50", {}).items()))]
     if "large_image" in results:
         large = results["large_image"]
         rows.append((f"dense: one generated {large['size']} x {large['size']} image ({large['masks']} masks, "
