@@ -317,6 +317,23 @@ def test_classical_baseline_finds_separated_bright_discs():
         assert max((m & disc).sum() / (m | disc).sum() for m in masks) > 0.9
 
 
+def test_classical_crowns_finds_green_crowns_on_sand():
+    from benchmarks.dense import classical_crowns
+
+    yy, xx = np.mgrid[0:160, 0:160]
+    image = np.empty((160, 160, 3), np.uint8)
+    image[:] = (190, 170, 140)  # sand
+    truth = []
+    for cy, cx in ((35, 35), (35, 120), (120, 35), (120, 120), (78, 78)):
+        crown = (yy - cy) ** 2 + (xx - cx) ** 2 <= 14 ** 2
+        image[crown] = (60, 140, 50)
+        truth.append(crown)
+    masks, scores = classical_crowns(image, 28)
+    assert len(masks) == len(scores) == 5
+    for crown in truth:
+        assert max((m & crown).sum() / (m | crown).sum() for m in masks) > 0.6
+
+
 def test_dense_benchmark_end_to_end_writes_the_documented_keys(tmp_path, capsys):
     from benchmarks import dense
 
