@@ -96,8 +96,9 @@ class CocoWriter:
 
     Each image is checked with its annotations as it is added (:func:`validate_coco` on a one-image document:
     pycocotools loads it and every mask round-trips); image ids must be unique and annotation ids increase.
-    Images and annotations wait in anonymous temporary files; :meth:`close` assembles the document and
-    replaces ``path`` atomically. A failed check, or an error before ``close``, leaves ``path`` as it was.
+    Images and annotations wait in anonymous temporary files beside ``path``; :meth:`close` assembles the document
+    and replaces ``path`` atomically. A failed check, or an error before ``close``, leaves ``path`` as it was.
+    ``categories`` may be set (or replaced) until :meth:`close`, which checks the annotations against them.
 
         with CocoWriter(path, categories, image_root, description) as writer:
             writer.add_image(image, annotations)
@@ -112,7 +113,9 @@ class CocoWriter:
         self._image_ids: set = set()
         self._category_ids: set = set()
         self._last_annotation_id = 0
-        self._spools = {kind: tempfile.TemporaryFile(prefix="maskdistill-coco-") for kind in ("images", "annotations")}
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # the spools sit beside it (a large export, not /tmp)
+        self._spools = {kind: tempfile.TemporaryFile(prefix=".coco-", dir=self.path.parent)  # nameless on Linux
+                        for kind in ("images", "annotations")}
         self.counts = {"images": 0, "annotations": 0, "categories": 0}
 
     def add_image(self, image: dict, annotations: list) -> None:
