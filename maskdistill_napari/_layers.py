@@ -95,10 +95,10 @@ def legend_html(classes: dict, table) -> str:
             continue
         r, g, b = category_colour(category)
         weight = "bold" if category.id in shown else "normal"
-        rows.append(f'<span style="color:rgb({r},{g},{b})">&#9632;</span> '
-                    f'<span style="font-weight:{weight}">{escape(category.name)}</span>')
+        rows.append(f'<span style="white-space:nowrap"><span style="color:rgb({r},{g},{b})">&#9632;</span>&nbsp;'
+                    f'<span style="font-weight:{weight}">{escape(category.name)}</span></span>')  # wraps between entries
     if any(r is None for r in shown):
-        rows.append('<span style="color:grey">&#9632;</span> discarded')
+        rows.append('<span style="white-space:nowrap"><span style="color:grey">&#9632;</span>&nbsp;discarded</span>')
     return "&nbsp;&nbsp; ".join(rows) or "no categories"
 
 
