@@ -412,8 +412,8 @@ def _trees(path: Path, out: Path, config, log) -> dict:
         np.asarray(Image.open(path / "images" / t.file_name).convert("RGB")), config.object_size), None)
         for t in truth}
     baseline = real_dev.score_images(truth, classical)
-    per_tile = {t.file_name: {"engine": real_dev.score_images([t], {t.file_name: predictions[t.file_name]})["box_ap50"],
-                              "classical": real_dev.score_images([t], {t.file_name: classical[t.file_name]})["box_ap50"]}
+    per_tile = {t.file_name: {name: real_dev.score_images([t], {t.file_name: found[t.file_name]})["box_ap50"]
+                              for name, found in (("engine", predictions), ("classical", classical))}
                 for t in truth}
     log(f"trees: box AP50 {real_dev._fmt(scores['box_ap50'])}, recall {real_dev._fmt(scores['box_recall50'])}; "
         f"classical crowns {real_dev._fmt(baseline['box_ap50'])}")

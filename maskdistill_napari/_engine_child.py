@@ -1,9 +1,10 @@
 """The engine process's side (``python -m maskdistill_napari._engine_child``; see _engine_process.py).
 
 It reads where to connect from its stdin, connects back to napari's process, loads the engine (torch) at once,
-says ("ready",) and then runs one engine call per message: ("call", name, args, kwargs, with_progress) -> ("progress", stage,
-done, total) ... then ("result", value) or ("error", exception). A ("cancel",) message that arrives during a
-call makes the engine raise Cancelled at its next progress report. No Qt and no napari are imported here.
+says ("ready",) and then runs one engine call per message: ("call", name, args, kwargs, with_progress) ->
+("progress", stage, done, total) ... then ("result", value) or ("error", exception). A ("cancel",) message that
+arrives during a call makes the engine raise Cancelled at its next progress report; a napari that is gone ends
+the call at its next report, and the child with it. No Qt and no napari are imported here.
 """
 from __future__ import annotations
 
