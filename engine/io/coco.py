@@ -341,13 +341,18 @@ def iter_coco_images(path):
 
 def _decode_images(coco: CocoFile):
     with coco:
-        for slot, (file_name, hw, _) in enumerate(coco.images):
-            anns = coco.annotations(slot)
-            if anns:
-                masks = np.stack([decode_segmentation(a["segmentation"], hw) for a in anns])
-            else:
-                masks = np.zeros((0, *hw), bool)
-            yield file_name, hw, masks, np.array([int(a["category_id"]) for a in anns], int)
+        yield from coco_image_masks(coco)
+
+
+def coco_image_masks(coco: CocoFile):
+    """What :func:`iter_coco_images` yields, from a CocoFile already open (and left open: read it again)."""
+    for slot, (file_name, hw, _) in enumerate(coco.images):
+        anns = coco.annotations(slot)
+        if anns:
+            masks = np.stack([decode_segmentation(a["segmentation"], hw) for a in anns])
+        else:
+            masks = np.zeros((0, *hw), bool)
+        yield file_name, hw, masks, np.array([int(a["category_id"]) for a in anns], int)
 
 
 def read_coco(path) -> tuple:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.atomic import read_json
-from engine.io.coco import iter_coco_images, read_coco_categories
+from engine.io.coco import coco_image_masks
+from engine.io.coco_reader import CocoFile
 from engine.state.corrections import (
     DISCARD_MODES,
     Category,
@@ -239,14 +240,18 @@ def import_coco(project_dir, coco_path, replace: bool = False) -> dict:
     before anything is written: no image matching the project, no categories, an undefined category or a
     wrong image size is an error that changes nothing.
     """
-    project = Project(project_dir)
-    file_categories = read_coco_categories(coco_path)
+    with CocoFile(coco_path) as coco:  # read and checked once, then read back per image twice
+        return _import_checked(Project(project_dir), coco, coco_path, replace)
+
+
+def _import_checked(project: Project, coco: CocoFile, coco_path, replace: bool) -> dict:
+    file_categories = coco.categories
     if not file_categories:
         raise ValueError(f"{coco_path} defines no categories; nothing was imported")
     defined = {c["id"] for c in file_categories}
     entries = {e["relative_path"]: e for e in read_json(project.images_path)}
     matched, unmatched = [], []
-    for file_name, hw, _, category_ids in iter_coco_images(coco_path):
+    for file_name, hw, _, category_ids in coco_image_masks(coco):  # first the checks (every mask decodes)
         if file_name not in entries:
             unmatched.append(file_name)
             continue
@@ -277,7 +282,7 @@ def import_coco(project_dir, coco_path, replace: bool = False) -> dict:
         table.clustering = state.clusters.get("id")
         kept = []
         targets = set(matched)
-        for file_name, _, masks, category_ids in iter_coco_images(coco_path):
+        for file_name, _, masks, category_ids in coco_image_masks(coco):
             if file_name not in targets:
                 continue
             image_id = entries[file_name]["image_id"]
