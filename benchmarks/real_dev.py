@@ -1,7 +1,7 @@
 """The real-image benchmark: the engine on ``real-dev`` (13 real photos with human annotations), scored per source.
 
     .venv/bin/python -m benchmarks.real_dev [--out runs/benchmark-real] [--real-dev PATH] [--device auto]
-                                            [--weights FILE|random] [--input-size N]
+                                            [--weights FILE|random] [--input-size N] [--seeds N]
 
 ``real-dev`` (default ``../shared/data/real-dev`` next to the repository; see its README) is one COCO file,
 ``ground_truth.json``, with two image-level fields: ``source`` (where the photo comes from) and ``annotation``
@@ -426,9 +426,37 @@ def correction_curve(project_dir, out, images: list, counts=CORRECTED_COUNTS, lo
 # ------------------------------------------------------------------------------------------------ driver
 
 
-def benchmark(real_dev, out, config=None, log=print, corrections_curve: bool = True) -> dict:
+SPREAD_METRICS = ("corloc", "box_ap50", "mask_ap50", "miou")
+
+
+def _min_max_mean(values: list) -> dict | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"min": min(values), "max": max(values), "mean": round(float(np.mean(values)), 4)}
+
+
+def seed_spread(results: list) -> dict:
+    """Min / max / mean over several seeds' :func:`benchmark` results: the final stage of each run, and the
+    correction curve's AP50s. A difference between two settings smaller than this spread is noise.
+    (The ``segments`` proposals do not depend on the seed; clustering and the head's training do.)"""
+    spread = {"seeds": [r["seed"] for r in results], "runs": {}, "corrections": {}}
+    for label in results[0]["runs"]:
+        spread["runs"][label] = {m: _min_max_mean([r["runs"][label].get("final", {}).get("total", {}).get(m) for r in results])
+                                 for m in SPREAD_METRICS}
+    if all(r.get("corrections") for r in results):
+        for k in results[0]["corrections"]["curve"]:
+            spread["corrections"][k] = {m: _min_max_mean([r["corrections"]["curve"][k][m] for r in results])
+                                        for m in ("box_ap50", "mask_ap50")}
+    return spread
+
+
+def benchmark(real_dev, out, config=None, log=print, corrections_curve: bool = True, seeds: int = 1) -> dict:
     """Run the engine on real-dev (default K, then the given K) and score each stage; writes OUT/results.json.
 
+    seeds: with more than one, the whole benchmark also runs for the next seeds (``OUT/seed-N``), and
+        ``seed_spread`` gives the range of the final figures and the correction curve over all of them; the
+        headline figures stay those of ``config.seed``.
     Returns ``{"skipped": reason}`` when ``real_dev`` has no ground truth.
     """
     from engine.orchestration.pipeline import RunConfig, run
@@ -472,7 +500,12 @@ def benchmark(real_dev, out, config=None, log=print, corrections_curve: bool = T
         **{stage: headline(default[stage]) for stage in STAGES if stage in default},
         "runs": {label: runs[label] for label in ("k_suggested", "k_given")},
         "corrections": corrections,
+        "seed": config.seed,
     }
+    if seeds > 1:
+        others = [benchmark(real_dev, out / f"seed-{seed}", replace(config, seed=seed), log, corrections_curve)
+                  for seed in range(config.seed + 1, config.seed + seeds)]
+        results["seed_spread"] = seed_spread([results, *others])
     atomic_write_json(out / "results.json", results)
     return results
 
@@ -506,6 +539,18 @@ def table(results: dict) -> str:
         lines.append(f"{'images corrected':<18}{'box_ap50':>12}{'mask_ap50':>12}{'corloc':>10}")
         for k, row in results["corrections"]["curve"].items():
             lines.append(f"{k:<18}{_fmt(row['box_ap50']):>12}{_fmt(row['mask_ap50']):>12}{_fmt(row['corloc']):>10}")
+    spread = results.get("seed_spread")
+    if spread:
+        def cell(value):
+            return "-" if value is None else f"{value['min']:.3f}-{value['max']:.3f}"
+        lines += ["", f"seed spread of the final stage, min-max over seeds {spread['seeds']} (differences inside "
+                  "it are noise)", f"{'run':<14}" + "".join(f"{m:>14}" for m in SPREAD_METRICS)]
+        for label, row in spread["runs"].items():
+            lines.append(f"{label:<14}" + "".join(f"{cell(row[m]):>14}" for m in SPREAD_METRICS))
+        if spread["corrections"]:
+            lines.append(f"{'images corrected':<18}{'box_ap50':>14}{'mask_ap50':>14}")
+            for k, row in spread["corrections"].items():
+                lines.append(f"{k:<18}{cell(row['box_ap50']):>14}{cell(row['mask_ap50']):>14}")
     return "\n".join(lines).rstrip()
 
 
@@ -523,10 +568,12 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", default=None, help="checkpoint or 'random' (default: the real weights)")
     parser.add_argument("--input-size", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="also run the next seeds and report the spread of the final figures (default 1: no)")
     args = parser.parse_args(argv)
     config = RunConfig(device=args.device, proposals=args.proposals, weights=args.weights,
                        input_size=args.input_size, seed=args.seed, precision=args.precision)
-    results = benchmark(args.real_dev, args.out.resolve(), config)
+    results = benchmark(args.real_dev, args.out.resolve(), config, seeds=args.seeds)
     if "skipped" not in results:
         print(table(results))
         print(f"\nwritten: {args.out.resolve() / 'results.json'}")

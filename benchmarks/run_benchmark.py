@@ -197,7 +197,7 @@ def main(argv=None) -> int:
         return 0
     results = {"config": asdict(config), "quality": quality(args.out, args.quality_images, config, args.seeds)}
     results["quality"]["real"] = real_dev.benchmark(args.real_dev, args.out / "real",
-                                                    replace(config, num_classes=None, seed=0))
+                                                    replace(config, num_classes=None, seed=0), seeds=args.seeds)
     dense_images = min(args.dense_images, args.quality_images)
     results["quality"]["dense"] = (
         dense.benchmark(args.out / "dense", dense_images, args.dense_size, args.weights, args.device, args.real_dev)

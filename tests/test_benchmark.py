@@ -210,9 +210,15 @@ def test_real_dev_script_end_to_end_on_a_tiny_folder(tmp_path, capsys):
     folder = write_real_dev(tmp_path / "real-dev")
     out = tmp_path / "out"
     assert real_dev.main(["--out", str(out), "--real-dev", str(folder), "--weights", "random",
-                          "--input-size", "56"]) == 0
+                          "--input-size", "56", "--seeds", "2"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["images"] == 3 and results["sources"] == {"aerial": 1, "photos": 2}
+    assert results["seed"] == 0 and json.loads((out / "seed-1" / "results.json").read_text())["seed"] == 1
+    spread = results["seed_spread"]
+    assert spread["seeds"] == [0, 1] and set(spread["runs"]) == {"k_suggested", "k_given"}
+    assert spread["runs"]["k_suggested"]["corloc"]["min"] <= results["final"]["corloc"] \
+        <= spread["runs"]["k_suggested"]["corloc"]["max"]
+    assert list(spread["corrections"]) == ["0", "1", "2", "4"]
     assert results["recurring_classes"] == ["thing"] and results["k_given"] == 1
     assert results["runs"]["k_given"]["k"] == 1 and results["runs"]["k_suggested"]["num_classes"] is None
     for stage, keys in (("final", ("corloc", "box_ap50", "mask_ap50", "miou")),
@@ -230,7 +236,7 @@ def test_real_dev_script_end_to_end_on_a_tiny_folder(tmp_path, capsys):
     assert not set(results["corrections"]["held_out"]) & set(curve["4"]["corrected"])
     printed = capsys.readouterr().out
     assert "final photos" in printed and "proposals aerial" in printed and "k_given" in printed
-    assert "what a correction buys" in printed
+    assert "what a correction buys" in printed and "seed spread" in printed
 
 
 def test_the_simulated_reviewer_takes_sources_in_turn_and_the_category_on_screen():
@@ -246,6 +252,22 @@ def test_the_simulated_reviewer_takes_sources_in_turn_and_the_category_on_screen
     current[1, 2:, :2] = True
     assert real_dev._reviewer_categories(current, np.array([5, 7]), truth) == [5, 5]  # no overlap: most common
     assert real_dev._reviewer_categories(current[:0], np.zeros(0, int), truth) == [1, 1]
+
+
+def test_seed_spread_gives_each_final_metric_and_curve_point_its_range_over_seeds():
+    def result(seed, corloc, mask_ap50, miou, curve_mask):
+        final = {"total": {"corloc": corloc, "box_ap50": 0.1, "mask_ap50": mask_ap50, "miou": miou}}
+        return {"seed": seed, "runs": {"k_suggested": {"final": final}},
+                "corrections": {"curve": {"0": {"box_ap50": 0.02, "mask_ap50": curve_mask}}}}
+    spread = real_dev.seed_spread([result(0, 0.5, 0.1, 0.2, 0.18), result(1, 0.25, 0.3, None, 0.2),
+                                   result(2, 0.75, 0.2, 0.4, 0.16)])
+    assert spread["seeds"] == [0, 1, 2]
+    row = spread["runs"]["k_suggested"]
+    assert row["corloc"] == {"min": 0.25, "max": 0.75, "mean": 0.5}
+    assert row["mask_ap50"] == {"min": 0.1, "max": 0.3, "mean": 0.2}
+    assert row["miou"] == {"min": 0.2, "max": 0.4, "mean": 0.3}  # a seed without the metric is left out
+    assert spread["corrections"]["0"]["mask_ap50"] == {"min": 0.16, "max": 0.2, "mean": 0.18}
+    assert "0.250-0.750" in real_dev.table({"runs": {}, "seed_spread": spread})
 
 
 def test_benchmark_writes_every_documented_key_and_skips_absent_real_dev(tmp_path, capsys):
