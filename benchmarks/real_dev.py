@@ -30,6 +30,10 @@ Metrics, per source and in total (all class-agnostic except mIoU):
   over the classes present in that source (``None`` where no recurring class is annotated: background alone
   says nothing about classes). ``miou_objects`` leaves background out of the mean.
 
+``--seeds N`` runs the whole benchmark for N seeds (the first one's figures stay the headline) and adds
+``seed_spread``: min / max / mean of each run's final figures and of the correction curve. ``make benchmark``
+uses the synthetic set's seeds (3).
+
 Results go to OUT/results.json (``quality.real`` of ``make benchmark``) and a table is printed.
 """
 from __future__ import annotations
