@@ -446,8 +446,8 @@ def seed_spread(results: list) -> dict:
     (The ``segments`` proposals do not depend on the seed; clustering and the head's training do.)"""
     spread = {"seeds": [r["seed"] for r in results], "runs": {}, "corrections": {}}
     for label in results[0]["runs"]:
-        spread["runs"][label] = {m: _min_max_mean([r["runs"][label].get("final", {}).get("total", {}).get(m) for r in results])
-                                 for m in SPREAD_METRICS}
+        finals = [r["runs"][label].get("final", {}).get("total", {}) for r in results]
+        spread["runs"][label] = {m: _min_max_mean([final.get(m) for final in finals]) for m in SPREAD_METRICS}
     if all(r.get("corrections") for r in results):
         for k in results[0]["corrections"]["curve"]:
             spread["corrections"][k] = {m: _min_max_mean([r["corrections"]["curve"][k][m] for r in results])
