@@ -141,3 +141,24 @@ def test_model_share_reranks_proposals_by_the_models_foreground_confidence():
     _, _, unchanged = combine_with_proposals(np.stack([A, B]), np.array([0.64, 0.25]), no_model, np.zeros(0),
                                              probs, model_share=0.0)
     assert np.allclose(unchanged, [0.64, 0.25])
+
+
+def test_kept_proposals_take_the_label_states_category_and_model_objects_the_heads():
+    """Given the proposals' categories, the head scores a kept proposal but does not re-classify it; an object
+    only the model found keeps the head's class; the painted map says what the instances say."""
+    from engine.method.instances import combine_with_proposals
+    C = box(12, 18, 2, 8)
+    semantic = np.zeros(A.shape, int)
+    semantic[A] = 1  # the head calls A class 1 ...
+    semantic[C] = 3
+    probs = probs_for(semantic)
+    masks, classes, _ = combine_with_proposals(np.stack([A]), np.array([0.8]), np.stack([C]), np.array([0.6]),
+                                               probs, proposal_classes=[2])  # ... the label state says 2
+    assert np.array_equal(masks[0], A) and classes[0] == 2
+    assert np.array_equal(masks[1], C) and classes[1] == 3
+    painted = masks.painted(classes)
+    assert painted.dtype == np.uint16
+    assert (painted[A] == 2).all() and (painted[C] == 3).all() and (painted[~(A | C)] == 0).all()
+    _, head_classes, _ = combine_with_proposals(np.stack([A]), np.array([0.8]), np.stack([C]), np.array([0.6]),
+                                                probs)
+    assert list(head_classes) == [1, 3]  # without them the head classifies the proposal

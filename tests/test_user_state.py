@@ -251,6 +251,38 @@ def test_discarding_a_split_part_reaches_the_export_without_retraining(folder, t
     assert part not in {c["id"] for c in document["categories"]}
 
 
+def test_retrained_predictions_keep_the_label_states_categories_and_leave_discarded_ones_out(folder, tmp_path):
+    """After a split and a discard, distillation's objects that are kept proposals carry the category the label
+    state gives their proposal (the head scores them, it does not re-classify them), no proposal of a
+    discarded category comes back as an object, and the saved map is the objects painted."""
+    from engine.state.project import load_image_predictions
+    project = tmp_path / "p"
+    run(folder, project, RunConfig(**{**MECHANICS, "num_classes": 3, "distill": False}))
+    review.split_category(project, 1, 2)
+    review.discard_category(project, 3)
+    distill(project)
+    state = LabelState.load(project)
+    kept = {(r["image_id"], r["index"]): r["kept"] for r in read_json(Project(project).filtering_path)["masks"]}
+    checked = dropped_out = 0
+    for entry in read_json(Project(project).images_path):
+        semantic, masks, classes, _ = load_image_predictions(Project(project).predictions_path(entry["image_id"]))
+        painted = np.zeros_like(semantic)
+        for mask, category in zip(masks, classes):
+            painted[mask] = category
+        assert np.array_equal(semantic, painted)
+        proposals = state.instances(entry, "proposals")
+        for index, (proposal, category) in enumerate(zip(proposals.masks, proposals.categories)):
+            inside = [j for j, mask in enumerate(masks) if mask.any() and not (mask & ~proposal).any()
+                      and (mask & proposal).sum() >= 0.5 * proposal.sum()]
+            if state.resolve(category) is None:
+                assert not inside  # a discarded proposal is not an object again
+                dropped_out += 1
+            elif kept.get((entry["image_id"], index)):
+                assert [classes[j] for j in inside] == [state.resolve(category)] * len(inside)
+                checked += len(inside)
+    assert checked >= 3 and dropped_out >= 1
+
+
 # -- case 5: results of another clustering are never mixed in -----------------------------------------------
 def test_predictions_of_an_older_clustering_are_not_exported(folder, tmp_path):
     project = tmp_path / "p"

@@ -44,7 +44,6 @@ from engine.masks import mask_identity
 from engine.state.project import (  # open_project: importable from here as before
     Project,
     load_image_predictions,
-    load_image_proposals,
     open_project,
     save_image_predictions,
 )
@@ -234,7 +233,7 @@ def score_and_filter(state: LabelState, entries: list, head, images: ImageSource
     rows = []
     for done, entry in enumerate(entries):
         found = state.instances(entry, "proposals")
-        resolved = np.array([state.resolve(c) or 0 for c in found.categories], int)
+        resolved = state.resolved(found.categories)
         probs = _probabilities(head, cache, entry, images)
         confidence, agreement, quality = score_proposals(probs, found.masks, resolved)
         rows += [(entry["image_id"], i, int(c), float(a), float(b), float(q))
@@ -276,6 +275,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     """
     from engine.method.instances import combine_with_proposals, foreground_instances  # (local: imports are the lead's part)
 
+    state = LabelState.load(project, clusters) if grouping == "proposals" else None
     kept = {}
     if grouping == "proposals" and project.filtering_path.exists():
         for row in read_json(project.filtering_path).get("masks", []):
@@ -291,11 +291,15 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
         group = instances_from_semantic if grouping == "semantic" else foreground_instances
         masks, classes, scores = group(semantic, probs)
         if grouping == "proposals":
-            found = load_image_proposals(project.proposals_path(entry["image_id"]), semantic.shape)[0]
+            found = state.instances(entry, "proposals")
+            resolved = state.resolved(found.categories)
             flags = kept.get(entry["image_id"], {})
-            keep = np.array([flags.get(i, True) for i in range(len(found))], bool)
+            # a proposal of a discarded category stays out: the user said it is not an object
+            keep = np.array([flags.get(i, True) for i in range(len(found.masks))], bool) & (resolved > 0)
             masks, classes, scores = combine_with_proposals(found.masks[keep], found.scores[keep], masks, scores,
-                                                            probs)
+                                                            probs, proposal_classes=resolved[keep])
+            # the map says what the instances say (their categories are the label state's, not the head's)
+            semantic = masks.painted(classes) if len(masks) else np.zeros_like(semantic)
         save_image_predictions(staging / f"{entry['image_id']}.npz", semantic, masks, classes, scores)
         total += len(masks)
         progress("predict", done + 1, len(entries))

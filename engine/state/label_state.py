@@ -116,6 +116,10 @@ class LabelState:
         self.category(category_id)
         return self.table.resolve(int(category_id))
 
+    def resolved(self, category_ids) -> np.ndarray:
+        """:meth:`resolve` of each id as an int array, 0 for a discarded category (the head's background)."""
+        return np.array([self.resolve(c) or 0 for c in category_ids], int)
+
     def discard_mode(self, category_id: int) -> Optional[str]:
         """"background" or "ignore" when the category (or the one it is merged into) is discarded."""
         seen, current = set(), self.category(category_id)
@@ -244,7 +248,7 @@ class LabelState:
         weight = CORRECTION_WEIGHT if found.origin == "correction" and found.reviewed else 1.0
         if keep is None or found.origin == "correction":
             keep = np.ones(len(found.masks), bool)
-        resolved = np.array([self.resolve(c) or 0 for c in found.categories], int)
+        resolved = self.resolved(found.categories)
         ignored = ~np.asarray(keep, bool) | np.array([self.discard_mode(c) == "ignore" for c in found.categories],
                                                      bool)
         return found.masks, resolved, ignored, weight
