@@ -82,9 +82,14 @@ def foreground_instances(semantic: np.ndarray, probs: np.ndarray, min_area_fract
 
 def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarray, model_masks: np.ndarray,
                            model_scores: np.ndarray, probs: np.ndarray, max_covered: float = 0.5,
-                           model_weight: float = 0.5, model_share: float = 0.5, proposal_classes=None) -> tuple:
-    """Final instances: the kept proposals (whole objects, as cut), then the model's own instances that the
-    proposals missed, in the pixels no proposal holds.
+                           model_weight: float = 0.5, model_share: float = 0.5, proposal_classes=None,
+                           carried=None) -> tuple:
+    """Final instances: objects carried from the user's corrections (first, as given), the kept proposals
+    (whole objects, as cut), then the model's own instances that the proposals missed, in the pixels no
+    proposal holds.
+
+    carried: (masks, classes, scores) of objects carried from a corrected image of the same scene
+        (engine.orchestration.carried_corrections); they take their pixels first and keep class and score.
 
     proposal_classes: each kept proposal's category as the label state has it (clustering, merges, the user's
         assignments); the head then only scores the proposal. None: the head classifies each proposal as a
@@ -107,10 +112,17 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
     claimed = np.zeros(shape, np.int32)  # 0: free, k: taken by the k-th kept mask
     ids, classes, scores = [], [], []
     ranked = sorted(range(len(proposal_masks)), key=lambda i: -float(proposal_scores[i]))  # stable, as before
-    given = None if proposal_classes is None else np.asarray(proposal_classes, int)
-    candidates = [(proposal_masks, i, float(proposal_scores[i]), 1.0, False) for i in ranked]
-    candidates += [(model_masks, i, float(model_scores[i]), model_weight, True) for i in range(len(model_masks))]
-    for stack, index, score, weight, only_if_new in candidates:
+    given = [None] * len(proposal_masks) if proposal_classes is None else [int(c) for c in proposal_classes]
+    # (stack, index, score, weight, only where new, class or None for the head's, re-scored by the head)
+    candidates = []
+    if carried is not None:
+        carried_masks, carried_classes, carried_scores = carried
+        candidates += [(carried_masks, i, float(carried_scores[i]), 1.0, False, int(carried_classes[i]), False)
+                       for i in range(len(carried_masks))]
+    candidates += [(proposal_masks, i, float(proposal_scores[i]), 1.0, False, given[i], True) for i in ranked]
+    candidates += [(model_masks, i, float(model_scores[i]), model_weight, True, None, False)
+                   for i in range(len(model_masks))]
+    for stack, index, score, weight, only_if_new, cls, rescore in candidates:
         box, crop = mask_crop(stack, index)
         if box is None:
             continue
@@ -123,8 +135,8 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
             continue
         ids.append(len(ids) + 1)
         claimed[box][crop] = ids[-1]
-        classes.append(found[0] if only_if_new or given is None else int(given[index]))
-        if not only_if_new and model_share:
+        classes.append(found[0] if cls is None else cls)
+        if rescore and model_share:
             score = score ** (1.0 - model_share) * found[1] ** model_share
         scores.append(score * weight)
     if not ids:

@@ -49,6 +49,7 @@ from engine.state.project import (  # open_project: importable from here as befo
 )
 from engine.orchestration.config import RunConfig  # defined there (torch-free); importable from here as before
 from engine.orchestration.outcome import Cancelled, Progress, RunResult, no_progress  # noqa: F401 - torch-free, as above
+from engine.orchestration.carried_corrections import CorrectedScenes
 from engine.orchestration.executors import LocalExecutor, ray_executor
 from engine.orchestration.image_step import ProposalStep, batches_of, build_extractor, gather, image_tasks
 from engine.orchestration.ray_executor import import_ray
@@ -275,18 +276,20 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     """
     from engine.method.instances import combine_with_proposals, foreground_instances  # (local: imports are the lead's part)
 
+    cache = FeatureCache(project.features_dir)
     state = LabelState.load(project, clusters) if grouping == "proposals" else None
+    scenes = CorrectedScenes(state, entries, lambda entry: _load_features(cache, entry)) if state else None
     kept = {}
     if grouping == "proposals" and project.filtering_path.exists():
         for row in read_json(project.filtering_path).get("masks", []):
             kept.setdefault(row["image_id"], {})[row["index"]] = bool(row["kept"])
 
-    cache = FeatureCache(project.features_dir)
     staging = project.root / "predictions.partial"
     shutil.rmtree(staging, ignore_errors=True)
     total = 0
     for done, entry in enumerate(entries):
-        probs = _probabilities(head, cache, entry, images)
+        features, image = _load_features(cache, entry), images.load(entry)
+        probs = class_probabilities(head, features.tokens, features.grid_hw, image)
         semantic = semantic_map(probs, (entry["height"], entry["width"]))
         group = instances_from_semantic if grouping == "semantic" else foreground_instances
         masks, classes, scores = group(semantic, probs)
@@ -297,7 +300,8 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
             # a proposal of a discarded category stays out: the user said it is not an object
             keep = np.array([flags.get(i, True) for i in range(len(found.masks))], bool) & (resolved > 0)
             masks, classes, scores = combine_with_proposals(found.masks[keep], found.scores[keep], masks, scores,
-                                                            probs, proposal_classes=resolved[keep])
+                                                            probs, proposal_classes=resolved[keep],
+                                                            carried=scenes.objects_for(entry, features, image))
             # the map says what the instances say (their categories are the label state's, not the head's)
             semantic = masks.painted(classes) if len(masks) else np.zeros_like(semantic)
         save_image_predictions(staging / f"{entry['image_id']}.npz", semantic, masks, classes, scores)

@@ -1,0 +1,64 @@
+"""The user's corrected objects, carried to the near-duplicate images of the folder when predicting.
+
+A correction otherwise reaches other images only through the retrained head, which re-ranks their proposals but
+cannot draw a mask no proposal holds (real-dev: the correction curve stayed flat). In a folder of video frames or
+bursts the same objects recur in nearly the same place, and DINO's patch features carry the corrected masks there
+(engine.method.propagate). The carried objects are generated results, shown and reviewed like any prediction.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from engine.method.propagate import NEAR_DUPLICATE, propagate_instances
+from engine.state.corrections import CorruptCorrectionError
+from engine.state.label_state import LabelState
+
+MIN_CLS_COSINE = 0.95  # cheap pre-filter: on real-dev, frames of one scene 0.979-0.999, other photos up to 0.963
+MAX_SOURCES = 3  # corrected images tried per image (the most alike by CLS token)
+
+
+class CorrectedScenes:
+    """The project's corrected images, to carry their objects to images of the same scene."""
+
+    def __init__(self, state: LabelState, entries: list, load_features: Callable):
+        self.state = state
+        self.load_features = load_features
+        self.sources = []  # (entry, unit CLS token, grid)
+        for entry in entries:
+            try:
+                corrected = state.instances(entry, "corrections") is not None
+            except CorruptCorrectionError:  # named where the image is read; nothing to carry from it
+                corrected = False
+            if corrected:
+                features = load_features(entry)
+                cls = np.asarray(features.cls_token, np.float32)
+                self.sources.append((entry, cls / max(float(np.linalg.norm(cls)), 1e-12), tuple(features.grid_hw)))
+
+    def objects_for(self, entry: dict, features, image: np.ndarray) -> tuple:
+        """(masks (m, H, W), resolved category ids (m,), scores (m,)) carried to ``entry`` from the corrected image
+        of the same scene that matches it best; empty when none does (or ``entry`` is corrected itself)."""
+        height, width = image.shape[:2]
+        empty = np.zeros((0, height, width), bool), np.zeros(0, int), np.zeros(0, np.float32)
+        cls = np.asarray(features.cls_token, np.float32)
+        cls = cls / max(float(np.linalg.norm(cls)), 1e-12)
+        alike = sorted(((float(unit @ cls), source) for source, unit, grid in self.sources
+                        if grid == tuple(features.grid_hw) and source["image_id"] != entry["image_id"]),
+                       key=lambda item: -item[0])
+        best = None
+        for cosine, source in alike[:MAX_SOURCES]:
+            if cosine < MIN_CLS_COSINE:
+                break
+            corrected = self.state.instances(source, "corrections")
+            masks, origin, confidences, match = propagate_instances(
+                self.load_features(source).tokens, corrected.masks, features.tokens, image, features.grid_hw,
+                NEAR_DUPLICATE)
+            if len(masks) and (best is None or match > best[3]):
+                best = (masks, corrected.categories[origin], confidences, match)
+        if best is None:
+            return empty
+        masks, categories, confidences, match = best
+        resolved = self.state.resolved(categories)
+        keep = resolved > 0  # a category the user discarded is not carried
+        return masks[keep], resolved[keep], (confidences * match)[keep].astype(np.float32)
