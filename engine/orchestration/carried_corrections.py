@@ -19,6 +19,11 @@ MIN_CLS_COSINE = 0.95  # cheap pre-filter: on real-dev, frames of one scene 0.97
 MAX_SOURCES = 3  # corrected images tried per image (the most alike by CLS token)
 
 
+def _unit(vector) -> np.ndarray:
+    vector = np.asarray(vector, np.float32)
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
 class CorrectedScenes:
     """The project's corrected images, to carry their objects to images of the same scene."""
 
@@ -33,19 +38,19 @@ class CorrectedScenes:
                 corrected = False
             if corrected:
                 features = load_features(entry)
-                cls = np.asarray(features.cls_token, np.float32)
-                self.sources.append((entry, cls / max(float(np.linalg.norm(cls)), 1e-12), tuple(features.grid_hw)))
+                self.sources.append((entry, _unit(features.cls_token), tuple(features.grid_hw)))
+        self.corrected_ids = {source["image_id"] for source, _, _ in self.sources}
 
     def objects_for(self, entry: dict, features, image: np.ndarray) -> tuple:
         """(masks (m, H, W), resolved category ids (m,), scores (m,)) carried to ``entry`` from the corrected image
         of the same scene that matches it best; empty when none does (or ``entry`` is corrected itself)."""
         height, width = image.shape[:2]
         empty = np.zeros((0, height, width), bool), np.zeros(0, int), np.zeros(0, np.float32)
-        cls = np.asarray(features.cls_token, np.float32)
-        cls = cls / max(float(np.linalg.norm(cls)), 1e-12)
+        if entry["image_id"] in self.corrected_ids:  # the user's own masks stand for it
+            return empty
+        cls = _unit(features.cls_token)
         alike = sorted(((float(unit @ cls), source) for source, unit, grid in self.sources
-                        if grid == tuple(features.grid_hw) and source["image_id"] != entry["image_id"]),
-                       key=lambda item: -item[0])
+                        if grid == tuple(features.grid_hw)), key=lambda item: -item[0])
         best = None
         for cosine, source in alike[:MAX_SOURCES]:
             if cosine < MIN_CLS_COSINE:
