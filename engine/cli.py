@@ -256,6 +256,9 @@ def cmd_distill(args) -> int:
                       **_filter_overrides(args))
     print(f"kept {summary['masks_kept']} masks, dropped {summary['masks_dropped']}; "
           f"{summary['instances_predicted']} instances predicted")
+    if summary["carried"]:
+        print(f"corrected objects carried to {len(summary['carried'])} image(s) of the same scene "
+              f"({sum(summary['carried'].values())} objects)")
     for warning in summary["export"]["warnings"]:
         print(f"  warning: {warning}")
     print(f"COCO annotations: {Path(args.project).resolve() / 'annotations.json'}")

@@ -56,8 +56,13 @@ def retrain_and_compare(project_dir, progress=None) -> dict:
 def describe_retrain(result: dict) -> str:
     changed = result["changed"]
     names = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-    return (f"Retrained: {result['before']} masks before, {result['after']} after; "
+    carried = result["summary"].get("carried") or {}
+    text = (f"Retrained: {result['before']} masks before, {result['after']} after; "
             f"{len(changed)} image(s) changed" + (f": {names}." if changed else "."))
+    if carried:
+        text += (f" Your corrected objects were carried to {len(carried)} image(s) of the same scene "
+                 f"({sum(carried.values())} object(s)).")
+    return text
 
 
 def describe_export(summary: dict) -> str:

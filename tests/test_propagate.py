@@ -61,8 +61,9 @@ def test_a_window_larger_than_the_grid_is_fine():
 
 def test_a_correction_reaches_the_near_duplicate_frame_and_no_other_image(tmp_path):
     """A user corrects one image; after retraining, its near-duplicate (the same photo, a little brighter)
-    predicts the corrected object with its category, and a different photo gets nothing carried."""
-    from engine.api import RunConfig, distill, run, set_image_masks
+    predicts the corrected object with its category, a generated object the user left unreviewed is not carried,
+    and a different photo gets nothing carried."""
+    from engine.api import RunConfig, distill, run, set_image_labels
     from engine.atomic import read_json
     from engine.state.label_state import LabelState
     from engine.state.project import Project, load_image_predictions
@@ -79,8 +80,12 @@ def test_a_correction_reaches_the_near_duplicate_frame_and_no_other_image(tmp_pa
     entries = {e["relative_path"]: e for e in read_json(Project(project).images_path)}
     drawn = np.zeros((1, 192, 192), bool)
     drawn[0, 30:130, 50:150] = True
-    set_image_masks(project, entries["frame_1.png"]["image_id"], drawn, [2])
-    distill(project)
+    labels = np.zeros((192, 192), np.int32)
+    labels[drawn[0]] = 1
+    labels[150:180, 10:180] = 2  # a generated object kept in the correction, not reviewed
+    set_image_labels(project, entries["frame_1.png"]["image_id"], labels, {1: 2, 2: 1}, reviewed=[1])
+    summary = distill(project)
+    assert summary["carried"] == {"frame_2.png": 1}
 
     def predicted(name):
         _, masks, classes, scores = load_image_predictions(Project(project).predictions_path(entries[name]["image_id"]))

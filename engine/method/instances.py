@@ -89,7 +89,8 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
     proposal holds.
 
     carried: (masks, classes, scores) of objects carried from a corrected image of the same scene
-        (engine.orchestration.carried_corrections); they take their pixels first and keep class and score.
+        (engine.orchestration.carried_corrections); they take their pixels first and keep class and score, and
+        a proposal more than ``max_covered`` of which they hold is left out (it is the same object).
 
     proposal_classes: each kept proposal's category as the label state has it (clustering, merges, the user's
         assignments); the head then only scores the proposal. None: the head classifies each proposal as a
@@ -114,11 +115,12 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
     ranked = sorted(range(len(proposal_masks)), key=lambda i: -float(proposal_scores[i]))  # stable, as before
     given = [None] * len(proposal_masks) if proposal_classes is None else [int(c) for c in proposal_classes]
     # (stack, index, score, weight, only where new, class or None for the head's, re-scored by the head)
-    candidates = []
+    candidates, carried_count = [], 0
     if carried is not None:
         carried_masks, carried_classes, carried_scores = carried
         candidates += [(carried_masks, i, float(carried_scores[i]), 1.0, False, int(carried_classes[i]), False)
                        for i in range(len(carried_masks))]
+        carried_count = len(carried_masks)
     candidates += [(proposal_masks, i, float(proposal_scores[i]), 1.0, False, given[i], True) for i in ranked]
     candidates += [(model_masks, i, float(model_scores[i]), model_weight, True, None, False)
                    for i in range(len(model_masks))]
@@ -129,6 +131,9 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
         free = claimed[box] == 0
         if only_if_new and (crop & ~free).sum() > max_covered * crop.sum():
             continue
+        under_carried = crop & (claimed[box] > 0) & (claimed[box] <= carried_count)
+        if rescore and under_carried.sum() > max_covered * crop.sum():
+            continue  # a proposal of the object a correction was carried onto: only its edges would be left
         crop = crop & free
         found = _class_and_foreground(probs, box, crop, shape)
         if found is None:

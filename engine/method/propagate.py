@@ -9,12 +9,13 @@ when the two images show the same scene from about the same place, so it is gate
   score 0.979-0.997 and every other pair of same-size images 0.519-0.779 (13 photos, 6 sources): the
   :data:`NEAR_DUPLICATE` gate of 0.9 sits in that gap, not on one image.
 
-Pure numpy over cached patch tokens; the window is walked one offset at a time, so memory is
+Pure numpy / scipy over cached patch tokens; the window is walked one offset at a time, so memory is
 (patches x window cells), never (patches x patches).
 """
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from engine.masks import resize_nearest
 from engine.method.refine import refine_soft
@@ -35,6 +36,16 @@ def _at_patch_centres(mask: np.ndarray, grid_hw: tuple) -> np.ndarray:
     rows = ((np.arange(grid_hw[0]) + 0.5) * mask.shape[0] / grid_hw[0]).astype(int)
     cols = ((np.arange(grid_hw[1]) + 0.5) * mask.shape[1] / grid_hw[1]).astype(int)
     return mask[np.ix_(rows, cols)]
+
+
+def _without_specks(mask: np.ndarray, min_pixels: float) -> np.ndarray:
+    """The mask without its pieces smaller than ``min_pixels`` (one patch cell: the labels are carried patch by
+    patch, so a smaller piece is the edge refinement's noise, not a part of the object)."""
+    pieces, count = ndimage.label(mask)
+    if count <= 1:
+        return mask
+    sizes = np.bincount(pieces.ravel(), minlength=count + 1)
+    return np.isin(pieces, np.flatnonzero(sizes >= min_pixels)) & mask
 
 
 def window_similarities(source_tokens: np.ndarray, target_tokens: np.ndarray, grid_hw: tuple,
@@ -100,8 +111,9 @@ def propagate_instances(source_tokens: np.ndarray, source_masks: np.ndarray, tar
     winner = soft.argmax(axis=0)
     winner = resize_nearest(winner, height, width) if winner.shape != (height, width) else winner
     masks, sources, confidences = [], [], []
+    cell_pixels = height * width / (grid_hw[0] * grid_hw[1])
     for number in range(1, len(source_masks) + 1):
-        mask = winner == number
+        mask = _without_specks(winner == number, cell_pixels)
         if mask.any():
             small = resize_nearest(mask, *soft.shape[1:])
             masks.append(mask)

@@ -24,8 +24,16 @@ def _unit(vector) -> np.ndarray:
     return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
 
+def _reviewed(found) -> np.ndarray:
+    """The objects of a correction the user reviewed (drew, edited or accepted): only those are carried; the
+    generated masks a correction keeps are predicted on the other frames anyway."""
+    if found.object_reviewed is not None:
+        return np.asarray(found.object_reviewed, bool)
+    return np.full(len(found.masks), bool(found.reviewed))
+
+
 class CorrectedScenes:
-    """The project's corrected images, to carry their objects to images of the same scene."""
+    """The project's corrected images, to carry their reviewed objects to images of the same scene."""
 
     def __init__(self, state: LabelState, entries: list, load_features: Callable):
         self.state = state
@@ -33,10 +41,10 @@ class CorrectedScenes:
         self.sources = []  # (entry, unit CLS token, grid)
         for entry in entries:
             try:
-                corrected = state.instances(entry, "corrections") is not None
+                found = state.instances(entry, "corrections")
             except CorruptCorrectionError:  # named where the image is read; nothing to carry from it
-                corrected = False
-            if corrected:
+                found = None
+            if found is not None and _reviewed(found).any():
                 features = load_features(entry)
                 self.sources.append((entry, _unit(features.cls_token), tuple(features.grid_hw)))
         self.corrected_ids = {source["image_id"] for source, _, _ in self.sources}
@@ -56,11 +64,12 @@ class CorrectedScenes:
             if cosine < MIN_CLS_COSINE:
                 break
             corrected = self.state.instances(source, "corrections")
+            reviewed = _reviewed(corrected)
             masks, origin, confidences, match = propagate_instances(
-                self.load_features(source).tokens, corrected.masks, features.tokens, image, features.grid_hw,
-                NEAR_DUPLICATE)
+                self.load_features(source).tokens, corrected.masks[reviewed], features.tokens, image,
+                features.grid_hw, NEAR_DUPLICATE)
             if len(masks) and (best is None or match > best[3]):
-                best = (masks, corrected.categories[origin], confidences, match)
+                best = (masks, corrected.categories[reviewed][origin], confidences, match)
         if best is None:
             return empty
         masks, categories, confidences, match = best

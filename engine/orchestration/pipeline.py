@@ -263,8 +263,9 @@ def score_and_filter(state: LabelState, entries: list, head, images: ImageSource
 
 
 def predict_project(project: Project, entries: list, head, images: ImageSource, clusters: dict,
-                    progress: Progress = no_progress, grouping: str = "proposals") -> int:
-    """Semantic map and scored instances of every image into predictions/; returns the instance count.
+                    progress: Progress = no_progress, grouping: str = "proposals") -> dict:
+    """Semantic map and scored instances of every image into predictions/. Returns {"instances_predicted": count,
+    "carried": {relative path: objects carried there from a corrected image of the same scene}}.
 
     grouping: "proposals": the proposals the filter kept (filtering.json; all when absent), each classified
     as a whole by the head, plus the head's foreground regions that they miss (engine.method.instances.
@@ -286,7 +287,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
 
     staging = project.root / "predictions.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    total = 0
+    total, carried_to = 0, {}
     for done, entry in enumerate(entries):
         features, image = _load_features(cache, entry), images.load(entry)
         probs = class_probabilities(head, features.tokens, features.grid_hw, image)
@@ -299,9 +300,11 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
             flags = kept.get(entry["image_id"], {})
             # a proposal of a discarded category stays out: the user said it is not an object
             keep = np.array([flags.get(i, True) for i in range(len(found.masks))], bool) & (resolved > 0)
+            carried = scenes.objects_for(entry, features, image)
+            if len(carried[0]):
+                carried_to[entry["relative_path"]] = len(carried[0])
             masks, classes, scores = combine_with_proposals(found.masks[keep], found.scores[keep], masks, scores,
-                                                            probs, proposal_classes=resolved[keep],
-                                                            carried=scenes.objects_for(entry, features, image))
+                                                            probs, proposal_classes=resolved[keep], carried=carried)
             # the map says what the instances say (their categories are the label state's, not the head's)
             semantic = masks.painted(classes) if len(masks) else np.zeros_like(semantic)
         save_image_predictions(staging / f"{entry['image_id']}.npz", semantic, masks, classes, scores)
@@ -314,7 +317,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
         project.predictions_dir.rename(replaced)
     staging.rename(project.predictions_dir)
     shutil.rmtree(replaced, ignore_errors=True)
-    return total
+    return {"instances_predicted": total, "carried": carried_to}
 
 
 def train_project_head(project: Project, entries: list, clusters: dict, device: str = "cpu", seed: int = 0):
@@ -352,10 +355,10 @@ def distill_project(project: Project, entries: list, clusters: dict, config: Run
             labels = _self_training_label_maps(state, entries, head, cache, images)
             head = _train(project, entries, labels, num_classes, head_config, device, "final", identity)
     with timer("predict"):
-        instances = predict_project(project, entries, head, images, clusters, progress)
+        predicted = predict_project(project, entries, head, images, clusters, progress)
     kept = int(sum(k.sum() for k in keep.values()))
     return {"masks_kept": kept, "masks_dropped": int(sum(len(k) for k in keep.values())) - kept,
-            "instances_predicted": instances}
+            **predicted}
 
 
 def run(image_folder, project_dir, config: RunConfig | None = None, progress: Progress | None = None,
@@ -479,11 +482,11 @@ def predict(project_dir, progress: Progress | None = None) -> dict:
     head = load_head(path, feature_identity(project_config))
     images = ImageSource.of_project(project_config)
     with project.lock():
-        instances = predict_project(project, entries, head, images, clusters, progress or no_progress)
+        predicted = predict_project(project, entries, head, images, clusters, progress or no_progress)
         export = export_coco(project, entries, clusters, images.root)
         write_overview(project, entries, clusters, images)
         project_index(project)  # the review's counts and queue follow the new predictions
-    return {"instances_predicted": instances, "export": export}
+    return {**predicted, "export": export}
 
 
 def project_predictions(project: Project, entries: list, clusters: dict, source: str) -> LazyMapping:
