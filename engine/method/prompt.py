@@ -56,7 +56,7 @@ def prompt_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, p
     gh, gw = int(grid_hw[0]), int(grid_hw[1])
     if point is None and box is None:
         raise ValueError("Give a point (x, y) or a box (x0, y0, x1, y1) to find an object.")
-    unit = _unit_rows(patch_features, centre).reshape(gh, gw, -1)
+    unit = unit_rows(patch_features, centre).reshape(gh, gw, -1)
     to_grid = np.array([gh / height, gw / width])  # (row, col) image pixels -> patch-grid cells
     cell_box = None if box is None else _box_cells(box, to_grid, (gh, gw), (height, width))
     clicked = None if point is None else _point_cell(point, to_grid, (gh, gw), (height, width))
@@ -185,7 +185,9 @@ def _smoothed(graph, affinity: np.ndarray, steps: int) -> np.ndarray:
     return affinity
 
 
-def _unit_rows(vectors: np.ndarray, centre: bool) -> np.ndarray:
+def unit_rows(vectors: np.ndarray, centre: bool) -> np.ndarray:
+    """Rows as unit float32 vectors, after subtracting their mean when ``centre`` (DINOv2 / v3 features share a
+    large common component)."""
     x = np.asarray(vectors, np.float32)
     if centre:
         x = x - x.mean(axis=0, keepdims=True)

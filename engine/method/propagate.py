@@ -18,18 +18,13 @@ import numpy as np
 from scipy import ndimage
 
 from engine.masks import resize_nearest
+from engine.method.prompt import unit_rows
 from engine.method.refine import refine_soft
 
 NEAR_DUPLICATE = 0.9  # minimum match for two images to count as the same scene (module docstring)
 RADIUS = 6  # patches: how far an object may move between the two images (84 px at DINOv2's 448 px input)
 TOP_K = 5  # source patches voting for each target patch
 TEMPERATURE = 0.1  # softmax temperature on the cosine similarities of the voters
-
-
-def _unit_centred(tokens: np.ndarray) -> np.ndarray:
-    vectors = tokens.astype(np.float32)
-    vectors = vectors - vectors.mean(axis=0)  # DINOv2 tokens share a large common component
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)
 
 
 def _at_patch_centres(mask: np.ndarray, grid_hw: tuple) -> np.ndarray:
@@ -53,8 +48,8 @@ def window_similarities(source_tokens: np.ndarray, target_tokens: np.ndarray, gr
     """(similarity (gh, gw, cells), source index (gh, gw, cells)): for every target patch, the cosine similarity to
     each source patch within ``radius`` (-inf outside the grid), and that source patch's flat index."""
     gh, gw = grid_hw
-    source = _unit_centred(source_tokens).reshape(gh, gw, -1)
-    target = _unit_centred(target_tokens).reshape(gh, gw, -1)
+    source = unit_rows(source_tokens, centre=True).reshape(gh, gw, -1)
+    target = unit_rows(target_tokens, centre=True).reshape(gh, gw, -1)
     offsets = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
     similarity = np.full((gh, gw, len(offsets)), -np.inf, np.float32)
     index = np.zeros((gh, gw, len(offsets)), np.int64)
