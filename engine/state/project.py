@@ -7,7 +7,6 @@ the lock, stable COCO image ids and the per-image proposal / prediction files. T
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
 import os
@@ -92,29 +91,38 @@ class Project:
     # -- state -------------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self):
-        """Exclusive use of the project by this process; a second process is refused with a clear message.
+        """Exclusive use of the project by this process; a second process (or a second hold in this one) is
+        refused at once with a clear message naming the holder.
 
-        An OS file lock (flock), so the kernel releases it when the holder dies, even by kill -9.
+        An OS file lock through filelock (flock on Linux and macOS, LockFileEx on Windows), so the system
+        releases it when the holder dies, even by kill -9. Who holds it is written beside it (``.lock.holder``):
+        filelock may truncate the lock file itself when another process tries it, and Windows does not let
+        others read a locked file.
         """
+        from filelock import FileLock, Timeout
+
         self.create()
-        handle = open(self.root / ".lock", "a+")
+        lock = FileLock(str(self.root / ".lock"), timeout=0)  # timeout 0: one try, never a wait
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise ProjectLockedError(f"{self.root} is in use by {holder}; wait for it to finish or stop it, "
-                                     "then try again.") from None
+            lock.acquire()
+        except Timeout:
+            raise ProjectLockedError(f"{self.root} is in use by {self._lock_holder()}; wait for it to finish or "
+                                     "stop it, then try again.") from None
+        holder = self.root / ".lock.holder"
         try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"maskdistill process {os.getpid()} on {socket.gethostname()}")
-            handle.flush()
+            holder.write_text(f"maskdistill process {os.getpid()} on {socket.gethostname()}")
             remove_stale_temporary_files(self.root)  # left by a process killed mid-write
             yield self
         finally:
-            handle.close()  # closing releases the lock
+            holder.unlink(missing_ok=True)
+            lock.release()
+
+    def _lock_holder(self) -> str:
+        """Who holds :meth:`lock`, as its holder wrote it ("another process" while it has not yet)."""
+        try:
+            return (self.root / ".lock.holder").read_text().strip() or "another process"
+        except OSError:
+            return "another process"
 
     @contextlib.contextmanager
     def state_lock(self, timeout: float = 30.0):
