@@ -318,6 +318,10 @@ def cmd_import(args) -> int:
     print(f"imported masks for {summary['images']} images and {summary['categories']} categories")
     for name in summary.get("unmatched", []):
         print(f"  not in the project: {name}")
+    unannotated = summary.get("unannotated")
+    if unannotated:
+        print(f"{len(unannotated)} images listed with no annotations were left as they were (--replace empties "
+              "them)")
     kept = summary.get("kept")
     if kept:
         if isinstance(kept, (list, tuple)):  # images whose existing corrections the merge did not overwrite

