@@ -48,8 +48,10 @@ def test_rebinding_when_k_grows_keeps_the_name_on_every_mask():
     assert {k: resolved_name(table, assignments, new, k) for k in "abcdef"} == \
         {"a": "alpha", "b": "alpha", "c": "alpha", "d": "cluster_2", "e": "cluster_2", "f": "cluster_2"}
     assert table.clustering == new["id"]
-    alpha = next(r for r in report if r["category"] == 1)
+    alpha = next(r for r in report["bindings"] if r["category"] == 1)
     assert (alpha["agree"], alpha["masks"], alpha["pinned"]) == (2, 3, 0)
+    moved = next(r for r in report["movements"] if r["category"] == 1)
+    assert (moved["kept"], moved["lost"], moved["gained"]) == (3, {}, {})  # 'c' stays alpha through the merge
 
 
 def test_rebinding_when_k_shrinks_pins_the_named_masks():
@@ -60,7 +62,7 @@ def test_rebinding_when_k_shrinks_pins_the_named_masks():
     assert table.by_id()[2].cluster == 0 and table.by_id()[1].cluster is None
     assert assignments == {"a": 1, "b": 1}
     assert [resolved_name(table, assignments, new, k) for k in "abcdef"] == ["alpha"] * 2 + ["cluster_2"] * 4
-    assert next(r for r in report if r["category"] == 1)["pinned"] == 2
+    assert next(r for r in report["bindings"] if r["category"] == 1)["pinned"] == 2
 
 
 def test_unedited_categories_follow_the_new_clustering_without_pins():
@@ -108,7 +110,8 @@ def test_rerun_with_another_k_keeps_every_name_and_exports_every_mask(folder, tm
         after = named_masks(project)
         assert {key: after[key] for key in before} == before, f"K={k}"  # every user name stays on its masks
         assert len(exported(project)["annotations"]) == total, f"K={k}"  # no mask disappears
-        assert all("masks agree" in line for line in result.rebinding)
+        assert all("masks kept" in line for line in result.rebinding)
+        assert any(line.startswith("'alpha': ") for line in result.rebinding)
 
 
 # -- case 2: split assignments follow the mask, not its position --------------------------------------------
@@ -411,7 +414,7 @@ def test_adopting_the_same_clustering_rewrites_nothing(folder, tmp_path):
     before = snapshot(project)
     p = Project(project)
     clusters = read_json(p.clusters_path)
-    assert adopt_clustering(p, clusters, clusters) == []
+    assert adopt_clustering(p, clusters, clusters) == {}
     assert snapshot(project) == before
 
 

@@ -20,6 +20,7 @@ from engine.io.images import ImageSource, display_name
 from engine.state.label_state import SOURCES, LabelState
 from engine.state.overview import render_overview
 from engine.state.project import Project, load_image_proposals
+from engine.state.schema import contained_path
 
 INSTANCE_SOURCES = SOURCES
 
@@ -49,7 +50,9 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
     state = LabelState.load(project, clusters)
     path = Path(path or project.annotations_path)
     previous = count_annotations(path) if path.exists() else None
-    warnings, annotation_id = [], 0
+    warnings, annotation_id, used = [], 0, set()
+    if source == "current" and state.predictions_note():
+        warnings.append(state.predictions_note())
     with CocoWriter(path, None, str(image_root), f"maskdistill {__version__} ({source})",
                     exact_masks=not polygons) as writer:
         for entry in entries:
@@ -57,6 +60,7 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
             if result is None:
                 continue
             masks, classes, scores, found = result
+            used.update(int(c) for c in classes)
             if found.warning:
                 warnings.append(found.warning)
             annotations = []
@@ -74,7 +78,7 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
         if not writer.counts["images"]:
             raise ValueError(f"Nothing to export from {project.root} ({source}): no image has masks from that "
                              f"source; {path} was left as it was.")
-        writer.categories = state.exported_categories()  # after the images: ids found in them get a name
+        writer.categories = state.exported_categories(used)  # after the images: ids found in them get a name
     if previous is not None and writer.counts["annotations"] < previous:
         warnings.append(f"{path} had {previous} annotations and now has {writer.counts['annotations']}")
     return {**writer.counts, "warnings": warnings}
@@ -127,6 +131,9 @@ def export_label_images(project: Project, entries: list, clusters: dict, folder:
         raise ValueError(f"label image format must be png or tiff, not {fmt!r}")
     folder = Path(folder)
     state = LabelState.load(project, clusters)
+    # every target checked before the first is written: no path from images.json leaves the folder
+    targets = {entry["image_id"]: contained_path(folder, _label_name(entry, fmt), "label image")
+               for entry in entries}
     index, sixteen_bit = {}, 0
     for entry, masks, classes, _ in state.iter_exported(entries, source):
         dtype = np.uint8 if len(masks) <= 255 else np.uint16
@@ -134,16 +141,21 @@ def export_label_images(project: Project, entries: list, clusters: dict, folder:
         labels = np.zeros((entry["height"], entry["width"]), dtype)
         for k, mask in enumerate(masks, start=1):
             labels[mask] = k
-        name = str(Path(entry["relative_path"]).with_suffix(f".{fmt}"))
+        name = _label_name(entry, fmt)
         buffer = io.BytesIO()
         Image.fromarray(labels).save(buffer, format="PNG" if fmt == "png" else "TIFF")
-        atomic_write_bytes(folder / name, buffer.getvalue())
+        atomic_write_bytes(targets[entry["image_id"]], buffer.getvalue())
         index[name] = {"image": entry["relative_path"], "instances": {str(k): int(c) for k, c in
                                                                         enumerate(classes, start=1)}}
     categories = {c["id"]: c["name"] for c in state.exported_categories()}
     atomic_write_bytes(folder / "instances.json", json.dumps({"categories": categories, "images": index},
                                                              indent=1).encode())
     return {"images": len(index), "sixteen_bit": int(sixteen_bit), "folder": str(folder)}
+
+
+def _label_name(entry: dict, fmt: str) -> str:
+    """The label image's path inside the export folder: the image's relative path with the format's suffix."""
+    return str(Path(entry["relative_path"]).with_suffix(f".{fmt}"))
 
 
 def write_overview(project: Project, entries: list, clusters: dict, images: ImageSource,

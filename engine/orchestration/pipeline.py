@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import __version__
-from engine.atomic import atomic_write_json, read_json
+from engine.atomic import atomic_write_json
 from engine.method.clustering import cluster_masks, stack_rows
 from engine.method.distill import (
     HeadConfig,
@@ -36,7 +36,7 @@ from engine.method.distill import (
 )
 from engine.evaluation import ImagePrediction, LazyMapping, evaluate, open_ground_truth
 from engine.device import resolve_device
-from engine.io.export import export_coco, export_label_images, iter_image_proposals, write_overview
+from engine.io.export import export_coco, iter_image_proposals, write_overview
 from engine.method.features import FeatureCache, FeatureExtractor
 from engine.io.images import ImageSource, discover_images
 from engine.state.label_state import LabelState, adopt_clustering, clustering_id, describe_rebinding
@@ -51,10 +51,21 @@ from engine.orchestration.config import RunConfig  # defined there (torch-free);
 from engine.orchestration.outcome import Cancelled, Progress, RunResult, no_progress  # noqa: F401 - torch-free, as above
 from engine.orchestration.carried_corrections import CorrectedScenes
 from engine.orchestration.executors import LocalExecutor, ray_executor
-from engine.orchestration.image_step import ProposalStep, batches_of, build_extractor, gather, image_tasks
+from engine.orchestration.image_step import (ProposalStep, batches_of, build_extractor, gather, image_tasks,
+                                             notes_of, previous_entries, project_outputs, repair_feature_cache)
+from engine.state.image_identity import settle_corrections
 from engine.orchestration.ray_executor import import_ray
 from engine.state.project_index import project_index
-from engine.state.review import import_coco
+# the torch-free steps (the CLI imports them from there), importable from here as before
+from engine.orchestration.project_commands import export_project, feature_cache, import_annotations  # noqa: F401
+from engine.state.schema import (
+    check_user_files,
+    derived_file_notes,
+    read_clusters,
+    read_derived_or_none,
+    read_evaluation,
+    read_filtering,
+)
 
 class StageTimer:
     def __init__(self):
@@ -75,12 +86,13 @@ class StageTimer:
 
 def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor, config: RunConfig,
                         progress: Progress = no_progress, timer: StageTimer | None = None,
-                        executor=None) -> tuple:
+                        executor=None, notes: list | None = None) -> tuple:
     """Features (cached), proposals and embeddings for every image, by ``executor`` (default: a LocalExecutor,
     batches in this process, one batch in memory; engine.orchestration.executors). An image whose file,
     features and proposals are unchanged since the last run is not decoded again.
 
-    Returns (image entries for images.json, skipped files as dicts), both in the folder's order.
+    Returns (image entries for images.json, skipped files as dicts), both in the folder's order; a message per
+    damaged cache file found and recomputed is appended to ``notes``.
     """
     timer = timer or StageTimer()
     executor = executor or LocalExecutor(ProposalStep(project.root, config, extractor, timer))
@@ -94,6 +106,8 @@ def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor
         progress("images", finished, len(tasks))
 
     outcomes = executor.map(batches_of(tasks, config.batch_size), on_done)
+    if notes is not None:
+        notes += notes_of(outcomes)
     return gather(discovery, outcomes)
 
 
@@ -139,12 +153,7 @@ def cluster_project(project: Project, entries: list, num_classes: int | None, se
 def _read_previous_clusters(project: Project) -> dict | None:
     """The clustering a re-run replaces (None on a first run; an unreadable file is reported and replaced, the
     user's categories then stay bound to the clustering they name)."""
-    if not project.clusters_path.exists():
-        return None
-    try:
-        return read_json(project.clusters_path)
-    except ValueError:
-        return None
+    return read_derived_or_none(read_clusters, project.clusters_path)  # damaged: said by derived_file_notes
 
 
 def feature_identity(project_config: dict) -> dict:
@@ -282,10 +291,10 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     scenes = CorrectedScenes(state, entries, lambda entry: _load_features(cache, entry)) if state else None
     kept = {}
     if grouping == "proposals" and project.filtering_path.exists():
-        for row in read_json(project.filtering_path).get("masks", []):
+        for row in read_filtering(project.filtering_path)["masks"]:
             kept.setdefault(row["image_id"], {})[row["index"]] = bool(row["kept"])
 
-    staging = project.root / "predictions.partial"
+    staging = project.predictions_staging_dir
     shutil.rmtree(staging, ignore_errors=True)
     total, carried_to = 0, {}
     for done, entry in enumerate(entries):
@@ -311,12 +320,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
         total += len(masks)
         progress("predict", done + 1, len(entries))
     atomic_write_json(staging / "stamp.json", {"clustering": clusters.get("id"), "images": len(entries)})
-    replaced = project.root / "predictions.old"
-    shutil.rmtree(replaced, ignore_errors=True)
-    if project.predictions_dir.exists():
-        project.predictions_dir.rename(replaced)
-    staging.rename(project.predictions_dir)
-    shutil.rmtree(replaced, ignore_errors=True)
+    project.replace_predictions()
     return {"instances_predicted": total, "carried": carried_to}
 
 
@@ -375,7 +379,8 @@ def run(image_folder, project_dir, config: RunConfig | None = None, progress: Pr
         import_ray()  # before any work: a missing extra is a clear error, not a half-started run
     progress = progress or no_progress
     timer = StageTimer()
-    discovery = discover_images(image_folder, recursive=config.recursive, options=config.image_options)
+    discovery = discover_images(image_folder, recursive=config.recursive, options=config.image_options,
+                                exclude=project_outputs(Project(project_dir), image_folder))
     if not discovery.images:
         reasons = "; ".join(f"{s.relative_path}: {s.reason}" for s in discovery.skipped[:5])
         raise ValueError(f"No usable images in {discovery.root}." + (f" Skipped: {reasons}" if reasons else
@@ -386,10 +391,13 @@ def run(image_folder, project_dir, config: RunConfig | None = None, progress: Pr
 
 def _run_locked(project: Project, discovery, config: RunConfig, progress: Progress, timer: StageTimer,
                 ray_address: str | None = None) -> RunResult:
+    check_user_files(project.root)  # a wrong value in the user's files stops the run before it changes anything
+    recovered = derived_file_notes(project.root)  # damaged images.json / clusters.json: rebuilt, and said so
     with timer("setup"):
         extractor = build_extractor(config)  # on a cluster too: it names the network in project.json
     executor = None if ray_address is None else ray_executor(ray_address, project.root, config, timer)
-    entries, skipped = extract_and_propose(project, discovery, extractor, config, progress, timer, executor)
+    notes = []  # damaged cache files recomputed, corrections moved with their images
+    entries, skipped = extract_and_propose(project, discovery, extractor, config, progress, timer, executor, notes)
     if not entries:  # nothing written but the lock: no half project.json a later command would trust
         reasons = "; ".join(f"{s['relative_path']}: {s['reason']}" for s in skipped[:5])
         raise ValueError(f"None of the images in {discovery.root} could be read. Skipped: {reasons}")
@@ -401,6 +409,8 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
         "weights": asdict(extractor.weights),
         "features": extractor.settings,  # backbone, input size, scale and tiles: what a head must match
     })
+    with project.state_lock():  # before the new ids are written: corrections follow their images' pixels
+        notes += settle_corrections(project.root, previous_entries(project), entries)
     atomic_write_json(project.images_path, entries)
     progress("clustering", 0, 1)
     with timer("clustering"):
@@ -419,7 +429,8 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
     with timer("index"):  # the review's mask counts and queue, ready when the plugin opens the project
         project_index(project)
     progress("export", 1, 1)
-    rebinding = describe_rebinding(clusters.get("rebinding", []))
+    export["warnings"] = recovered + notes + export["warnings"]
+    rebinding = describe_rebinding(clusters.get("rebinding", {}))
     result = RunResult(project.root, len(entries), skipped, len(clusters["masks"]), clusters["k"],
                        clusters["suggested_k"], project.annotations_path, project.overview_path,
                        {k: round(v, 3) for k, v in timer.seconds.items()}, rebinding, export["warnings"],
@@ -428,27 +439,9 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
         "images": len(entries), "skipped": skipped, "masks": result.masks, "exported": result.exported,
         "clusters": result.clusters,
         "suggested_k": result.suggested_k, "distillation": distilled, "timings_s": result.timings,
-        "rebinding": clusters.get("rebinding", []), "warnings": export["warnings"],
+        "rebinding": clusters.get("rebinding", {}), "warnings": export["warnings"],
     })
     return result
-
-
-def feature_cache(project_dir, prune: bool = False) -> dict:
-    """Size of the project's feature cache; with ``prune``, first delete the features no image of images.json
-    uses (images gone from the folder, runs with other settings) and rewrite older full-precision files in
-    the compact format. Returns {"files", "bytes", "images", "used_bytes" (the files the images use),
-    "mb_per_image", "older_files", "pruned"}."""
-    project, _, entries, _ = open_project(project_dir)
-    cache = FeatureCache(project.features_dir)
-    used = {entry["feature_key"] for entry in entries}
-    pruned = None
-    if prune:
-        with project.lock():
-            pruned = cache.prune(used)
-    used_bytes = cache.size(used)["bytes"]
-    return {**cache.size(), "images": len(entries), "used_bytes": used_bytes,
-            "mb_per_image": used_bytes / 1e6 / len(entries), "older_files": len(cache.older_files()),
-            "pruned": pruned}
 
 
 def _stored_config(project_config: dict, **overrides) -> RunConfig:
@@ -465,8 +458,10 @@ def distill(project_dir, progress: Progress | None = None, device: str = "auto",
     timer = StageTimer()
     images = ImageSource.of_project(project_config)
     with project.lock():
+        repaired = repair_feature_cache(project, project_config, entries, config)
         summary = distill_project(project, entries, clusters, config, progress or no_progress, timer)
         summary["export"] = export_coco(project, entries, clusters, images.root)
+        summary["export"]["warnings"] = repaired + summary["export"]["warnings"]
         write_overview(project, entries, clusters, images)
         project_index(project)  # the review's counts and queue follow the new predictions
     summary["timings_s"] = {k: round(v, 3) for k, v in timer.seconds.items()}
@@ -482,8 +477,10 @@ def predict(project_dir, progress: Progress | None = None) -> dict:
     head = load_head(path, feature_identity(project_config))
     images = ImageSource.of_project(project_config)
     with project.lock():
+        repaired = repair_feature_cache(project, project_config, entries, _stored_config(project_config))
         predicted = predict_project(project, entries, head, images, clusters, progress or no_progress)
         export = export_coco(project, entries, clusters, images.root)
+        export["warnings"] = repaired + export["warnings"]
         write_overview(project, entries, clusters, images)
         project_index(project)  # the review's counts and queue follow the new predictions
     return {**predicted, "export": export}
@@ -514,27 +511,6 @@ def evaluate_project(project_dir, ground_truth, source: str = "predictions") -> 
     truths = open_ground_truth(ground_truth)  # both sides read one image at a time
     scores = evaluate(project_predictions(project, entries, clusters, source), truths)
     scores = {"source": source, "ground_truth": str(Path(ground_truth).resolve()), **scores}
-    previous = read_json(project.evaluation_path) if project.evaluation_path.exists() else {}
+    previous = read_evaluation(project.evaluation_path) if project.evaluation_path.exists() else {}
     atomic_write_json(project.evaluation_path, {**previous, source: scores})
     return scores
-
-
-def export_project(project_dir, output=None, polygons: bool = False, labels=None, label_format: str = "png",
-                   source: str = "current") -> dict:
-    """COCO (and optionally label images) of a finished project, under its lock."""
-    project, project_config, entries, clusters = open_project(project_dir)
-    image_root = Path(project_config["image_root"])
-    path = Path(output) if output else project.annotations_path
-    with project.lock():
-        summary = {"path": str(path), "coco": export_coco(project, entries, clusters, image_root, source, path,
-                                                          polygons)}
-        if labels is not None:
-            summary["labels"] = export_label_images(project, entries, clusters, Path(labels), source, label_format)
-    return summary
-
-
-def import_annotations(project_dir, coco_path, replace: bool = False) -> dict:
-    """An existing COCO file's masks as the project's starting corrections (engine.state.review.import_coco): merged
-    with the user's work by default, or replacing it (after a backup) with ``replace``."""
-    open_project(project_dir)
-    return import_coco(project_dir, coco_path, replace=replace)

@@ -16,7 +16,8 @@ from typing import Optional
 
 import numpy as np
 
-from engine.atomic import atomic_write_bytes, atomic_write_json, read_json
+from engine.atomic import atomic_write_bytes, atomic_write_json
+from engine.state.schema import plain_name, read_assignments, read_categories
 
 DISCARD_MODES = ("background", "ignore")  # a discarded class's pixels become background, or carry no label
 
@@ -30,6 +31,7 @@ class Category:
     colour: Optional[list] = None  # RGB chosen by the user
     cluster: Optional[int] = None  # the cluster (of CategoryTable.clustering) whose masks this category names
     user_named: bool = False  # named by the user (or an import), not generated
+    to_review: bool = False  # made by a re-run for masks it could not place without guessing the user's intent
 
     @property
     def edited(self) -> bool:
@@ -55,10 +57,27 @@ class CategoryTable:
         category = table.get(category_id)
         return None if category is None or category.discarded else category_id
 
-    def exported(self) -> list:
-        """COCO categories: every category that is neither merged away nor discarded."""
-        return [{"id": c.id, "name": c.name, "supercategory": "object"} for c in self.categories
-                if c.merged_into is None and not c.discarded]
+    def exported(self, used=None) -> list:
+        """COCO categories: every category that is neither merged away nor discarded, with unique names.
+
+        used: the category ids an export wrote masks under; when given, a generated category without masks is
+        left out (one the user named stays, empty or not). A name that repeats (two categories renamed alike in
+        an older version) gets its id appended, so trainers that map classes by name never merge them.
+        """
+        kept = [c for c in self.categories if c.merged_into is None and not c.discarded
+                and (used is None or c.id in used or c.user_named)]
+        counts: dict = {}
+        for c in kept:
+            counts[c.name] = counts.get(c.name, 0) + 1
+        return [{"id": c.id, "name": c.name if counts[c.name] == 1 else f"{c.name}_{c.id}", "supercategory": "object"}
+                for c in kept]
+
+    def free_name(self, base: str) -> str:
+        """``base``, or ``base`` with the first free suffix when a category already has that name."""
+        taken = {c.name for c in self.categories}
+        if base not in taken:
+            return base
+        return next(f"{base}_{n}" for n in range(2, len(taken) + 3) if f"{base}_{n}" not in taken)
 
 
 def categories_path(root: Path) -> Path:
@@ -72,7 +91,7 @@ def default_table(clusters: Optional[dict]) -> CategoryTable:
                          clusters.get("id"))
 
 
-_CATEGORY_FIELDS = {"id", "name", "discarded", "merged_into", "colour", "cluster", "user_named"}
+_CATEGORY_FIELDS = {"id", "name", "discarded", "merged_into", "colour", "cluster", "user_named", "to_review"}
 
 
 def load_categories(root: Path, clusters: Optional[dict] = None) -> CategoryTable:
@@ -84,14 +103,9 @@ def load_categories(root: Path, clusters: Optional[dict] = None) -> CategoryTabl
     path = categories_path(root)
     if not path.exists():
         return default_table(clusters)
-    document = read_json(path)
-    if not isinstance(document, dict) or not isinstance(document.get("categories"), list):
-        raise ValueError(f"{path}: expected {{\"categories\": [...]}}; restore it from backups/ or delete it "
-                         "to start from the generated categories")
+    document = read_categories(path)  # every field checked: a wrong one is an error, never a guess
     categories = []
     for item in document["categories"]:
-        if not isinstance(item, dict) or not isinstance(item.get("id"), int) or not isinstance(item.get("name"), str):
-            raise ValueError(f"{path}: every category needs an integer id and a name, found {item!r}")
         legacy = "cluster" not in item
         category = Category(**{k: v for k, v in item.items() if k in _CATEGORY_FIELDS})
         if legacy:
@@ -173,7 +187,7 @@ class ImageCorrection:
 
 
 def correction_path(root: Path, image_id: str) -> Path:
-    return Path(root) / "corrections" / f"{image_id}.npz"
+    return Path(root) / "corrections" / f"{plain_name(image_id, 'image id')}.npz"  # never outside corrections/
 
 
 def save_correction(root: Path, image_id: str, correction: ImageCorrection) -> None:
@@ -227,13 +241,8 @@ def load_assignments(root: Path) -> dict:
     path = assignments_path(root)
     if not path.exists():
         return {}
-    document = read_json(path)
-    if not isinstance(document, dict):
-        raise ValueError(f"{path}: expected a JSON object of mask -> category id")
-    entries = document.get("by_mask", {}) if document.get("version") == 2 else document
-    if not all(isinstance(v, int) for v in entries.values()):
-        raise ValueError(f"{path}: every assignment must be an integer category id")
-    return dict(entries)
+    document = read_assignments(path)  # every entry checked
+    return dict(document["by_mask"] if "by_mask" in document or "version" in document else document)
 
 
 def save_assignments(root: Path, assignments: dict) -> None:

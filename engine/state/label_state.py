@@ -23,7 +23,7 @@ from typing import Optional
 
 import numpy as np
 
-from engine.atomic import atomic_write_json, read_json
+from engine.atomic import atomic_write_json
 from engine.state.corrections import (
     Category,
     CategoryTable,
@@ -36,6 +36,7 @@ from engine.state.corrections import (
 )
 from engine.masks import iou, mask_identity
 from engine.state.project import Project, load_image_predictions, load_image_proposals
+from engine.state.schema import read_clusters, read_predictions_stamp
 
 SOURCES = ("current", "predictions", "proposals", "corrections")
 CORRECTION_WEIGHT = 3.0  # a user-corrected image counts this many times a pseudo-labelled one in training
@@ -75,12 +76,13 @@ class LabelState:
         self.category_of_cluster = {c.cluster: c.id for c in table.categories if c.cluster is not None}
         self._assigned_images = {key.split(":", 1)[0] for key in assignments}  # images with a user choice
         self._masks_of_image: dict = {}
+        self._stamp: tuple = (None, None)  # (stat of predictions/stamp.json, the clustering it names)
         for m in clusters.get("masks", []):
             self._masks_of_image.setdefault(m["image_id"], {})[m["index"]] = m
         for cluster in clusters.get("clusters", []):  # a cluster the table does not name: an unnamed category
             if cluster["id"] not in self.category_of_cluster:
                 new_id = max(self._by_id, default=0) + 1
-                self._add(Category(new_id, f"cluster_{cluster['id'] + 1}", cluster=cluster["id"]))
+                self._add(Category(new_id, table.free_name(f"cluster_{cluster['id'] + 1}"), cluster=cluster["id"]))
                 self.category_of_cluster[cluster["id"]] = new_id
 
     # -- building -------------------------------------------------------------------------------
@@ -88,8 +90,8 @@ class LabelState:
     def load(cls, project, clusters: dict | None = None) -> "LabelState":
         project = project if isinstance(project, Project) else Project(project)
         if clusters is None:
-            clusters = read_json(project.clusters_path) if project.clusters_path.exists() else {"clusters": [],
-                                                                                                  "masks": []}
+            clusters = read_clusters(project.clusters_path) if project.clusters_path.exists() else {
+                "clusters": [], "masks": []}
         table = load_categories(project.root, clusters)
         assignments = load_assignments(project.root)
         if table.clustering not in (None, clusters.get("id")):
@@ -132,8 +134,10 @@ class LabelState:
         """Outputs a segmentation head needs: every category id in use."""
         return max([0] + list(self._by_id))
 
-    def exported_categories(self) -> list:
-        return self.table.exported()
+    def exported_categories(self, used=None) -> list:
+        """COCO categories (engine.state.corrections.CategoryTable.exported): unique names; with ``used``, the
+        generated categories without masks left out."""
+        return self.table.exported(used)
 
     # -- instances ------------------------------------------------------------------------------
     def mask_keys(self, entry: dict, masks: np.ndarray) -> list:
@@ -159,13 +163,40 @@ class LabelState:
     def predictions_valid(self) -> bool:
         """Predictions count only when they were made for the current clustering (a stopped re-run leaves
         older ones behind, which must not be mixed with new categories)."""
+        return self._stamped_clustering() == self.clusters.get("id")
+
+    def predictions_note(self) -> Optional[str]:
+        """Why the predictions in predictions/ are not used (the export then takes the clustered proposals), or
+        None when they are used or there are none."""
+        folder = self.project.predictions_dir
+        made_for = self._stamped_clustering()
+        if made_for == self.clusters.get("id") or (made_for is None and not any(folder.glob("*.npz"))):
+            return None
+        redo = f"run: maskdistill predict --project {self.project.root}"
+        if not made_for:
+            return (f"{folder / 'stamp.json'} is missing or unreadable, so the final model's predictions were not "
+                    f"used and the clustered proposals were exported instead; {redo}")
+        return (f"the predictions in {folder} were made for another clustering and were not used (the clustered "
+                f"proposals were exported instead); {redo}")
+
+    def _stamped_clustering(self) -> Optional[str]:
+        """The clustering id predictions/stamp.json names: None without a stamp, "" when it is unreadable. Read
+        again only when the file changes; a predictions swap stopped between its renames is finished first."""
         stamp = self.project.predictions_dir / "stamp.json"
-        if not stamp.exists():
-            return False
         try:
-            return read_json(stamp).get("clustering") == self.clusters.get("id")
-        except (OSError, ValueError):
-            return False
+            stat = stamp.stat()
+        except FileNotFoundError:
+            if not self.project.recover_predictions():
+                return None
+            stat = stamp.stat()
+        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if self._stamp[0] != key:
+            try:
+                made_for = read_predictions_stamp(stamp)["clustering"]  # schema-checked
+            except (OSError, ValueError, AttributeError):
+                made_for = ""
+            self._stamp = (key, made_for if isinstance(made_for, str) else "")
+        return self._stamp[1]
 
     def instances(self, entry: dict, source: str = "current") -> Optional[ImageInstances]:
         """The image's instances from ``source`` (module docstring); None for "corrections" without one."""
@@ -260,9 +291,18 @@ def rebind_categories(table: CategoryTable, assignments: dict, old: dict, new: d
 
     Categories and new clusters are matched one to one by the masks they share (Hungarian, most shared masks);
     a new cluster left over whose masks mostly come from a category the user edited is merged into that
-    category; masks of edited categories that would now get another category are pinned to theirs
-    (assignments), so no user decision moves to other masks and no mask loses its name. Categories keep their
-    ids; unmatched clusters get new, unnamed categories; nothing is deleted.
+    category. Then mask by mask, for masks of both clusterings:
+
+    - a mask of an edited category (named, merged, discarded, recoloured) that would now get another category
+      is pinned to its own (assignments), so no user decision leaves the masks it was made about;
+    - a mask of a generated category that would now land in an edited one (or a discarded one) is pinned to
+      a visible, exported "to_review" category: a re-run never moves a mask into a category the user named or
+      discarded, and never takes a mask out of the export, by guessing;
+    - a pin to "to_review" is lifted once a re-run puts the mask in a generated category again.
+
+    Masks new to this run follow their cluster. Categories keep their ids; unmatched clusters get new categories
+    with names no other category has; nothing is deleted. The report (:func:`describe_rebinding`) says per
+    category how many masks it kept, gained (from where) and lost (to where).
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -272,13 +312,15 @@ def rebind_categories(table: CategoryTable, assignments: dict, old: dict, new: d
     by_cluster = {c.cluster: c for c in table.categories if c.cluster is not None}
     old_category = {m["key"]: by_cluster[m["cluster"]].id for m in old.get("masks", [])
                     if m["cluster"] in by_cluster}
+    before = {key: table.resolve(assignments.get(key, category_id)) for key, category_id in old_category.items()}
     new_cluster = {m["key"]: m["cluster"] for m in new.get("masks", [])}
     bound = [c for c in table.categories if c.cluster is not None]
     row = {c.id: i for i, c in enumerate(bound)}
     k_new = len(new.get("clusters", []))
     shared = np.zeros((len(bound), k_new), int)
     for key, category_id in old_category.items():
-        if key in new_cluster:
+        category_id = assignments.get(key, category_id)  # a pinned mask votes for its pin, if that is bound
+        if key in new_cluster and category_id in row:
             shared[row[category_id], new_cluster[key]] += 1
     members = {c.id: int(sum(1 for v in old_category.values() if v == c.id)) for c in bound}
     for category in table.categories:
@@ -289,53 +331,133 @@ def rebind_categories(table: CategoryTable, assignments: dict, old: dict, new: d
         if shared[r, j] > 0:
             bound[r].cluster = int(j)
             category_of_cluster[int(j)] = bound[r].id
-    next_id = max([c.id for c in table.categories], default=0) + 1
     for j in range(k_new):
         if j in category_of_cluster:
             continue
-        category = Category(next_id, f"cluster_{j + 1}", cluster=j)
+        category = Category(_next_id(table), table.free_name(f"cluster_{j + 1}"), cluster=j)
         if shared.size and shared[:, j].max() > 0:
             majority = bound[int(shared[:, j].argmax())]
             if majority.edited:  # its masks keep the user's category, reversibly (restore undoes the merge)
                 category.merged_into = majority.id
         table.categories.append(category)
-        category_of_cluster[j] = next_id
-        next_id += 1
-    by_id = table.by_id()
+        category_of_cluster[j] = category.id
     pinned = {c.id: 0 for c in bound}
-    for key, category_id in old_category.items():
-        if key in assignments or key not in new_cluster or not by_id[category_id].edited:
+    by_id = table.by_id()
+    placed_by_user = {c: _placed_by_user(table, c) for c in set(category_of_cluster.values())}
+    resolved = {c: table.resolve(c) for c in set(category_of_cluster.values())}
+    for key, cluster in new_cluster.items():
+        if key not in old_category:
+            continue  # a mask new to this run: its cluster decides
+        default = category_of_cluster[cluster]
+        if key in assignments:
+            pin = by_id.get(assignments[key])
+            if pin is not None and pin.to_review and not pin.edited and not placed_by_user[default]:
+                del assignments[key]  # no longer ambiguous: the new clustering decides
             continue
-        if table.resolve(category_of_cluster[new_cluster[key]]) != table.resolve(category_id):
-            assignments[key] = category_id
-            pinned[category_id] += 1
+        if resolved[default] == before[key]:
+            continue
+        if by_id[old_category[key]].edited:
+            assignments[key] = old_category[key]
+            pinned[old_category[key]] += 1
+        elif placed_by_user[default]:
+            assignments[key] = _review_category(table).id
+    after = {key: table.resolve(assignments.get(key, category_of_cluster[cluster]))
+             for key, cluster in new_cluster.items()}
     report = []
     for category in bound:
         agree = int(shared[row[category.id], category.cluster]) if category.cluster is not None else 0
         report.append({"category": category.id, "name": category.name, "edited": category.edited,
                        "cluster": category.cluster, "masks": members[category.id], "agree": agree,
-                       "pinned": pinned[category.id],
-                       "gone": int(sum(1 for key, v in old_category.items() if v == category.id
-                                       and key not in new_cluster))})
+                       "pinned": pinned[category.id]})
     table.clustering = new.get("id")
-    return table, assignments, report
+    return table, assignments, {"movements": _movements(table, before, after), "bindings": report}
 
 
-def describe_rebinding(report: list) -> list:
-    """One line per category the user edited, e.g. "'alpha' -> cluster 3 (12 of 14 masks agree; 2 pinned)"."""
-    lines = []
-    for item in report:
-        if not item["edited"]:
+def _next_id(table: CategoryTable) -> int:
+    return max([c.id for c in table.categories], default=0) + 1
+
+
+def _placed_by_user(table: CategoryTable, category_id: int) -> bool:
+    """Whether masks of ``category_id`` end up in a category the user decided about (named, merged,
+    discarded, recoloured), where no re-run may add masks by guessing."""
+    by_id = table.by_id()
+    resolved = table.resolve(category_id)
+    return resolved is None or by_id[category_id].edited or by_id[resolved].edited
+
+
+def _review_category(table: CategoryTable) -> Category:
+    """The table's generated "to_review" category, made on first use."""
+    for category in table.categories:
+        if category.to_review and not category.edited:
+            return category
+    category = Category(_next_id(table), table.free_name("to_review"), to_review=True)
+    table.categories.append(category)
+    return category
+
+
+def _movements(table: CategoryTable, before: dict, after: dict) -> list:
+    """Per exported category (None: discarded), the masks it kept, gained and lost between two clusterings,
+    in resolved categories, as the export sees them."""
+    by_id = table.by_id()
+    entries: dict = {}
+
+    def entry(category_id):
+        if category_id not in entries:
+            category = by_id.get(category_id)
+            entries[category_id] = {"category": category_id,
+                                    "name": category.name if category else "discarded",
+                                    "edited": bool(category and category.edited), "to_review": bool(
+                                        category and category.to_review),
+                                    "kept": 0, "gained": {}, "lost": {}, "gone": 0, "new": 0}
+        return entries[category_id]
+
+    def name(category_id):
+        return by_id[category_id].name if category_id in by_id else "discarded"
+
+    for key, source in before.items():
+        if key not in after:
+            entry(source)["gone"] += 1
             continue
-        target = f"cluster {item['cluster'] + 1}" if item["cluster"] is not None else "no cluster"
-        extra = [f"{item['pinned']} kept by pin"] if item["pinned"] else []
-        extra += [f"{item['gone']} no longer proposed"] if item["gone"] else []
-        lines.append(f"'{item['name']}' -> {target} ({item['agree']} of {item['masks']} masks agree"
-                     + (f"; {'; '.join(extra)}" if extra else "") + ")")
+        target = after[key]
+        if target == source:
+            entry(source)["kept"] += 1
+        else:
+            lost, gained = entry(source)["lost"], entry(target)["gained"]
+            lost[name(target)] = lost.get(name(target), 0) + 1
+            gained[name(source)] = gained.get(name(source), 0) + 1
+    for key, target in after.items():
+        if key not in before:
+            entry(target)["new"] += 1
+    return [entries[k] for k in sorted(entries, key=lambda k: (k is None, k or 0))]
+
+
+def describe_rebinding(report: dict) -> list:
+    """One line per category whose masks changed or that the user edited, e.g.
+    "'alpha': 12 of 16 masks kept; lost 3 to 'to_review', 1 no longer proposed; gained 2 from 'cluster_3'"."""
+    def listed(counts: dict, word: str) -> str:
+        return ", ".join(f"{n} {word} '{name}'" if name != "discarded" else f"{n} {word} discarded"
+                         for name, n in sorted(counts.items(), key=lambda item: -item[1]))
+
+    lines = []
+    for item in (report or {}).get("movements", []):
+        lost = sum(item["lost"].values()) + item["gone"]
+        if not (item["edited"] or item["to_review"] or lost or item["gained"]):
+            continue
+        label = f"'{item['name']}'" if item["category"] is not None else "discarded masks"
+        parts = [f"{item['kept']} of {item['kept'] + lost} masks kept"]
+        losses = [listed(item["lost"], "to")] if item["lost"] else []
+        losses += [f"{item['gone']} no longer proposed"] if item["gone"] else []
+        parts += [f"lost {', '.join(losses)}"] if losses else []
+        parts += [f"gained {listed(item['gained'], 'from')}"] if item["gained"] else []
+        parts += [f"{item['new']} new"] if item["new"] else []
+        if item["to_review"]:
+            parts.append("the re-run could not place these without guessing: review them in the plugin "
+                         "or rename / merge the category")
+        lines.append(f"{label}: " + "; ".join(parts))
     return lines
 
 
-def adopt_clustering(project: Project, previous: Optional[dict], clusters: dict) -> list:
+def adopt_clustering(project: Project, previous: Optional[dict], clusters: dict) -> dict:
     """Write ``clusters`` as the project's clustering, re-binding the user's categories and pins to it.
 
     Order matters for a crash at any point: the previous clustering is kept (clusters.previous.json) before
@@ -352,7 +474,7 @@ def adopt_clustering(project: Project, previous: Optional[dict], clusters: dict)
         shutil.rmtree(project.predictions_dir, ignore_errors=True)
     atomic_write_json(project.clusters_path, clusters)
     if not (changed and user_state):
-        return []
+        return {}
     from engine.state.corrections import save_assignments, save_categories
 
     table = load_categories(project.root, previous)
@@ -379,8 +501,8 @@ def _with_keys(old: dict, new: dict) -> dict:
 def _previous_clusters(project: Project) -> Optional[dict]:
     path = project.root / "clusters.previous.json"
     try:
-        return read_json(path) if path.exists() else None
-    except (OSError, ValueError):
+        return read_clusters(path) if path.exists() else None
+    except (OSError, ValueError):  # damaged: the re-binding it would finish cannot be done; nothing is guessed
         return None
 
 

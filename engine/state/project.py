@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import socket
 import zipfile
 import zlib
@@ -19,6 +20,15 @@ import numpy as np
 
 from engine.atomic import ProjectFileError, atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporary_files
 from engine.masks import Proposals, SparseMasks, decode_rle, mask_box, mask_rle
+from engine.state.schema import (
+    check_project_config,
+    check_user_files,
+    plain_name,
+    read_clusters,
+    read_derived_or_none,
+    read_images,
+    rerun_hint,
+)
 
 SCHEMA_VERSION = 1
 
@@ -67,7 +77,7 @@ class Project:
         return self.root / "overview.png"
 
     def proposals_path(self, image_id: str) -> Path:
-        return self.proposals_dir / f"{image_id}.npz"
+        return self.proposals_dir / f"{plain_name(image_id, 'image id')}.npz"  # never outside proposals/
 
     @property
     def models_dir(self) -> Path:
@@ -86,7 +96,34 @@ class Project:
         return self.root / "filtering.json"
 
     def predictions_path(self, image_id: str) -> Path:
-        return self.predictions_dir / f"{image_id}.npz"
+        return self.predictions_dir / f"{plain_name(image_id, 'image id')}.npz"
+
+    @property
+    def predictions_staging_dir(self) -> Path:
+        return self.root / "predictions.partial"
+
+    def replace_predictions(self) -> None:
+        """The complete, stamped staging folder becomes predictions/ (two renames; a stop between them is
+        finished by :meth:`recover_predictions`, so the export never falls back to proposals unannounced)."""
+        replaced = self.root / "predictions.old"
+        shutil.rmtree(replaced, ignore_errors=True)
+        if self.predictions_dir.exists():
+            self.predictions_dir.rename(replaced)
+        self.predictions_staging_dir.rename(self.predictions_dir)
+        shutil.rmtree(replaced, ignore_errors=True)
+
+    def recover_predictions(self) -> bool:
+        """Finish a predictions swap that stopped between its two renames: predictions/ is gone and the staging
+        folder is complete (its stamp is written last). True when it did."""
+        staging = self.predictions_staging_dir
+        if self.predictions_dir.exists() or not (staging / "stamp.json").exists():
+            return False
+        try:
+            staging.rename(self.predictions_dir)
+        except OSError:  # another process finished it first
+            return self.predictions_dir.exists()
+        shutil.rmtree(self.root / "predictions.old", ignore_errors=True)
+        return True
 
     # -- state -------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -154,22 +191,23 @@ class Project:
         if not self.config_path.exists():
             raise FileNotFoundError(f"{self.root} is not a maskdistill project (no project.json). "
                                     "Create one with: maskdistill run IMAGE_FOLDER --project DIR")
-        config = read_json(self.config_path)
+        config = read_json(self.config_path, dict, "restore it from a copy, or run `maskdistill run IMAGE_FOLDER "
+                                                   f"--project {self.root}` to write it again")
         version = config.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ValueError(f"{self.config_path}: project schema version {version} is not supported by this "
                              f"version of maskdistill (schema {SCHEMA_VERSION}).")
-        return config
+        return check_project_config(self.config_path, config)
 
     def write_config(self, config: dict) -> None:
         atomic_write_json(self.config_path, {"schema_version": SCHEMA_VERSION, **config})
 
     def stable_coco_ids(self, relative_paths: list) -> dict:
         """COCO image ids (>= 1) that stay the same across runs: known images keep theirs, new ones append."""
-        known = {}
-        if self.images_path.exists():  # a plane of a stack is its own image: "stack.tif#3"
-            known = {plane_key(entry["relative_path"], entry.get("plane")): entry["coco_id"]
-                     for entry in read_json(self.images_path)}
+        # a damaged images.json is rebuilt by the run, which says so (schema.derived_file_notes)
+        entries = read_derived_or_none(read_images, self.images_path) or []
+        known = {plane_key(entry["relative_path"], entry.get("plane")): entry["coco_id"]  # a plane of a stack
+                 for entry in entries}                                                   # is its own image
         next_id = max(known.values(), default=0) + 1
         ids = {}
         for rel in relative_paths:
@@ -415,14 +453,7 @@ def open_project(project_dir) -> tuple:
     for path in (project.images_path, project.clusters_path):
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: the run that made {project.root} did not finish. Run "
-                                    f"`maskdistill run IMAGE_FOLDER --project {project.root}` again to complete it.")
-    entries, clusters = read_json(project.images_path), read_json(project.clusters_path)
-    redo = f"; run `maskdistill run IMAGE_FOLDER --project {project.root}` again to rebuild it"
-    if not isinstance(entries, list) or not entries:
-        raise ValueError(f"{project.images_path} lists no images{redo}")
-    if any(not isinstance(e, dict) or not {"image_id", "relative_path", "width", "height"} <= set(e) for e in entries):
-        raise ValueError(f"{project.images_path}: every image needs image_id, relative_path, width and height{redo}")
-    if not isinstance(clusters, dict) or not isinstance(clusters.get("masks"), list) \
-            or not isinstance(clusters.get("clusters"), list):
-        raise ValueError(f"{project.clusters_path}: expected an object with 'masks' and 'clusters'{redo}")
+                                    f"`{rerun_hint(project.root)}` again to complete it.")
+    entries, clusters = read_images(project.images_path), read_clusters(project.clusters_path)  # schema-checked
+    check_user_files(project.root)  # before any command uses them: a wrong value stops it before it writes
     return project, project_config, entries, clusters

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.atomic import read_json
+from engine.state.schema import read_images
 from engine.io.coco import coco_image_masks
 from engine.io.coco_reader import CocoFile
 from engine.state.corrections import (
@@ -63,6 +63,11 @@ def rename_category(project_dir, category_id: int, name: str) -> None:
 
     def edit(state):
         category = _category(state, category_id)
+        same = [c for c in state.table.categories if c.name == name.strip() and c.id != category.id
+                and c.merged_into is None and not c.discarded]
+        if same:  # trainers map classes by name: two categories of one name would become one class silently
+            raise ValueError(f"A category is already named {name.strip()!r}; merge into it instead "
+                             f"(the Categories tab, or engine.api.merge_categories), or choose another name.")
         category.name, category.user_named = name.strip(), True
     _edit_table(project_dir, edit)
 
@@ -250,7 +255,7 @@ def _import_checked(project: Project, coco: CocoFile, coco_path, replace: bool) 
     if not file_categories:
         raise ValueError(f"{coco_path} defines no categories; nothing was imported")
     defined = {c["id"] for c in file_categories}
-    entries = {e["relative_path"]: e for e in read_json(project.images_path)}
+    entries = {e["relative_path"]: e for e in read_images(project.images_path)}
     matched, unmatched, unannotated = [], [], []
     for file_name, hw, _, category_ids in coco_image_masks(coco):  # first the checks (every mask decodes)
         if file_name not in entries:
