@@ -172,3 +172,15 @@ def test_a_predictions_swap_stopped_between_its_renames_is_finished(distilled_pr
     assert (project / "predictions" / "stamp.json").exists() and not (project / "predictions.old").exists()
     after = json.loads((project / "annotations.json").read_text())
     assert [a["segmentation"] for a in after["annotations"]] == [a["segmentation"] for a in before["annotations"]]
+
+
+def test_split_parts_whose_masks_are_no_longer_proposed_are_named_in_the_run_report(folder, tmp_path):
+    project = tmp_path / "p"
+    config = dict(MECHANICS, proposals="ncut", max_masks=3, distill=False)
+    run(folder, project, RunConfig(**config))
+    largest = max(review.category_sizes(project).items(), key=lambda item: item[1])[0]
+    parts = review.split_category(project, largest, 2)
+    part_names = {c.name for c in load_categories(project).categories if c.id in set(parts)}
+    result = run(folder, project, RunConfig(**{**config, "input_size": 42}))  # other masks everywhere
+    said = [line for line in result.rebinding if "no longer proposed" in line]
+    assert {line.split("'")[1] for line in said} >= part_names, result.rebinding
