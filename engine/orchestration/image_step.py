@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from engine.atomic import ProjectFileError, read_json
+from engine.atomic import ProjectFileError
 from engine.io.images import ImageError, ImageOptions, load_image, pixel_hash
 from engine.method.backbones import get_backbone_spec
 from engine.method.clustering import box_crop, pooled_embeddings
@@ -24,6 +24,7 @@ from engine.method.features import FeatureCache, FeatureExtractor
 from engine.method.proposals import propose
 from engine.method.tiling import scale_for_object_size
 from engine.state.project import Project, load_image_proposals, plane_key, save_image_proposals
+from engine.state.schema import read_images
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def gather(discovery, outcomes: list) -> tuple:
 def previous_entries(project: Project) -> dict:
     """images.json of the previous run by image id ({} when there is none or it cannot be read)."""
     try:
-        return {e["image_id"]: e for e in read_json(project.images_path)} if project.images_path.exists() else {}
+        return {e["image_id"]: e for e in read_images(project.images_path)} if project.images_path.exists() else {}
     except (OSError, ValueError, TypeError, KeyError):
         return {}
 

@@ -31,7 +31,6 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.atomic import read_json
 from engine.state.corrections import (
     CorruptCorrectionError,
     ImageCorrection,
@@ -42,6 +41,7 @@ from engine.state.corrections import (
 )
 from engine.state.label_state import LabelState
 from engine.state.project import Project
+from engine.state.schema import read_clusters, read_images
 
 INDEX_NAME = "index.sqlite"
 FORMAT_VERSION = "1"  # bump when what an entry holds changes: older files are rebuilt
@@ -238,10 +238,10 @@ class ProjectIndex:
 
     def _reload(self, small: tuple) -> None:
         project = self.project
-        self.images = read_json(project.images_path, list) if project.images_path.exists() else []
+        self.images = read_images(project.images_path) if project.images_path.exists() else []
         clusters_stamp = small[1]
         if clusters_stamp != self._clusters_stamp:
-            self.clusters = (read_json(project.clusters_path, dict) if project.clusters_path.exists()
+            self.clusters = (read_clusters(project.clusters_path) if project.clusters_path.exists()
                              else {"clusters": [], "masks": []})
             self._clusters_stamp = clusters_stamp
         self.state = LabelState.load(project, self.clusters)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.atomic import read_json
 from engine.state.corrections import ImageCorrection
 from engine.state.label_state import LabelState
 from engine.state.project import Project
+from engine.state.schema import read_images
 from engine.state.review import _edit_correction
 
 MIN_OBJECT_PIXELS = 16  # a proposal with fewer free pixels than this is no object
@@ -89,7 +89,7 @@ def _free_part(mask: np.ndarray, labels: np.ndarray, point) -> np.ndarray:
 
 
 def _entry(project: Project, image_id: str) -> dict:
-    entry = next((e for e in read_json(project.images_path) if e["image_id"] == image_id), None)
+    entry = next((e for e in read_images(project.images_path) if e["image_id"] == image_id), None)
     if entry is None:
         raise KeyError(f"No image {image_id!r} in {project.images_path}")
     return entry
