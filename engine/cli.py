@@ -296,7 +296,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from engine.orchestration.pipeline import export_project
+    from engine.orchestration.project_commands import export_project  # torch-free: export runs no network
 
     summary = export_project(args.project, args.output, polygons=args.polygons, labels=args.labels,
                              label_format=args.label_format, source=args.source)
@@ -312,7 +312,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from engine.orchestration.pipeline import import_annotations
+    from engine.orchestration.project_commands import import_annotations  # torch-free
 
     summary = import_annotations(args.project, args.coco, replace=args.replace)
     print(f"imported masks for {summary['images']} images and {summary['categories']} categories")
@@ -339,7 +339,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from engine.orchestration.pipeline import feature_cache
+    from engine.orchestration.project_commands import feature_cache  # torch-free
 
     summary = feature_cache(args.project, prune=args.prune)
     pruned = summary["pruned"]
@@ -378,7 +378,7 @@ def cmd_info(args) -> int:
     for source, available, detail in describe_sources(spec):
         print(f"  [{'x' if available else ' '}] {source:<10} {detail}")
     if args.project is not None:
-        from engine.orchestration.pipeline import feature_cache
+        from engine.orchestration.project_commands import feature_cache
 
         print(f"project {args.project}: {describe_feature_cache(feature_cache(args.project))}")
     return 0

@@ -80,3 +80,38 @@ def test_import_replace_may_empty_them_after_the_backup(project, tmp_path, capsy
     assert "imported masks for 4 images" in out and "left as they were" not in out and "backed up in" in out
     assert cli.main(["export", "--project", str(project)]) == 0
     assert exported_per_image(project) == Counter({"astronaut.png": 1})
+
+
+# -- case 12: commands that run no network do not load torch ---------------------------------------------------
+LIGHT_COMMANDS = """
+import sys
+from engine.cli import main
+for args in COMMANDS:
+    try:
+        code = main(args)
+    except SystemExit as stop:  # --help and argument errors
+        code = stop.code
+    print('RESULT', code, 'torch' in sys.modules, flush=True)
+"""
+
+
+def test_export_import_cache_help_and_argument_errors_do_not_load_torch(project, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    source = tmp_path / "theirs.json"
+    source.write_text(json.dumps(coco_listing_every_image(project, "astronaut.png")))
+    commands = [["--help"], ["export", "--bogus"], ["distill", "--project"], ["import-coco", "--help"],
+                ["export", "--project", str(project)],
+                ["export", "--project", str(project), "--labels", str(tmp_path / "labels")],
+                ["import-coco", str(source), "--project", str(project)],
+                ["import-coco", str(tmp_path / "missing.json"), "--project", str(project)],
+                ["cache", "--project", str(project), "--prune"]]
+    code = f"COMMANDS = {commands!r}\n{LIGHT_COMMANDS}"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1], env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [line.split()[1:] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert [code for code, _ in results] == ["0", "2", "2", "0", "0", "0", "0", "2", "0"], done.stdout + done.stderr
+    assert [loaded for _, loaded in results] == ["False"] * len(commands), done.stdout

@@ -307,9 +307,9 @@ def _fake_export(project, output=None, **_):
 
 
 def test_a_read_only_project_is_an_error_not_a_traceback(tmp_path, monkeypatch, capsys):
-    import engine.orchestration.pipeline
+    import engine.orchestration.project_commands
 
-    monkeypatch.setattr(engine.orchestration.pipeline, "export_project", _fake_export)
+    monkeypatch.setattr(engine.orchestration.project_commands, "export_project", _fake_export)
     project = tmp_path / "project"
     project.mkdir()
     (project / "annotations.json").write_text("{}")
@@ -327,9 +327,9 @@ def test_a_read_only_project_is_an_error_not_a_traceback(tmp_path, monkeypatch, 
 
 
 def test_a_read_only_folder_for_real(tmp_path, monkeypatch, capsys):
-    import engine.orchestration.pipeline
+    import engine.orchestration.project_commands
 
-    monkeypatch.setattr(engine.orchestration.pipeline, "export_project", _fake_export)
+    monkeypatch.setattr(engine.orchestration.project_commands, "export_project", _fake_export)
     project = tmp_path / "project"
     project.mkdir()
     project.chmod(0o555)
@@ -355,12 +355,12 @@ def test_a_read_only_folder_for_real(tmp_path, monkeypatch, capsys):
     FileNotFoundError(2, "No such file or directory", "/p/images.json"),
 ])
 def test_file_errors_are_reported_with_rc_2(monkeypatch, capsys, tmp_path, error):
-    import engine.orchestration.pipeline
+    import engine.orchestration.project_commands
 
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(engine.orchestration.pipeline, "export_project", fail)
+    monkeypatch.setattr(engine.orchestration.project_commands, "export_project", fail)
     assert cli.main(["export", "--project", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("maskdistill: error: ") and "Traceback" not in err
@@ -370,14 +370,14 @@ def test_file_errors_are_reported_with_rc_2(monkeypatch, capsys, tmp_path, error
 
 
 def test_a_bad_coco_file_for_import_is_reported(monkeypatch, capsys, tmp_path):
-    import engine.orchestration.pipeline
+    import engine.orchestration.project_commands
     from engine.io.coco import iter_coco_images
 
     def importer(project, coco, replace=False):
         iter_coco_images(coco)
         raise AssertionError("a bad file must be refused")
 
-    monkeypatch.setattr(engine.orchestration.pipeline, "import_annotations", importer)
+    monkeypatch.setattr(engine.orchestration.project_commands, "import_annotations", importer)
     coco = tmp_path / "theirs.json"
     coco.write_text("[]")
     assert cli.main(["import-coco", str(coco), "--project", str(tmp_path)]) == 2
@@ -386,7 +386,7 @@ def test_a_bad_coco_file_for_import_is_reported(monkeypatch, capsys, tmp_path):
 
 
 def test_import_coco_passes_replace_and_prints_the_summary(monkeypatch, capsys, tmp_path):
-    import engine.orchestration.pipeline
+    import engine.orchestration.project_commands
 
     calls = []
 
@@ -399,7 +399,7 @@ def test_import_coco_passes_replace_and_prints_the_summary(monkeypatch, capsys, 
             summary.update(kept=["a.png", "b.png"], backup=None)
         return summary
 
-    monkeypatch.setattr(engine.orchestration.pipeline, "import_annotations", importer)
+    monkeypatch.setattr(engine.orchestration.project_commands, "import_annotations", importer)
     assert cli.main(["import-coco", "c.json", "--project", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "imported masks for 2 images and 3 categories" in out and "not in the project: x.png" in out

@@ -17,20 +17,25 @@ instead of to ``input_size`` and, when larger than one tile, run in overlapping 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from engine.atomic import atomic_write_bytes
 from engine.method.backbones import BackboneSpec, create_model, get_backbone_spec
-from engine.device import autocast_context, configure_cpu_threads, resolve_device, resolve_precision
 from engine.method.tiling import extract_tiled, resize_uint8, scaled_input_hw
-from engine.method.weights import WeightsInfo, load_into
+
+# torch (and engine.device / engine.method.weights, which import it) are imported by the extractor's methods:
+# the cache half of this module (ImageFeatures, FeatureCache) serves commands that run no network
+# (`maskdistill cache`, a click's prompt), and loading torch costs them seconds.
+if TYPE_CHECKING:
+    import torch
 
 FEATURE_FORMAT_VERSION = 1  # what the features are (part of the cache key: a change recomputes them)
 CACHE_FILE_FORMAT = 2  # how a cache file stores them (in the file: older formats are read, newer ones recomputed)
@@ -152,6 +157,8 @@ def preprocess(image: np.ndarray, spec: BackboneSpec, input_hw: tuple) -> torch.
 
 def normalise(pixels: np.ndarray, spec: BackboneSpec) -> torch.Tensor:
     """uint8 (..., h, w, 3) at network size -> normalised float tensor (..., 3, h, w)."""
+    import torch
+
     pixels = np.ascontiguousarray(pixels)
     if not pixels.flags.writeable:  # torch cannot wrap a read-only buffer (e.g. a memory-mapped image)
         pixels = pixels.copy()
@@ -163,9 +170,22 @@ def normalise(pixels: np.ndarray, spec: BackboneSpec) -> torch.Tensor:
 
 def _rotate_patches(x: torch.Tensor, rope, prefix: int, half: bool) -> torch.Tensor:
     """Eva's rotary embedding on the patch tokens of (B, heads, N, d), prefix tokens unrotated."""
+    import torch
     from timm.layers import apply_rot_embed_cat
 
     return torch.cat([x[:, :, :prefix], apply_rot_embed_cat(x[:, :, prefix:], rope, half=half)], dim=2).type_as(x)
+
+
+def _inference_mode(method):
+    """``torch.inference_mode()`` entered on each call: defining the class does not import torch."""
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        import torch
+
+        with torch.inference_mode():
+            return method(*args, **kwargs)
+
+    return call
 
 
 class FeatureExtractor:
@@ -181,6 +201,11 @@ class FeatureExtractor:
         tiles overlapping by ``tile_overlap`` pixels (default: a quarter tile), ``batch_size`` tiles at a
         time. Sizes are rounded to multiples of the patch. ``precision``: auto (mixed on GPUs, float32 on CPUs:
         engine.device.resolve_precision), float32 or bfloat16."""
+        import torch
+
+        from engine.device import configure_cpu_threads, resolve_device, resolve_precision
+        from engine.method.weights import load_into
+
         self.spec = get_backbone_spec(backbone)
         self.device = resolve_device(device)
         self.precision = resolve_precision(self.device, precision)
@@ -204,7 +229,7 @@ class FeatureExtractor:
                 model = create_model(self.spec)
         else:
             model = create_model(self.spec)
-        self.weights: WeightsInfo = load_into(model, self.spec, weights)
+        self.weights = load_into(model, self.spec, weights)  # engine.method.weights.WeightsInfo
         self.model = model.to(self.device).eval()
         self._qkv_output = None
         self._attn_input = None
@@ -253,6 +278,8 @@ class FeatureExtractor:
             q, k, _ = qkv.reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
             q, k = attn.q_norm(q), attn.k_norm(k)
             return q, k, k
+        import torch
+
         x, rope = self._attn_input
         b, n, _ = x.shape
         if attn.qkv is not None:
@@ -273,9 +300,11 @@ class FeatureExtractor:
         k_rot = _rotate_patches(k, rope, attn.num_prefix_tokens, half)
         return q_rot, k_rot, (k_rot if self.rope_keys else k)
 
-    @torch.inference_mode()
+    @_inference_mode
     def _forward(self, batch: torch.Tensor):
         """(B, 3, h, w) -> last-block keys, CLS attention row, final tokens."""
+        from engine.device import autocast_context
+
         with autocast_context(self.device, self.precision):
             tokens = self.model.forward_features(batch.to(self.device))
             attn = self.model.blocks[-1].attn
@@ -289,6 +318,8 @@ class FeatureExtractor:
 
     def extract(self, images: list) -> list:
         """Features for each image; same-sized inputs share a forward pass (tiles: one image at a time)."""
+        import torch
+
         if self.scale is not None:
             return [self.extract_scaled(image) for image in images]
         results = [None] * len(images)
@@ -350,9 +381,13 @@ class FeatureExtractor:
             cls_attention=np.asarray(cls_row, np.float32),
         )
 
-    @torch.inference_mode()
+    @_inference_mode
     def cls_embeddings(self, crops: list, size: int = 224) -> np.ndarray:
         """CLS token of each crop resized to ``size`` x ``size`` (the paper's clustering embedding)."""
+        import torch
+
+        from engine.device import autocast_context
+
         side = max(2, round(size / self.spec.patch_size)) * self.spec.patch_size
         out, step = [], self.batch_size * 4
         for start in range(0, len(crops), step):

@@ -1,0 +1,51 @@
+"""The steps over a finished project that run no network: export, import of a COCO file, the feature cache's
+size. Torch-free (engine.orchestration.pipeline loads torch), so `maskdistill export`, `import-coco` and
+`cache` start in a fraction of a second; pipeline re-exports them for callers that import them from there."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.io.export import export_coco, export_label_images
+from engine.state.project import open_project
+from engine.state.review import import_coco
+
+
+def export_project(project_dir, output=None, polygons: bool = False, labels=None, label_format: str = "png",
+                   source: str = "current") -> dict:
+    """COCO (and optionally label images) of a finished project, under its lock."""
+    project, project_config, entries, clusters = open_project(project_dir)
+    image_root = Path(project_config["image_root"])
+    path = Path(output) if output else project.annotations_path
+    with project.lock():
+        summary = {"path": str(path), "coco": export_coco(project, entries, clusters, image_root, source, path,
+                                                          polygons)}
+        if labels is not None:
+            summary["labels"] = export_label_images(project, entries, clusters, Path(labels), source, label_format)
+    return summary
+
+
+def import_annotations(project_dir, coco_path, replace: bool = False) -> dict:
+    """An existing COCO file's masks as the project's starting corrections (engine.state.review.import_coco): merged
+    with the user's work by default, or replacing it (after a backup) with ``replace``."""
+    open_project(project_dir)
+    return import_coco(project_dir, coco_path, replace=replace)
+
+
+def feature_cache(project_dir, prune: bool = False) -> dict:
+    """Size of the project's feature cache; with ``prune``, first delete the features no image of images.json
+    uses (images gone from the folder, runs with other settings) and rewrite older full-precision files in
+    the compact format. Returns {"files", "bytes", "images", "used_bytes" (the files the images use),
+    "mb_per_image", "older_files", "pruned"}."""
+    from engine.method.features import FeatureCache  # torch-free: the cache half of the module
+
+    project, _, entries, _ = open_project(project_dir)
+    cache = FeatureCache(project.features_dir)
+    used = {entry["feature_key"] for entry in entries}
+    pruned = None
+    if prune:
+        with project.lock():
+            pruned = cache.prune(used)
+    used_bytes = cache.size(used)["bytes"]
+    return {**cache.size(), "images": len(entries), "used_bytes": used_bytes,
+            "mb_per_image": used_bytes / 1e6 / len(entries), "older_files": len(cache.older_files()),
+            "pruned": pruned}
