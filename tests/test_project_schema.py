@@ -42,7 +42,9 @@ def _write(path: Path, document) -> Path:
     ("images.json", [{**IMAGE, "height": 0}], "[0].height", "must be at least 1"),
     ("images.json", [IMAGE, {**IMAGE, "relative_path": "b.jpg"}], "[1].image_id", "is used twice"),
     ("images.json", [], "the whole file", "lists no images"),
-    ("images.json", [{**IMAGE, "image_id": "../../x/evil"}], "[0].image_id", "contains '..'"),
+    ("images.json", [{**IMAGE, "image_id": "../../x/evil"}], "[0].image_id", "is not a plain file name"),
+    ("clusters.json", {"masks": [{"image_id": "..", "index": 0, "cluster": 0}], "clusters": [{"id": 0}]},
+     "masks[0].image_id", "is not a plain file name"),
     ("images.json", [{**IMAGE, "relative_path": "../../escaped.jpg"}], "[0].relative_path", "contains '..'"),
     ("images.json", [{**IMAGE, "relative_path": "/etc/passwd"}], "[0].relative_path", "is an absolute path"),
     ("images.json", [{**IMAGE, "relative_path": "C:\\x.jpg"}], "[0].relative_path", "is an absolute path"),
@@ -64,6 +66,7 @@ def _write(path: Path, document) -> Path:
      "must be at most 255"),
     ("categories.json", {"categories": [CATEGORY, CATEGORY]}, "[1].id", "is used twice"),
     ("assignments.json", {"by_mask": []}, "by_mask", "must be a JSON object, found []"),
+    ("assignments.json", {"version": 2, "by_mask": []}, "by_mask", "must be a JSON object, found []"),
     ("assignments.json", {"version": 2, "by_mask": {"img_1:ab": "3"}}, "by_mask.img_1:ab",
      'must be a whole number, found "3"'),
     ("assignments.json", {"version": 3, "by_mask": {}}, "version", "must be 2"),
@@ -212,9 +215,10 @@ def test_a_wrong_images_value_is_named(finished, tmp_path, capsys, document, fie
     assert f"maskdistill run {finished[0]} --project {copy}" in err  # the command that rebuilds it
 
 
-def test_assignments_of_the_wrong_type_are_named(finished, tmp_path, capsys):
+@pytest.mark.parametrize("document", [{"by_mask": []}, {"version": 2, "by_mask": []}])
+def test_assignments_of_the_wrong_type_are_named(finished, tmp_path, capsys, document):
     copy = _copy(finished[1], tmp_path)
-    _write(copy / "assignments.json", {"by_mask": []})
+    _write(copy / "assignments.json", document)
     _export_refused(capsys, copy, "assignments.json", "by_mask")
 
 
@@ -296,7 +300,7 @@ def test_an_escaping_image_id_writes_nothing_outside_the_project(finished, tmp_p
     with pytest.raises(UnsafePathError, match="image id '../../x/evil'"):
         review.set_image_masks(copy, "../../x/evil", mask, [1])
     assert not list(tmp_path.rglob("evil*"))
-    with pytest.raises(ProjectSchemaError, match=r"\[0\]\.image_id: contains '\.\.'"):
+    with pytest.raises(ProjectSchemaError, match=r"\[0\]\.image_id: is not a plain file name"):
         open_project(copy)
     err = _export_refused(capsys, copy, "images.json", "[0].image_id")
     assert not list(tmp_path.rglob("evil*")) and "Traceback" not in err
