@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._engine import call
+from . import _engine_calls as engine_calls
 from ._gallery import category_sizes, representative_crops
 from ._layers import category_colour, category_table
 
@@ -170,13 +170,14 @@ class CategoriesPanel(QWidget):
             label.setPixmap(QPixmap.fromImage(image.copy()))
 
     # -- operations --------------------------------------------------------------------------
-    def _apply(self, description: str, operation: str, *args, reload: bool = False) -> None:
-        """engine.api.<operation>(project, *args) in the queue, after the pending edits are saved."""
+    def _apply(self, description: str, operation, *args, reload: bool = False) -> None:
+        """``operation(project, *args)`` (one of _engine_calls' category functions) in the queue, after the
+        pending edits are saved."""
         if self.view.project_dir is None:
             self.status.setText("Open or run a project first.")
             return
         self.view.save()
-        self.tasks.submit(call, operation, self.view.project_dir, *args,
+        self.tasks.submit(operation, self.view.project_dir, *args,
                           on_done=lambda _: self._done(description, reload),
                           on_error=lambda message: self.status.setText(f"{description} failed: {message}"))
 
@@ -196,13 +197,13 @@ class CategoriesPanel(QWidget):
     def _name_edited(self, item) -> None:
         if not self._filling and item.column() == 1:
             category_id = int(self.table.item(item.row(), 0).text())
-            self._apply(f"Renamed {category_id} to {item.text()!r}.", "rename_category", category_id,
+            self._apply(f"Renamed {category_id} to {item.text()!r}.", engine_calls.rename_category, category_id,
                         item.text())
 
     def rename(self) -> None:
         category_id = self._one_selected()
         if category_id is not None:
-            self._apply(f"Renamed {category_id} to {self.name.text()!r}.", "rename_category", category_id,
+            self._apply(f"Renamed {category_id} to {self.name.text()!r}.", engine_calls.rename_category, category_id,
                         self.name.text())
 
     def merge(self) -> None:
@@ -211,22 +212,22 @@ class CategoriesPanel(QWidget):
         if into is None or not ids:
             self.status.setText("Select the categories to merge and the one to merge them into.")
             return
-        self._apply(f"Merged {ids} into {into}.", "merge_categories", ids, into)
+        self._apply(f"Merged {ids} into {into}.", engine_calls.merge_categories, ids, into)
 
     def split(self) -> None:
         category_id = self._one_selected()
         if category_id is not None:
-            self._apply(f"Split {category_id} into {self.parts.value()}.", "split_category", category_id,
+            self._apply(f"Split {category_id} into {self.parts.value()}.", engine_calls.split_category, category_id,
                         self.parts.value(), reload=True)
 
     def discard(self) -> None:
         for category_id in self.selected_ids():
-            self._apply(f"Discarded {category_id} ({self.discard_mode.currentText()}).", "discard_category",
+            self._apply(f"Discarded {category_id} ({self.discard_mode.currentText()}).", engine_calls.discard_category,
                         category_id, self.discard_mode.currentText())
 
     def restore(self) -> None:
         for category_id in self.selected_ids():
-            self._apply(f"Restored {category_id}.", "restore_category", category_id)
+            self._apply(f"Restored {category_id}.", engine_calls.restore_category, category_id)
 
     def recolour(self) -> None:
         category_id = self._one_selected()
@@ -234,5 +235,5 @@ class CategoriesPanel(QWidget):
             return
         colour = QColorDialog.getColor(QColor(*category_colour(self.view.table.by_id()[category_id])), self)
         if colour.isValid():
-            self._apply(f"Recoloured {category_id}.", "recolour_category", category_id,
+            self._apply(f"Recoloured {category_id}.", engine_calls.recolour_category, category_id,
                         (colour.red(), colour.green(), colour.blue()))

@@ -1,12 +1,12 @@
-"""The plugin's only way into the engine: ``engine.api``, imported on first use, in a worker.
+"""How the plugin reaches the engine: ``engine.api``, imported on first use, in a worker.
 
 Importing ``engine.api`` is instant and loads no torch; its names load their modules on first use. The run
 settings (``RunConfig``, ``setting``) and the backbone registry need no torch, so the Run panel builds its form
-from them on the GUI thread. Every other engine call goes through :func:`call` in the widget's task queue: the
-torch-free ones (category table, project index, saving an edit) run in the worker thread, and those that load
-torch (``engine.api.LOADS_TORCH``: run, retrain, split, one-click object, export ...) in the engine process
-(_engine_process.py), so torch is never loaded in napari's process: loading it holds the GIL long enough to
-freeze the window.
+from them on the GUI thread. The panels' engine calls are the typed functions of _engine_calls.py, run in the
+widget's task queue: the torch-free ones (category table, project index, saving an edit) in the worker thread,
+and those that load torch (``engine.api.LOADS_TORCH``: run, retrain, split, one-click object, export ...) in the
+engine process (_engine_process.py, started and stopped by the functions below), so torch is never loaded in
+napari's process: loading it holds the GIL long enough to freeze the window.
 
 triton (imported by torchvision) bundles its own LLVM; loading it after napari's canvas has loaded an
 LLVM-based OpenGL driver (Mesa llvmpipe, radeonsi) crashes the process with a segmentation fault. Should
@@ -33,23 +33,6 @@ def without_triton():
     finally:
         if "triton" in sys.modules and sys.modules["triton"] is None:
             del sys.modules["triton"]
-
-
-def call(name: str, *args, progress=None, cancel=None, **kwargs):
-    """``engine.api.<name>(*args, **kwargs)``, looked up when it runs: submit this to a worker, not the function
-    itself, so that resolving the function does not import the engine on the GUI thread. A function that loads
-    torch (``engine.api.LOADS_TORCH``) runs in the engine process (_engine_process.py), with ``progress`` and
-    ``cancel`` relayed; the others run here."""
-    import engine.api
-
-    if name in engine.api.LOADS_TORCH:
-        from ._engine_process import engine_process
-
-        return engine_process().call(name, *args, progress=progress, cancel=cancel, **kwargs)
-    if progress is not None:
-        kwargs["progress"] = progress
-    with without_triton():
-        return getattr(engine.api, name)(*args, **kwargs)
 
 
 def use_engine() -> None:

@@ -18,7 +18,7 @@ from napari.layers import Labels
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from ._engine import call
+from . import _engine_calls as engine_calls
 from ._layers import category_colour, category_table, features_table, label_colormap, load_image_data
 from ._tasks import error_message
 
@@ -73,8 +73,8 @@ def write_edit(edit: Edit, lock: threading.Lock) -> None:
     """The engine call behind an autosave (a worker, or the GUI thread in ``flush``); ``lock`` keeps a write
     that is still running in a worker from landing after a newer one written by ``flush``."""
     with lock:
-        call("set_image_labels", edit.project_dir, edit.image_id, edit.labels, edit.classes, edit.reviewed,
-             edit.scores)
+        engine_calls.set_image_labels(edit.project_dir, edit.image_id, edit.labels, edit.classes, edit.reviewed,
+                                      edit.scores)
 
 
 class ProjectView(QObject):

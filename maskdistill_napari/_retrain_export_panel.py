@@ -17,7 +17,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._engine import call
+from . import _engine_calls as engine_calls
 
 
 def suggested_export_path(project_dir) -> Path:
@@ -46,7 +46,7 @@ def masks_snapshot(project_dir) -> dict:
 def retrain_and_compare(project_dir, progress=None) -> dict:
     """Masks before and after a retrain: totals and the images whose masks changed (runs in a worker)."""
     before = masks_snapshot(project_dir)
-    summary = call("distill", project_dir, progress=progress)  # in the engine process
+    summary = engine_calls.distill(project_dir, progress=progress)  # in the engine process
     after = masks_snapshot(project_dir)
     changed = sorted(name for name in after if before.get(name) != after[name])
     return {"before": sum(n for n, _ in before.values()), "after": sum(n for n, _ in after.values()),
@@ -145,6 +145,6 @@ class RetrainExportPanel(QWidget):
 
     def _export(self, path, labels) -> None:
         self.export_result.setText("Exporting…" if not self.tasks.busy else "Exporting after the task in progress…")
-        self.tasks.submit(call, "export_project", self.view.project_dir, path, self.polygons.isChecked(), labels,
+        self.tasks.submit(engine_calls.export_project, self.view.project_dir, path, self.polygons.isChecked(), labels,
                           on_done=lambda summary: self.export_result.setText(describe_export(summary)),
                           on_error=lambda message: self.export_result.setText(f"Export failed: {message}"))

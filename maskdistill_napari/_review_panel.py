@@ -20,7 +20,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._engine import call
+from . import _engine_calls as engine_calls
 from ._objects_panel import ObjectsPanel
 
 
@@ -157,9 +157,9 @@ class ReviewPanel(QWidget):
         if position is not None:
             self.view.show(position, select_label=select or None)
 
-    def _object_action(self, operation: str, description: str, *args) -> None:
-        """engine.api.<operation>(project, image, selected object, *args), after pending edits are saved;
-        its undo record goes on the undo stack."""
+    def _object_action(self, operation, description: str, *args) -> None:
+        """``operation(project, image, selected object, *args)`` (one of _engine_calls' object edits), after
+        pending edits are saved; the undo record it returns goes on the undo stack."""
         data, instance_id = self.view.current, self.view.selected
         if data is None or not instance_id:
             self.status.setText("Select an object first: click its mask or its row in the table.")
@@ -171,20 +171,20 @@ class ReviewPanel(QWidget):
             self.undo_stack.append(undo)
             self.done.add((image_id, instance_id))
             self.status.setText(f"{description} object {instance_id}.")
-            self._reload(image_id, 0 if operation == "reject_object" else instance_id)
-        self.tasks.submit(call, operation, self.view.project_dir, image_id, instance_id, *args, on_done=done,
+            self._reload(image_id, 0 if operation is engine_calls.reject_object else instance_id)
+        self.tasks.submit(operation, self.view.project_dir, image_id, instance_id, *args, on_done=done,
                           on_error=self._failed(f"{description} object {instance_id}"))
 
     def reject_selected(self) -> None:
-        self._object_action("reject_object", "Rejected")
+        self._object_action(engine_calls.reject_object, "Rejected")
 
     def accept_selected(self) -> None:
-        self._object_action("accept_object", "Accepted")
+        self._object_action(engine_calls.accept_object, "Accepted")
 
     def set_category(self) -> None:
         category_id = self.category.currentData()
         if category_id is not None:
-            self._object_action("set_object_category", f"Category {category_id} for", int(category_id))
+            self._object_action(engine_calls.set_object_category, f"Category {category_id} for", int(category_id))
 
     def undo(self) -> None:
         if not self.undo_stack or self.view.project_dir is None:
@@ -202,7 +202,7 @@ class ReviewPanel(QWidget):
         def failed(message):
             self.undo_stack.append(record)
             self.status.setText(f"Undo failed: {message}")
-        self.tasks.submit(call, "restore_object", self.view.project_dir, record,
+        self.tasks.submit(engine_calls.restore_object, self.view.project_dir, record,
                           on_done=done, on_error=failed)
 
     # -- one-click objects -------------------------------------------------------------------
@@ -243,7 +243,7 @@ class ReviewPanel(QWidget):
                                 f"{category.name if category else 'category ' + str(undo['category'])}) in "
                                 f"{self.last_add_seconds * 1000:.0f} ms; Undo removes it.")
             self._reload(image_id, undo["instance_id"])
-        self.tasks.submit(call, "add_object", self.view.project_dir, image_id, category=self.new_object_category(),
+        self.tasks.submit(engine_calls.add_object, self.view.project_dir, image_id, category=self.new_object_category(),
                           on_done=done, on_error=self._failed("Adding an object"), **prompt)
 
     def accept_image(self) -> None:
@@ -257,7 +257,7 @@ class ReviewPanel(QWidget):
             self.done.update((image_id, k) for k in self.view.current["classes"])
             self.status.setText(f"Accepted {name}.")
             self._reload(image_id)
-        self.tasks.submit(call, "accept_image", self.view.project_dir, image_id, on_done=done,
+        self.tasks.submit(engine_calls.accept_image, self.view.project_dir, image_id, on_done=done,
                           on_error=self._failed("Accepting the image"))
 
     # -- the low-confidence queue ------------------------------------------------------------
@@ -276,7 +276,7 @@ class ReviewPanel(QWidget):
             return
         self.view.save()
         if self.queue is None:
-            self.tasks.submit(call, "low_confidence_objects", self.view.project_dir,
+            self.tasks.submit(engine_calls.low_confidence_objects, self.view.project_dir,
                               on_done=lambda found: self._got_queue(found, direction),
                               on_error=self._failed("Finding low-confidence masks"))
             return

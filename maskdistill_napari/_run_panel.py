@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._engine import call
+from . import _engine_calls as engine_calls
 
 FOLDER_TOOLTIPS = {  # the two folders are the run's arguments, not RunConfig settings
     "image_folder": "Folder of the images to annotate.",
@@ -100,7 +100,7 @@ def run_with_cancel(folder, project_dir, config, cancel: threading.Event, signal
     from engine.api import Cancelled
 
     try:
-        return call("run", folder, project_dir, config, progress=signal.changed.emit, cancel=cancel)
+        return engine_calls.run(folder, project_dir, config, progress=signal.changed.emit, cancel=cancel)
     except Cancelled as cancelled:  # not an error: returned (as text, not as an exception, which the worker
         return RunCancelled(str(cancelled))  # would re-raise), so napari shows no error notification
 
