@@ -270,6 +270,8 @@ def cmd_predict(args) -> int:
 
     summary = predict(args.project, None if args.quiet else _progress_bar())
     print(f"{summary['instances_predicted']} instances predicted in {summary['export']['images']} images")
+    for warning in summary["export"]["warnings"]:
+        print(f"  warning: {warning}")
     print(f"COCO annotations: {Path(args.project).resolve() / 'annotations.json'}")
     return 0
 
@@ -344,7 +346,9 @@ def cmd_cache(args) -> int:
     summary = feature_cache(args.project, prune=args.prune)
     pruned = summary["pruned"]
     if pruned is not None:
-        print(f"pruned {pruned['files']} files, compacted {pruned['compacted']} ({pruned['bytes'] / 1e6:.1f} MB freed)")
+        unreadable = pruned.get("unreadable") and f" ({pruned['unreadable']} unreadable: recomputed when next needed)"
+        print(f"pruned {pruned['files']} files{unreadable or ''}, compacted {pruned['compacted']} "
+              f"({pruned['bytes'] / 1e6:.1f} MB freed)")
     print(describe_feature_cache(summary))
     return 0
 

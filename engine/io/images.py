@@ -27,6 +27,7 @@ ignores the TIFF Orientation tag, and the header check and the decode must agree
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import operator
 import os
@@ -652,21 +653,51 @@ def _links_inside(path: Path, root: Path) -> bool:
     return path.is_symlink() and Path(os.path.realpath(path)).is_relative_to(root)
 
 
-def _walk(root: Path, recursive: bool, skipped: list):
+PROJECT_MARKERS = ("project.json", "images.json")  # a maskdistill project folder (engine.state.project)
+LABEL_EXPORT_INDEX = "instances.json"  # beside the label images of `maskdistill export --labels`
+
+
+def is_generated_folder(folder: Path) -> bool:
+    """A maskdistill project folder or a label-image export: its images (overview.png, label maps) are the
+    engine's outputs, and taking them for inputs would change the project on every run."""
+    folder = Path(folder)
+    if all((folder / name).is_file() for name in PROJECT_MARKERS):
+        return True
+    index = folder / LABEL_EXPORT_INDEX
+    if not index.is_file():
+        return False
+    try:  # a COCO file of the same name lists its images; a label export maps label file -> image
+        document = json.loads(index.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(document, dict) and isinstance(document.get("images"), dict) and "categories" in document
+
+
+def _real(path) -> str:
+    return os.path.realpath(path)
+
+
+def _walk(root: Path, recursive: bool, skipped: list, exclude: frozenset = frozenset()):
     """Yield candidate file paths; unlistable subfolders go to ``skipped``.
 
     Directory symlinks that point inside ``root`` are not followed (their files are found under their
     real path, so relative paths and ids do not depend on walk order); those pointing outside are
-    followed, but each real directory is visited once, so symlink loops terminate."""
+    followed, but each real directory is visited once, so symlink loops terminate. Paths in ``exclude``
+    (real paths of files and folders) and generated folders below ``root`` (:func:`is_generated_folder`)
+    are never entered or listed."""
     if not recursive:
         for entry in sorted(os.scandir(root), key=lambda e: e.name):
-            if _is_candidate(entry.name) and not entry.is_dir():
+            if _is_candidate(entry.name) and not entry.is_dir() and _real(entry.path) not in exclude:
                 yield Path(entry.path)
         return
 
     def onerror(exc):
         rel = Path(exc.filename).relative_to(root).as_posix() if exc.filename else "?"
         skipped.append(SkippedFile(rel + "/", f"cannot list folder ({exc.strerror or exc}). Check its permissions."))
+
+    def entered(folder: Path) -> bool:
+        return not (_is_hidden(folder.name) or _links_inside(folder, root) or _real(folder) in exclude
+                    or is_generated_folder(folder))
 
     seen = set()
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=True):
@@ -675,9 +706,9 @@ def _walk(root: Path, recursive: bool, skipped: list):
             dirnames[:] = []
             continue
         seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d) and not _links_inside(Path(dirpath) / d, root))
+        dirnames[:] = sorted(d for d in dirnames if entered(Path(dirpath) / d))
         for name in sorted(filenames):
-            if _is_candidate(name):
+            if _is_candidate(name) and _real(Path(dirpath) / name) not in exclude:
                 yield Path(dirpath) / name
 
 
@@ -691,13 +722,15 @@ def _check_root(folder) -> Path:
 
 
 def discover_images(folder, recursive: bool = False, planes: bool = False, channels=None, *,
-                    options=None) -> Discovery:
+                    options=None, exclude=()) -> Discovery:
     """List the supported images of ``folder`` (header checks only); bad files go to ``skipped``.
 
     ``planes``: a stack of Z planes gives Z records (same ``relative_path``, ``plane`` 0..Z-1, ids stable
     per file and plane) instead of a skip; a 2-D image gives one record with ``plane`` None either way.
     ``channels``: files without those channels are skipped with a reason (and files with 2 or 5+ channels
-    are accepted). ``options`` (ImageOptions) replaces both.
+    are accepted). ``options`` (ImageOptions) replaces both. ``exclude``: files and folders never listed (a
+    project's own outputs); with ``recursive``, maskdistill projects and label exports below ``folder`` are
+    never entered either.
     """
     if options is not None:
         if planes or channels is not None:
@@ -707,7 +740,7 @@ def discover_images(folder, recursive: bool = False, planes: bool = False, chann
     channels = _check_channels(channels)
     root = _check_root(folder)
     images, skipped = [], []
-    for path in _walk(root, recursive, skipped):
+    for path in _walk(root, recursive, skipped, frozenset(_real(p) for p in exclude)):
         rel = path.relative_to(root).as_posix()
         try:
             info = image_info(path)

@@ -86,13 +86,25 @@ class ImageFeatures:
                      "input_hw": tuple(int(v) for v in data["input_hw"])}
             if version == 1:  # every field at full (float16) precision
                 return cls(**sizes, keys=data["keys"], tokens=data["tokens"], cls_token=data["cls_token"],
-                           cls_attention=data["cls_attention"])
+                           cls_attention=data["cls_attention"])._checked()
             if version != CACHE_FILE_FORMAT:
                 raise ValueError(f"{path}: feature cache format {version}, this version reads up to "
                                  f"{CACHE_FILE_FORMAT}")
             tokens = dequantise_rows(data["tokens_q"].T, data["tokens_scale"], data["tokens_mean"])
             return cls(**sizes, keys=None, tokens=tokens, cls_token=data["cls_token"].astype(np.float32),
-                       cls_attention=None)
+                       cls_attention=None)._checked()
+
+    def _checked(self) -> "ImageFeatures":
+        """Self, when its arrays agree with its grid and hold numbers; a garbled file that still unzips raises."""
+        grid_h, grid_w = self.grid_hw
+        if self.tokens.ndim != 2 or len(self.tokens) != grid_h * grid_w or self.cls_token.shape != \
+                self.tokens.shape[1:]:
+            raise ValueError(f"tokens of shape {self.tokens.shape} for a {grid_h} x {grid_w} grid")
+        finite = all(np.isfinite(self.tokens[start:start + ROW_CHUNK]).all()  # a chunk at a time: large grids
+                     for start in range(0, len(self.tokens), ROW_CHUNK))
+        if not (finite and np.isfinite(self.cls_token).all()):
+            raise ValueError("tokens that are not finite numbers")
+        return self
 
 
 def stored_format(data) -> int:
@@ -413,13 +425,20 @@ class FeatureCache:
         return self.folder / key[:2] / f"{key}.npz"
 
     def get(self, key: str):
+        """The features of ``key``, or None when its file is missing or cannot be read (to be recomputed)."""
+        return self.read(key)[0]
+
+    def read(self, key: str) -> tuple:
+        """(features, problem): (ImageFeatures, None); (None, None) when there is no file; (None, "<file>:
+        why it cannot be read") for a truncated, emptied, garbled, foreign or newer-format file, which is
+        recomputed, never trusted."""
         path = self.path(key)
         if not path.exists():
-            return None
+            return None, None
         try:
-            return ImageFeatures.load(path)
-        except Exception:  # a torn, foreign or newer-format file is recomputed, never trusted
-            return None
+            return ImageFeatures.load(path), None
+        except Exception as error:  # anything np.load / zipfile / zlib raise on damage
+            return None, f"{path}: damaged feature cache file ({type(error).__name__}: {error})"
 
     def put(self, key: str, features: ImageFeatures) -> None:
         path = self.path(key)
@@ -440,21 +459,25 @@ class FeatureCache:
 
     def prune(self, keep: set) -> dict:
         """Delete cached features whose key is not in ``keep`` (images removed from the folder, or features of
-        other settings) and rewrite kept files of an older format in the compact one. Returns {"files":
-        removed, "compacted": rewritten, "bytes": freed by both}."""
+        other settings) and files that cannot be read (the next run recomputes them), and rewrite kept files of
+        an older format in the compact one. Returns {"files": removed, "unreadable": those of them removed as
+        unreadable, "compacted": rewritten, "bytes": freed by all}."""
         before = self.size()["bytes"]
-        removed = 0
+        removed = unreadable = 0
         for path in self.files():
-            if path.stem not in keep:
+            damaged = path.stem in keep and self.read(path.stem)[1] is not None
+            if path.stem not in keep or damaged:
                 path.unlink()
                 removed += 1
+                unreadable += damaged
         compacted = 0
         for path in self.older_files():
             features = self.get(path.stem)
             if features is not None:
                 features.save(path)
                 compacted += 1
-        return {"files": removed, "compacted": compacted, "bytes": before - self.size()["bytes"]}
+        return {"files": removed, "unreadable": unreadable, "compacted": compacted,
+                "bytes": before - self.size()["bytes"]}
 
 
 def file_format(path: Path):

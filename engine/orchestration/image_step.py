@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 
 from engine.atomic import ProjectFileError
-from engine.io.images import ImageError, ImageOptions, load_image, pixel_hash
+from engine.io.images import ImageError, ImageOptions, ImageSource, load_image, pixel_hash
 from engine.method.backbones import get_backbone_spec
 from engine.method.clustering import box_crop, pooled_embeddings
 from engine.method.features import FeatureCache, FeatureExtractor
 from engine.method.proposals import propose
 from engine.method.tiling import scale_for_object_size
-from engine.state.project import Project, load_image_proposals, plane_key, save_image_proposals
+from engine.state.project import (PROPOSALS_HINT, Project, load_image_proposals, plane_key,
+                                  save_image_proposals)
 from engine.state.schema import read_images
 
 
@@ -50,11 +51,13 @@ class ImageTask:
 
 @dataclass(frozen=True)
 class ImageOutcome:
-    """What a step made of one image: its images.json entry, or why it was skipped."""
+    """What a step made of one image: its images.json entry, or why it was skipped, and the damaged files of
+    the image it found and recomputed (one message each)."""
 
     index: int
     entry: Optional[dict] = None
     skipped: Optional[dict] = None  # {"relative_path", "reason"}: the file could not be decoded
+    notes: Optional[list] = None  # "<file>: damaged ...; recomputed"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,10 +76,27 @@ def image_tasks(project: Project, discovery) -> list:
             for index, record in enumerate(discovery.images)]
 
 
+def project_outputs(project: Project, image_root) -> list:
+    """What image discovery must skip so the project never takes its own files for inputs: the whole project
+    folder when it lies apart from the images (e.g. inside the image folder), or, when the images lie in the
+    project folder itself, everything the project writes there."""
+    if not Path(image_root).resolve().is_relative_to(project.root):
+        return [project.root]
+    root = project.root
+    return [project.overview_path, project.features_dir, project.proposals_dir, project.predictions_dir,
+            project.models_dir, root / "predictions.partial", root / "predictions.old", root / "corrections",
+            root / "backups"]
+
+
 def batches_of(tasks: list, size: int) -> list:
     """The tasks in consecutive batches of ``size``: every executor forwards exactly these batches, so
     same-sized images share the same forward passes (and give the same bits) however the work is spread."""
     return [tasks[start:start + size] for start in range(0, len(tasks), size)]
+
+
+def notes_of(outcomes: list) -> list:
+    """The outcomes' notes (damaged files recomputed), in the folder's order."""
+    return [note for outcome in sorted(outcomes, key=lambda o: o.index) for note in outcome.notes or ()]
 
 
 def gather(discovery, outcomes: list) -> tuple:
@@ -103,6 +123,31 @@ def build_extractor(config, device: str | None = None) -> FeatureExtractor:
                             config.batch_size, scale=scale, tile_size=config.tile_size, precision=config.precision)
 
 
+def repair_feature_cache(project: Project, project_config: dict, entries: list, config) -> list:
+    """Recompute, with the project's stored settings (``config``: its RunConfig), the cached features of the
+    images of ``entries`` whose file is missing or cannot be read, before a command that reads them all
+    (distill, predict). One message per file recomputed; raises ValueError when the image itself changed since
+    the run (its features would not fit the project's masks): then only a new run helps, and it says so."""
+    cache = FeatureCache(project.features_dir)
+    broken = []
+    for entry in entries:
+        features, problem = cache.read(entry["feature_key"])
+        if features is None:
+            broken.append((entry, problem or f"{cache.path(entry['feature_key'])}: missing from the feature cache"))
+    if not broken:
+        return []
+    extractor = build_extractor(config)
+    images = ImageSource.of_project(project_config)
+    for entry, _ in broken:
+        image = images.load(entry)
+        if extractor.cache_key(pixel_hash(image)) != entry["feature_key"]:
+            raise ValueError(f"{images.root / entry['relative_path']} changed since the last run, so the features "
+                             f"its masks were made from cannot be recomputed; run `maskdistill run {images.root} "
+                             f"--project {project.root}` to process it again")
+        cache.put(entry["feature_key"], extractor.extract([image])[0])
+    return [f"{problem} (image {entry['relative_path']}); recomputed" for entry, problem in broken]
+
+
 def _no_timer(stage: str):
     return contextlib.nullcontext()
 
@@ -120,14 +165,19 @@ class ProposalStep:
         self.extractor = extractor
         self.cache = FeatureCache(self.project.features_dir)
         self.timer = timer or _no_timer
+        self._damage: dict = {}  # task index -> {file: problem}, found while reading the image's files
 
     def __call__(self, tasks: list, on_done: Callable[[ImageOutcome], None] | None = None) -> list:
         """ImageOutcomes of ``tasks`` (in the order they finished: unchanged images first). ``on_done`` is
         called after each image, its files on disk; it may raise to stop (a cancel): what is done stays done."""
         on_done = on_done or (lambda outcome: None)
         outcomes, loaded = [], []
+        self._damage.clear()
 
         def finish(outcome: ImageOutcome) -> None:
+            found = self._damage.pop(outcome.index, {})
+            if found:
+                outcome = replace(outcome, notes=[f"{message}; recomputed" for message in found.values()])
             outcomes.append(outcome)
             on_done(outcome)
 
@@ -157,20 +207,36 @@ class ProposalStep:
             return None
         feature_key = self.extractor.cache_key(known["pixel_hash"])  # unchanged file: trust the stored hash
         hw = (known["height"], known["width"])
-        n_masks = reusable_mask_count(self.project.proposals_path(task.image_id),
-                                      self.config.proposal_key(feature_key), hw)
-        if n_masks is None or not self.cache.path(feature_key).exists():
+        n_masks = self._mask_count(task, self.config.proposal_key(feature_key), hw)
+        if n_masks is None or self._cached_features(task, feature_key) is None:
             return None
         return _entry(task, hw, known["pixel_hash"], stamp, feature_key, n_masks)
+
+    def _cached_features(self, task: ImageTask, feature_key: str):
+        """The cache's features of the image, or None (missing, or damaged: noted for the image)."""
+        features, problem = self.cache.read(feature_key)
+        if problem:
+            self._note_damage(task, self.cache.path(feature_key), problem)
+        return features
+
+    def _note_damage(self, task: ImageTask, path: Path, problem: str) -> None:
+        self._damage.setdefault(task.index, {})[path] = f"{problem} (image {task.relative_path})"
+
+    def _mask_count(self, task: ImageTask, key: str, image_hw: tuple):
+        """Mask count of the image's up-to-date proposals file (:func:`proposals_state`), or None; damage noted."""
+        path = self.project.proposals_path(task.image_id)
+        n_masks, problem = proposals_state(path, key, image_hw)
+        if problem:
+            self._note_damage(task, path, problem)
+        return n_masks
 
     def _load(self, task: ImageTask, stamp: list) -> tuple:
         image = load_image(Path(task.path), plane=task.plane, options=self.config.image_options)
         digest = pixel_hash(image)
         feature_key = self.extractor.cache_key(digest)
-        features = self.cache.get(feature_key)
-        if features is not None and not features.has_proposal_inputs and reusable_mask_count(
-                self.project.proposals_path(task.image_id), self.config.proposal_key(feature_key),
-                image.shape[:2]) is None:
+        features = self._cached_features(task, feature_key)
+        if features is not None and not features.has_proposal_inputs and self._mask_count(
+                task, self.config.proposal_key(feature_key), image.shape[:2]) is None:
             features = None  # the cache keeps no keys (engine.method.features): new proposals need a new pass
         return task, image, feature_key, features, digest, stamp
 
@@ -191,7 +257,7 @@ class ProposalStep:
         config = self.config
         key = config.proposal_key(feature_key)
         path = self.project.proposals_path(task.image_id)
-        n_masks = reusable_mask_count(path, key, image.shape[:2])
+        n_masks = self._mask_count(task, key, image.shape[:2])
         if n_masks is not None:
             return n_masks
         with self.timer("proposals"):
@@ -219,15 +285,17 @@ def file_stamp(path, options: ImageOptions) -> list:
     return [int(stat.st_size), int(stat.st_mtime_ns), hashlib.sha1(repr(options).encode()).hexdigest()[:8]]
 
 
-def reusable_mask_count(path: Path, key: str, image_hw: tuple):
-    """Mask count of an up-to-date, fully readable proposals file, or None when it must be (re)computed."""
+def proposals_state(path: Path, key: str, image_hw: tuple) -> tuple:
+    """(mask count or None, problem or None) of a proposals file: the count when it is up to date and fully
+    readable; the problem (naming the file) when it is damaged. Missing or stale: (None, None)."""
     if not path.exists():
-        return None
+        return None, None
     try:
-        proposals, _, stored_key = load_image_proposals(path, image_hw)
-    except (ProjectFileError, OSError):  # torn or garbled: recompute
-        return None
-    return len(proposals) if stored_key == key else None
+        proposals, _, stored_key = load_image_proposals(path, None)  # the size is checked below: stale, not damage
+    except (ProjectFileError, OSError) as error:  # torn or garbled: recompute
+        return None, str(error).removesuffix(f"; {PROPOSALS_HINT}")
+    fits = len(proposals) == 0 or tuple(proposals.masks.shape[1:]) == tuple(image_hw)
+    return (len(proposals) if stored_key == key and fits else None), None
 
 
 def embed(proposals, image, features, extractor: FeatureExtractor, embedding: str) -> np.ndarray:
