@@ -115,3 +115,56 @@ def test_export_import_cache_help_and_argument_errors_do_not_load_torch(project,
     results = [line.split()[1:] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert [code for code, _ in results] == ["0", "2", "2", "0", "0", "0", "0", "2", "0"], done.stdout + done.stderr
     assert [loaded for _, loaded in results] == ["False"] * len(commands), done.stdout
+
+
+# -- case 12: one run decodes a large image once ---------------------------------------------------------------
+@pytest.fixture()
+def counted_decodes(monkeypatch):
+    import engine.io.images
+
+    decoded = []
+    real = engine.io.images.load_image
+
+    def counting(path, *args, **kwargs):
+        decoded.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(engine.io.images, "load_image", counting)
+    return decoded
+
+
+def test_a_run_and_a_retrain_decode_a_large_image_once(tmp_path, counted_decodes):
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    from engine.orchestration.pipeline import RunConfig, distill, run
+
+    folder = tmp_path / "large"
+    folder.mkdir()
+    Image.fromarray(np.array(Image.fromarray(data.astronaut()).resize((3000, 3000)))).save(folder / "large.jpg")
+    project = tmp_path / "p"
+    run(folder, project, RunConfig(weights="random", input_size=56, num_classes=2, device="cpu"))
+    assert counted_decodes == ["large.jpg"]  # proposals, filtering, self-training, prediction, overview: one decode
+    counted_decodes.clear()
+    distill(project, device="cpu")
+    assert counted_decodes == ["large.jpg"]
+
+
+def test_decoding_once_reuses_only_the_same_bytes_and_ends_with_its_block(tmp_path, counted_decodes):
+    import numpy as np
+    from PIL import Image
+
+    from engine.io.images import decoding_once, load_image_once
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(path)
+    with decoding_once():
+        first = load_image_once(path)
+        assert load_image_once(path) is first and not first.flags.writeable
+        Image.fromarray(np.full((40, 60, 3), 9, np.uint8)).save(path)  # the file changed: decoded again
+        changed = load_image_once(path)
+        assert changed.shape == (40, 60, 3) and int(changed[0, 0, 0]) == 9
+    outside = load_image_once(path)
+    assert outside is not changed  # outside a block nothing is kept
+    assert counted_decodes == ["a.png"] * 3

@@ -163,9 +163,9 @@ def test_rerun_trusts_file_stamps_and_rereads_a_changed_file(folder, tmp_path, m
     project = tmp_path / "p"
     run(folder, project, RunConfig(**SMALL))
     decoded = []
-    real_load = engine.orchestration.image_step.load_image
-    monkeypatch.setattr(engine.orchestration.image_step, "load_image",
-                        lambda path, **kw: decoded.append(Path(path).name) or real_load(path, **kw))
+    real_load = engine.orchestration.image_step.load_image_once
+    monkeypatch.setattr(engine.orchestration.image_step, "load_image_once",
+                        lambda path, *a, **kw: decoded.append(Path(path).name) or real_load(path, *a, **kw))
     first = read_json(Project(project).images_path)
     run(folder, project, RunConfig(**SMALL))
     assert decoded == []  # nothing changed: no image decoded or hashed again
@@ -195,7 +195,7 @@ def test_import_coco_into_a_fresh_project(finished, folder, tmp_path):
     source.write_text(json.dumps(document))
     summary = review.import_coco(fresh, source)
     assert summary == {"images": 4, "unmatched": ["elsewhere.png"], "categories": len(exported["categories"]),
-                       "kept": [], "backup": None, "mode": "merge"}
+                       "kept": [], "unannotated": [], "backup": None, "mode": "merge"}
     from pycocotools.coco import COCO
     coco = COCO(str(source))
     by_name = {im["file_name"]: im["id"] for im in exported["images"]}

@@ -94,7 +94,7 @@ def test_ray_run_writes_the_local_runs_files(folder, tmp_path, monkeypatch):
         raise AssertionError("the Ray run decoded an image in the driver process")
 
     # the driver must not do the per-image work itself: its own decoder now fails, the actors' does not
-    monkeypatch.setattr(engine.orchestration.image_step, "load_image", decoded_on_the_driver)
+    monkeypatch.setattr(engine.orchestration.image_step, "load_image_once", decoded_on_the_driver)
     ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, object_store_memory=200 * 1024 ** 2,
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})  # the actors import this checkout's engine
     try:

@@ -26,11 +26,13 @@ ignores the TIFF Orientation tag, and the header check and the decode must agree
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import operator
 import os
+import threading
 import unicodedata
 import warnings
 from dataclasses import dataclass, field
@@ -768,14 +770,65 @@ class ImageSource:
     options: ImageOptions = field(default_factory=ImageOptions)
 
     def load(self, entry: dict) -> np.ndarray:
-        """The RGB uint8 image of an images.json entry (its plane, for a stack)."""
-        return load_image(Path(self.root) / entry["relative_path"], plane=entry.get("plane"), options=self.options)
+        """The RGB uint8 image of an images.json entry (its plane, for a stack); inside :func:`decoding_once`,
+        read-only and decoded once."""
+        return load_image_once(Path(self.root) / entry["relative_path"], entry.get("plane"), self.options)
 
     @classmethod
     def of_project(cls, project_config: dict) -> "ImageSource":
         """From project.json (``image_root`` and the run's ``image_options``)."""
         return cls(Path(project_config["image_root"]),
                    ImageOptions.from_dict(project_config.get("config", {}).get("image_options")))
+
+
+class _LastDecode:
+    """The last image decoded inside :func:`decoding_once`, with the key it was decoded for."""
+
+    lock = threading.Lock()
+    depth = 0  # open decoding_once blocks
+    key = None
+    image = None
+
+
+@contextlib.contextmanager
+def decoding_once():
+    """Within it, :func:`load_image_once` of the same file (same bytes on disk, plane and options) returns
+    the previous decode instead of decoding again. A run's steps each read its images (proposals, filtering,
+    self-training, prediction, overview): a 12,000 px image costs seconds and half a GB per decode. One image
+    is kept, the last one (each step goes through the images in turn, so an image that is the whole project
+    decodes once per run), and released when the block ends: never more than one extra image in memory."""
+    with _LastDecode.lock:
+        _LastDecode.depth += 1
+    try:
+        yield
+    finally:
+        with _LastDecode.lock:
+            _LastDecode.depth -= 1
+            if not _LastDecode.depth:
+                _LastDecode.key = _LastDecode.image = None
+
+
+def load_image_once(path, plane=None, options=None) -> np.ndarray:
+    """:func:`load_image` (``options``: ImageOptions), read-only and reused inside :func:`decoding_once`."""
+    options = _resolve(options, None, None)
+    if not _LastDecode.depth:
+        return load_image(path, plane=plane, options=options)
+    path = Path(path).absolute()
+    try:
+        stat = path.stat()
+    except OSError:
+        return load_image(path, plane=plane, options=options)  # raises the ImageError that names the problem
+    key = (str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino, plane, options)
+    with _LastDecode.lock:
+        if _LastDecode.key == key:
+            return _LastDecode.image
+        _LastDecode.key = _LastDecode.image = None  # the previous image is freed before this one is decoded
+    image = load_image(path, plane=plane, options=options)
+    image.flags.writeable = False  # shared by the steps: none may change it in place
+    with _LastDecode.lock:
+        if _LastDecode.depth:
+            _LastDecode.key, _LastDecode.image = key, image
+    return image
 
 
 def display_name(entry: dict) -> str:

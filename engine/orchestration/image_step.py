@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from engine.atomic import ProjectFileError
-from engine.io.images import ImageError, ImageOptions, ImageSource, load_image, pixel_hash
+from engine.io.images import ImageError, ImageOptions, ImageSource, load_image_once, pixel_hash
 from engine.method.backbones import get_backbone_spec
 from engine.method.clustering import box_crop, pooled_embeddings
 from engine.method.features import FeatureCache, FeatureExtractor
@@ -231,7 +231,7 @@ class ProposalStep:
         return n_masks
 
     def _load(self, task: ImageTask, stamp: list) -> tuple:
-        image = load_image(Path(task.path), plane=task.plane, options=self.config.image_options)
+        image = load_image_once(Path(task.path), task.plane, self.config.image_options)  # kept for later steps
         digest = pixel_hash(image)
         feature_key = self.extractor.cache_key(digest)
         features = self._cached_features(task, feature_key)

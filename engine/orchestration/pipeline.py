@@ -38,7 +38,7 @@ from engine.evaluation import ImagePrediction, LazyMapping, evaluate, open_groun
 from engine.device import resolve_device
 from engine.io.export import export_coco, iter_image_proposals, write_overview
 from engine.method.features import FeatureCache, FeatureExtractor
-from engine.io.images import ImageSource, discover_images
+from engine.io.images import ImageSource, decoding_once, discover_images
 from engine.state.label_state import LabelState, adopt_clustering, clustering_id, describe_rebinding
 from engine.masks import mask_identity
 from engine.state.project import (  # open_project: importable from here as before
@@ -385,7 +385,7 @@ def run(image_folder, project_dir, config: RunConfig | None = None, progress: Pr
         reasons = "; ".join(f"{s.relative_path}: {s.reason}" for s in discovery.skipped[:5])
         raise ValueError(f"No usable images in {discovery.root}." + (f" Skipped: {reasons}" if reasons else
                          " Supported: PNG, JPEG, TIFF, BMP, WebP."))
-    with Project(project_dir).lock() as project:
+    with Project(project_dir).lock() as project, decoding_once():  # each step reads the images: decode once
         return _run_locked(project, discovery, config, progress, timer, ray_address)
 
 
@@ -457,7 +457,7 @@ def distill(project_dir, progress: Progress | None = None, device: str = "auto",
     config = _stored_config(project_config, device=device, **overrides)
     timer = StageTimer()
     images = ImageSource.of_project(project_config)
-    with project.lock():
+    with project.lock(), decoding_once():
         repaired = repair_feature_cache(project, project_config, entries, config)
         summary = distill_project(project, entries, clusters, config, progress or no_progress, timer)
         summary["export"] = export_coco(project, entries, clusters, images.root)
@@ -476,7 +476,7 @@ def predict(project_dir, progress: Progress | None = None) -> dict:
         raise FileNotFoundError(f"{path} is missing; train it with: maskdistill distill --project {project.root}")
     head = load_head(path, feature_identity(project_config))
     images = ImageSource.of_project(project_config)
-    with project.lock():
+    with project.lock(), decoding_once():
         repaired = repair_feature_cache(project, project_config, entries, _stored_config(project_config))
         predicted = predict_project(project, entries, head, images, clusters, progress or no_progress)
         export = export_coco(project, entries, clusters, images.root)
