@@ -408,8 +408,10 @@ def _error_message(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror:
         names = [str(n) for n in (error.filename, error.filename2) if n is not None]
         return f"{' -> '.join(names)}: {error.strerror}" if names else error.strerror
-    if isinstance(error, KeyError) and error.args:
-        return str(error.args[0])
+    if isinstance(error, KeyError) and error.args:  # a bare key names nothing: say what it is
+        return (f"an entry {error.args[0]!r} that a project or input file should have (or refer to) is missing: "
+                "the file is damaged or from another program; restore it from a copy or backups/, or re-run "
+                "`maskdistill run`")
     return str(error) or type(error).__name__
 
 

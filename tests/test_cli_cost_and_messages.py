@@ -168,3 +168,43 @@ def test_decoding_once_reuses_only_the_same_bytes_and_ends_with_its_block(tmp_pa
     outside = load_image_once(path)
     assert outside is not changed  # outside a block nothing is kept
     assert counted_decodes == ["a.png"] * 3
+
+
+# -- case 11: messages name what is wrong and where ------------------------------------------------------------
+def test_a_foreign_head_file_names_the_file_and_the_real_project_without_torchs_advice(project, capsys):
+    import pickle
+
+    head = project / "models" / "head_final.pt"
+    head.parent.mkdir(exist_ok=True)
+    head.write_bytes(pickle.dumps({"state_dict": Counter(a=1)}))  # Python objects other than tensors
+    assert cli.main(["predict", "--project", str(project), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(head) in err and f"maskdistill distill --project {project.absolute()}" in err
+    assert "weights_only" not in err and "DIR" not in err and "Traceback" not in err
+
+
+def test_a_damaged_predictions_file_and_a_missing_project_name_the_real_project(project, tmp_path, capsys):
+    from engine.atomic import ProjectFileError
+    from engine.state.project import load_image_predictions
+
+    damaged = project / "predictions" / "img.npz"
+    damaged.parent.mkdir(exist_ok=True)
+    damaged.write_bytes(b"not an npz")
+    with pytest.raises(ProjectFileError) as raised:
+        load_image_predictions(damaged)
+    assert f"maskdistill predict --project {project.absolute()}" in str(raised.value)
+    assert cli.main(["export", "--project", str(tmp_path / "elsewhere")]) == 2
+    err = capsys.readouterr().err
+    assert f"--project {tmp_path / 'elsewhere'}" in err and "DIR" not in err
+
+
+def test_a_missing_entry_is_never_reported_as_a_bare_key(monkeypatch, tmp_path, capsys):
+    import engine.orchestration.project_commands
+
+    def missing_entry(*args, **kwargs):
+        return {}["a"]
+
+    monkeypatch.setattr(engine.orchestration.project_commands, "export_project", missing_entry)
+    assert cli.main(["export", "--project", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err != "maskdistill: error: a" and "'a'" in err and "missing" in err

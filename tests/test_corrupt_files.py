@@ -249,7 +249,7 @@ def test_garbled_weights_are_refused(head_file):
         load_head(path, IDENTITY)
     message = str(error.value)
     assert str(path) in message and "checksum" in message
-    assert "retrain with: maskdistill distill --project DIR" in message
+    assert f"retrain with: maskdistill distill --project {path.parent.parent}" in message
 
 
 def test_non_finite_weights_are_refused(head_file, tmp_path):
@@ -274,7 +274,7 @@ def test_unreadable_checkpoints_are_named(head_file, damage):
     with pytest.raises(ProjectFileError) as error:
         load_head(path, IDENTITY)
     message = str(error.value)
-    assert str(path) in message and "retrain with: maskdistill distill --project DIR" in message
+    assert str(path) in message and f"retrain with: maskdistill distill --project {path.parent.parent}" in message
 
 
 def test_an_old_format_is_refused_with_the_fix(head_file):

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import warnings
 import zipfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -227,7 +229,11 @@ def keep_by_image_threshold(quality: np.ndarray, image_index: np.ndarray, thresh
     return keep
 
 
-RETRAIN_HINT = "retrain with: maskdistill distill --project DIR"
+def retrain_hint(path) -> str:
+    """What to do about a head file: retrain the project that holds it (heads live in <project>/models/)."""
+    path = Path(path).absolute()
+    project = path.parent.parent if path.parent.name == "models" else "YOUR_PROJECT"
+    return f"retrain with: maskdistill distill --project {project}"
 
 
 def state_dict_sha256(state_dict: dict) -> str:
@@ -258,34 +264,39 @@ def load_head(path, expected_features: dict | None = None) -> PatchHead:
     garbled, tampered or non-finite one ProjectFileError (naming the file and how to retrain); one of another
     format version or trained on other features ValueError."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's warnings about a foreign pickle are for its developers
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
+    except pickle.UnpicklingError:  # torch's message advises weights_only=False: never, for a file in a project
+        raise ProjectFileError(f"{path}: not a segmentation head this program wrote (it holds Python objects "
+                               f"other than weights, so it is not loaded); {retrain_hint(path)}") from None
     except (OSError, RuntimeError, ValueError, EOFError, KeyError, TypeError, AttributeError, IndexError,
-            UnicodeDecodeError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+            UnicodeDecodeError, zipfile.BadZipFile) as error:
         detail = (str(error).strip().splitlines() or [""])[0][:200]
         raise ProjectFileError(f"{path}: not a readable segmentation head checkpoint ({type(error).__name__}"
-                               f"{': ' + detail if detail else ''}); {RETRAIN_HINT}") from None
+                               f"{': ' + detail if detail else ''}); {retrain_hint(path)}") from None
     if not isinstance(checkpoint, dict):
-        raise ProjectFileError(f"{path}: not a segmentation head checkpoint; {RETRAIN_HINT}")
+        raise ProjectFileError(f"{path}: not a segmentation head checkpoint; {retrain_hint(path)}")
     if checkpoint.get("format_version") != HEAD_FORMAT_VERSION:
         raise ValueError(f"{path}: segmentation head format {checkpoint.get('format_version')} is not supported "
-                         f"(expected {HEAD_FORMAT_VERSION}); {RETRAIN_HINT}")
+                         f"(expected {HEAD_FORMAT_VERSION}); {retrain_hint(path)}")
     state = checkpoint.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
-        raise ProjectFileError(f"{path}: damaged (no weights in the checkpoint); {RETRAIN_HINT}")
+        raise ProjectFileError(f"{path}: damaged (no weights in the checkpoint); {retrain_hint(path)}")
     if checkpoint.get("state_sha256") != state_dict_sha256(state):
         raise ProjectFileError(f"{path}: damaged (its weights do not match the checksum stored with them); "
-                               f"{RETRAIN_HINT}")
+                               f"{retrain_hint(path)}")
     if not all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point()):
-        raise ProjectFileError(f"{path}: damaged (its weights are not finite numbers); {RETRAIN_HINT}")
+        raise ProjectFileError(f"{path}: damaged (its weights are not finite numbers); {retrain_hint(path)}")
     if expected_features is not None and checkpoint.get("features") != expected_features:
         raise ValueError(f"{path} was trained on other features ({checkpoint.get('features')}) than the project's "
-                         f"({expected_features}); {RETRAIN_HINT}")
+                         f"({expected_features}); {retrain_hint(path)}")
     try:
         head = PatchHead(int(checkpoint["dim"]), int(checkpoint["num_classes"]), int(checkpoint["config"]["hidden"]))
         head.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise ProjectFileError(f"{path}: damaged (the weights do not fit the stored head layout: "
-                               f"{type(error).__name__}); {RETRAIN_HINT}") from None
+                               f"{type(error).__name__}); {retrain_hint(path)}") from None
     return head.eval()

@@ -190,7 +190,7 @@ class Project:
     def read_config(self) -> dict:
         if not self.config_path.exists():
             raise FileNotFoundError(f"{self.root} is not a maskdistill project (no project.json). "
-                                    "Create one with: maskdistill run IMAGE_FOLDER --project DIR")
+                                    f"Create one with: maskdistill run IMAGE_FOLDER --project {self.root}")
         config = read_json(self.config_path, dict, "restore it from a copy, or run `maskdistill run IMAGE_FOLDER "
                                                    f"--project {self.root}` to write it again")
         version = config.get("schema_version")
@@ -248,7 +248,9 @@ def save_image_proposals(path: Path, proposals, embeddings, config_key: str) -> 
 
 
 PROPOSALS_HINT = "delete it and re-run `maskdistill run` to recompute"
-PREDICTIONS_HINT = "delete it and run `maskdistill predict --project DIR` to recompute"
+def predictions_hint(path: Path) -> str:
+    """What to do about a damaged predictions file (<project>/predictions/<image>.npz)."""
+    return f"delete it and run `maskdistill predict --project {Path(path).absolute().parent.parent}` to recompute"
 # what np.load and the checks below raise on a truncated, garbled or incomplete .npz
 _NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, TypeError, IndexError, AttributeError, zipfile.BadZipFile,
                zlib.error, UnicodeDecodeError)
@@ -436,12 +438,13 @@ def load_image_predictions(path: Path) -> tuple:
     A truncated, garbled or incomplete file raises ProjectFileError naming it and what to do.
     """
     path = Path(path)
-    data = _read_npz(path, ("semantic", "rles", "classes", "scores"), "predictions", PREDICTIONS_HINT)
+    data = _read_npz(path, ("semantic", "rles", "classes", "scores"), "predictions", predictions_hint(path))
     semantic, rles, classes, scores = data["semantic"], data["rles"], data["classes"], data["scores"]
     n = len(rles) if rles.ndim == 1 else -1
     if semantic.ndim != 2 or classes.shape != (n,) or scores.shape != (n,):
-        raise ProjectFileError(f"{path}: damaged (its arrays disagree on the number of masks); {PREDICTIONS_HINT}")
-    masks = _rle_masks(path, rles, semantic.shape, PREDICTIONS_HINT)
+        raise ProjectFileError(f"{path}: damaged (its arrays disagree on the number of masks); "
+                               f"{predictions_hint(path)}")
+    masks = _rle_masks(path, rles, semantic.shape, predictions_hint(path))
     return semantic, masks, classes, scores
 
 
