@@ -15,7 +15,8 @@ Two parts, both scored class-agnostically with pycocotools (``useCats = 0``, AP 
   blur, Otsu threshold, hole filling, distance-transform watershed with seeds ``0.35 x`` the same diameter
   apart) runs on the same images in the same run. Both are scored by mask AP50; both rank their masks by
   solidity-based scores (the engine: mean foreground probability x solidity; the baseline: solidity).
-* **trees**: the ``deepforest`` source of real-dev (2 aerial tiles, 98 tree-crown boxes), the engine with
+* **trees**: the ``deepforest`` source of real-dev (2 aerial tiles, 98 tree-crown boxes; real-dev's own figures
+  leave them out, ``real_dev.DENSE_SOURCES``), the engine with
   ``proposals="dense"`` and ``object_size`` = ``TREE_CROWN_SIZE`` (one crown diameter for both tiles), scored
   by box AP50 (real_dev's loader and scoring), in total and per tile, beside a classical crown detector
   (:func:`classical_crowns`: excess green, Otsu, local maxima, watershed; settings from the crown size only).
@@ -397,14 +398,10 @@ def _trees(path: Path, out: Path, config, log) -> dict:
     if missing:
         log(missing)
         return {"skipped": missing}
-    truth = [t for t in real_dev.load_real_dev(path) if t.source == "deepforest"]
+    truth = [t for t in real_dev.load_ground_truth(path) if t.source in real_dev.DENSE_SOURCES]
     if not truth:
-        return {"skipped": f"{path} has no deepforest images"}
-    folder = out / "trees" / "images"
-    shutil.rmtree(folder.parent, ignore_errors=True)
-    folder.mkdir(parents=True)
-    for t in truth:
-        shutil.copy(path / "images" / t.file_name, folder / Path(t.file_name).name)
+        return {"skipped": f"{path} has no images of {', '.join(real_dev.DENSE_SOURCES)}"}
+    folder = real_dev.stage_images(path / "images", [t.file_name for t in truth], out / "trees" / "images")
     predictions, seconds = _engine_run(folder, out / "trees_project", config)
     predictions = real_dev._keyed(predictions, truth)
     scores = real_dev.score_images(truth, predictions)

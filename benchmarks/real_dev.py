@@ -5,8 +5,10 @@
 
 ``real-dev`` (default ``../shared/data/real-dev`` next to the repository; see its README) is one COCO file,
 ``ground_truth.json``, with two image-level fields: ``source`` (where the photo comes from) and ``annotation``
-(``mask``: instance masks; ``box``: boxes only). The engine runs twice on its images into one project folder
-(``OUT/project``; the second run reuses the features and proposals): with the default K (``num_classes=None``,
+(``mask``: instance masks; ``box``: boxes only). The images of ``DENSE_SOURCES`` (the two aerial tree tiles)
+are left out here: the dense section (benchmarks/dense.py) scores them with the dense proposals. The engine
+runs twice on the other images (copied to ``OUT/images``) into one project folder (``OUT/project``; the
+second run reuses the features and proposals): with the default K (``num_classes=None``,
 the silhouette's suggestion) and with the given K (the number of ground-truth classes that recur, i.e. are
 annotated in at least two images). Each run is scored at three stages:
 
@@ -14,7 +16,9 @@ annotated in at least two images). Each run is scored at three stages:
 * ``clustered``: the same masks with their pseudo-classes (adds the Hungarian mIoU);
 * ``final``: the distilled model's predictions (``predictions/``).
 
-Metrics, per source and in total (all class-agnostic except mIoU):
+Metrics, per source, in total (pooled over every image) and as the mean over the sources (``source_mean``: each
+source weighs alike); all class-agnostic except mIoU. The same scorer (:func:`score_project`) serves any folder of
+images with a COCO ground truth: benchmarks/domains.py scores the domain folders with it, class-agnostically.
 
 * ``corloc``: share of images whose highest-scoring mask has a tight box with IoU >= 0.5 with some ground-truth
   box (every image, box-only ones included);
@@ -34,7 +38,8 @@ Metrics, per source and in total (all class-agnostic except mIoU):
 ``seed_spread``: min / max / mean of each run's final figures and of the correction curve. ``make benchmark``
 uses the synthetic set's seeds (3).
 
-Results go to OUT/results.json (``quality.real`` of ``make benchmark``) and a table is printed.
+Results go to OUT/results.json (``quality.real`` of ``make benchmark``; the default run's stages at the top level
+and ``source_mean.<stage>.{corloc,box_ap50,mask_ap50}``) and a table is printed.
 """
 from __future__ import annotations
 
@@ -43,9 +48,12 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -63,6 +71,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REAL_DEV = REPO_ROOT.parent / "shared" / "data" / "real-dev"
 STAGES = ("proposals", "clustered", "final")
 IGNORE = -1
+# real-dev sources of dense small objects, scored by the dense section (benchmarks/dense.py) with the dense
+# proposals and left out of real-dev's run and figures: the two aerial tiles' 98 tree-crown boxes were 98 of
+# real-dev's 151 objects and decided its pooled box AP50
+DENSE_SOURCES = ("deepforest",)
 
 
 # ------------------------------------------------------------------------------------------- ground truth
@@ -80,18 +92,27 @@ class RealImage:
     masks: np.ndarray | None    # (n, H, W) bool, None for box-only images
 
 
-def real_dev_missing(path) -> str | None:
-    """Why ``path`` cannot be scored (a sentence), or None when it holds ground_truth.json and images/."""
+def ground_truth_missing(path, label: str) -> str | None:
+    """Why the folder ``path`` cannot be scored (a sentence starting with ``label``), or None when it holds
+    ground_truth.json and images/."""
     path = Path(path)
     if not (path / "ground_truth.json").is_file():
-        return f"real-dev skipped: {path / 'ground_truth.json'} not found"
+        return f"{label} skipped: {path / 'ground_truth.json'} not found"
     if not (path / "images").is_dir():
-        return f"real-dev skipped: {path / 'images'} not found"
+        return f"{label} skipped: {path / 'images'} not found"
     return None
 
 
-def load_real_dev(path) -> list:
-    """The images of ``path/ground_truth.json`` with boxes, classes and (for mask images) decoded masks."""
+def real_dev_missing(path) -> str | None:
+    return ground_truth_missing(path, "real-dev")
+
+
+def load_ground_truth(path, default_source: str = "unknown") -> list:
+    """The images of ``path/ground_truth.json`` (COCO) with boxes, classes and (for mask images) decoded masks.
+
+    An image's ``source`` and ``annotation`` fields are optional (real-dev has them; a plain COCO file such as a
+    domain folder's does not): ``default_source`` and ``mask`` stand in for them.
+    """
     document = json.loads((Path(path) / "ground_truth.json").read_text())
     by_image: dict = {}
     for ann in document["annotations"]:
@@ -119,9 +140,26 @@ def load_real_dev(path) -> list:
             boxes = np.array([bbox_xywh(m) for m in masks], float).reshape(-1, 4)
         else:
             boxes = np.array([a["bbox"] for a in anns], float).reshape(-1, 4)
-        images.append(RealImage(info["file_name"], str(info.get("source", "unknown")), kind, h, w, boxes,
+        images.append(RealImage(info["file_name"], str(info.get("source", default_source)), kind, h, w, boxes,
                                 np.array([int(a["category_id"]) for a in anns], int), masks))
     return images
+
+
+def stage_images(source: Path, file_names: list, folder: Path) -> Path:
+    """``folder`` holding copies of ``source``'s files ``file_names`` and nothing else (the engine runs on a
+    folder: this is how part of one is run); returns ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = {Path(name) for name in file_names}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.relative_to(folder) not in wanted:
+            path.unlink()
+    for name in wanted:
+        target = folder / name
+        if not target.exists() or target.stat().st_size != (Path(source) / name).stat().st_size:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(source) / name, target)
+    return folder
 
 
 def recurring_classes(images: list) -> list:
@@ -143,31 +181,56 @@ class StagePrediction:
     semantic: np.ndarray | None  # (H, W) int, 0 background, pseudo-class ids >= 1; None: class-agnostic
 
 
+class StagePredictions(Mapping):
+    """{image file name: StagePrediction}, each read from the project's files when asked for: a folder of
+    hundreds of images does not hold every image's masks in memory at once. Asking twice reads twice."""
+
+    def __init__(self, loaders: dict):
+        self._loaders = loaders  # {file name: () -> StagePrediction}
+
+    def __getitem__(self, name) -> StagePrediction:
+        return self._loaders[name]()
+
+    def __iter__(self):
+        return iter(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+
 def project_stages(project_dir) -> dict:
-    """{stage: {relative path: StagePrediction}} read from a finished project's files."""
+    """{stage: StagePredictions} of a finished project's files (read image by image when scored)."""
     project = Project(project_dir)
     entries = read_json(project.images_path)
     clusters = read_json(project.clusters_path)
     labels: dict = {}
     for m in clusters["masks"]:
         labels.setdefault(m["image_id"], {})[m["index"]] = m["cluster"] + 1
-    stages: dict = {stage: {} for stage in STAGES}
-    for entry in entries:
+
+    def proposals_of(entry, with_classes: bool) -> StagePrediction:
         hw = (entry["height"], entry["width"])
         proposals, _, _ = load_image_proposals(project.proposals_path(entry["image_id"]), hw)
-        classes = [labels[entry["image_id"]][i] for i in range(len(proposals))]
-        scores = np.asarray(proposals.scores, float)
+        semantic = None
+        if with_classes:
+            classes = [labels[entry["image_id"]][i] for i in range(len(proposals))]
+            semantic = paint_label_map(hw, proposals.masks, classes)
+        return StagePrediction(proposals.masks, np.asarray(proposals.scores, float), semantic)
+
+    def final_of(path) -> StagePrediction:
+        semantic, masks, _, pred_scores = load_image_predictions(path)
+        return StagePrediction(masks, np.asarray(pred_scores, float), semantic.astype(np.int64))
+
+    loaders: dict = {stage: {} for stage in STAGES}
+    for entry in entries:
         name = entry["relative_path"]
-        stages["proposals"][name] = StagePrediction(proposals.masks, scores, None)
-        stages["clustered"][name] = StagePrediction(proposals.masks, scores,
-                                                    paint_label_map(hw, proposals.masks, classes))
+        loaders["proposals"][name] = partial(proposals_of, entry, False)
+        loaders["clustered"][name] = partial(proposals_of, entry, True)
         path = project.predictions_path(entry["image_id"])
         if path.exists():
-            semantic, masks, _, pred_scores = load_image_predictions(path)
-            stages["final"][name] = StagePrediction(masks, np.asarray(pred_scores, float), semantic.astype(np.int64))
-    if not stages["final"]:
-        del stages["final"]
-    return stages
+            loaders["final"][name] = partial(final_of, path)
+    if not loaders["final"]:
+        del loaders["final"]
+    return {stage: StagePredictions(stage_loaders) for stage, stage_loaders in loaders.items()}
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -194,47 +257,73 @@ def _mask_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def _coco_ap50(images: list, predictions: dict, iou_type: str) -> float | None:
-    """Class-agnostic COCO AP at IoU 0.5 (``useCats = 0``); None without ground truth, 0.0 without detections."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+class CocoAp50:
+    """Class-agnostic COCO AP at IoU 0.5 (``useCats = 0``, COCO's 100 detections per image) of boxes and masks,
+    filled image by image (masks are kept as RLE, so a folder of hundreds of images fits in memory). Box AP
+    counts every image; mask AP only the mask images."""
 
-    doc_images, anns, results = [], [], []
-    for image_id, image in enumerate(images, start=1):
-        doc_images.append({"id": image_id, "file_name": image.file_name, "height": image.height,
-                           "width": image.width})
+    def __init__(self):
+        self.images: dict = {"bbox": [], "segm": []}
+        self.truth: dict = {"bbox": [], "segm": []}
+        self.found: dict = {"bbox": [], "segm": []}
+
+    def add(self, image: RealImage, masks: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> None:
+        image_id = len(self.images["bbox"]) + 1
+        kinds = ("bbox", "segm") if image.annotation == "mask" else ("bbox",)
+        for kind in kinds:
+            self.images[kind].append({"id": image_id, "file_name": image.file_name, "height": image.height,
+                                      "width": image.width})
         for i, box in enumerate(image.boxes):
-            ann = {"id": len(anns) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
-                   "bbox": [float(v) for v in box], "area": float(box[2] * box[3])}
-            if iou_type == "segm":
-                ann["segmentation"] = encode_rle(image.masks[i])
-                ann["area"] = float(image.masks[i].sum())
-            anns.append(ann)
-        prediction = predictions.get(image.file_name)
-        if prediction is None:
-            continue
-        for mask, score in zip(prediction.masks, prediction.scores):
+            record = {"image_id": image_id, "category_id": 1, "iscrowd": 0}
+            self.truth["bbox"].append({**record, "bbox": [float(v) for v in box], "area": float(box[2] * box[3])})
+            if "segm" in kinds:
+                self.truth["segm"].append({**record, "bbox": [float(v) for v in box],
+                                           "segmentation": encode_rle(image.masks[i]),
+                                           "area": float(image.masks[i].sum())})
+        for mask, box, score in zip(masks, boxes, scores):
             record = {"image_id": image_id, "category_id": 1, "score": float(score)}
-            if iou_type == "segm":
-                record["segmentation"] = encode_rle(mask)
-            else:
-                record["bbox"] = [float(v) for v in bbox_xywh(mask)]
-            results.append(record)
-    if not anns:
-        return None
-    if not results:
-        return 0.0
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
-        gt.dataset = {"images": doc_images, "annotations": anns, "categories": [{"id": 1, "name": "object"}]}
-        gt.createIndex()
-        dt = gt.loadRes(results)
-        evaluator = COCOeval(gt, dt, iouType=iou_type)
-        evaluator.params.useCats = 0
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return max(float(evaluator.stats[1]), 0.0)
+            self.found["bbox"].append({**record, "bbox": [float(v) for v in box]})
+            if "segm" in kinds:
+                self.found["segm"].append({**record, "segmentation": encode_rle(mask)})
+
+    def ap50(self, iou_type: str) -> float | None:
+        """None without ground truth, 0.0 without detections."""
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+
+        truth = [{**ann, "id": i} for i, ann in enumerate(self.truth[iou_type], start=1)]
+        if not truth:
+            return None
+        if not self.found[iou_type]:
+            return 0.0
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO()
+            gt.dataset = {"images": self.images[iou_type], "annotations": truth,
+                          "categories": [{"id": 1, "name": "object"}]}
+            gt.createIndex()
+            dt = gt.loadRes(self.found[iou_type])
+            evaluator = COCOeval(gt, dt, iouType=iou_type)
+            evaluator.params.useCats = 0
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        return max(float(evaluator.stats[1]), 0.0)
+
+
+def _masks_and_scores(image: RealImage, prediction: StagePrediction | None) -> tuple:
+    """(masks, tight xywh boxes, scores) of an image's prediction; empty where there is none."""
+    if prediction is None:
+        return np.zeros((0, image.height, image.width), bool), np.zeros((0, 4)), np.zeros(0)
+    boxes = np.array([bbox_xywh(m) for m in prediction.masks], float).reshape(-1, 4)
+    return prediction.masks, boxes, np.asarray(prediction.scores, float)
+
+
+def _coco_ap50(images: list, predictions: Mapping, iou_type: str) -> float | None:
+    """Class-agnostic COCO AP at IoU 0.5 of ``predictions`` on ``images`` (see :class:`CocoAp50`)."""
+    document = CocoAp50()
+    for image in images:
+        document.add(image, *_masks_and_scores(image, predictions.get(image.file_name)))
+    return document.ap50(iou_type)
 
 
 def _confusion(pairs: list, size: tuple) -> np.ndarray:
@@ -290,18 +379,20 @@ def miou_from_confusion(confusion: np.ndarray, matching: dict) -> tuple:
             {str(g): round(v, 4) for g, v in per_class.items()})
 
 
-def score_images(images: list, predictions: dict, matching: dict | None = None, confusion=None) -> dict:
-    """Every metric of the module docstring on ``images`` (one source or all) for one stage's predictions."""
+def score_images(images: list, predictions: Mapping, matching: dict | None = None, confusion=None) -> dict:
+    """Every metric of the module docstring on ``images`` (one source, all, or a domain folder) for one stage's
+    predictions; each image's predictions are read once."""
     hits, corloc_images = 0, 0
-    box_found, box_total, mask_found, mask_total = 0, 0, 0, 0
+    box_found, box_total, mask_found, mask_total, predicted = 0, 0, 0, 0, 0
+    document = CocoAp50()
     for image in images:
-        prediction = predictions.get(image.file_name)
-        masks = prediction.masks if prediction is not None else np.zeros((0, image.height, image.width), bool)
-        boxes = np.array([bbox_xywh(m) for m in masks], float).reshape(-1, 4)
+        masks, boxes, scores = _masks_and_scores(image, predictions.get(image.file_name))
+        document.add(image, masks, boxes, scores)
+        predicted += len(masks)
         if len(image.boxes):
             corloc_images += 1
             if len(masks):
-                top = int(np.argmax(prediction.scores))
+                top = int(np.argmax(scores))
                 hits += bool((_box_iou_matrix(boxes[top:top + 1], image.boxes) >= 0.5).any())
         box_total += len(image.boxes)
         if len(masks) and len(image.boxes):
@@ -310,17 +401,18 @@ def score_images(images: list, predictions: dict, matching: dict | None = None, 
             mask_total += len(image.masks)
             if len(masks) and len(image.masks):
                 mask_found += int((_mask_iou_matrix(masks, image.masks) >= 0.5).any(axis=0).sum())
-    mask_images = [image for image in images if image.annotation == "mask"]
+    has_mask_images = any(image.annotation == "mask" for image in images)
     result = {
         "images": len(images),
         "objects": box_total,
         "corloc": hits / corloc_images if corloc_images else None,
-        "box_ap50": _coco_ap50(images, predictions, "bbox"),
-        "mask_ap50": _coco_ap50(mask_images, predictions, "segm") if mask_images else None,
+        "box_ap50": document.ap50("bbox"),
+        "mask_ap50": document.ap50("segm") if has_mask_images else None,
         "box_recall50": box_found / box_total if box_total else None,
+        # every predicted mask counts (the engine keeps at most a few dozen per image: more than COCO's 100
+        # detections is never cut)
         "mask_recall50": mask_found / mask_total if mask_total else None,
-        "predicted_masks": int(sum(len(p.masks) for name, p in predictions.items()
-                                   if name in {i.file_name for i in images})),
+        "predicted_masks": predicted,
     }
     if matching is not None:  # a stage with pseudo-classes: mIoU, None where no mask image has them
         result["miou"], result["miou_objects"], result["per_class_iou"] = (
@@ -328,38 +420,65 @@ def score_images(images: list, predictions: dict, matching: dict | None = None, 
     return result
 
 
-def score_stage(images: list, predictions: dict, recurring: list) -> dict:
-    """{"total": metrics, "per_source": {source: metrics}} of one stage."""
-    semantic = any(p.semantic is not None for p in predictions.values())
+SOURCE_MEAN_METRICS = ("corloc", "box_ap50", "mask_ap50", "box_recall50", "mask_recall50")
+
+
+def _has_pseudo_classes(predictions: Mapping) -> bool:
+    """Whether a stage's predictions carry pseudo-classes (every image of a stage does alike: one is read)."""
+    first = next(iter(predictions.values()), None)
+    return first is not None and first.semantic is not None
+
+
+def source_mean(per_source: dict) -> dict:
+    """Each metric's mean over the sources that have it (every source weighs alike, whatever its image count);
+    None where none has it."""
+    means = {}
+    for metric in SOURCE_MEAN_METRICS:
+        values = [scores[metric] for scores in per_source.values() if scores.get(metric) is not None]
+        means[metric] = float(np.mean(values)) if values else None
+    return means
+
+
+def score_stage(images: list, predictions: Mapping, recurring: list | None, per_source: bool = True) -> dict:
+    """{"total": metrics, "per_source": {source: metrics}, "source_mean": {metric: mean over the sources}} of
+    one stage. ``recurring`` None: class-agnostic figures only (no mIoU); ``per_source`` False: "total" alone
+    (a single-source folder)."""
+    semantic = recurring is not None and _has_pseudo_classes(predictions)
     matching = per_image = total = None
     if semantic:
         matching, per_image, total = semantic_scores(images, predictions, recurring)
-    sources = sorted({image.source for image in images})
-    per_source = {}
-    for source in sources:
-        subset = [image for image in images if image.source == source]
-        confusion = None
-        if semantic:
-            confusion = sum((per_image[i.file_name] for i in subset if i.file_name in per_image),
-                            np.zeros_like(total))
-            confusion = confusion if confusion.any() else None
-        per_source[source] = score_images(subset, predictions, matching, confusion)
-    result = {"total": score_images(images, predictions, matching, total), "per_source": per_source}
+    result = {"total": score_images(images, predictions, matching, total)}
+    if per_source:
+        by_source = {}
+        for source in sorted({image.source for image in images}):
+            subset = [image for image in images if image.source == source]
+            confusion = None
+            if semantic:
+                confusion = sum((per_image[i.file_name] for i in subset if i.file_name in per_image),
+                                np.zeros_like(total))
+                confusion = confusion if confusion.any() else None
+            by_source[source] = score_images(subset, predictions, matching, confusion)
+        result["per_source"] = by_source
+        result["source_mean"] = source_mean(by_source)
     if semantic:
         result["matching"] = {str(p): int(g) for p, g in sorted(matching.items())}
     return result
 
 
-def _keyed(predictions: dict, images: list) -> dict:
-    """Predictions keyed by ground-truth file name (exact relative path, else the bare file name)."""
-    by_name = {Path(k).name: v for k, v in predictions.items()}
-    return {image.file_name: predictions.get(image.file_name, by_name.get(Path(image.file_name).name))
-            for image in images if image.file_name in predictions or Path(image.file_name).name in by_name}
+def _keyed(predictions: Mapping, images: list) -> StagePredictions:
+    """Predictions keyed by ground-truth file name (exact relative path, else the bare file name); nothing is
+    read until scored."""
+    by_name = {Path(k).name: k for k in predictions}
+    keys = {image.file_name: image.file_name if image.file_name in predictions
+            else by_name.get(Path(image.file_name).name) for image in images}
+    return StagePredictions({name: partial(predictions.__getitem__, key) for name, key in keys.items()
+                             if key is not None})
 
 
-def score_project(project_dir, images: list, recurring: list) -> dict:
-    """Every stage of a finished project, scored against ``images``."""
-    return {stage: score_stage(images, _keyed(predictions, images), recurring)
+def score_project(project_dir, images: list, recurring: list | None, per_source: bool = True) -> dict:
+    """Every stage of a finished project, scored against ``images`` (a folder of images and its COCO ground
+    truth: real-dev per source with mIoU, or a domain folder class-agnostically with ``recurring`` None)."""
+    return {stage: score_stage(images, _keyed(predictions, images), recurring, per_source)
             for stage, predictions in project_stages(project_dir).items()}
 
 
@@ -431,6 +550,7 @@ def correction_curve(project_dir, out, images: list, counts=CORRECTED_COUNTS, lo
 
 
 SPREAD_METRICS = ("corloc", "box_ap50", "mask_ap50", "miou")
+SOURCE_MEAN_SPREAD = ("corloc", "box_ap50", "mask_ap50")
 
 
 def _min_max_mean(values: list) -> dict | None:
@@ -446,8 +566,11 @@ def seed_spread(results: list) -> dict:
     (The ``segments`` proposals do not depend on the seed; clustering and the head's training do.)"""
     spread = {"seeds": [r["seed"] for r in results], "runs": {}, "corrections": {}}
     for label in results[0]["runs"]:
-        finals = [r["runs"][label].get("final", {}).get("total", {}) for r in results]
-        spread["runs"][label] = {m: _min_max_mean([final.get(m) for final in finals]) for m in SPREAD_METRICS}
+        finals = [r["runs"][label].get("final", {}) for r in results]
+        spread["runs"][label] = {m: _min_max_mean([final.get("total", {}).get(m) for final in finals])
+                                 for m in SPREAD_METRICS}
+        spread["runs"][label]["source_mean"] = {
+            m: _min_max_mean([final.get("source_mean", {}).get(m) for final in finals]) for m in SOURCE_MEAN_SPREAD}
     if all(r.get("corrections") for r in results):
         for k in results[0]["corrections"]["curve"]:
             spread["corrections"][k] = {m: _min_max_mean([r["corrections"]["curve"][k][m] for r in results])
@@ -471,7 +594,10 @@ def benchmark(real_dev, out, config=None, log=print, corrections_curve: bool = T
         log(missing)
         return {"skipped": missing, "path": str(real_dev)}
     config = config or RunConfig()
-    images = load_real_dev(real_dev)
+    every_image = load_ground_truth(real_dev)
+    images = [image for image in every_image if image.source not in DENSE_SOURCES]
+    moved = {source: n for source in DENSE_SOURCES if (n := sum(i.source == source for i in every_image))}
+    image_folder = stage_images(real_dev / "images", [image.file_name for image in images], out / "images")
     recurring = recurring_classes(images)
     categories = {c["id"]: c["name"] for c in json.loads((real_dev / "ground_truth.json").read_text())["categories"]}
     project = out / "project"
@@ -479,7 +605,7 @@ def benchmark(real_dev, out, config=None, log=print, corrections_curve: bool = T
     corrections = None
     for label, k in (("k_given", len(recurring)), ("k_suggested", None)):  # the default run last: the curve uses it
         start = time.perf_counter()
-        result = run(real_dev / "images", project, replace(config, num_classes=k))
+        result = run(image_folder, project, replace(config, num_classes=k))
         seconds = time.perf_counter() - start
         scores = score_project(project, images, recurring)
         runs[label] = {"num_classes": k, "k": result.clusters, "suggested_k": result.suggested_k,
@@ -497,11 +623,15 @@ def benchmark(real_dev, out, config=None, log=print, corrections_curve: bool = T
         "path": str(real_dev.resolve()),
         "images": len(images),
         "sources": {s: sum(i.source == s for i in images) for s in sorted({i.source for i in images})},
+        "moved_to_dense": moved,  # {source: images}: scored in quality.dense.trees, not here
         "recurring_classes": [categories.get(c, str(c)) for c in recurring],
         "k_given": len(recurring),
         "k_suggested": default["suggested_k"],
         "default_run": "k_suggested",
         **{stage: headline(default[stage]) for stage in STAGES if stage in default},
+        # every source weighs alike: a source with many images or objects no longer decides the figure
+        "source_mean": {stage: {m: default[stage]["source_mean"][m] for m in SOURCE_MEAN_SPREAD}
+                        for stage in STAGES if stage in default},
         "runs": {label: runs[label] for label in ("k_suggested", "k_given")},
         "corrections": corrections,
         "seed": config.seed,
@@ -528,7 +658,7 @@ def table(results: dict) -> str:
         lines.append(f"real-dev ({results['images']} images), {label}: K = {run_['k']} "
                      f"(given {results['k_given']}, suggested {run_['suggested_k']}), {run_['masks']} proposals")
         names = ["total", *results["sources"]]
-        width = max(len(f"{stage} {name}") for stage in STAGES for name in names) + 2
+        width = max(len(f"{stage} {name}") for stage in STAGES for name in [*names, "source mean"]) + 2
         lines.append(f"{'stage / source':<{width}}" + "".join(f"{c:>14}" for c in columns))
         for stage in STAGES:
             if stage not in run_:
@@ -536,6 +666,12 @@ def table(results: dict) -> str:
             for name in names:
                 row = run_[stage]["total"] if name == "total" else run_[stage]["per_source"][name]
                 lines.append(f"{stage + ' ' + name:<{width}}" + "".join(f"{_fmt(row.get(c)):>14}" for c in columns))
+            row = run_[stage].get("source_mean", {})
+            lines.append(f"{stage + ' source mean':<{width}}" + "".join(f"{_fmt(row.get(c)):>14}" for c in columns))
+        lines.append("")
+    if results.get("moved_to_dense"):
+        lines.append("scored in the dense section instead: " + ", ".join(
+            f"{source} ({n} images)" for source, n in results["moved_to_dense"].items()))
         lines.append("")
     if results.get("corrections"):
         lines.append(f"what a correction buys (default run; scored on the {len(results['corrections']['held_out'])} "
@@ -551,6 +687,8 @@ def table(results: dict) -> str:
                   "it are noise)", f"{'run':<14}" + "".join(f"{m:>14}" for m in SPREAD_METRICS)]
         for label, row in spread["runs"].items():
             lines.append(f"{label:<14}" + "".join(f"{cell(row[m]):>14}" for m in SPREAD_METRICS))
+            lines.append(f"{'  source mean':<14}" + "".join(
+                f"{cell(row['source_mean'].get(m)) if m in SOURCE_MEAN_SPREAD else '':>14}" for m in SPREAD_METRICS))
         if spread["corrections"]:
             lines.append(f"{'images corrected':<18}{'box_ap50':>14}{'mask_ap50':>14}")
             for k, row in spread["corrections"].items():

@@ -2,12 +2,18 @@
 
     .venv/bin/python -m benchmarks.run_benchmark [--out runs/benchmark] [--quality-images 60]
                                                  [--speed-images 50 200] [--device auto]
-                                                 [--real-dev PATH] [--dense-images 20] [--dense-size 512]
+                                                 [--real-dev PATH] [--domains PATH] [--dense-images 20]
+                                                 [--dense-size 512]
 
 Prints a table and writes OUT/results.json. Quality: a dataset generated from real photo pixels
 (benchmarks/synthetic.py) with ground-truth instances; each stage is scored with engine.evaluation.
 Real images: the 13 annotated photos of real-dev (benchmarks/real_dev.py; default ../shared/data/real-dev
-next to the repository), scored per source into ``quality.real``; skipped, with a message, when absent.
+next to the repository), scored per source into ``quality.real`` (pooled and as the mean over the sources);
+skipped, with a message, when absent.
+Domain folders: every folder of ``--domains`` (default ../shared/data/domains; benchmarks/domains.py), each run
+with the default settings and scored per stage, class-agnostically, with real-dev's scorer, over the same seeds,
+into ``quality.domains.<name>.<stage>.{corloc,box_ap50,mask_ap50,mask_recall50}`` and
+``quality.domains.<name>.seed_spread``; skipped, with a message, when absent.
 Dense objects: benchmarks/dense.py (generated cells, engine vs Otsu + watershed, and real-dev's tree tiles)
 into ``quality.dense`` (``--dense-images`` images, at most ``--quality-images``; 0 skips it).
 Speed: each size runs in a fresh subprocess so that its peak RSS is its own.
@@ -26,7 +32,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from benchmarks import dense, real_dev  # noqa: E402
+from benchmarks import dense, domains, real_dev  # noqa: E402
 from benchmarks.synthetic import CATEGORIES, write_dataset  # noqa: E402
 from engine.atomic import atomic_write_json, read_json  # noqa: E402
 from engine.orchestration.pipeline import RunConfig, evaluate_project, run  # noqa: E402
@@ -164,6 +170,8 @@ def table(results: dict) -> str:
     text = "\n".join(f"{a:<{width}}  {b:>8}  {c}" for a, b, c in rows)
     if "real" in q:
         text += "\n\n" + real_dev.table(q["real"])
+    if "domains" in q:
+        text += "\n\n" + domains.table(q["domains"])
     if "dense" in q and "skipped" not in q["dense"]:
         text += "\n\n" + dense.table(q["dense"])
     return text
@@ -184,6 +192,9 @@ def main(argv=None) -> int:
     parser.add_argument("--real-dev", type=Path, default=real_dev.DEFAULT_REAL_DEV,
                         help="real-dev folder (ground_truth.json, images/) scored into quality.real; "
                              "skipped when absent (default: ../shared/data/real-dev)")
+    parser.add_argument("--domains", type=Path, default=domains.DEFAULT_DOMAINS,
+                        help="folder of domain folders (images/, ground_truth.json) scored into quality.domains; "
+                             "skipped when absent (default: ../shared/data/domains)")
     parser.add_argument("--dense-images", type=int, default=20,
                         help="generated cell images of the dense section (at most --quality-images; 0: skip)")
     parser.add_argument("--dense-size", type=int, default=512, help="side of the generated cell images")
@@ -198,6 +209,8 @@ def main(argv=None) -> int:
     results = {"config": asdict(config), "quality": quality(args.out, args.quality_images, config, args.seeds)}
     results["quality"]["real"] = real_dev.benchmark(args.real_dev, args.out / "real",
                                                     replace(config, num_classes=None, seed=0), seeds=args.seeds)
+    results["quality"]["domains"] = domains.benchmark(args.domains, args.out / "domains",
+                                                      replace(config, num_classes=None, seed=0), seeds=args.seeds)
     dense_images = min(args.dense_images, args.quality_images)
     results["quality"]["dense"] = (
         dense.benchmark(args.out / "dense", dense_images, args.dense_size, args.weights, args.device, args.real_dev)

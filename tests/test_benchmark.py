@@ -12,7 +12,7 @@ from PIL import Image
 from skimage import data
 
 from benchmarks import real_dev
-from benchmarks.real_dev import RealImage, StagePrediction, load_real_dev, recurring_classes, score_stage
+from benchmarks.real_dev import RealImage, StagePrediction, load_ground_truth, recurring_classes, score_stage
 from benchmarks.run_benchmark import main
 from engine.evaluation import ImagePrediction, ImageTruth, evaluate
 from engine.masks import encode_rle
@@ -99,6 +99,17 @@ def test_perfect_predictions_score_one_everywhere():
     assert scores["per_source"]["street"]["miou"] == pytest.approx(1.0)
 
 
+def test_the_source_mean_weighs_every_source_alike():
+    # the aerial source's 3 trees are all found, the street source's 4 objects are not: pooled recall 3 / 9,
+    # mean over the sources (aerial 1, shelf 0, street 0) 1 / 3; mask recall: no aerial masks, so 0
+    trees_only = {k: v for k, v in PERFECT_MASKS.items() if k.startswith("aerial")}
+    scores = score_stage(IMAGES, predict(trees_only), RECURRING)
+    assert scores["total"]["box_recall50"] == pytest.approx(3 / 9)
+    mean = scores["source_mean"]
+    assert mean["corloc"] == pytest.approx(1 / 3) and mean["box_recall50"] == pytest.approx(1 / 3)
+    assert mean["mask_ap50"] == 0.0 and mean["mask_recall50"] == 0.0  # over the two sources with masks
+
+
 def test_no_predictions_score_zero():
     empty = {name: [] for name in PERFECT_MASKS}
     total = score_stage(IMAGES, predict(empty), RECURRING)["total"]
@@ -165,7 +176,7 @@ def test_miou_matches_engine_evaluation_with_the_same_ignored_pixels():
 
 def test_load_real_dev_reads_masks_boxes_and_sources(tmp_path):
     folder = write_real_dev(tmp_path / "real-dev")
-    images = load_real_dev(folder)
+    images = load_ground_truth(folder)
     assert [i.annotation for i in images] == ["mask", "mask", "box"]
     assert [i.source for i in images] == ["photos", "photos", "aerial"]
     first = images[0]
@@ -175,11 +186,18 @@ def test_load_real_dev_reads_masks_boxes_and_sources(tmp_path):
     assert recurring_classes(images) == [1]
 
 
-def write_real_dev(folder: Path) -> Path:
-    """A three-image real-dev folder in the documented format: two mask images, one box-only image."""
+def write_real_dev(folder: Path, dense_tile: bool = False) -> Path:
+    """A three-image real-dev folder in the documented format: two mask images, one box-only image; with
+    ``dense_tile`` a fourth, box-only image of a dense source (real-dev's figures leave it to the dense section)."""
     (folder / "images").mkdir(parents=True)
     crops = [data.astronaut()[60:156, 150:246], data.chelsea()[40:136, 100:196], data.coffee()[100:196, 200:296]]
     names = ["a.png", "b.png", "c.png"]
+    sources, kinds = ["photos", "photos", "aerial"], ["mask", "mask", "box"]
+    if dense_tile:
+        crops.append(data.rocket()[0:96, 0:96])
+        names.append("tile.png")
+        sources.append(real_dev.DENSE_SOURCES[0])
+        kinds.append("box")
     for name, pixels in zip(names, crops):
         Image.fromarray(pixels).save(folder / "images" / name)
     shape = (96, 96)
@@ -188,12 +206,13 @@ def write_real_dev(folder: Path) -> Path:
     for image_id, (mask, cls) in ((1, (obj, 1)), (1, (other, 2)), (2, (obj, 1))):
         annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cls, "iscrowd": 0,
                             "segmentation": encode_rle(mask), "area": int(mask.sum()), "bbox": box_of(mask)})
-    for box in ([5, 5, 20, 20], [50, 50, 30, 30]):
-        annotations.append({"id": len(annotations) + 1, "image_id": 3, "category_id": 3, "iscrowd": 0,
-                            "segmentation": None, "area": box[2] * box[3], "bbox": box})
+    for image_id in range(3, len(names) + 1):
+        for box in ([5, 5, 20, 20], [50, 50, 30, 30]):
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 3, "iscrowd": 0,
+                                "segmentation": None, "area": box[2] * box[3], "bbox": box})
     document = {
         "images": [{"id": i + 1, "file_name": n, "width": 96, "height": 96, "source": s, "annotation": a}
-                   for i, (n, s, a) in enumerate(zip(names, ["photos", "photos", "aerial"], ["mask", "mask", "box"]))],
+                   for i, (n, s, a) in enumerate(zip(names, sources, kinds))],
         "annotations": annotations,
         "categories": [{"id": 1, "name": "thing"}, {"id": 2, "name": "once"}, {"id": 3, "name": "tree"}],
     }
@@ -207,12 +226,22 @@ def in_range(value) -> bool:
 
 
 def test_real_dev_script_end_to_end_on_a_tiny_folder(tmp_path, capsys):
-    folder = write_real_dev(tmp_path / "real-dev")
+    folder = write_real_dev(tmp_path / "real-dev", dense_tile=True)
     out = tmp_path / "out"
     assert real_dev.main(["--out", str(out), "--real-dev", str(folder), "--weights", "random",
                           "--input-size", "56", "--seeds", "2"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["images"] == 3 and results["sources"] == {"aerial": 1, "photos": 2}
+    # the dense tile is left to the dense section: not run, not scored here
+    assert results["moved_to_dense"] == {real_dev.DENSE_SOURCES[0]: 1}
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["a.png", "b.png", "c.png"]
+    for stage in ("proposals", "clustered", "final"):
+        assert set(results["source_mean"][stage]) == {"corloc", "box_ap50", "mask_ap50"}
+        per_source = results[stage]["per_source"]
+        assert results["source_mean"][stage]["corloc"] == pytest.approx(
+            (per_source["aerial"]["corloc"] + per_source["photos"]["corloc"]) / 2)
+        assert results["source_mean"][stage]["mask_ap50"] == per_source["photos"]["mask_ap50"]  # aerial: none
+    assert set(results["seed_spread"]["runs"]["k_suggested"]["source_mean"]) == {"corloc", "box_ap50", "mask_ap50"}
     assert results["seed"] == 0 and json.loads((out / "seed-1" / "results.json").read_text())["seed"] == 1
     spread = results["seed_spread"]
     assert spread["seeds"] == [0, 1] and set(spread["runs"]) == {"k_suggested", "k_given"}
@@ -236,7 +265,8 @@ def test_real_dev_script_end_to_end_on_a_tiny_folder(tmp_path, capsys):
     assert not set(results["corrections"]["held_out"]) & set(curve["4"]["corrected"])
     printed = capsys.readouterr().out
     assert "final photos" in printed and "proposals aerial" in printed and "k_given" in printed
-    assert "what a correction buys" in printed and "seed spread" in printed
+    assert "what a correction buys" in printed and "seed spread" in printed and "final source mean" in printed
+    assert f"scored in the dense section instead: {real_dev.DENSE_SOURCES[0]} (1 images)" in printed
 
 
 def test_the_simulated_reviewer_takes_sources_in_turn_and_the_category_on_screen():
@@ -273,7 +303,8 @@ def test_seed_spread_gives_each_final_metric_and_curve_point_its_range_over_seed
 def test_benchmark_writes_every_documented_key_and_skips_absent_real_dev(tmp_path, capsys):
     missing = tmp_path / "no-real-dev"
     assert main(["--out", str(tmp_path), "--quality-images", "4", "--speed-images", "4", "--seeds", "2",
-                 "--weights", "random", "--input-size", "56", "--proposals", "seed", "--real-dev", str(missing)]) == 0
+                 "--weights", "random", "--input-size", "56", "--proposals", "seed", "--real-dev", str(missing),
+                 "--domains", str(tmp_path / "no-domains")]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     quality = results["quality"]
     assert [r["seed"] for r in quality["per_seed"]] == [0, 1]
@@ -285,6 +316,7 @@ def test_benchmark_writes_every_documented_key_and_skips_absent_real_dev(tmp_pat
         seeds = [r["clustering" if stage == "clustering" else stage].get(key) for r in quality["per_seed"]]
         assert quality[stage][key] == pytest.approx(sum(seeds) / len(seeds), abs=1e-4)  # the mean of the seeds
     assert quality["real"]["skipped"].startswith("real-dev skipped") and str(missing) in quality["real"]["skipped"]
+    assert quality["domains"]["skipped"] == f"domain folders skipped: {tmp_path / 'no-domains'} not found"
     (run,) = results["speed"]["runs"]
     assert run["images"] == 4 and run["retrain_predict_images"] == 4
     assert run["backbone_forward_s"] > 0 and run["retrain_predict_100_s"] > 0
@@ -301,7 +333,7 @@ def test_benchmark_writes_every_documented_key_and_skips_absent_real_dev(tmp_pat
     assert results["memory"]["peak_rss_mb_4"] > 100
     assert results["targets"]["engine_over_backbone_max"] == 1.25
     printed = capsys.readouterr().out
-    assert "final mIoU" in printed and "real-dev skipped" in printed
+    assert "final mIoU" in printed and "real-dev skipped" in printed and "domain folders skipped" in printed
 
 
 # ------------------------------------------------------------------------------------- dense (benchmarks/dense.py)
@@ -371,3 +403,75 @@ def test_dense_benchmark_end_to_end_writes_the_documented_keys(tmp_path, capsys)
     assert results["cells"]["objects"] >= 100 and results["distill"] is False
     printed = capsys.readouterr().out
     assert "classical mask AP50" in printed and "engine mask AP50" in printed
+
+
+# ------------------------------------------------------------------------------- domains (benchmarks/domains.py)
+
+
+def write_domain(folder: Path) -> Path:
+    """A three-image domain folder as the domains README describes it: images/ and a plain COCO ground truth
+    (one category, RLE masks, no source or annotation fields)."""
+    (folder / "images").mkdir(parents=True)
+    crops = [data.chelsea()[40:136, 100:196], data.astronaut()[60:156, 150:246], data.coffee()[100:196, 200:296]]
+    shape = (96, 96)
+    objects = {"cat_a.png": [rect(20, 50, 10, 50, shape), rect(60, 90, 60, 90, shape)],
+               "cat_b.jpg": [rect(10, 80, 20, 70, shape)], "cat_c.png": [rect(5, 30, 5, 30, shape)]}
+    document = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}]}
+    for image_id, ((name, masks), pixels) in enumerate(zip(objects.items(), crops), start=1):
+        Image.fromarray(pixels).save(folder / "images" / name)
+        document["images"].append({"id": image_id, "file_name": name, "width": 96, "height": 96})
+        for mask in masks:
+            document["annotations"].append({"id": len(document["annotations"]) + 1, "image_id": image_id,
+                                            "category_id": 1, "iscrowd": 0, "segmentation": encode_rle(mask),
+                                            "area": int(mask.sum()), "bbox": box_of(mask)})
+    (folder / "ground_truth.json").write_text(json.dumps(document))
+    return folder
+
+
+def test_the_domain_scorer_gives_one_for_the_ground_truth_and_zero_for_nothing(tmp_path):
+    folder = write_domain(tmp_path / "domains" / "cats")
+    images = load_ground_truth(folder, default_source="cats")
+    assert [i.source for i in images] == ["cats"] * 3 and [i.annotation for i in images] == ["mask"] * 3
+    truth = {i.file_name: StagePrediction(i.masks, np.linspace(1.0, 0.5, len(i.masks)), None) for i in images}
+    scores = score_stage(images, truth, recurring=None, per_source=False)
+    assert set(scores) == {"total"}  # one folder, class-agnostic: no per-source split, no mIoU
+    for key in ("corloc", "box_ap50", "mask_ap50", "box_recall50", "mask_recall50"):
+        assert scores["total"][key] == pytest.approx(1.0), key
+    assert scores["total"]["objects"] == 4 and "miou" not in scores["total"]
+    # one of the two cats of cat_a missed, a wrong mask on top in cat_c
+    wrong = rect(60, 96, 60, 96, (96, 96))
+    partial = {**truth, "cat_a.png": StagePrediction(images[0].masks[:1], np.ones(1), None),
+               "cat_c.png": StagePrediction(np.stack([wrong, images[2].masks[0]]), np.array([0.9, 0.1]), None)}
+    total = score_stage(images, partial, recurring=None, per_source=False)["total"]
+    assert total["corloc"] == pytest.approx(2 / 3) and total["mask_recall50"] == pytest.approx(3 / 4)
+    nothing = score_stage(images, {}, recurring=None, per_source=False)["total"]
+    assert all(nothing[key] == 0.0 for key in ("corloc", "box_ap50", "mask_ap50", "mask_recall50"))
+
+
+def test_domains_script_end_to_end_writes_the_documented_keys(tmp_path, capsys):
+    from benchmarks import domains
+
+    write_domain(tmp_path / "domains" / "cats")
+    (tmp_path / "domains" / "notes").mkdir()  # a folder without ground truth is not a domain
+    out = tmp_path / "out"
+    assert domains.main(["--domains", str(tmp_path / "domains"), "--out", str(out), "--seeds", "2", "--limit", "2",
+                         "--weights", "random", "--input-size", "56"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results) == ["cats"]
+    cats = results["cats"]
+    assert cats["images"] == 2 and cats["objects"] == 3 and cats["limit"] == 2
+    assert sorted(p.name for p in (out / "cats" / "images").iterdir()) == ["cat_a.png", "cat_b.jpg"]
+    for stage in ("proposals", "clustered", "final"):
+        for key in ("corloc", "box_ap50", "mask_ap50", "mask_recall50"):
+            assert in_range(cats[stage][key]) and cats[stage][key] is not None, (stage, key)
+        row = cats["seed_spread"][stage]["mask_ap50"]
+        assert row["min"] <= cats[stage]["mask_ap50"] <= row["max"]
+    assert cats["seed_spread"]["seeds"] == [0, 1] and [r["seed"] for r in cats["per_seed"]] == [0, 1]
+    printed = capsys.readouterr().out
+    assert "domain cats (2 images, 3 objects)" in printed and "spread" in printed
+    # one folder alone, and an absent path skipped with a message
+    assert domains.main(["--domains", str(tmp_path / "domains" / "cats"), "--out", str(tmp_path / "one"),
+                         "--limit", "1", "--weights", "random", "--input-size", "56"]) == 0
+    assert list(json.loads((tmp_path / "one" / "results.json").read_text())) == ["cats"]
+    assert domains.benchmark(tmp_path / "absent", tmp_path / "none", log=lambda _: None)["skipped"].startswith(
+        "domain folders skipped")

@@ -1,0 +1,174 @@
+"""Domain folders: real single-domain folders (hundreds of images of one kind), scored class-agnostically.
+
+    .venv/bin/python -m benchmarks.domains [--domains PATH] [--out runs/benchmark-domains] [--seeds N]
+                                           [--limit N] [--device auto] [--weights FILE|random] [--input-size N]
+
+``--domains`` (default ``../shared/data/domains`` next to the repository; see its README) is a folder of domain
+folders, or one domain folder itself; a domain folder holds ``images/`` and ``ground_truth.json`` (COCO, instance
+masks; categories are ignored). Absent, it is skipped with a message. The engine runs on each folder with the given
+settings (``make benchmark``: the defaults, K suggested) into ``OUT/<name>/project``, once per seed (the later
+seeds reuse the features and proposals; clustering and the head's training change), and each stage is scored
+with real-dev's scorer (benchmarks/real_dev.py, :func:`real_dev.score_project`), class-agnostically:
+
+* ``proposals``: the proposal masks by their proposal score; ``clustered``: the same masks after clustering (the
+  same figures while clustering keeps every mask and its score); ``final``: the distilled model's predictions;
+* ``corloc`` (top mask's box at IoU >= 0.5 with some object's box), ``box_ap50`` and ``mask_ap50`` (COCO, useCats
+  0), ``box_recall50`` / ``mask_recall50`` (share of annotated objects some predicted box / mask matches at IoU >=
+  0.5, every predicted mask counted: large groups are only partly annotated, so a right mask can count as a false
+  positive in AP but never in recall).
+
+``--limit N`` runs on the first N images (by file name) only, copied to ``OUT/<name>/images``.
+
+JSON (``OUT/results.json``; ``quality.domains`` of ``make benchmark``): ``<name>.<stage>.{corloc, box_ap50,
+mask_ap50, box_recall50, mask_recall50, ...}`` of the first seed, ``<name>.seed_spread`` (``seeds`` and
+``<stage>.<metric>.{min, max, mean}`` over every seed), ``<name>.per_seed``; or ``{"skipped": reason}``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from benchmarks import real_dev  # noqa: E402
+from engine.atomic import atomic_write_json, read_json  # noqa: E402
+
+DEFAULT_DOMAINS = real_dev.REPO_ROOT.parent / "shared" / "data" / "domains"
+METRICS = ("corloc", "box_ap50", "mask_ap50", "box_recall50", "mask_recall50")
+
+
+def domain_folders(path) -> list:
+    """The domain folders under ``path`` (sorted by name), or ``[path]`` when it is one itself."""
+    path = Path(path)
+    if (path / "ground_truth.json").is_file():
+        return [path]
+    if not path.is_dir():
+        return []
+    return [folder for folder in sorted(path.iterdir())
+            if folder.is_dir() and real_dev.ground_truth_missing(folder, folder.name) is None]
+
+
+def _run_images(folder: Path, images: list, out: Path, limit: int | None) -> Path:
+    """The folder the engine runs on: the domain's own images/, or the first ``limit`` copied to OUT/images."""
+    if limit is None:
+        return folder / "images"
+    return real_dev.stage_images(folder / "images", [image.file_name for image in images], out / "images")
+
+
+def spread(per_seed: list) -> dict:
+    """``seeds`` and min / max / mean of each stage's metrics over the seeds' scores."""
+    result = {"seeds": [entry["seed"] for entry in per_seed]}
+    for stage in real_dev.STAGES:
+        if all(stage in entry for entry in per_seed):
+            result[stage] = {m: real_dev._min_max_mean([entry[stage][m] for entry in per_seed]) for m in METRICS}
+    return result
+
+
+def score_domain(folder, out, config, seeds: int = 1, limit: int | None = None, log=print) -> dict:
+    """Run the engine on one domain folder for ``seeds`` seeds (from ``config.seed``) and score every stage."""
+    from engine.orchestration.pipeline import run
+
+    folder, out = Path(folder), Path(out)
+    images = sorted(real_dev.load_ground_truth(folder, default_source=folder.name), key=lambda i: i.file_name)
+    images = images[:limit] if limit is not None else images
+    image_folder = _run_images(folder, images, out, limit)
+    project = out / "project"
+    per_seed = []
+    for seed in range(config.seed, config.seed + seeds):
+        start = time.perf_counter()
+        result = run(image_folder, project, replace(config, seed=seed))
+        seconds = time.perf_counter() - start
+        scores = real_dev.score_project(project, images, recurring=None, per_source=False)
+        per_seed.append({"seed": seed, "seconds": round(seconds, 1), "k": result.clusters, "masks": result.masks,
+                         "distillation": read_json(project / "report.json").get("distillation", {}),
+                         **{stage: stage_scores["total"] for stage, stage_scores in scores.items()}})
+        log(f"{folder.name}, seed {seed}: {seconds:.0f} s, " + ", ".join(
+            f"{stage} CorLoc {real_dev._fmt(per_seed[-1][stage]['corloc'])} mask AP50 "
+            f"{real_dev._fmt(per_seed[-1][stage]['mask_ap50'])}" for stage in scores))
+    first = per_seed[0]
+    return {"path": str(folder.resolve()), "images": len(images), "objects": first["proposals"]["objects"],
+            "limit": limit, "seed": first["seed"], "k": first["k"], "masks": first["masks"],
+            "seconds": first["seconds"],
+            **{stage: first[stage] for stage in real_dev.STAGES if stage in first},
+            "seed_spread": spread(per_seed), "per_seed": per_seed}
+
+
+def benchmark(domains, out, config=None, seeds: int = 1, limit: int | None = None, log=print) -> dict:
+    """Every domain folder under ``domains``: ``{name: scores}`` (also OUT/results.json), or ``{"skipped": reason,
+    "path": domains}`` when there is none."""
+    from engine.orchestration.pipeline import RunConfig
+
+    domains, out = Path(domains), Path(out)
+    folders = domain_folders(domains)
+    if not folders:
+        reason = (f"domain folders skipped: no folder with images/ and ground_truth.json in {domains}"
+                  if domains.is_dir() else f"domain folders skipped: {domains} not found")
+        log(reason)
+        return {"skipped": reason, "path": str(domains)}
+    config = config or RunConfig()
+    results = {folder.name: score_domain(folder, out / folder.name, config, seeds, limit, log)
+               for folder in folders}
+    atomic_write_json(out / "results.json", results)
+    return results
+
+
+def _range(value: dict | None) -> str:
+    return "-" if value is None else f"{value['min']:.3f}-{value['max']:.3f}"
+
+
+def table(results: dict) -> str:
+    """Per folder: one row per stage with the first seed's figures, then the min-max over the seeds."""
+    if "skipped" in results:
+        return results["skipped"]
+    lines = []
+    for name, domain in results.items():
+        seeds = domain["seed_spread"]["seeds"]
+        lines.append(f"domain {name} ({domain['images']} images, {domain['objects']} objects), K = {domain['k']}, "
+                     f"{domain['masks']} proposals, seed {domain['seed']}"
+                     + (f"; min-max over seeds {seeds}" if len(seeds) > 1 else ""))
+        lines.append(f"{'stage':<12}" + "".join(f"{m:>15}" for m in METRICS))
+        for stage in real_dev.STAGES:
+            if stage not in domain:
+                continue
+            lines.append(f"{stage:<12}" + "".join(f"{real_dev._fmt(domain[stage][m]):>15}" for m in METRICS))
+            if len(seeds) > 1:
+                row = domain["seed_spread"][stage]
+                lines.append(f"{'  spread':<12}" + "".join(f"{_range(row[m]):>15}" for m in METRICS))
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def main(argv=None) -> int:
+    from engine.orchestration.pipeline import RunConfig
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--domains", type=Path, default=DEFAULT_DOMAINS,
+                        help="a folder of domain folders, or one domain folder (default: ../shared/data/domains)")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmark-domains"))
+    parser.add_argument("--seeds", type=int, default=1, help="seeds run per folder; the spread is reported")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images of each folder")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--proposals", default=RunConfig.proposals)
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="backbone arithmetic (default auto: float32 on CPUs, mixed on GPUs)")
+    parser.add_argument("--weights", default=None, help="checkpoint or 'random' (default: the real weights)")
+    parser.add_argument("--input-size", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.seeds < 1 or (args.limit is not None and args.limit < 1):
+        parser.error("--seeds and --limit must be at least 1")
+    config = RunConfig(device=args.device, proposals=args.proposals, weights=args.weights,
+                       input_size=args.input_size, seed=args.seed, precision=args.precision)
+    results = benchmark(args.domains, args.out.resolve(), config, args.seeds, args.limit)
+    print(table(results))
+    if "skipped" not in results:
+        print(f"\nwritten: {args.out.resolve() / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
