@@ -398,7 +398,7 @@ def main(argv=None) -> int:
         print("interrupted; run the same command again to continue where it stopped", file=sys.stderr)
         return 130
     except (ProjectFileError, ValueError, OSError, RuntimeError, KeyError) as error:
-        # ValueError covers ProjectFileError and coco.CocoValidationError (damaged project or input files);
+        # ValueError covers ProjectFileError and coco_validation.CocoValidationError (damaged project or input files);
         # OSError: missing files, read-only project, permission denied, disk full
         print(f"maskdistill: error: {_error_message(error)}", file=sys.stderr)
         return 2

@@ -134,8 +134,9 @@ def open_ground_truth(path, ignore_value: int | None = None) -> LazyMapping:
 
 
 def _open_coco(path: Path) -> LazyMapping:
-    from engine.io.coco import CocoValidationError, decode_segmentation
+    from engine.io.coco import decode_segmentation
     from engine.io.coco_reader import CocoFile
+    from engine.io.coco_validation import CocoValidationError
 
     try:  # read as a stream, annotations kept on disk by image: memory does not grow with the file
         coco = CocoFile(path, require_categories=False)

@@ -27,21 +27,33 @@ def decode_rle(rle: dict) -> np.ndarray:
     counts = rle["counts"]
     height, width = (int(v) for v in rle["size"])
     if height * width > LARGE_MASK_PIXELS and isinstance(counts, (str, bytes)):
-        return _decode_runs(_coco_counts(counts), height, width)
+        runs = rle_counts(counts)
+        if runs is None:
+            raise ValueError("garbled compressed RLE counts")
+        return _decode_runs(runs, height, width)
     rle = {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
     return mask_utils.decode(rle).astype(bool)
 
 
-def _coco_counts(counts) -> list:
-    """Run lengths of a COCO compressed RLE string (pycocotools' rleFrString, in Python): 5 bits per
-    character, 0x20 continues the value, 0x10 marks a negative one, from the third on a difference to the
-    run two before."""
-    text = counts.encode("ascii") if isinstance(counts, str) else counts
-    runs, position = [], 0
-    while position < len(text):
+def rle_counts(counts) -> list | None:
+    """Run lengths of a COCO compressed RLE string (pycocotools' rleFrString, in Python), or None if it is
+    garbled: 5 bits per character from '0', 0x20 continues the value, 0x10 marks a negative one, from the
+    third on a difference to the run two before. The one decoder of RLE strings: decode_rle uses it for large
+    masks, engine.io.coco_validation to check a string before pycocotools' C decoder (which trusts it) sees it.
+    """
+    try:
+        text = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
+    except UnicodeEncodeError:
+        return None
+    runs, position, length = [], 0, len(text)
+    while position < length:
         value, shift, more = 0, 0, True
         while more:
+            if position >= length or shift > 30:
+                return None  # ends inside a number, or an absurdly long one
             char = text[position] - 48
+            if not 0 <= char < 64:
+                return None
             value |= (char & 0x1F) << shift
             more = bool(char & 0x20)
             position += 1

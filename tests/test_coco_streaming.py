@@ -7,7 +7,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from engine.io.coco import CocoValidationError, iter_coco_images, read_coco, read_coco_categories
+from engine.io.coco import iter_coco_images, read_coco, read_coco_categories
+from engine.io.coco_validation import CocoValidationError
 from engine.masks import decode_rle, encode_rle
 
 

@@ -8,15 +8,8 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from engine.io.coco import (
-    CocoValidationError,
-    CocoWriter,
-    annotation_record,
-    build_coco,
-    count_annotations,
-    validate_coco,
-    write_coco,
-)
+from engine.io.coco import CocoWriter, annotation_record, build_coco, count_annotations, write_coco
+from engine.io.coco_validation import CocoValidationError, validate_coco
 from engine.masks import (
     bbox_xywh,
     component_containing,
@@ -67,6 +60,33 @@ def test_rle_of_non_contiguous_and_uint8_input():
     np.testing.assert_array_equal(decode_rle(encode_rle(base.T)), base.T)
     np.testing.assert_array_equal(decode_rle(encode_rle(base.astype(np.uint8))), base)
 
+
+
+def test_one_rle_string_decoder_reads_pycocotools_strings_and_refuses_garbled_ones():
+    """engine.masks.rle_counts is the only decoder of compressed RLE strings: decode_rle of a large mask and
+    the checks of engine.io.coco_validation both use it."""
+    from engine.io.coco_validation import rle_problem
+    from engine.masks import LARGE_MASK_PIXELS, rle_counts
+
+    rng = np.random.default_rng(3)
+    mask = rng.random((60, 70)) < 0.4
+    rle = encode_rle(mask)
+    runs = rle_counts(rle["counts"])
+    assert runs == _runs_of(mask)
+    assert rle_counts(rle["counts"].encode()) == runs
+    for garbled in (rle["counts"][:-1] + "\x7f", "é", "o" * 8):  # bad character, non-ASCII, unfinished number
+        assert rle_counts(garbled) is None
+        assert rle_problem({"size": [60, 70], "counts": garbled}) == "has garbled compressed RLE counts"
+    side = int(LARGE_MASK_PIXELS ** 0.5) + 1  # decoded in Python, not by pycocotools
+    with pytest.raises(ValueError, match="garbled"):
+        decode_rle({"size": [side, side], "counts": "o" * 8})
+
+
+def _runs_of(mask: np.ndarray) -> list:
+    """Run lengths of a mask in column-major order, zeros first (what a COCO RLE holds)."""
+    flat = mask.T.ravel().astype(np.int8)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flat, [1 - flat[-1]]])) != 0)
+    return np.diff(np.concatenate([[0], edges])).tolist()
 
 # --- boxes, coverage, resizing, components ---------------------------------------------------------
 

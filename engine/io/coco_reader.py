@@ -3,7 +3,7 @@
 The file is parsed as a stream (ijson): categories and images, one small record each, stay in memory; each
 annotation goes as its JSON text into a temporary SQLite table on disk. Once the whole file is read, every
 annotation is checked (categories, images, segmentation, without decoding a mask) and filed under its image,
-so a file with a problem raises :class:`~engine.io.coco.CocoValidationError` naming the file and the
+so a file with a problem raises :class:`~engine.io.coco_validation.CocoValidationError` naming the file and the
 annotation before anything is used, and the annotations of one image are then read back on their own.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import ijson
 
 from engine.atomic import ProjectFileError, read_json
+from engine.io.coco_validation import CocoValidationError, segmentation_problem
 
 TOP_LEVEL_LISTS = ("images", "annotations", "categories")
 _EVENT_TYPES = {"start_map": "dict", "start_array": "list", "string": "str", "number": "number",
@@ -32,8 +33,6 @@ class CocoFile:
     """
 
     def __init__(self, path, require_categories: bool = True):
-        from engine.io.coco import CocoValidationError
-
         self.path = Path(path)
         self._error = CocoValidationError
         self._problems: list = []
@@ -130,8 +129,6 @@ class CocoFile:
             self.images.append((image["file_name"], (int(image["height"]), int(image["width"])), image["id"]))
 
     def _check_annotations(self, require_categories: bool) -> None:
-        from engine.io.coco import _segmentation_problem
-
         category_ids = {c["id"] for c in self.categories}
         filed = []
         for ordinal, body in self._db.execute("SELECT ordinal, body FROM annotation ORDER BY ordinal"):
@@ -157,7 +154,7 @@ class CocoFile:
                 if "segmentation" not in ann:
                     self._problem(f"{label} has no segmentation")
                     continue
-                reason = _segmentation_problem(ann["segmentation"], self.images[slot][1])
+                reason = segmentation_problem(ann["segmentation"], self.images[slot][1])
                 if reason:
                     self._problem(f"{label} ({self.images[slot][0]}) {reason}")
                     continue

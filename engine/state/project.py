@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.atomic import ProjectFileError, atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporary_files
+from engine.io.coco_validation import rle_problem
 from engine.masks import Proposals, SparseMasks, decode_rle, mask_box, mask_rle
 from engine.state.schema import (
     check_project_config,
@@ -311,8 +312,6 @@ class RleMasks:
 def _rle_masks(path: Path, rles: np.ndarray, hw: tuple, hint: str):
     """Decode a per-image file's RLE strings, each checked first (a garbled one names the file); a stack
     larger than ``LAZY_MASK_BYTES`` comes back as :class:`RleMasks` (decoded on access)."""
-    from engine.io.coco import rle_problem
-
     if rles.ndim != 1:
         raise ProjectFileError(f"{path}: damaged (masks stored with shape {rles.shape}); {hint}")
     checked = []
