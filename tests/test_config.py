@@ -41,7 +41,7 @@ def test_the_run_panel_is_built_without_torch():
 def test_each_name_list_has_one_owner():
     from engine.device import PRECISIONS
     from engine.method.backbones import BACKBONES
-    from engine.method.clustering import EMBEDDINGS
+    from engine.method.names import EMBEDDINGS
     from engine.method.proposals import PROPOSAL_METHODS
 
     assert setting("proposals")["choices"] is PROPOSAL_METHODS

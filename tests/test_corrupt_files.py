@@ -26,7 +26,7 @@ from engine.state.project import (
     save_image_predictions,
     save_image_proposals,
 )
-from engine.method.proposals import Proposals
+from engine.masks import Proposals
 
 # --- JSON ------------------------------------------------------------------------------------------
 

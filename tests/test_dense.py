@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.masks import LabelMasks, Proposals
 from engine.method.dense import (
-    LabelMasks,
     dense_label_map,
     estimate_object_size,
     foreground_grid,
@@ -13,7 +13,8 @@ from engine.method.dense import (
     split_instances,
 )
 from engine.method.features import ImageFeatures
-from engine.method.proposals import PROPOSAL_METHODS, Proposals, propose
+from engine.method.names import PROPOSAL_METHODS
+from engine.method.proposals import propose
 
 PATCH = 4  # image pixels per feature cell in these tests
 

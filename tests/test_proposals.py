@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from engine.method.features import ImageFeatures
-from engine.masks import coverage_on_grid, iou, resize_nearest
+from engine.masks import Proposals, coverage_on_grid, iou, resize_nearest
+from engine.method.names import PROPOSAL_METHODS
 from engine.method.proposals import (
-    PROPOSAL_METHODS,
-    Proposals,
     attention_mass_filter,
     mask_contrast,
     ncut_patch_masks,

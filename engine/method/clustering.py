@@ -16,7 +16,6 @@ import torch
 
 from engine.method.features import ImageFeatures
 from engine.masks import bbox_xywh, coverage_of_crop, coverage_on_grid, mask_crop
-from engine.method.names import EMBEDDINGS  # noqa: F401  (the registry of method names owns the list)
 
 # ImageNet mean colour: what the backbone sees as "nothing" after normalisation
 NEUTRAL_RGB = (124, 116, 104)

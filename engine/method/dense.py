@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from engine.device import single_threaded_lapack
-from engine.masks import LabelMasks, SparseMasks  # noqa: F401  (LabelMasks: re-exported, its old home)
+from engine.masks import LabelMasks, Proposals, SparseMasks
 from engine.method.refine import grey_guide, guided_filter, upsample_soft, working_size
 
 MIN_OBJECT_SIZE = 3.0  # pixels: below this a "diameter" is noise
@@ -327,8 +327,6 @@ def dense_proposals(image: np.ndarray, features, centre: bool = True, object_siz
     ``centre`` is accepted for symmetry with the other methods; the principal component is taken on centred
     keys in every case (PCA centres by definition).
     """
-    from engine.method.proposals import Proposals
-
     labels, scores, _ = dense_label_map(image, features.keys, features.grid_hw, object_size, edge_weight)
     n = int(labels.max())
     if n == 0:

@@ -26,7 +26,7 @@ from scipy.sparse.linalg import eigsh
 
 from engine.device import single_threaded_lapack
 from engine.method.features import ImageFeatures
-from engine.masks import Proposals, component_containing, iou  # noqa: F401 - Proposals: importable from here
+from engine.masks import Proposals, component_containing, iou
 from engine.method.names import PROPOSAL_METHODS  # the registry of method names owns the list
 from engine.method.refine import refine_masks
 
