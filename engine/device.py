@@ -1,16 +1,24 @@
-"""Choosing where the network runs, and CPU thread settings that avoid OpenMP/BLAS oversubscription."""
+"""Choosing where the network runs, and CPU thread settings that avoid OpenMP/BLAS oversubscription.
+
+torch is imported inside the functions that use it, so the run settings (engine.orchestration.config) can list
+``PRECISIONS`` from here without loading torch.
+"""
 from __future__ import annotations
 
 import contextlib
 import os
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from engine.method.names import PRECISIONS  # the registry of method names owns the list
+PRECISIONS = ("auto", "float32", "bfloat16")  # the backbone's arithmetic (resolve_precision)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then the CPU; an explicit name is checked to exist."""
+    import torch
+
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -31,6 +39,8 @@ def configure_cpu_threads(num_threads: int | None = None) -> int:
     With spin-waiting OpenMP threads (the default) a busy second thread slowed a ViT forward 10x;
     engine/__init__ sets OMP_WAIT_POLICY=PASSIVE before torch loads, this caps the pool size.
     """
+    import torch
+
     if num_threads is None:
         env = os.environ.get("MASKDISTILL_THREADS")
         num_threads = int(env) if env else max(1, (os.cpu_count() or 1))
@@ -41,6 +51,8 @@ def configure_cpu_threads(num_threads: int | None = None) -> int:
 def cpu_supports_bfloat16() -> bool:
     """Native bfloat16 matrix units (AMX / AVX512-BF16): a DINOv2-S/14 forward at 448 px took 148 ms instead
     of 334 ms in float32 on 2 threads here; without them bfloat16 is emulated and slower."""
+    import torch
+
     try:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -52,6 +64,8 @@ def resolve_precision(device: torch.device, precision: str = "auto") -> str:
     supported, else float16), float32 on CPUs. bfloat16 on a CPU with native units (``--precision bfloat16``)
     ran the backbone 2x faster here but halved real-dev CorLoc (0.462 -> 0.231: the CLS-attention ranking of
     the proposals moved on 3 of 13 images; mask AP50 0.084 -> 0.092), so it is an opt-in, not the default."""
+    import torch
+
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if precision == "bfloat16" and device.type == "cpu" and not cpu_supports_bfloat16():
@@ -66,6 +80,8 @@ def resolve_precision(device: torch.device, precision: str = "auto") -> str:
 
 def autocast_context(device: torch.device, precision: str = "float32"):
     """Mixed precision for a resolved ``precision`` (see :func:`resolve_precision`); float32 runs as is."""
+    import torch
+
     if precision == "float32" or device.type not in ("cuda", "cpu"):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bfloat16" else torch.float16

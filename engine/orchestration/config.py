@@ -18,7 +18,8 @@ from typing import Optional
 
 from engine.io.images import ImageOptions
 from engine.method.backbones import BACKBONES, DEFAULT_BACKBONE, get_backbone_spec
-from engine.method.names import EMBEDDINGS, FILTER_RULES, PRECISIONS, PROPOSAL_METHODS
+from engine.device import PRECISIONS
+from engine.method.names import EMBEDDINGS, FILTER_RULES, PROPOSAL_METHODS
 
 PIXELS = "pixels"
 

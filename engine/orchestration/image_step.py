@@ -299,7 +299,7 @@ def proposals_state(path: Path, key: str, image_hw: tuple) -> tuple:
 
 
 def embed(proposals, image, features, extractor: FeatureExtractor, embedding: str) -> np.ndarray:
-    """One clustering embedding per proposed mask (engine.method.clustering.EMBEDDINGS)."""
+    """One clustering embedding per proposed mask (engine.method.names.EMBEDDINGS)."""
     if len(proposals) == 0:
         return np.zeros((0, extractor.spec.embed_dim), np.float32)
     if embedding in ("crop_cls", "masked_crop_cls"):
