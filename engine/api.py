@@ -12,8 +12,8 @@ _WHERE = {
     "method.backbones": ["BACKBONES", "DEFAULT_BACKBONE"],
     "io.images": ["DEFAULT_PERCENTILES", "ImageOptions", "ImageSource", "contrast_limits", "discover_images",
                "display_name", "image_info", "load_image", "stack_planes"],
-    "orchestration.pipeline": ["distill", "evaluate_project", "export_project", "import_annotations", "predict",
-                               "run"],
+    "orchestration.pipeline": ["distill", "evaluate_project", "predict", "run"],
+    "orchestration.project_commands": ["export_project", "import_annotations"],
     "orchestration.outcome": ["Cancelled", "RunResult"],  # torch-free: received from an engine process
     "orchestration.config": ["RunConfig", "setting"],  # torch-free: the plugin builds its Run form from it
     "state.project": ["ProjectLockedError", "load_image_proposals", "open_project"],

@@ -17,7 +17,8 @@ from helpers import MECHANICS, make_folder
 from engine import atomic
 from engine.state import review
 from engine.atomic import read_json
-from engine.orchestration.pipeline import RunConfig, export_project, run
+from engine.orchestration.pipeline import RunConfig, run
+from engine.orchestration.project_commands import export_project
 from engine.state.project import Project
 
 SMALL = MECHANICS

@@ -12,7 +12,8 @@ from engine.method.features import (
     file_format,
     quantise_rows,
 )
-from engine.orchestration.pipeline import RunConfig, feature_cache, run
+from engine.orchestration.pipeline import RunConfig, run
+from engine.orchestration.project_commands import feature_cache
 from helpers import MECHANICS, make_folder
 
 

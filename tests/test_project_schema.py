@@ -17,7 +17,8 @@ from helpers import MECHANICS, make_folder
 
 from engine import cli
 from engine.atomic import read_json
-from engine.orchestration.pipeline import RunConfig, distill, export_project, run
+from engine.orchestration.pipeline import RunConfig, distill, run
+from engine.orchestration.project_commands import export_project
 from engine.state import review, schema
 from engine.state.corrections import load_assignments, load_categories
 from engine.state.project import Project, open_project

@@ -19,7 +19,8 @@ from engine.state import review
 from engine.atomic import read_json
 from engine.cli import main as cli_main
 from engine.state.corrections import load_correction
-from engine.orchestration.pipeline import RunConfig, export_project, run
+from engine.orchestration.pipeline import RunConfig, run
+from engine.orchestration.project_commands import export_project
 from engine.state.project import Project, ProjectLockedError
 
 SMALL = MECHANICS

@@ -13,7 +13,8 @@ from helpers import MECHANICS, make_folder
 from engine import cli
 from engine.io.images import discover_images
 from engine.orchestration.image_step import ImageOutcome, build_extractor, gather
-from engine.orchestration.pipeline import Cancelled, RunConfig, extract_and_propose, run
+from engine.orchestration.outcome import Cancelled
+from engine.orchestration.pipeline import RunConfig, extract_and_propose, run
 from engine.state.project import Project
 
 # pooled embeddings: no extra forward pass per mask, so actors start and finish quickly; the CPU on both sides,

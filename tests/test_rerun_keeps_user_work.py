@@ -13,7 +13,8 @@ import pytest
 from helpers import MECHANICS, make_folder
 
 from engine.atomic import read_json
-from engine.orchestration.pipeline import RunConfig, export_project, run
+from engine.orchestration.pipeline import RunConfig, run
+from engine.orchestration.project_commands import export_project
 from engine.state import review
 from engine.state.corrections import Category, CategoryTable, load_categories
 from engine.state.label_state import LabelState, clustering_id, describe_rebinding, rebind_categories

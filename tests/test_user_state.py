@@ -18,7 +18,9 @@ from engine.atomic import read_json
 from engine.state.corrections import Category, CategoryTable, load_categories, load_correction
 from engine.state.label_state import LabelState, adopt_clustering, clustering_id, rebind_categories
 from engine.masks import mask_identity
-from engine.orchestration.pipeline import Cancelled, RunConfig, distill, export_project, run
+from engine.orchestration.outcome import Cancelled
+from engine.orchestration.pipeline import RunConfig, distill, run
+from engine.orchestration.project_commands import export_project
 from engine.state.project import Project, load_image_proposals, save_image_predictions, save_image_proposals
 
 

@@ -1,10 +1,12 @@
-"""What the engine's steps report back: progress, cancellation and a run's result.
+"""What the engine's steps report back: progress, cancellation, seconds per stage and a run's result.
 
 Torch-free on purpose: a GUI that runs the engine in another process (the napari plugin does) receives these
 objects pickled, and unpickling one must not load torch into the GUI's process.
 """
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -18,6 +20,25 @@ class Cancelled(Exception):
 
 def no_progress(stage: str, done: int, total: int) -> None:
     pass
+
+
+class StageTimer:
+    """Seconds per stage of a run (report.json's timings_s): ``with timer("stage"):`` or :meth:`add`."""
+
+    def __init__(self):
+        self.seconds: dict = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - start)
+
+    def add(self, stage: str, seconds: float) -> None:
+        """Count seconds spent elsewhere (a Ray actor's) under ``stage``."""
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
 @dataclass

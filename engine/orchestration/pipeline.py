@@ -3,14 +3,12 @@
 Data flows one way: images -> features -> proposals (+ embeddings) -> clusters -> COCO and overview.
 Every step reads and writes the project folder, so any step can be re-run alone and a re-run skips
 the work already on disk. Progress reaches callers through ``progress(stage, done, total)``; the CLI
-maps it to a terminal bar, the napari plugin to its activity dock. A callback may raise :class:`Cancelled`
+maps it to a terminal bar, the napari plugin to its activity dock. A callback may raise :class:`~engine.orchestration.outcome.Cancelled`
 to stop: every finished image is already on disk, so the next run continues from there.
 """
 from __future__ import annotations
 
-import contextlib
 import shutil
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -41,14 +39,14 @@ from engine.method.features import FeatureCache, FeatureExtractor
 from engine.io.images import ImageSource, decoding_once, discover_images
 from engine.state.label_state import LabelState, adopt_clustering, clustering_id, describe_rebinding
 from engine.masks import mask_identity
-from engine.state.project import (  # open_project: importable from here as before
+from engine.state.project import (
     Project,
     load_image_predictions,
     open_project,
     save_image_predictions,
 )
-from engine.orchestration.config import RunConfig  # defined there (torch-free); importable from here as before
-from engine.orchestration.outcome import Cancelled, Progress, RunResult, no_progress  # noqa: F401 - torch-free, as above
+from engine.orchestration.config import RunConfig
+from engine.orchestration.outcome import Progress, RunResult, StageTimer, no_progress
 from engine.orchestration.carried_corrections import CorrectedScenes
 from engine.orchestration.executors import LocalExecutor, ray_executor
 from engine.orchestration.image_step import (ProposalStep, batches_of, build_extractor, gather, image_tasks,
@@ -56,8 +54,6 @@ from engine.orchestration.image_step import (ProposalStep, batches_of, build_ext
 from engine.state.image_identity import settle_corrections
 from engine.orchestration.ray_executor import import_ray
 from engine.state.project_index import project_index
-# the torch-free steps (the CLI imports them from there), importable from here as before
-from engine.orchestration.project_commands import export_project, feature_cache, import_annotations  # noqa: F401
 from engine.state.schema import (
     check_user_files,
     derived_file_notes,
@@ -66,22 +62,6 @@ from engine.state.schema import (
     read_evaluation,
     read_filtering,
 )
-
-class StageTimer:
-    def __init__(self):
-        self.seconds: dict = {}
-
-    @contextlib.contextmanager
-    def __call__(self, stage: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.add(stage, time.perf_counter() - start)
-
-    def add(self, stage: str, seconds: float) -> None:
-        """Count seconds spent elsewhere (a Ray actor's) under ``stage``."""
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
 def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor, config: RunConfig,

@@ -1,6 +1,6 @@
 """The steps over a finished project that run no network: export, import of a COCO file, the feature cache's
 size. Torch-free (engine.orchestration.pipeline loads torch), so `maskdistill export`, `import-coco` and
-`cache` start in a fraction of a second; pipeline re-exports them for callers that import them from there."""
+`cache` start in a fraction of a second."""
 from __future__ import annotations
 
 from pathlib import Path

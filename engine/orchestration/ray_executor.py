@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from engine.orchestration.image_step import ImageOutcome, ImageTask, ProposalStep, build_extractor
+from engine.orchestration.outcome import StageTimer
 
 RAY_MISSING = "running on Ray needs the ray extra: pip install 'maskdistill-napari[ray]'"
 
@@ -50,7 +51,6 @@ class ProposalActor:
 
     def __init__(self, project_root: str, config, cpu_threads: int | None):
         from engine.device import configure_cpu_threads
-        from engine.orchestration.pipeline import StageTimer
 
         self.timer = StageTimer()
         extractor = build_extractor(config)
