@@ -222,7 +222,7 @@ def classical_crowns(image: np.ndarray, object_size: float) -> tuple:
 
 def figure(image: np.ndarray, masks, title: str = "") -> Image.Image:
     """The image and, beside it, the image with each mask's outline in its own colour (docs/dense_cells.png)."""
-    from engine.state.overview import cluster_colour
+    from engine.output.overview import cluster_colour
 
     outlined = image.copy()
     for index, mask in enumerate(masks):

@@ -28,8 +28,8 @@ images with a COCO ground truth: benchmarks/domains.py scores the domain folders
   IoU >= 0.5 (not every object is annotated, so AP counts correct masks of unannotated objects as false
   positives; recall does not);
 * ``miou`` (clustered and final): pseudo-classes matched one-to-one to ground-truth classes by the Hungarian
-  algorithm on the pixel IoU over all mask images (engine.evaluation.hungarian_match, background 0 included
-  as in engine.evaluation); pixels of classes that do not recur are ignored, and the mean runs over background
+  algorithm on the pixel IoU over all mask images (engine.output.evaluation.hungarian_match, background 0 included
+  as in engine.output.evaluation); pixels of classes that do not recur are ignored, and the mean runs over background
   and the recurring classes present. Per source, the same dataset-level matching is used and the mean runs
   over the classes present in that source (``None`` where no recurring class is annotated: background alone
   says nothing about classes). ``miou_objects`` leaves background out of the mean.
@@ -63,7 +63,7 @@ from pycocotools import mask as mask_utils  # noqa: E402
 
 from engine.atomic import atomic_write_json, read_json  # noqa: E402
 from engine.method.distill import paint_label_map  # noqa: E402
-from engine.evaluation import hungarian_match  # noqa: E402
+from engine.output.evaluation import hungarian_match  # noqa: E402
 from engine.masks import bbox_xywh, encode_rle  # noqa: E402
 from engine.state.project import Project, load_image_predictions, load_image_proposals  # noqa: E402
 

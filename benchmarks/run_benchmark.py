@@ -6,7 +6,7 @@
                                                  [--dense-size 512]
 
 Prints a table and writes OUT/results.json. Quality: a dataset generated from real photo pixels
-(benchmarks/synthetic.py) with ground-truth instances; each stage is scored with engine.evaluation.
+(benchmarks/synthetic.py) with ground-truth instances; each stage is scored with engine.output.evaluation.
 Real images: the 13 annotated photos of real-dev (benchmarks/real_dev.py; default ../shared/data/real-dev
 next to the repository), scored per source into ``quality.real`` (pooled and as the mean over the sources);
 skipped, with a message, when absent.

@@ -1,8 +1,11 @@
 """maskdistill engine: unsupervised object masks and pseudo-classes from a self-supervised ViT.
 
-No Qt and no napari in here. The folders are the layers: ``method`` (the algorithm), ``state`` (the project
-folder and the user's label state), ``io`` (images in, COCO out) and ``orchestration`` (the steps and who runs
-them). The napari plugin and scripts go through :mod:`engine.api`; the ``maskdistill`` CLI is :mod:`engine.cli`.
+No Qt and no napari in here. The folders are the layers, each importing only the ones below it (lowest
+first; tests/test_layers.py checks it): the shared helpers at the top level (``atomic``, ``masks``,
+``device``), ``io`` (file formats: images, COCO read, checked and written), ``method`` (the algorithm),
+``state`` (the project folder and the user's label state), ``output`` (exports, the overview, evaluation),
+``orchestration`` (the steps and who runs them), and the two faces: :mod:`engine.api` (the plugin and scripts
+go through it) and :mod:`engine.cli` (the ``maskdistill`` command).
 """
 import os
 

@@ -29,9 +29,9 @@ _WHERE = {
     "state.project_index": ["project_index"],
     # lower-level pieces the napari plugin still uses (layers, gallery, writer)
     "state.corrections": ["ImageCorrection"],
-    "state.overview": ["cluster_colour"],
+    "output.overview": ["cluster_colour"],
     "masks": ["bbox_xywh", "resize_nearest"],
-    "io.export": ["iter_exported"],
+    "output.export": ["iter_exported"],
     "io.coco": ["annotation_record", "build_coco", "write_coco"],
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}

@@ -20,7 +20,7 @@ from engine.state.corrections import (
     save_categories,
     save_correction,
 )
-from engine.io.export import mask_to_polygons
+from engine.output.export import mask_to_polygons
 from engine.masks import decode_rle, encode_rle
 
 SETTINGS = settings(max_examples=30, deadline=None)

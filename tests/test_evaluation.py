@@ -1,4 +1,4 @@
-"""Known-answer tests for engine.evaluation (Hungarian matching, mIoU, mask AP, CorLoc, ground-truth loading)."""
+"""Known-answer tests for engine.output.evaluation (Hungarian matching, mIoU, mask AP, CorLoc, ground-truth loading)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from engine.evaluation import (
+from engine.output.evaluation import (
     GroundTruthError,
     ImagePrediction,
     ImageTruth,

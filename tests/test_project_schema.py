@@ -274,7 +274,7 @@ def test_an_escaping_relative_path_writes_nothing_outside_the_labels_folder(fini
 
 def test_label_images_never_follow_a_symlink_out_of_the_folder(finished, tmp_path):
     """Entries handed to the export directly (no images.json check): the path itself is still guarded."""
-    from engine.io.export import export_label_images
+    from engine.output.export import export_label_images
 
     project, _, entries, clusters = open_project(finished[1])
     labels, outside = tmp_path / "labels", tmp_path / "outside"

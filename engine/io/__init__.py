@@ -1,1 +1,1 @@
-"""Input and output: images in, COCO and label images out."""
+"""File formats: images in, COCO files read, checked and written."""

@@ -32,9 +32,9 @@ from engine.method.distill import (
     semantic_map,
     train_head,
 )
-from engine.evaluation import ImagePrediction, LazyMapping, evaluate, open_ground_truth
+from engine.output.evaluation import ImagePrediction, LazyMapping, evaluate, open_ground_truth
 from engine.device import resolve_device
-from engine.io.export import export_coco, iter_image_proposals, write_overview
+from engine.output.export import export_coco, iter_image_proposals, write_overview
 from engine.method.features import FeatureCache, FeatureExtractor
 from engine.io.images import ImageSource, decoding_once, discover_images
 from engine.state.label_state import LabelState, adopt_clustering, clustering_id, describe_rebinding
@@ -468,7 +468,7 @@ def predict(project_dir, progress: Progress | None = None) -> dict:
 
 def project_predictions(project: Project, entries: list, clusters: dict, source: str) -> LazyMapping:
     """ImagePrediction per image (keyed by relative path) from the proposals or the final model, each read when
-    asked for (engine.evaluation.LazyMapping): one image's masks in memory at a time."""
+    asked for (engine.output.evaluation.LazyMapping): one image's masks in memory at a time."""
     state = LabelState.load(project, clusters)
     by_path = {entry["relative_path"]: entry for entry in entries}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.io.export import export_coco, export_label_images
+from engine.output.export import export_coco, export_label_images
 from engine.state.project import open_project
 from engine.state.review import import_coco
 

@@ -18,7 +18,7 @@ from engine.atomic import atomic_write_bytes
 from engine.io.coco import CocoWriter, annotation_record, count_annotations
 from engine.io.images import ImageSource, display_name
 from engine.state.label_state import SOURCES, LabelState
-from engine.state.overview import render_overview
+from engine.output.overview import render_overview
 from engine.state.project import Project, load_image_proposals
 from engine.state.schema import contained_path
 
