@@ -100,14 +100,6 @@ def component_containing(mask: np.ndarray, seed: tuple) -> np.ndarray:
     return labels == seed_label if seed_label else np.zeros_like(mask, dtype=bool)
 
 
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, count = ndimage.label(mask)
-    if count <= 1:
-        return mask.astype(bool)
-    sizes = np.bincount(labels.ravel())[1:]
-    return labels == (1 + int(np.argmax(sizes)))
-
-
 def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     """Nearest-neighbour resize of a 2-D mask by index arithmetic (no interpolation library needed)."""
     rows = (np.arange(height) * mask.shape[0] / height).astype(int)

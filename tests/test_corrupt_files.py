@@ -22,11 +22,11 @@ from engine.masks import encode_rle
 from engine.state.project import (
     load_image_predictions,
     load_image_proposals,
-    proposals_file_key,
     save_image_predictions,
     save_image_proposals,
 )
 from engine.masks import Proposals
+from engine.orchestration.image_step import proposals_state
 
 # --- JSON ------------------------------------------------------------------------------------------
 
@@ -112,7 +112,7 @@ def test_a_good_proposals_file_loads_and_has_its_key(proposals_file):
     proposals, embeddings, key = load_image_proposals(proposals_file, (12, 10))
     assert key == "key-1" and proposals.masks.shape == (3, 12, 10) and embeddings.shape == (3, 4)
     assert np.array_equal(proposals.masks, _proposals().masks)
-    assert proposals_file_key(proposals_file) == "key-1"
+    assert proposals_state(proposals_file, "key-1", (12, 10)) == (3, None)
 
 
 def test_empty_proposals_are_not_damage(tmp_path):
@@ -122,7 +122,7 @@ def test_empty_proposals_are_not_damage(tmp_path):
     save_image_proposals(path, empty, np.zeros((0, 4), np.float32), "key-0")
     proposals, _, key = load_image_proposals(path, (12, 10))
     assert len(proposals.masks) == 0 and proposals.masks.shape == (0, 12, 10) and key == "key-0"
-    assert proposals_file_key(path) == "key-0"
+    assert proposals_state(path, "key-0", (12, 10)) == (0, None)
 
 
 def _save_npy(path):
@@ -156,7 +156,8 @@ def test_damaged_proposals_are_named_and_recomputed(proposals_file, damage, expe
     message = str(error.value)
     assert str(proposals_file) in message and expected in message, message
     assert "re-run `maskdistill run` to recompute" in message
-    assert proposals_file_key(proposals_file) is None  # so the pipeline recomputes it
+    count, problem = proposals_state(proposals_file, "key-1", (12, 10))
+    assert count is None and str(proposals_file) in problem  # so the pipeline recomputes it, and says so
 
 
 def test_a_crc_damaged_member_is_caught(proposals_file):
@@ -170,7 +171,7 @@ def test_a_crc_damaged_member_is_caught(proposals_file):
     proposals_file.write_bytes(bytes(data))
     with pytest.raises(ProjectFileError, match="maskdistill run"):
         load_image_proposals(proposals_file, (12, 10))
-    assert proposals_file_key(proposals_file) is None
+    assert proposals_state(proposals_file, "key-1", (12, 10))[0] is None
 
 
 def test_proposals_of_another_image_size_are_refused(proposals_file):
@@ -178,8 +179,8 @@ def test_proposals_of_another_image_size_are_refused(proposals_file):
         load_image_proposals(proposals_file, (20, 10))
 
 
-def test_a_missing_proposals_file_has_no_key(tmp_path):
-    assert proposals_file_key(tmp_path / "nowhere.npz") is None
+def test_a_missing_proposals_file_is_computed_without_a_damage_note(tmp_path):
+    assert proposals_state(tmp_path / "nowhere.npz", "key-1", (12, 10)) == (None, None)
 
 
 @pytest.fixture()

@@ -17,7 +17,6 @@ from engine.masks import (
     decode_rle,
     encode_rle,
     iou,
-    largest_component,
     resize_nearest,
 )
 from engine.method.refine import guided_filter, refine_masks
@@ -132,7 +131,7 @@ def test_resize_nearest_shape_and_values():
     np.testing.assert_array_equal(odd, [[0, 1, 2], [0, 1, 2], [3, 4, 5]])
 
 
-def test_component_containing_and_largest_component():
+def test_component_containing():
     mask = np.zeros((6, 8), bool)
     mask[0:2, 0:2] = True  # 4 px
     mask[3:6, 4:8] = True  # 12 px
@@ -141,11 +140,6 @@ def test_component_containing_and_largest_component():
     np.testing.assert_array_equal(first, np.pad(np.ones((2, 2), bool), ((0, 4), (0, 6))))
     assert component_containing(mask, (2, 2)).sum() == 1
     assert not component_containing(mask, (0, 7)).any()  # seed outside: empty
-    largest = largest_component(mask)
-    assert largest.sum() == 12 and largest[3:6, 4:8].all()
-    assert largest.dtype == bool
-    assert not largest_component(np.zeros((3, 3), bool)).any()
-    assert largest_component(np.eye(1, dtype=np.uint8)).dtype == bool
 
 
 def test_iou_known_values():

@@ -294,11 +294,6 @@ def patch_cells_from_labels(labels: np.ndarray, grid_hw: tuple, band_rows: int =
                                   grid_hw)
 
 
-def patch_masks_from_labels(labels: np.ndarray, grid_hw: tuple) -> np.ndarray:
-    """(n, gh, gw) bool array of :func:`patch_cells_from_labels` (small label maps only)."""
-    return np.asarray(patch_cells_from_labels(labels, grid_hw))
-
-
 def dense_label_map(image: np.ndarray, keys: np.ndarray, grid_hw: tuple, object_size: float | None = None,
                     edge_weight: float = 0.0, intensity: bool = True) -> tuple:
     """(labels (H, W) int32 at image resolution, scores (n,), probability at working resolution).

@@ -409,15 +409,6 @@ def load_image_proposals(path: Path, image_hw: tuple):
     return _read_proposals(path, image_hw)
 
 
-def proposals_file_key(path: Path) -> str | None:
-    """The settings key stored in a proposals file, but only if the WHOLE file is readable (every mask
-    decodes, the arrays agree); None for a missing or damaged file, which is then recomputed."""
-    try:
-        return _read_proposals(path, None)[2]
-    except (ProjectFileError, OSError):
-        return None
-
-
 def save_image_predictions(path: Path, semantic: np.ndarray, masks: np.ndarray, classes, scores) -> None:
     """One image's model output: the semantic map (0 background, class ids) and scored instances."""
     buffer = io.BytesIO()
