@@ -94,7 +94,7 @@ def speed_child(n_images: int, out: Path, config: RunConfig) -> dict:
     """One speed run (called in a subprocess): the whole pipeline, then retrain + predict 100 images."""
     from engine.device import resolve_device
     from engine.io.images import ImageSource
-    from engine.orchestration.pipeline import predict_project, train_project_head
+    from engine.orchestration.distillation import predict_project, train_project_head
     from engine.state.project import open_project
 
     data = out / f"speed_data_{n_images}"

@@ -3,11 +3,9 @@ semantic maps and instances. Each input is small enough that the right answer is
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from engine.method.distill import (
     IGNORE,
-    instances_from_semantic,
     keep_by_class_percentile,
     keep_by_image_threshold,
     paint_label_map,
@@ -178,58 +176,6 @@ def test_semantic_map_is_the_argmax_upsampled_by_nearest_neighbour():
                                                                  [0, 0, 0, 1, 1, 1],
                                                                  [2, 2, 2, 0, 0, 0],
                                                                  [2, 2, 2, 0, 0, 0]])
-
-
-# -------------------------------------------------------------------------------- instances_from_semantic
-
-
-def test_instances_one_per_connected_region_best_score_first():
-    semantic = np.zeros((10, 10), int)
-    semantic[0:2, 0:3] = 1  # 6 px, class 1, region a
-    semantic[5:9, 5:10] = 1  # 20 px, class 1, region b
-    semantic[0:3, 6:10] = 2  # 12 px, class 2
-    semantic[8:10, 0:2] = 2  # 4 px, class 2: at most 5 px -> dropped
-    probs = np.zeros((3, 10, 10))
-    probs[1][0:2, 0:3] = 0.6
-    probs[1][5:9, 5:10] = 0.9
-    probs[2][0:3, 6:10] = 0.7
-    probs[2][8:10, 0:2] = 1.0
-    masks, classes, scores = instances_from_semantic(semantic, probs, min_area_fraction=0.05)
-    assert masks.shape == (3, 10, 10) and masks.dtype == bool
-    assert classes.tolist() == [1, 2, 1]
-    np.testing.assert_allclose(scores, [0.9, 0.7, 0.6], rtol=1e-6)
-    np.testing.assert_array_equal(masks[0], (semantic == 1) & (np.arange(10)[:, None] >= 5))
-    assert [int(m.sum()) for m in masks] == [20, 12, 6]
-    # the 6-pixel region survives only while the floor stays below it
-    _, classes, _ = instances_from_semantic(semantic, probs, min_area_fraction=0.06)
-    assert classes.tolist() == [1, 2]
-
-
-def test_instances_regions_touching_only_at_a_corner_are_separate():
-    semantic = np.zeros((4, 4), int)
-    semantic[0:2, 0:2] = 1
-    semantic[2:4, 2:4] = 1
-    probs = np.stack([1.0 - (semantic > 0), (semantic > 0) * 0.8])
-    masks, classes, scores = instances_from_semantic(semantic, probs, min_area_fraction=0.0)
-    assert len(masks) == 2 and classes.tolist() == [1, 1]
-    assert sorted(int(m.sum()) for m in masks) == [4, 4]
-    assert not (masks[0] & masks[1]).any()
-
-
-def test_instances_scored_on_a_coarser_probability_grid():
-    semantic = np.zeros((8, 8), int)
-    semantic[:, 4:] = 1
-    probs = np.zeros((2, 4, 4))
-    probs[1][:, 2:] = 0.75
-    probs[0] = 1 - probs[1]
-    masks, classes, scores = instances_from_semantic(semantic, probs, min_area_fraction=0.0)
-    assert classes.tolist() == [1] and masks[0].sum() == 32
-    assert scores[0] == pytest.approx(0.75)
-
-
-def test_instances_of_an_all_background_map():
-    masks, classes, scores = instances_from_semantic(np.zeros((5, 7), int), np.ones((3, 5, 7)) / 3)
-    assert masks.shape == (0, 5, 7) and classes.shape == (0,) and scores.shape == (0,)
 
 
 def test_training_patches_per_image_shrink_to_keep_the_folders_total_bounded():

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch import nn
 
 from engine.atomic import ProjectFileError, atomic_write_bytes
@@ -156,29 +155,6 @@ def semantic_map(probs: np.ndarray, image_hw: tuple) -> np.ndarray:
     """Arg-max class per pixel at full image resolution (0 = background)."""
     labels = probs.argmax(axis=0).astype(np.uint16)
     return labels if labels.shape == tuple(image_hw) else resize_nearest(labels, *image_hw)
-
-
-def instances_from_semantic(semantic: np.ndarray, probs: np.ndarray, min_area_fraction: float = 0.002) -> tuple:
-    """One instance per connected region of each class, scored by its mean class probability.
-
-    Returns (masks (m, H, W) bool, classes (m,), scores (m,)), best score first.
-    """
-    masks, classes, scores = [], [], []
-    min_pixels = min_area_fraction * semantic.size
-    for cls in range(1, probs.shape[0]):
-        regions, count = ndimage.label(semantic == cls)
-        for region in range(1, count + 1):
-            mask = regions == region
-            if mask.sum() <= min_pixels:
-                continue
-            small = resize_nearest(mask, *probs.shape[1:]) if probs.shape[1:] != mask.shape else mask
-            masks.append(mask)
-            classes.append(cls)
-            scores.append(float(probs[cls][small].mean()) if small.any() else 0.0)
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    if not masks:
-        return np.zeros((0, *semantic.shape), bool), np.zeros(0, int), np.zeros(0, np.float32)
-    return (np.stack(masks)[order], np.asarray(classes)[order], np.asarray(scores, np.float32)[order])
 
 
 def score_proposals(probs: np.ndarray, masks: np.ndarray, classes, per_instance: bool = True) -> tuple:
