@@ -304,12 +304,15 @@ def test_dense_patch_masks_are_cell_lists_and_survive_the_proposals_file(tmp_pat
     assert np.array_equal(np.asarray(loaded.filter([1]).patch_masks), expected[[1]])
 
 
-def test_proposals_files_of_the_earlier_layout_still_load(tmp_path):
-    """A file written before cell lists (``patch_masks`` as an (n, gh, gw) array) reads as before."""
+def test_proposals_files_of_an_earlier_version_are_named_and_recomputed(tmp_path):
+    """A file written before cell lists (``patch_masks`` as one (n, gh, gw) array) is not read: the error names
+    the file and says to re-run, and the pipeline's check (image_step.proposals_state) marks it for recomputing."""
     import io
     import json
 
+    from engine.atomic import ProjectFileError
     from engine.masks import encode_rle
+    from engine.orchestration.image_step import proposals_state
     from engine.state.project import load_image_proposals
 
     masks = np.stack([disc((40, 50), 10, 10, 6), disc((40, 50), 25, 30, 8)])
@@ -322,11 +325,11 @@ def test_proposals_files_of_the_earlier_layout_still_load(tmp_path):
                         embeddings=np.ones((2, 3), np.float32))
     path = tmp_path / "old.npz"
     path.write_bytes(buffer.getvalue())
-    proposals, embeddings, key = load_image_proposals(path, (40, 50))
-    assert key == "old"
-    assert np.array_equal(np.asarray(proposals.masks), masks)
-    assert np.array_equal(np.asarray(proposals.patch_masks), patch)
-    assert np.array_equal(proposals.filter([1]).patch_masks, patch[[1]])
+    with pytest.raises(ProjectFileError, match="earlier version of maskdistill.*re-run `maskdistill run`") as error:
+        load_image_proposals(path, (40, 50))
+    assert str(path) in str(error.value)
+    count, problem = proposals_state(path, "old", (40, 50))
+    assert count is None and "earlier version" in problem
 
 
 def _old_combine(proposal_masks, proposal_scores, model_masks, model_scores, probs, max_covered=0.5,

@@ -332,14 +332,16 @@ def _rle_masks(path: Path, rles: np.ndarray, hw: tuple, hint: str):
     return masks
 
 
-PATCH_KEYS_SPARSE = ("patch_offsets", "patch_cells", "patch_grid")  # since dense label maps
-PATCH_KEYS_ARRAY = ("patch_masks",)  # earlier files: the (n, gh, gw) bool array
+PATCH_KEYS_SPARSE = ("patch_offsets", "patch_cells", "patch_grid")
+PATCH_KEYS_EARLIER = ("patch_masks",)  # files of an earlier version (one (n, gh, gw) array): named, not read
 
 
 def _patch_masks(path: Path, data: dict):
-    """The file's patch masks: SparseMasks (cell lists) or, from an older file, the (n, gh, gw) array."""
+    """The file's patch masks as SparseMasks (cell lists); a file of an earlier version is refused by name (its
+    proposals are recomputed by `run`, like a damaged file's; the user's files are not touched)."""
     if "patch_masks" in data:
-        return data["patch_masks"]
+        raise ProjectFileError(f"{path}: proposals written by an earlier version of maskdistill (patch masks "
+                               f"in one array); {PROPOSALS_HINT}")
     try:
         return SparseMasks(data["patch_offsets"], data["patch_cells"], np.asarray(data["patch_grid"]).ravel())
     except (ValueError, TypeError) as error:
@@ -349,7 +351,7 @@ def _patch_masks(path: Path, data: dict):
 def _read_proposals(path: Path, image_hw: tuple | None):
     path = Path(path)
     data = _read_npz(path, ("config_key", "image_hw", "rles", "scores", "sources", "embeddings"),
-                     "proposals", PROPOSALS_HINT, one_of=(PATCH_KEYS_SPARSE, PATCH_KEYS_ARRAY))
+                     "proposals", PROPOSALS_HINT, one_of=(PATCH_KEYS_SPARSE, PATCH_KEYS_EARLIER))
     config_key = str(data["config_key"])
     stored_hw = tuple(int(v) for v in np.asarray(data["image_hw"]).ravel())
     rles, scores, embeddings = data["rles"], data["scores"], data["embeddings"]
