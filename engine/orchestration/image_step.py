@@ -25,7 +25,7 @@ from engine.method.proposals import propose
 from engine.method.tiling import scale_for_object_size
 from engine.state.project import (PROPOSALS_HINT, Project, load_image_proposals, plane_key,
                                   save_image_proposals)
-from engine.state.schema import read_images
+from engine.state.schema import check_feature_keys, read_images
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,7 @@ def repair_feature_cache(project: Project, project_config: dict, entries: list, 
     images of ``entries`` whose file is missing or cannot be read, before a command that reads them all
     (distill, predict). One message per file recomputed; raises ValueError when the image itself changed since
     the run (its features would not fit the project's masks): then only a new run helps, and it says so."""
+    check_feature_keys(project.images_path, entries)
     cache = FeatureCache(project.features_dir)
     broken = []
     for entry in entries:

@@ -8,6 +8,7 @@ from pathlib import Path
 from engine.output.export import export_coco, export_label_images
 from engine.state.project import open_project
 from engine.state.review import import_coco
+from engine.state.schema import check_feature_keys
 
 
 def export_project(project_dir, output=None, polygons: bool = False, labels=None, label_format: str = "png",
@@ -39,6 +40,7 @@ def feature_cache(project_dir, prune: bool = False) -> dict:
     from engine.method.features import FeatureCache  # torch-free: the cache half of the module
 
     project, _, entries, _ = open_project(project_dir)
+    check_feature_keys(project.images_path, entries)
     cache = FeatureCache(project.features_dir)
     used = {entry["feature_key"] for entry in entries}
     pruned = None

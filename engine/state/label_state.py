@@ -32,14 +32,19 @@ from engine.state.corrections import (
     default_table,
     load_assignments,
     load_categories,
+    correction_path,
     load_correction,
 )
 from engine.masks import iou, mask_identity
 from engine.state.project import Project, load_image_predictions, load_image_proposals
-from engine.state.schema import read_clusters, read_predictions_stamp
+from engine.state.schema import read_clusters, read_predictions_stamp, rerun_hint
 
 SOURCES = ("current", "predictions", "proposals", "corrections")
 CORRECTION_WEIGHT = 3.0  # a user-corrected image counts this many times a pseudo-labelled one in training
+
+
+class MisfitCorrectionError(CorruptCorrectionError):
+    """A correction whose label map is not the size images.json gives its image."""
 
 
 def clustering_id(masks: list, k: int) -> str:
@@ -205,7 +210,7 @@ class LabelState:
         image_id, warning = entry["image_id"], None
         if source in ("current", "corrections"):
             try:
-                correction = load_correction(self.project.root, image_id)
+                correction = self.correction(entry)
             except CorruptCorrectionError as error:
                 if source == "corrections":
                     raise
@@ -231,6 +236,21 @@ class LabelState:
                                                (entry["height"], entry["width"]))
         return ImageInstances(proposals.masks, self.proposal_categories(entry, proposals.masks),
                               np.asarray(proposals.scores, np.float32), "proposal", warning=warning)
+
+    def correction(self, entry: dict):
+        """The image's correction (None without one); :class:`CorruptCorrectionError` when it cannot be read or
+        no longer fits the image: a file replaced by one of another size keeps its old correction until a run
+        sets it aside (engine.state.image_identity), and until then the image is taken from its generated masks
+        instead of blocking every export and training."""
+        correction = load_correction(self.project.root, entry["image_id"])
+        size = (int(entry["height"]), int(entry["width"]))
+        if correction is not None and correction.labels.shape != size:
+            raise MisfitCorrectionError(
+                f"{correction_path(self.project.root, entry['image_id'])}: the correction of "
+                f"{entry['relative_path']} is {correction.labels.shape[1]} x {correction.labels.shape[0]} pixels "
+                f"but the image is {size[1]} x {size[0]} (it was replaced or resized); re-run "
+                f"`{rerun_hint(self.project.root)}` to set the correction aside in corrections/orphaned/")
+        return correction
 
     def _assigned_predictions(self, entry: dict, masks: np.ndarray, categories: np.ndarray) -> np.ndarray:
         """A predicted object matching a proposal the user assigned (a split part) takes that assignment, so

@@ -37,7 +37,6 @@ from engine.state.corrections import (
     assignments_path,
     categories_path,
     correction_path,
-    load_correction,
 )
 from engine.state.label_state import LabelState
 from engine.state.project import Project
@@ -66,7 +65,7 @@ def current_correction(state: LabelState, entry: dict) -> tuple:
     counts, as exports count them). An unreadable correction is shown from the generated masks, as
     engine.state.label_state does."""
     try:
-        correction = load_correction(state.project.root, entry["image_id"])
+        correction = state.correction(entry)  # None, or unreadable / another size: raises
     except CorruptCorrectionError:
         correction = None
     if correction is not None:

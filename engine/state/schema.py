@@ -318,6 +318,16 @@ def read_images(path: Path) -> list:
     return entries
 
 
+def check_feature_keys(path: Path, entries: list) -> None:
+    """For the commands that read the cached features (distill, predict, cache): every images.json entry
+    names its features (``feature_key``, which older layouts and hand-made files may lack)."""
+    path = Path(path)
+    for index, entry in enumerate(entries):
+        if not entry.get("feature_key"):
+            raise ProjectSchemaError(path, f"[{index}].feature_key", "is missing or empty (the image's cached "
+                                     "features cannot be found without it)", _rebuild(path))
+
+
 def read_clusters(path: Path) -> dict:
     """clusters.json (or clusters.previous.json): masks and clusters; every mask's cluster is listed and
     clusters are numbered 0, 1, ... in order (the re-binding indexes them so)."""
@@ -440,7 +450,7 @@ def read_derived_or_none(reader, path: Path):
         return None
 
 
-__all__ = ["ProjectSchemaError", "UnsafePathError", "check_project_config", "check_user_files",
+__all__ = ["ProjectSchemaError", "UnsafePathError", "check_feature_keys", "check_project_config", "check_user_files",
            "contained_path", "derived_file_notes", "name_problem", "path_problem", "plain_name",
            "read_assignments", "read_categories", "read_clusters", "read_derived_or_none", "read_evaluation",
            "read_filtering", "read_images", "read_predictions_stamp", "rerun_hint"]

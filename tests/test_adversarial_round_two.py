@@ -1,0 +1,85 @@
+"""The second adversarial pass of issue 18: what it still found, each driven through the command line.
+
+One small distilled project (four photo crops, random weights at 56 px) is built once; every test damages a
+copy of it the way the pass did and checks that the command names the file and the problem (no traceback) and
+that nothing the user made is lost.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import cli
+from engine.api import RunConfig, image_objects, run
+from engine.state import review
+from engine.state.corrections import correction_path
+from helpers import MECHANICS, make_folder
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple:
+    images = make_folder(tmp_path_factory.mktemp("round_two") / "images")
+    project = images.parent / "project"
+    run(images, project, RunConfig(**{**MECHANICS, "distill": True}))
+    return images, project
+
+
+@pytest.fixture
+def copy(finished, tmp_path) -> Path:
+    """A copy of the finished project (project.json keeps naming the shared image folder)."""
+    return Path(shutil.copytree(finished[1], tmp_path / "project"))
+
+
+def _entries(project: Path) -> dict:
+    return {e["relative_path"]: e for e in json.loads((project / "images.json").read_text())}
+
+
+def _cli(capsys, *argv) -> tuple:
+    rc = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return rc, captured.out + captured.err
+
+
+def _annotations_of(project: Path, relative_path: str) -> int:
+    coco = json.loads((project / "annotations.json").read_text())
+    (image,) = [i["id"] for i in coco["images"] if i["file_name"] == relative_path]
+    return sum(a["image_id"] == image for a in coco["annotations"])
+
+
+# -- a correction that no longer fits its image, before any re-run ------------------------------------------
+def test_a_correction_of_another_size_is_skipped_by_export_and_distill_until_a_run_sets_it_aside(copy, capsys):
+    entries = _entries(copy)
+    corrected, other = entries["astronaut.png"], entries["coffee.png"]  # 96 x 96 and 96 x 80
+    mask = np.zeros((corrected["height"], corrected["width"]), bool)
+    mask[8:40, 10:50] = True
+    review.set_image_masks(copy, corrected["image_id"], mask[None], [1])
+    # the correction lands on an image of another size (a replaced image, a copied file): before the fix
+    # export stopped on "annotation N has the wrong size in pycocotools" and distill on an IndexError
+    shutil.copy(correction_path(copy, corrected["image_id"]), correction_path(copy, other["image_id"]))
+
+    rc, out = _cli(capsys, "export", "--project", copy)
+    assert rc == 0, out
+    assert (f"the correction of coffee.png is 96 x 96 pixels but the image is 96 x 80" in out
+            and "re-run `maskdistill run" in out and "corrections/orphaned/" in out), out
+    assert _annotations_of(copy, "coffee.png") > 0  # its generated masks stand in
+    assert correction_path(copy, other["image_id"]).exists()  # nothing deleted by an export
+
+    rc, out = _cli(capsys, "distill", "--project", copy, "--device", "cpu", "-q")
+    assert rc == 0 and "Traceback" not in out and "the correction of coffee.png" in out, out
+    # the review shows the image at its own size
+    assert image_objects(copy, other["image_id"]).labels.shape == (other["height"], other["width"])
+
+
+# -- images.json entries without the key of their cached features ------------------------------------------
+@pytest.mark.parametrize("command", [["cache"], ["cache", "--prune"], ["predict"]])
+def test_an_images_entry_without_feature_key_is_named(copy, capsys, command):
+    entries = json.loads((copy / "images.json").read_text())
+    del entries[1]["feature_key"]
+    (copy / "images.json").write_text(json.dumps(entries))
+    rc, out = _cli(capsys, command[0], "--project", copy, *command[1:])
+    assert rc == 2, out
+    assert f"{copy / 'images.json'}: [1].feature_key: is missing" in out and "maskdistill run" in out, out
