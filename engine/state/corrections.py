@@ -120,6 +120,9 @@ def save_categories(root: Path, table: CategoryTable) -> None:
     if len(set(ids)) != len(ids) or any(i < 1 for i in ids):
         raise ValueError(f"category ids must be unique and >= 1, got {ids}")
     by_id = table.by_id()
+    unknown = sorted({c.merged_into for c in table.categories if c.merged_into is not None} - set(by_id))
+    if unknown:  # the file would not load again (engine.state.schema)
+        raise ValueError(f"categories merged into ids the table does not list: {unknown}")
     for category in table.categories:  # a merge cycle would leave its masks in no exported category
         chain = [category.id]
         while by_id.get(chain[-1]) is not None and by_id[chain[-1]].merged_into is not None:
