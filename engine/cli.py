@@ -194,9 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     cache = commands.add_parser("cache", help="size of a project's feature cache; --prune drops unused features",
                                 description="Report the size of DIR/features (files, MB, MB per image); with "
                                             "--prune, delete the cached features no image of the project uses "
-                                            "(removed images, runs with other settings) and rewrite files of "
-                                            "the older full-precision format compactly. Deleted features are "
-                                            "recomputed if ever needed again.")
+                                            "(removed images, runs with other settings) and the files that "
+                                            "cannot be read (damaged, or of an older format). Deleted features "
+                                            "are recomputed if ever needed again.")
     cache.add_argument("--project", "-p", type=Path, required=True, metavar="DIR")
     cache.add_argument("--prune", action="store_true")
 
@@ -346,21 +346,17 @@ def cmd_cache(args) -> int:
     summary = feature_cache(args.project, prune=args.prune)
     pruned = summary["pruned"]
     if pruned is not None:
-        unreadable = pruned.get("unreadable") and f" ({pruned['unreadable']} unreadable: recomputed when next needed)"
-        print(f"pruned {pruned['files']} files{unreadable or ''}, compacted {pruned['compacted']} "
-              f"({pruned['bytes'] / 1e6:.1f} MB freed)")
+        unreadable = pruned.get("unreadable") and (f" ({pruned['unreadable']} unreadable, damaged or of an older "
+                                                   "format: recomputed when next needed)")
+        print(f"pruned {pruned['files']} files{unreadable or ''} ({pruned['bytes'] / 1e6:.1f} MB freed)")
     print(describe_feature_cache(summary))
     return 0
 
 
 def describe_feature_cache(summary: dict) -> str:
-    """One line from engine.orchestration.pipeline.feature_cache's summary."""
-    text = (f"feature cache: {summary['files']} files, {summary['bytes'] / 1e6:.1f} MB; {summary['images']} images "
+    """One line from engine.orchestration.project_commands.feature_cache's summary."""
+    return (f"feature cache: {summary['files']} files, {summary['bytes'] / 1e6:.1f} MB; {summary['images']} images "
             f"use {summary['used_bytes'] / 1e6:.1f} MB ({summary['mb_per_image']:.2f} MB per image)")
-    if summary["older_files"]:
-        text += (f"; {summary['older_files']} files in the older full-precision format "
-                 "(`maskdistill cache --prune` rewrites them compactly)")
-    return text
 
 
 def cmd_info(args) -> int:

@@ -1,4 +1,4 @@
-"""The feature cache on disk: compact format (tokens int8 per patch), older files, prune, size report."""
+"""The feature cache on disk: compact format (tokens int8 per patch), older files refused, prune, size report."""
 import io
 
 import numpy as np
@@ -9,12 +9,16 @@ from engine.method.features import (
     CACHE_FILE_FORMAT,
     FeatureCache,
     ImageFeatures,
-    file_format,
     quantise_rows,
 )
 from engine.orchestration.pipeline import RunConfig, run
 from engine.orchestration.project_commands import feature_cache
 from helpers import MECHANICS, make_folder
+
+
+def stored_format(path):
+    with np.load(path) as data:
+        return int(data["format"])
 
 
 def full_features(n=12, dim=16, heads=2, seed=0) -> ImageFeatures:
@@ -52,7 +56,7 @@ def test_compact_round_trip_keeps_tokens_within_half_a_step(tmp_path):
     cache = FeatureCache(tmp_path)
     cache.put("ab" + "1" * 38, features)
     back = cache.get("ab" + "1" * 38)
-    assert file_format(cache.path("ab" + "1" * 38)) == CACHE_FILE_FORMAT
+    assert stored_format(cache.path("ab" + "1" * 38)) == CACHE_FILE_FORMAT
     assert back.grid_hw == features.grid_hw and back.input_hw == features.input_hw
     assert back.keys is None and back.cls_attention is None and not back.has_proposal_inputs
     assert back.tokens.dtype == np.float16 and back.tokens.shape == features.tokens.shape
@@ -73,17 +77,13 @@ def test_constant_tokens_come_back_exactly(tmp_path):
     np.testing.assert_array_equal(cache.get("cd" + "0" * 38).tokens, features.tokens)
 
 
-def test_older_full_precision_file_is_read_with_every_field(tmp_path):
-    features = full_features()
+def test_a_format_1_file_is_not_read_and_named(tmp_path):
     cache = FeatureCache(tmp_path)
     key = "ef" + "2" * 38
-    write_format_1(cache.path(key), features)
-    back = cache.get(key)
-    assert back.has_proposal_inputs
-    np.testing.assert_array_equal(back.keys, features.keys)
-    np.testing.assert_array_equal(back.tokens, features.tokens)  # exact: no quantisation on reading
-    np.testing.assert_array_equal(back.cls_attention, features.cls_attention)
-    assert cache.older_files() == [cache.path(key)]
+    write_format_1(cache.path(key), full_features())
+    features, problem = cache.read(key)  # was: read with every field (keys, tokens, CLS attention)
+    assert features is None
+    assert problem == f"{cache.path(key)}: feature cache file of an older format (1, full precision), no longer read"
 
 
 def test_newer_or_torn_files_are_recomputed_never_misread(tmp_path):
@@ -98,28 +98,47 @@ def test_newer_or_torn_files_are_recomputed_never_misread(tmp_path):
     cache.put(torn, full_features())
     cache.path(torn).write_bytes(cache.path(torn).read_bytes()[:200])
     assert cache.get(newer) is None and cache.get(torn) is None
-    assert cache.older_files() == []  # neither is rewritten by a prune
+    assert "feature cache format 3, this version reads only 2" in cache.read(newer)[1]
 
 
-def test_prune_keeps_exactly_the_images_features_and_compacts_older_files(tmp_path):
+def test_prune_keeps_exactly_the_images_readable_features_and_deletes_older_files(tmp_path, capsys):
     project = tmp_path / "p"
     run(make_folder(tmp_path / "images"), project, RunConfig(**{**MECHANICS, "distill": False}))
     cache = FeatureCache(project / "features")
     used = {path.stem for path in cache.files()}
-    assert len(used) == 4 and cache.older_files() == []  # a run writes the compact format
+    assert len(used) == 4 and {stored_format(path) for path in cache.files()} == {CACHE_FILE_FORMAT}
     older = sorted(used)[0]
     write_format_1(cache.path(older), full_features())  # one image's features from an older version
     cache.put("ab" + "0" * 38, full_features())  # an image no longer in the folder
     write_format_1(cache.path("cd" + "0" * 38), full_features())  # an older file no image uses
 
     before = feature_cache(project)
-    assert (before["files"], before["images"], before["older_files"]) == (6, 4, 2)
+    assert (before["files"], before["images"]) == (6, 4)
     after = feature_cache(project, prune=True)
-    assert {path.stem for path in cache.files()} == used
-    assert after["pruned"]["files"] == 2 and after["pruned"]["compacted"] == 1
-    assert file_format(cache.path(older)) == CACHE_FILE_FORMAT and after["older_files"] == 0
+    assert {path.stem for path in cache.files()} == used - {older}  # was: the older file rewritten compactly
+    assert (after["pruned"]["files"], after["pruned"]["unreadable"]) == (3, 1)
     assert after["pruned"]["bytes"] == before["bytes"] - after["bytes"] > 0
     assert after["used_bytes"] == after["bytes"] and after["mb_per_image"] == pytest.approx(after["bytes"] / 4e6)
+
+    write_format_1(cache.path(older), full_features())
+    assert main(["cache", "--project", str(project), "--prune"]) == 0
+    out = capsys.readouterr().out
+    assert "pruned 1 files (1 unreadable, damaged or of an older format: recomputed when next needed)" in out
+    assert not cache.path(older).exists()
+
+
+def test_a_run_recomputes_a_format_1_file_and_says_so(tmp_path, capsys):
+    folder, project = make_folder(tmp_path / "images"), tmp_path / "p"
+    run(folder, project, RunConfig(**{**MECHANICS, "distill": False}))
+    older = FeatureCache(project / "features").files()[0]
+    write_format_1(older, full_features())
+    argv = ["run", folder, "--project", project, "--weights", "random", "--input-size", "56", "-k", "2",
+            "--batch-size", "2", "--device", "cpu", "--no-distill", "-q"]
+    assert main([str(arg) for arg in argv]) == 0
+    captured = capsys.readouterr()
+    message = f"{older}: feature cache file of an older format (1, full precision), no longer read"
+    assert message in captured.out + captured.err and "recomputed" in captured.out + captured.err
+    assert stored_format(older) == CACHE_FILE_FORMAT
 
 
 def test_new_proposals_on_compact_features_run_the_backbone_again(tmp_path):

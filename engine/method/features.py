@@ -38,7 +38,12 @@ if TYPE_CHECKING:
     import torch
 
 FEATURE_FORMAT_VERSION = 1  # what the features are (part of the cache key: a change recomputes them)
-CACHE_FILE_FORMAT = 2  # how a cache file stores them (in the file: older formats are read, newer ones recomputed)
+CACHE_FILE_FORMAT = 2  # how a cache file stores them (in the file: a file of another format is recomputed)
+
+
+class OlderCacheFormat(ValueError):
+    """A cache file of format 1 (no "format" field: keys and tokens in float16), written by an earlier version
+    and no longer read: it is recomputed like a damaged file, and ``maskdistill cache --prune`` deletes it."""
 
 
 @dataclass
@@ -79,17 +84,17 @@ class ImageFeatures:
 
     @classmethod
     def load(cls, path: Path) -> "ImageFeatures":
-        """Read a cache file of any known format; a file of a newer format raises ValueError."""
+        """Read a cache file of :data:`CACHE_FILE_FORMAT`; a format-1 file raises :class:`OlderCacheFormat`,
+        a file of any other format ValueError."""
         with np.load(path) as data:
-            version = stored_format(data)
+            if "format" not in data.files:
+                raise OlderCacheFormat("feature cache file of an older format (1, full precision), no longer read")
+            version = int(data["format"])
+            if version != CACHE_FILE_FORMAT:
+                raise ValueError(f"feature cache format {version}, this version reads only "
+                                 f"{CACHE_FILE_FORMAT}")
             sizes = {"grid_hw": tuple(int(v) for v in data["grid_hw"]),
                      "input_hw": tuple(int(v) for v in data["input_hw"])}
-            if version == 1:  # every field at full (float16) precision
-                return cls(**sizes, keys=data["keys"], tokens=data["tokens"], cls_token=data["cls_token"],
-                           cls_attention=data["cls_attention"])._checked()
-            if version != CACHE_FILE_FORMAT:
-                raise ValueError(f"{path}: feature cache format {version}, this version reads up to "
-                                 f"{CACHE_FILE_FORMAT}")
             tokens = dequantise_rows(data["tokens_q"].T, data["tokens_scale"], data["tokens_mean"])
             return cls(**sizes, keys=None, tokens=tokens, cls_token=data["cls_token"].astype(np.float32),
                        cls_attention=None)._checked()
@@ -105,11 +110,6 @@ class ImageFeatures:
         if not (finite and np.isfinite(self.cls_token).all()):
             raise ValueError("tokens that are not finite numbers")
         return self
-
-
-def stored_format(data) -> int:
-    """Cache file format of an opened .npz: files from before the format was recorded are format 1."""
-    return int(data["format"]) if "format" in data.files else 1
 
 
 ROW_CHUNK = 32768  # rows converted to float32 at a time: a 600 x 600 patch grid is 0.55 GB per float32 copy
@@ -415,7 +415,7 @@ class FeatureCache:
     """Features on disk, one file per image, under a key of pixels, backbone, weights and input size.
 
     Files are written in the compact format of :meth:`ImageFeatures.save` (what later steps read: tokens,
-    int8 per patch); files of the older full-precision format are still read, and :meth:`prune` rewrites them.
+    int8 per patch); a file of another format is treated as unreadable: recomputed, and deleted by :meth:`prune`.
     """
 
     def __init__(self, folder: Path):
@@ -430,13 +430,15 @@ class FeatureCache:
 
     def read(self, key: str) -> tuple:
         """(features, problem): (ImageFeatures, None); (None, None) when there is no file; (None, "<file>:
-        why it cannot be read") for a truncated, emptied, garbled, foreign or newer-format file, which is
-        recomputed, never trusted."""
+        why it cannot be read") for a truncated, emptied, garbled, foreign, older- or newer-format file, which
+        is recomputed, never trusted."""
         path = self.path(key)
         if not path.exists():
             return None, None
         try:
             return ImageFeatures.load(path), None
+        except OlderCacheFormat as error:
+            return None, f"{path}: {error}"
         except Exception as error:  # anything np.load / zipfile / zlib raise on damage
             return None, f"{path}: damaged feature cache file ({type(error).__name__}: {error})"
 
@@ -453,15 +455,10 @@ class FeatureCache:
         files = [f for f in self.files() if keys is None or f.stem in keys]
         return {"files": len(files), "bytes": int(sum(f.stat().st_size for f in files))}
 
-    def older_files(self) -> list:
-        """Readable files stored in a format older than :data:`CACHE_FILE_FORMAT` (larger on disk)."""
-        return [f for f in self.files() if (file_format(f) or CACHE_FILE_FORMAT) < CACHE_FILE_FORMAT]
-
     def prune(self, keep: set) -> dict:
         """Delete cached features whose key is not in ``keep`` (images removed from the folder, or features of
-        other settings) and files that cannot be read (the next run recomputes them), and rewrite kept files of
-        an older format in the compact one. Returns {"files": removed, "unreadable": those of them removed as
-        unreadable, "compacted": rewritten, "bytes": freed by all}."""
+        other settings) and files that cannot be read, damaged or of another format (the next run recomputes
+        them). Returns {"files": removed, "unreadable": those of them removed as unreadable, "bytes": freed}."""
         before = self.size()["bytes"]
         removed = unreadable = 0
         for path in self.files():
@@ -470,20 +467,4 @@ class FeatureCache:
                 path.unlink()
                 removed += 1
                 unreadable += damaged
-        compacted = 0
-        for path in self.older_files():
-            features = self.get(path.stem)
-            if features is not None:
-                features.save(path)
-                compacted += 1
-        return {"files": removed, "unreadable": unreadable, "compacted": compacted,
-                "bytes": before - self.size()["bytes"]}
-
-
-def file_format(path: Path):
-    """Format of a cache file (see :func:`stored_format`), or None when it cannot be read."""
-    try:
-        with np.load(path) as data:
-            return stored_format(data)
-    except Exception:  # torn or foreign: get() treats it as missing
-        return None
+        return {"files": removed, "unreadable": unreadable, "bytes": before - self.size()["bytes"]}

@@ -34,9 +34,9 @@ def import_annotations(project_dir, coco_path, replace: bool = False) -> dict:
 
 def feature_cache(project_dir, prune: bool = False) -> dict:
     """Size of the project's feature cache; with ``prune``, first delete the features no image of images.json
-    uses (images gone from the folder, runs with other settings) and rewrite older full-precision files in
-    the compact format. Returns {"files", "bytes", "images", "used_bytes" (the files the images use),
-    "mb_per_image", "older_files", "pruned"}."""
+    uses (images gone from the folder, runs with other settings) and the files that cannot be read (damaged,
+    or of an older format). Returns {"files", "bytes", "images", "used_bytes" (the files the images use),
+    "mb_per_image", "pruned"}."""
     from engine.method.features import FeatureCache  # torch-free: the cache half of the module
 
     project, _, entries, _ = open_project(project_dir)
@@ -49,5 +49,4 @@ def feature_cache(project_dir, prune: bool = False) -> dict:
             pruned = cache.prune(used)
     used_bytes = cache.size(used)["bytes"]
     return {**cache.size(), "images": len(entries), "used_bytes": used_bytes,
-            "mb_per_image": used_bytes / 1e6 / len(entries), "older_files": len(cache.older_files()),
-            "pruned": pruned}
+            "mb_per_image": used_bytes / 1e6 / len(entries), "pruned": pruned}
