@@ -62,9 +62,9 @@ import numpy as np  # noqa: E402
 from pycocotools import mask as mask_utils  # noqa: E402
 
 from engine.atomic import atomic_write_json, read_json  # noqa: E402
+from engine.masks import bbox_xywh, encode_rle  # noqa: E402
 from engine.method.distill import paint_label_map  # noqa: E402
 from engine.output.evaluation import hungarian_match  # noqa: E402
-from engine.masks import bbox_xywh, encode_rle  # noqa: E402
 from engine.state.project import Project, load_image_predictions, load_image_proposals  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

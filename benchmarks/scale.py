@@ -88,8 +88,8 @@ def write_folder(folder: Path, n_images: int, image_size: int, seed: int = 2) ->
 def stage_child(stage: str, data: Path, project: Path, args) -> dict:
     """Run one stage here and return its seconds (the engine already imported, as in a napari session or a
     long script) and this process's peak memory."""
-    import engine.output.evaluation  # noqa: F401 - imports (torch among them) are not the stage's work
     import engine.orchestration.pipeline  # noqa: F401
+    import engine.output.evaluation  # noqa: F401 - imports (torch among them) are not the stage's work
     from engine import api
 
     start = time.perf_counter()
