@@ -219,9 +219,8 @@ RAY_EXTRA_MISSING = "--ray needs the ray extra: pip install 'maskdistill-napari[
 def cmd_run(args) -> int:
     import importlib.util
 
-    from engine.orchestration.pipeline import RunConfig, run
-
     from engine.io.images import DEFAULT_PERCENTILES, ImageOptions
+    from engine.orchestration.pipeline import RunConfig, run
 
     if args.ray is not None and importlib.util.find_spec("ray") is None:
         print(f"maskdistill: error: {RAY_EXTRA_MISSING}", file=sys.stderr)
@@ -362,8 +361,8 @@ def describe_feature_cache(summary: dict) -> str:
 def cmd_info(args) -> int:
     import torch
 
-    from engine.method.backbones import BACKBONES, get_backbone_spec
     from engine.device import resolve_device
+    from engine.method.backbones import BACKBONES, get_backbone_spec
     from engine.method.weights import cache_dir, describe_sources
 
     print(f"maskdistill {__version__}, torch {torch.__version__}")

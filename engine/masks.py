@@ -8,7 +8,6 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
-
 LARGE_MASK_PIXELS = 2 ** 20  # above this, a mask is encoded from its bounding box (rle_from_crop)
 
 
@@ -336,7 +335,7 @@ class SparseMasks:
             raise ValueError(f"SparseMasks: cell indices outside the {self.grid_hw} grid")
 
     @classmethod
-    def from_pairs(cls, mask_index: np.ndarray, cells: np.ndarray, n: int, grid_hw: tuple) -> "SparseMasks":
+    def from_pairs(cls, mask_index: np.ndarray, cells: np.ndarray, n: int, grid_hw: tuple) -> SparseMasks:
         """From (mask, cell) pairs in any order, duplicates allowed."""
         pairs = np.unique(np.asarray(mask_index, np.int64) * (grid_hw[0] * grid_hw[1]) + np.asarray(cells, np.int64))
         mask_index, cells = np.divmod(pairs, grid_hw[0] * grid_hw[1])
@@ -344,7 +343,7 @@ class SparseMasks:
         return cls(offsets, cells, grid_hw)
 
     @classmethod
-    def from_dense(cls, stack: np.ndarray) -> "SparseMasks":
+    def from_dense(cls, stack: np.ndarray) -> SparseMasks:
         stack = np.asarray(stack, bool)
         n, gh, gw = stack.shape
         mask_index, cells = np.nonzero(stack.reshape(n, gh * gw))
@@ -407,12 +406,12 @@ class Proposals:
     def __len__(self) -> int:
         return len(self.scores)
 
-    def filter(self, keep) -> "Proposals":
+    def filter(self, keep) -> Proposals:
         keep = np.asarray(keep)
         keep = np.flatnonzero(keep) if keep.dtype == bool else keep.astype(np.intp, copy=False)
         return Proposals(self.masks[keep], self.patch_masks[keep], self.scores[keep],
                          [self.sources[i] for i in keep])
 
     @classmethod
-    def empty(cls, image_hw: tuple, grid_hw: tuple) -> "Proposals":
+    def empty(cls, image_hw: tuple, grid_hw: tuple) -> Proposals:
         return cls(np.zeros((0, *image_hw), bool), np.zeros((0, *grid_hw), bool), np.zeros(0, np.float32), [])

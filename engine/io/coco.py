@@ -110,11 +110,11 @@ class CocoWriter:
             self.counts["categories"] = len(categories)
             with atomic_writer(self.path) as handle:
                 head = json.dumps({"info": self._info, "licenses": []})[:-1]  # the object, left open
-                handle.write(f'{head}, "images": ['.encode("utf-8"))
+                handle.write(f'{head}, "images": ['.encode())
                 self._copy("images", handle)
                 handle.write(b'], "annotations": [')
                 self._copy("annotations", handle)
-                handle.write(f'], "categories": {json.dumps(categories)}}}'.encode("utf-8"))
+                handle.write(f'], "categories": {json.dumps(categories)}}}'.encode())
         finally:
             self.discard()
         return self.counts
@@ -129,7 +129,7 @@ class CocoWriter:
         for spool in self._spools.values():
             spool.close()
 
-    def __enter__(self) -> "CocoWriter":
+    def __enter__(self) -> CocoWriter:
         return self
 
     def __exit__(self, kind, error, traceback) -> None:

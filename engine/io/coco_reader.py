@@ -172,7 +172,7 @@ class CocoFile:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "CocoFile":
+    def __enter__(self) -> CocoFile:
         return self
 
     def __exit__(self, *exc) -> None:

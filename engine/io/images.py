@@ -88,7 +88,7 @@ class ImageOptions:
                 "percentiles": list(self.percentiles), "planes": self.planes}
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "ImageOptions":
+    def from_dict(cls, data: dict | None) -> ImageOptions:
         """From :meth:`to_dict`; missing keys (an older project.json) take the defaults."""
         data = data or {}
         return cls(channels=data.get("channels"), percentiles=data.get("percentiles") or DEFAULT_PERCENTILES,
@@ -775,7 +775,7 @@ class ImageSource:
         return load_image_once(Path(self.root) / entry["relative_path"], entry.get("plane"), self.options)
 
     @classmethod
-    def of_project(cls, project_config: dict) -> "ImageSource":
+    def of_project(cls, project_config: dict) -> ImageSource:
         """From project.json (``image_root`` and the run's ``image_options``)."""
         return cls(Path(project_config["image_root"]),
                    ImageOptions.from_dict(project_config.get("config", {}).get("image_options")))
