@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from engine.method.features import ImageFeatures
 from engine.masks import bbox_xywh, coverage_of_crop, coverage_on_grid, mask_crop
+from engine.method.features import ImageFeatures
 
 # ImageNet mean colour: what the backbone sees as "nothing" after normalisation
 NEUTRAL_RGB = (124, 116, 104)

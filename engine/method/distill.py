@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from engine.atomic import ProjectFileError, atomic_write_bytes
-from engine.method.instances import instance_agreement
 from engine.masks import coverage_on_grid, resize_nearest
+from engine.method.instances import instance_agreement
 from engine.method.refine import refine_soft
 
 HEAD_FORMAT_VERSION = 2  # 2: the checkpoint carries a sha256 of its weights (state_sha256)

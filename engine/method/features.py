@@ -83,7 +83,7 @@ class ImageFeatures:
         atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
-    def load(cls, path: Path) -> "ImageFeatures":
+    def load(cls, path: Path) -> ImageFeatures:
         """Read a cache file of :data:`CACHE_FILE_FORMAT`; a format-1 file raises :class:`OlderCacheFormat`,
         a file of any other format ValueError."""
         with np.load(path) as data:
@@ -99,7 +99,7 @@ class ImageFeatures:
             return cls(**sizes, keys=None, tokens=tokens, cls_token=data["cls_token"].astype(np.float32),
                        cls_attention=None)._checked()
 
-    def _checked(self) -> "ImageFeatures":
+    def _checked(self) -> ImageFeatures:
         """Self, when its arrays agree with its grid and hold numbers; a garbled file that still unzips raises."""
         grid_h, grid_w = self.grid_hw
         if self.tokens.ndim != 2 or len(self.tokens) != grid_h * grid_w or self.cls_token.shape != \

@@ -25,8 +25,8 @@ from scipy import ndimage
 from scipy.sparse.linalg import eigsh
 
 from engine.device import single_threaded_lapack
-from engine.method.features import ImageFeatures
 from engine.masks import Proposals, component_containing, iou
+from engine.method.features import ImageFeatures
 from engine.method.names import PROPOSAL_METHODS  # the registry of method names owns the list
 from engine.method.refine import refine_masks
 
