@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
@@ -23,8 +23,7 @@ from engine.method.clustering import box_crop, pooled_embeddings
 from engine.method.features import FeatureCache, FeatureExtractor
 from engine.method.proposals import propose
 from engine.method.tiling import scale_for_object_size
-from engine.state.project import (PROPOSALS_HINT, Project, load_image_proposals, plane_key,
-                                  save_image_proposals)
+from engine.state.project import PROPOSALS_HINT, Project, load_image_proposals, plane_key, save_image_proposals
 from engine.state.schema import check_feature_keys, read_images
 
 
@@ -37,15 +36,15 @@ class ImageTask:
     image_id: str
     path: str  # absolute: the same on every machine of a cluster (shared filesystem)
     relative_path: str
-    plane: Optional[int]
+    plane: int | None
     coco_id: int
-    previous: Optional[dict] = None
+    previous: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ImageTask":
+    def from_dict(cls, data: dict) -> ImageTask:
         return cls(**data)
 
 
@@ -55,15 +54,15 @@ class ImageOutcome:
     the image it found and recomputed (one message each)."""
 
     index: int
-    entry: Optional[dict] = None
-    skipped: Optional[dict] = None  # {"relative_path", "reason"}: the file could not be decoded
-    notes: Optional[list] = None  # "<file>: damaged ...; recomputed"
+    entry: dict | None = None
+    skipped: dict | None = None  # {"relative_path", "reason"}: the file could not be decoded
+    notes: list | None = None  # "<file>: damaged ...; recomputed"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ImageOutcome":
+    def from_dict(cls, data: dict) -> ImageOutcome:
         return cls(**data)
 
 

@@ -206,7 +206,7 @@ class ProjectIndex:
         self._stamps: _Stamps | None = None
 
     # -- keeping it current -------------------------------------------------------------------------
-    def refresh_small(self) -> "ProjectIndex":
+    def refresh_small(self) -> ProjectIndex:
         """Re-read whichever small file changed (images list, clusters, label state); per-image entries are
         left as they are (see :meth:`refresh`)."""
         with self.lock:
@@ -215,7 +215,7 @@ class ProjectIndex:
                 self._reload(small)
         return self
 
-    def refresh(self, progress=None) -> "ProjectIndex":
+    def refresh(self, progress=None) -> ProjectIndex:
         """:meth:`refresh_small`, then recompute the images whose stamp changed. ``progress(done, total)`` is
         called while recomputing (a first build decodes every image once)."""
         with self.lock:

@@ -9,14 +9,13 @@ the chosen category, score 1.0 and the reviewed flag (the user made it).
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from engine.state.corrections import ImageCorrection
 from engine.state.label_state import LabelState
 from engine.state.project import Project
-from engine.state.schema import read_images
 from engine.state.review import _edit_correction
+from engine.state.schema import read_images
 
 MIN_OBJECT_PIXELS = 16  # a proposal with fewer free pixels than this is no object
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.state.schema import read_images
 from engine.io.coco import coco_image_masks
 from engine.io.coco_reader import CocoFile
 from engine.state.corrections import (
@@ -39,6 +38,7 @@ from engine.state.project_index import (
     project_files,
     project_index,
 )
+from engine.state.schema import read_images
 
 
 def _category(state: LabelState, category_id: int) -> Category:
