@@ -7,10 +7,10 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor, QImage, QPixmap
 from qtpy.QtWidgets import (
     QColorDialog,
-    QHeaderView,
     QComboBox,
     QGridLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
