@@ -8,13 +8,13 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import MECHANICS
 from PIL import Image
 from skimage import data
 
 import engine.io.images
 from engine.atomic import read_json
 from engine.orchestration.pipeline import RunConfig, run
+from helpers import MECHANICS
 
 SMALL = MECHANICS
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0

@@ -14,8 +14,8 @@ from skimage import data
 from benchmarks import real_dev
 from benchmarks.real_dev import RealImage, StagePrediction, load_ground_truth, recurring_classes, score_stage
 from benchmarks.run_benchmark import main
-from engine.output.evaluation import ImagePrediction, ImageTruth, evaluate
 from engine.masks import encode_rle
+from engine.output.evaluation import ImagePrediction, ImageTruth, evaluate
 
 H, W = 40, 60
 

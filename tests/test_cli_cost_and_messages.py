@@ -9,11 +9,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import MECHANICS, make_folder
 
 from engine import cli
 from engine.atomic import read_json
 from engine.state.project import Project
+from helpers import MECHANICS, make_folder
 
 
 @pytest.fixture(scope="module")

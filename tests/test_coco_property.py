@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from engine.io.coco import annotation_record, build_coco, read_coco, write_coco
+from engine.masks import decode_rle, encode_rle
+from engine.output.export import mask_to_polygons
 from engine.state.corrections import (
     Category,
     CategoryTable,
@@ -20,8 +22,6 @@ from engine.state.corrections import (
     save_categories,
     save_correction,
 )
-from engine.output.export import mask_to_polygons
-from engine.masks import decode_rle, encode_rle
 
 SETTINGS = settings(max_examples=30, deadline=None)
 

@@ -152,7 +152,7 @@ def test_many_small_annotations_are_decoded_one_image_at_a_time(tmp_path):
     tracemalloc.start()
     try:
         count, pixels = 0, 0
-        for file_name, size, masks, ids in iter_coco_images(path):
+        for _file_name, size, masks, ids in iter_coco_images(path):
             assert size == hw and masks.shape == (per_image, *hw) and len(ids) == per_image
             count += 1
             pixels += int(masks.sum())

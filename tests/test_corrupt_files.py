@@ -17,16 +17,15 @@ import torch
 
 from engine import cli
 from engine.atomic import ProjectFileError, atomic_write_json, read_json
+from engine.masks import Proposals, encode_rle
 from engine.method.distill import HEAD_FORMAT_VERSION, HeadConfig, PatchHead, load_head, save_head
-from engine.masks import encode_rle
+from engine.orchestration.image_step import proposals_state
 from engine.state.project import (
     load_image_predictions,
     load_image_proposals,
     save_image_predictions,
     save_image_proposals,
 )
-from engine.masks import Proposals
-from engine.orchestration.image_step import proposals_state
 
 # --- JSON ------------------------------------------------------------------------------------------
 

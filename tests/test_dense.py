@@ -234,8 +234,15 @@ def test_sparse_masks_index_like_the_array_they_hold():
 
 
 def test_crop_helpers_give_what_the_full_masks_give():
-    from engine.masks import (coverage_of_crop, coverage_on_grid, encode_rle, mask_crop, resize_crop_nearest,
-                              resize_nearest, rle_from_crop)
+    from engine.masks import (
+        coverage_of_crop,
+        coverage_on_grid,
+        encode_rle,
+        mask_crop,
+        resize_crop_nearest,
+        resize_nearest,
+        rle_from_crop,
+    )
 
     labels = _crowded_labels()
     stack = LabelMasks(labels)

@@ -8,6 +8,7 @@ import pytest
 import tifffile
 from PIL import Image
 
+from engine.masks import encode_rle
 from engine.output.evaluation import (
     GroundTruthError,
     ImagePrediction,
@@ -16,7 +17,6 @@ from engine.output.evaluation import (
     hungarian_match,
     load_ground_truth,
 )
-from engine.masks import encode_rle
 
 
 def rect(shape, r0, r1, c0, c1):

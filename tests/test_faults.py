@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import MECHANICS, make_folder
 
 from engine import atomic
-from engine.state import review
 from engine.atomic import read_json
 from engine.orchestration.pipeline import RunConfig, run
 from engine.orchestration.project_commands import export_project
+from engine.state import review
 from engine.state.project import Project
+from helpers import MECHANICS, make_folder
 
 SMALL = MECHANICS
 ROOT = Path(__file__).resolve().parents[1]

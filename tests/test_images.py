@@ -238,7 +238,7 @@ def test_multipage_tiff_pil_and_tifffile(tmp_path, camera):
     pages = [Image.fromarray(camera[:64, :64]), Image.fromarray(camera[64:128, :64])]
     Image.fromarray(camera[128:192, :64]).save(tmp_path / "pil3.tif", save_all=True, append_images=pages)
     tifffile.imwrite(tmp_path / "tf3.tif", np.stack([camera[:32, :32]] * 3), photometric="minisblack")
-    for i in range(3):
+    for _i in range(3):
         tifffile.imwrite(tmp_path / "appended.tif", camera[:32, :32], append=True)
     disc = discover_images(tmp_path)
     assert disc.images == []
@@ -438,7 +438,7 @@ def test_multipage_files_listed_per_plane_on_request(tmp_path, camera):
     pages = [Image.fromarray(camera[:64, :64]), Image.fromarray(camera[64:128, :64])]
     Image.fromarray(camera[128:192, :64]).save(tmp_path / "pil3.tif", save_all=True, append_images=pages)
     tifffile.imwrite(tmp_path / "tf3.tif", np.stack([camera[:32, :32]] * 3), photometric="minisblack")
-    for i in range(3):
+    for _i in range(3):
         tifffile.imwrite(tmp_path / "appended.tif", camera[:32, :32], append=True)
     _save(camera, tmp_path / "flat.png")
     disc = discover_images(tmp_path, planes=True)

@@ -4,7 +4,6 @@ Every file is generated with tifffile in tmp_path; every test has a known answer
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import tifffile
