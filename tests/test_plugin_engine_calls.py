@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import small_finished_project
 
 import engine.api
+from helpers import small_finished_project
 from maskdistill_napari import _engine_calls, _engine_process
 
 PLUGIN = Path(__file__).resolve().parents[1] / "maskdistill_napari"

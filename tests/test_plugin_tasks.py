@@ -14,14 +14,14 @@ import pytest
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import engine.api
 from napari.utils.notifications import notification_manager
 from qtpy.QtWidgets import QFileDialog
 
+import engine.api
+from helpers import small_finished_project
 from maskdistill_napari import _project_view
 from maskdistill_napari._engine_process import EngineProcess
 from maskdistill_napari._widget import MaskDistillWidget
-from helpers import small_finished_project
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 

@@ -9,7 +9,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from helpers import MECHANICS, make_folder
 
 from engine import api
 from engine.atomic import read_json
@@ -18,6 +17,7 @@ from engine.state import project_index as index_module
 from engine.state.corrections import ImageCorrection, correction_path, save_correction
 from engine.state.label_state import LabelState
 from engine.state.project_index import INDEX_NAME, forget_indexes, project_index
+from helpers import MECHANICS, make_folder
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import MECHANICS, make_folder
 
 from engine import cli
 from engine.atomic import read_json
@@ -23,6 +22,7 @@ from engine.state import review, schema
 from engine.state.corrections import load_assignments, load_categories
 from engine.state.project import Project, open_project
 from engine.state.schema import ProjectSchemaError, UnsafePathError
+from helpers import MECHANICS, make_folder
 
 # -- the readers ----------------------------------------------------------------------------------------------
 IMAGE = {"image_id": "img_1", "relative_path": "a.jpg", "width": 480, "height": 320, "coco_id": 1}

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import MECHANICS, make_folder
 from PIL import Image
 
-from engine.state import review
 from engine.atomic import read_json
 from engine.cli import main as cli_main
-from engine.state.corrections import load_correction
 from engine.orchestration.pipeline import RunConfig, run
 from engine.orchestration.project_commands import export_project
+from engine.state import review
+from engine.state.corrections import load_correction
 from engine.state.project import Project, ProjectLockedError
+from helpers import MECHANICS, make_folder
 
 SMALL = MECHANICS
 ROOT = Path(__file__).resolve().parents[1]

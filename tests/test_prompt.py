@@ -7,13 +7,13 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import MECHANICS, make_folder
 from PIL import Image
 
 from engine import api
 from engine.atomic import read_json
 from engine.method.prompt import prompt_mask
 from engine.state.corrections import correction_path
+from helpers import MECHANICS, make_folder
 
 CELL = 8  # image pixels per patch of the planted grid
 GRID = (12, 12)

@@ -6,8 +6,13 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from engine.method.propagate import NEAR_DUPLICATE, propagate_instances, propagate_labels, scene_match, \
-    window_similarities
+from engine.method.propagate import (
+    NEAR_DUPLICATE,
+    propagate_instances,
+    propagate_labels,
+    scene_match,
+    window_similarities,
+)
 
 GRID = (12, 16)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.method.features import ImageFeatures
 from engine.masks import Proposals, coverage_on_grid, iou, resize_nearest
+from engine.method.features import ImageFeatures
 from engine.method.names import PROPOSAL_METHODS
 from engine.method.proposals import (
     attention_mass_filter,

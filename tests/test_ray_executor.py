@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import MECHANICS, make_folder
 
 from engine import cli
 from engine.io.images import discover_images
@@ -16,6 +15,7 @@ from engine.orchestration.image_step import ImageOutcome, build_extractor, gathe
 from engine.orchestration.outcome import Cancelled
 from engine.orchestration.pipeline import RunConfig, extract_and_propose, run
 from engine.state.project import Project
+from helpers import MECHANICS, make_folder
 
 # pooled embeddings: no extra forward pass per mask, so actors start and finish quickly; the CPU on both sides,
 # so a machine with a GPU compares like with like (a local Ray of CPUs only gives its actors no GPU)

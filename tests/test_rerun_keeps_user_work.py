@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import MECHANICS, make_folder
 
 from engine.atomic import read_json
 from engine.orchestration.pipeline import RunConfig, run
@@ -19,6 +18,7 @@ from engine.state import review
 from engine.state.corrections import Category, CategoryTable, load_categories
 from engine.state.label_state import LabelState, clustering_id, describe_rebinding, rebind_categories
 from engine.state.project import Project
+from helpers import MECHANICS, make_folder
 
 
 def clusters_of(assignment: dict, k: int) -> dict:

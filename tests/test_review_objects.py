@@ -8,12 +8,12 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import MECHANICS, make_folder
 
 from engine import api
 from engine.atomic import read_json
-from engine.state.corrections import ImageCorrection, correction_path, load_correction, save_correction
 from engine.orchestration.pipeline import RunConfig, run
+from engine.state.corrections import ImageCorrection, correction_path, load_correction, save_correction
+from helpers import MECHANICS, make_folder
 
 
 @pytest.fixture(scope="module")

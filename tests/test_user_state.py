@@ -11,17 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import MECHANICS, make_folder
 
-from engine.state import review
 from engine.atomic import read_json
-from engine.state.corrections import Category, CategoryTable, load_categories, load_correction
-from engine.state.label_state import LabelState, adopt_clustering, clustering_id, rebind_categories
 from engine.masks import mask_identity
 from engine.orchestration.outcome import Cancelled
 from engine.orchestration.pipeline import RunConfig, distill, run
 from engine.orchestration.project_commands import export_project
+from engine.state import review
+from engine.state.corrections import Category, CategoryTable, load_categories, load_correction
+from engine.state.label_state import LabelState, adopt_clustering, clustering_id, rebind_categories
 from engine.state.project import Project, load_image_proposals, save_image_predictions, save_image_proposals
+from helpers import MECHANICS, make_folder
 
 
 def clusters_of(assignment: dict, k: int) -> dict:
