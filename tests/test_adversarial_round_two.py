@@ -83,3 +83,28 @@ def test_an_images_entry_without_feature_key_is_named(copy, capsys, command):
     rc, out = _cli(capsys, command[0], "--project", copy, *command[1:])
     assert rc == 2, out
     assert f"{copy / 'images.json'}: [1].feature_key: is missing" in out and "maskdistill run" in out, out
+
+
+# -- run settings in project.json of the wrong type or unknown ----------------------------------------------
+@pytest.mark.parametrize("setting, value, problem", [
+    ("num_classes", "3", "config.num_classes: number of classes must be a whole number, not '3'"),  # TypeError
+    ("input_size", -5, "config.input_size: input size must be between 28 and 2048 pixels, not -5"),  # no file
+    ("image_options", [1], "config.image_options: must be a JSON object, not [1]"),  # AttributeError
+    ("foreground", True, "config.foreground: is not a setting of this version"),  # TypeError in RunConfig
+])
+@pytest.mark.parametrize("command", ["predict", "distill"])
+def test_a_wrong_stored_run_setting_is_named_with_project_json(copy, capsys, setting, value, problem, command):
+    stored = json.loads((copy / "project.json").read_text())
+    stored["config"][setting] = value
+    (copy / "project.json").write_text(json.dumps(stored))
+    rc, out = _cli(capsys, command, "--project", copy)
+    assert rc == 2, out
+    assert f"{copy / 'project.json'}: {problem}" in out and "Traceback" not in out, out
+
+
+def test_a_schema_version_of_the_wrong_type_is_shown_as_such(copy, capsys):
+    stored = json.loads((copy / "project.json").read_text())
+    stored["schema_version"] = "1"  # was "version 1 is not supported by this version (schema 1)"
+    (copy / "project.json").write_text(json.dumps(stored))
+    rc, out = _cli(capsys, "export", "--project", copy)
+    assert rc == 2 and "project schema version '1' is not supported" in out, out

@@ -121,6 +121,32 @@ class RunConfig:
         return hashlib.sha1(text.encode()).hexdigest()
 
 
+def stored_run_config(path: Path, stored: dict) -> RunConfig:
+    """The run settings project.json (``path``) stores under "config", checked like a new run's: a setting this
+    version does not know, of the wrong type or out of range is a ProjectSchemaError naming the file and the
+    setting, before a step trips over it."""
+    from engine.state.schema import ProjectSchemaError, rerun_hint
+
+    path = Path(path)
+    todo = f"Correct that value, or run `{rerun_hint(path.parent)}` again to write the file anew"
+    specs = {spec.name: spec for spec in fields(RunConfig)}
+    for name, value in stored.items():
+        if name not in specs:
+            raise ProjectSchemaError(path, f"config.{name}", "is not a setting of this version of maskdistill",
+                                     todo)
+        try:
+            if name != "image_options":  # its values are checked when built, below
+                _check_setting(specs[name], value)
+            elif value is not None and not isinstance(value, dict):
+                raise ValueError(f"must be a JSON object, not {value!r}")
+        except ValueError as error:
+            raise ProjectSchemaError(path, f"config.{name}", str(error), todo) from None
+    try:
+        return RunConfig(**stored)
+    except (TypeError, ValueError, AttributeError) as error:  # image options of the wrong shape
+        raise ProjectSchemaError(path, "config.image_options", str(error), todo) from None
+
+
 def setting(name: str) -> dict:
     """One setting as its callers show it: its metadata (label, help, choices, min, max, ...) and its default."""
     spec = next((s for s in fields(RunConfig) if s.name == name), None)
@@ -153,12 +179,31 @@ def _within(info: dict, value) -> bool:
     return True
 
 
+# a setting's type from its annotation (a string: this module postpones annotations): (types, in words)
+_TYPES = (("bool", (bool,), "true or false"), ("int", (int,), "a whole number"),
+          ("float", (int, float), "a number"), ("str", (str,), "a text string"))
+
+
+def _type_problem(spec: Field, value):
+    """Why ``value`` has the wrong type for the setting (a value read from project.json may be any JSON), or
+    None; true / false never pass for numbers."""
+    for word, types, words in _TYPES:
+        if word in str(spec.type):
+            if isinstance(value, types) and (word == "bool" or not isinstance(value, bool)):
+                return None
+            return f"{spec.metadata['label']} must be {words}, not {value!r}"
+    return None  # image options: checked by ImageOptions itself
+
+
 def _check_setting(spec: Field, value) -> None:
-    """Raise ValueError naming the setting when ``value`` is not one of its choices or outside its range;
-    None (a setting left to the engine) is always allowed where the default is None."""
+    """Raise ValueError naming the setting when ``value`` has the wrong type, is not one of its choices or is
+    outside its range; None (a setting left to the engine) is always allowed where the default is None."""
     info = spec.metadata
     if value is None and spec.default is None:
         return
+    problem = _type_problem(spec, value)
+    if problem:
+        raise ValueError(problem)
     if "choices" in info and value not in info["choices"]:
         raise ValueError(f"{info['label']} must be one of {', '.join(info['choices'])}, not {value!r}")
     if ("min" in info or "max" in info) and not _within(info, value):

@@ -42,7 +42,7 @@ def feature_identity(project_config: dict) -> dict:
     """What cached features (and so a trained head) depend on, from project.json."""
     spec = project_config["backbone"]
     return {"backbone": spec["name"], "weights": project_config["weights"]["identity"],
-            "input_size": project_config["config"]["input_size"] or spec["default_input_size"],
+            "input_size": project_config["config"].get("input_size") or spec["default_input_size"],
             "settings": project_config.get("features")}
 
 

@@ -10,7 +10,7 @@ to stop: every finished image is already on disk, so the next run continues from
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from engine.io.images import ImageSource, decoding_once, discover_images
 from engine.state.label_state import LabelState, adopt_clustering, clustering_id, describe_rebinding
 from engine.masks import mask_identity
 from engine.state.project import Project, load_image_predictions, open_project
-from engine.orchestration.config import RunConfig
+from engine.orchestration.config import RunConfig, stored_run_config
 from engine.orchestration.outcome import Progress, RunResult, StageTimer, no_progress
 from engine.orchestration.distillation import distill_project, feature_identity, predict_project
 from engine.orchestration.executors import LocalExecutor, ray_executor
@@ -195,8 +195,10 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
     return result
 
 
-def _stored_config(project_config: dict, **overrides) -> RunConfig:
-    config = RunConfig(**{**project_config["config"], **{k: v for k, v in overrides.items() if v is not None}})
+def _stored_config(project: Project, project_config: dict, **overrides) -> RunConfig:
+    """project.json's run settings (a wrong one named with the file), with ``overrides`` from the command."""
+    config = replace(stored_run_config(project.config_path, project_config["config"]),
+                     **{k: v for k, v in overrides.items() if v is not None})
     config.check()
     return config
 
@@ -205,7 +207,7 @@ def distill(project_dir, progress: Progress | None = None, device: str = "auto",
     """Re-run distillation (and the COCO export) on a finished project; ``overrides`` are RunConfig fields.
     ``device``: where to train, chosen now (a project made on a GPU machine retrains on a laptop)."""
     project, project_config, entries, clusters = open_project(project_dir)
-    config = _stored_config(project_config, device=device, **overrides)
+    config = _stored_config(project, project_config, device=device, **overrides)
     timer = StageTimer()
     images = ImageSource.of_project(project_config)
     with project.lock(), decoding_once():
@@ -225,10 +227,11 @@ def predict(project_dir, progress: Progress | None = None) -> dict:
     path = project.models_dir / "head_final.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; train it with: maskdistill distill --project {project.root}")
+    config = _stored_config(project, project_config)  # checked before anything reads it
     head = load_head(path, feature_identity(project_config))
     images = ImageSource.of_project(project_config)
     with project.lock(), decoding_once():
-        repaired = repair_feature_cache(project, project_config, entries, _stored_config(project_config))
+        repaired = repair_feature_cache(project, project_config, entries, config)
         predicted = predict_project(project, entries, head, images, clusters, progress or no_progress)
         export = export_coco(project, entries, clusters, images.root)
         export["warnings"] = repaired + export["warnings"]

@@ -196,7 +196,7 @@ class Project:
                                                    f"--project {self.root}` to write it again")
         version = config.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise ValueError(f"{self.config_path}: project schema version {version} is not supported by this "
+            raise ValueError(f"{self.config_path}: project schema version {version!r} is not supported by this "
                              f"version of maskdistill (schema {SCHEMA_VERSION}).")
         return check_project_config(self.config_path, config)
 
