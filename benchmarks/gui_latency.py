@@ -100,14 +100,14 @@ def measure_clicks(app, widget, meter) -> list:
     timings = []
     for position in range(len(view.entries)):
         view.show(position)
-        pump_until(app, lambda: not widget.busy and view.position == position)
+        pump_until(app, lambda position=position: not widget.busy and view.position == position)
         spot = free_spot(view.labels_layer.data)
         if spot is None:
             continue
         depth = len(review.undo_stack)
         start = time.perf_counter()
         review.add_object_at(spot)
-        pump_until(app, lambda: not widget.busy and len(review.undo_stack) > depth
+        pump_until(app, lambda depth=depth, spot=spot: not widget.busy and len(review.undo_stack) > depth
                    and view.labels_layer.data[spot] == review.undo_stack[-1]["instance_id"])
         timings.append((time.perf_counter() - start, review.last_add_seconds))
     meter.phase = None

@@ -37,7 +37,8 @@ from benchmarks.synthetic import CATEGORIES, write_dataset  # noqa: E402
 from engine.atomic import atomic_write_json, read_json  # noqa: E402
 from engine.orchestration.pipeline import RunConfig, evaluate_project, run  # noqa: E402
 
-TARGETS = {"engine_over_backbone_max": 1.25, "engine_over_feature_pass_max": 2.0, "retrain_predict_100_s_max": 30.0, "peak_rss_mb_200_max": 3000.0}
+TARGETS = {"engine_over_backbone_max": 1.25, "engine_over_feature_pass_max": 2.0, "retrain_predict_100_s_max": 30.0,
+           "peak_rss_mb_200_max": 3000.0}
 
 
 def quality(out: Path, n_images: int, config: RunConfig, seeds: int = 3) -> dict:

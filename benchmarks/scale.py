@@ -127,10 +127,10 @@ def gui_timings(project: Path) -> dict:
 
     def open_project() -> tuple:
         _, config, entries, clusters = api.open_project(project)
-        api.label_state(project, clusters).table  # the view's category table
+        _ = api.label_state(project, clusters).table  # the view's category table
         images = api.ImageSource.of_project(config)
         layer_data(images, entries[0])
-        api.label_state(project, clusters).table  # the categories panel refreshes it
+        _ = api.label_state(project, clusters).table  # the categories panel refreshes it
         api.category_sizes(project)
         return images, entries, clusters
 
@@ -147,7 +147,7 @@ def gui_timings(project: Path) -> dict:
 
     def rename() -> None:
         api.rename_category(project, category.id, f"{category.name}_renamed")
-        api.label_state(project, clusters).table
+        _ = api.label_state(project, clusters).table
         api.category_sizes(project)
 
     def jump() -> None:

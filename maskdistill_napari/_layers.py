@@ -95,8 +95,9 @@ def legend_html(classes: dict, table) -> str:
             continue
         r, g, b = category_colour(category)
         weight = "bold" if category.id in shown else "normal"
+        # one entry never wraps inside; the legend wraps between entries
         rows.append(f'<span style="white-space:nowrap"><span style="color:rgb({r},{g},{b})">&#9632;</span>&nbsp;'
-                    f'<span style="font-weight:{weight}">{escape(category.name)}</span></span>')  # wraps between entries
+                    f'<span style="font-weight:{weight}">{escape(category.name)}</span></span>')
     if any(r is None for r in shown):
         rows.append('<span style="white-space:nowrap"><span style="color:grey">&#9632;</span>&nbsp;discarded</span>')
     return "&nbsp;&nbsp; ".join(rows) or "no categories"

@@ -319,7 +319,7 @@ def test_reader_sets_contrast_limits(monkeypatch):
     assert 90 < lo < 110 and 350 < hi < 450
 
 
-# -- through the whole pipeline (engine.orchestration.pipeline.run): options reach every step ------------------------------
+# -- through the whole pipeline (engine.orchestration.pipeline.run): options reach every step -----------------------
 def test_run_reads_every_plane_of_a_stack_with_the_chosen_channel(tmp_path):
     import json
 

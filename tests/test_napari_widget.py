@@ -249,7 +249,8 @@ def test_open_project_button_and_bad_folder(make_napari_viewer, qtbot, three_ima
 
 def test_the_retrain_message_says_where_corrections_were_carried():
     from maskdistill_napari._retrain_export_panel import describe_retrain
-    result = {"before": 33, "after": 36, "changed": ["b.jpg", "c.jpg"], "summary": {"carried": {"b.jpg": 2, "c.jpg": 1}}}
+    result = {"before": 33, "after": 36, "changed": ["b.jpg", "c.jpg"],
+              "summary": {"carried": {"b.jpg": 2, "c.jpg": 1}}}
     assert describe_retrain(result) == ("Retrained: 33 masks before, 36 after; 2 image(s) changed: b.jpg, c.jpg. Your "
                                         "corrected objects were carried to 2 image(s) of the same scene (3 object(s)).")
     assert "carried" not in describe_retrain({**result, "summary": {"carried": {}}})

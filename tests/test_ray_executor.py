@@ -107,7 +107,8 @@ def test_ray_run_writes_the_local_runs_files(folder, tmp_path, monkeypatch):
     assert remote.images == local.images == 4 and remote.masks == local.masks > 0
     assert [done for stage, done, _ in reported if stage == "images"] == [0, 1, 2, 3, 4]
     assert "backbone" in remote.timings  # the actors' stage seconds reach the driver's report
-    assert (tmp_path / "ray" / "annotations.json").read_bytes() == (tmp_path / "local" / "annotations.json").read_bytes()
+    ray_coco, local_coco = tmp_path / "ray" / "annotations.json", tmp_path / "local" / "annotations.json"
+    assert ray_coco.read_bytes() == local_coco.read_bytes()
     assert (tmp_path / "ray" / "images.json").read_bytes() == (tmp_path / "local" / "images.json").read_bytes()
     local_files = sorted((tmp_path / "local" / "proposals").glob("*.npz"))
     assert [p.name for p in local_files] == sorted(p.name for p in (tmp_path / "ray" / "proposals").glob("*.npz"))

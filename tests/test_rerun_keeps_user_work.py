@@ -158,7 +158,8 @@ def test_a_garbled_predictions_stamp_is_said_in_the_export(distilled_project, tm
     shutil.copytree(distilled_project, project)
     (project / "predictions" / "stamp.json").write_text("{garbled")
     result = export_project(project)
-    assert any("stamp.json is missing or unreadable" in w and "maskdistill predict" in w for w in result["coco"]["warnings"])
+    assert any("stamp.json is missing or unreadable" in w and "maskdistill predict" in w
+               for w in result["coco"]["warnings"])
 
 
 def test_a_predictions_swap_stopped_between_its_renames_is_finished(distilled_project, tmp_path):

@@ -110,8 +110,9 @@ def class_balance(targets: np.ndarray) -> np.ndarray:
 
 
 def train_head(tokens: np.ndarray, targets: np.ndarray, weights: np.ndarray, num_classes: int,
-               config: HeadConfig = HeadConfig(), device: str | torch.device = "cpu") -> PatchHead:
+               config: HeadConfig | None = None, device: str | torch.device = "cpu") -> PatchHead:
     """Fit the head with class-balanced soft cross-entropy; deterministic for ``config.seed`` on CPU."""
+    config = config or HeadConfig()
     torch.manual_seed(config.seed)
     device = torch.device(device)
     head = PatchHead(tokens.shape[1], num_classes, config.hidden).to(device)

@@ -473,9 +473,10 @@ def set_object_category(project_dir, image_id: str, instance_id: int, category_i
 
 def restore_object(project_dir, undo: dict) -> None:
     """Undo :func:`reject_object`, :func:`accept_object`, :func:`set_object_category`, :func:`accept_image` or
-    engine.state.prompt_review.add_object from the record they returned (an added object is removed): the object comes back under the same id with its category, score and
-    reviewed flag (a rejected object's pixels are given back where no other object took them since). When the
-    action created the image's correction and nothing else changed it since, the correction is removed."""
+    engine.state.prompt_review.add_object from the record they returned (an added object is removed): the object
+    comes back under the same id with its category, score and reviewed flag (a rejected object's pixels are given
+    back where no other object took them since). When the action created the image's correction and nothing else
+    changed it since, the correction is removed."""
     project = Project(project_dir)
     image_id, instance_id = undo["image_id"], undo["instance_id"]
     with project.state_lock():
