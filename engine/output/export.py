@@ -44,8 +44,8 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
     one image at a time (engine.io.coco.CocoWriter), so memory does not grow with the folder.
 
     polygons: write polygons instead of compressed RLE (holes are lost: a warning names the masks).
-    Returns pycocotools' counts plus warnings: unreadable corrections, masks a polygon cannot keep, and an
-    export with fewer annotations than the file it replaces (said, never silent).
+    Returns pycocotools' counts plus warnings: unreadable corrections, assignments of an older format, masks a
+    polygon cannot keep, and an export with fewer annotations than the file it replaces (said, never silent).
     """
     state = LabelState.load(project, clusters)
     path = Path(path or project.annotations_path)
@@ -53,6 +53,8 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
     warnings, annotation_id, used = [], 0, set()
     if source == "current" and state.predictions_note():
         warnings.append(state.predictions_note())
+    if state.assignments_note():
+        warnings.append(state.assignments_note())
     with CocoWriter(path, None, str(image_root), f"maskdistill {__version__} ({source})",
                     exact_masks=not polygons) as writer:
         for entry in entries:

@@ -238,14 +238,20 @@ def load_assignments(root: Path) -> dict:
     """The user's choice of category for single masks (splits, pins kept across re-runs):
     {mask key (engine.masks.mask_identity): category id}.
 
-    Files written before masks had keys map "image_id/index" positions; those entries are returned under their
-    old keys (with a "/"), for engine.state.label_state to translate through the clusters they were made with.
+    Entries of files written before masks had keys are returned under their "image_id/index" positions
+    (:func:`is_positional_key`): they match no mask, so they are ignored, and kept when the file is saved again.
     """
     path = assignments_path(root)
     if not path.exists():
         return {}
     document = read_assignments(path)  # every entry checked
     return dict(document["by_mask"] if "by_mask" in document or "version" in document else document)
+
+
+def is_positional_key(key: str) -> bool:
+    """An assignment key of the older format, "image_id/index": a position in a list of masks, which matches no
+    mask key ("image_id:digest"; image ids hold no "/")."""
+    return "/" in key
 
 
 def save_assignments(root: Path, assignments: dict) -> None:

@@ -30,6 +30,7 @@ from engine.state.corrections import (
     CorruptCorrectionError,
     categories_path,
     default_table,
+    is_positional_key,
     load_assignments,
     load_categories,
     correction_path,
@@ -103,7 +104,6 @@ class LabelState:
             previous = _previous_clusters(project)
             if previous is not None and previous.get("id") == table.clustering:  # a re-run stopped before re-binding
                 table, assignments, _ = rebind_categories(table, assignments, previous, clusters)
-        assignments = _translate_positional(assignments, clusters)
         return cls(project, clusters, table, assignments)
 
     def _add(self, category: Category) -> None:
@@ -183,6 +183,16 @@ class LabelState:
                     f"used and the clustered proposals were exported instead; {redo}")
         return (f"the predictions in {folder} were made for another clustering and were not used (the clustered "
                 f"proposals were exported instead); {redo}")
+
+    def assignments_note(self) -> Optional[str]:
+        """What assignments.json holds of the older format ("image_id/index" entries, which match no mask and
+        are ignored), or None when it holds none."""
+        older = sum(is_positional_key(key) for key in self.assignments)
+        if not older:
+            return None
+        return (f"{self.project.root / 'assignments.json'} holds {older} entries of an older format that no longer "
+                "match any mask; they are kept in the file but ignored (split or re-assign those masks again in "
+                "the review if needed)")
 
     def _stamped_clustering(self) -> Optional[str]:
         """The clustering id predictions/stamp.json names: None without a stamp, "" when it is unreadable. Read
@@ -500,7 +510,7 @@ def adopt_clustering(project: Project, previous: Optional[dict], clusters: dict)
     table = load_categories(project.root, previous)
     if table.clustering is None:  # written before tables named their clustering: made for the previous one
         table.clustering = previous.get("id")
-    assignments = _translate_positional(load_assignments(project.root), previous)
+    assignments = load_assignments(project.root)
     table, assignments, report = rebind_categories(table, assignments, previous, clusters)
     save_assignments(project.root, assignments)
     save_categories(project.root, table)
@@ -524,15 +534,6 @@ def _previous_clusters(project: Project) -> Optional[dict]:
         return read_clusters(path) if path.exists() else None
     except (OSError, ValueError):  # damaged: the re-binding it would finish cannot be done; nothing is guessed
         return None
-
-
-def _translate_positional(assignments: dict, clusters: dict) -> dict:
-    """Assignments saved by position ("image_id/index", older projects) -> by mask key, through the clusters
-    they were made with; entries whose mask is unknown are kept as they are (they match nothing)."""
-    if not any("/" in key for key in assignments):
-        return assignments
-    key_of = {f"{m['image_id']}/{m['index']}": m.get("key") for m in clusters.get("masks", [])}
-    return {(key_of.get(key) or key) if "/" in key else key: value for key, value in assignments.items()}
 
 
 __all__ = ["CORRECTION_WEIGHT", "ImageInstances", "LabelState", "SOURCES", "adopt_clustering", "clustering_id",

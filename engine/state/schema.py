@@ -371,7 +371,8 @@ def read_categories(path: Path) -> dict:
 
 def read_assignments(path: Path) -> dict:
     """assignments.json: ``{"version": 2, "by_mask": {mask key: category id >= 1}}``, or the older layout
-    ``{"image_id/index": category id}``. Returns the document as stored."""
+    ``{"image_id/index": category id}``, still accepted so that such a file never blocks a project (its entries
+    match no mask: engine.state.corrections.is_positional_key). Returns the document as stored."""
     path = Path(path)
     todo = _user_file(path, "split parts and pinned masks then go back to their clusters' categories")
     document = _read(path, todo)
