@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from engine.io.coco import annotation_record, build_coco, read_coco, write_coco
+from engine.io.coco import annotation_record, build_coco, iter_coco_images, write_coco
+from engine.io.coco_reader import CocoFile
 from engine.masks import decode_rle, encode_rle
 from engine.output.export import mask_to_polygons
 from engine.state.corrections import (
@@ -52,11 +53,12 @@ def test_instances_round_trip_through_a_coco_file(tmp_path_factory, case):
                           [{"id": c, "name": f"c{c}", "supercategory": "object"} for c in range(1, 5)], "/x", "t")
     path = tmp_path_factory.mktemp("coco") / "a.json"
     write_coco(document, path)
-    images, cats = read_coco(path)
-    read_masks, read_ids = images["a/ü b.png"]
+    ((name, _, read_masks, read_ids),) = list(iter_coco_images(path))
+    assert name == "a/ü b.png"
     assert read_masks.shape == masks.shape and np.array_equal(read_masks, masks)
     assert read_ids.tolist() == ids
-    assert [c["id"] for c in cats] == [1, 2, 3, 4]
+    with CocoFile(path) as coco:
+        assert [c["id"] for c in coco.categories] == [1, 2, 3, 4]
 
 
 @SETTINGS

@@ -7,7 +7,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from engine.io.coco import iter_coco_images, read_coco, read_coco_categories
+from engine.io.coco import iter_coco_images
+from engine.io.coco_reader import CocoFile
 from engine.io.coco_validation import CocoValidationError
 from engine.masks import decode_rle, encode_rle
 
@@ -48,6 +49,12 @@ def _uncompressed(mask):
     return counts
 
 
+def _categories(path) -> list:
+    """The categories of a COCO file, after CocoFile has checked the whole of it."""
+    with CocoFile(path) as coco:
+        return coco.categories
+
+
 def _write(tmp_path, document, name="coco.json"):
     path = tmp_path / name
     path.write_text(json.dumps(document) if not isinstance(document, str) else document)
@@ -56,7 +63,7 @@ def _write(tmp_path, document, name="coco.json"):
 
 def test_images_are_yielded_one_at_a_time_with_their_masks(tmp_path):
     path = _write(tmp_path, _document())
-    assert read_coco_categories(path) == [{"id": 1, "name": "cup"}, {"id": 2, "name": "person"}]
+    assert _categories(path) == [{"id": 1, "name": "cup"}, {"id": 2, "name": "person"}]
     items = list(iter_coco_images(path))
     assert [(name, hw) for name, hw, _, _ in items] == [("a.png", (6, 8)), ("sub/b.png", (5, 4)),
                                                         ("empty.png", (3, 3))]
@@ -68,10 +75,6 @@ def test_images_are_yielded_one_at_a_time_with_their_masks(tmp_path):
     assert masks.shape == (1, 5, 4) and ids.tolist() == [1] and masks[0, 1:4, 1:3].all()
     _, _, masks, ids = items[2]
     assert masks.shape == (0, 3, 3) and ids.shape == (0,)
-    # read_coco still works, built on the same reader
-    images, categories = read_coco(path)
-    assert set(images) == {"a.png", "sub/b.png", "empty.png"} and len(categories) == 2
-    assert np.array_equal(images["a.png"][0], items[0][2])
 
 
 def test_problems_are_found_before_anything_is_decoded(tmp_path):
@@ -123,7 +126,7 @@ def _mutated(change):
 ])
 def test_bad_files_are_clear_errors_naming_the_file(tmp_path, content, expected):
     path = _write(tmp_path, content, "their annotations.json")
-    for reader in (read_coco_categories, iter_coco_images, read_coco):
+    for reader in (CocoFile, iter_coco_images):
         with pytest.raises(CocoValidationError, match=expected) as error:
             reader(path)
         assert str(path) in str(error.value)
@@ -131,7 +134,7 @@ def test_bad_files_are_clear_errors_naming_the_file(tmp_path, content, expected)
 
 def test_a_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
-        read_coco_categories(tmp_path / "nowhere.json")
+        CocoFile(tmp_path / "nowhere.json")
 
 
 def test_many_small_annotations_are_decoded_one_image_at_a_time(tmp_path):
@@ -168,7 +171,7 @@ def test_many_small_annotations_are_decoded_one_image_at_a_time(tmp_path):
             json.load(handle)
         _, loaded = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
-        assert len(read_coco_categories(path)) == 3  # checks every annotation
+        assert len(_categories(path)) == 3  # checks every annotation
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -182,10 +185,10 @@ def test_the_parts_of_a_file_may_come_in_any_order(tmp_path):
     """Annotations before the images and categories they name (JSON objects have no order): read the same."""
     document = _document()
     reordered = {key: document[key] for key in ("annotations", "categories", "images")}
-    expected = read_coco(_write(tmp_path, document, "a.json"))
-    got = read_coco(_write(tmp_path, reordered, "b.json"))
-    assert got[1] == expected[1]
-    assert got[0].keys() == expected[0].keys()
-    for name in expected[0]:
-        np.testing.assert_array_equal(got[0][name][0], expected[0][name][0])
-        np.testing.assert_array_equal(got[0][name][1], expected[0][name][1])
+    first, second = _write(tmp_path, document, "a.json"), _write(tmp_path, reordered, "b.json")
+    assert _categories(second) == _categories(first)
+    expected, got = list(iter_coco_images(first)), list(iter_coco_images(second))
+    assert [(name, hw) for name, hw, _, _ in got] == [(name, hw) for name, hw, _, _ in expected]
+    for (_, _, masks, ids), (_, _, expected_masks, expected_ids) in zip(got, expected):
+        np.testing.assert_array_equal(masks, expected_masks)
+        np.testing.assert_array_equal(ids, expected_ids)

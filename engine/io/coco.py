@@ -185,13 +185,6 @@ def decode_segmentation(segmentation, hw: tuple) -> np.ndarray:
     return mask_utils.decode(rle).astype(bool)
 
 
-def read_coco_categories(path) -> list:
-    """The categories of a COCO file, [{"id", "name"}, ...] (ids >= 1), after checking the whole file
-    (structure, ids, segmentations) as :func:`iter_coco_images` does; no mask is decoded."""
-    with CocoFile(path) as coco:
-        return coco.categories
-
-
 def iter_coco_images(path):
     """Every image of a COCO file, one at a time: (file_name, (height, width), masks (n, H, W) bool,
     category ids (n,) int).
@@ -218,14 +211,3 @@ def coco_image_masks(coco: CocoFile):
         else:
             masks = np.zeros((0, *hw), bool)
         yield file_name, hw, masks, np.array([int(a["category_id"]) for a in anns], int)
-
-
-def read_coco(path) -> tuple:
-    """Instances of an existing COCO file: ({file_name: (masks (n, H, W), category ids)}, categories).
-
-    Holds every mask of the file in memory: for large files use :func:`iter_coco_images`.
-    """
-    coco = CocoFile(path)
-    categories = coco.categories
-    images = {name: (masks, ids) for name, _, masks, ids in _decode_images(coco)}
-    return images, categories
