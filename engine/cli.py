@@ -52,7 +52,7 @@ def _positive_int(text: str) -> int:
 
 # `run` options that are RunConfig settings: (flags, setting, how the command line parses it). Their help,
 # choices and defaults come from the setting's metadata (engine.orchestration.config), like the plugin's form.
-RUN_SETTINGS = (
+RUN_SETTINGS: tuple[tuple[tuple[str, ...], str, dict], ...] = (
     (("--backbone",), "backbone", {}),
     (("--weights",), "weights", {"metavar": "FILE"}),
     (("--device",), "device", {}),
@@ -70,7 +70,7 @@ RUN_SETTINGS = (
     (("--no-distill",), "distill", {"action": "store_false"}),
 )
 # the filter settings `distill` can change on a finished project; unset, they keep the project's values
-FILTER_SETTINGS = (
+FILTER_SETTINGS: tuple[tuple[tuple[str, ...], str, dict], ...] = (
     (("--filter-rule",), "filter_rule", {}),
     (("--filter-percentile",), "filter_percentile", {"type": float, "metavar": "P"}),
     (("--filter-threshold",), "filter_threshold", {"type": float, "metavar": "T"}),
@@ -86,8 +86,9 @@ def setting_help(info: dict, switches_off: bool = False) -> str:
     notes = []
     if info["default"] is not None and not isinstance(info["default"], bool):
         notes.append(f"default: {info['default']}")
-    if allowed_range(info):
-        notes.append(allowed_range(info))
+    limits = allowed_range(info)
+    if limits:
+        notes.append(limits)
     text = f"Turns off {info['label']}: {info['help']}" if switches_off else info["help"]
     if notes:
         joined = "; ".join(notes)

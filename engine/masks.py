@@ -3,6 +3,7 @@ index like (n, H, W) arrays without holding them, and ``Proposals`` (an image's 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -44,7 +45,8 @@ def rle_counts(counts) -> list | None:
         text = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
     except UnicodeEncodeError:
         return None
-    runs, position, length = [], 0, len(text)
+    runs: list[int] = []
+    position, length = 0, len(text)
     while position < length:
         value, shift, more = 0, 0, True
         while more:
@@ -388,6 +390,12 @@ class SparseMasks:
         return np.asarray(self)
 
 
+# An (n, H, W) bool mask stack: an array, or a class that indexes like one without holding n full grids
+# (LabelMasks, SparseMasks, engine.state.project.RleMasks). Any, because those implement only what the callers
+# use (len, shape, indexing, np.asarray), not the whole ndarray interface.
+MaskStack = Any
+
+
 @dataclass
 class Proposals:
     """The masks of one image with their per-mask fields kept in lockstep.
@@ -398,8 +406,8 @@ class Proposals:
     engine.state.project.RleMasks and SparseMasks. ``filter`` keeps each kind as it is.
     """
 
-    masks: np.ndarray  # (n, H, W) bool, full image resolution (or LabelMasks / RleMasks)
-    patch_masks: np.ndarray  # (n, gh, gw) bool, on the feature grid (or SparseMasks)
+    masks: MaskStack  # (n, H, W) bool, full image resolution (or LabelMasks / RleMasks)
+    patch_masks: MaskStack  # (n, gh, gw) bool, on the feature grid (or SparseMasks)
     scores: np.ndarray  # (n,) float32, feature contrast of the mask in [0, 1]
     sources: list = field(default_factory=list)  # e.g. "ncut:0", "seed"
 

@@ -36,7 +36,10 @@ class CocoFile:
         self.path = Path(path)
         self._error = CocoValidationError
         self._problems: list = []
-        self.categories, self.images, self._image_slots, self._names = [], [], {}, set()
+        self.categories: list[dict] = []
+        self.images: list[tuple] = []  # (file name, (height, width), id)
+        self._image_slots: dict = {}
+        self._names: set = set()
         self._db = sqlite3.connect("")  # a private temporary database on disk, deleted on close
         self._db.execute("CREATE TABLE annotation (ordinal INTEGER PRIMARY KEY, slot INTEGER, crowd INTEGER, "
                          "body TEXT)")

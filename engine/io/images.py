@@ -425,7 +425,7 @@ def _pil_frames(img: Image.Image) -> int:
     return 1 if img.format == "MPO" else getattr(img, "n_frames", 1)
 
 
-def _pil_oriented_size(img: Image.Image, apply_exif: bool):
+def _pil_oriented_size(img: Image.Image, apply_exif: bool) -> tuple[int, int]:
     """(width, height) as load_image will return it: EXIF orientations 5-8 swap the sides."""
     width, height = img.size
     try:
@@ -513,8 +513,8 @@ def _rescale_to_uint8(arr: np.ndarray, percentiles=DEFAULT_PERCENTILES, joint: b
     if limits is None:
         return np.zeros(arr.shape, np.uint8)
     lo, hi = limits
-    out = (arr.astype(np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
-    return np.rint(np.nan_to_num(np.clip(out, 0, 255), nan=0.0)).astype(np.uint8)
+    scaled = (arr.astype(np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
+    return np.rint(np.nan_to_num(np.clip(scaled, 0, 255), nan=0.0)).astype(np.uint8)
 
 
 def _to_rgb_uint8(arr: np.ndarray, path: Path, channels=None, percentiles=DEFAULT_PERCENTILES) -> np.ndarray:
@@ -627,10 +627,11 @@ def load_image(path, channels=None, percentiles=None, plane=None, *, options=Non
         magic = _check_file(path)
         arr = _load_tiff(path, plane, opts.channels) if _is_tiff(magic) else None
         if isinstance(arr, _TiffDecodeFailure):
+            failure = arr
             try:
                 arr = _load_pil(path, False, plane, opts.channels)
             except ImageError:
-                raise ImageError(path, f"truncated or corrupt image data (tifffile: {arr.exc}). {_FIX}") from None
+                raise ImageError(path, f"truncated or corrupt image data (tifffile: {failure.exc}). {_FIX}") from None
         elif arr is None:
             arr = _load_pil(path, not _is_tiff(magic), plane, opts.channels)
         return _to_rgb_uint8(arr, path, opts.channels, opts.percentiles)
@@ -741,7 +742,8 @@ def discover_images(folder, recursive: bool = False, planes: bool = False, chann
         planes, channels = opts.planes, opts.channels
     channels = _check_channels(channels)
     root = _check_root(folder)
-    images, skipped = [], []
+    images: list = []
+    skipped: list = []
     for path in _walk(root, recursive, skipped, frozenset(_real(p) for p in exclude)):
         rel = path.relative_to(root).as_posix()
         try:
@@ -786,8 +788,8 @@ class _LastDecode:
 
     lock = threading.Lock()
     depth = 0  # open decoding_once blocks
-    key = None
-    image = None
+    key: tuple | None = None
+    image: np.ndarray | None = None
 
 
 @contextlib.contextmanager
@@ -820,7 +822,7 @@ def load_image_once(path, plane=None, options=None) -> np.ndarray:
         return load_image(path, plane=plane, options=options)  # raises the ImageError that names the problem
     key = (str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino, plane, options)
     with _LastDecode.lock:
-        if _LastDecode.key == key:
+        if _LastDecode.key == key and _LastDecode.image is not None:
             return _LastDecode.image
         _LastDecode.key = _LastDecode.image = None  # the previous image is freed before this one is decoded
     image = load_image(path, plane=plane, options=options)

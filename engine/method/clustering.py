@@ -194,7 +194,7 @@ def suggest_k(x: np.ndarray, k_range=(2, 12), seed: int = 0, max_samples: int = 
         scores[k] = silhouette(sample, labels)
     if not scores:
         return 1, {}
-    return max(scores, key=scores.get), scores
+    return max(scores, key=lambda k: scores[k]), scores
 
 
 @dataclass

@@ -185,8 +185,8 @@ def split_instances(foreground: np.ndarray, object_size: float | None = None, im
     foreground = np.asarray(foreground, bool)
     if not foreground.any():
         return np.zeros(foreground.shape, np.int32)
-    size = float(object_size) if object_size else estimate_object_size(foreground)
-    size = max(MIN_OBJECT_SIZE, size)
+    # estimate_object_size gives a size for any foreground, and there is one here
+    size = max(MIN_OBJECT_SIZE, float(object_size or estimate_object_size(foreground) or MIN_OBJECT_SIZE))
     radius = size / 2.0
     distance = ndimage.distance_transform_edt(foreground)
     smooth = ndimage.gaussian_filter(distance, sigma=max(0.5, radius / 4.0))

@@ -167,7 +167,8 @@ def score_proposals(probs: np.ndarray, masks: np.ndarray, classes, per_instance:
     Returns (confidence, agreement, quality = sqrt(confidence * agreement)), each (n,) in [0, 1].
     """
     prediction = probs.argmax(axis=0)
-    confidence, agreement = [], []
+    confidence: list[float] = []
+    agreement: list[float] = []
     for mask, cls in zip(masks, classes):
         small = resize_nearest(mask, *probs.shape[1:]) if mask.shape != probs.shape[1:] else mask
         if not small.any():
@@ -181,8 +182,8 @@ def score_proposals(probs: np.ndarray, masks: np.ndarray, classes, per_instance:
         predicted = prediction == cls
         union = np.logical_or(small, predicted).sum()
         agreement.append(float(np.logical_and(small, predicted).sum() / union) if union else 0.0)
-    confidence, agreement = np.asarray(confidence, np.float32), np.asarray(agreement, np.float32)
-    return confidence, agreement, np.sqrt(confidence * agreement)
+    confidences, agreements = np.asarray(confidence, np.float32), np.asarray(agreement, np.float32)
+    return confidences, agreements, np.sqrt(confidences * agreements)
 
 
 def keep_by_class_percentile(quality: np.ndarray, classes: np.ndarray, percentile: float = 20.0) -> np.ndarray:

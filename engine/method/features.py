@@ -163,7 +163,7 @@ def network_input_hw(height: int, width: int, input_size: int, patch_size: int) 
 def preprocess(image: np.ndarray, spec: BackboneSpec, input_hw: tuple) -> torch.Tensor:
     """uint8 (H, W, 3) -> normalised float tensor (3, h, w) at the network input size."""
     height, width = input_hw
-    resized = np.array(Image.fromarray(image).resize((width, height), Image.BICUBIC, reducing_gap=3.0))
+    resized = np.array(Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0))
     return normalise(resized, spec)
 
 
@@ -243,8 +243,8 @@ class FeatureExtractor:
             model = create_model(self.spec)
         self.weights = load_into(model, self.spec, weights)  # engine.method.weights.WeightsInfo
         self.model = model.to(self.device).eval()
-        self._qkv_output = None
-        self._attn_input = None
+        self._qkv_output: torch.Tensor | None = None  # the last block's qkv output (its forward hook)
+        self._attn_input: tuple | None = None  # (the last block's attention input, rope) (Eva's pre-hook)
         attn = self.model.blocks[-1].attn
         if self.spec.architecture == "eva":
             # Eva computes q/k/v with F.linear when it has q/v biases (the *_qkvb variants), and applies
@@ -286,12 +286,14 @@ class FeatureExtractor:
         """(q rotated, k rotated, k as kept) of the last block, each (B, heads, N, head_dim)."""
         if self.spec.architecture != "eva":
             qkv = self._qkv_output
+            assert qkv is not None, "the hook keeps it during every forward"
             b, n, _ = qkv.shape
             q, k, _ = qkv.reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
             q, k = attn.q_norm(q), attn.k_norm(k)
             return q, k, k
         import torch
 
+        assert self._attn_input is not None, "the hook keeps it during every forward"
         x, rope = self._attn_input
         b, n, _ = x.shape
         if attn.qkv is not None:
@@ -334,7 +336,7 @@ class FeatureExtractor:
 
         if self.scale is not None:
             return [self.extract_scaled(image) for image in images]
-        results = [None] * len(images)
+        results: list[ImageFeatures | None] = [None] * len(images)
         by_shape: dict = {}
         for index, image in enumerate(images):
             by_shape.setdefault(self.input_hw(image), []).append(index)

@@ -35,7 +35,7 @@ def instance_agreement(prediction: np.ndarray, mask: np.ndarray, cls: int) -> fl
     return float(np.logical_and(mask, instance).sum() / union) if union else 0.0
 
 
-def _class_and_foreground(probs: np.ndarray, box: tuple, crop: np.ndarray, image_hw: tuple) -> tuple:
+def _class_and_foreground(probs: np.ndarray, box: tuple, crop: np.ndarray, image_hw: tuple) -> tuple | None:
     """(class with the most probability mass, mean foreground probability) inside a mask given by its crop,
     on the probabilities' grid (as ``_at`` resizes the full mask); None when no probability pixel samples it.
     The pixels are taken in the same (row-major) order as a full-size boolean index, so the sums are equal."""
@@ -111,11 +111,14 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
     """
     shape = tuple(proposal_masks.shape[1:] if len(proposal_masks) else model_masks.shape[1:])
     claimed = np.zeros(shape, np.int32)  # 0: free, k: taken by the k-th kept mask
-    ids, classes, scores = [], [], []
+    ids: list[int] = []
+    classes: list[int] = []
+    scores: list[float] = []
     ranked = sorted(range(len(proposal_masks)), key=lambda i: -float(proposal_scores[i]))  # stable, as before
     given = [None] * len(proposal_masks) if proposal_classes is None else [int(c) for c in proposal_classes]
     # (stack, index, score, weight, only where new, class or None for the head's, re-scored by the head)
-    candidates, carried_count = [], 0
+    candidates: list[tuple] = []  # (stack, index, score, weight, only_if_new, class or None, rescore)
+    carried_count = 0
     if carried is not None:
         carried_masks, carried_classes, carried_scores = carried
         candidates += [(carried_masks, i, float(carried_scores[i]), 1.0, False, int(carried_classes[i]), False)

@@ -71,6 +71,7 @@ def prompt_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, p
         affinity = _smoothed(graph, flat @ _seed_key(flat, graph, seed), smoothing)
         floor = max(0.0 if centre else float(affinity.mean()), SEED_SHARE * float(affinity[seed]))
     else:
+        assert inside is not None, "a prompt is a point or a box"
         affinity = _smoothed(graph, _box_affinity(flat, inside.ravel()), smoothing)
         seed, floor = int(np.argmax(np.where(inside.ravel(), affinity, -np.inf))), 0.0
     chosen = seeded_cut(graph, affinity, seed, floor, None if inside is None else inside.ravel())
@@ -137,7 +138,9 @@ def window_graph(unit: np.ndarray, radius: int):
     grid, exp((cosine - 1) / SHARPNESS) of their keys; no other links."""
     h, w = unit.shape[:2]
     ids = np.arange(h * w).reshape(h, w)
-    rows, cols, weights = [], [], []
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    weights: list[np.ndarray] = []
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
             if (dy, dx) <= (0, 0):  # each pair once; mirrored below
@@ -148,8 +151,8 @@ def window_graph(unit: np.ndarray, radius: int):
             rows.append(ids[a].ravel())
             cols.append(ids[b].ravel())
             weights.append(np.exp((similarity.ravel() - 1.0) / SHARPNESS))
-    rows, cols, weights = (np.concatenate(x) if x else np.zeros(0) for x in (rows, cols, weights))
-    graph = sparse.coo_matrix((weights, (rows, cols)), shape=(h * w, h * w))
+    row_ids, col_ids, pair_weights = (np.concatenate(x) if x else np.zeros(0) for x in (rows, cols, weights))
+    graph = sparse.coo_matrix((pair_weights, (row_ids, col_ids)), shape=(h * w, h * w))
     return (graph + graph.T).tocsr()
 
 

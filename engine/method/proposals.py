@@ -31,8 +31,15 @@ from engine.method.names import PROPOSAL_METHODS  # the registry of method names
 from engine.method.refine import refine_masks
 
 
+def _proposal_input(value: np.ndarray | None, name: str) -> np.ndarray:
+    """One of ImageFeatures' proposal inputs; features read from the cache carry none (has_proposal_inputs)."""
+    if value is None:
+        raise ValueError(f"these features carry no {name} (read from the cache): proposals need a forward pass")
+    return value
+
+
 def key_matrix(features: ImageFeatures, centre: bool) -> np.ndarray:
-    keys = features.keys.astype(np.float32)
+    keys = _proposal_input(features.keys, "keys").astype(np.float32)
     return keys - keys.mean(axis=0, keepdims=True) if centre else keys
 
 
@@ -71,7 +78,7 @@ def seed_patch_mask(features: ImageFeatures, centre: bool, candidate_fraction: f
     """
     gh, gw = features.grid_hw
     keys = key_matrix(features, centre)
-    g = attention_mass_filter(features.cls_attention.mean(axis=0), attention_mass)
+    g = attention_mass_filter(_proposal_input(features.cls_attention, "CLS attention").mean(axis=0), attention_mass)
     n_candidates = max(1, int(round(candidate_fraction * g.size)))
     candidates = np.argsort(-g)[:n_candidates]
     seed = int(np.argmax(g))
@@ -215,7 +222,7 @@ def region_candidates(labels: np.ndarray, min_size: int, max_size: int, max_corn
 
 def dedupe_masks(masks: list, max_iou: float = 0.8) -> list:
     """Drop each mask overlapping an earlier kept one by IoU above ``max_iou`` (the same region at two K)."""
-    kept = []
+    kept: list = []
     for mask in masks:
         if all(iou(mask, other) <= max_iou for other in kept):
             kept.append(mask)
@@ -258,7 +265,7 @@ def ncut_patch_masks(features: ImageFeatures, centre: bool, max_masks: int = 3, 
     gh, gw = features.grid_hw
     linked = _linked(key_matrix(features, centre), tau, eps)
     remaining = np.ones(gh * gw, bool)
-    found = []
+    found: list = []
     for _ in range(max_masks):
         index = np.flatnonzero(remaining)
         if index.size < 4:
@@ -302,7 +309,7 @@ def resolve_overlaps(proposals: Proposals, min_area_fraction: float) -> Proposal
 
 def attention_ratio(features: ImageFeatures, patch_mask: np.ndarray) -> float:
     """Mean CLS attention inside the mask over the image's mean: above 1 for salient objects."""
-    attention = features.cls_attention.mean(axis=0)
+    attention = _proposal_input(features.cls_attention, "CLS attention").mean(axis=0)
     return float(attention[patch_mask.ravel()].mean() / max(attention.mean(), 1e-12))
 
 
@@ -341,15 +348,15 @@ def propose(image: np.ndarray, features: ImageFeatures, family: str, method: str
         raise ValueError(f"Unknown proposal method {method!r}; choose one of {', '.join(PROPOSAL_METHODS)}.")
     if not patch_masks:
         return Proposals.empty(image.shape[:2], features.grid_hw)
-    patch_masks = np.stack(patch_masks)
+    stacked = np.stack(patch_masks)
     unit_keys = _unit(key_matrix(features, centre))
-    scores = np.array([mask_contrast(unit_keys, m) for m in patch_masks], np.float32)
-    refined, coarse = refine_masks(image, patch_masks)
+    scores = np.array([mask_contrast(unit_keys, m) for m in stacked], np.float32)
+    refined, coarse = refine_masks(image, stacked)
     changed = np.array([iou(r, c) < min_refine_iou for r, c in zip(refined, coarse)])
     if method == "seed":  # the single seed mask is always kept; fall back to its blocky version
         refined[changed] = coarse[changed]
         changed[:] = False
-    proposals = Proposals(refined, patch_masks, scores, sources).filter(~changed)
+    proposals = Proposals(refined, stacked, scores, sources).filter(~changed)
     return resolve_overlaps(proposals, min_area_fraction)
 
 
@@ -369,15 +376,15 @@ def segment_proposals(image: np.ndarray, features: ImageFeatures, centre: bool, 
     patch_masks = segment_patch_masks(features, centre, max_area_fraction=max_area_fraction)
     if not patch_masks:
         return Proposals.empty(image.shape[:2], features.grid_hw)
-    patch_masks = np.stack(patch_masks)
-    scores = np.array([attention_ratio(features, m) for m in patch_masks], np.float32)
+    stacked = np.stack(patch_masks)
+    scores = np.array([attention_ratio(features, m) for m in stacked], np.float32)
     keep = scores >= min_attention_ratio
     if not keep.any():
         return Proposals.empty(image.shape[:2], features.grid_hw)
-    patch_masks, scores = patch_masks[keep], scores[keep]
-    refined, _ = refine_masks(image, patch_masks)
-    sources = [f"segments:{i}" for i in range(len(patch_masks))]
-    proposals = resolve_overlaps(Proposals(refined, patch_masks, scores, sources), min_area_fraction)
+    stacked, scores = stacked[keep], scores[keep]
+    refined, _ = refine_masks(image, stacked)
+    sources = [f"segments:{i}" for i in range(len(stacked))]
+    proposals = resolve_overlaps(Proposals(refined, stacked, scores, sources), min_area_fraction)
     proposals = proposals.filter(np.arange(min(max_masks, len(proposals))))
     # scores stay in [0, 1] like the other methods: ratio r -> r / (1 + r) keeps the order
     proposals.scores = (proposals.scores / (1.0 + proposals.scores)).astype(np.float32)

@@ -50,14 +50,14 @@ def guided_filter_many(guide: np.ndarray, sources: np.ndarray, radius: int, eps:
 def grey_guide(image: np.ndarray, height: int, width: int) -> np.ndarray:
     small = Image.fromarray(image).convert("L")
     if small.size != (width, height):
-        small = small.resize((width, height), Image.BILINEAR, reducing_gap=2.0)
+        small = small.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(small, dtype=np.float32) / 255.0
 
 
 def upsample_soft(patch_mask: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear upsampling of a float patch-grid mask to (height, width)."""
     grid = Image.fromarray(patch_mask.astype(np.float32), mode="F")
-    return np.asarray(grid.resize((width, height), Image.BILINEAR), dtype=np.float32)
+    return np.asarray(grid.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def working_size(height: int, width: int) -> tuple:

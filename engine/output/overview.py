@@ -23,7 +23,7 @@ def _thumbnail(image: np.ndarray, masks: list, clusters: list) -> Image.Image:
     height, width = image.shape[:2]
     scale = THUMB_SIZE / max(height, width)
     th, tw = max(1, round(height * scale)), max(1, round(width * scale))
-    thumb = np.asarray(Image.fromarray(image).resize((tw, th), Image.BILINEAR)).copy()
+    thumb = np.asarray(Image.fromarray(image).resize((tw, th), Image.Resampling.BILINEAR)).copy()
     for mask, cluster in zip(masks, clusters):
         small = resize_nearest(mask, th, tw)
         edge = small & ~ndimage.binary_erosion(small, iterations=2)
