@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
@@ -147,8 +147,14 @@ class ImageCorrection:
     labels: np.ndarray  # (H, W) uint16: 0 background, k = instance k
     classes: dict  # instance k -> category id
     reviewed: bool = True
-    reviewed_ids: Optional[set] = None  # instance ids the user reviewed; None: all of them if ``reviewed`` else none
-    scores: Optional[dict] = None  # instance k -> confidence
+    # Both are never None once built (__post_init__) but may be None when given: the annotations say the first,
+    # the constructor's signature for the type checker below the second.
+    reviewed_ids: set = None  # type: ignore[assignment]  # instance ids the user reviewed; None: all if ``reviewed``
+    scores: dict = None  # type: ignore[assignment]  # instance k -> confidence; None: none kept (1.0 each)
+
+    if TYPE_CHECKING:
+        def __init__(self, labels: np.ndarray, classes: dict, reviewed: bool = True,
+                     reviewed_ids: set | None = None, scores: dict | None = None) -> None: ...
 
     def __post_init__(self):
         self.classes = {int(k): int(c) for k, c in self.classes.items()}

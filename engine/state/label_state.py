@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Literal, Optional, overload
 
 import numpy as np
 
@@ -213,6 +213,13 @@ class LabelState:
             self._stamp = (key, made_for if isinstance(made_for, str) else "")
         return self._stamp[1]
 
+    @overload
+    def instances(self, entry: dict, source: Literal["current", "predictions", "proposals"] = "current"
+                  ) -> ImageInstances: ...
+
+    @overload
+    def instances(self, entry: dict, source: str) -> Optional[ImageInstances]: ...
+
     def instances(self, entry: dict, source: str = "current") -> Optional[ImageInstances]:
         """The image's instances from ``source`` (module docstring); None for "corrections" without one."""
         if source not in SOURCES:
@@ -311,7 +318,7 @@ class LabelState:
             keep = np.ones(len(found.masks), bool)
         resolved = self.resolved(found.categories)
         ignored = ~np.asarray(keep, bool) | np.array([self.discard_mode(c) == "ignore" for c in found.categories],
-                                                     bool)
+                                                     np.bool_)
         return found.masks, resolved, ignored, weight
 
 
@@ -503,7 +510,7 @@ def adopt_clustering(project: Project, previous: Optional[dict], clusters: dict)
         atomic_write_json(project.root / "clusters.previous.json", previous)
         shutil.rmtree(project.predictions_dir, ignore_errors=True)
     atomic_write_json(project.clusters_path, clusters)
-    if not (changed and user_state):
+    if previous is None or not (changed and user_state):
         return {}
     from engine.state.corrections import save_assignments, save_categories
 

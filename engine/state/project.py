@@ -343,7 +343,7 @@ def _patch_masks(path: Path, data: dict):
         raise ProjectFileError(f"{path}: proposals written by an earlier version of maskdistill (patch masks "
                                f"in one array); {PROPOSALS_HINT}")
     try:
-        return SparseMasks(data["patch_offsets"], data["patch_cells"], np.asarray(data["patch_grid"]).ravel())
+        return SparseMasks(data["patch_offsets"], data["patch_cells"], tuple(np.asarray(data["patch_grid"]).ravel()))
     except (ValueError, TypeError) as error:
         raise ProjectFileError(f"{path}: damaged (patch masks: {error}); {PROPOSALS_HINT}") from None
 

@@ -201,9 +201,21 @@ class ProjectIndex:
         self._clusters_stamp = None
         self.images: list = []
         self.clusters: dict = {}
-        self.state: LabelState | None = None  # shared by the readers of this process: never change it
+        self._state: LabelState | None = None  # shared by the readers of this process: never change it
         self._by_id: dict = {}
         self._stamps: _Stamps | None = None
+
+    @property
+    def state(self) -> LabelState:
+        """The label state as :meth:`refresh_small` last read it (every way to get an index refreshes it)."""
+        if self._state is None:
+            raise RuntimeError(f"the index of {self.project.root} was used before refresh_small()")
+        return self._state
+
+    def _current_stamps(self) -> _Stamps:
+        if self._stamps is None:
+            raise RuntimeError(f"the index of {self.project.root} was used before refresh_small()")
+        return self._stamps
 
     # -- keeping it current -------------------------------------------------------------------------
     def refresh_small(self) -> ProjectIndex:
@@ -243,17 +255,17 @@ class ProjectIndex:
             self.clusters = (read_clusters(project.clusters_path) if project.clusters_path.exists()
                              else {"clusters": [], "masks": []})
             self._clusters_stamp = clusters_stamp
-        self.state = LabelState.load(project, self.clusters)
-        self._stamps = _Stamps(self.state)
+        self._state = LabelState.load(project, self.clusters)
+        self._stamps = _Stamps(self._state)
         self._by_id = {e["image_id"]: e for e in self.images}
         self._small = small
 
     def _entry_stale(self, image_id: str) -> bool:
         known = self._entries.get(image_id)
-        return known is None or known.stamp != self._stamps.of(image_id)
+        return known is None or known.stamp != self._current_stamps().of(image_id)
 
     def _computed(self, entry: dict) -> IndexEntry:
-        stamp = self._stamps.of(entry["image_id"])  # taken before reading: a change while reading shows next time
+        stamp = self._current_stamps().of(entry["image_id"])  # taken before reading: a change while reading shows next time
         correction, origin, counts = current_correction(self.state, entry)
         return IndexEntry(stamp, origin, _objects(correction), counts)
 
