@@ -63,7 +63,7 @@ def test_a_correction_of_another_size_is_skipped_by_export_and_distill_until_a_r
 
     rc, out = _cli(capsys, "export", "--project", copy)
     assert rc == 0, out
-    assert (f"the correction of coffee.png is 96 x 96 pixels but the image is 96 x 80" in out
+    assert ("the correction of coffee.png is 96 x 96 pixels but the image is 96 x 80" in out
             and "re-run `maskdistill run" in out and "corrections/orphaned/" in out), out
     assert _annotations_of(copy, "coffee.png") > 0  # its generated masks stand in
     assert correction_path(copy, other["image_id"]).exists()  # nothing deleted by an export

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from helpers import MECHANICS, make_folder
 
 from engine.atomic import read_json
 from engine.cli import main
@@ -14,6 +13,7 @@ from engine.orchestration.pipeline import RunConfig, run
 from engine.orchestration.project_commands import export_project
 from engine.state.label_state import LabelState
 from engine.state.project import Project, load_image_proposals
+from helpers import MECHANICS, make_folder
 
 
 def _project(tmp_path):

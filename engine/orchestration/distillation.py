@@ -142,7 +142,8 @@ def score_and_filter(state: LabelState, entries: list, head, images: ImageSource
     keep = {e["image_id"]: np.zeros(e["masks"], bool) for e in entries}
     for (image_id, index, *_), flag in zip(rows, kept):
         keep[image_id][index] = flag
-    per_class = {state.category(c).name: {"masks": int((classes == c).sum()), "dropped": int(((classes == c) & ~kept).sum())}
+    per_class = {state.category(c).name: {"masks": int((classes == c).sum()),
+                                          "dropped": int(((classes == c) & ~kept).sum())}
                  for c in np.unique(classes) if c > 0}
     atomic_write_json(project.filtering_path, {
         "rule": config.filter_rule, "percentile": config.filter_percentile, "threshold": config.filter_threshold,
@@ -171,7 +172,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     cache = FeatureCache(project.features_dir)
     state = LabelState.load(project, clusters)
     scenes = CorrectedScenes(state, entries, lambda entry: load_features(cache, entry))
-    kept = {}
+    kept: dict = {}
     if project.filtering_path.exists():
         for row in read_filtering(project.filtering_path)["masks"]:
             kept.setdefault(row["image_id"], {})[row["index"]] = bool(row["kept"])

@@ -4,36 +4,47 @@ Data flows one way: images -> features -> proposals (+ embeddings) -> clusters -
 (engine.orchestration.distillation) -> COCO and overview.
 Every step reads and writes the project folder, so any step can be re-run alone and a re-run skips
 the work already on disk. Progress reaches callers through ``progress(stage, done, total)``; the CLI
-maps it to a terminal bar, the napari plugin to its activity dock. A callback may raise :class:`~engine.orchestration.outcome.Cancelled`
-to stop: every finished image is already on disk, so the next run continues from there.
+maps it to a terminal bar, the napari plugin to its activity dock. A callback may raise
+:class:`~engine.orchestration.outcome.Cancelled` to stop: every finished image is already on disk, so the next
+run continues from there.
 """
 from __future__ import annotations
 
 import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from engine import __version__
 from engine.atomic import atomic_write_json
+from engine.io.images import ImageSource, decoding_once, discover_images
+from engine.masks import mask_identity
 from engine.method.clustering import cluster_masks, stack_rows
 from engine.method.distill import load_head, paint_label_map
-from engine.output.evaluation import ImagePrediction, LazyMapping, evaluate, open_ground_truth
-from engine.output.export import export_coco, iter_image_proposals, write_overview
 from engine.method.features import FeatureExtractor
-from engine.io.images import ImageSource, decoding_once, discover_images
-from engine.state.label_state import LabelState, adopt_clustering, clustering_id, describe_rebinding
-from engine.masks import mask_identity
-from engine.state.project import Project, load_image_predictions, open_project
 from engine.orchestration.config import RunConfig, stored_run_config
-from engine.orchestration.outcome import Progress, RunResult, StageTimer, no_progress
 from engine.orchestration.distillation import distill_project, feature_identity, predict_project
 from engine.orchestration.executors import LocalExecutor, ray_executor
-from engine.orchestration.image_step import (ProposalStep, batches_of, build_extractor, gather, image_tasks,
-                                             notes_of, previous_entries, project_outputs, repair_feature_cache)
-from engine.state.image_identity import settle_corrections
+from engine.orchestration.image_step import (
+    ProposalStep,
+    batches_of,
+    build_extractor,
+    gather,
+    image_tasks,
+    notes_of,
+    previous_entries,
+    project_outputs,
+    repair_feature_cache,
+)
+from engine.orchestration.outcome import Progress, RunResult, StageTimer, no_progress
 from engine.orchestration.ray_executor import import_ray
+from engine.output.evaluation import ImagePrediction, LazyMapping, evaluate, open_ground_truth
+from engine.output.export import export_coco, iter_image_proposals, write_overview
+from engine.state.image_identity import settle_corrections
+from engine.state.label_state import LabelState, adopt_clustering, clustering_id, describe_rebinding
+from engine.state.project import Project, load_image_predictions, open_project
 from engine.state.project_index import project_index
 from engine.state.schema import (
     check_user_files,
@@ -75,7 +86,7 @@ def cluster_project(project: Project, entries: list, num_classes: int | None, se
     """k-means over every mask embedding of the project; writes clusters.json (re-binding the user's
     categories to the new clusters, engine.state.label_state) and returns it with the re-binding report under
     "rebinding"."""
-    owners = []
+    owners: list = []
 
     def embeddings():
         for entry, proposals, block in iter_image_proposals(project, entries):
@@ -147,7 +158,7 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
     with timer("setup"):
         extractor = build_extractor(config)  # on a cluster too: it names the network in project.json
     executor = None if ray_address is None else ray_executor(ray_address, project.root, config, timer)
-    notes = []  # damaged cache files recomputed, corrections moved with their images
+    notes: list[str] = []  # damaged cache files recomputed, corrections moved with their images
     entries, skipped = extract_and_propose(project, discovery, extractor, config, progress, timer, executor, notes)
     if not entries:  # nothing written but the lock: no half project.json a later command would trust
         reasons = "; ".join(f"{s['relative_path']}: {s['reason']}" for s in skipped[:5])
@@ -240,7 +251,8 @@ def predict(project_dir, progress: Progress | None = None) -> dict:
     return {**predicted, "export": export}
 
 
-def project_predictions(project: Project, entries: list, clusters: dict, source: str) -> LazyMapping:
+def project_predictions(project: Project, entries: list, clusters: dict,
+                        source: Literal["predictions", "proposals"]) -> LazyMapping:
     """ImagePrediction per image (keyed by relative path) from the proposals or the final model, each read when
     asked for (engine.output.evaluation.LazyMapping): one image's masks in memory at a time."""
     state = LabelState.load(project, clusters)
@@ -259,7 +271,7 @@ def project_predictions(project: Project, entries: list, clusters: dict, source:
     return LazyMapping(by_path, load)
 
 
-def evaluate_project(project_dir, ground_truth, source: str = "predictions") -> dict:
+def evaluate_project(project_dir, ground_truth, source: Literal["predictions", "proposals"] = "predictions") -> dict:
     """Scores of ``source`` against ground truth (COCO json or label-image folder); writes evaluation.json."""
     project, _, entries, clusters = open_project(project_dir)
     truths = open_ground_truth(ground_truth)  # both sides read one image at a time

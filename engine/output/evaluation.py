@@ -179,7 +179,7 @@ def _open_label_folder(folder: Path, ignore_value: int | None) -> LazyMapping:
 
     def load(name: str) -> ImageTruth:
         semantic = _read_label_image(files[name], ignore_value)
-        instances = []
+        instances: list = []
         for class_id in np.unique(semantic):
             if class_id < 1:
                 continue
@@ -270,7 +270,7 @@ def _name_keys(name: str) -> list:
 def _pair_predictions(predictions: Mapping, truths: Mapping) -> tuple:
     """truth key -> prediction key (or None); and the number of predictions that matched no truth. A lazy
     mapping's keys are its file names; a plain dict's values may name another file (``file_name``)."""
-    indexes = [{}, {}, {}]  # level -> key -> truth key (None when ambiguous)
+    indexes: list[dict] = [{}, {}, {}]  # level -> key -> truth key (None when ambiguous)
     for truth_key in truths:
         for level, key in enumerate(_name_keys(truth_key)):
             indexes[level][key] = truth_key if indexes[level].get(key, truth_key) == truth_key else None
@@ -342,8 +342,11 @@ class StreamedAP:
         self.category_ids = sorted(int(c) for c in category_ids)
         self.use_cats, self.chunk = bool(use_cats), chunk
         self._keys = self.category_ids if self.use_cats else [-1]
-        self._kept = {key: {"dtScores": [], "dtMatches": [], "dtIgnore": [], "gtIgnore": []} for key in self._keys}
-        self._images, self._truths, self._results = [], [], []
+        self._kept: dict[tuple, dict[str, list]] = {
+            key: {"dtScores": [], "dtMatches": [], "dtIgnore": [], "gtIgnore": []} for key in self._keys}
+        self._images: list = []
+        self._truths: list = []
+        self._results: list = []
         self.truth_count = self.result_count = 0
 
     def add(self, image: dict, truths: list, results: list) -> None:
@@ -503,7 +506,8 @@ def evaluate(predictions: Mapping, truths: Mapping, chunk: int = 200) -> dict:
 
     # ---- pass 1: dataset-level confusion, Hungarian matching, per-class IoU; CorLoc
     counts: dict = {}
-    corloc_hits, corloc_images, instance_classes = 0, 0, set()
+    corloc_hits, corloc_images = 0, 0
+    instance_classes: set = set()
     for truth, prediction in items():
         _add_confusion(counts, truth, prediction)
         hit = _corloc_hit(truth, prediction)

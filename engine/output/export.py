@@ -17,8 +17,8 @@ from engine import __version__
 from engine.atomic import atomic_write_bytes
 from engine.io.coco import CocoWriter, annotation_record, count_annotations
 from engine.io.images import ImageSource, display_name
-from engine.state.label_state import SOURCES, LabelState
 from engine.output.overview import render_overview
+from engine.state.label_state import SOURCES, LabelState
 from engine.state.project import Project, load_image_proposals
 from engine.state.schema import contained_path
 
@@ -50,7 +50,8 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
     state = LabelState.load(project, clusters)
     path = Path(path or project.annotations_path)
     previous = count_annotations(path) if path.exists() else None
-    warnings, annotation_id, used = [], 0, set()
+    warnings: list[str] = []
+    annotation_id, used = 0, set()
     if source == "current" and state.predictions_note():
         warnings.append(state.predictions_note())
     if state.assignments_note():

@@ -45,7 +45,7 @@ def render_overview(items, num_classes: int, title: str = "") -> Image.Image:
     ``items``: iterable of (name, load_image, masks, class indices from 0); ``load_image()`` is only called for
     the first MAX_THUMBS images, the others are only counted.
     """
-    thumbs = []
+    thumbs: list = []
     cluster_sizes = [0] * num_classes
     for name, load, masks, clusters in items:
         for cluster in clusters:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,10 +26,10 @@ DISCARD_MODES = ("background", "ignore")  # a discarded class's pixels become ba
 class Category:
     id: int  # >= 1
     name: str
-    discarded: Optional[str] = None  # None, "background" or "ignore"
-    merged_into: Optional[int] = None  # id of the category this one was merged into
-    colour: Optional[list] = None  # RGB chosen by the user
-    cluster: Optional[int] = None  # the cluster (of CategoryTable.clustering) whose masks this category names
+    discarded: str | None = None  # None, "background" or "ignore"
+    merged_into: int | None = None  # id of the category this one was merged into
+    colour: list | None = None  # RGB chosen by the user
+    cluster: int | None = None  # the cluster (of CategoryTable.clustering) whose masks this category names
     user_named: bool = False  # named by the user (or an import), not generated
     to_review: bool = False  # made by a re-run for masks it could not place without guessing the user's intent
 
@@ -42,12 +42,12 @@ class Category:
 @dataclass
 class CategoryTable:
     categories: list = field(default_factory=list)
-    clustering: Optional[str] = None  # id of the clustering the ``cluster`` fields refer to (clusters.json "id")
+    clustering: str | None = None  # id of the clustering the ``cluster`` fields refer to (clusters.json "id")
 
     def by_id(self) -> dict:
         return {c.id: c for c in self.categories}
 
-    def resolve(self, category_id: int) -> Optional[int]:
+    def resolve(self, category_id: int) -> int | None:
         """The category an id ends up in after merges; None if that category is discarded."""
         table = self.by_id()
         seen = set()
@@ -84,7 +84,7 @@ def categories_path(root: Path) -> Path:
     return Path(root) / "categories.json"
 
 
-def default_table(clusters: Optional[dict]) -> CategoryTable:
+def default_table(clusters: dict | None) -> CategoryTable:
     """One generated category per cluster (``cluster_N``, id N): the table before the user touches it."""
     clusters = clusters or {"clusters": []}
     return CategoryTable([Category(c["id"] + 1, c["name"], cluster=c["id"]) for c in clusters["clusters"]],
@@ -94,7 +94,7 @@ def default_table(clusters: Optional[dict]) -> CategoryTable:
 _CATEGORY_FIELDS = {"id", "name", "discarded", "merged_into", "colour", "cluster", "user_named", "to_review"}
 
 
-def load_categories(root: Path, clusters: Optional[dict] = None) -> CategoryTable:
+def load_categories(root: Path, clusters: dict | None = None) -> CategoryTable:
     """The user's table as stored, or the generated one when the user has none yet.
 
     Tables written before categories were bound to a clustering (no ``cluster`` field) used id = cluster + 1
@@ -185,7 +185,7 @@ class ImageCorrection:
 
     @classmethod
     def from_instances(cls, image_hw: tuple, masks, category_ids, reviewed: bool = True,
-                       scores=None) -> "ImageCorrection":
+                       scores=None) -> ImageCorrection:
         """Instance k = mask k - 1 (a later mask covers an earlier one where they overlap)."""
         labels = np.zeros(image_hw, np.uint16 if len(masks) < 65535 else np.uint32)
         for k, mask in enumerate(masks, start=1):
@@ -211,7 +211,7 @@ def save_correction(root: Path, image_id: str, correction: ImageCorrection) -> N
     atomic_write_bytes(correction_path(root, image_id), buffer.getvalue())
 
 
-def load_correction(root: Path, image_id: str) -> Optional[ImageCorrection]:
+def load_correction(root: Path, image_id: str) -> ImageCorrection | None:
     path = correction_path(root, image_id)
     if not path.exists():
         return None

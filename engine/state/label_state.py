@@ -19,24 +19,24 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
-from typing import Literal, Optional, overload
+from typing import Literal, overload
 
 import numpy as np
 
 from engine.atomic import atomic_write_json
+from engine.masks import iou, mask_identity
 from engine.state.corrections import (
     Category,
     CategoryTable,
     CorruptCorrectionError,
     categories_path,
+    correction_path,
     default_table,
     is_positional_key,
     load_assignments,
     load_categories,
-    correction_path,
     load_correction,
 )
-from engine.masks import iou, mask_identity
 from engine.state.project import Project, load_image_predictions, load_image_proposals
 from engine.state.schema import read_clusters, read_predictions_stamp, rerun_hint
 
@@ -63,8 +63,8 @@ class ImageInstances:
     scores: np.ndarray  # (n,)
     origin: str  # "correction", "prediction" or "proposal"
     reviewed: bool = False  # every object of the image reviewed by the user
-    warning: Optional[str] = None  # e.g. the image's correction file is unreadable
-    object_reviewed: Optional[np.ndarray] = None  # (n,) per object, for a correction
+    warning: str | None = None  # e.g. the image's correction file is unreadable
+    object_reviewed: np.ndarray | None = None  # (n,) per object, for a correction
 
 
 class LabelState:
@@ -93,7 +93,7 @@ class LabelState:
 
     # -- building -------------------------------------------------------------------------------
     @classmethod
-    def load(cls, project, clusters: dict | None = None) -> "LabelState":
+    def load(cls, project, clusters: dict | None = None) -> LabelState:
         project = project if isinstance(project, Project) else Project(project)
         if clusters is None:
             clusters = read_clusters(project.clusters_path) if project.clusters_path.exists() else {
@@ -118,7 +118,7 @@ class LabelState:
             self._add(Category(category_id, f"category_{category_id}"))
         return self._by_id[category_id]
 
-    def resolve(self, category_id: int) -> Optional[int]:
+    def resolve(self, category_id: int) -> int | None:
         """The category a mask of ``category_id`` is exported as (after merges); None when discarded."""
         self.category(category_id)
         return self.table.resolve(int(category_id))
@@ -127,7 +127,7 @@ class LabelState:
         """:meth:`resolve` of each id as an int array, 0 for a discarded category (the head's background)."""
         return np.array([self.resolve(c) or 0 for c in category_ids], int)
 
-    def discard_mode(self, category_id: int) -> Optional[str]:
+    def discard_mode(self, category_id: int) -> str | None:
         """"background" or "ignore" when the category (or the one it is merged into) is discarded."""
         seen, current = set(), self.category(category_id)
         while current.discarded is None and current.merged_into is not None and current.id not in seen:
@@ -170,7 +170,7 @@ class LabelState:
         older ones behind, which must not be mixed with new categories)."""
         return self._stamped_clustering() == self.clusters.get("id")
 
-    def predictions_note(self) -> Optional[str]:
+    def predictions_note(self) -> str | None:
         """Why the predictions in predictions/ are not used (the export then takes the clustered proposals), or
         None when they are used or there are none."""
         folder = self.project.predictions_dir
@@ -184,7 +184,7 @@ class LabelState:
         return (f"the predictions in {folder} were made for another clustering and were not used (the clustered "
                 f"proposals were exported instead); {redo}")
 
-    def assignments_note(self) -> Optional[str]:
+    def assignments_note(self) -> str | None:
         """What assignments.json holds of the older format ("image_id/index" entries, which match no mask and
         are ignored), or None when it holds none."""
         older = sum(is_positional_key(key) for key in self.assignments)
@@ -194,7 +194,7 @@ class LabelState:
                 "match any mask; they are kept in the file but ignored (split or re-assign those masks again in "
                 "the review if needed)")
 
-    def _stamped_clustering(self) -> Optional[str]:
+    def _stamped_clustering(self) -> str | None:
         """The clustering id predictions/stamp.json names: None without a stamp, "" when it is unreadable. Read
         again only when the file changes; a predictions swap stopped between its renames is finished first."""
         stamp = self.project.predictions_dir / "stamp.json"
@@ -218,9 +218,9 @@ class LabelState:
                   ) -> ImageInstances: ...
 
     @overload
-    def instances(self, entry: dict, source: str) -> Optional[ImageInstances]: ...
+    def instances(self, entry: dict, source: str) -> ImageInstances | None: ...
 
-    def instances(self, entry: dict, source: str = "current") -> Optional[ImageInstances]:
+    def instances(self, entry: dict, source: str = "current") -> ImageInstances | None:
         """The image's instances from ``source`` (module docstring); None for "corrections" without one."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
@@ -494,7 +494,7 @@ def describe_rebinding(report: dict) -> list:
     return lines
 
 
-def adopt_clustering(project: Project, previous: Optional[dict], clusters: dict) -> dict:
+def adopt_clustering(project: Project, previous: dict | None, clusters: dict) -> dict:
     """Write ``clusters`` as the project's clustering, re-binding the user's categories and pins to it.
 
     Order matters for a crash at any point: the previous clustering is kept (clusters.previous.json) before
@@ -535,7 +535,7 @@ def _with_keys(old: dict, new: dict) -> dict:
     return {**old, "masks": masks}
 
 
-def _previous_clusters(project: Project) -> Optional[dict]:
+def _previous_clusters(project: Project) -> dict | None:
     path = project.root / "clusters.previous.json"
     try:
         return read_clusters(path) if path.exists() else None

@@ -18,7 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.atomic import ProjectFileError, atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporary_files
+from engine.atomic import (
+    ProjectFileError,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_json,
+    remove_stale_temporary_files,
+)
 from engine.io.coco_validation import rle_problem
 from engine.masks import Proposals, SparseMasks, decode_rle, mask_box, mask_rle
 from engine.state.schema import (
@@ -403,7 +409,7 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def load_image_proposals(path: Path, image_hw: tuple):
+def load_image_proposals(path: Path, image_hw: tuple | None):
     """(proposals, embeddings, config_key) as saved by :func:`save_image_proposals`.
 
     A truncated, garbled or incomplete file raises ProjectFileError naming it and what to do.

@@ -265,7 +265,8 @@ class ProjectIndex:
         return known is None or known.stamp != self._current_stamps().of(image_id)
 
     def _computed(self, entry: dict) -> IndexEntry:
-        stamp = self._current_stamps().of(entry["image_id"])  # taken before reading: a change while reading shows next time
+        # taken before reading: a change while reading shows next time
+        stamp = self._current_stamps().of(entry["image_id"])
         correction, origin, counts = current_correction(self.state, entry)
         return IndexEntry(stamp, origin, _objects(correction), counts)
 

@@ -16,10 +16,11 @@ Only pydantic's validators are used (strict: "7" is not a number, true is not an
 import functools
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Dict, List, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from typing_extensions import Annotated, NotRequired, TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from engine.atomic import ProjectFileError, read_json
 
@@ -87,6 +88,7 @@ def contained_path(folder: Path, relative: str, what: str) -> Path:
     if problem:
         raise UnsafePathError(f"{what} {relative!r} {problem}; nothing was written there. Check the project's "
                               "images.json (re-run `maskdistill run` to rebuild it)")
+    assert target is not None  # no problem: the path was built
     return target
 
 
@@ -110,11 +112,11 @@ def _types() -> dict:
         "PositiveInt": Annotated[int, Field(ge=1)],
         "Name": Annotated[str, Field(pattern=PLAIN_NAME)],
         "RelativePath": Annotated[str, _checked(path_problem)],
-        "Colour": Annotated[List[Annotated[int, Field(ge=0, le=255)]], Field(min_length=3, max_length=3)],
+        "Colour": Annotated[list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=3, max_length=3)],
     }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _adapters() -> dict:
     """One pydantic TypeAdapter per file, built on first use (about 0.1 s; importing this module is free)."""
     from pydantic import ConfigDict, TypeAdapter, with_config
@@ -152,16 +154,16 @@ def _adapters() -> dict:
         id: Count
         name: NotRequired[str]
         size: NotRequired[Count]
-        representatives: NotRequired[List[list]]
+        representatives: NotRequired[list[list]]
 
     @strict
     class Clusters(TypedDict):
         id: NotRequired[Optional[str]]
         k: NotRequired[Count]
         suggested_k: NotRequired[Count]
-        silhouettes: NotRequired[Dict[str, float]]
-        masks: List[ClusterMask]
-        clusters: List[Cluster]
+        silhouettes: NotRequired[dict[str, float]]
+        masks: list[ClusterMask]
+        clusters: list[Cluster]
 
     @strict
     class CategoryItem(TypedDict):
@@ -177,12 +179,12 @@ def _adapters() -> dict:
     @strict
     class Categories(TypedDict):
         clustering: NotRequired[Optional[str]]
-        categories: List[CategoryItem]
+        categories: list[CategoryItem]
 
     @strict
     class Assignments(TypedDict):
         version: NotRequired[Literal[2]]
-        by_mask: Dict[str, PositiveInt]
+        by_mask: dict[str, PositiveInt]
 
     @strict
     class FilteringMask(TypedDict):
@@ -192,7 +194,7 @@ def _adapters() -> dict:
 
     @strict
     class Filtering(TypedDict):
-        masks: List[FilteringMask]
+        masks: list[FilteringMask]
 
     @strict
     class Stamp(TypedDict):
@@ -212,13 +214,13 @@ def _adapters() -> dict:
     class ProjectConfig(TypedDict):
         schema_version: int
         image_root: Annotated[str, _checked(lambda v: "is empty" if not v else None)]
-        config: Dict[str, Any]
+        config: dict[str, Any]
         backbone: Backbone
         weights: Weights
 
-    return {"images": TypeAdapter(List[ImageEntry]), "clusters": TypeAdapter(Clusters),
+    return {"images": TypeAdapter(list[ImageEntry]), "clusters": TypeAdapter(Clusters),
             "categories": TypeAdapter(Categories), "assignments": TypeAdapter(Assignments),
-            "legacy_assignments": TypeAdapter(Dict[str, PositiveInt]), "filtering": TypeAdapter(Filtering),
+            "legacy_assignments": TypeAdapter(dict[str, PositiveInt]), "filtering": TypeAdapter(Filtering),
             "stamp": TypeAdapter(Stamp), "project": TypeAdapter(ProjectConfig)}
 
 
@@ -245,7 +247,7 @@ def _shown(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _problem(error: dict) -> str:
+def _problem(error: Mapping) -> str:
     kind = error["type"]
     if kind in _PROBLEMS:
         problem = _PROBLEMS[kind].format(**(error.get("ctx") or {}))
@@ -272,7 +274,7 @@ def _validate(kind: str, document, path: Path, todo: str, top: str = ""):
 
 
 def _unique(path: Path, values, field: str, todo: str) -> None:
-    seen = {}
+    seen: dict = {}
     for index, value in enumerate(values):
         if value in seen:
             raise ProjectSchemaError(path, f"[{index}].{field}", f"{_shown(value)} is used twice (also by "
