@@ -39,7 +39,7 @@ __all__ = sorted(_MODULE_OF) + ["label_state", "LOADS_TORCH"]
 
 # The functions that load torch when called (their module imports it, or they import it for their work).
 # Everything else here is torch-free, so a GUI can call it in its own process and send these to an engine
-# process (the napari plugin does; tests/test_api.py checks the list).
+# process (the napari plugin does; tests/test_plugin_engine_boundary.py checks the list).
 LOADS_TORCH = frozenset({"run", "distill", "predict", "evaluate_project", "export_project", "import_annotations",
                          "split_category", "add_object"})
 

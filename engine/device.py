@@ -61,9 +61,9 @@ def cpu_supports_bfloat16() -> bool:
 
 def resolve_precision(device: torch.device, precision: str = "auto") -> str:
     """"bfloat16", "float16" or "float32" for ``device``. auto: mixed precision on GPUs (bfloat16 where
-    supported, else float16), float32 on CPUs. bfloat16 on a CPU with native units (``--precision bfloat16``)
-    ran the backbone 2x faster here but halved real-dev CorLoc (0.462 -> 0.231: the CLS-attention ranking of
-    the proposals moved on 3 of 13 images; mask AP50 0.084 -> 0.092), so it is an opt-in, not the default."""
+    supported, else float16), float32 on CPUs. bfloat16 on a CPU with native units is an opt-in
+    (``--precision bfloat16``): faster, but it moves the ranking of proposals (docs/decisions.md, "float32 on
+    CPUs")."""
     import torch
 
     if precision not in PRECISIONS:
@@ -89,7 +89,8 @@ def autocast_context(device: torch.device, precision: str = "float32"):
 
 
 def single_threaded_lapack():
-    """Dense LAPACK/ARPACK calls collapse with multi-threaded OpenBLAS on 2 busy cores (9.5 s vs 0.08 s)."""
+    """Dense LAPACK/ARPACK calls run single-threaded inside this block: multi-threaded OpenBLAS collapses when the
+    cores are busy (docs/decisions.md, "dense LAPACK calls single-threaded")."""
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(1)

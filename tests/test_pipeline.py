@@ -50,7 +50,7 @@ def test_corrupt_file_is_skipped_with_its_reason(finished_run):
     "split",
     pytest.param("segments", marks=pytest.mark.xfail(strict=True, reason=(
         "known defect (issue 9): segments ranks the most attended part (a face, a flag) above the whole "
-        "subject on single-object photos; it is the default because it wins real-dev, see ARCHITECTURE.md"))),
+        "subject on single-object photos; it is the default because it wins real-dev, see docs/decisions.md"))),
 ])
 def test_person_mask_lies_on_the_person(tiny_folder, tmp_path, method):
     """The photo's subject (astronaut, roughly the centre 60 % of the frame) gets the top mask there."""

@@ -80,8 +80,8 @@ def foreground_grid(keys: np.ndarray, grid_hw: tuple, min_separation: float = 3.
     foreground. Probability = logistic of the distance to the midpoint of the two sides' means in units of a quarter
     of the gap between the two sides' means. When the two sides are not separated (gap below ``min_separation`` times
     the mean within-side spread: one uniform texture, e.g. an empty field) everything is background.
-    A unimodal (Gaussian) projection split at its Otsu threshold gives 2.7; the generated cells of
-    benchmarks/dense.py gave 3.6 and a real-dev aerial tile 4.0 (real DINOv2 weights), hence 3.0.
+    The default 3.0 lies between a unimodal projection and real two-sided ones (docs/decisions.md,
+    ``min_separation``).
     """
     gh, gw = grid_hw
     projection = principal_projection(keys)

@@ -50,7 +50,8 @@ class HeadConfig:
 
 
 class PatchHead(nn.Module):
-    """Two-layer classifier applied to every patch token: background + one output per pseudo-class."""
+    """Classifier applied to every patch token: background + one output per pseudo-class. Linear by default
+    (``HeadConfig.hidden`` 0); with a hidden width, two layers."""
 
     def __init__(self, dim: int, num_classes: int, hidden: int = 256):
         super().__init__()

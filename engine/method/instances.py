@@ -94,17 +94,14 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
 
     proposal_classes: each kept proposal's category as the label state has it (clustering, merges, the user's
         assignments); the head then only scores the proposal. None: the head classifies each proposal as a
-        whole (the class with the most probability mass inside). Real-dev, final mIoU over seeds 0-3: the
-        label state's categories 0.263 / 0.203 / 0.264 / 0.229, the head's 0.253 / 0.193 / 0.209 / 0.196 (both
-        scored on the instances painted): the linear head re-classifying whole proposals undid the clustering.
+        whole (the class with the most probability mass inside); why the label state's category is the
+        default: docs/decisions.md, "a kept proposal keeps the label state's category".
 
     max_covered: a model instance more than this share of which lies under proposals adds nothing new.
-    model_weight: the model-only instances' scores are multiplied by this, ranking them below the proposals
-        (on real-dev the head's foreground regions localised the main object less often than the proposals).
+    model_weight: the model-only instances' scores are multiplied by this, ranking them below the proposals.
     model_share: a kept proposal's final score is its proposal score ** (1 - share) times the model's mean
         foreground probability inside it ** share, so distillation re-ranks what the cuts found (0: the proposal
-        order unchanged). On real-dev 0.5 (the geometric mean, the only value tried) raised final box AP50
-        0.024 -> 0.035 and mask AP50 0.099 -> 0.111 (K suggested; K given: 0.020 -> 0.033, 0.099 -> 0.105).
+        order unchanged; 0.5: the geometric mean). The measurements: docs/decisions.md.
     Returns (masks (m, H, W) bool, classes (m,), scores (m,)), best score first; masks do not overlap.
     Memory: every mask is handled on its bounding box (engine.masks.mask_crop) and the result is one label
     map (engine.masks.LabelMasks), so thousands of objects of a large image never become an (m, H, W) stack.

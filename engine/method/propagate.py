@@ -5,9 +5,9 @@ labels of its most similar source patches within a small spatial window, weighte
 when the two images show the same scene from about the same place, so it is gated by how well the patches match:
 
 * **match** = the median, over the target's patches, of the best cosine similarity (centred patch tokens) found
-  within ``radius`` patches of the same position in the source. On real-dev, pairs of the five street frames
-  score 0.979-0.997 and every other pair of same-size images 0.519-0.779 (13 photos, 6 sources): the
-  :data:`NEAR_DUPLICATE` gate of 0.9 sits in that gap, not on one image.
+  within ``radius`` patches of the same position in the source. Frames of one scene match close to 1, other
+  photos of the same size far lower; the :data:`NEAR_DUPLICATE` gate (0.9) sits in the gap between them
+  (docs/decisions.md, "a correction's objects carried").
 
 Pure numpy / scipy over cached patch tokens; the window is walked one offset at a time, so memory is
 (patches x window cells), never (patches x patches).

@@ -1,22 +1,24 @@
 """Object mask proposals from last-block ViT features.
 
-Two methods, both pure functions over one image's :class:`~engine.method.features.ImageFeatures`:
+Five methods (:data:`engine.method.names.PROPOSAL_METHODS`), each a pure function over one image's
+:class:`~engine.method.features.ImageFeatures`:
 
-* ``seed``: MaskDistill's attention-seed mask (adapted from LOST), one mask per image.
+* ``segments`` (the default): over-segmentation: k-means of the centred unit keys at several K, every connected
+  region of every segment is a candidate (whole objects at small K, parts at larger K), ranked by how much the
+  CLS token attends to it.
+* ``split``: one normalized cut for the foreground (all objects), then each connected foreground part
+  is cut again with keys centred on that part, as long as the cut is cheap, so touching objects of different
+  kinds separate.
 * ``ncut``: MaskCut-style repeated normalized cuts, several masks per image.
-* ``segments``: over-segmentation: k-means of the centred unit keys at several K, every connected region
-  of every segment is a candidate (whole objects at small K, parts at larger K), ranked by how much the CLS
-  token attends to it; on real-dev it found 5x more annotated objects than ``split`` (see ARCHITECTURE.md).
+* ``seed``: MaskDistill's attention-seed mask (adapted from LOST), one mask per image.
 * ``dense``: many small objects (nuclei, cells, tree crowns): a foreground map from the keys' first principal
   component, split into instances by a seeded watershed on its distance transform (:mod:`engine.method.dense`).
-* ``split``: one normalized cut for the foreground (all objects), then each connected foreground part
-  is cut again with keys centred on that part, as long as the cut is cheap. Touching objects of different
-  kinds separate, which repeated MaskCut does not do (on the benchmark's crowded images it found 24 % of
-  the objects; ``split`` finds more, see the benchmark).
 
-DINOv2's last-block keys share a large common component (every key cosine similarity > 0.55 on
-ordinary photos), which makes every affinity positive and both methods grow to the whole frame.
-Subtracting the image's mean key first restores them (see ``centre_keys``); DINO v1 keys are used as is.
+Why ``segments`` is the default, and the figures behind each parameter below: docs/decisions.md ("Proposals").
+
+DINOv2's last-block keys share a large common component, which makes every affinity positive and the
+graph-based methods grow to the whole frame. Subtracting the image's mean key first restores them (see
+``key_matrix``); DINO v1 keys are used as is.
 """
 from __future__ import annotations
 
@@ -171,8 +173,8 @@ def split_patch_masks(features: ImageFeatures, centre: bool, tau: float = 0.15, 
                       min_area_fraction: float = 0.01, max_depth: int = 3, eps: float = 1e-5) -> list:
     """Foreground by one normalized cut, then its connected parts bisected while the cut is cheap.
 
-    max_cut: a part is split only if the normalized cut cost (``ncut_value``) is below this; 0.1 split
-        touching objects of different kinds on the benchmark without cutting single objects apart.
+    max_cut: a part is split only if the normalized cut cost (``ncut_value``) is below this: touching objects
+        of different kinds are cut, a single object is not.
     min_area_fraction: parts with at most this share of the patches are dropped.
     """
     gh, gw = features.grid_hw
@@ -235,8 +237,7 @@ def segment_patch_masks(features: ImageFeatures, centre: bool, ks=(2, 3, 4, 6, 8
     """Candidates from an over-segmentation: k-means of the unit (centred) keys at each K in ``ks``, every
     connected region a candidate; duplicates across K dropped.
 
-    ks: small K give whole objects, larger K their parts and small objects; 2..8 found 17 % of real-dev's
-        annotated objects at IoU 0.5 where one normalized cut per part found 2 %.
+    ks: small K give whole objects, larger K their parts and small objects.
     min_area_fraction: regions of at most this share of the patches are noise (0.4 %: 4 patches at 32 x 32).
     max_area_fraction: regions larger than this share of the patches are background.
     """
@@ -322,9 +323,9 @@ def propose(image: np.ndarray, features: ImageFeatures, family: str, method: str
     family: the backbone family ("dino" / "dinov2" / "dinov3"): DINOv2 / v3 keys are centred first (module docstring).
     min_refine_iou: an ncut mask that edge refinement changes beyond this IoU is dropped (MaskCut's CRF check).
     min_attention_ratio: ncut masks after the first that the CLS token attends less than this times the
-        image average are dropped: on the example photos 14 of 16 such masks were background (sky, table).
-    max_segments: ``segments`` keeps at most this many masks per image (each costs one embedding forward);
-        12 kept real-dev's proposal CorLoc and mask AP50 of 20 and the clustering input small.
+        image average are dropped as background (sky, table).
+    max_segments: ``segments`` keeps at most this many masks per image, the best ranked (each is one more mask
+        to embed and cluster).
     object_size: ``dense`` only: typical object diameter in image pixels (None: estimated per image).
     """
     centre = family in ("dinov2", "dinov3")  # both register-token DINO models: keys share a common component
@@ -365,13 +366,10 @@ def segment_proposals(image: np.ndarray, features: ImageFeatures, centre: bool, 
                       max_area_fraction: float = 0.8) -> Proposals:
     """``segments`` method: over-segmentation candidates, refined, ranked by CLS attention, overlaps resolved.
 
-    Ranked by attention ratio (how much more than average the CLS token attends to the mask): on real-dev the
-    top mask localised an object in 6 of 13 images by attention, 1 of 13 by key contrast.
-    min_attention_ratio: candidates the CLS token attends less than the image average are background (the
-        proposals' CorLoc and AP50 did not change, the mask count fell by 45 %).
+    Ranked by attention ratio: how much more than average the CLS token attends to the mask.
+    min_attention_ratio: candidates the CLS token attends less than this times the image average are background.
     min_area_fraction: a mask left smaller than this share of the image after overlaps are resolved is dropped.
-    max_area_fraction: regions larger than this share of the patches are background (0.8 rather than 0.5 keeps
-        large objects: real-dev mask AP50 0.084 vs 0.082, mask recall 0.170 vs 0.151, CorLoc unchanged).
+    max_area_fraction: regions larger than this share of the patches are background (0.8 keeps large objects).
     """
     patch_masks = segment_patch_masks(features, centre, max_area_fraction=max_area_fraction)
     if not patch_masks:

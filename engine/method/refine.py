@@ -68,9 +68,9 @@ def working_size(height: int, width: int) -> tuple:
 def refine_soft(image: np.ndarray, grids: np.ndarray, eps: float = 1e-3, fast: bool = False) -> np.ndarray:
     """(n, gh, gw) soft maps on the patch grid -> (n, h, w) at the working resolution, following image edges.
 
-    fast: guided-filter coefficients on every 2nd pixel (a third less time). Used for the segmentation head's
-    probabilities (final mIoU within 0.005 on the benchmark), not for proposals: their masks feed the
-    clustering, which moved by up to 0.09 mIoU when the masks changed that slightly.
+    fast: guided-filter coefficients on every 2nd pixel (a third less time, slightly different edges). Used for
+    the segmentation head's probabilities, not for proposals: their masks feed the clustering, which such small
+    changes of the masks can move (docs/decisions.md, "the fast guided filter").
     """
     work_h, work_w = working_size(*image.shape[:2])
     guide = grey_guide(image, work_h, work_w)

@@ -1,9 +1,10 @@
 """The user's corrected objects, carried to the near-duplicate images of the folder when predicting.
 
 A correction otherwise reaches other images only through the retrained head, which re-ranks their proposals but
-cannot draw a mask no proposal holds (real-dev: the correction curve stayed flat). In a folder of video frames or
-bursts the same objects recur in nearly the same place, and DINO's patch features carry the corrected masks there
-(engine.method.propagate). The carried objects are generated results, shown and reviewed like any prediction.
+cannot draw a mask no proposal holds (docs/decisions.md, "a correction's objects carried"). In a folder of video
+frames or bursts the same objects recur in nearly the same place, and DINO's patch features carry the corrected
+masks there (engine.method.propagate). The carried objects are generated results, shown and reviewed like any
+prediction.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from engine.method.propagate import NEAR_DUPLICATE, propagate_instances
 from engine.state.corrections import CorruptCorrectionError
 from engine.state.label_state import LabelState
 
-MIN_CLS_COSINE = 0.95  # cheap pre-filter: on real-dev, frames of one scene 0.979-0.999, other photos up to 0.963
+MIN_CLS_COSINE = 0.95  # cheap pre-filter, looser than the patch match that follows (docs/decisions.md)
 MAX_SOURCES = 3  # corrected images tried per image (the most alike by CLS token)
 
 

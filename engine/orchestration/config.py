@@ -43,7 +43,7 @@ class RunConfig:
         "label": "input size", "min": 28, "max": 2048, "unit": PIXELS,
         "help": "Shorter image side fed to the network, in pixels (rounded to the patch size); by default the "
                 "backbone's own size (448 for DINOv2)."})
-    proposals: str = field(default="segments", metadata={  # chosen on real-dev (ARCHITECTURE.md)
+    proposals: str = field(default="segments", metadata={  # why: docs/decisions.md
         "label": "proposals", "choices": PROPOSAL_METHODS,
         "help": "How masks are proposed on each image: segments (regions of a multi-K clustering of the ViT keys, "
                 "ranked by the CLS attention), split (a foreground cut, then touching objects cut apart), ncut "
@@ -56,7 +56,7 @@ class RunConfig:
         "label": "number of classes", "min": 1,
         "help": "Number of pseudo-classes (K) the masks are clustered into; by default the K suggested by the "
                 "silhouette score."})
-    embedding: str = field(default="pooled", metadata={  # chosen on real-dev (ARCHITECTURE.md)
+    embedding: str = field(default="pooled", metadata={  # why: docs/decisions.md
         "label": "embedding", "choices": EMBEDDINGS,
         "help": "Mask embedding for clustering: pooled (the mean patch token under the mask, no extra forward "
                 "pass), masked_crop_cls (CLS token of the mask's box crop, background painted grey) or crop_cls "
@@ -81,7 +81,7 @@ class RunConfig:
     filter_threshold: float = field(default=0.9, metadata={
         "label": "filter threshold", "min": 0, "max": 1,
         "help": "image_threshold: keep the masks whose quality is at least this."})
-    self_training_rounds: int = field(default=1, metadata={  # one round: +0.04 mIoU (ARCHITECTURE.md)
+    self_training_rounds: int = field(default=1, metadata={  # why: docs/decisions.md
         "label": "self-training rounds", "min": 0, "max": 10,
         "help": "Extra rounds retraining on the final model's own predictions."})
     object_size: float | None = field(default=None, metadata={
@@ -96,7 +96,7 @@ class RunConfig:
         "label": "precision", "choices": PRECISIONS,
         "help": "Backbone arithmetic: auto (mixed precision on GPUs, float32 on CPUs), float32, or bfloat16 (2x "
                 "faster on CPUs with AMX / AVX512-BF16, but it moved the ranking of proposals on real images: "
-                "see ARCHITECTURE.md)."})
+                "see docs/decisions.md)."})
     image_options: ImageOptions = field(default_factory=ImageOptions, metadata={
         "label": "image options",
         "help": "How images are read: channels, intensity percentiles and planes of a stack (ImageOptions)."})

@@ -92,7 +92,7 @@ def _training_label_maps(state: LabelState, entries: list, keep: dict | None = N
 
 def _self_training_label_maps(state: LabelState, entries: list, head, cache: FeatureCache, images: ImageSource):
     """(label map, weight) per image: the model's own edge-refined prediction (better targets than its
-    patch-grid arg-max: final mIoU 0.652 vs 0.627 on the benchmark), or the user's correction."""
+    patch-grid arg-max: docs/decisions.md, "one self-training round"), or the user's correction."""
     for entry in entries:
         if state.instances(entry, "current").origin == "correction":
             masks, resolved, ignored, weight = state.training_instances(entry)
