@@ -115,10 +115,11 @@ class CategoriesPanel(QWidget):
             for column, value in enumerate(values):
                 item = QTableWidgetItem(value)
                 if column != 1:
-                    item.setFlags(item.flags() & ~Qt.ItemIsEditable)
+                    # PyQt5's stubs type ~flag as int; Qt takes it (and PyQt6's stubs agree)
+                    item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)  # type: ignore[arg-type]
                 self.table.setItem(row, column, item)
             # a decoration, not a background: it stays visible on a selected row
-            self.table.item(row, 3).setData(Qt.DecorationRole, QColor(*category_colour(category)))
+            self.table.item(row, 3).setData(Qt.ItemDataRole.DecorationRole, QColor(*category_colour(category)))
             self.table.item(row, 4).setToolTip(status)
             if category.id in selected:
                 self.table.selectRow(row)

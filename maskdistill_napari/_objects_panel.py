@@ -80,11 +80,11 @@ class ObjectsPanel(QWidget):
                       "yes" if instance_id in data["reviewed_ids"] else "")
             for column, value in enumerate(values):
                 item = QTableWidgetItem()
-                item.setData(Qt.DisplayRole, value)
+                item.setData(Qt.ItemDataRole.DisplayRole, value)
                 self.table.setItem(row, column, item)
             rgb = (object_colour(instance_id) if self.view.by_object or category is None or resolved is None
                    else category_colour(category))
-            self.table.item(row, 0).setData(Qt.DecorationRole, QColor(*rgb))  # stays visible when selected
+            self.table.item(row, 0).setData(Qt.ItemDataRole.DecorationRole, QColor(*rgb))  # stays visible when selected
         self.table.setSortingEnabled(True)
         self.legend.setText(legend_html(data["classes"], table))
         self._filling = False
@@ -92,7 +92,7 @@ class ObjectsPanel(QWidget):
 
     def selected_id(self) -> int:
         rows = {index.row() for index in self.table.selectedIndexes()}
-        return int(self.table.item(min(rows), 0).data(Qt.DisplayRole)) if rows else 0
+        return int(self.table.item(min(rows), 0).data(Qt.ItemDataRole.DisplayRole)) if rows else 0
 
     def select(self, instance_id: int) -> None:
         """Select the row of ``instance_id`` (0: none) without selecting the object again."""
@@ -100,7 +100,7 @@ class ObjectsPanel(QWidget):
         try:
             self.table.clearSelection()
             for row in range(self.table.rowCount()):
-                if self.table.item(row, 0).data(Qt.DisplayRole) == instance_id:
+                if self.table.item(row, 0).data(Qt.ItemDataRole.DisplayRole) == instance_id:
                     self.table.selectRow(row)
                     self.table.scrollToItem(self.table.item(row, 0))
                     break

@@ -36,7 +36,7 @@ class Edit:
     image_id: str
     labels: np.ndarray
     classes: dict
-    reviewed: object = True  # True, or the ids of the objects the user reviewed (changed or accepted)
+    reviewed: bool | set | list = True  # True, or the ids of the objects the user reviewed (changed or accepted)
     scores: dict | None = None  # confidence kept for each object (new ones: 1.0)
     failures: int = 0
     queued: bool = False  # a write of this edit is in the task queue

@@ -29,12 +29,13 @@ class ReviewPanel(QWidget):
         super().__init__(parent)
         self.view, self.tasks = view, tasks
         self.queue: list | None = None  # [(image_id, instance id, score)], least confident first
-        self.cursor = -1
+        self.queue_cursor = -1
         self.done: set = set()  # (image_id, instance id) reviewed or rejected since the queue was read
         self.undo_stack: list = []  # engine undo records, newest last
         self.last_add_seconds = None  # click to engine result of the last added object (shown; benchmarked)
         self.previous, self.next = QPushButton("◀ Previous"), QPushButton("Next ▶")
-        self.jump = QSpinBox(minimum=1, maximum=1)
+        self.jump = QSpinBox()
+        self.jump.setRange(1, 1)
         self.jump.setPrefix("image ")
         self.accept_object_button = QPushButton("Accept object")
         self.reject = QPushButton("Reject object")
@@ -228,7 +229,7 @@ class ReviewPanel(QWidget):
             self.status.setText("Open or run a project first.")
             return
         if end is None:
-            prompt = {"point": (float(start[1]), float(start[0]))}  # engine: (x, y)
+            prompt: dict[str, tuple] = {"point": (float(start[1]), float(start[0]))}  # engine: (x, y)
         else:
             (r0, c0), (r1, c1) = start, end
             prompt = {"box": (min(c0, c1), min(r0, r1), max(c0, c1), max(r0, r1))}
@@ -269,7 +270,7 @@ class ReviewPanel(QWidget):
 
     def reset_queue(self) -> None:
         """Forget the queue (a retrain or a new project): the next step reads it again."""
-        self.queue, self.cursor, self.done = None, -1, set()
+        self.queue, self.queue_cursor, self.done = None, -1, set()
 
     def _step(self, direction: int) -> None:
         if self.view.project_dir is None:
@@ -280,13 +281,13 @@ class ReviewPanel(QWidget):
                               on_done=lambda found: self._got_queue(found, direction),
                               on_error=self._failed("Finding low-confidence masks"))
             return
-        cursor = self.cursor + direction
+        cursor = self.queue_cursor + direction
         while 0 <= cursor < len(self.queue) and self.queue[cursor][:2] in self.done:
             cursor += direction  # reviewed or rejected since the queue was read
         if not 0 <= cursor < len(self.queue):
             self.status.setText("No unreviewed masks left." if direction > 0 else "At the start of the queue.")
             return
-        self.cursor = cursor
+        self.queue_cursor = cursor
         image_id, instance_id, score = self.queue[cursor]
         position = next(i for i, e in enumerate(self.view.entries) if e["image_id"] == image_id)
         self.status.setText(f"Low confidence {cursor + 1}/{len(self.queue)}: object {instance_id} of image "
@@ -297,7 +298,7 @@ class ReviewPanel(QWidget):
             self.view.show(position, select_label=instance_id)
 
     def _got_queue(self, found: list, direction: int) -> None:
-        self.queue, self.cursor = [tuple(item) for item in found], -1
+        self.queue, self.queue_cursor = [tuple(item) for item in found], -1
         if not found:
             self.status.setText("No unreviewed masks left.")
             return

@@ -111,7 +111,8 @@ class RunPanel(QWidget):
     def __init__(self, tasks, on_finished, on_open, weights: str | None = None, parent=None):
         super().__init__(parent)
         self.tasks, self.on_finished, self.on_open = tasks, on_finished, on_open
-        self._active, self._bar, self._stage = False, None, None
+        self._active, self._bar = False, None
+        self._stage: str | None = None
         self.cancel_requested = threading.Event()
         self._signal = _ProgressSignal(self)
         self._signal.changed.connect(self._on_progress)
@@ -119,8 +120,9 @@ class RunPanel(QWidget):
         from engine.api import BACKBONES, setting  # torch-free: engine.orchestration.config
 
         self._backbones = BACKBONES
-        self.image_folder = QLineEdit(placeholderText="folder of images to annotate")
-        self.project_folder = QLineEdit(placeholderText="folder for the project (created if missing)")
+        self.image_folder, self.project_folder = QLineEdit(), QLineEdit()
+        self.image_folder.setPlaceholderText("folder of images to annotate")
+        self.project_folder.setPlaceholderText("folder for the project (created if missing)")
         for name, tip in FOLDER_TOOLTIPS.items():
             getattr(self, name).setToolTip(tip)
         self.settings = {name: setting(name) for name in

@@ -32,7 +32,9 @@ def _guarded(function, *args, **kwargs):
 def _let_running_workers_end() -> None:
     """Python is exiting while a worker still runs (a script that never closed its window): let it end before
     Qt's objects are torn down under it, which would abort the process. Waits only for running workers."""
-    QThreadPool.globalInstance().waitForDone(10_000)
+    pool = QThreadPool.globalInstance()
+    if pool is not None:
+        pool.waitForDone(10_000)
 
 
 def error_message(error: BaseException) -> str:

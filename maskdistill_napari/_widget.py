@@ -32,6 +32,7 @@ class MaskDistillWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.tasks = TaskQueue(self)
+        self.categories: CategoriesPanel  # made below: it needs the view
         self.view = ProjectView(napari_viewer, self.tasks,
                                 new_label_category=lambda: self.categories.current_category(), parent=self)
         self.run_panel = RunPanel(self.tasks, on_finished=self.open_project, on_open=self._open_clicked,
@@ -49,7 +50,7 @@ class MaskDistillWidget(QWidget):
         self._first_show = True
         self._closed = False
         self.view.image_shown.connect(self._on_first_image)
-        self._watched = None  # napari's main window once docked in it
+        self._watched: weakref.ref[QMainWindow] | None = None  # napari's main window once docked in it
         QTimer.singleShot(0, self._watch_main_window)  # add_dock_widget has docked it by then
         use_engine()
         self.tasks.submit(start_engine)  # the engine process loads torch while the user picks folders
@@ -101,7 +102,7 @@ class MaskDistillWidget(QWidget):
     def eventFilter(self, watched, event) -> bool:
         """napari's main window is closing: write the pending edits at once, let napari handle the Close (it
         may ask the user to confirm), and shut down only if the window really closes."""
-        if event.type() != QEvent.Close or self._closed:
+        if event.type() != QEvent.Type.Close or self._closed:
             return False
         self.view.flush()
         watched.event(event)  # napari's closeEvent: accepts or ignores it
@@ -114,7 +115,7 @@ class MaskDistillWidget(QWidget):
         super().closeEvent(event)
 
     def event(self, event) -> bool:
-        if event.type() == QEvent.ParentChange and not self._closed:
+        if event.type() == QEvent.Type.ParentChange and not self._closed:
             if self.parent() is None:
                 self.view.flush()  # taken out of its dock (remove_dock_widget): its edits must not wait
             else:

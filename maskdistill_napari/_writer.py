@@ -33,7 +33,9 @@ def write_labels_coco(path: str, data, attributes: dict) -> list:
         raise ValueError(f"COCO export needs a 2-D label image or a stack of them, not shape {labels.shape}")
     lookup, names = _category_lookup(attributes.get("features"))
     layer_name = attributes.get("name") or Path(path).stem
-    images, annotations, used = [], [], set()
+    images: list = []
+    annotations: list = []
+    used: set = set()
     for plane, label_map in enumerate(labels, start=1):
         file_name = layer_name if len(labels) == 1 else f"{layer_name}_{plane:04d}"
         images.append({"id": plane, "file_name": file_name, "width": int(label_map.shape[1]),

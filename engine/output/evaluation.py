@@ -342,7 +342,7 @@ class StreamedAP:
         self.category_ids = sorted(int(c) for c in category_ids)
         self.use_cats, self.chunk = bool(use_cats), chunk
         self._keys = self.category_ids if self.use_cats else [-1]
-        self._kept: dict[tuple, dict[str, list]] = {
+        self._kept: dict[int, dict[str, list]] = {
             key: {"dtScores": [], "dtMatches": [], "dtIgnore": [], "gtIgnore": []} for key in self._keys}
         self._images: list = []
         self._truths: list = []

@@ -51,11 +51,12 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
     path = Path(path or project.annotations_path)
     previous = count_annotations(path) if path.exists() else None
     warnings: list[str] = []
-    annotation_id, used = 0, set()
-    if source == "current" and state.predictions_note():
-        warnings.append(state.predictions_note())
-    if state.assignments_note():
-        warnings.append(state.assignments_note())
+    annotation_id = 0
+    used: set[int] = set()
+    if source == "current" and (note := state.predictions_note()):
+        warnings.append(note)
+    if note := state.assignments_note():
+        warnings.append(note)
     with CocoWriter(path, None, str(image_root), f"maskdistill {__version__} ({source})",
                     exact_masks=not polygons) as writer:
         for entry in entries:
