@@ -108,3 +108,66 @@ def test_a_schema_version_of_the_wrong_type_is_shown_as_such(copy, capsys):
     (copy / "project.json").write_text(json.dumps(stored))
     rc, out = _cli(capsys, "export", "--project", copy)
     assert rc == 2 and "project schema version '1' is not supported" in out, out
+
+
+# -- corrections follow their pixels when names are swapped or renumbered -------------------------------------
+RUN = ["--weights", "random", "--input-size", "56", "-k", "2", "--batch-size", "2", "--device", "cpu", "-q",
+       "--no-distill"]
+
+
+def _own_project(tmp_path) -> tuple:
+    images = make_folder(tmp_path / "images")
+    project = tmp_path / "own_project"
+    run(images, project, RunConfig(**{**MECHANICS, "distill": False}))
+    return images, project
+
+
+def _draw(project: Path, relative_path: str, rows: slice) -> np.ndarray:
+    """A correction of one drawn object; returns its label map."""
+    entry = _entries(project)[relative_path]
+    mask = np.zeros((entry["height"], entry["width"]), bool)
+    mask[rows, 10:50] = True
+    review.set_image_masks(project, entry["image_id"], mask[None], [1])
+    return review.image_correction(project, entry["image_id"]).labels
+
+
+def _swap(folder: Path, a: str, b: str) -> None:
+    (folder / a).rename(folder / "swapping")
+    (folder / b).rename(folder / a)
+    (folder / "swapping").rename(folder / b)
+
+
+def test_swapped_names_take_their_corrections_and_assignments_along(tmp_path, capsys):
+    from engine.state.corrections import load_assignments, save_assignments
+
+    images, project = _own_project(tmp_path)
+    astronaut = _draw(project, "astronaut.png", slice(8, 40))  # 96 x 96
+    coffee = _draw(project, "coffee.png", slice(30, 60))  # 96 x 80
+    ids = {name: e["image_id"] for name, e in _entries(project).items()}
+    save_assignments(project, {f"{ids['astronaut.png']}:aaaa": 1, f"{ids['coffee.png']}:cccc": 1})
+    _swap(images, "astronaut.png", "coffee.png")  # a ring: both names hold a correction
+
+    rc, out = cli.main(["run", str(images), "--project", str(project), *RUN]), capsys.readouterr()
+    assert rc == 0, out
+    # before: both corrections set aside in corrections/orphaned/ (the sizes no longer fit their names)
+    assert (review.image_correction(project, ids["coffee.png"]).labels == astronaut).all()
+    assert (review.image_correction(project, ids["astronaut.png"]).labels == coffee).all()
+    assert load_assignments(project) == {f"{ids['coffee.png']}:aaaa": 1, f"{ids['astronaut.png']}:cccc": 1}
+    assert "astronaut.png is now coffee.png (same pixels)" in out.out
+
+
+def test_renumbered_names_move_each_correction_to_its_pixels(tmp_path, capsys):
+    images, project = _own_project(tmp_path)
+    _draw(project, "astronaut.png", slice(8, 40))
+    chelsea = _draw(project, "chelsea.png", slice(30, 60))
+    ids = {name: e["image_id"] for name, e in _entries(project).items()}
+    # the first image deleted, the next one renamed into its place (same size: before, the wrong correction
+    # was kept on it with only a "check it in the review")
+    (images / "astronaut.png").unlink()
+    (images / "chelsea.png").rename(images / "astronaut.png")
+
+    rc, out = cli.main(["run", str(images), "--project", str(project), *RUN]), capsys.readouterr()
+    assert rc == 0, out
+    assert (review.image_correction(project, ids["astronaut.png"]).labels == chelsea).all()
+    orphaned = list((project / "corrections" / "orphaned").glob("*.npz"))
+    assert len(orphaned) == 1 and "its old ones are gone from the folder" in out.out  # the deleted image's

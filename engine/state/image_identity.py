@@ -7,9 +7,10 @@ images.json it calls :func:`settle_corrections` with the previous entries and th
 * a file that now holds other pixels (replaced under the same name) keeps its correction where the correction
   still fits (same size: kept, and said so); a correction of another size is set aside in corrections/orphaned/
   (never deleted) and the image starts again from its generated masks;
-* a file that is new by name but holds the pixels of an image gone from the folder (renamed or moved; matched
-  by the pixel hash images.json stores) takes that image's correction, and the split / pin assignments of its
-  masks (their keys are "<image_id>:<mask digest>"), with it.
+* a name that now holds the pixels another name held (renamed, moved, names swapped or renumbered; matched by
+  the pixel hash images.json stores) takes that image's correction, and the split / pin assignments of its
+  masks (their keys are "<image_id>:<mask digest>"), with it; a correction whose pixels are gone from the
+  folder and whose name another image's correction needs is set aside in corrections/orphaned/.
 
 Each change is one message naming the image, for the run to show. Called under the state lock.
 """
@@ -30,46 +31,78 @@ def settle_corrections(root, previous: dict, entries: list) -> list:
     """Move, keep or set aside each correction as the module docstring says; ``previous``: the images.json
     entries of the last run by image id, ``entries``: the ones about to be written. Returns the messages."""
     root = Path(root)
-    gone = _gone_with_corrections(root, previous, entries)
-    notes = []
+    notes, arrived = _follow_pixels(root, previous, entries)
     for entry in entries:
-        if correction_path(root, entry["image_id"]).exists():
+        if entry["image_id"] not in arrived and correction_path(root, entry["image_id"]).exists():
             note = _keep_or_set_aside(root, entry, previous.get(entry["image_id"]))
-        else:
-            note = _reattach(root, entry, gone)
-        if note:
-            notes.append(note)
+            if note:
+                notes.append(note)
     return notes
 
 
-def _gone_with_corrections(root: Path, previous: dict, entries: list) -> dict:
-    """{pixel hash: [previous entries]} of images no longer listed whose correction is still there."""
-    listed = {entry["image_id"] for entry in entries}
-    gone: dict = {}
+def _follow_pixels(root: Path, previous: dict, entries: list) -> tuple:
+    """Corrections whose pixels now lie under another name (renamed, moved, names swapped or renumbered) go
+    to that name; (messages, ids that received a correction). A name still holding a correction of other
+    pixels is freed first: when those pixels are gone from the folder its correction is set aside (said); when
+    they moved on too (names that swap in a ring), its correction waits in corrections/orphaned/ for its turn.
+    The mask assignments follow in one rewrite at the end."""
+    now_at = {}  # pixel hash -> the first entry holding those pixels
+    for entry in entries:
+        if entry.get("pixel_hash"):
+            now_at.setdefault(entry["pixel_hash"], entry)
+    movable = _corrections_elsewhere(root, previous, entries, now_at)
+    source = {old["image_id"]: correction_path(root, old["image_id"]) for old in movable}
+    notes, arrived, renamed = [], set(), {}
+    while movable:
+        old = next((m for m in movable if not correction_path(root, now_at[m["pixel_hash"]]["image_id"]).exists()),
+                   None)
+        if old is None:  # every target holds a correction: free one
+            old = movable[0]
+            target_id = now_at[old["pixel_hash"]]["image_id"]
+            before = previous.get(target_id) or {}
+            if target_id in arrived or before.get("pixel_hash") == old["pixel_hash"]:
+                movable.remove(old)  # one correction per image: a copy of the pixels keeps its own, this stays
+                continue
+            if target_id in source:  # a ring: that correction moves on later, from where it waits
+                source[target_id] = set_aside(root, target_id)
+            else:
+                target = now_at[old["pixel_hash"]]
+                notes.append(f"{target['relative_path']} now holds other pixels, and its old ones are gone from "
+                             f"the folder: its correction was set aside in {set_aside(root, target_id)}")
+        movable.remove(old)
+        target = now_at[old["pixel_hash"]]
+        os.replace(source[old["image_id"]], correction_path(root, target["image_id"]))
+        renamed[old["image_id"]] = target["image_id"]
+        arrived.add(target["image_id"])
+        notes.append(f"{old['relative_path']} is now {target['relative_path']} (same pixels): its correction "
+                     "moved with it")
+    _move_assignments(root, renamed)
+    return notes, arrived
+
+
+def _corrections_elsewhere(root: Path, previous: dict, entries: list, now_at: dict) -> list:
+    """Previous entries with a correction whose pixels are no longer under their id but under another one."""
+    listed = {entry["image_id"]: entry for entry in entries}
+    found = []
     for old in previous.values():
-        if old["image_id"] not in listed and old.get("pixel_hash") and correction_path(root, old["image_id"]).exists():
-            gone.setdefault(old["pixel_hash"], []).append(old)
-    return gone
+        target = now_at.get(old.get("pixel_hash"))
+        still_here = listed.get(old["image_id"], {}).get("pixel_hash") == old.get("pixel_hash")
+        if (target is not None and target["image_id"] != old["image_id"] and not still_here
+                and correction_path(root, old["image_id"]).exists()):
+            found.append(old)
+    return found
 
 
-def _reattach(root: Path, entry: dict, gone: dict):
-    """Give ``entry`` the correction of a gone image with the same pixels; its message, or None."""
-    candidates = gone.get(entry.get("pixel_hash")) or []
-    if not candidates:
-        return None
-    old = candidates.pop(0)  # one correction per image: a second copy of the pixels starts from generated masks
-    os.replace(correction_path(root, old["image_id"]), correction_path(root, entry["image_id"]))
-    _move_assignments(root, old["image_id"], entry["image_id"])
-    return (f"{old['relative_path']} is now {entry['relative_path']} (same pixels): its correction moved with "
-            "it")
-
-
-def _move_assignments(root: Path, old_id: str, new_id: str) -> None:
-    """Re-key the split / pin assignments of the old image's masks to the new image id."""
+def _move_assignments(root: Path, renamed: dict) -> None:
+    """Re-key the split / pin assignments ("<image id>:<mask digest>") of the moved images' masks, all at once
+    (names that swap keep their own)."""
+    if not renamed:
+        return
     assignments = load_assignments(root)
-    prefix = f"{old_id}:"
-    moved = {(f"{new_id}:{key[len(prefix):]}" if key.startswith(prefix) else key): category
-             for key, category in assignments.items()}
+    moved = {}
+    for key, category in assignments.items():
+        image_id, sep, digest = key.partition(":")
+        moved[f"{renamed[image_id]}:{digest}" if sep and image_id in renamed else key] = category
     if moved != assignments:
         save_assignments(root, moved)
 
