@@ -46,7 +46,7 @@ def _follow_pixels(root: Path, previous: dict, entries: list) -> tuple:
     pixels is freed first: when those pixels are gone from the folder its correction is set aside (said); when
     they moved on too (names that swap in a ring), its correction waits in corrections/orphaned/ for its turn.
     The mask assignments follow in one rewrite at the end."""
-    now_at = {}  # pixel hash -> the first entry holding those pixels
+    now_at: dict[str, dict] = {}  # pixel hash -> the first entry holding those pixels
     for entry in entries:
         if entry.get("pixel_hash"):
             now_at.setdefault(entry["pixel_hash"], entry)
