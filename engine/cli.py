@@ -174,11 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
                                              "with pycocotools before the previous file is replaced.")
     export.add_argument("--project", "-p", type=Path, required=True, metavar="DIR")
     export.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
-                        help="COCO file to write (default DIR/annotations.json)")
+                        help="COCO file to write (default DIR/annotations.json, unless --labels alone is given)")
     export.add_argument("--polygons", action="store_true",
                         help="polygons instead of compressed RLE (holes are filled: a warning names them)")
     export.add_argument("--labels", type=Path, default=None, metavar="FOLDER",
-                        help="also write one instance label image per image into FOLDER")
+                        help="write one instance label image per image into FOLDER (only these, unless --output "
+                             "is given too)")
     export.add_argument("--label-format", default="png", choices=("png", "tiff"))
     export.add_argument("--source", default="current", choices=("current", "predictions", "proposals"))
 
@@ -302,11 +303,12 @@ def cmd_export(args) -> int:
 
     summary = export_project(args.project, args.output, polygons=args.polygons, labels=args.labels,
                              label_format=args.label_format, source=args.source)
-    coco = summary["coco"]
-    print(f"COCO: {summary['path']} ({coco['images']} images, {coco['annotations']} annotations, "
-          f"{coco['categories']} categories; pycocotools validation passed)")
-    for warning in coco["warnings"]:
-        print(f"  warning: {warning}")
+    if "coco" in summary:
+        coco = summary["coco"]
+        print(f"COCO: {summary['path']} ({coco['images']} images, {coco['annotations']} annotations, "
+              f"{coco['categories']} categories; pycocotools validation passed)")
+        for warning in coco["warnings"]:
+            print(f"  warning: {warning}")
     if "labels" in summary:
         print(f"label images: {summary['labels']['folder']} ({summary['labels']['images']} images, "
               f"{summary['labels']['sixteen_bit']} with 16-bit labels)")

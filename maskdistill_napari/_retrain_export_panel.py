@@ -66,14 +66,20 @@ def describe_retrain(result: dict) -> str:
 
 
 def describe_export(summary: dict) -> str:
-    coco = summary["coco"]
-    text = (f"pycocotools validation passed: {coco['images']} images, {coco['annotations']} annotations, "
-            f"{coco['categories']} categories → {summary['path']}")
+    """What an export wrote, and where: a COCO file, label images, or both."""
+    parts = []
+    if "coco" in summary:
+        coco = summary["coco"]
+        text = (f"pycocotools validation passed: {coco['images']} images, {coco['annotations']} annotations, "
+                f"{coco['categories']} categories → {summary['path']}")
+        if coco.get("warnings"):
+            text += f" ({len(coco['warnings'])} warnings, e.g. {coco['warnings'][0]})"
+        parts.append(text)
     if "labels" in summary:
-        text += f"; label images in {summary['labels']['folder']}"
-    if coco.get("warnings"):
-        text += f" ({len(coco['warnings'])} polygon warnings, e.g. {coco['warnings'][0]})"
-    return text
+        labels = summary["labels"]
+        parts.append(f"{labels['images']} label images written to {labels['folder']} (instances.json there gives "
+                     "each object's category; no COCO file was changed)")
+    return "; ".join(parts) + "."
 
 
 class RetrainExportPanel(QWidget):

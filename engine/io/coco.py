@@ -54,7 +54,9 @@ class CocoWriter:
     pycocotools loads it and every mask round-trips); image ids must be unique and annotation ids increase.
     Images and annotations wait in anonymous temporary files beside ``path``; :meth:`close` assembles the document
     and replaces ``path`` atomically. A failed check, or an error before ``close``, leaves ``path`` as it was.
-    ``categories`` may be set (or replaced) until :meth:`close`, which checks the annotations against them.
+    ``categories`` may be set (or replaced) until :meth:`close`, which checks the annotations against them;
+    so may ``renumber`` ({category id as added: id in the file}), applied to every annotation as it is copied into
+    the document (an export numbers its categories only once it knows which it wrote).
 
         with CocoWriter(path, categories, image_root, description) as writer:
             writer.add_image(image, annotations)
@@ -65,6 +67,7 @@ class CocoWriter:
                  exact_masks: bool = True):
         self.path, self.exact_masks = Path(path), exact_masks
         self.categories = categories  # may be set (or replaced) until close: an export learns some as it goes
+        self.renumber: dict | None = None  # category ids as added -> ids written (set until close)
         self._info = {"description": description, "image_root": image_root}
         self._image_ids: set = set()
         self._category_ids: set = set()
@@ -94,7 +97,7 @@ class CocoWriter:
     def _append(self, kind: str, items: list) -> None:
         spool = self._spools[kind]
         for item in items:
-            spool.write(b"," if self.counts[kind] else b"")
+            spool.write(b",\n" if self.counts[kind] else b"")  # one record a line: renumber reads them back
             spool.write(json.dumps(item).encode("utf-8"))
             self.counts[kind] += 1
 
@@ -104,7 +107,11 @@ class CocoWriter:
         try:
             categories = self.categories or []
             validate_coco(build_coco([], [], categories, "", ""), str(self.path), self.exact_masks)
-            unknown = self._category_ids - {c["id"] for c in categories}
+            written, unmapped = self._category_ids, set()
+            if self.renumber:
+                unmapped = self._category_ids - set(self.renumber)
+                written = {self.renumber[c] for c in self._category_ids - unmapped}
+            unknown = (written - {c["id"] for c in categories}) | unmapped
             if unknown:
                 raise CocoValidationError(f"{self.path}: annotations have unknown categories {sorted(unknown)}")
             self.counts["categories"] = len(categories)
@@ -113,7 +120,10 @@ class CocoWriter:
                 handle.write(f'{head}, "images": ['.encode())
                 self._copy("images", handle)
                 handle.write(b'], "annotations": [')
-                self._copy("annotations", handle)
+                if self.renumber:
+                    self._copy_renumbered(handle)
+                else:
+                    self._copy("annotations", handle)
                 handle.write(f'], "categories": {json.dumps(categories)}}}'.encode())
         finally:
             self.discard()
@@ -123,6 +133,14 @@ class CocoWriter:
         spool = self._spools[kind]
         spool.seek(0)
         shutil.copyfileobj(spool, handle)
+
+    def _copy_renumbered(self, handle) -> None:
+        spool = self._spools["annotations"]
+        spool.seek(0)
+        for number, line in enumerate(spool):
+            record = json.loads(line.rstrip(b",\n"))
+            record["category_id"] = self.renumber[record["category_id"]]
+            handle.write((b",\n" if number else b"") + json.dumps(record).encode("utf-8"))
 
     def discard(self) -> None:
         """Drop what was added; ``path`` stays as it was."""

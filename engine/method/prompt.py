@@ -217,7 +217,7 @@ def _clip(value: float, size: int) -> int:
 def _point_cell(point, to_grid: np.ndarray, grid_hw: tuple, image_hw: tuple) -> tuple:
     x, y = float(point[0]), float(point[1])
     if not (0 <= x < image_hw[1] and 0 <= y < image_hw[0]):
-        raise ValueError(f"The point (x={x:g}, y={y:g}) is outside the {image_hw[1]}x{image_hw[0]} image.")
+        raise ValueError(f"The point (x={x:.0f}, y={y:.0f}) is outside the {image_hw[1]}x{image_hw[0]} image.")
     return (min(int(y * to_grid[0]), grid_hw[0] - 1), min(int(x * to_grid[1]), grid_hw[1] - 1))
 
 
@@ -229,7 +229,8 @@ def _pixel_box(box, image_hw: tuple) -> tuple:
     x0, y0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
     x1, y1 = min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1)))
     if x1 - x0 < 2 or y1 - y0 < 2:
-        raise ValueError(f"The box {tuple(box)} has no area inside the {width}x{height} image.")
+        corners = ", ".join(f"{float(v):.0f}" for v in box)  # rounded: a dragged box has fractional corners
+        raise ValueError(f"The box ({corners}) has no area inside the {width}x{height} image.")
     return x0, y0, x1, y1
 
 

@@ -13,13 +13,17 @@ from engine.state.schema import check_feature_keys
 
 def export_project(project_dir, output=None, polygons: bool = False, labels=None, label_format: str = "png",
                    source: str = "current") -> dict:
-    """COCO (and optionally label images) of a finished project, under its lock."""
+    """What was asked of a finished project, under its lock: label images into ``labels``; COCO into ``output``,
+    or into the project's annotations.json when no label folder is given either. Label images alone leave every
+    COCO file as it was. Returns {"path", "coco"} for a COCO file and {"labels"} for label images."""
     project, project_config, entries, clusters = open_project(project_dir)
     image_root = Path(project_config["image_root"])
-    path = Path(output) if output else project.annotations_path
+    summary: dict = {}
     with project.lock():
-        summary = {"path": str(path), "coco": export_coco(project, entries, clusters, image_root, source, path,
-                                                          polygons)}
+        if output is not None or labels is None:
+            path = Path(output) if output else project.annotations_path
+            summary.update(path=str(path), coco=export_coco(project, entries, clusters, image_root, source, path,
+                                                            polygons))
         if labels is not None:
             summary["labels"] = export_label_images(project, entries, clusters, Path(labels), source, label_format)
     return summary

@@ -4,6 +4,10 @@ The instances of an image and their categories come from engine.state.label_stat
 ``current`` is what a user would export: the user's corrections where an image has them, otherwise the final
 model's predictions (or the clustered proposals when there are none); merged categories are exported under
 the one they were merged into, discarded ones are left out.
+
+Category ids in an export are 1..N in the order of the category table (the order the Categories tab shows),
+over the categories exported: the project's own ids stay stable (a split or a discard never renumbers them) and
+are translated only as the file is written (:func:`numbered_categories`).
 """
 from __future__ import annotations
 
@@ -82,10 +86,17 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
         if not writer.counts["images"]:
             raise ValueError(f"Nothing to export from {project.root} ({source}): no image has masks from that "
                              f"source; {path} was left as it was.")
-        writer.categories = state.exported_categories(used)  # after the images: ids found in them get a name
+        # after the images: ids found in them get a name, and the numbers 1..N in the table's order
+        writer.categories, writer.renumber = numbered_categories(state.exported_categories(used))
     if previous is not None and writer.counts["annotations"] < previous:
         warnings.append(f"{path} had {previous} annotations and now has {writer.counts['annotations']}")
     return {**writer.counts, "warnings": warnings}
+
+
+def numbered_categories(categories: list) -> tuple:
+    """(the categories with ids 1..N in their order, {project category id: exported id})."""
+    renumber = {category["id"]: number for number, category in enumerate(categories, start=1)}
+    return [{**category, "id": renumber[category["id"]]} for category in categories], renumber
 
 
 def mask_to_polygons(mask: np.ndarray, tolerance: float = 0.5) -> tuple:
@@ -128,7 +139,8 @@ def _is_outer(contour: np.ndarray, padded: np.ndarray) -> bool:
 def export_label_images(project: Project, entries: list, clusters: dict, folder: Path, source: str = "current",
                         fmt: str = "png") -> dict:
     """One instance label image per image (0 background, k = instance k; 16-bit above 255 instances) and
-    ``instances.json`` giving each instance's category. Returns counts."""
+    ``instances.json`` giving each instance's category (numbered 1..N as in the COCO export). Nothing else is
+    written: the project's annotations.json stays as it was. Returns counts and the folder."""
     from PIL import Image
 
     if fmt not in ("png", "tiff"):
@@ -138,7 +150,7 @@ def export_label_images(project: Project, entries: list, clusters: dict, folder:
     # every target checked before the first is written: no path from images.json leaves the folder
     targets = {entry["image_id"]: contained_path(folder, _label_name(entry, fmt), "label image")
                for entry in entries}
-    index, sixteen_bit = {}, 0
+    index, sixteen_bit, used = {}, 0, set()
     for entry, masks, classes, _ in state.iter_exported(entries, source):
         dtype = np.uint8 if len(masks) <= 255 else np.uint16
         sixteen_bit += dtype == np.uint16
@@ -151,7 +163,11 @@ def export_label_images(project: Project, entries: list, clusters: dict, folder:
         atomic_write_bytes(targets[entry["image_id"]], buffer.getvalue())
         index[name] = {"image": entry["relative_path"], "instances": {str(k): int(c) for k, c in
                                                                         enumerate(classes, start=1)}}
-    categories = {c["id"]: c["name"] for c in state.exported_categories()}
+        used.update(int(c) for c in classes)
+    numbered, renumber = numbered_categories(state.exported_categories(used))
+    for item in index.values():
+        item["instances"] = {k: renumber[c] for k, c in item["instances"].items()}
+    categories = {c["id"]: c["name"] for c in numbered}
     atomic_write_bytes(folder / "instances.json", json.dumps({"categories": categories, "images": index},
                                                              indent=1).encode())
     return {"images": len(index), "sixteen_bit": int(sixteen_bit), "folder": str(folder)}

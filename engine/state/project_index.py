@@ -323,11 +323,13 @@ class ProjectIndex:
         return dict(counts)
 
     def unreviewed(self):
-        """(image id, instance id, score, position among the image's objects) of every unreviewed object, in
-        images.json order and then by instance id."""
+        """(image id, instance id, score, position among the image's objects) of every unreviewed object that
+        is exported (an object of a discarded category, or of one merged into a discarded one, is not shown and
+        needs no review), in images.json order and then by instance id."""
         for entry in self.images:
-            for position, (instance_id, _, score, reviewed) in enumerate(self._entries[entry["image_id"]].objects):
-                if not reviewed:
+            objects = self._entries[entry["image_id"]].objects
+            for position, (instance_id, category, score, reviewed) in enumerate(objects):
+                if not reviewed and self.state.resolve(int(category)) is not None:
                     yield entry["image_id"], int(instance_id), float(score), position
 
     def close(self) -> None:

@@ -14,15 +14,18 @@ import numpy as np
 from engine.state.corrections import ImageCorrection
 from engine.state.label_state import LabelState
 from engine.state.project import Project
-from engine.state.review import _edit_correction
+from engine.state.review import _edit_correction, check_visible_category
 from engine.state.schema import read_images
 
 MIN_OBJECT_PIXELS = 16  # a proposal with fewer free pixels than this is no object
 
 
-def add_object(project_dir, image_id: str, point=None, box=None, category: int | None = None) -> dict:
+def add_object(project_dir, image_id: str, point=None, box=None, category: int | None = None,
+               allow_discarded: bool = False) -> dict:
     """Add the object at ``point`` (x, y) and/or in ``box`` (x0, y0, x1, y1), image pixels, to an image as a
-    new object of ``category`` (None: the first category that is neither merged nor discarded).
+    new object of ``category`` (None: the first category that is neither merged nor discarded). A discarded
+    category (its objects are not exported) is refused (engine.state.review.DiscardedCategoryError) unless
+    ``allow_discarded``: the user confirmed it.
 
     Returns the undo record for engine.api.restore_object: action "add", image_id, instance_id (the new
     object's id), area (pixels), category, and (as every review edit's) whether the correction was created.
@@ -30,14 +33,18 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
     project = Project(project_dir)
     config = project.read_config()
     entry = _entry(project, image_id)
-    mask = object_mask(project, config, entry, point, box)  # from generated files only: outside the lock
+    name = entry["relative_path"]
+    try:
+        mask = object_mask(project, config, entry, point, box)  # from generated files only: outside the lock
+    except ValueError as error:  # a prompt outside the image: say which image
+        raise ValueError(f"{name}: {error}") from None
 
     def add(correction: ImageCorrection) -> dict:  # under the state lock (engine.state.review._edit_correction)
-        category_id = _category_id(LabelState.load(project), category)
-        free = _free_part(mask, correction.labels, point)
+        category_id = _category_id(LabelState.load(project), category, allow_discarded)
+        free = _free_part(mask, correction.labels, point, name)
         if int(free.sum()) < MIN_OBJECT_PIXELS:
-            taken = sorted(set(np.unique(correction.labels[mask]).tolist()) - {0})
-            raise ValueError(f"No new object at {_where(point, box)} of image {image_id}: its mask "
+            taken = ", ".join(str(k) for k in sorted(set(np.unique(correction.labels[mask]).tolist()) - {0}))
+            raise ValueError(f"No new object at {_where(point, box)} of {name}: its mask "
                              f"({int(mask.sum())} pixels) lies on objects {taken} already; reject one of them "
                              "first, or paint the object.")
         instance_id = _next_id(correction)
@@ -68,7 +75,7 @@ def object_mask(project: Project, config: dict, entry: dict, point=None, box=Non
     return prompt_mask(features.tokens, features.grid_hw, image, point=point, box=box, centre=centre)
 
 
-def _free_part(mask: np.ndarray, labels: np.ndarray, point) -> np.ndarray:
+def _free_part(mask: np.ndarray, labels: np.ndarray, point, name: str = "the image") -> np.ndarray:
     """The pixels of ``mask`` no object holds: their connected part under the point (nothing when the point is
     on an object already), else their largest part, so no scattered fringe of other objects becomes one."""
     from scipy import ndimage
@@ -77,8 +84,8 @@ def _free_part(mask: np.ndarray, labels: np.ndarray, point) -> np.ndarray:
         row = min(max(int(point[1]), 0), labels.shape[0] - 1)
         col = min(max(int(point[0]), 0), labels.shape[1] - 1)
         if labels[row, col]:
-            raise ValueError(f"The point {tuple(point)} is on object {int(labels[row, col])} already: select it to "
-                             "change it, or reject it first.")
+            raise ValueError(f"The {_where(point, None)} of {name} is on object {int(labels[row, col])} already: "
+                             "select it to change it, or reject it first.")
     parts, count = ndimage.label(mask & (labels == 0))
     if count == 0:
         return np.zeros_like(mask)
@@ -90,20 +97,17 @@ def _free_part(mask: np.ndarray, labels: np.ndarray, point) -> np.ndarray:
 def _entry(project: Project, image_id: str) -> dict:
     entry = next((e for e in read_images(project.images_path) if e["image_id"] == image_id), None)
     if entry is None:
-        raise KeyError(f"No image {image_id!r} in {project.images_path}")
+        raise KeyError(f"The image {image_id} is no longer in {project.images_path}; open the project again.")
     return entry
 
 
-def _category_id(state: LabelState, category) -> int:
-    table = state.table.by_id()
+def _category_id(state: LabelState, category, allow_discarded: bool = False) -> int:
     if category is None:
         active = [c.id for c in state.table.categories if c.merged_into is None and not c.discarded]
         if not active:
             raise ValueError("Every category is merged or discarded; restore one to add objects to it.")
         return active[0]
-    if int(category) not in table:
-        raise KeyError(f"No category {category}; known: {sorted(table)}")
-    return int(category)
+    return check_visible_category(state, int(category), allow_discarded)
 
 
 def _next_id(correction: ImageCorrection) -> int:
@@ -116,4 +120,7 @@ def _next_id(correction: ImageCorrection) -> int:
 
 
 def _where(point, box) -> str:
-    return f"point {tuple(point)}" if point is not None else f"box {tuple(box)}"
+    """The prompt in words, whole pixels (a click lands between pixels: its fractions mean nothing to a user)."""
+    if point is not None:
+        return f"point (x={float(point[0]):.0f}, y={float(point[1]):.0f})"
+    return "box ({})".format(", ".join(f"{float(v):.0f}" for v in box))

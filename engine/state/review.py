@@ -47,6 +47,23 @@ def _category(state: LabelState, category_id: int) -> Category:
     return state.category(category_id)
 
 
+class DiscardedCategoryError(ValueError):
+    """A new or edited object was given a category whose objects are not exported (discarded, or merged into a
+    discarded one) without the caller confirming it (``allow_discarded``)."""
+
+
+def check_visible_category(state: LabelState, category_id: int, allow_discarded: bool = False) -> int:
+    """``category_id`` if its objects are exported (merges followed), or if the caller confirmed a discarded one
+    with ``allow_discarded``; else :class:`DiscardedCategoryError`: the user's new object would vanish from the
+    export."""
+    category = _category(state, category_id)
+    if state.resolve(category.id) is None and not allow_discarded:
+        raise DiscardedCategoryError(
+            f"Category {category.name!r} is discarded: its objects are not exported. Choose another category "
+            "(or restore this one in the Categories tab) so that the object is kept.")
+    return category.id
+
+
 def _edit_table(project_dir, edit) -> None:
     """Load the label state, apply ``edit(state)`` to its table and save it, all under the state lock."""
     project = Project(project_dir)
@@ -194,16 +211,22 @@ def set_image_masks(project_dir, image_id: str, masks, category_ids, reviewed: b
 
 
 def set_image_labels(project_dir, image_id: str, labels: np.ndarray, classes: dict, reviewed=True,
-                     scores: dict | None = None) -> None:
+                     scores: dict | None = None, allow_discarded: bool = False) -> None:
     """Save an edited instance label map (what napari's Labels layer holds) as the image's correction.
 
     ``reviewed``: True / False for every instance, or the instance ids the user reviewed (e.g. those a stroke
     touched). ``scores`` (instance id -> confidence): missing ids keep the score they had (their id in the
-    image's correction, else in its generated masks numbered 1..n), else 1.0.
+    image's correction, else in its generated masks numbered 1..n), else 1.0. A new object (an id the image did
+    not have) or one given another category may not be of a discarded category unless ``allow_discarded``
+    (objects that already were keep theirs).
     """
     project = Project(project_dir)
     with project.state_lock():
-        previous = _base_correction(project, image_id) if scores is None or len(scores) < len(classes) else None
+        previous = None
+        if not allow_discarded:
+            previous = _check_new_categories(project, image_id, classes)
+        if previous is None and (scores is None or len(scores) < len(classes)):
+            previous = _base_correction(project, image_id)
         kept = dict(previous.scores) if previous is not None else {}
         kept.update(scores or {})
         if isinstance(reviewed, bool):
@@ -212,6 +235,21 @@ def set_image_labels(project_dir, image_id: str, labels: np.ndarray, classes: di
             correction = ImageCorrection(np.asarray(labels), dict(classes), False, set(reviewed), kept)
         correction.scores = {k: v for k, v in correction.scores.items() if k in correction.classes}
         _save_correction(project, image_id, correction)
+
+
+def _check_new_categories(project: Project, image_id: str, classes: dict):
+    """:class:`DiscardedCategoryError` when an object of ``classes`` new to the image, or with a changed
+    category, is of a discarded category (call under the state lock). Returns the image's previous correction
+    when it had to be read (only when some category is discarded), else None."""
+    state = fresh_label_state(project)
+    hidden = {int(k): int(c) for k, c in classes.items() if state.resolve(int(c)) is None}
+    if not hidden:
+        return None
+    previous = _base_correction(project, image_id)
+    for instance_id, category_id in sorted(hidden.items()):
+        if previous.classes.get(instance_id) != category_id:
+            check_visible_category(state, category_id)
+    return previous
 
 
 def image_correction(project_dir, image_id: str):
@@ -456,11 +494,12 @@ def accept_object(project_dir, image_id: str, instance_id: int) -> dict:
     return _edit_correction(project_dir, image_id, instance_id, edit)
 
 
-def set_object_category(project_dir, image_id: str, instance_id: int, category_id: int) -> dict:
-    """Give one object another category (it becomes reviewed); returns the undo record."""
+def set_object_category(project_dir, image_id: str, instance_id: int, category_id: int,
+                        allow_discarded: bool = False) -> dict:
+    """Give one object another category (it becomes reviewed); returns the undo record. A discarded category
+    (its objects are not exported) is refused unless ``allow_discarded`` (the user confirmed it)."""
     project = Project(project_dir)
-    if int(category_id) not in fresh_label_state(project).table.by_id():
-        raise KeyError(f"No category {category_id}")
+    check_visible_category(fresh_label_state(project), category_id, allow_discarded)
 
     def edit(correction):
         record = {"action": "category", "category": correction.classes[int(instance_id)],
