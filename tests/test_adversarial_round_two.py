@@ -171,3 +171,16 @@ def test_renumbered_names_move_each_correction_to_its_pixels(tmp_path, capsys):
     assert (review.image_correction(project, ids["astronaut.png"]).labels == chelsea).all()
     orphaned = list((project / "corrections" / "orphaned").glob("*.npz"))
     assert len(orphaned) == 1 and "its old ones are gone from the folder" in out.out  # the deleted image's
+
+
+def test_predictions_of_another_size_than_the_image_entry_are_named(tmp_path):
+    """images.json edited by hand (width 480 -> 481): the export names the prediction file and the image."""
+    from engine.orchestration.project_commands import export_project
+
+    project = tmp_path / "p"
+    run(make_folder(tmp_path / "images"), project, RunConfig(**MECHANICS))
+    images = json.loads((project / "images.json").read_text())
+    images[0]["width"] += 1
+    (project / "images.json").write_text(json.dumps(images))
+    with pytest.raises(ValueError, match=r"predictions of .* are .* pixels but images.json says"):
+        export_project(project)

@@ -23,7 +23,7 @@ from typing import Literal, overload
 
 import numpy as np
 
-from engine.atomic import atomic_write_json
+from engine.atomic import ProjectFileError, atomic_write_json
 from engine.masks import iou, mask_identity
 from engine.state.corrections import (
     Category,
@@ -247,6 +247,13 @@ class LabelState:
                 raise FileNotFoundError(f"No up-to-date prediction for {entry['relative_path']} in "
                                         f"{self.project.root}; run: maskdistill distill --project {self.project.root}")
             _, masks, categories, scores = load_image_predictions(prediction)
+            size = (int(entry["height"]), int(entry["width"]))
+            if len(masks) and tuple(masks.shape[1:]) != size:
+                raise ProjectFileError(
+                    f"{prediction}: the predictions of {entry['relative_path']} are {masks.shape[2]} x "
+                    f"{masks.shape[1]} pixels but images.json says the image is {size[1]} x {size[0]}; run "
+                    f"`maskdistill predict --project {self.project.root}` (or re-run `maskdistill run` if the image "
+                    f"changed)")
             categories = self._assigned_predictions(entry, masks, np.asarray(categories, int))
             return ImageInstances(masks, categories, np.asarray(scores, np.float32), "prediction", warning=warning)
         proposals, _, _ = load_image_proposals(self.project.proposals_path(image_id),
