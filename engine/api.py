@@ -25,6 +25,7 @@ _WHERE = {
                "rename_category", "restore_category", "restore_object", "set_image_labels", "set_image_masks",
                "set_object_category", "split_category"],
     "state.prompt_review": ["add_object"],
+    "state.object_edits": ["grow_object", "merge_objects", "shrink_object"],  # torch-free: cached tokens, numpy
     "state.label_state": ["LabelState"],
     "state.project_index": ["project_index"],
     # lower-level pieces the napari plugin still uses (layers, gallery, writer)
