@@ -135,11 +135,12 @@ class CocoWriter:
         shutil.copyfileobj(spool, handle)
 
     def _copy_renumbered(self, handle) -> None:
+        renumber = self.renumber or {}  # called only when there is one
         spool = self._spools["annotations"]
         spool.seek(0)
         for number, line in enumerate(spool):
             record = json.loads(line.rstrip(b",\n"))
-            record["category_id"] = self.renumber[record["category_id"]]
+            record["category_id"] = renumber[record["category_id"]]
             handle.write((b",\n" if number else b"") + json.dumps(record).encode("utf-8"))
 
     def discard(self) -> None:

@@ -150,7 +150,8 @@ def export_label_images(project: Project, entries: list, clusters: dict, folder:
     # every target checked before the first is written: no path from images.json leaves the folder
     targets = {entry["image_id"]: contained_path(folder, _label_name(entry, fmt), "label image")
                for entry in entries}
-    index, sixteen_bit, used = {}, 0, set()
+    index, sixteen_bit = {}, 0
+    used: set[int] = set()
     for entry, masks, classes, _ in state.iter_exported(entries, source):
         dtype = np.uint8 if len(masks) <= 255 else np.uint16
         sixteen_bit += dtype == np.uint16
