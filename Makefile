@@ -11,7 +11,7 @@ APT_PACKAGES := xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-randr
 	libfontconfig1 libdbus-1-3
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup demo test benchmark benchmark-scale clean system-deps
+.PHONY: setup demo test lint benchmark benchmark-scale clean system-deps
 
 setup: $(VENV)/.installed
 
@@ -39,8 +39,13 @@ benchmark: setup
 benchmark-scale: setup
 	$(BIN)/python -m benchmarks.scale --out runs/benchmark-scale
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q tests
+
+# the settings live in pyproject.toml
+lint: setup
+	$(BIN)/ruff check engine maskdistill_napari tests benchmarks
+	$(BIN)/mypy engine maskdistill_napari
 
 clean:
 	rm -rf runs build *.egg-info
