@@ -99,9 +99,11 @@ def split_category(project_dir: ProjectDir, category_id: int, parts: int, seed: 
 
 # -- objects of an image (engine.state.review, engine.state.prompt_review) ----------------------------------
 def set_image_labels(project_dir: ProjectDir, image_id: str, labels: np.ndarray, classes: dict,
-                     reviewed: bool | Iterable[int] = True, scores: dict | None = None) -> None:
-    """engine.api.set_image_labels: an edited label map saved as the image's correction."""
-    return _forward(set_image_labels, project_dir, image_id, labels, classes, reviewed, scores)
+                     reviewed: bool | Iterable[int] = True, scores: dict | None = None,
+                     allow_discarded: bool = False) -> None:
+    """engine.api.set_image_labels: an edited label map saved as the image's correction (a new object of a
+    discarded category only with ``allow_discarded``: the user confirmed it)."""
+    return _forward(set_image_labels, project_dir, image_id, labels, classes, reviewed, scores, allow_discarded)
 
 
 def reject_object(project_dir: ProjectDir, image_id: str, instance_id: int) -> dict:
@@ -114,9 +116,10 @@ def accept_object(project_dir: ProjectDir, image_id: str, instance_id: int) -> d
     return _forward(accept_object, project_dir, image_id, instance_id)
 
 
-def set_object_category(project_dir: ProjectDir, image_id: str, instance_id: int, category_id: int) -> dict:
+def set_object_category(project_dir: ProjectDir, image_id: str, instance_id: int, category_id: int,
+                        allow_discarded: bool = False) -> dict:
     """engine.api.set_object_category; returns the undo record."""
-    return _forward(set_object_category, project_dir, image_id, instance_id, category_id)
+    return _forward(set_object_category, project_dir, image_id, instance_id, category_id, allow_discarded)
 
 
 def accept_image(project_dir: ProjectDir, image_id: str) -> dict:
@@ -125,9 +128,10 @@ def accept_image(project_dir: ProjectDir, image_id: str) -> dict:
 
 
 def add_object(project_dir: ProjectDir, image_id: str, point: tuple[float, float] | None = None,
-               box: tuple[float, float, float, float] | None = None, category: int | None = None) -> dict:
+               box: tuple[float, float, float, float] | None = None, category: int | None = None,
+               allow_discarded: bool = False) -> dict:
     """engine.api.add_object (a click or a box, image pixels x, y); returns the undo record."""
-    return _forward(add_object, project_dir, image_id, point, box, category)
+    return _forward(add_object, project_dir, image_id, point, box, category, allow_discarded)
 
 
 def restore_object(project_dir: ProjectDir, undo: dict) -> None:

@@ -38,6 +38,7 @@ class Edit:
     classes: dict
     reviewed: bool | set | list = True  # True, or the ids of the objects the user reviewed (changed or accepted)
     scores: dict | None = None  # confidence kept for each object (new ones: 1.0)
+    allow_discarded: bool = False  # new labels go to a discarded category the user confirmed in the Review tab
     failures: int = 0
     queued: bool = False  # a write of this edit is in the task queue
 
@@ -74,7 +75,7 @@ def write_edit(edit: Edit, lock: threading.Lock) -> None:
     that is still running in a worker from landing after a newer one written by ``flush``."""
     with lock:
         engine_calls.set_image_labels(edit.project_dir, edit.image_id, edit.labels, edit.classes, edit.reviewed,
-                                      edit.scores)
+                                      edit.scores, edit.allow_discarded)
 
 
 class ProjectView(QObject):
@@ -89,7 +90,8 @@ class ProjectView(QObject):
     def __init__(self, viewer, tasks, new_label_category=lambda: None, parent=None):
         super().__init__(parent)
         self.viewer, self.tasks = viewer, tasks
-        self.new_label_category = new_label_category  # category id for label ids the user adds
+        # category id for label ids the user paints: the Review tab's choice, which is exported or confirmed
+        self.new_label_category = new_label_category
         self.project_dir = None
         self.entries, self.clusters, self.table, self.images = [], {}, None, None
         self.position = -1
@@ -270,6 +272,10 @@ class ProjectView(QObject):
         if prompt is not None and self.labels_layer is not None:
             self.labels_layer.mode = "pan_zoom"
 
+    def image_name(self, image_id: str) -> str:
+        """The image's file name (relative to the image folder) for messages; its id only if it is unknown."""
+        return next((e["relative_path"] for e in self.entries if e["image_id"] == image_id), f"image {image_id}")
+
     @property
     def labels_layer(self):
         return self.viewer.layers[LABELS_LAYER] if LABELS_LAYER in self.viewer.layers else None
@@ -344,7 +350,10 @@ class ProjectView(QObject):
                     areas={k: int(areas[k]) for k in present})
         self._snapshot = labels
         self._update_labels_appearance()
-        self.pending[data["image_id"]] = Edit(self.project_dir, data["image_id"], labels, classes, reviewed, scores)
+        # new labels take ``fallback``: a discarded one only when the user confirmed it in the Review tab
+        allow_discarded = self.table.resolve(fallback) is None
+        self.pending[data["image_id"]] = Edit(self.project_dir, data["image_id"], labels, classes, reviewed, scores,
+                                              allow_discarded)
         return True
 
     def set_colour_by_object(self, by_object: bool) -> None:
@@ -377,7 +386,7 @@ class ProjectView(QObject):
         if self.pending.get(edit.image_id) is not edit:
             return
         edit.failures += 1
-        text = f"Your edit of image {edit.image_id} is not saved yet: {message}."
+        text = f"Your edit of {self.image_name(edit.image_id)} is not saved yet: {message}."
         if edit.failures <= len(RETRY_DELAYS_MS):
             delay = RETRY_DELAYS_MS[edit.failures - 1]
             self._retry_timer.start(delay)
@@ -401,7 +410,7 @@ class ProjectView(QObject):
             try:
                 write_edit(edit, self._write_lock)
             except Exception as error:  # noqa: BLE001 - every failure is shown, the others still written
-                message = f"Your edit of image {image_id} could not be saved: {error_message(error)}"
+                message = f"Your edit of {self.image_name(image_id)} could not be saved: {error_message(error)}"
                 errors.append(message)
                 show_error(message)
                 continue

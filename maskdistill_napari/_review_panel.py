@@ -14,6 +14,7 @@ from qtpy.QtWidgets import (
     QComboBox,
     QGridLayout,
     QLabel,
+    QMessageBox,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -22,6 +23,17 @@ from qtpy.QtWidgets import (
 
 from . import _engine_calls as engine_calls
 from ._objects_panel import ObjectsPanel
+
+
+def use_discarded_anyway(parent, name: str) -> bool:
+    """Ask whether a new or edited object may go into the discarded category ``name`` (its objects are not
+    exported): True for "Use it anyway", False for "Choose another"."""
+    box = QMessageBox(QMessageBox.Icon.Question, "Discarded category",
+                      f"'{name}' is discarded: its objects are not exported.", parent=parent)
+    use = box.addButton("Use it anyway", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton("Choose another", QMessageBox.ButtonRole.RejectRole)
+    box.exec_()
+    return box.clickedButton() is use
 
 
 class ReviewPanel(QWidget):
@@ -33,6 +45,8 @@ class ReviewPanel(QWidget):
         self.done: set = set()  # (image_id, instance id) reviewed or rejected since the queue was read
         self.undo_stack: list = []  # engine undo records, newest last
         self.last_add_seconds = None  # click to engine result of the last added object (shown; benchmarked)
+        self.confirmed_discarded: set = set()  # discarded categories the user chose to use anyway
+        self._visible_choice = None  # the last category chosen in the box whose objects are exported
         self.previous, self.next = QPushButton("◀ Previous"), QPushButton("Next ▶")
         self.jump = QSpinBox()
         self.jump.setRange(1, 1)
@@ -54,14 +68,14 @@ class ReviewPanel(QWidget):
                 self.reject: "Remove the selected object from this image; Undo brings it back with the same id.",
                 self.undo_button: "Undo the last object action (reject, accept, category).",
                 self.set_category_button: "Give the selected object the chosen category.",
+                self.category: "The category of objects you add, paint or re-categorise here.",
                 self.accept: "Mark every object of this image as checked.",
                 self.low_confidence: "Show the next unreviewed object of the project, least confident first.",
                 self.queue_previous: "Go back in the low-confidence queue.",
                 self.highlight: "While an object is selected, show only its mask.",
                 self.add_object_button: "While on: click an object on the image (or drag a box around it) to add it "
                                         "as a new object, made from the image's features and snapped to its "
-                                        "edges. It gets the category selected in Categories (else the one "
-                                        "chosen here); Undo removes it.",
+                                        "edges. It gets the category chosen in the box above; Undo removes it.",
                 self.zoom: "Zoom to the object the queue shows."}
         for widget, tip in tips.items():
             widget.setToolTip(tip)
@@ -70,7 +84,7 @@ class ReviewPanel(QWidget):
         self.info = QLabel("No project open.")
         self.info.setWordWrap(True)
         self.status = QLabel("Paint, erase and fill with napari's Labels tools; edits are saved to the "
-                             "project automatically. A new label gets the category selected in Categories.")
+                             "project automatically. A new label gets the category chosen in the box above.")
         self.status.setWordWrap(True)
         grid = QGridLayout()
         grid.addWidget(self.previous, 0, 0)
@@ -102,6 +116,7 @@ class ReviewPanel(QWidget):
         self.reject.clicked.connect(self.reject_selected)
         self.undo_button.clicked.connect(self.undo)
         self.set_category_button.clicked.connect(self.set_category)
+        self.category.activated.connect(self._category_picked)  # the user's pick, not a refill
         self.low_confidence.clicked.connect(self.next_low_confidence)
         self.queue_previous.clicked.connect(self.previous_low_confidence)
         self.zoom.toggled.connect(lambda on: setattr(self.view, "zoom_on_select", on))
@@ -121,8 +136,11 @@ class ReviewPanel(QWidget):
         self.jump.setMaximum(max(1, len(self.view.entries)))
         self.jump.setValue(position + 1)
         reviewed = len(data["reviewed_ids"])
-        self.info.setText(f"{data['name']} ({position + 1}/{len(self.view.entries)}): {len(data['classes'])} "
-                          f"objects from the {data['source']}, {reviewed} reviewed")
+        where = f"{data['name']} ({position + 1}/{len(self.view.entries)})"
+        if not data["classes"]:
+            self.info.setText(f"{where}: no objects on this image. Add one with Add object (click), or paint one.")
+            return
+        self.info.setText(f"{where}: {len(data['classes'])} objects from the {data['source']}, {reviewed} reviewed")
 
     def _selected(self, instance_id: int) -> None:
         data = self.view.current
@@ -134,19 +152,88 @@ class ReviewPanel(QWidget):
         self.selection.setText(f"Object {instance_id}: {name}, score {data['scores'].get(instance_id, 1.0):.2f}"
                                f"{', reviewed' if instance_id in data['reviewed_ids'] else ''}")
         index = self.category.findData(data["classes"][instance_id])
+        if index >= 0 and not self._is_discarded(data["classes"][instance_id]):  # the box never turns to a
+            self.category.setCurrentIndex(index)  # discarded category unless the user picks it
+
+    def _fill_categories(self) -> None:
+        """The categories a new object can take: every one not merged into another, discarded ones marked (a
+        pick of one asks first). A chosen category discarded since, and not confirmed, gives way to the first
+        exported one, said in the status line."""
+        table = self.view.table
+        if table is None:
+            return
+        chosen = self.category.currentData()
+        self.confirmed_discarded = {k for k in self.confirmed_discarded if self._is_discarded(k)}
+        self.category.blockSignals(True)
+        try:
+            self.category.clear()
+            for category in table.categories:
+                if category.merged_into is None:
+                    self.category.addItem(f"{category.id}: {category.name}"
+                                          + (" (discarded)" if category.discarded else ""), category.id)
+            if chosen is not None and self._is_discarded(chosen) and chosen not in self.confirmed_discarded:
+                replacement = self._first_exported()
+                if replacement is not None and chosen in table.by_id():
+                    self.status.setText(f"'{table.by_id()[chosen].name}' is discarded: new objects now get "
+                                        f"'{table.by_id()[replacement].name}'.")
+                chosen = replacement
+            if chosen is not None and self.category.findData(chosen) >= 0:
+                self.category.setCurrentIndex(self.category.findData(chosen))
+        finally:
+            self.category.blockSignals(False)
+
+    # -- the category of new and edited objects -------------------------------------------------
+    def _is_discarded(self, category_id) -> bool:
+        """The category's objects are not exported (discarded, or merged into a discarded one)."""
+        table = self.view.table
+        return table is not None and category_id is not None and table.resolve(int(category_id)) is None
+
+    def _first_exported(self):
+        table = self.view.table
+        return next((c.id for c in table.categories if table.resolve(c.id) is not None), None) if table else None
+
+    def _choose(self, category_id) -> None:
+        index = self.category.findData(category_id)
         if index >= 0:
             self.category.setCurrentIndex(index)
 
-    def _fill_categories(self) -> None:
-        if self.view.table is None:
-            return
+    def _category_picked(self, index: int) -> bool:
+        """The user picked a category in the box: a discarded one is kept only if the user says "Use it
+        anyway", else the box goes back to the last exported choice. True when the pick stands."""
+        category_id = self.category.itemData(index)
+        if category_id is None:
+            return False
+        if self._is_discarded(category_id) and category_id not in self.confirmed_discarded:
+            name = self.view.table.by_id()[category_id].name
+            if not use_discarded_anyway(self, name):
+                self._choose(self._visible_choice if self._visible_choice is not None else self._first_exported())
+                self.status.setText(f"'{name}' is discarded; new objects keep the category shown in the box.")
+                self.view.update_appearance()
+                return False
+            self.confirmed_discarded.add(category_id)
+        if not self._is_discarded(category_id):
+            self._visible_choice = category_id
+        self.view.update_appearance()  # the colour of new labels follows the choice
+        return True
+
+    def chosen_category(self):
+        """The box's category for an action on an object, asking first when it is discarded and not confirmed;
+        None when there is none or the user chose another."""
         chosen = self.category.currentData()
-        self.category.clear()
-        for category in self.view.table.categories:
-            if category.merged_into is None and not category.discarded:
-                self.category.addItem(f"{category.id}: {category.name}", category.id)
-        if chosen is not None and self.category.findData(chosen) >= 0:
-            self.category.setCurrentIndex(self.category.findData(chosen))
+        if chosen is None:
+            return None
+        if self._is_discarded(chosen) and chosen not in self.confirmed_discarded:
+            if not self._category_picked(self.category.currentIndex()):
+                return None
+        return int(chosen)
+
+    def new_object_category(self):
+        """The category of a painted label: the box's when its objects are exported or the user confirmed it,
+        else the first exported category (never the Categories tab's selection: painting cannot ask)."""
+        chosen = self.category.currentData()
+        if chosen is not None and (not self._is_discarded(chosen) or chosen in self.confirmed_discarded):
+            return int(chosen)
+        return self._first_exported()
 
     # -- object actions ----------------------------------------------------------------------
     def _failed(self, what: str):
@@ -183,9 +270,11 @@ class ReviewPanel(QWidget):
         self._object_action(engine_calls.accept_object, "Accepted")
 
     def set_category(self) -> None:
-        category_id = self.category.currentData()
+        category_id = self.chosen_category()
         if category_id is not None:
-            self._object_action(engine_calls.set_object_category, f"Category {category_id} for", int(category_id))
+            name = self.view.table.by_id()[category_id].name
+            self._object_action(engine_calls.set_object_category, f"Category '{name}' for", category_id,
+                                self._is_discarded(category_id))
 
     def undo(self) -> None:
         if not self.undo_stack or self.view.project_dir is None:
@@ -216,17 +305,16 @@ class ReviewPanel(QWidget):
         if on:
             self.status.setText("Click an object on the image, or drag a box around it, to add it.")
 
-    def new_object_category(self):
-        """The category of an added object: the one selected in Categories (as for painted labels), else the one
-        chosen in this panel."""
-        return self.view.new_label_category() or self.category.currentData()
-
     def add_object_at(self, start, end=None) -> None:
         """Add the object at data position ``start`` (row, col), or in the box from ``start`` to ``end``, in a
         worker; the image is reloaded with the new object selected."""
         data = self.view.current
         if data is None or self.view.project_dir is None:
             self.status.setText("Open or run a project first.")
+            return
+        category = self.chosen_category()
+        if category is None:
+            self.status.setText("Choose the new object's category in the box above first.")
             return
         if end is None:
             prompt: dict[str, tuple] = {"point": (float(start[1]), float(start[0]))}  # engine: (x, y)
@@ -244,8 +332,9 @@ class ReviewPanel(QWidget):
                                 f"{category.name if category else 'category ' + str(undo['category'])}) in "
                                 f"{self.last_add_seconds * 1000:.0f} ms; Undo removes it.")
             self._reload(image_id, undo["instance_id"])
-        self.tasks.submit(engine_calls.add_object, self.view.project_dir, image_id, category=self.new_object_category(),
-                          on_done=done, on_error=self._failed("Adding an object"), **prompt)
+        self.tasks.submit(engine_calls.add_object, self.view.project_dir, image_id, category=category,
+                          allow_discarded=self._is_discarded(category), on_done=done,
+                          on_error=self._failed("Adding an object"), **prompt)
 
     def accept_image(self) -> None:
         if self.view.current is None:
@@ -290,8 +379,9 @@ class ReviewPanel(QWidget):
         self.queue_cursor = cursor
         image_id, instance_id, score = self.queue[cursor]
         position = next(i for i, e in enumerate(self.view.entries) if e["image_id"] == image_id)
-        self.status.setText(f"Low confidence {cursor + 1}/{len(self.queue)}: object {instance_id} of image "
-                            f"{position + 1} (score {score:.2f}).")
+        self.status.setText(f"Low confidence {cursor + 1}/{len(self.queue)}: object {instance_id} of "
+                            f"{self.view.entries[position]['relative_path']} (image {position + 1}, score "
+                            f"{score:.2f}).")
         if position == self.view.position and self.view.current is not None:
             self.view.select_object(instance_id, zoom=self.zoom.isChecked())
         else:

@@ -13,6 +13,7 @@ raised, emitted as ``failed``, and handed to the caller's ``on_error`` (which pu
 from __future__ import annotations
 
 import atexit
+import re
 from collections import deque
 
 from napari.qt.threading import create_worker
@@ -37,8 +38,30 @@ def _let_running_workers_end() -> None:
         pool.waitForDone(10_000)
 
 
+# errors the engine raises on purpose, their message written for the user (what went wrong, what to do): shown
+# as they are; any other kind is a fault, shown with its kind so that a report can name it
+USER_ERRORS = (ValueError, LookupError, OSError, RuntimeError)  # RuntimeError: a locked project, an
+# engine process that stopped, weights not found
+_NUMPY_SCALAR = re.compile(r"np\.(?:float|int|uint|bool_)\d*\(([^()]*)\)")
+_LONG_DECIMAL = re.compile(r"(?<![\w.])-?\d+\.\d{3,}(?![\w.])")
+
+
 def error_message(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
+    """The message of an engine error as a person reads it: no exception class for the errors the engine words
+    itself, no ``np.float64(...)`` wrappers, decimals cut to one place."""
+    if isinstance(error, KeyError) and len(error.args) == 1 and isinstance(error.args[0], str):
+        text = error.args[0]  # str() of a KeyError quotes its message
+    else:
+        text = str(error) or type(error).__name__
+    if not isinstance(error, USER_ERRORS):
+        text = f"unexpected {type(error).__name__}: {text}"
+    return readable(text)
+
+
+def readable(text: str) -> str:
+    """``np.float64(203.7775)`` -> ``203.8``: numpy's scalar reprs and long decimals in a message, rounded."""
+    text = _NUMPY_SCALAR.sub(lambda match: match.group(1), text)
+    return _LONG_DECIMAL.sub(lambda match: f"{float(match.group(0)):.1f}", text)
 
 
 class TaskQueue(QObject):

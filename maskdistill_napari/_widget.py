@@ -32,10 +32,12 @@ class MaskDistillWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.tasks = TaskQueue(self)
-        self.categories: CategoriesPanel  # made below: it needs the view
+        self.review: ReviewPanel  # made below: it needs the view
+        # a painted label takes the category chosen where the user works (the Review tab's box), never the
+        # Categories tab's selection, which may be a discarded category
         self.view = ProjectView(napari_viewer, self.tasks,
-                                new_label_category=lambda: self.categories.current_category(), parent=self)
-        self.run_panel = RunPanel(self.tasks, on_finished=self.open_project, on_open=self._open_clicked,
+                                new_label_category=lambda: self.review.new_object_category(), parent=self)
+        self.run_panel = RunPanel(self.tasks, on_finished=self._run_finished, on_open=self._open_clicked,
                                   weights=weights)
         self.review = ReviewPanel(self.view, self.tasks)
         self.categories = CategoriesPanel(self.view, self.tasks)
@@ -60,21 +62,27 @@ class MaskDistillWidget(QWidget):
         """True while a run or an engine call is in progress or queued (tests wait on this)."""
         return self.run_panel.running or self.tasks.busy
 
-    def open_project(self, project_dir: str) -> bool:
-        """Show a project for review (after a run, or from Open project); False if it is not one."""
+    def open_project(self, project_dir: str, say_opened: bool = True) -> bool:
+        """Show a project for review (after a run, from Open project or from napari's File > Open); False if it
+        is not one. ``say_opened``: the Run tab says which project is open (after a run it keeps the run's
+        result instead)."""
         if not project_dir or not (Path(project_dir) / "project.json").exists():
             self.run_panel.status.setText(f"{project_dir or 'No folder'} is not a project folder (no project.json); "
                                           "run one first.")
             return False
         self.run_panel.project_folder.setText(str(project_dir))
+        if say_opened:  # a message of its own: an earlier one ("Pick an image folder...") no longer applies
+            self.run_panel.status.setText(f"Opened {project_dir}: review it in the Review and Categories tabs.")
         self._first_show = True
         self.review.reset_queue()
         self.view.open(project_dir)
         return True
 
     def _open_clicked(self, project_dir: str) -> None:
-        if self.open_project(project_dir):  # a message of its own: an earlier one no longer applies
-            self.run_panel.status.setText(f"Opened {project_dir}: review it in the Review and Categories tabs.")
+        self.open_project(project_dir)
+
+    def _run_finished(self, project_dir: str) -> None:
+        self.open_project(project_dir, say_opened=False)
 
     def _on_first_image(self, _position: int) -> None:
         if self._first_show:
