@@ -134,6 +134,23 @@ def add_object(project_dir: ProjectDir, image_id: str, point: tuple[float, float
     return _forward(add_object, project_dir, image_id, point, box, category, allow_discarded)
 
 
+def grow_object(project_dir: ProjectDir, image_id: str, instance_id: int) -> dict:
+    """engine.api.grow_object: the object becomes the whole it is a part of (its parent in the image's candidate
+    tree); returns the undo record, with the changed window of the label map."""
+    return _forward(grow_object, project_dir, image_id, instance_id)
+
+
+def shrink_object(project_dir: ProjectDir, image_id: str, instance_id: int) -> dict:
+    """engine.api.shrink_object: the object becomes its largest part; returns the undo record."""
+    return _forward(shrink_object, project_dir, image_id, instance_id)
+
+
+def merge_objects(project_dir: ProjectDir, image_id: str, instance_ids: Iterable[int],
+                  category_id: int | None = None, allow_discarded: bool = False) -> dict:
+    """engine.api.merge_objects: the objects joined into the largest; returns the undo record."""
+    return _forward(merge_objects, project_dir, image_id, instance_ids, category_id, allow_discarded)
+
+
 def restore_object(project_dir: ProjectDir, undo: dict) -> None:
     """engine.api.restore_object: undo one of the edits above from its record."""
     return _forward(restore_object, project_dir, undo)

@@ -102,6 +102,7 @@ class ProjectView(QObject):
         self._write_lock = threading.Lock()
         self._loading = False
         self.selected = 0  # instance id of the object the Review panel acts on (clicked, or from the queue)
+        self.also_selected: set = set()  # further objects shift-clicked with it (what Merge joins)
         self.by_object = False  # colour each object apart instead of by category
         self.highlight = True  # show only the selected object's mask while one is selected
         self.prompt = None  # set_prompt: where canvas clicks go instead of selecting ("Add object" mode)
@@ -165,6 +166,62 @@ class ProjectView(QObject):
         """Drop an image from the cache (the engine changed its masks)."""
         self._cache.pop(image_id, None)
 
+    def apply_object_edit(self, record: dict, undone: bool = False) -> bool:
+        """Show an engine edit of the image on screen (a grow, shrink or merge; ``undone``: its undo) from the
+        changed window its record holds, without reading the image back; the edited object is selected. False
+        when it cannot be done so (another image, strokes not saved yet, an undo that removed the correction):
+        the caller reloads the image instead."""
+        data, layer = self.current, self.labels_layer
+        if (data is None or layer is None or data["image_id"] != record["image_id"] or self.dirty
+                or (undone and record.get("created"))):
+            self.forget(record["image_id"])
+            return False
+        top, left, bottom, right = record["changed_box"]
+        new, old = (record["before"], record["after"]) if undone else (record["after"], record["before"])
+        labels = np.asarray(layer.data)
+        window = labels[top:bottom, left:right]
+        as_engine_left = window == old  # the engine changed exactly these pixels, as this layer shows them
+        window[as_engine_left] = new[as_engine_left]
+        self._loading = True
+        try:
+            layer.refresh()
+        finally:
+            self._loading = False
+        self._snapshot = labels.copy()
+        data.update(labels=self._snapshot, original=self._snapshot, source="correction")
+        self._note_objects(data, record, undone)
+        self._update_labels_appearance()
+        self.select_object(int(record["instance_id"]))
+        return True
+
+    @staticmethod
+    def _note_objects(data: dict, record: dict, undone: bool) -> None:
+        """The shown image's object table after an edit's record (or its undo), its label map already updated:
+        categories, scores, reviewed flags and areas of the objects that have pixels (as engine.api.image_objects
+        lists them)."""
+        if undone:
+            for key, (category, score, reviewed) in record["objects"].items():
+                data["classes"][key], data["scores"][key] = category, score
+                if reviewed:
+                    data["reviewed_ids"].add(key)
+                else:
+                    data["reviewed_ids"].discard(key)
+        else:
+            for key in record["removed"]:
+                for table in ("classes", "scores"):
+                    data[table].pop(key, None)
+                data["reviewed_ids"].discard(key)
+            data["classes"][record["instance_id"]] = record["category"]
+            data["reviewed_ids"].add(record["instance_id"])
+        areas = np.bincount(np.asarray(data["labels"]).ravel())
+        present = {k for k in data["classes"] if k < len(areas) and areas[k]}
+        for table in ("classes", "scores"):
+            data[table] = {k: v for k, v in data[table].items() if k in present}
+        data["reviewed_ids"] &= present
+        data["areas"] = {k: int(areas[k]) for k in present}
+        data["original_reviewed"] = set(data["reviewed_ids"])
+        data["reviewed"] = bool(data["classes"]) and data["reviewed_ids"] >= set(data["classes"])
+
     def _display(self, position: int, data: dict, select_label=None) -> None:
         new_layers = data.pop("new_layers", None)  # built in the worker; the cache keeps only the data
         self._cache[data["image_id"]] = data
@@ -226,10 +283,11 @@ class ProjectView(QObject):
         and napari's brush label, so painting extends it; ``zoom`` centres and zooms the canvas on it."""
         layer = self.labels_layer
         self.selected = int(instance_id) if self.current and int(instance_id) in self.current["classes"] else 0
+        self.also_selected = set()
         if layer is not None:
             if self.selected:
                 layer.selected_label = self.selected
-            layer.show_selected_label = bool(self.selected) and self.highlight
+            layer.show_selected_label = self._showing_one()
             if zoom and self.selected:
                 self.zoom_to(self.selected)
         self.object_selected.emit(self.selected)
@@ -261,8 +319,29 @@ class ProjectView(QObject):
             corner = tuple(layer.world_to_data(start)[-2:])
             self.prompt(corner, tuple(layer.world_to_data(tuple(event.position))[-2:]) if moved else None)
         elif not moved:
-            value = layer.get_value(start, world=True)
-            self.select_object(int(value or 0))
+            value = int(layer.get_value(start, world=True) or 0)
+            if "Shift" in getattr(event, "modifiers", ()) and self.selected:
+                self.toggle_selected(value)  # shift-click: several objects (to merge them)
+            else:
+                self.select_object(value)
+
+    @property
+    def selected_ids(self) -> list:
+        """The selected object first, then those shift-clicked with it."""
+        return [self.selected, *sorted(self.also_selected)] if self.selected else []
+
+    def toggle_selected(self, instance_id: int) -> None:
+        """Add an object to the selection, or take it out (the first selected one stays)."""
+        if not self.current or int(instance_id) not in self.current["classes"] or int(instance_id) == self.selected:
+            return
+        self.also_selected ^= {int(instance_id)}
+        if self.labels_layer is not None:
+            self.labels_layer.show_selected_label = self._showing_one()
+        self.object_selected.emit(self.selected)
+
+    def _showing_one(self) -> bool:
+        """Only the selected object's mask is shown: one object is selected and the highlight is on."""
+        return bool(self.selected) and self.highlight and not self.also_selected
 
     def set_prompt(self, prompt) -> None:
         """Send canvas clicks and dragged boxes to ``prompt(start, end)`` (data (row, col); ``end`` None for a
@@ -289,7 +368,7 @@ class ProjectView(QObject):
         self._loading = True
         try:
             layer.colormap = label_colormap(data["classes"], self.table, rgb, self.by_object)
-            layer.show_selected_label = bool(self.selected) and self.highlight
+            layer.show_selected_label = self._showing_one()
             layer.features = features_table(data["classes"], data["scores"], data["source"], data["reviewed_ids"],
                                             self.table)
         finally:
@@ -363,7 +442,7 @@ class ProjectView(QObject):
     def set_highlight(self, highlight: bool) -> None:
         self.highlight = bool(highlight)
         if self.labels_layer is not None:
-            self.labels_layer.show_selected_label = bool(self.selected) and self.highlight
+            self.labels_layer.show_selected_label = self._showing_one()
 
     def _retry(self) -> None:
         """Queue a write of every pending edit that has none queued."""

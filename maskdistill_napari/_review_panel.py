@@ -3,8 +3,10 @@
 its stable instance id, each undoable; a low-confidence queue walks forward and back through the unreviewed
 objects of the whole project. "Add object (click)" turns a click (or a dragged box) on the canvas into a new
 object (``engine.api.add_object``: a mask from the image's cached features, in the task queue, never on the GUI
-thread), undone like the others. Errors of these calls, and of loading and saving images, are shown in this
-panel's status line. The object table and legend sit below (``_objects_panel``)."""
+thread), undone like the others. Grow (key Up) and Shrink (key Down) turn the selected object into the whole
+it is part of or its largest part, Merge joins the selected objects (shift-click selects several); the layer
+follows the change each returns, without reading the image back. Errors of these calls, and of loading and
+saving images, are shown in this panel's status line. The object table and legend sit below (``_objects_panel``)."""
 from __future__ import annotations
 
 import time
@@ -61,6 +63,8 @@ class ReviewPanel(QWidget):
         self.low_confidence = QPushButton("Next low-confidence ▶")
         self.add_object_button = QPushButton("Add object (click)")
         self.add_object_button.setCheckable(True)
+        self.grow_button, self.shrink_button = QPushButton("Grow ▲ (Up)"), QPushButton("Shrink ▼ (Down)")
+        self.merge_button = QPushButton("Merge selected")
         self.zoom = QCheckBox("zoom to it")
         self.highlight = QCheckBox("show only the selected mask")
         self.highlight.setChecked(True)
@@ -76,7 +80,12 @@ class ReviewPanel(QWidget):
                 self.add_object_button: "While on: click an object on the image (or drag a box around it) to add it "
                                         "as a new object, made from the image's features and snapped to its "
                                         "edges. It gets the category chosen in the box above; Undo removes it.",
-                self.zoom: "Zoom to the object the queue shows."}
+                self.zoom: "Zoom to the object the queue shows.",
+                self.grow_button: "Replace the selected object by the whole it is part of, as the image's features "
+                                  "outline it (key Up); it takes in objects lying mostly inside. Undo goes back.",
+                self.shrink_button: "Replace the selected object by its largest part (key Down).",
+                self.merge_button: "Join the selected objects into one (shift-click masks to select several); it "
+                                   "keeps the category of the largest one shown."}
         for widget, tip in tips.items():
             widget.setToolTip(tip)
         self.selection = QLabel("Click a mask (pan/zoom mode) or a row of the table to select an object.")
@@ -101,6 +110,9 @@ class ReviewPanel(QWidget):
         grid.addWidget(self.zoom, 4, 0)
         grid.addWidget(self.highlight, 4, 1, 1, 2)
         grid.addWidget(self.add_object_button, 5, 0, 1, 3)
+        grid.addWidget(self.grow_button, 6, 0)
+        grid.addWidget(self.shrink_button, 6, 1)
+        grid.addWidget(self.merge_button, 6, 2)
         self.objects = ObjectsPanel(view)
         layout = QVBoxLayout(self)
         layout.addLayout(grid)
@@ -122,6 +134,12 @@ class ReviewPanel(QWidget):
         self.zoom.toggled.connect(lambda on: setattr(self.view, "zoom_on_select", on))
         self.highlight.toggled.connect(self.view.set_highlight)
         self.add_object_button.toggled.connect(self.set_add_mode)
+        self.grow_button.clicked.connect(self.grow_selected)
+        self.shrink_button.clicked.connect(self.shrink_selected)
+        self.merge_button.clicked.connect(self.merge_selected)
+        # on the canvas, Up / Down grow and shrink the selected object (napari binds neither key by default)
+        view.viewer.bind_key("Up", lambda _viewer: self.grow_selected(), overwrite=True)
+        view.viewer.bind_key("Down", lambda _viewer: self.shrink_selected(), overwrite=True)
         view.image_shown.connect(self._shown)
         view.saved.connect(lambda _: self._shown(self.view.position))
         view.failed.connect(self.status.setText)
@@ -151,6 +169,10 @@ class ReviewPanel(QWidget):
         name = category.name if category is not None else f"category {data['classes'][instance_id]}"
         self.selection.setText(f"Object {instance_id}: {name}, score {data['scores'].get(instance_id, 1.0):.2f}"
                                f"{', reviewed' if instance_id in data['reviewed_ids'] else ''}")
+        others = self.view.selected_ids[1:]
+        if others:
+            self.selection.setText(f"{self.selection.text()}; with object{'s' if len(others) > 1 else ''} "
+                                   f"{', '.join(map(str, others))} (Merge selected joins them)")
         index = self.category.findData(data["classes"][instance_id])
         if index >= 0 and not self._is_discarded(data["classes"][instance_id]):  # the box never turns to a
             self.category.setCurrentIndex(index)  # discarded category unless the user picks it
@@ -276,6 +298,46 @@ class ReviewPanel(QWidget):
             self._object_action(engine_calls.set_object_category, f"Category '{name}' for", category_id,
                                 self._is_discarded(category_id))
 
+    # -- parts and wholes: grow, shrink, merge ----------------------------------------------------
+    def grow_selected(self) -> None:
+        self._edit_objects(engine_calls.grow_object, ("Grew", "Growing"), self.view.selected)
+
+    def shrink_selected(self) -> None:
+        self._edit_objects(engine_calls.shrink_object, ("Shrank", "Shrinking"), self.view.selected)
+
+    def merge_selected(self) -> None:
+        ids = self.view.selected_ids
+        if len(ids) < 2:
+            self.status.setText("Select the objects to merge: click one, then shift-click the others.")
+            return
+        self._edit_objects(engine_calls.merge_objects, ("Merged into", "Merging into"), ids)
+
+    def _edit_objects(self, operation, wording: tuple, target) -> None:
+        """``operation(project, image, target)`` (a grow, shrink or merge of _engine_calls) after pending edits
+        are saved; the layer follows the change it returns (no reload), which goes on the undo stack."""
+        data = self.view.current
+        if data is None or not self.view.selected:
+            self.status.setText("Select an object first: click its mask or its row in the table.")
+            return
+        self.view.save()
+        image_id, (done_text, doing_text) = data["image_id"], wording
+
+        def done(record):
+            self.undo_stack.append(record)
+            self.done.update((image_id, k) for k in [record["instance_id"], *record["removed"]])
+            if not self.view.apply_object_edit(record):
+                self._reload(image_id, record["instance_id"])
+            self.status.setText(self._edit_summary(done_text, record))
+        self.tasks.submit(operation, self.view.project_dir, image_id, target, on_done=done,
+                          on_error=self._failed(f"{doing_text} object {self.view.selected}"))
+
+    def _edit_summary(self, description: str, record: dict) -> str:
+        category = self.view.table.by_id().get(record["category"]) if self.view.table else None
+        name = category.name if category is not None else f"category {record['category']}"
+        took = record["removed"]
+        taken = f"; took in object{'s' if len(took) > 1 else ''} {', '.join(map(str, took))}" if took else ""
+        return f"{description} object {record['instance_id']}: {record['area']} pixels, {name}{taken}. Undo goes back."
+
     def undo(self) -> None:
         if not self.undo_stack or self.view.project_dir is None:
             self.status.setText("Nothing to undo.")
@@ -287,7 +349,8 @@ class ReviewPanel(QWidget):
         def done(_):
             self.done.discard((record["image_id"], record["instance_id"]))
             self.status.setText(f"Undid {record['action']} of object {record['instance_id'] or 'all'}.")
-            self._reload(record["image_id"], 0 if added else record["instance_id"] or 0)
+            if not (record["action"] in ("grow", "shrink", "merge") and self.view.apply_object_edit(record, True)):
+                self._reload(record["image_id"], 0 if added else record["instance_id"] or 0)
 
         def failed(message):
             self.undo_stack.append(record)

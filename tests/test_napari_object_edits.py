@@ -1,0 +1,154 @@
+"""Issue 21 item 2 in a real napari window (Xvfb): an object selected by a click on its mask grows when the key
+Up reaches the viewer, shrinks on Down, Undo gives back what it was; two objects shift-clicked are merged by the
+Merge button. The layer follows each change without reading the image back, and the project agrees with it.
+
+The first image's cached tokens are planted (tests/test_hierarchy.py's nested scene: an object of two parts on
+a background), so the candidate tree, and so what Up and Down do, is known."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from qtpy.QtCore import Qt
+from test_hierarchy import GRID, PART_A, PART_B, nested_tokens
+from test_napari_widget import click
+
+import engine.api
+from helpers import small_finished_project
+from maskdistill_napari._widget import MaskDistillWidget
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple:
+    return small_finished_project(tmp_path_factory, "object_edits")
+
+
+def cells_to_pixels(region, height: int, width: int) -> np.ndarray:
+    """The pixels of a region of the planted grid on an image of this size (the grid covers the image)."""
+    rows = np.minimum((np.arange(height) * GRID[0]) // height, GRID[0] - 1)
+    cols = np.minimum((np.arange(width) * GRID[1]) // width, GRID[1] - 1)
+    cells = np.zeros(GRID, bool)
+    cells[region] = True
+    return cells[rows[:, None], cols[None, :]]
+
+
+@pytest.fixture
+def widget(make_napari_viewer, qtbot, finished, tmp_path):
+    """The widget on a copy of the project whose first image holds one object (part A of the planted scene)
+    and a second one (part B) beside it, neither reviewed."""
+    from engine.method.features import FeatureCache, ImageFeatures
+
+    project = tmp_path / "project"
+    shutil.copytree(finished[1], project)
+    entry = json.loads((project / "images.json").read_text())[0]
+    vectors = nested_tokens(7)
+    FeatureCache(project / "features").put(entry["feature_key"], ImageFeatures(
+        GRID, (GRID[0] * 14, GRID[1] * 14), vectors, vectors, np.zeros(vectors.shape[1], np.float32),
+        np.full((1, len(vectors)), 1 / len(vectors), np.float32)))
+    height, width = entry["height"], entry["width"]
+    labels = np.zeros((height, width), np.uint16)
+    labels[cells_to_pixels(PART_A, height, width)] = 1
+    labels[cells_to_pixels(PART_B, height, width)] = 2
+    category = engine.api.label_state(project).table.categories[0].id
+    engine.api.set_image_labels(project, entry["image_id"], labels, {1: category, 2: category}, reviewed=False)
+    viewer = make_napari_viewer(show=True)
+    widget = MaskDistillWidget(viewer, weights="random")
+    viewer.window.add_dock_widget(widget)
+    widget.open_project(str(project))
+    wait_idle(qtbot, widget)
+    assert widget.view.current["image_id"] == entry["image_id"]
+    return widget
+
+
+def wait_idle(qtbot, widget, timeout=120_000):
+    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+
+
+def centre_of(mask: np.ndarray) -> tuple:
+    rows, cols = np.nonzero(mask)
+    return float(np.median(rows)), float(np.median(cols))
+
+
+def press(qtbot, widget, key) -> None:
+    """A key pressed on napari's canvas, as a user does (Qt's key event through napari's key bindings)."""
+    qtbot.keyClick(widget.viewer.window._qt_viewer, key)
+    wait_idle(qtbot, widget)
+
+
+def test_up_grows_the_selected_object_down_shrinks_it_and_undo_goes_back(widget, qtbot):
+    view, review = widget.view, widget.review
+    project, image_id = view.project_dir, view.current["image_id"]
+    layer = view.labels_layer
+    before = np.asarray(layer.data).copy()
+    part_a = before == 1
+    click(layer, centre_of(part_a))
+    assert view.selected == 1 and "Object 1" in review.selection.text()
+
+    press(qtbot, widget, Qt.Key.Key_Up)
+    grown = np.asarray(layer.data) == 1
+    assert grown.sum() > part_a.sum() and grown[part_a].all(), review.status.text()
+    assert not (np.asarray(layer.data) == 2).any()  # the other part was taken in: the whole object
+    assert review.status.text().startswith("Grew object 1") and "took in object 2" in review.status.text()
+    on_disk = engine.api.image_objects(project, image_id)
+    assert np.array_equal(on_disk.labels, np.asarray(layer.data))  # the layer shows what was saved
+    assert on_disk.as_dicts()[2] == {1: True} and view.current["reviewed_ids"] == {1}
+    assert list(layer.features["index"]) == [1] and view.selected == 1 and not view.dirty
+
+    review.undo_button.click()
+    wait_idle(qtbot, widget)
+    assert np.array_equal(np.asarray(layer.data), before)
+    assert np.array_equal(engine.api.image_objects(project, image_id).labels, before)
+    assert sorted(view.current["classes"]) == [1, 2] and view.current["reviewed_ids"] == set()
+
+    # the whole (grown again) shrinks back to its larger part
+    press(qtbot, widget, Qt.Key.Key_Up)
+    press(qtbot, widget, Qt.Key.Key_Down)
+    shrunk = np.asarray(layer.data) == 1
+    assert review.status.text().startswith("Shrank object 1"), review.status.text()
+    assert 0 < shrunk.sum() < grown.sum() and not (shrunk & ~grown).any()
+    assert np.array_equal(engine.api.image_objects(project, image_id).labels, np.asarray(layer.data))
+
+
+def test_merge_joins_the_shift_clicked_objects(widget, qtbot):
+    view, review = widget.view, widget.review
+    project, image_id = view.project_dir, view.current["image_id"]
+    layer = view.labels_layer
+    before = np.asarray(layer.data).copy()
+    review.merge_button.click()
+    assert "Select the objects to merge" in review.status.text()
+    click(layer, centre_of(before == 2))
+    event_position = centre_of(before == 1)
+    shift_click(layer, event_position)
+    assert view.selected_ids == [2, 1] and "with object 1" in review.selection.text()
+    review.merge_button.click()
+    wait_idle(qtbot, widget)
+    merged = np.asarray(layer.data)
+    assert set(np.unique(merged)) == {0, 1}  # the larger (part A, object 1) keeps its id
+    assert np.array_equal(merged == 1, (before == 1) | (before == 2))
+    assert np.array_equal(engine.api.image_objects(project, image_id).labels, merged)
+    assert review.status.text().startswith("Merged into object 1"), review.status.text()
+    review.undo_button.click()
+    wait_idle(qtbot, widget)
+    assert np.array_equal(np.asarray(layer.data), before)
+
+
+def shift_click(layer, position) -> None:
+    """A click with Shift held, through the layer's own mouse callbacks."""
+    from test_napari_widget import MouseEvent
+
+    event = MouseEvent(tuple(float(v) for v in position))
+    event.modifiers = ("Shift",)
+    for callback in layer.mouse_drag_callbacks:
+        generator = callback(layer, event)
+        if generator is None:
+            continue
+        next(generator)
+        event.type = "mouse_release"
+        next(generator, None)
+        event.type = "mouse_press"
