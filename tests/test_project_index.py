@@ -59,13 +59,15 @@ def full_recount(project) -> dict:
 
 
 def full_scan(project) -> list:
-    """The low-confidence queue from every image's objects, each read from its files with a fresh label state."""
+    """The low-confidence queue from every image's objects, each read from its files with a fresh label state;
+    objects of a discarded category are not shown, so they are not queued."""
     state = LabelState.load(project)
     found = []
     for entry in read_json(project / "images.json"):
         objects = api.image_objects(project, entry["image_id"], state)
-        found += [(entry["image_id"], int(k), float(s)) for k, s, r in zip(objects.ids, objects.scores,
-                                                                          objects.reviewed) if not r]
+        found += [(entry["image_id"], int(k), float(s))
+                  for k, s, r, c in zip(objects.ids, objects.scores, objects.reviewed, objects.categories)
+                  if not r and state.resolve(c) is not None]
     return sorted(found, key=lambda item: item[2])
 
 
