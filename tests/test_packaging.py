@@ -13,7 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GUI = {"napari", "magicgui", "qtpy", "pyqt5", "pyqt6", "pyside2", "pyside6", "npe2", "superqt", "vispy"}
-DISTRIBUTION_OF = {"pil": "pillow", "skimage": "scikit-image"}  # import name -> distribution, where they differ
+# import name -> distribution, where they differ
+DISTRIBUTION_OF = {"pil": "pillow", "skimage": "scikit-image", "sklearn": "scikit-learn"}
 
 
 def normalised(name: str) -> str:

@@ -201,7 +201,7 @@ def split_patch_masks(features: ImageFeatures, centre: bool, tau: float = 0.15, 
 
 
 def _kmeans_labels(x: np.ndarray, k: int, seed: int, iterations: int = 30, restarts: int = 2) -> np.ndarray:
-    from engine.method.clustering import kmeans  # torch k-means (k-means++ seeding), deterministic for ``seed``
+    from engine.method.clustering import kmeans  # scikit-learn's (k-means++ seeding), deterministic for ``seed``
     return kmeans(x, k, restarts=restarts, iterations=iterations, seed=seed)[0]
 
 
