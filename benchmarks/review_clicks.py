@@ -1,0 +1,365 @@
+"""Clicks to a right mask: a simulated reviewer corrects a finished project through engine.api alone.
+
+    .venv/bin/python -m benchmarks.review_clicks [--feral PATH] [--project DIR] [--real-dev PATH]
+                                                 [--real-dev-project DIR] [--out runs/benchmark-review-clicks]
+                                                 [--limit N] [--device auto] [--weights FILE|random]
+                                                 [--input-size N]
+
+Folders: ``--feral`` (default ``../shared/data/domains/feral_cats``) and ``--real-dev`` (default
+``../shared/data/real-dev``, its mask-annotated images only), each a folder with ``images/`` and a COCO
+``ground_truth.json`` with instance masks; an absent one is skipped with a message. ``--limit N``: the first N
+images (by file name) of each.
+
+Project: the engine's default run (``engine.api.run(images, project, RunConfig(...))``) made once into
+``OUT/<folder>/base-project`` (kept and reused by later runs), or a finished project given with ``--project``
+(feral_cats) / ``--real-dev-project``, which is never modified. The reviewer works on a fresh copy,
+``OUT/<folder>/project``.
+
+The simulated reviewer, per annotated object (as interactive-segmentation papers do: NoC, the number of
+actions until a mask reaches an IoU, capped at 10). Objects are matched class-agnostically: a mask of the image
+is any object whose category is exported (not discarded). The reviewer sees the ground truth and the image's
+objects (``engine.api.image_objects``) and, until some object reaches IoU >= 0.8 with the annotated one or 10
+actions are spent, takes the first step that applies:
+
+1. 0 actions when an existing object already matches;
+2. *grow* (``engine.api.grow_object``) the best-overlapping object when it lies mostly inside the annotated object
+   (precision >= recall, precision >= 0.5), else *shrink* it (``shrink_object``) when it holds most of the annotated
+   object (recall >= 0.5), again while the IoU improves (neither: go on to 3); a grow or shrink
+   that does not improve it is undone (``restore_object``, one more action) and not tried again on that mask;
+3. *merge* (``merge_objects``) the best object with the objects lying mostly (>= half) inside the annotated one,
+   added greedily while the IoU of their union rises (a merge's result is known before it is made);
+4. *click* (``add_object`` with a point) at the pixel of the missed part of the annotated object farthest from
+   its boundary (distance transform; the first click is the object's interior point farthest from its boundary)
+   on pixels no object holds, as add_object takes only those. The engine's add_object takes one point (no extra
+   positive / negative points), so a further click makes a new object in the largest missed region, which step 3
+   then merges into the best one. A click whose new object lies mostly outside the annotated object and does not
+   improve the IoU is undone (one more action) and that region is not clicked again;
+5. *reject* (``reject_object``) the object holding most of the missed part when no free pixel is left to click
+   (the object lies mostly outside the annotated one), so the next click can take its place.
+
+Every engine call counts as one action, a refused one (e.g. "cannot grow") and an undo included. After each
+annotated object every action is undone (``restore_object``, newest first), so each object starts from the
+project as the engine left it. The correction curve of issue 21 (correct k images, retrain, AP50 on the others)
+is not part of this module.
+
+JSON (``OUT/results.json``): ``review.clicks.<folder>.{noc50, noc80, reached50, reached80, objects, images,
+limit, actions}`` (NoC means over the annotated objects, the share of objects reached at IoU 0.5 / 0.8, the
+count of each kind of action), or ``review.clicks.<folder>.skipped``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+
+from benchmarks import real_dev  # noqa: E402
+from engine.atomic import atomic_write_json, read_json  # noqa: E402
+
+DEFAULT_FERAL = real_dev.REPO_ROOT.parent / "shared" / "data" / "domains" / "feral_cats"
+MAX_ACTIONS = 10
+THRESHOLDS = (0.5, 0.8)
+MOSTLY_INSIDE = 0.5  # an object with at least this share of its pixels inside the annotated one is a part of it
+MIN_CLICK_PIXELS = 16  # engine.state.prompt_review.MIN_OBJECT_PIXELS: a smaller free region makes no object
+
+
+# ------------------------------------------------------------------------------------------ the reviewer
+
+
+class Reviewer:
+    """One annotated object of one image: the reviewer's view (IoUs of the shown objects) and its actions."""
+
+    def __init__(self, project, image_id: str, truth: np.ndarray, exported):
+        self.project, self.image_id, self.truth = project, image_id, truth
+        self.exported = exported  # category id -> whether its objects are shown and exported
+        self.undo: list = []
+        self.counts: dict = {}
+        self.history: list = []  # best IoU after 0, 1, 2, ... actions
+        self.refresh()
+        self.history.append(self.best_iou)
+
+    def refresh(self) -> None:
+        from engine import api
+
+        objects = api.image_objects(self.project, self.image_id)
+        labels = objects.labels
+        if labels.shape != self.truth.shape:
+            labels = api.resize_nearest(labels, self.truth.shape)
+        self.labels = labels
+        ids = [int(k) for k, c in zip(objects.ids, objects.categories) if self.exported(int(c))]
+        top = max([int(objects.ids.max(initial=0)), int(labels.max(initial=0))]) + 1
+        self.areas = np.bincount(labels.ravel(), minlength=top)
+        self.inside = np.bincount(labels[self.truth], minlength=top)
+        self.shown = ids
+        ious = {k: self.inside[k] / (self.areas[k] + self.truth.sum() - self.inside[k]) for k in ids}
+        self.best = max(ious, key=ious.get) if ious and max(ious.values()) > 0 else None
+        self.best_iou = float(ious[self.best]) if self.best is not None else 0.0
+
+    @property
+    def actions(self) -> int:
+        return len(self.history) - 1
+
+    def act(self, kind: str, call, *args, **kwargs):
+        """One engine call (one action): its undo record, or None when the engine refused it."""
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        try:
+            record = call(self.project, self.image_id, *args, **kwargs)
+        except (ValueError, KeyError):
+            record = None
+        if record is not None:
+            self.undo.append(record)
+        self.refresh()
+        self.history.append(self.best_iou)
+        return record
+
+    def take_back(self, record) -> None:
+        """Undo the last action (one more action)."""
+        from engine import api
+
+        self.counts["undo"] = self.counts.get("undo", 0) + 1
+        api.restore_object(self.project, record)
+        self.undo.remove(record)
+        self.refresh()
+        self.history.append(self.best_iou)
+
+    def restore_project(self) -> None:
+        """Undo every action, newest first (not counted: the next object starts from the engine's result)."""
+        from engine import api
+
+        for record in reversed(self.undo):
+            api.restore_object(self.project, record)
+        self.undo.clear()
+
+
+def simulate(project, image_id: str, truth: np.ndarray, exported, max_actions: int = MAX_ACTIONS) -> Reviewer:
+    """Run the policy of the module docstring for one annotated object; the project is left as found."""
+    reviewer = Reviewer(project, image_id, truth, exported)
+    tried: set = set()  # (step, object, its area): a grow / shrink / click that did not help is not repeated
+    blocked = np.zeros_like(truth)
+    try:
+        while reviewer.actions < max_actions and reviewer.best_iou < THRESHOLDS[-1]:
+            if not (_grow_or_shrink(reviewer, tried) or _merge_parts(reviewer) or _click(reviewer, blocked)
+                    or _reject_blocker(reviewer)):
+                break
+    finally:
+        reviewer.restore_project()
+    return reviewer
+
+
+def _grow_or_shrink(reviewer: Reviewer, tried: set) -> bool:
+    from engine import api
+
+    best = reviewer.best
+    if best is None:
+        return False
+    inside, area, truth_area = reviewer.inside[best], reviewer.areas[best], reviewer.truth.sum()
+    precision, recall = inside / area, inside / truth_area
+    if max(precision, recall) < MOSTLY_INSIDE:  # neither a part of it nor a whole holding it: click instead
+        return False
+    grow = precision >= recall  # a part grows into its whole, a region holding the object shrinks
+    key = ("grow" if grow else "shrink", best, int(area))
+    if key in tried:
+        return False
+    tried.add(key)
+    before = reviewer.best_iou
+    record = reviewer.act(key[0], api.grow_object if grow else api.shrink_object, best)
+    if record is not None and reviewer.best_iou <= before and reviewer.actions < MAX_ACTIONS:
+        reviewer.take_back(record)
+    return True
+
+
+def _merge_parts(reviewer: Reviewer) -> bool:
+    from engine import api
+
+    truth_area = reviewer.truth.sum()
+    parts = [k for k in reviewer.shown if k != reviewer.best
+             and reviewer.inside[k] >= MOSTLY_INSIDE * reviewer.areas[k] > 0]
+    chosen = [reviewer.best] if reviewer.best is not None else []
+    inside = sum(int(reviewer.inside[k]) for k in chosen)
+    area = sum(int(reviewer.areas[k]) for k in chosen)
+    best_iou = reviewer.best_iou
+    for k in sorted(parts, key=lambda k: -int(reviewer.inside[k])):
+        iou = (inside + reviewer.inside[k]) / (area + reviewer.areas[k] + truth_area - inside - reviewer.inside[k])
+        if iou > best_iou:
+            chosen, inside, area, best_iou = chosen + [k], inside + int(reviewer.inside[k]), \
+                area + int(reviewer.areas[k]), iou
+    if len(chosen) < 2:
+        return False
+    reviewer.act("merge", api.merge_objects, chosen)
+    return True
+
+
+def _click(reviewer: Reviewer, blocked: np.ndarray) -> bool:
+    """A click at the centre of the largest missed free region; undone when its object misses the truth."""
+    from scipy import ndimage
+
+    from engine import api
+
+    free = reviewer.truth & (reviewer.labels == 0) & ~blocked
+    if free.sum() < MIN_CLICK_PIXELS:
+        return False
+    distance = ndimage.distance_transform_edt(np.pad(free, 1))[1:-1, 1:-1]
+    row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    before = reviewer.best_iou
+    record = reviewer.act("click", api.add_object, point=(col + 0.5, row + 0.5))
+    radius = max(float(distance[row, col]) / 2, 1.0)  # this region is not clicked at again
+    rows, cols = np.ogrid[:free.shape[0], :free.shape[1]]
+    blocked |= (rows - row) ** 2 + (cols - col) ** 2 <= radius ** 2
+    if record is None:
+        return True
+    new = int(record["instance_id"])
+    mostly_inside = reviewer.inside[new] >= MOSTLY_INSIDE * reviewer.areas[new] if new < len(reviewer.areas) else False
+    if not mostly_inside and reviewer.best_iou <= before and reviewer.actions < MAX_ACTIONS:
+        reviewer.take_back(record)
+    return True
+
+
+def _reject_blocker(reviewer: Reviewer) -> bool:
+    """Reject the object (not the best one, mostly outside the truth) holding most of the truth's missed part."""
+    from engine import api
+
+    holders = [k for k in np.unique(reviewer.labels[reviewer.truth]).tolist()
+               if k and k != reviewer.best and reviewer.inside[k] < MOSTLY_INSIDE * reviewer.areas[k]]
+    if not holders:
+        return False
+    reviewer.act("reject", api.reject_object, max(holders, key=lambda k: int(reviewer.inside[k])))
+    return True
+
+
+def clicks_needed(history: list, threshold: float, cap: int = MAX_ACTIONS) -> int:
+    """NoC: the first action count after which the best IoU reaches ``threshold``, else ``cap``."""
+    return next((i for i, iou in enumerate(history) if iou >= threshold and i <= cap), cap)
+
+
+# ------------------------------------------------------------------------------------------ folders
+
+
+def working_project(images_folder: Path, given, out: Path, config, log=print) -> Path:
+    """A fresh copy (``out/project``) of ``given`` or of the default run made once into ``out/base-project``."""
+    from engine import api
+
+    if given is None:
+        given = out / "base-project"
+        if not (given / "report.json").is_file():
+            log(f"running the engine on {images_folder} into {given}")
+            api.run(images_folder, given, config)
+    given = Path(given)
+    if not (given / "images.json").is_file():
+        raise FileNotFoundError(f"{given}: no finished project (images.json missing)")
+    copy = out / "project"
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(given, copy, ignore=shutil.ignore_patterns("*.lock"))
+    return copy
+
+
+def review_folder(folder: Path, out: Path, config, given_project=None, limit: int | None = None,
+                  mask_sources_only: bool = False, log=print) -> dict:
+    """Simulate the reviewer on every annotated object of the folder's first ``limit`` mask images."""
+    from engine import api
+    from engine.state.schema import read_images
+
+    images = [i for i in real_dev.load_ground_truth(folder, default_source=folder.name) if i.annotation == "mask"]
+    if mask_sources_only:
+        images = [i for i in images if i.source.split("/")[0] not in real_dev.DENSE_SOURCES]
+    images = sorted(images, key=lambda i: i.file_name)[:limit]
+    images_folder = folder / "images"
+    if given_project is None and limit is not None:
+        images_folder = real_dev.stage_images(folder / "images", [i.file_name for i in images], out / "images")
+    project = working_project(images_folder, given_project, out, config, log)
+    entries = {e["relative_path"]: e["image_id"] for e in read_images(project / "images.json")}
+    state = api.label_state(project)
+    exported = lambda category: state.resolve(category) is not None  # noqa: E731
+    per_object, counts, start = [], {}, time.perf_counter()
+    for image in images:
+        if image.file_name not in entries:
+            raise KeyError(f"{project}: no image {image.file_name} (the project was made from other images)")
+        for truth in image.masks:
+            if truth.any():
+                reviewer = simulate(project, entries[image.file_name], truth, exported)
+                per_object.append({"image": image.file_name, "history": [round(v, 4) for v in reviewer.history],
+                                   **{f"noc{round(t * 100)}": clicks_needed(reviewer.history, t) for t in THRESHOLDS}})
+                for kind, n in reviewer.counts.items():
+                    counts[kind] = counts.get(kind, 0) + n
+        log(f"{folder.name}: {image.file_name} done ({len(per_object)} objects, "
+            f"{time.perf_counter() - start:.0f} s)")
+    summary = {"path": str(folder.resolve()), "images": len(images), "objects": len(per_object), "limit": limit,
+               "actions": counts, "seconds": round(time.perf_counter() - start, 1)}
+    for t in THRESHOLDS:
+        key = round(t * 100)
+        nocs = [o[f"noc{key}"] for o in per_object]
+        summary[f"noc{key}"] = round(float(np.mean(nocs)), 3) if nocs else None
+        summary[f"reached{key}"] = round(float(np.mean([max(o["history"][:MAX_ACTIONS + 1]) >= t
+                                                         for o in per_object])), 3) if nocs else None
+    atomic_write_json(out / "objects.json", per_object)
+    return summary
+
+
+def benchmark(folders: dict, out, config=None, limit: int | None = None, log=print) -> dict:
+    """``folders``: {name: (folder, given project or None, mask_sources_only)}. Returns and writes
+    ``{"review": {"clicks": {name: summary or {"skipped": reason}}}}`` (merged into OUT/results.json)."""
+    from engine.orchestration.config import RunConfig
+
+    out = Path(out)
+    config = config or RunConfig()
+    clicks = {}
+    for name, (folder, project, mask_only) in folders.items():
+        missing = real_dev.ground_truth_missing(folder, name)
+        if missing is not None:
+            log(missing)
+            clicks[name] = {"skipped": missing, "path": str(folder)}
+            continue
+        clicks[name] = review_folder(Path(folder), out / name, config, project, limit, mask_only, log)
+    results = read_json(out / "results.json") if (out / "results.json").is_file() else {}
+    results.setdefault("review", {}).setdefault("clicks", {}).update(clicks)
+    atomic_write_json(out / "results.json", results)
+    return {"review": {"clicks": clicks}}
+
+
+def table(results: dict) -> str:
+    lines = [f"{'folder':<14}{'images':>8}{'objects':>9}{'NoC@50':>9}{'NoC@80':>9}{'reached80':>11}  actions"]
+    for name, row in results["review"]["clicks"].items():
+        if "skipped" in row:
+            lines.append(f"{name:<14}{row['skipped']}")
+            continue
+        actions = ", ".join(f"{k} {v}" for k, v in sorted(row["actions"].items()))
+        lines.append(f"{name:<14}{row['images']:>8}{row['objects']:>9}{real_dev._fmt(row['noc50']):>9}"
+                     f"{real_dev._fmt(row['noc80']):>9}{real_dev._fmt(row['reached80']):>11}  {actions}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from engine.orchestration.config import RunConfig
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--feral", type=Path, default=DEFAULT_FERAL, help="feral_cats folder (images/, COCO)")
+    parser.add_argument("--project", type=Path, default=None,
+                        help="a finished default project of the feral folder to copy (never modified)")
+    parser.add_argument("--real-dev", type=Path, default=real_dev.DEFAULT_REAL_DEV)
+    parser.add_argument("--real-dev-project", type=Path, default=None,
+                        help="a finished default project of real-dev's mask images to copy (never modified)")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmark-review-clicks"))
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images of each folder")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--weights", default=None, help="checkpoint or 'random' (default: the real weights)")
+    parser.add_argument("--input-size", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+    config = RunConfig(device=args.device, weights=args.weights, input_size=args.input_size)
+    folders = {args.feral.name: (args.feral, args.project, False),
+               args.real_dev.name: (args.real_dev, args.real_dev_project, True)}
+    results = benchmark(folders, args.out.resolve(), config, args.limit)
+    print(table(results))
+    print(f"\nwritten: {args.out.resolve() / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
