@@ -475,3 +475,69 @@ def test_domains_script_end_to_end_writes_the_documented_keys(tmp_path, capsys):
     assert list(json.loads((tmp_path / "one" / "results.json").read_text())) == ["cats"]
     assert domains.benchmark(tmp_path / "absent", tmp_path / "none", log=lambda _: None)["skipped"].startswith(
         "domain folders skipped")
+
+
+# ------------------------------------------------------------------ review clicks (benchmarks/review_clicks.py)
+
+
+def test_review_clicks_writes_the_documented_keys_and_a_matched_object_costs_nothing(tmp_path, capsys):
+    from benchmarks import review_clicks
+    from engine import api
+    from engine.orchestration.config import RunConfig
+    from tests.helpers import MECHANICS
+
+    cats = write_domain(tmp_path / "domains" / "cats")
+    out = tmp_path / "out"
+    folders = {"cats": (cats, None, False), "real-dev": (tmp_path / "absent", None, True)}
+    results = review_clicks.benchmark(folders, out, RunConfig(**MECHANICS), limit=2, log=lambda _: None)
+    written = json.loads((out / "results.json").read_text())
+    assert written["review"]["clicks"] == json.loads(json.dumps(results["review"]["clicks"]))
+    row = written["review"]["clicks"]["cats"]
+    assert row["images"] == 2 and row["objects"] == 3 and row["limit"] == 2
+    for key in ("noc50", "noc80"):
+        assert 0 <= row[key] <= review_clicks.MAX_ACTIONS, key
+    assert 0 <= row["reached80"] <= row["reached50"] <= 1
+    assert written["review"]["clicks"]["real-dev"]["skipped"].startswith("real-dev skipped")
+
+    # an annotated object some object already matches costs 0 actions, and the project is left as it was
+    project = out / "cats" / "project"
+    state = api.label_state(project)
+    image_id = _first_image_id(project)
+    objects = api.image_objects(project, image_id)
+    shown = [int(k) for k, c in zip(objects.ids, objects.categories) if state.resolve(int(c)) is not None]
+    truth = objects.labels == shown[0]
+    reviewer = review_clicks.simulate(project, image_id, truth, lambda c: state.resolve(c) is not None)
+    assert reviewer.history == [1.0] and reviewer.counts == {}
+    assert review_clicks.clicks_needed(reviewer.history, 0.5) == review_clicks.clicks_needed(reviewer.history, 0.8) == 0
+    # a truth no object holds takes actions, all undone afterwards
+    before = api.image_objects(project, image_id).labels.copy()
+    missed = ~truth
+    missed[:, truth.shape[1] // 2:] = False  # half of what the object leaves: no object matches it
+    assert missed.any()
+    reviewer = review_clicks.simulate(project, image_id, missed, lambda c: state.resolve(c) is not None)
+    assert reviewer.actions >= 1 and review_clicks.clicks_needed(reviewer.history, 0.8) <= review_clicks.MAX_ACTIONS
+    assert np.array_equal(api.image_objects(project, image_id).labels, before)
+
+    # the command line: a given finished project is copied, never modified
+    given = out / "cats" / "base-project"
+    files_before = _project_files(given)
+    assert review_clicks.main(["--feral", str(cats), "--project", str(given), "--real-dev", str(tmp_path / "absent"),
+                               "--out", str(tmp_path / "cli"), "--limit", "1"]) == 0
+    assert _project_files(given) == files_before
+    clicks = json.loads((tmp_path / "cli" / "results.json").read_text())["review"]["clicks"]
+    assert set(clicks["cats"]) >= {"noc50", "noc80", "reached80"} and "skipped" in clicks["absent"]
+    printed = capsys.readouterr().out
+    assert "NoC@80" in printed and "skipped" in printed
+
+
+def _first_image_id(project) -> str:
+    from engine.state.schema import read_images
+
+    return read_images(project / "images.json")[0]["image_id"]
+
+
+def _project_files(project) -> dict:
+    """{path: (size, mtime)} of a project's files, but its SQLite index (a cache of the other files: the run's
+    still open connection writes its log into it when closed, at a time the garbage collector chooses)."""
+    return {str(p.relative_to(project)): (p.stat().st_size, p.stat().st_mtime_ns) for p in project.rglob("*")
+            if p.is_file() and not p.name.startswith("index.sqlite")}
