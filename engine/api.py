@@ -24,7 +24,7 @@ _WHERE = {
                "low_confidence_objects", "merge_categories", "recolour_category", "reject_mask", "reject_object",
                "rename_category", "restore_category", "restore_object", "set_image_labels", "set_image_masks",
                "set_object_category", "split_category"],
-    "state.prompt_review": ["add_object"],
+    "state.prompt_review": ["add_object", "refine_object"],
     "state.object_edits": ["grow_object", "merge_objects", "shrink_object"],  # torch-free: cached tokens, numpy
     "state.label_state": ["LabelState"],
     "state.project_index": ["project_index"],
@@ -42,7 +42,7 @@ __all__ = sorted(_MODULE_OF) + ["label_state", "LOADS_TORCH"]
 # Everything else here is torch-free, so a GUI can call it in its own process and send these to an engine
 # process (the napari plugin does; tests/test_plugin_engine_boundary.py checks the list).
 LOADS_TORCH = frozenset({"run", "distill", "predict", "evaluate_project", "export_project", "import_annotations",
-                         "split_category", "add_object"})
+                         "split_category", "add_object", "refine_object"})
 
 
 def label_state(project_dir, clusters: dict | None = None):

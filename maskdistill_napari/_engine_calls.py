@@ -134,6 +134,14 @@ def add_object(project_dir: ProjectDir, image_id: str, point: tuple[float, float
     return _forward(add_object, project_dir, image_id, point, box, category, allow_discarded)
 
 
+def refine_object(project_dir: ProjectDir, image_id: str, instance_id: int,
+                  positive: Iterable[tuple[float, float]] = (), negative: Iterable[tuple[float, float]] = (),
+                  box: tuple[float, float, float, float] | None = None) -> dict:
+    """engine.api.refine_object: the object being made by clicks remade from all its positive and negative
+    points (image pixels x, y); returns the undo record, with the changed window of the label map."""
+    return _forward(refine_object, project_dir, image_id, instance_id, positive, negative, box)
+
+
 def grow_object(project_dir: ProjectDir, image_id: str, instance_id: int) -> dict:
     """engine.api.grow_object: the object becomes the whole it is a part of (its parent in the image's candidate
     tree); returns the undo record, with the changed window of the label map."""

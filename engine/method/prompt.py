@@ -35,6 +35,7 @@ WINDOW_PATCHES = 64  # side of the window around a click, in patches (at DINOv2'
 MAX_PATCHES = 4096  # a larger window (a big box on tiled features) is pooled to about this many cells
 MIN_OBJECT_PATCHES = 2  # the smallest set the cut may choose
 SEED_SHARE = 0.3  # a cell joins a click's object only with at least this share of the seed's own affinity
+NEGATIVE_MARGIN = 0.1  # a cell leaves for a negative point only if that much more like it than like the object
 SHARPNESS = 0.1  # link weight exp((cosine - 1) / SHARPNESS): alike neighbours ~0.1-1, an object edge ~0.0003
 
 
@@ -52,40 +53,113 @@ def prompt_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, p
         (in the window's grid) are not linked in the graph. smoothing: random-walk steps applied to the
         affinity before the sweep (0: raw cosine). eps: the guided filter's regulariser (edge strength).
     """
-    height, width = image.shape[:2]
-    gh, gw = int(grid_hw[0]), int(grid_hw[1])
     if point is None and box is None:
         raise ValueError("Give a point (x, y) or a box (x0, y0, x1, y1) to find an object.")
+    return points_mask(patch_features, grid_hw, image, positive=[] if point is None else [point], box=box,
+                       centre=centre, window=window, radius=radius, smoothing=smoothing, max_patches=max_patches,
+                       eps=eps)
+
+
+def points_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, positive=(), negative=(),
+                box=None, centre: bool = True, window: int = WINDOW_PATCHES, radius: int = 2, smoothing: int = 3,
+                max_patches: int = MAX_PATCHES, eps: float = 1e-3) -> np.ndarray:
+    """The object shown by several clicks (micro-sam's positive and negative points) and / or a box, as a (H, W)
+    bool mask of ``image``; the arguments as :func:`prompt_mask`'s.
+
+    positive: (x, y) points on the object: each seeds a cut as one click does, the object is their union (a
+        positive point on a part the first click missed adds that part, even apart from it).
+    negative: (x, y) points off the object: the patch under each, and the patches around it more like it than
+        like any positive point (linked to it on the graph: "near it"), are forced outside the object.
+    With one positive point, no negative one: exactly :func:`prompt_mask` of that point.
+    """
+    height, width = image.shape[:2]
+    gh, gw = int(grid_hw[0]), int(grid_hw[1])
+    if not len(positive) and box is None:
+        raise ValueError("Give a positive point (x, y) or a box (x0, y0, x1, y1) to find an object.")
     unit = unit_rows(patch_features, centre).reshape(gh, gw, -1)
     to_grid = np.array([gh / height, gw / width])  # (row, col) image pixels -> patch-grid cells
     cell_box = None if box is None else _box_cells(box, to_grid, (gh, gw), (height, width))
-    clicked = None if point is None else _point_cell(point, to_grid, (gh, gw), (height, width))
-    top, left, bottom, right = _window(clicked, cell_box, (gh, gw), window, margin=2)
+    seeds = [_point_cell(p, to_grid, (gh, gw), (height, width)) for p in positive]
+    avoided = [_point_cell(p, to_grid, (gh, gw), (height, width)) for p in negative]
+    top, left, bottom, right = _window(seeds, cell_box, (gh, gw), window, margin=2)
     factor = max(1, int(np.ceil(np.sqrt((bottom - top) * (right - left) / max_patches))))
     local = _pooled(unit[top:bottom, left:right], factor)
     flat = local.reshape(-1, local.shape[-1])
     graph = window_graph(local, radius)
     inside = None if cell_box is None else _box_cells_in_window(cell_box, (top, left, bottom, right), factor)
-    if clicked is not None:
-        seed = ((clicked[0] - top) // factor) * local.shape[1] + (clicked[1] - left) // factor
-        affinity = _smoothed(graph, flat @ _seed_key(flat, graph, seed), smoothing)
-        floor = max(0.0 if centre else float(affinity.mean()), SEED_SHARE * float(affinity[seed]))
+
+    def cell_id(cell) -> int:  # a grid cell -> its index in the (pooled) window
+        return ((cell[0] - top) // factor) * local.shape[1] + (cell[1] - left) // factor
+
+    seed_ids = [cell_id(c) for c in seeds]
+    if seeds:
+        affinities, floors = zip(*(_click_affinity(graph, flat, s, centre, smoothing) for s in seed_ids))
     else:
         assert inside is not None, "a prompt is a point or a box"
-        affinity = _smoothed(graph, _box_affinity(flat, inside.ravel()), smoothing)
-        seed, floor = int(np.argmax(np.where(inside.ravel(), affinity, -np.inf))), 0.0
-    chosen = seeded_cut(graph, affinity, seed, floor, None if inside is None else inside.ravel())
-    cells = np.zeros((gh, gw), np.float32)
-    upsampled = np.repeat(np.repeat(chosen.reshape(local.shape[:2]), factor, axis=0), factor, axis=1)
-    cells[top:bottom, left:right] = upsampled[:bottom - top, :right - left]
-    mask, coarse = _refined(image, cells, eps), resize_nearest(cells > 0.5, height, width)
+        affinities = [_smoothed(graph, _box_affinity(flat, inside.ravel()), smoothing)]
+        seed_ids = [int(np.argmax(np.where(inside.ravel(), affinities[0], -np.inf)))]
+        floors = [0.0]
+    negative_ids = [cell_id(c) for c in avoided if top <= c[0] < bottom and left <= c[1] < right]
+    avoided_likeness = [_relative_affinity(graph, flat, n, smoothing) for n in negative_ids]
+    if not seeds and negative_ids:  # a box: its seed is, of its object-like cells, the one least like a negative
+        box_affinity = np.where(inside.ravel(), affinities[0], -np.inf)
+        object_like = box_affinity >= 0.5 * float(box_affinity.max())
+        seed_ids = [int(np.argmax(np.where(object_like, -np.max(avoided_likeness, axis=0), -np.inf)))]
+        affinities, floors = zip(_click_affinity(graph, flat, seed_ids[0], centre, smoothing))  # then as a click
+    # how like the object each cell is: its best affinity to a seed, relative to that seed's own
+    likeness = np.max([_relative_affinity(graph, flat, s, smoothing) for s in seed_ids], axis=0)
+    excluded = _excluded(graph, likeness, negative_ids, avoided_likeness)
+    excluded[seed_ids] = False  # a point both ways: the positive one wins
+    allowed = ~excluded if inside is None else inside.ravel() & ~excluded
+    cuts = [seeded_cut(graph, a, s, f, allowed) for a, s, f in zip(affinities, seed_ids, floors)]
+
+    def on_grid(chosen: np.ndarray) -> np.ndarray:  # window cells -> (gh, gw) float cells of the whole image
+        cells = np.zeros((gh, gw), np.float32)
+        upsampled = np.repeat(np.repeat(chosen.reshape(local.shape[:2]), factor, axis=0), factor, axis=1)
+        cells[top:bottom, left:right] = upsampled[:bottom - top, :right - left]
+        return cells
+
+    cells = on_grid(np.logical_or.reduce(cuts))
+    mask = _refined(image, cells, eps) & ~resize_nearest(on_grid(excluded) > 0.5, height, width)
+    in_box = np.ones((height, width), bool)
     if box is not None:
         x0, y0, x1, y1 = _pixel_box(box, (height, width))
-        in_box = np.zeros((height, width), bool)
+        in_box[:] = False
         in_box[y0:y1, x0:x1] = True
-        mask, coarse = mask & in_box, coarse & in_box
-    click = None if point is None else (_clip(point[1], height), _clip(point[0], width))
-    return _part_at(mask, click, coarse)
+        mask &= in_box
+    clicks = [(_clip(p[1], height), _clip(p[0], width)) for p in positive] or [None]
+    parts = np.zeros((height, width), bool)
+    for click, cut in zip(clicks, cuts):  # each cut's part, kept apart: a second object is not a crumb
+        parts |= _part_at(mask, click, resize_nearest(on_grid(cut) > 0.5, height, width) & in_box)
+    return parts
+
+
+def _click_affinity(graph, flat: np.ndarray, seed: int, centre: bool, smoothing: int) -> tuple:
+    """(affinity (n,), floor) of a click on cell ``seed``: each cell's smoothed cosine to the seed's key; a cell
+    joins only above the floor (a positive similarity, and SEED_SHARE of the seed's own)."""
+    affinity = _smoothed(graph, flat @ _seed_key(flat, graph, seed), smoothing)
+    return affinity, max(0.0 if centre else float(affinity.mean()), SEED_SHARE * float(affinity[seed]))
+
+
+def _relative_affinity(graph, flat: np.ndarray, index: int, smoothing: int) -> np.ndarray:
+    """(n,) each cell's smoothed cosine to the key of cell ``index``, over that cell's own."""
+    affinity = _smoothed(graph, flat @ _seed_key(flat, graph, index), smoothing)
+    return affinity / max(float(affinity[index]), 1e-6)
+
+
+def _excluded(graph, positive: np.ndarray, negative_ids: list, negative_likeness: list) -> np.ndarray:
+    """(n,) bool: the cells negative points force outside: for each, the cells linked to it (on the graph,
+    through such cells) more like it (``negative_likeness``, relative to its own) than like the object
+    (``positive``, on the same scale) by NEGATIVE_MARGIN (a cell as like both stays: an object touching one
+    of its kind keeps its own cells), and at least SEED_SHARE as like it as itself."""
+    excluded = np.zeros(len(positive), bool)
+    for index, likeness in zip(negative_ids, negative_likeness):
+        candidates = (likeness > positive + NEGATIVE_MARGIN) & (likeness > SEED_SHARE)
+        candidates[index] = True
+        linked = graph.multiply(candidates[:, None]).multiply(candidates[None, :]).tocsr()
+        _, parts = connected_components(linked, directed=False)
+        excluded |= candidates & (parts == parts[index])
+    return excluded
 
 
 def seeded_cut(graph, affinity: np.ndarray, seed: int, floor: float = 0.0, allowed=None) -> np.ndarray:
@@ -251,19 +325,19 @@ def _box_cells_in_window(cells: tuple, window: tuple, factor: int) -> np.ndarray
     return _pooled(inside, factor)[..., 0] > 0.5
 
 
-def _window(seed, box_cells, grid_hw: tuple, window: int, margin: int) -> tuple:
+def _window(seeds: list, box_cells, grid_hw: tuple, window: int, margin: int) -> tuple:
     """(top, left, bottom, right) of the cells searched: the box grown by ``margin`` cells (and holding the
-    seed, if any), else ``window`` cells around the seed."""
+    seeds, if any), else ``window`` cells around each seed (their bounding rectangle)."""
     gh, gw = grid_hw
+    rows, cols = [s[0] for s in seeds], [s[1] for s in seeds]
     if box_cells is not None:
         top, left, bottom, right = box_cells
-        if seed is not None:
-            top, left = min(top, seed[0]), min(left, seed[1])
-            bottom, right = max(bottom, seed[0] + 1), max(right, seed[1] + 1)
+        top, left = min([top, *rows]), min([left, *cols])
+        bottom, right = max([bottom, *(r + 1 for r in rows)]), max([right, *(c + 1 for c in cols)])
         top, left, bottom, right = top - margin, left - margin, bottom + margin, right + margin
     else:
         half = max(2, window // 2)
-        top, left, bottom, right = seed[0] - half, seed[1] - half, seed[0] + half, seed[1] + half
+        top, left, bottom, right = min(rows) - half, min(cols) - half, max(rows) + half, max(cols) + half
     return max(0, top), max(0, left), min(gh, bottom), min(gw, right)
 
 

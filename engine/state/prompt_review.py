@@ -1,4 +1,5 @@
-"""One-click objects: a point (or a box) on an image becomes a new object of the user's correction.
+"""One-click objects: a point (or a box) on an image becomes a new object of the user's correction; further
+clicks refine it (``refine_object``: positive and negative points).
 
 The mask comes from :func:`engine.method.prompt.prompt_mask` over the image's cached patch tokens
 (``features/``, the key in images.json) and the image's pixels (for its edges): no network pass. It is written
@@ -57,11 +58,63 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
     return _edit_correction(project.root, image_id, None, add)
 
 
-def object_mask(project: Project, config: dict, entry: dict, point=None, box=None) -> np.ndarray:
-    """(H, W) bool: the object a point / box shows on one image, from its cached features and its pixels."""
+def refine_object(project_dir, image_id: str, instance_id: int, positive=(), negative=(), box=None) -> dict:
+    """Remake the object being made by clicks from all of them: ``positive`` (x, y) points on it (the first
+    click and each left click since), ``negative`` points off it (right / shift clicks), image pixels, and an
+    optional ``box``. Its mask (engine.method.prompt.points_mask) replaces the object's pixels; it takes only
+    pixels no other object holds, in the parts under its positive points. The object keeps its id and
+    category and becomes reviewed.
+
+    Returns the undo record for engine.api.restore_object, which also says what changed: action "refine",
+    image_id, instance_id, category, area, box (x0, y0, x1, y1) and the changed window of the label map
+    (changed_box (y0, x0, y1, x1), before, after), as engine.state.object_edits.grow_object's.
+    """
+    from engine.state.object_edits import _replace_object
+
+    positive, negative = [tuple(p) for p in positive], [tuple(p) for p in negative]
+    project = Project(project_dir)
+    entry = _entry(project, image_id)
+    name = entry["relative_path"]
+    try:
+        mask = object_mask(project, project.read_config(), entry, box=box, positive=positive, negative=negative)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
+
+    def refine(correction: ImageCorrection) -> dict:  # under the state lock (engine.state.review._edit_correction)
+        own = correction.labels == int(instance_id)
+        refined = _parts_at(mask & (own | (correction.labels == 0)), positive)
+        if int(refined.sum()) < MIN_OBJECT_PIXELS:
+            raise ValueError(f"Object {instance_id} of {name}: these clicks leave it no free pixels ({int(mask.sum())}"
+                             " pixels lie on other objects); undo the last click, or paint the object.")
+        if np.array_equal(refined, own):
+            raise ValueError(f"Object {instance_id} of {name}: the click changes nothing. Click a region the "
+                             "object misses (left) or holds wrongly (right or shift-click), further from its edge.")
+        return {"action": "refine", **_replace_object(correction, int(instance_id), refined, [])}
+
+    return _edit_correction(project.root, image_id, instance_id, refine)
+
+
+def _parts_at(mask: np.ndarray, points: list) -> np.ndarray:
+    """The connected parts of ``mask`` under any of the points, else its largest part (a click on its edge)."""
+    from scipy import ndimage
+
+    parts, count = ndimage.label(mask)
+    if count == 0:
+        return mask
+    height, width = mask.shape
+    under = {int(parts[min(max(int(y), 0), height - 1), min(max(int(x), 0), width - 1)]) for x, y in points} - {0}
+    if not under:
+        under = {1 + int(np.argmax(np.bincount(parts.ravel())[1:]))}
+    return np.isin(parts, sorted(under))
+
+
+def object_mask(project: Project, config: dict, entry: dict, point=None, box=None, positive=(),
+                negative=()) -> np.ndarray:
+    """(H, W) bool: the object a point / box (or several ``positive`` and ``negative`` points) shows on one
+    image, from its cached features and its pixels."""
     from engine.io.images import ImageSource
     from engine.method.features import FeatureCache  # torch: loaded by the first click (the plugin has it)
-    from engine.method.prompt import prompt_mask
+    from engine.method.prompt import points_mask
 
     features = FeatureCache(project.features_dir).get(entry.get("feature_key", ""))
     if features is None:
@@ -72,7 +125,9 @@ def object_mask(project: Project, config: dict, entry: dict, point=None, box=Non
     centre = config.get("backbone", {}).get("family") in ("dinov2", "dinov3")  # as engine.method.proposals
     # the tokens, not the keys: every cache format keeps them (the compact one drops the keys), and on the
     # example photos they gave whole objects where the keys more often gave parts
-    return prompt_mask(features.tokens, features.grid_hw, image, point=point, box=box, centre=centre)
+    points = ([] if point is None else [point]) + list(positive)
+    return points_mask(features.tokens, features.grid_hw, image, positive=points, negative=negative, box=box,
+                       centre=centre)
 
 
 def _free_part(mask: np.ndarray, labels: np.ndarray, point, name: str = "the image") -> np.ndarray:

@@ -559,7 +559,8 @@ def restore_object(project_dir, undo: dict) -> None:
         _save_correction(project, image_id, correction)
 
 
-RELABELLING_ACTIONS = ("grow", "shrink", "merge")  # engine.state.object_edits: records of a changed label window
+# records of a changed label window: engine.state.object_edits, engine.state.prompt_review.refine_object
+RELABELLING_ACTIONS = ("grow", "shrink", "merge", "refine")
 
 
 def _put_back_relabelling(correction: ImageCorrection, undo: dict) -> None:
