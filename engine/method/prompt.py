@@ -93,7 +93,7 @@ def points_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, p
 
     seed_ids = [cell_id(c) for c in seeds]
     if seeds:
-        affinities, floors = zip(*(_click_affinity(graph, flat, s, centre, smoothing) for s in seed_ids))
+        affinities, floors = map(list, zip(*(_click_affinity(graph, flat, s, centre, smoothing) for s in seed_ids)))
     else:
         assert inside is not None, "a prompt is a point or a box"
         affinities = [_smoothed(graph, _box_affinity(flat, inside.ravel()), smoothing)]
@@ -101,11 +101,13 @@ def points_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, p
         floors = [0.0]
     negative_ids = [cell_id(c) for c in avoided if top <= c[0] < bottom and left <= c[1] < right]
     avoided_likeness = [_relative_affinity(graph, flat, n, smoothing) for n in negative_ids]
-    if not seeds and negative_ids:  # a box: its seed is, of its object-like cells, the one least like a negative
+    if inside is not None and not seeds and negative_ids:  # a box: its seed is, of its object-like cells, the
+        # one least like a negative
         box_affinity = np.where(inside.ravel(), affinities[0], -np.inf)
         object_like = box_affinity >= 0.5 * float(box_affinity.max())
         seed_ids = [int(np.argmax(np.where(object_like, -np.max(avoided_likeness, axis=0), -np.inf)))]
-        affinities, floors = zip(_click_affinity(graph, flat, seed_ids[0], centre, smoothing))  # then as a click
+        affinity, floor = _click_affinity(graph, flat, seed_ids[0], centre, smoothing)  # then as a click
+        affinities, floors = [affinity], [floor]
     # how like the object each cell is: its best affinity to a seed, relative to that seed's own
     likeness = np.max([_relative_affinity(graph, flat, s, smoothing) for s in seed_ids], axis=0)
     excluded = _excluded(graph, likeness, negative_ids, avoided_likeness)
@@ -127,7 +129,7 @@ def points_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, p
         in_box[:] = False
         in_box[y0:y1, x0:x1] = True
         mask &= in_box
-    clicks = [(_clip(p[1], height), _clip(p[0], width)) for p in positive] or [None]
+    clicks: list = [(_clip(p[1], height), _clip(p[0], width)) for p in positive] or [None]
     parts = np.zeros((height, width), bool)
     for click, cut in zip(clicks, cuts):  # each cut's part, kept apart: a second object is not a crumb
         parts |= _part_at(mask, click, resize_nearest(on_grid(cut) > 0.5, height, width) & in_box)
