@@ -46,6 +46,7 @@ class ReviewPanel(QWidget):
         self.queue_cursor = -1
         self.done: set = set()  # (image_id, instance id) reviewed or rejected since the queue was read
         self.undo_stack: list = []  # engine undo records, newest last
+        self.making: dict | None = None  # the object further clicks refine (refine_made_object)
         self.last_add_seconds = None  # click to engine result of the last added object (shown; benchmarked)
         self.confirmed_discarded: set = set()  # discarded categories the user chose to use anyway
         self._visible_choice = None  # the last category chosen in the box whose objects are exported
@@ -79,7 +80,9 @@ class ReviewPanel(QWidget):
                 self.highlight: "While an object is selected, show only its mask.",
                 self.add_object_button: "While on: click an object on the image (or drag a box around it) to add it "
                                         "as a new object, made from the image's features and snapped to its "
-                                        "edges. It gets the category chosen in the box above; Undo removes it.",
+                                        "edges. It gets the category chosen in the box above; Undo removes it. "
+                                        "Further clicks refine it: a click adds the region under it, a right or "
+                                        "shift click removes it.",
                 self.zoom: "Zoom to the object the queue shows.",
                 self.grow_button: "Replace the selected object by the whole it is part of, as the image's features "
                                   "outline it (key Up); it takes in objects lying mostly inside. Undo goes back.",
@@ -349,7 +352,10 @@ class ReviewPanel(QWidget):
         def done(_):
             self.done.discard((record["image_id"], record["instance_id"]))
             self.status.setText(f"Undid {record['action']} of object {record['instance_id'] or 'all'}.")
-            if not (record["action"] in ("grow", "shrink", "merge") and self.view.apply_object_edit(record, True)):
+            if record["action"] == "refine" and self.making is not None and record.get("points"):
+                self.making.update(record["points"])
+            if not (record["action"] in ("grow", "shrink", "merge", "refine")
+                    and self.view.apply_object_edit(record, True)):
                 self._reload(record["image_id"], 0 if added else record["instance_id"] or 0)
 
         def failed(message):
@@ -365,15 +371,25 @@ class ReviewPanel(QWidget):
             self.add_object_button.setChecked(bool(on))  # toggles back into this method
             return
         self.view.set_prompt(self.add_object_at if on else None)
+        self.making = None  # the object clicks refine: the last one added while this mode is on
         if on:
             self.status.setText("Click an object on the image, or drag a box around it, to add it.")
 
-    def add_object_at(self, start, end=None) -> None:
+    def add_object_at(self, start, end=None, negative: bool = False) -> None:
         """Add the object at data position ``start`` (row, col), or in the box from ``start`` to ``end``, in a
-        worker; the image is reloaded with the new object selected."""
+        worker; the image is reloaded with the new object selected. Further clicks refine the object just added:
+        a left click adds the region under it, a right or shift click removes it (:meth:`refine_made_object`)."""
         data = self.view.current
         if data is None or self.view.project_dir is None:
             self.status.setText("Open or run a project first.")
+            return
+        making = self.making
+        if end is None and making is not None and making["image_id"] == data["image_id"] \
+                and making["instance_id"] in data["classes"]:
+            self.refine_made_object(making, (float(start[1]), float(start[0])), negative)
+            return
+        if negative:
+            self.status.setText("A right or shift click removes a region from the object just added: add one first.")
             return
         category = self.chosen_category()
         if category is None:
@@ -389,6 +405,8 @@ class ReviewPanel(QWidget):
 
         def done(undo):
             self.undo_stack.append(undo)
+            self.making = {"image_id": image_id, "instance_id": undo["instance_id"], "box": prompt.get("box"),
+                           "positive": [prompt["point"]] if "point" in prompt else [], "negative": []}
             self.last_add_seconds = time.perf_counter() - clicked
             category = self.view.table.by_id().get(undo["category"]) if self.view.table else None
             self.status.setText(f"Added object {undo['instance_id']} ({undo['area']} pixels, "
@@ -398,6 +416,29 @@ class ReviewPanel(QWidget):
         self.tasks.submit(engine_calls.add_object, self.view.project_dir, image_id, category=category,
                           allow_discarded=self._is_discarded(category), on_done=done,
                           on_error=self._failed("Adding an object"), **prompt)
+
+    def refine_made_object(self, making: dict, point: tuple, negative: bool) -> None:
+        """Remake the object just added (``making``: its image, id, box and clicks) from all its clicks plus
+        ``point`` (x, y): positive adds the region under it, negative removes it; undoable, the layer follows the
+        returned change."""
+        side = "negative" if negative else "positive"
+        before = {"positive": list(making["positive"]), "negative": list(making["negative"])}
+        making[side].append(point)
+        self.view.save()
+
+        def done(record):
+            self.undo_stack.append({**record, "points": before})  # an undo takes the click back too
+            if not self.view.apply_object_edit(record):
+                self._reload(record["image_id"], record["instance_id"])
+            self.status.setText(f"{'Removed a region from' if negative else 'Added a region to'} object "
+                                f"{record['instance_id']}. Undo goes back; Add object off ends it.")
+
+        def failed(message):
+            making[side].pop()
+            self.status.setText(f"Refining the object: {message}")
+        self.tasks.submit(engine_calls.refine_object, self.view.project_dir, making["image_id"],
+                          making["instance_id"], positive=list(making["positive"]),
+                          negative=list(making["negative"]), box=making["box"], on_done=done, on_error=failed)
 
     def accept_image(self) -> None:
         if self.view.current is None:

@@ -152,3 +152,38 @@ def shift_click(layer, position) -> None:
         event.type = "mouse_release"
         next(generator, None)
         event.type = "mouse_press"
+
+
+def test_further_clicks_refine_the_object_just_added_and_undo_takes_one_back(widget, qtbot):
+    """Issue 21 item 3 in the window: with Add object on, a click adds an object, a shift (or right) click on
+    a region removes it from that object, a plain click adds it back; each is saved, shown and undoable."""
+    view, review = widget.view, widget.review
+    project, image_id = view.project_dir, view.current["image_id"]
+    layer = view.labels_layer
+    before = np.asarray(layer.data)
+    part_a, part_b = before == 1, before == 2
+    engine.api.set_image_labels(project, image_id, np.zeros_like(before), {}, reviewed=False)
+    review._reload(image_id)
+    wait_idle(qtbot, widget)
+    review.set_add_mode(True)
+    review.add_object_at(centre_of(part_a))
+    wait_idle(qtbot, widget)
+    made = review.making["instance_id"]
+    added = np.asarray(layer.data).copy()
+    assert added[part_a].mean() > 0.5, review.status.text()
+    row, col = (int(v) for v in centre_of(part_b))
+
+    review.add_object_at(centre_of(part_b), None, True)  # what a shift or right click on the canvas sends
+    wait_idle(qtbot, widget)
+    refined = np.asarray(layer.data)
+    assert refined[row, col] != made and (refined == made).any(), review.status.text()
+    assert review.status.text().startswith("Removed a region from object")
+    assert np.array_equal(engine.api.image_objects(project, image_id).labels, refined)
+    assert review.making["negative"] and review.making["positive"]
+
+    review.undo_button.click()
+    wait_idle(qtbot, widget)
+    assert np.array_equal(np.asarray(layer.data), added)
+    assert review.making["negative"] == []  # the undone click is taken back too
+    review.set_add_mode(False)
+    assert review.making is None
