@@ -37,6 +37,10 @@ actions are spent, takes the first step that applies:
 5. *reject* (``reject_object``) the object holding most of the missed part when no free pixel is left to click
    (the object lies mostly outside the annotated one), so the next click can take its place.
 
+``--first-prompt box``: before step 2, when no object holds most of the annotated object or lies mostly in it,
+the reviewer drags its bounding box (``add_object`` with a box, one action; undone, one more, when it does not
+improve the IoU); the steps above follow. The default, ``click``, is the papers' protocol.
+
 Every engine call counts as one action, a refused one (e.g. "cannot grow") and an undo included. After each
 annotated object every action is undone (``restore_object``, newest first), so each object starts from the
 project as the engine left it. The correction curve of issue 21 (correct k images, retrain, AP50 on the others)
@@ -137,13 +141,20 @@ class Reviewer:
         self.undo.clear()
 
 
-def simulate(project, image_id: str, truth: np.ndarray, exported, max_actions: int = MAX_ACTIONS) -> Reviewer:
-    """Run the policy of the module docstring for one annotated object; the project is left as found."""
+def simulate(project, image_id: str, truth: np.ndarray, exported, max_actions: int = MAX_ACTIONS,
+             first_prompt: str = "click") -> Reviewer:
+    """Run the policy of the module docstring for one annotated object; the project is left as found.
+    ``first_prompt`` "box": the first new object comes from the annotated object's box, not a click."""
     reviewer = Reviewer(project, image_id, truth, exported)
+    boxed = first_prompt != "box"  # whether the box was drawn (or is not to be)
     tried: set = set()  # (step, object, its area): a grow / shrink / click that did not help is not repeated
     blocked = np.zeros_like(truth)
     try:
         while reviewer.actions < max_actions and reviewer.best_iou < THRESHOLDS[-1]:
+            if not boxed:
+                boxed = _box(reviewer)
+                if boxed:
+                    continue
             if not (_grow_or_shrink(reviewer, tried) or _merge_parts(reviewer) or _click(reviewer, blocked)
                     or _reject_blocker(reviewer)):
                 break
@@ -220,6 +231,23 @@ def _click(reviewer: Reviewer, blocked: np.ndarray) -> bool:
     return True
 
 
+def _box(reviewer: Reviewer) -> bool:
+    """The annotated object's bounding box as a prompt, when no object holds most of it or lies mostly in it;
+    undone when its object does not improve the IoU."""
+    from engine import api
+
+    best = reviewer.best
+    if best is not None and max(reviewer.inside[best] / reviewer.areas[best],
+                                reviewer.inside[best] / reviewer.truth.sum()) >= MOSTLY_INSIDE:
+        return False
+    rows, cols = np.flatnonzero(reviewer.truth.any(axis=1)), np.flatnonzero(reviewer.truth.any(axis=0))
+    before = reviewer.best_iou
+    record = reviewer.act("box", api.add_object, box=(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
+    if record is not None and reviewer.best_iou <= before and reviewer.actions < MAX_ACTIONS:
+        reviewer.take_back(record)
+    return True
+
+
 def _reject_blocker(reviewer: Reviewer) -> bool:
     """Reject the object (not the best one, mostly outside the truth) holding most of the truth's missed part."""
     from engine import api
@@ -260,7 +288,7 @@ def working_project(images_folder: Path, given, out: Path, config, log=print) ->
 
 
 def review_folder(folder: Path, out: Path, config, given_project=None, limit: int | None = None,
-                  mask_sources_only: bool = False, log=print) -> dict:
+                  mask_sources_only: bool = False, log=print, first_prompt: str = "click") -> dict:
     """Simulate the reviewer on every annotated object of the folder's first ``limit`` mask images."""
     from engine import api
     from engine.state.schema import read_images
@@ -282,7 +310,7 @@ def review_folder(folder: Path, out: Path, config, given_project=None, limit: in
             raise KeyError(f"{project}: no image {image.file_name} (the project was made from other images)")
         for truth in image.masks:
             if truth.any():
-                reviewer = simulate(project, entries[image.file_name], truth, exported)
+                reviewer = simulate(project, entries[image.file_name], truth, exported, first_prompt=first_prompt)
                 per_object.append({"image": image.file_name, "history": [round(v, 4) for v in reviewer.history],
                                    **{f"noc{round(t * 100)}": clicks_needed(reviewer.history, t) for t in THRESHOLDS}})
                 for kind, n in reviewer.counts.items():
@@ -290,6 +318,7 @@ def review_folder(folder: Path, out: Path, config, given_project=None, limit: in
         log(f"{folder.name}: {image.file_name} done ({len(per_object)} objects, "
             f"{time.perf_counter() - start:.0f} s)")
     summary = {"path": str(folder.resolve()), "images": len(images), "objects": len(per_object), "limit": limit,
+               "first_prompt": first_prompt,
                "actions": counts, "seconds": round(time.perf_counter() - start, 1)}
     for t in THRESHOLDS:
         key = round(t * 100)
@@ -301,7 +330,8 @@ def review_folder(folder: Path, out: Path, config, given_project=None, limit: in
     return summary
 
 
-def benchmark(folders: dict, out, config=None, limit: int | None = None, log=print) -> dict:
+def benchmark(folders: dict, out, config=None, limit: int | None = None, log=print,
+              first_prompt: str = "click") -> dict:
     """``folders``: {name: (folder, given project or None, mask_sources_only)}. Returns and writes
     ``{"review": {"clicks": {name: summary or {"skipped": reason}}}}`` (merged into OUT/results.json)."""
     from engine.orchestration.config import RunConfig
@@ -315,7 +345,7 @@ def benchmark(folders: dict, out, config=None, limit: int | None = None, log=pri
             log(missing)
             clicks[name] = {"skipped": missing, "path": str(folder)}
             continue
-        clicks[name] = review_folder(Path(folder), out / name, config, project, limit, mask_only, log)
+        clicks[name] = review_folder(Path(folder), out / name, config, project, limit, mask_only, log, first_prompt)
     results = read_json(out / "results.json") if (out / "results.json").is_file() else {}
     results.setdefault("review", {}).setdefault("clicks", {}).update(clicks)
     atomic_write_json(out / "results.json", results)
@@ -346,6 +376,8 @@ def main(argv=None) -> int:
                         help="a finished default project of real-dev's mask images to copy (never modified)")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmark-review-clicks"))
     parser.add_argument("--limit", type=int, default=None, help="only the first N images of each folder")
+    parser.add_argument("--first-prompt", choices=("click", "box"), default="click",
+                        help="box: the first new object of an unmatched object comes from its bounding box")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--weights", default=None, help="checkpoint or 'random' (default: the real weights)")
     parser.add_argument("--input-size", type=int, default=None)
@@ -355,7 +387,7 @@ def main(argv=None) -> int:
     config = RunConfig(device=args.device, weights=args.weights, input_size=args.input_size)
     folders = {args.feral.name: (args.feral, args.project, False),
                args.real_dev.name: (args.real_dev, args.real_dev_project, True)}
-    results = benchmark(folders, args.out.resolve(), config, args.limit)
+    results = benchmark(folders, args.out.resolve(), config, args.limit, first_prompt=args.first_prompt)
     print(table(results))
     print(f"\nwritten: {args.out.resolve() / 'results.json'}")
     return 0
