@@ -30,10 +30,13 @@ actions are spent, takes the first step that applies:
    added greedily while the IoU of their union rises (a merge's result is known before it is made);
 4. *click* (``add_object`` with a point) at the pixel of the missed part of the annotated object farthest from
    its boundary (distance transform; the first click is the object's interior point farthest from its boundary)
-   on pixels no object holds, as add_object takes only those. The engine's add_object takes one point (no extra
-   positive / negative points), so a further click makes a new object in the largest missed region, which step 3
-   then merges into the best one. A click whose new object lies mostly outside the annotated object and does not
-   improve the IoU is undone (one more action) and that region is not clicked again;
+   on pixels no object holds, as add_object takes only those. When the best object is one the reviewer made by
+   clicks, a further click is an *extra click* (``refine_object`` with all its points): positive at the centre of
+   the largest missed free region, or negative at the centre of the largest region it holds outside the
+   annotated object, whichever is wider (distance transform), undone (one more action) when it does not improve
+   the IoU. Otherwise a further click makes a new object in the largest missed region, which step 3 then merges
+   into the best one. A click whose new object lies mostly outside the annotated object and does not improve the
+   IoU is undone (one more action). A region clicked at is not clicked at again;
 5. *reject* (``reject_object``) the object holding most of the missed part when no free pixel is left to click
    (the object lies mostly outside the annotated one), so the next click can take its place.
 
@@ -83,6 +86,7 @@ class Reviewer:
         self.project, self.image_id, self.truth = project, image_id, truth
         self.exported = exported  # category id -> whether its objects are shown and exported
         self.undo: list = []
+        self.made: dict = {}  # id of the object the reviewer made by clicks -> {"positive": [...], "negative": [...]}
         self.counts: dict = {}
         self.history: list = []  # best IoU after 0, 1, 2, ... actions
         self.refresh()
@@ -203,6 +207,8 @@ def _merge_parts(reviewer: Reviewer) -> bool:
     if len(chosen) < 2:
         return False
     reviewer.act("merge", api.merge_objects, chosen)
+    for k in chosen:  # a merged object is no longer what its clicks make (refine_object would drop the rest)
+        reviewer.made.pop(k, None)
     return True
 
 
@@ -212,6 +218,9 @@ def _click(reviewer: Reviewer, blocked: np.ndarray) -> bool:
 
     from engine import api
 
+    best = reviewer.best
+    if best in reviewer.made:
+        return _extra_click(reviewer, best, blocked)
     free = reviewer.truth & (reviewer.labels == 0) & ~blocked
     if free.sum() < MIN_CLICK_PIXELS:
         return False
@@ -219,16 +228,56 @@ def _click(reviewer: Reviewer, blocked: np.ndarray) -> bool:
     row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
     before = reviewer.best_iou
     record = reviewer.act("click", api.add_object, point=(col + 0.5, row + 0.5))
-    radius = max(float(distance[row, col]) / 2, 1.0)  # this region is not clicked at again
-    rows, cols = np.ogrid[:free.shape[0], :free.shape[1]]
-    blocked |= (rows - row) ** 2 + (cols - col) ** 2 <= radius ** 2
+    _block(blocked, row, col, distance[row, col])
     if record is None:
         return True
     new = int(record["instance_id"])
+    reviewer.made[new] = {"positive": [(col + 0.5, row + 0.5)], "negative": []}
     mostly_inside = reviewer.inside[new] >= MOSTLY_INSIDE * reviewer.areas[new] if new < len(reviewer.areas) else False
     if not mostly_inside and reviewer.best_iou <= before and reviewer.actions < MAX_ACTIONS:
         reviewer.take_back(record)
+        reviewer.made.pop(new, None)
     return True
+
+
+def _extra_click(reviewer: Reviewer, made: int, blocked: np.ndarray) -> bool:
+    """One more point on the object made by clicks (engine.api.refine_object), at the centre of its largest
+    error region: positive on a missed free part, negative on a part it holds wrongly; undone when it does not
+    improve the IoU."""
+    from scipy import ndimage
+
+    from engine import api
+
+    own = reviewer.labels == made
+    missed = reviewer.truth & (reviewer.labels == 0) & ~blocked
+    spilled = own & ~reviewer.truth & ~blocked
+    regions = {kind: ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+               for kind, mask in (("positive", missed), ("negative", spilled)) if mask.sum() >= MIN_CLICK_PIXELS}
+    if not regions:
+        return False
+    kind = max(regions, key=lambda k: float(regions[k].max()))
+    distance = regions[kind]
+    row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    points = reviewer.made[made]
+    tried = {**points, kind: points[kind] + [(col + 0.5, row + 0.5)]}
+    before = reviewer.best_iou
+    record = reviewer.act("extra click", api.refine_object, made, positive=tried["positive"],
+                          negative=tried["negative"])
+    _block(blocked, row, col, distance[row, col])
+    if record is None:
+        return True
+    if reviewer.best_iou <= before and reviewer.actions < MAX_ACTIONS:
+        reviewer.take_back(record)
+    else:
+        reviewer.made[made] = tried
+    return True
+
+
+def _block(blocked: np.ndarray, row: int, col: int, distance: float) -> None:
+    """The region around a point clicked at is not clicked at again (the same click would give the same mask)."""
+    radius = max(float(distance) / 2, 1.0)
+    rows, cols = np.ogrid[:blocked.shape[0], :blocked.shape[1]]
+    blocked |= (rows - row) ** 2 + (cols - col) ** 2 <= radius ** 2
 
 
 def _box(reviewer: Reviewer) -> bool:
