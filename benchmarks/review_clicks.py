@@ -132,7 +132,7 @@ class Reviewer:
 
         self.counts["undo"] = self.counts.get("undo", 0) + 1
         api.restore_object(self.project, record)
-        self.undo.remove(record)
+        self.undo = [r for r in self.undo if r is not record]  # by identity: records hold arrays
         self.refresh()
         self.history.append(self.best_iou)
 

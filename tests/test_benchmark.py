@@ -517,6 +517,15 @@ def test_review_clicks_writes_the_documented_keys_and_a_matched_object_costs_not
     reviewer = review_clicks.simulate(project, image_id, missed, lambda c: state.resolve(c) is not None)
     assert reviewer.actions >= 1 and review_clicks.clicks_needed(reviewer.history, 0.8) <= review_clicks.MAX_ACTIONS
     assert np.array_equal(api.image_objects(project, image_id).labels, before)
+    # undoing the last of several actions (their records hold arrays) and then the rest
+    ids = [int(k) for k in objects.ids]
+    assert len(ids) >= 2
+    reviewer = review_clicks.Reviewer(project, image_id, truth, lambda c: state.resolve(c) is not None)
+    reviewer.act("reject", api.reject_object, ids[0])
+    reviewer.take_back(reviewer.act("reject", api.reject_object, ids[1]))
+    assert len(reviewer.undo) == 1 and reviewer.actions == 3
+    reviewer.restore_project()
+    assert np.array_equal(api.image_objects(project, image_id).labels, before)
     boxed = review_clicks.simulate(project, image_id, missed, lambda c: state.resolve(c) is not None,
                                    first_prompt="box")
     assert boxed.counts.get("box", 0) <= 1 and "box" not in reviewer.counts  # a box at most once, when asked
