@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.review_clicks [--feral PATH] [--project DIR] [--real-dev PATH]
                                                  [--real-dev-project DIR] [--out runs/benchmark-review-clicks]
                                                  [--limit N] [--device auto] [--weights FILE|random]
-                                                 [--input-size N]
+                                                 [--input-size N] [--first-prompt click|box]
 
 Folders: ``--feral`` (default ``../shared/data/domains/feral_cats``) and ``--real-dev`` (default
 ``../shared/data/real-dev``, its mask-annotated images only), each a folder with ``images/`` and a COCO
