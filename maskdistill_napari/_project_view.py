@@ -317,9 +317,12 @@ class ProjectView(QObject):
             yield
         if self.prompt is not None:
             corner = tuple(layer.world_to_data(start)[-2:])
-            # a right or shift click removes a region from the object being made (the Review panel's refine)
-            negative = "Shift" in getattr(event, "modifiers", ()) or getattr(event, "button", 1) == 2
-            self.prompt(corner, tuple(layer.world_to_data(tuple(event.position))[-2:]) if moved else None, negative)
+            # the Review panel's refine of the object being made: a right or shift click removes a region from
+            # it, a ctrl (cmd) click adds one; a plain click makes a new object
+            modifiers = getattr(event, "modifiers", ())
+            refine = ("remove" if "Shift" in modifiers or getattr(event, "button", 1) == 2
+                      else "add" if "Control" in modifiers or "Meta" in modifiers else None)
+            self.prompt(corner, tuple(layer.world_to_data(tuple(event.position))[-2:]) if moved else None, refine)
         elif not moved:
             value = int(layer.get_value(start, world=True) or 0)
             if "Shift" in getattr(event, "modifiers", ()) and self.selected:
@@ -346,7 +349,7 @@ class ProjectView(QObject):
         return bool(self.selected) and self.highlight and not self.also_selected
 
     def set_prompt(self, prompt) -> None:
-        """Send canvas clicks and dragged boxes to ``prompt(start, end, negative)`` (data (row, col); ``end`` None for a
+        """Send canvas clicks and dragged boxes to ``prompt(start, end, refine)`` (data (row, col); ``end`` None for a
         click) instead of selecting objects; None ends that. While set, a drag draws a box instead of panning."""
         self.prompt = prompt
         camera_of(self.viewer).mouse_pan = prompt is None

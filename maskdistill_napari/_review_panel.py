@@ -81,8 +81,8 @@ class ReviewPanel(QWidget):
                 self.add_object_button: "While on: click an object on the image (or drag a box around it) to add it "
                                         "as a new object, made from the image's features and snapped to its "
                                         "edges. It gets the category chosen in the box above; Undo removes it. "
-                                        "Further clicks refine it: a click adds the region under it, a right or "
-                                        "shift click removes it.",
+                                        "Then a ctrl click adds the region under it to that object, a right or "
+                                        "shift click removes it; a plain click makes another object.",
                 self.zoom: "Zoom to the object the queue shows.",
                 self.grow_button: "Replace the selected object by the whole it is part of, as the image's features "
                                   "outline it (key Up); it takes in objects lying mostly inside. Undo goes back.",
@@ -375,21 +375,23 @@ class ReviewPanel(QWidget):
         if on:
             self.status.setText("Click an object on the image, or drag a box around it, to add it.")
 
-    def add_object_at(self, start, end=None, negative: bool = False) -> None:
+    def add_object_at(self, start, end=None, refine: str | None = None) -> None:
         """Add the object at data position ``start`` (row, col), or in the box from ``start`` to ``end``, in a
-        worker; the image is reloaded with the new object selected. Further clicks refine the object just added:
-        a left click adds the region under it, a right or shift click removes it (:meth:`refine_made_object`)."""
+        worker; the image is reloaded with the new object selected. ``refine`` "add" (a ctrl click) or "remove"
+        (a right or shift click) instead changes the object just added by the region under the click
+        (:meth:`refine_made_object`)."""
         data = self.view.current
         if data is None or self.view.project_dir is None:
             self.status.setText("Open or run a project first.")
             return
         making = self.making
-        if end is None and making is not None and making["image_id"] == data["image_id"] \
-                and making["instance_id"] in data["classes"]:
-            self.refine_made_object(making, (float(start[1]), float(start[0])), negative)
-            return
-        if negative:
-            self.status.setText("A right or shift click removes a region from the object just added: add one first.")
+        if refine is not None:
+            if end is None and making is not None and making["image_id"] == data["image_id"] \
+                    and making["instance_id"] in data["classes"]:
+                self.refine_made_object(making, (float(start[1]), float(start[0])), refine == "remove")
+            else:
+                self.status.setText("A ctrl click adds a region to the object just added, a right or shift click "
+                                    "removes one: add an object with a plain click first.")
             return
         category = self.chosen_category()
         if category is None:
@@ -431,7 +433,7 @@ class ReviewPanel(QWidget):
             if not self.view.apply_object_edit(record):
                 self._reload(record["image_id"], record["instance_id"])
             self.status.setText(f"{'Removed a region from' if negative else 'Added a region to'} object "
-                                f"{record['instance_id']}. Undo goes back; Add object off ends it.")
+                                f"{record['instance_id']}. Undo goes back.")
 
         def failed(message):
             making[side].pop()

@@ -40,12 +40,12 @@ def progress(stage, done, total):
         die()
 
 if mode == "train_head":
-    import engine.orchestration.pipeline
-    original = engine.orchestration.pipeline.train_head
+    import engine.orchestration.distillation
+    original = engine.orchestration.distillation.train_head
     def train_head(*args, **kwargs):
         head = original(*args, **kwargs)
         die()
-    engine.orchestration.pipeline.train_head = train_head
+    engine.orchestration.distillation.train_head = train_head
 
 if mode == "export":
     import contextlib, io
