@@ -35,3 +35,16 @@ def small_finished_project(tmp_path_factory, name: str) -> tuple:
     project = tmp_path_factory.mktemp(f"{name}_project") / "project"
     run(images, project, RunConfig(weights="random", input_size=56, num_classes=2, device="cpu"))
     return images, project
+
+
+def plant_tokens(project: Path, entry: dict, vectors, grid: tuple) -> None:
+    """Replace an image's cached features by planted patch tokens on a ``grid`` (rows, cols) of 14-px patches:
+    the click, tree and object-edit tests then know what the features say."""
+    import numpy as np
+
+    from engine.method.features import FeatureCache, ImageFeatures
+
+    n, dim = len(vectors), vectors.shape[1]
+    FeatureCache(Path(project) / "features").put(entry["feature_key"], ImageFeatures(
+        grid, (grid[0] * 14, grid[1] * 14), vectors, vectors, np.zeros(dim, np.float32),
+        np.full((1, n), 1 / n, np.float32)))

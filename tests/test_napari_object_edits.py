@@ -20,7 +20,7 @@ from test_hierarchy import GRID, PART_A, PART_B, nested_tokens
 from test_napari_widget import click
 
 import engine.api
-from helpers import small_finished_project
+from helpers import plant_tokens, small_finished_project
 from maskdistill_napari._widget import MaskDistillWidget
 
 
@@ -42,15 +42,10 @@ def cells_to_pixels(region, height: int, width: int) -> np.ndarray:
 def widget(make_napari_viewer, qtbot, finished, tmp_path):
     """The widget on a copy of the project whose first image holds one object (part A of the planted scene)
     and a second one (part B) beside it, neither reviewed."""
-    from engine.method.features import FeatureCache, ImageFeatures
-
     project = tmp_path / "project"
     shutil.copytree(finished[1], project)
     entry = json.loads((project / "images.json").read_text())[0]
-    vectors = nested_tokens(7)
-    FeatureCache(project / "features").put(entry["feature_key"], ImageFeatures(
-        GRID, (GRID[0] * 14, GRID[1] * 14), vectors, vectors, np.zeros(vectors.shape[1], np.float32),
-        np.full((1, len(vectors)), 1 / len(vectors), np.float32)))
+    plant_tokens(project, entry, nested_tokens(7), GRID)
     height, width = entry["height"], entry["width"]
     labels = np.zeros((height, width), np.uint16)
     labels[cells_to_pixels(PART_A, height, width)] = 1

@@ -18,7 +18,7 @@ from test_hierarchy import GRID, PART_A, PART_B, nested_tokens
 from engine import api
 from engine.atomic import read_json
 from engine.state.corrections import correction_path
-from helpers import MECHANICS, make_folder
+from helpers import MECHANICS, make_folder, plant_tokens
 
 CELL = 8  # image pixels per patch of the planted grid
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,16 +54,10 @@ def finished(tmp_path_factory):
 @pytest.fixture
 def nested(finished, tmp_path):
     """(project copy, image id of nested.png) with that image's cached tokens replaced by planted ones."""
-    from engine.method.features import FeatureCache, ImageFeatures
-
     project = tmp_path / "project"
     shutil.copytree(finished, project)
     entry = next(e for e in read_json(project / "images.json") if e["relative_path"] == "nested.png")
-    vectors = nested_tokens(5)
-    n, dim = len(vectors), vectors.shape[1]
-    FeatureCache(project / "features").put(entry["feature_key"], ImageFeatures(
-        GRID, (GRID[0] * 14, GRID[1] * 14), vectors, vectors, np.zeros(dim, np.float32),
-        np.full((1, n), 1 / n, np.float32)))
+    plant_tokens(project, entry, nested_tokens(5), GRID)
     return project, entry["image_id"]
 
 

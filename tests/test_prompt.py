@@ -13,7 +13,7 @@ from engine import api
 from engine.atomic import read_json
 from engine.method.prompt import prompt_mask
 from engine.state.corrections import correction_path
-from helpers import MECHANICS, make_folder
+from helpers import MECHANICS, make_folder, plant_tokens
 
 CELL = 8  # image pixels per patch of the planted grid
 GRID = (12, 12)
@@ -92,16 +92,13 @@ def finished(tmp_path_factory):
 @pytest.fixture
 def planted(finished, tmp_path):
     """(project copy, image id of planted.png) with that image's cached features replaced by planted tokens."""
-    from engine.method.features import FeatureCache, ImageFeatures
+    from engine.method.features import FeatureCache
 
     project = tmp_path / "project"
     shutil.copytree(finished, project)
     entry = next(e for e in read_json(project / "images.json") if e["relative_path"] == "planted.png")
     vectors = planted_features(3)
-    n, dim = len(vectors), vectors.shape[1]
-    planted_cache = ImageFeatures(GRID, (GRID[0] * 14, GRID[1] * 14), vectors, vectors, np.zeros(dim, np.float32),
-                                  np.full((1, n), 1 / n, np.float32))
-    FeatureCache(project / "features").put(entry["feature_key"], planted_cache)
+    plant_tokens(project, entry, vectors, GRID)
     stored = FeatureCache(project / "features").get(entry["feature_key"])
     assert np.allclose(stored.tokens, vectors, atol=0.1)  # the cache keeps them (int8 tokens, no keys)
     return project, entry["image_id"]
