@@ -12,6 +12,8 @@ user feels (a click or a repaint waits that long): a "stall". Each measurement i
   its worker), and the stalls meanwhile.
 * click: "Add object (click)" on each image at the free pixel farthest from every object, from the click
   until the new object is in the Labels layer (the engine call alone in brackets); target: under 300 ms.
+* actions: reject, set category and undo of one object on each image, from the call until the Labels layer (or
+  the object table) shows the change; with the GUI thread's stalls meanwhile; target: no stall over 100 ms.
 
     xvfb-run -a .venv/bin/python -m benchmarks.gui_latency      # or without xvfb-run: starts a virtual display
 
@@ -115,6 +117,50 @@ def measure_clicks(app, widget, meter) -> list:
     return timings
 
 
+def measure_object_actions(app, widget, meter) -> dict:
+    """Reject + undo and set category + undo of the first object of each image: {action: [ms from the call
+    until the view shows the change]}."""
+    import numpy as np
+
+    view = widget.view
+    timings: dict = {"reject": [], "category": [], "undo": []}
+
+    def timed(action: str, call, shown) -> None:
+        start = time.perf_counter()
+        call()
+        pump_until(app, shown)
+        timings[action].append((time.perf_counter() - start) * 1000)
+        pump_until(app, lambda: not widget.busy)
+
+    meter.phase = "actions"
+    for position in range(len(view.entries)):
+        view.show(position)
+        pump_until(app, lambda position=position: not widget.busy and view.position == position)
+        if not view.current["classes"]:
+            continue
+        act_on_object(app, widget, min(view.current["classes"]), timed)
+    meter.phase = None
+    return {action: {"count": len(values), "median_ms": round(float(np.median(values or [np.nan])), 1),
+                     "max_ms": round(float(np.max(values or [np.nan])), 1)} for action, values in timings.items()}
+
+
+def act_on_object(app, widget, target: int, timed) -> None:
+    """Reject and undo, set category and undo on object ``target`` of the image on screen, each ``timed``."""
+    import numpy as np
+
+    view, review = widget.view, widget.review
+    spot = tuple(int(v[0]) for v in np.nonzero(np.asarray(view.labels_layer.data) == target))
+    view.select_object(target)
+    timed("reject", review.reject_selected, lambda: view.labels_layer.data[spot] == 0)
+    timed("undo", review.undo, lambda: view.labels_layer.data[spot] == target)
+    view.select_object(target)
+    other = next(c.id for c in view.table.categories
+                 if c.id != view.current["classes"][target] and view.table.resolve(c.id) is not None)
+    review.category.setCurrentIndex(review.category.findData(other))
+    timed("category", review.set_category, lambda: view.current["classes"].get(target) == other)
+    timed("undo", review.undo, lambda: view.current["classes"].get(target) != other)
+
+
 def measure(images: int, input_size: int) -> dict:
     """One configuration in this process: opening, run, results and clicks, with the GUI thread's stalls."""
     import napari
@@ -159,6 +205,7 @@ def measure(images: int, input_size: int) -> dict:
     results_seconds = pump_until(app, lambda: "masks" in viewer.layers and not widget.busy)
     status = panel.status.text()
     clicks = measure_clicks(app, widget, meter)
+    actions = measure_object_actions(app, widget, meter)
     meter.stop()
     viewer.close()
     shutil.rmtree(work, ignore_errors=True)
@@ -171,7 +218,8 @@ def measure(images: int, input_size: int) -> dict:
             "results": {"shown_s": round(results_seconds, 2), **meter.summary("results")},
             "click": {"clicks": len(clicks), "shown_median_ms": round(float(np.median(shown)), 1),
                       "shown_max_ms": round(float(np.max(shown)), 1),
-                      "engine_median_ms": round(float(np.median(engine)), 1), **meter.summary("click")}}
+                      "engine_median_ms": round(float(np.median(engine)), 1), **meter.summary("click")},
+            "actions": {**actions, **meter.summary("actions")}}
 
 
 def main(argv=None) -> None:
@@ -215,7 +263,11 @@ def print_table(results: dict, args) -> None:
                 ("results", r["results"]["shown_s"], r["results"], "run's end -> first image and masks shown"),
                 ("click", r["click"]["shown_median_ms"] / 1000, r["click"],
                  f"median of {r['click']['clicks']} clicks -> object shown (max {r['click']['shown_max_ms']:.0f} "
-                 f"ms; engine {r['click']['engine_median_ms']:.0f} ms)")]
+                 f"ms; engine {r['click']['engine_median_ms']:.0f} ms)"),
+                ("actions", r["actions"]["reject"]["median_ms"] / 1000, r["actions"],
+                 "call -> shown, median / max ms: " + ", ".join(
+                     f"{a} {r['actions'][a]['median_ms']:.0f} / {r['actions'][a]['max_ms']:.0f}"
+                     for a in ("reject", "category", "undo")))]
         for phase, seconds, stalls, note in rows:
             print(f"{name:34} {phase:8} {seconds:8.2f} {stalls['p50_ms']:7.1f} /{stalls['p95_ms']:6.1f} /"
                   f"{stalls['max_ms']:7.1f}  {note}")

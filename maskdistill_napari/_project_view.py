@@ -194,6 +194,57 @@ class ProjectView(QObject):
         self.select_object(int(record["instance_id"]))
         return True
 
+    def object_pixels(self, instance_id: int) -> np.ndarray:
+        """Flat indices of the pixels the Labels layer shows for ``instance_id``."""
+        layer = self.labels_layer
+        return np.flatnonzero(np.asarray(layer.data) == int(instance_id)) if layer is not None else np.zeros(0, int)
+
+    def apply_object_change(self, image_id: str, objects: dict, relabel=None, select: int = 0) -> bool:
+        """Show an object action (a reject, accept or category, or its undo) on the image on screen at once, before
+        the engine confirms it: ``objects`` {id: (category, score, reviewed), or None for an object removed};
+        ``relabel`` (flat pixel indices, old id, new id): those of the pixels that show ``old`` show ``new``.
+        False when the image is not on screen or holds strokes not taken for saving (it is dropped from the
+        cache: the caller reloads it once the engine is done)."""
+        data, layer = self.current, self.labels_layer
+        if data is None or layer is None or data["image_id"] != image_id or self.dirty:
+            self.forget(image_id)
+            return False
+        if relabel is not None:
+            self._relabel(data, layer, *relabel)
+        for key, state in objects.items():
+            if state is None:
+                data["classes"].pop(key, None)
+                data["scores"].pop(key, None)
+                data["reviewed_ids"].discard(key)
+            else:
+                data["classes"][key], data["scores"][key] = state[0], state[1]
+                (data["reviewed_ids"].add if state[2] else data["reviewed_ids"].discard)(key)
+        data["source"] = "correction"
+        data["original_reviewed"] = set(data["reviewed_ids"])  # what the engine writes
+        data["reviewed"] = bool(data["classes"]) and data["reviewed_ids"] >= set(data["classes"])
+        self._update_labels_appearance()
+        self.select_object(int(select))
+        return True
+
+    def _relabel(self, data: dict, layer, pixels, old: int, new: int) -> None:
+        labels = np.asarray(layer.data)
+        where = np.unravel_index(np.asarray(pixels, np.int64), labels.shape)
+        showing_old = labels[where] == old  # an undone reject gives back only pixels nothing took since
+        labels[tuple(axis[showing_old] for axis in where)] = new
+        self._loading = True  # not a user's stroke: nothing to save
+        try:
+            layer.refresh()
+        finally:
+            self._loading = False
+        self._snapshot = labels.copy()
+        data.update(labels=self._snapshot, original=self._snapshot)
+        moved = int(showing_old.sum())
+        areas = data["areas"]
+        for key, change in ((old, -moved), (new, moved)):
+            if key:
+                areas[key] = areas.get(key, 0) + change
+        data["areas"] = {k: v for k, v in areas.items() if v > 0}
+
     @staticmethod
     def _note_objects(data: dict, record: dict, undone: bool) -> None:
         """The shown image's object table after an edit's record (or its undo), its label map already updated:

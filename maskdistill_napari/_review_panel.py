@@ -1,12 +1,14 @@
 """Browse the project's images (previous / next / jump) and review single objects: the object the user clicked
 (or picked in the object table, or that the queue shows) is accepted, rejected or given another category by
-its stable instance id, each undoable; a low-confidence queue walks forward and back through the unreviewed
-objects of the whole project. "Add object (click)" turns a click (or a dragged box) on the canvas into a new
-object (``engine.api.add_object``: a mask from the image's cached features, in the task queue, never on the GUI
-thread), undone like the others. Grow (key Up) and Shrink (key Down) turn the selected object into the whole
-it is part of or its largest part, Merge joins the selected objects (shift-click selects several); the layer
-follows the change each returns, without reading the image back. Errors of these calls, and of loading and
-saving images, are shown in this panel's status line. The object table and legend sit below (``_objects_panel``)."""
+its stable instance id, each undoable, shown in the layer at once and confirmed by the engine in the task queue
+(the window never waits for it; an engine error reads the image back); a low-confidence queue walks forward
+and back through the unreviewed objects of the whole project. "Add object (click)" turns a click (or a dragged
+box) on the canvas into a new object (``engine.api.add_object``: a mask from the image's cached features, in
+the task queue, never on the GUI thread), undone like the others. Grow (key Up) and Shrink (key Down) turn the
+selected object into the whole it is part of or its largest part, Merge joins the selected objects (shift-click
+selects several); the layer follows the change each returns, without reading the image back. Errors of these
+calls, and of loading and saving images, are shown in this panel's status line. The object table and legend
+sit below (``_objects_panel``)."""
 from __future__ import annotations
 
 import time
@@ -36,6 +38,23 @@ def use_discarded_anyway(parent, name: str) -> bool:
     box.addButton("Choose another", QMessageBox.ButtonRole.RejectRole)
     box.exec_()
     return box.clickedButton() is use
+
+
+def confirm_shown_action(record: dict, operation, *args) -> dict:
+    """In the task queue: the engine call of an object action the layer already shows. The engine's undo record
+    fills ``record`` in here, in the worker, so that an Undo queued behind it finds it (the queue runs in order);
+    "pending" stays when the call fails."""
+    record.update(operation(*args))
+    record.pop("pending", None)
+    return record
+
+
+def undo_shown_action(project_dir, record: dict) -> None:
+    """In the task queue: the engine's undo of an action of :func:`confirm_shown_action`."""
+    if record.get("pending"):
+        raise RuntimeError(f"The {record['action']} of object {record['instance_id']} did not reach the project; "
+                           "there is nothing to undo")
+    engine_calls.restore_object(project_dir, {k: v for k, v in record.items() if k != "shown"})
 
 
 class ReviewPanel(QWidget):
@@ -270,36 +289,68 @@ class ReviewPanel(QWidget):
         if position is not None:
             self.view.show(position, select_label=select or None)
 
-    def _object_action(self, operation, description: str, *args) -> None:
-        """``operation(project, image, selected object, *args)`` (one of _engine_calls' object edits), after
-        pending edits are saved; the undo record it returns goes on the undo stack."""
+    def _object_action(self, operation, action: str, description: str, *args, after=None) -> None:
+        """``operation(project, image, selected object, *args)`` (a reject, accept or category of _engine_calls):
+        shown in the layer at once (its state ``after``: (category, score, reviewed), None for a reject), then
+        confirmed by the engine in the task queue after pending edits are saved; on an engine error the image is
+        read back. The record goes on the undo stack at once; the engine's undo record fills it in."""
         data, instance_id = self.view.current, self.view.selected
         if data is None or not instance_id:
             self.status.setText("Select an object first: click its mask or its row in the table.")
             return
         self.view.save()
         image_id = data["image_id"]
+        before = (data["classes"][instance_id], data["scores"].get(instance_id, 1.0),
+                  instance_id in data["reviewed_ids"])
+        record = {"image_id": image_id, "instance_id": instance_id, "action": action, "pending": True,
+                  "shown": {"before": before, "after": after, "source": data["source"],
+                            "pixels": self.view.object_pixels(instance_id) if after is None else None}}
+        self._show_action(record, undone=False)
+        self.undo_stack.append(record)
+        self.done.add((image_id, instance_id))
+        self.status.setText(f"{description} object {instance_id}.")
 
-        def done(undo):
-            self.undo_stack.append(undo)
-            self.done.add((image_id, instance_id))
-            self.status.setText(f"{description} object {instance_id}.")
-            self._reload(image_id, 0 if operation is engine_calls.reject_object else instance_id)
-        self.tasks.submit(operation, self.view.project_dir, image_id, instance_id, *args, on_done=done,
-                          on_error=self._failed(f"{description} object {instance_id}"))
+        def failed(message):
+            self.undo_stack = [r for r in self.undo_stack if r is not record]
+            self.done.discard((image_id, instance_id))
+            self.status.setText(f"{description} object {instance_id} failed: {message}. The image is shown as "
+                                "saved.")
+            self._reload(image_id, instance_id)
+        self.tasks.submit(confirm_shown_action, record, operation, self.view.project_dir, image_id, instance_id,
+                          *args, on_error=failed)
+
+    def _show_action(self, record: dict, undone: bool) -> bool:
+        """Show an action of :meth:`_object_action` (``undone``: its undo) in the layer; False when its image is
+        not on screen (then it is read back when shown)."""
+        shown, instance_id = record["shown"], record["instance_id"]
+        state = shown["before"] if undone else shown["after"]
+        relabel = None
+        if shown["pixels"] is not None:
+            relabel = (shown["pixels"], 0, instance_id) if undone else (shown["pixels"], instance_id, 0)
+        on_screen = self.view.apply_object_change(record["image_id"], {instance_id: state}, relabel,
+                                                  select=instance_id if state is not None else 0)
+        if on_screen:
+            self._shown(self.view.position)  # the object count and reviewed count follow
+        return on_screen
 
     def reject_selected(self) -> None:
-        self._object_action(engine_calls.reject_object, "Rejected")
+        self._object_action(engine_calls.reject_object, "reject", "Rejected")
 
     def accept_selected(self) -> None:
-        self._object_action(engine_calls.accept_object, "Accepted")
+        data, instance_id = self.view.current, self.view.selected
+        after = (data["classes"][instance_id], data["scores"].get(instance_id, 1.0), True) \
+            if data is not None and instance_id else None
+        self._object_action(engine_calls.accept_object, "accept", "Accepted", after=after)
 
     def set_category(self) -> None:
         category_id = self.chosen_category()
+        data, instance_id = self.view.current, self.view.selected
         if category_id is not None:
             name = self.view.table.by_id()[category_id].name
-            self._object_action(engine_calls.set_object_category, f"Category '{name}' for", category_id,
-                                self._is_discarded(category_id))
+            after = (category_id, data["scores"].get(instance_id, 1.0), True) \
+                if data is not None and instance_id else None
+            self._object_action(engine_calls.set_object_category, "category", f"Category '{name}' for",
+                                category_id, self._is_discarded(category_id), after=after)
 
     # -- parts and wholes: grow, shrink, merge ----------------------------------------------------
     def grow_selected(self) -> None:
@@ -347,6 +398,9 @@ class ReviewPanel(QWidget):
             return
         self.view.save()
         record = self.undo_stack.pop()
+        if "shown" in record:
+            self._undo_shown(record)
+            return
         added = record["action"] == "add"  # an added object is removed (nothing to select after the undo)
 
         def done(_):
@@ -363,6 +417,29 @@ class ReviewPanel(QWidget):
             self.status.setText(f"Undo failed: {message}")
         self.tasks.submit(engine_calls.restore_object, self.view.project_dir, record,
                           on_done=done, on_error=failed)
+
+    def _undo_shown(self, record: dict) -> None:
+        """Undo a reject, accept or category: shown in the layer at once, then done by the engine in the task
+        queue (after the action itself, which it waits for there); on an engine error the image is read back."""
+        image_id, instance_id = record["image_id"], record["instance_id"]
+        on_screen = self._show_action(record, undone=True)
+        self.done.discard((image_id, instance_id))
+        self.status.setText(f"Undid {record['action']} of object {instance_id}.")
+
+        def done(_):
+            data = self.view.current
+            if record.get("created") and data is not None and data["image_id"] == image_id:
+                data["source"] = record["shown"]["source"]  # the engine removed the correction the action made
+                self._shown(self.view.position)
+            if not on_screen:
+                self._reload(image_id, instance_id)
+
+        def failed(message):
+            if not record.get("pending"):  # else the action itself failed: nothing to undo
+                self.undo_stack.append(record)
+            self.status.setText(f"Undo failed: {message}. The image is shown as saved.")
+            self._reload(image_id, instance_id)
+        self.tasks.submit(undo_shown_action, self.view.project_dir, record, on_done=done, on_error=failed)
 
     # -- one-click objects -------------------------------------------------------------------
     def set_add_mode(self, on: bool) -> None:
