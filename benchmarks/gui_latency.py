@@ -126,20 +126,20 @@ def measure_object_actions(app, widget, meter) -> dict:
     timings: dict = {"reject": [], "category": [], "undo": []}
 
     def timed(action: str, call, shown) -> None:
+        meter.phase = "actions"  # the stalls of the actions alone, not of switching images between them
         start = time.perf_counter()
         call()
         pump_until(app, shown)
         timings[action].append((time.perf_counter() - start) * 1000)
         pump_until(app, lambda: not widget.busy)
+        meter.phase = None
 
-    meter.phase = "actions"
     for position in range(len(view.entries)):
         view.show(position)
         pump_until(app, lambda position=position: not widget.busy and view.position == position)
         if not view.current["classes"]:
             continue
         act_on_object(app, widget, min(view.current["classes"]), timed)
-    meter.phase = None
     return {action: {"count": len(values), "median_ms": round(float(np.median(values or [np.nan])), 1),
                      "max_ms": round(float(np.max(values or [np.nan])), 1)} for action, values in timings.items()}
 
