@@ -143,26 +143,17 @@ def table(results: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from engine.orchestration.pipeline import RunConfig
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--domains", type=Path, default=DEFAULT_DOMAINS,
                         help="a folder of domain folders, or one domain folder (default: ../shared/data/domains)")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmark-domains"))
     parser.add_argument("--seeds", type=int, default=1, help="seeds run per folder; the spread is reported")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images of each folder")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--proposals", default=RunConfig.proposals)
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
-                        help="backbone arithmetic (default auto: float32 on CPUs, mixed on GPUs)")
-    parser.add_argument("--weights", default=None, help="checkpoint or 'random' (default: the real weights)")
-    parser.add_argument("--input-size", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    real_dev.add_run_options(parser)
     args = parser.parse_args(argv)
     if args.seeds < 1 or (args.limit is not None and args.limit < 1):
         parser.error("--seeds and --limit must be at least 1")
-    config = RunConfig(device=args.device, proposals=args.proposals, weights=args.weights,
-                       input_size=args.input_size, seed=args.seed, precision=args.precision)
+    config = real_dev.run_config(args)
     results = benchmark(args.domains, args.out.resolve(), config, args.seeds, args.limit)
     print(table(results))
     if "skipped" not in results:

@@ -696,13 +696,10 @@ def table(results: dict) -> str:
     return "\n".join(lines).rstrip()
 
 
-def main(argv=None) -> int:
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The engine settings a real-image benchmark (this one, benchmarks.domains) runs with."""
     from engine.orchestration.pipeline import RunConfig
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("runs/benchmark-real"))
-    parser.add_argument("--real-dev", type=Path, default=DEFAULT_REAL_DEV,
-                        help="folder with ground_truth.json and images/ (default: ../shared/data/real-dev)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--proposals", default=RunConfig.proposals)
     parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
@@ -710,11 +707,26 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", default=None, help="checkpoint or 'random' (default: the real weights)")
     parser.add_argument("--input-size", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+
+
+def run_config(args: argparse.Namespace):
+    """The RunConfig of :func:`add_run_options`' settings."""
+    from engine.orchestration.pipeline import RunConfig
+
+    return RunConfig(device=args.device, proposals=args.proposals, weights=args.weights,
+                     input_size=args.input_size, seed=args.seed, precision=args.precision)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmark-real"))
+    parser.add_argument("--real-dev", type=Path, default=DEFAULT_REAL_DEV,
+                        help="folder with ground_truth.json and images/ (default: ../shared/data/real-dev)")
+    add_run_options(parser)
     parser.add_argument("--seeds", type=int, default=1,
                         help="also run the next seeds and report the spread of the final figures (default 1: no)")
     args = parser.parse_args(argv)
-    config = RunConfig(device=args.device, proposals=args.proposals, weights=args.weights,
-                       input_size=args.input_size, seed=args.seed, precision=args.precision)
+    config = run_config(args)
     results = benchmark(args.real_dev, args.out.resolve(), config, seeds=args.seeds)
     if "skipped" not in results:
         print(table(results))

@@ -135,18 +135,7 @@ def test_merge_joins_the_shift_clicked_objects(widget, qtbot):
 
 def shift_click(layer, position) -> None:
     """A click with Shift held, through the layer's own mouse callbacks."""
-    from test_napari_widget import MouseEvent
-
-    event = MouseEvent(tuple(float(v) for v in position))
-    event.modifiers = ("Shift",)
-    for callback in layer.mouse_drag_callbacks:
-        generator = callback(layer, event)
-        if generator is None:
-            continue
-        next(generator)
-        event.type = "mouse_release"
-        next(generator, None)
-        event.type = "mouse_press"
+    click(layer, position, ("Shift",))
 
 
 def test_further_clicks_refine_the_object_just_added_and_undo_takes_one_back(widget, qtbot):

@@ -55,9 +55,11 @@ class MouseEvent:
         self.position, self.type = position, "mouse_press"
 
 
-def click(layer, position) -> None:
-    """A click on the canvas (press + release without a drag) through the layer's own mouse callbacks."""
+def click(layer, position, modifiers: tuple = ()) -> None:
+    """A click on the canvas (press + release without a drag) through the layer's own mouse callbacks, with
+    ``modifiers`` (e.g. ("Shift",)) held."""
     event = MouseEvent(tuple(float(v) for v in position))
+    event.modifiers = modifiers
     for callback in layer.mouse_drag_callbacks:
         generator = callback(layer, event)
         if generator is None:
