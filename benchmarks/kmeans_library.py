@@ -311,8 +311,8 @@ def memory_in_fresh_process(name: str, rows: int) -> float:
 
 # ------------------------------------------------------------------------------ real-dev, proposals stage
 def use_segment_seed(offset: int) -> None:
-    """The segments proposals' k-means with seed 0 + ``offset`` (segment_patch_masks always passes 0, so
-    real-dev's --seeds leave the proposals as they are: this gives their own spread)."""
+    """The segments proposals' k-means with the run's seed + ``offset``: the proposals' own spread, the
+    clustering's seed left as it is."""
     import engine.method.proposals as proposals
 
     original = proposals._kmeans_labels

@@ -488,3 +488,31 @@ def test_propose_split_full_resolution_masks_of_touching_objects(touching, seed)
         best = int(np.argmax([iou(m, truth) for m in proposals.masks]))
         assert iou(proposals.masks[best], truth) > 0.95
         np.testing.assert_array_equal(proposals.patch_masks[best], patch)
+
+
+def test_segments_k_means_takes_the_runs_seed(synthetic, monkeypatch):
+    """The run's seed reaches the segments' k-means (so a benchmark's seed spread covers the proposals stage)."""
+    import engine.method.proposals as proposals_module
+
+    image, true_a, true_b, patch_a, patch_b = synthetic
+    features = planted_features([patch_a, patch_b])
+    seen = []
+    original = proposals_module._kmeans_labels
+
+    def recording(x, k, seed, **options):
+        seen.append(seed)
+        return original(x, k, seed, **options)
+
+    monkeypatch.setattr(proposals_module, "_kmeans_labels", recording)
+    propose(image, features, "dinov2", "segments", seed=7)
+    assert seen and set(seen) == {7}
+
+
+def test_proposal_key_changes_with_the_seed_for_segments_only():
+    from engine.orchestration.config import RunConfig
+
+    key = "f" * 40
+    assert RunConfig(proposals="segments", seed=0).proposal_key(key) != RunConfig(
+        proposals="segments", seed=3).proposal_key(key)
+    assert RunConfig(proposals="split", seed=0).proposal_key(key) == RunConfig(
+        proposals="split", seed=3).proposal_key(key)

@@ -317,7 +317,7 @@ def attention_ratio(features: ImageFeatures, patch_mask: np.ndarray) -> float:
 def propose(image: np.ndarray, features: ImageFeatures, family: str, method: str = "split",
             max_masks: int = 3, min_area_fraction: float = 0.01, min_refine_iou: float = 0.5,
             min_attention_ratio: float = 0.5, max_segments: int = 12,
-            object_size: float | None = None) -> Proposals:
+            object_size: float | None = None, seed: int = 0) -> Proposals:
     """Full-resolution object masks for one image, each with a score and its source.
 
     family: the backbone family ("dino" / "dinov2" / "dinov3"): DINOv2 / v3 keys are centred first (module docstring).
@@ -327,6 +327,7 @@ def propose(image: np.ndarray, features: ImageFeatures, family: str, method: str
     max_segments: ``segments`` keeps at most this many masks per image, the best ranked (each is one more mask
         to embed and cluster).
     object_size: ``dense`` only: typical object diameter in image pixels (None: estimated per image).
+    seed: ``segments`` only: its k-means seed (the run's seed, so a run's seed spread covers the proposals).
     """
     centre = family in ("dinov2", "dinov3")  # both register-token DINO models: keys share a common component
     if method == "seed":
@@ -341,7 +342,7 @@ def propose(image: np.ndarray, features: ImageFeatures, family: str, method: str
         patch_masks = split_patch_masks(features, centre, min_area_fraction=min_area_fraction)
         sources = [f"split:{i}" for i in range(len(patch_masks))]
     elif method == "segments":
-        return segment_proposals(image, features, centre, max_masks=max_segments)
+        return segment_proposals(image, features, centre, max_masks=max_segments, seed=seed)
     elif method == "dense":
         from engine.method.dense import dense_proposals
         return dense_proposals(image, features, centre, object_size=object_size)
@@ -363,7 +364,7 @@ def propose(image: np.ndarray, features: ImageFeatures, family: str, method: str
 
 def segment_proposals(image: np.ndarray, features: ImageFeatures, centre: bool, max_masks: int = 12,
                       min_attention_ratio: float = 1.0, min_area_fraction: float = 0.001,
-                      max_area_fraction: float = 0.8) -> Proposals:
+                      max_area_fraction: float = 0.8, seed: int = 0) -> Proposals:
     """``segments`` method: over-segmentation candidates, refined, ranked by CLS attention, overlaps resolved.
 
     Ranked by attention ratio: how much more than average the CLS token attends to the mask.
@@ -371,7 +372,7 @@ def segment_proposals(image: np.ndarray, features: ImageFeatures, centre: bool, 
     min_area_fraction: a mask left smaller than this share of the image after overlaps are resolved is dropped.
     max_area_fraction: regions larger than this share of the patches are background (0.8 keeps large objects).
     """
-    patch_masks = segment_patch_masks(features, centre, max_area_fraction=max_area_fraction)
+    patch_masks = segment_patch_masks(features, centre, max_area_fraction=max_area_fraction, seed=seed)
     if not patch_masks:
         return Proposals.empty(image.shape[:2], features.grid_hw)
     stacked = np.stack(patch_masks)

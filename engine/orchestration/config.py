@@ -66,7 +66,10 @@ class RunConfig:
     batch_size: int = field(default=4, metadata={
         "label": "batch size", "min": 1,
         "help": "Images decoded and run through the network together; at most one batch is in memory."})
-    seed: int = field(default=0, metadata={"label": "seed", "help": "Random seed (clustering)."})
+    seed: int = field(default=0, metadata={
+        "label": "seed",
+        "help": "Random seed: clustering, the head's training and the segments proposals' k-means (a new seed "
+                "recomputes segments proposals, and the features when their cache keeps no keys)."})
     distill: bool = field(default=True, metadata={
         "label": "distillation",
         "help": "Train a segmentation head on the clustered masks, drop the weakest masks, retrain and predict; "
@@ -118,6 +121,8 @@ class RunConfig:
         """Proposals and embeddings depend on the features and on these settings only."""
         text = (f"{feature_key}|{self.proposals}|{self.max_masks}|{self.embedding}|{self.object_size}"
                 "|v2")  # v2: split graph fix, segments, dense
+        if self.proposals == "segments" and self.seed:  # its k-means takes the seed; seed 0 keeps earlier keys
+            text += f"|seed{self.seed}"
         return hashlib.sha1(text.encode()).hexdigest()
 
 

@@ -262,7 +262,7 @@ class ProposalStep:
             return n_masks
         with self.timer("proposals"):
             proposals = propose(image, features, self.extractor.spec.family, config.proposals,
-                                max_masks=config.max_masks, object_size=config.object_size)
+                                max_masks=config.max_masks, object_size=config.object_size, seed=config.seed)
         with self.timer("embeddings"):
             embeddings = embed(proposals, image, features, self.extractor, config.embedding)
         with self.timer("save"):
