@@ -38,9 +38,10 @@ class CategoriesPanel(QWidget):
         self._filling = False
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().setVisible(False)
+        rows_header, header = self.table.verticalHeader(), self.table.horizontalHeader()
+        assert rows_header is not None and header is not None  # a QTableWidget always has both
+        rows_header.setVisible(False)
         self.table.setSelectionBehavior(QTableWidget.SelectRows)
-        header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)  # the status column is never cut off
         header.setSectionResizeMode(1, QHeaderView.Stretch)
         self.table.itemChanged.connect(self._name_edited)
@@ -49,12 +50,15 @@ class CategoriesPanel(QWidget):
         self.gallery_labels = [QLabel() for _ in range(4)]
         for label in self.gallery_labels:
             label.setFixedSize(100, 100)
-            label.setAlignment(Qt.AlignCenter)
+            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
             self.gallery.addWidget(label)
 
-        self.name = QLineEdit(placeholderText="new name")
+        self.name = QLineEdit()
+        self.name.setPlaceholderText("new name")
         self.merge_into = QComboBox()
-        self.parts = QSpinBox(minimum=2, maximum=20, value=2)
+        self.parts = QSpinBox()
+        self.parts.setRange(2, 20)
+        self.parts.setValue(2)
         self.discard_mode = QComboBox()
         self.discard_mode.addItems(["background", "ignore"])
         self.buttons = {text: QPushButton(text) for text in
@@ -112,15 +116,15 @@ class CategoriesPanel(QWidget):
             status = ("discarded (" + category.discarded + ")" if category.discarded else
                       f"merged into {category.merged_into}" if category.merged_into is not None else "")
             values = (str(category.id), category.name, str(self.sizes.get(category.id, 0)), "", status)
-            for column, value in enumerate(values):
-                item = QTableWidgetItem(value)
+            items = [QTableWidgetItem(value) for value in values]
+            for column, item in enumerate(items):
                 if column != 1:
                     # PyQt5's stubs type ~flag as int; Qt takes it (and PyQt6's stubs agree)
                     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)  # type: ignore[arg-type]
                 self.table.setItem(row, column, item)
             # a decoration, not a background: it stays visible on a selected row
-            self.table.item(row, 3).setData(Qt.ItemDataRole.DecorationRole, QColor(*category_colour(category)))
-            self.table.item(row, 4).setToolTip(status)
+            items[3].setData(Qt.ItemDataRole.DecorationRole, QColor(*category_colour(category)))
+            items[4].setToolTip(status)
             if category.id in selected:
                 self.table.selectRow(row)
         chosen = self.merge_into.currentData()  # the merge target stays chosen across actions
@@ -131,16 +135,22 @@ class CategoriesPanel(QWidget):
             self.merge_into.setCurrentIndex(self.merge_into.findData(chosen))
         self._filling = False
 
+    def _row_category_id(self, row: int) -> int | None:
+        """The category id shown in ``row``; None while the table is being filled (no id item yet)."""
+        item = self.table.item(row, 0)
+        return int(item.text()) if item is not None else None
+
     def selected_ids(self) -> list:
         rows = sorted({index.row() for index in self.table.selectedIndexes()})
-        return [int(self.table.item(row, 0).text()) for row in rows if self.table.item(row, 0)]
+        ids = [self._row_category_id(row) for row in rows]
+        return [category_id for category_id in ids if category_id is not None]
 
     def select(self, *category_ids) -> None:
         self.table.clearSelection()
         mode = self.table.selectionMode()
         self.table.setSelectionMode(QTableWidget.MultiSelection)
         for row in range(self.table.rowCount()):
-            if int(self.table.item(row, 0).text()) in category_ids:
+            if self._row_category_id(row) in category_ids:
                 self.table.selectRow(row)
         self.table.setSelectionMode(mode)
 
@@ -196,8 +206,8 @@ class CategoriesPanel(QWidget):
         return ids[0]
 
     def _name_edited(self, item) -> None:
-        if not self._filling and item.column() == 1:
-            category_id = int(self.table.item(item.row(), 0).text())
+        category_id = self._row_category_id(item.row())
+        if not self._filling and item.column() == 1 and category_id is not None:
             self._apply(f"Renamed {category_id} to {item.text()!r}.", engine_calls.rename_category, category_id,
                         item.text())
 

@@ -27,7 +27,9 @@ def without_triton():
     if "triton" in sys.modules or "torchvision" in sys.modules:
         yield
         return
-    sys.modules["triton"] = None  # an import of triton raises ImportError, as if it were not installed
+    # an import of triton raises ImportError, as if it were not installed (a None entry is documented Python
+    # behaviour that typeshed's sys.modules type leaves out)
+    sys.modules["triton"] = None  # type: ignore[assignment]
     try:
         yield
     finally:

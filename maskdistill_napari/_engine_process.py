@@ -24,7 +24,7 @@ import os
 import subprocess
 import sys
 import threading
-from multiprocessing.connection import Listener
+from multiprocessing.connection import Connection, Listener
 
 POLL_SECONDS = 0.05
 CONNECT_SECONDS = 120  # a cold start of Python on a slow disk; the child connects before it loads torch
@@ -39,7 +39,9 @@ class EngineProcess:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._process = self._listener = self._connection = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._listener: Listener | None = None
+        self._connection: Connection | None = None
         self._accepted = threading.Event()
         self._ready = False  # the child said it has loaded the engine
         self._users = 0  # widgets using it: the child is stopped when the last one closes
@@ -64,9 +66,11 @@ class EngineProcess:
         with self._lock:
             self._start()
 
-    def _start(self) -> None:
+    def _start(self) -> subprocess.Popen[bytes]:
+        """The running child, started if needed (callers keep this reference: close() may clear the
+        attribute from another thread while a call runs)."""
         if self._process is not None and self._process.poll() is None:
-            return
+            return self._process
         self._stop()
         key = os.urandom(32)
         family = "AF_PIPE" if sys.platform == "win32" else "AF_UNIX"
@@ -74,15 +78,18 @@ class EngineProcess:
         self._accepted.clear()
         self._ready = False
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # the same packages
-        self._process = subprocess.Popen([sys.executable, "-m", "maskdistill_napari._engine_child"],
-                                         stdin=subprocess.PIPE, env=env)
+        process = subprocess.Popen([sys.executable, "-m", "maskdistill_napari._engine_child"],
+                                   stdin=subprocess.PIPE, env=env)
+        self._process = process
         where = {"address": self._listener.address, "family": family, "authkey": key.hex()}
-        self._process.stdin.write((json.dumps(where) + "\n").encode())
-        self._process.stdin.close()
+        assert process.stdin is not None  # stdin=PIPE
+        process.stdin.write((json.dumps(where) + "\n").encode())
+        process.stdin.close()
         listener = self._listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True, name="engine-accept").start()
+        return process
 
-    def _accept(self, listener) -> None:
+    def _accept(self, listener: Listener) -> None:
         try:
             connection = listener.accept()
         except OSError:  # closed before the child connected (stopped, or the child died)
@@ -93,24 +100,28 @@ class EngineProcess:
         else:
             connection.close()
 
-    def _connected(self):
-        """The connection to a running child, waiting for it to connect; raises EngineDied if it cannot."""
+    def _connected(self, process: subprocess.Popen[bytes]) -> Connection:
+        """The connection to the running child ``process``, waiting for it to connect; raises EngineDied if it
+        cannot."""
         waited = 0.0
         while not self._accepted.wait(POLL_SECONDS):
             waited += POLL_SECONDS
-            if self._process.poll() is not None or waited > CONNECT_SECONDS:
+            if process.poll() is not None or waited > CONNECT_SECONDS:
                 raise EngineDied("The engine process did not start (exit code "
-                                 f"{self._process.poll()}); see the messages above it in the terminal.")
-        return self._connection
+                                 f"{process.poll()}); see the messages above it in the terminal.")
+        connection = self._connection
+        if connection is None:  # close() ran from another thread after the child connected
+            raise EngineDied("The engine process was stopped before it could run the call.")
+        return connection
 
     def call(self, name: str, *args, progress=None, cancel: threading.Event | None = None, **kwargs):
         """``engine.api.<name>(*args, **kwargs)`` in the child; blocks (call it from a worker thread).
         ``progress(stage, done, total)`` is called here as the child reports; ``cancel`` set -> the engine
         raises Cancelled in the child, re-raised here, as is any other error of the call."""
         with self._lock:
-            self._start()
+            process = self._start()
             try:
-                connection = self._connected()
+                connection = self._connected(process)
                 connection.send(("call", name, args, kwargs, progress is not None))
                 cancel_sent = False
                 while True:
@@ -118,7 +129,7 @@ class EngineProcess:
                         connection.send(("cancel",))
                         cancel_sent = True
                     if not connection.poll(POLL_SECONDS):
-                        if self._process.poll() is not None:
+                        if process.poll() is not None:
                             raise EOFError
                         continue
                     kind, *payload = connection.recv()
@@ -145,20 +156,20 @@ class EngineProcess:
         """Start the child if needed and wait until it has loaded the engine (benchmarks time the review
         without the child's start-up competing for the CPU)."""
         with self._lock:
-            self._start()
+            process = self._start()
             try:
-                connection = self._connected()
+                connection = self._connected(process)
                 while not self._ready:
                     if connection.poll(POLL_SECONDS):
                         self._ready = connection.recv()[0] == "ready"
-                    elif self._process.poll() is not None:
+                    elif process.poll() is not None:
                         raise EOFError
             except (EOFError, OSError):
                 code = self._exit_code()
                 self._stop()
                 raise EngineDied(f"The engine process stopped while starting (exit code {code}).") from None
 
-    def _exit_code(self):
+    def _exit_code(self) -> int | None:
         """The child's exit code once it has ended (waits a moment: a killed child is reaped asynchronously);
         a negative code is the signal that ended it."""
         try:

@@ -31,12 +31,13 @@ class ObjectsPanel(QWidget):
         self._filling = False
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().setVisible(False)
+        rows_header, header = self.table.verticalHeader(), self.table.horizontalHeader()
+        assert rows_header is not None and header is not None  # a QTableWidget always has both
+        rows_header.setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setSortingEnabled(True)
-        header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.Stretch)
         self.colour_by = QComboBox()
@@ -45,7 +46,7 @@ class ObjectsPanel(QWidget):
                                   "category stay distinguishable).")
         self.legend = QLabel("")
         self.legend.setWordWrap(True)
-        self.legend.setTextFormat(Qt.RichText)
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
         form = QFormLayout()
         form.addRow("Colour by", self.colour_by)
         form.addRow("Legend", self.legend)
@@ -78,13 +79,13 @@ class ObjectsPanel(QWidget):
             values = (instance_id, name, round(float(data["scores"].get(instance_id, 1.0)), 3),
                       int(data.get("areas", {}).get(instance_id, 0)),
                       "yes" if instance_id in data["reviewed_ids"] else "")
-            for column, value in enumerate(values):
-                item = QTableWidgetItem()
+            items = [QTableWidgetItem() for _ in values]
+            for column, (item, value) in enumerate(zip(items, values)):
                 item.setData(Qt.ItemDataRole.DisplayRole, value)
                 self.table.setItem(row, column, item)
             rgb = (object_colour(instance_id) if self.view.by_object or category is None or resolved is None
                    else category_colour(category))
-            self.table.item(row, 0).setData(Qt.ItemDataRole.DecorationRole, QColor(*rgb))  # stays visible when selected
+            items[0].setData(Qt.ItemDataRole.DecorationRole, QColor(*rgb))  # stays visible when selected
         self.table.setSortingEnabled(True)
         self.legend.setText(legend_html(data["classes"], table))
         self._filling = False
@@ -92,7 +93,8 @@ class ObjectsPanel(QWidget):
 
     def selected_id(self) -> int:
         rows = {index.row() for index in self.table.selectedIndexes()}
-        return int(self.table.item(min(rows), 0).data(Qt.ItemDataRole.DisplayRole)) if rows else 0
+        item = self.table.item(min(rows), 0) if rows else None
+        return int(item.data(Qt.ItemDataRole.DisplayRole)) if item is not None else 0
 
     def select(self, instance_id: int) -> None:
         """Select the row of ``instance_id`` (0: none) without selecting the object again."""
@@ -100,9 +102,10 @@ class ObjectsPanel(QWidget):
         try:
             self.table.clearSelection()
             for row in range(self.table.rowCount()):
-                if self.table.item(row, 0).data(Qt.ItemDataRole.DisplayRole) == instance_id:
+                item = self.table.item(row, 0)
+                if item is not None and item.data(Qt.ItemDataRole.DisplayRole) == instance_id:
                     self.table.selectRow(row)
-                    self.table.scrollToItem(self.table.item(row, 0))
+                    self.table.scrollToItem(item)
                     break
         finally:
             self._filling = False
