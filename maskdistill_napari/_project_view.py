@@ -416,17 +416,17 @@ class ProjectView(QObject):
         return self.viewer.layers[LABELS_LAYER] if LABELS_LAYER in self.viewer.layers else None
 
     def _update_labels_appearance(self) -> None:
-        layer, data = self.labels_layer, self.current
-        if layer is None or data is None:
+        layer, data, table = self.labels_layer, self.current, self.table
+        if layer is None or data is None or table is None:
             return
-        new = self.table.by_id().get(self.new_label_category() or -1)
+        new = table.by_id().get(self.new_label_category() or -1)
         rgb = category_colour(new) if new is not None else (255, 255, 255)
         self._loading = True
         try:
-            layer.colormap = label_colormap(data["classes"], self.table, rgb, self.by_object)
+            layer.colormap = label_colormap(data["classes"], table, rgb, self.by_object)
             layer.show_selected_label = self._showing_one()
             layer.features = features_table(data["classes"], data["scores"], data["source"], data["reviewed_ids"],
-                                            self.table)
+                                            table)
         finally:
             self._loading = False
         self.objects_changed.emit()
@@ -453,20 +453,20 @@ class ProjectView(QObject):
         """Some edit is not on disk yet (changed, queued, being written, or failed and waiting for a retry)."""
         return self.dirty or bool(self.pending)
 
-    def save(self) -> bool:
-        """Queue the current Labels layer as the image's correction if it changed; True if queued. Edits of
-        earlier writes that failed are queued again too."""
+    def save(self) -> None:
+        """Queue the current Labels layer as the image's correction if it changed. Edits of earlier writes that
+        failed are queued again too."""
         self._timer.stop()
-        queued = self._take_edit()
+        self._take_edit()
         self._retry()
-        return queued
 
     def _take_edit(self) -> bool:
-        if not self.dirty:
+        data, table, project_dir = self.current, self.table, self.project_dir
+        if not self.dirty or data is None or table is None or project_dir is None:
             return False
-        data, labels = self.current, np.asarray(self.labels_layer.data).copy()
+        labels = np.asarray(self.labels_layer.data).copy()
         present = [int(k) for k in np.unique(labels) if k != 0]
-        fallback = self.new_label_category() or next((c.id for c in self.table.categories if not c.discarded
+        fallback = self.new_label_category() or next((c.id for c in table.categories if not c.discarded
                                                       and c.merged_into is None), 1)
         classes = {k: data["classes"].get(k, fallback) for k in present}
         # reviewed: what was reviewed on disk plus the objects that now differ from it (a stroke undone is no
@@ -486,8 +486,8 @@ class ProjectView(QObject):
         self._snapshot = labels
         self._update_labels_appearance()
         # new labels take ``fallback``: a discarded one only when the user confirmed it in the Review tab
-        allow_discarded = self.table.resolve(fallback) is None
-        self.pending[data["image_id"]] = Edit(self.project_dir, data["image_id"], labels, classes, reviewed, scores,
+        allow_discarded = table.resolve(fallback) is None
+        self.pending[data["image_id"]] = Edit(project_dir, data["image_id"], labels, classes, reviewed, scores,
                                               allow_discarded)
         return True
 

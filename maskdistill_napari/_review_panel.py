@@ -150,7 +150,7 @@ class ReviewPanel(QWidget):
         self.reject.clicked.connect(self.reject_selected)
         self.undo_button.clicked.connect(self.undo)
         self.set_category_button.clicked.connect(self.set_category)
-        self.category.activated.connect(self._category_picked)  # the user's pick, not a refill
+        self.category.activated.connect(self._category_activated)  # the user's pick, not a refill
         self.low_confidence.clicked.connect(self.next_low_confidence)
         self.queue_previous.clicked.connect(self.previous_low_confidence)
         self.zoom.toggled.connect(lambda on: setattr(self.view, "zoom_on_select", on))
@@ -240,6 +240,10 @@ class ReviewPanel(QWidget):
         index = self.category.findData(category_id)
         if index >= 0:
             self.category.setCurrentIndex(index)
+
+    def _category_activated(self, index: int) -> None:
+        """The box's slot (a slot returns nothing; chosen_category reads _category_picked's answer)."""
+        self._category_picked(index)
 
     def _category_picked(self, index: int) -> bool:
         """The user picked a category in the box: a discarded one is kept only if the user says "Use it
