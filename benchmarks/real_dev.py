@@ -511,12 +511,19 @@ def _reviewer_categories(current_masks: np.ndarray, current_classes: np.ndarray,
     return [int(current_classes[row.argmax()]) if row.max() > 0 else fallback for row in overlap]
 
 
-def correction_curve(project_dir, out, images: list, counts=CORRECTED_COUNTS, log=print) -> dict:
+CURVE_METRICS = ("corloc", "box_ap50", "mask_ap50", "box_recall50", "mask_recall50")
+
+
+def correction_curve(project_dir, out, images: list, counts=CORRECTED_COUNTS, log=print, seed: int | None = None,
+                     device: str = "auto", label: str = "real-dev") -> dict:
     """Box / mask AP50 on the images no simulated reviewer touched, after correcting k images with their
     ground truth (through engine.api, as a user would) and retraining, for each k in ``counts``.
 
-    Works on a copy of the project; the held-out images are the same for every k (all but the first
-    max(counts) images of :func:`reviewer_order`), so the curve shows what corrections buy elsewhere.
+    Works on a copy of the project (``out/corrections-project``); the held-out images are the same for every k
+    (all of ``images`` but the first max(counts) of :func:`reviewer_order`), so the curve shows what corrections
+    buy elsewhere. ``seed``: the retraining's seed (None: the project's own); ``device``: where it trains;
+    ``label`` names the folder in the log. Each point also says on how many held-out images the engine carried
+    a correction's objects (``carried_to_held_out``: near-duplicate scenes) and how long it took.
     """
     import shutil
 
@@ -528,22 +535,31 @@ def correction_curve(project_dir, out, images: list, counts=CORRECTED_COUNTS, lo
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(project_dir, copy, ignore=shutil.ignore_patterns(".lock", ".state.lock"))
     ids = {Path(e["relative_path"]).name: e["image_id"] for e in read_json(Project(copy).images_path)}
+    held_out_names = {Path(image.file_name).name for image in held_out}
     curve = {}
     for k in counts:
+        start = time.perf_counter()
         shutil.rmtree(copy / "corrections", ignore_errors=True)
         for image in reviewed[:k]:
             image_id = ids[Path(image.file_name).name]
             masks, classes, _, _ = current_instances(copy, image_id)
             set_image_masks(copy, image_id, image.masks, _reviewer_categories(masks, classes, image.masks))
-        distill(copy)
+        summary = distill(copy, device=device, seed=seed)
         final = _keyed(project_stages(copy)["final"], held_out)
         scores = score_images(held_out, final)
         curve[str(k)] = {"corrected": [image.file_name for image in reviewed[:k]],
-                         **{m: scores[m] for m in ("corloc", "box_ap50", "mask_ap50", "box_recall50",
-                                                   "mask_recall50")}}
-        log(f"real-dev corrections: {k} image(s) corrected -> box AP50 {_fmt(scores['box_ap50'])}, "
+                         **{m: scores[m] for m in CURVE_METRICS},
+                         "carried_to_held_out": sum(Path(path).name in held_out_names
+                                                    for path in summary.get("carried", {})),
+                         "seconds": round(time.perf_counter() - start, 1)}
+        log(f"{label} corrections: {k} image(s) corrected -> box AP50 {_fmt(scores['box_ap50'])}, "
             f"mask AP50 {_fmt(scores['mask_ap50'])} on the {len(held_out)} others")
     return {"held_out": [image.file_name for image in held_out], "curve": curve}
+
+
+def curve_spread(curves: list, metrics=CURVE_METRICS) -> dict:
+    """{k: {metric: min / max / mean}} over several seeds' correction curves ({k: {metric: value}})."""
+    return {k: {m: _min_max_mean([curve[k].get(m) for curve in curves]) for m in metrics} for k in curves[0]}
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -572,9 +588,7 @@ def seed_spread(results: list) -> dict:
         spread["runs"][label]["source_mean"] = {
             m: _min_max_mean([final.get("source_mean", {}).get(m) for final in finals]) for m in SOURCE_MEAN_SPREAD}
     if all(r.get("corrections") for r in results):
-        for k in results[0]["corrections"]["curve"]:
-            spread["corrections"][k] = {m: _min_max_mean([r["corrections"]["curve"][k][m] for r in results])
-                                        for m in ("box_ap50", "mask_ap50")}
+        spread["corrections"] = curve_spread([r["corrections"]["curve"] for r in results], ("box_ap50", "mask_ap50"))
     return spread
 
 

@@ -4,6 +4,7 @@
                                                  [--real-dev-project DIR] [--out runs/benchmark-review-clicks]
                                                  [--limit N] [--device auto] [--weights FILE|random]
                                                  [--input-size N] [--first-prompt click|box]
+                                                 [--only clicks|corrections] [--seeds N]
 
 Folders: ``--feral`` (default ``../shared/data/domains/feral_cats``) and ``--real-dev`` (default
 ``../shared/data/real-dev``, its mask-annotated images only), each a folder with ``images/`` and a COCO
@@ -46,12 +47,24 @@ improve the IoU); the steps above follow. The default, ``click``, is the papers'
 
 Every engine call counts as one action, a refused one (e.g. "cannot grow") and an undo included. After each
 annotated object every action is undone (``restore_object``, newest first), so each object starts from the
-project as the engine left it. The correction curve of issue 21 (correct k images, retrain, AP50 on the others)
-is not part of this module.
+project as the engine left it.
+
+The correction curve (feral_cats only; real-dev has its own in benchmarks.real_dev): a simulated reviewer
+corrects the first k = 0, 5, 10, 20 images (file-name order, ``real_dev.reviewer_order``) with their ground
+truth (``engine.api.set_image_masks``, each object in the category on screen), the project is retrained as the
+GUI's Retrain does (``engine.api.distill``) and the final predictions are scored class-agnostically (mask and box
+AP50, CorLoc, mask and box recall at IoU 0.5) on the other images, the same held-out images for every k
+(``real_dev.correction_curve`` on a copy of the project, ``OUT/<folder>/seed-N/corrections-project``). Once per
+retraining seed (``--seeds``, default 2, from ``--seed``'s 0): the spread is the retraining's, the project's
+proposals and clusters stay. With ``--limit N`` the curve takes part of the first N images (20 corrected, the
+rest held out); the retraining covers every image of the project. ``--only`` runs one of the two parts.
 
 JSON (``OUT/results.json``): ``review.clicks.<folder>.{noc50, noc80, reached50, reached80, objects, images,
 limit, actions}`` (NoC means over the annotated objects, the share of objects reached at IoU 0.5 / 0.8, the
-count of each kind of action), or ``review.clicks.<folder>.skipped``.
+count of each kind of action), or ``review.clicks.<folder>.skipped``; ``review.corrections.<folder>.<k>.{
+mask_ap50, box_ap50, corloc, mask_recall50, box_recall50, corrected, carried_to_held_out, seconds}`` (the first
+seed's), ``review.corrections.<folder>.seed_spread.{seeds, <k>.<metric>.{min, max, mean}}``, ``held_out``,
+``per_seed``, ``seconds``; or ``review.corrections.<folder>.skipped``.
 """
 from __future__ import annotations
 
@@ -74,6 +87,8 @@ MAX_ACTIONS = 10
 THRESHOLDS = (0.5, 0.8)
 MOSTLY_INSIDE = 0.5  # an object with at least this share of its pixels inside the annotated one is a part of it
 MIN_CLICK_PIXELS = 16  # engine.state.prompt_review.MIN_OBJECT_PIXELS: a smaller free region makes no object
+CORRECTED_COUNTS = (0, 5, 10, 20)  # images corrected before each retraining of the correction curve
+CURVE_SEEDS = 2
 
 
 # ------------------------------------------------------------------------------------------ the reviewer
@@ -317,8 +332,8 @@ def clicks_needed(history: list, threshold: float, cap: int = MAX_ACTIONS) -> in
 # ------------------------------------------------------------------------------------------ folders
 
 
-def working_project(images_folder: Path, given, out: Path, config, log=print) -> Path:
-    """A fresh copy (``out/project``) of ``given`` or of the default run made once into ``out/base-project``."""
+def base_project(images_folder: Path, given, out: Path, config, log=print) -> Path:
+    """``given``, or the default run made once into ``out/base-project``; never modified afterwards."""
     from engine import api
 
     if given is None:
@@ -329,11 +344,30 @@ def working_project(images_folder: Path, given, out: Path, config, log=print) ->
     given = Path(given)
     if not (given / "images.json").is_file():
         raise FileNotFoundError(f"{given}: no finished project (images.json missing)")
+    return given
+
+
+def working_project(images_folder: Path, given, out: Path, config, log=print) -> Path:
+    """A fresh copy (``out/project``) of :func:`base_project`."""
+    given = base_project(images_folder, given, out, config, log)
     copy = out / "project"
     if copy.exists():
         shutil.rmtree(copy)
     shutil.copytree(given, copy, ignore=shutil.ignore_patterns("*.lock"))
     return copy
+
+
+def folder_images(folder: Path, out: Path, given_project, limit: int | None, mask_sources_only: bool) -> tuple:
+    """(the folder's first ``limit`` mask images by file name, the image folder a new run takes: only those
+    images, staged into ``out/images``, when limited and no project is given)."""
+    images = [i for i in real_dev.load_ground_truth(folder, default_source=folder.name) if i.annotation == "mask"]
+    if mask_sources_only:
+        images = [i for i in images if i.source.split("/")[0] not in real_dev.DENSE_SOURCES]
+    images = sorted(images, key=lambda i: i.file_name)[:limit]
+    images_folder = folder / "images"
+    if given_project is None and limit is not None:
+        images_folder = real_dev.stage_images(folder / "images", [i.file_name for i in images], out / "images")
+    return images, images_folder
 
 
 def review_folder(folder: Path, out: Path, config, given_project=None, limit: int | None = None,
@@ -342,13 +376,7 @@ def review_folder(folder: Path, out: Path, config, given_project=None, limit: in
     from engine import api
     from engine.state.schema import read_images
 
-    images = [i for i in real_dev.load_ground_truth(folder, default_source=folder.name) if i.annotation == "mask"]
-    if mask_sources_only:
-        images = [i for i in images if i.source.split("/")[0] not in real_dev.DENSE_SOURCES]
-    images = sorted(images, key=lambda i: i.file_name)[:limit]
-    images_folder = folder / "images"
-    if given_project is None and limit is not None:
-        images_folder = real_dev.stage_images(folder / "images", [i.file_name for i in images], out / "images")
+    images, images_folder = folder_images(folder, out, given_project, limit, mask_sources_only)
     project = working_project(images_folder, given_project, out, config, log)
     entries = {e["relative_path"]: e["image_id"] for e in read_images(project / "images.json")}
     state = api.label_state(project)
@@ -379,31 +407,100 @@ def review_folder(folder: Path, out: Path, config, given_project=None, limit: in
     return summary
 
 
+def correction_folder(folder: Path, out: Path, config, given_project=None, limit: int | None = None,
+                      seeds: int = CURVE_SEEDS, counts=CORRECTED_COUNTS, log=print) -> dict:
+    """The correction curve of the module docstring on one folder, once per retraining seed (from
+    ``config.seed``); the first seed's points, the spread over the seeds and every seed's curve."""
+    images, images_folder = folder_images(folder, out, given_project, limit, False)
+    if len(images) <= max(counts):
+        return {"skipped": f"{folder.name}: the correction curve needs more than {max(counts)} mask images "
+                           f"(corrected) and some to score on; {len(images)} given", "path": str(folder)}
+    project = base_project(images_folder, given_project, out, config, log)
+    start, per_seed = time.perf_counter(), []
+    for seed in range(config.seed, config.seed + seeds):
+        curve = real_dev.correction_curve(project, out / f"seed-{seed}", images, counts, log, seed=seed,
+                                          device=config.device, label=f"{folder.name}, seed {seed},")
+        per_seed.append({"seed": seed, **curve})
+    first = per_seed[0]
+    return {"path": str(folder.resolve()), "project": str(project), "images": len(images), "limit": limit,
+            **first["curve"], "held_out": first["held_out"],
+            "seed_spread": {"seeds": [c["seed"] for c in per_seed],
+                            **real_dev.curve_spread([c["curve"] for c in per_seed])},
+            "per_seed": [{"seed": c["seed"], **{k: {m: row[m] for m in real_dev.CURVE_METRICS}
+                                                 for k, row in c["curve"].items()}} for c in per_seed],
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
 def benchmark(folders: dict, out, config=None, limit: int | None = None, log=print,
-              first_prompt: str = "click") -> dict:
-    """``folders``: {name: (folder, given project or None, mask_sources_only)}. Returns and writes
-    ``{"review": {"clicks": {name: summary or {"skipped": reason}}}}`` (merged into OUT/results.json)."""
+              first_prompt: str = "click", clicks: bool = True, corrections: tuple = (),
+              seeds: int = CURVE_SEEDS, counts=CORRECTED_COUNTS) -> dict:
+    """``folders``: {name: (folder, given project or None, mask_sources_only)}; ``clicks``: simulate the
+    clicks on each; ``corrections``: the names of the folders to draw the correction curve of. Returns and
+    writes ``{"review": {"clicks": {name: summary or {"skipped": reason}}, "corrections": {name: curve or
+    {"skipped": reason}}}}`` (merged into OUT/results.json; a part not run is left out)."""
     from engine.orchestration.config import RunConfig
 
     out = Path(out)
     config = config or RunConfig()
-    clicks = {}
+    parts: dict = {"clicks": {}, "corrections": {}}
     for name, (folder, project, mask_only) in folders.items():
+        if not clicks and name not in corrections:
+            continue
         missing = real_dev.ground_truth_missing(folder, name)
         if missing is not None:
             log(missing)
-            clicks[name] = {"skipped": missing, "path": str(folder)}
+            for part in (["clicks"] if clicks else []) + (["corrections"] if name in corrections else []):
+                parts[part][name] = {"skipped": missing, "path": str(folder)}
             continue
-        clicks[name] = review_folder(Path(folder), out / name, config, project, limit, mask_only, log, first_prompt)
+        if clicks:
+            parts["clicks"][name] = review_folder(Path(folder), out / name, config, project, limit, mask_only, log,
+                                                  first_prompt)
+        if name in corrections:
+            parts["corrections"][name] = correction_folder(Path(folder), out / name, config, project, limit, seeds,
+                                                           counts, log)
+    parts = {part: rows for part, rows in parts.items() if rows}
     results = read_json(out / "results.json") if (out / "results.json").is_file() else {}
-    results.setdefault("review", {}).setdefault("clicks", {}).update(clicks)
+    for part, rows in parts.items():
+        results.setdefault("review", {}).setdefault(part, {}).update(rows)
     atomic_write_json(out / "results.json", results)
-    return {"review": {"clicks": clicks}}
+    return {"review": parts}
 
 
 def table(results: dict) -> str:
+    """The clicks table and, when drawn, the correction curve's."""
+    blocks = []
+    if "clicks" in results["review"]:
+        blocks.append(clicks_table(results["review"]["clicks"]))
+    if "corrections" in results["review"]:
+        blocks.append(corrections_table(results["review"]["corrections"]))
+    return "\n\n".join(blocks)
+
+
+def corrections_table(corrections: dict) -> str:
+    """Per folder, one row per k: the first seed's figures and their min-max over the seeds."""
+    metrics = ("mask_ap50", "box_ap50", "corloc", "mask_recall50")
+    lines = []
+    for name, curve in corrections.items():
+        if "skipped" in curve:
+            lines.append(curve["skipped"])
+            continue
+        spread = curve["seed_spread"]
+        lines.append(f"{name}: correction curve, scored on the {len(curve['held_out'])} images never corrected; "
+                     f"first seed (min-max over seeds {spread['seeds']}); {curve['seconds']:.0f} s")
+        lines.append(f"{'corrected':<11}" + "".join(f"{m:>22}" for m in metrics))
+        for k in (k for k in curve if k.isdigit()):
+            lines.append(f"{k:<11}" + "".join(
+                f"{real_dev._fmt(curve[k][m]) + ' (' + _range(spread[k][m]) + ')':>22}" for m in metrics))
+    return "\n".join(lines)
+
+
+def _range(value) -> str:
+    return "-" if value is None else f"{value['min']:.3f}-{value['max']:.3f}"
+
+
+def clicks_table(clicks: dict) -> str:
     lines = [f"{'folder':<14}{'images':>8}{'objects':>9}{'NoC@50':>9}{'NoC@80':>9}{'reached80':>11}  actions"]
-    for name, row in results["review"]["clicks"].items():
+    for name, row in clicks.items():
         if "skipped" in row:
             lines.append(f"{name:<14}{row['skipped']}")
             continue
@@ -427,16 +524,25 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N images of each folder")
     parser.add_argument("--first-prompt", choices=("click", "box"), default="click",
                         help="box: the first new object of an unmatched object comes from its bounding box")
+    parser.add_argument("--only", choices=("clicks", "corrections"), default=None,
+                        help="run one part: the clicks, or the correction curve on the feral folder")
+    parser.add_argument("--seeds", type=int, default=CURVE_SEEDS,
+                        help=f"retraining seeds of the correction curve, from --seed (default {CURVE_SEEDS})")
+    parser.add_argument("--seed", type=int, default=0, help="the first retraining seed; also a new run's seed")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--weights", default=None, help="checkpoint or 'random' (default: the real weights)")
     parser.add_argument("--input-size", type=int, default=None)
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
-    config = RunConfig(device=args.device, weights=args.weights, input_size=args.input_size)
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    config = RunConfig(device=args.device, weights=args.weights, input_size=args.input_size, seed=args.seed)
     folders = {args.feral.name: (args.feral, args.project, False),
                args.real_dev.name: (args.real_dev, args.real_dev_project, True)}
-    results = benchmark(folders, args.out.resolve(), config, args.limit, first_prompt=args.first_prompt)
+    results = benchmark(folders, args.out.resolve(), config, args.limit, first_prompt=args.first_prompt,
+                        clicks=args.only != "corrections",
+                        corrections=() if args.only == "clicks" else (args.feral.name,), seeds=args.seeds)
     print(table(results))
     print(f"\nwritten: {args.out.resolve() / 'results.json'}")
     return 0
