@@ -25,13 +25,14 @@ _WHERE = {
                "rename_category", "restore_category", "restore_object", "set_image_labels", "set_image_masks",
                "set_object_category", "split_category"],
     "state.prompt_review": ["add_object", "refine_object"],
-    "state.object_edits": ["grow_object", "merge_objects", "shrink_object"],  # torch-free: cached tokens, numpy
+    "state.object_edits": ["grow_object", "merge_objects", "shrink_object", "split_into_parts",  # torch-free
+                           "split_object"],
     "state.label_state": ["LabelState"],
     "state.project_index": ["project_index"],
     # lower-level pieces the napari plugin still uses (layers, gallery, writer)
     "state.corrections": ["ImageCorrection"],
     "output.overview": ["cluster_colour"],
-    "masks": ["bbox_xywh", "resize_nearest"],
+    "masks": ["bbox_xywh", "resize_nearest", "split_along_stroke"],  # the plugin shows a split before it is saved
     "output.export": ["iter_exported"],
     "io.coco": ["annotation_record", "build_coco", "write_coco"],
 }

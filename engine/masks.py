@@ -423,3 +423,89 @@ class Proposals:
     @classmethod
     def empty(cls, image_hw: tuple, grid_hw: tuple) -> Proposals:
         return cls(np.zeros((0, *image_hw), bool), np.zeros((0, *grid_hw), bool), np.zeros(0, np.float32), [])
+
+
+# -- cutting an object along a drawn stroke (engine.state.object_edits.split_object; the plugin shows it first) -
+STROKE_WIDTH_PIXELS = 3  # a drawn stroke's width: wide enough that no 4-connected path leaks through it
+MIN_PART_PIXELS = 16  # a piece the stroke cuts off with fewer pixels is a crumb: it goes to the nearest part
+
+
+def stroke_pixels(shape: tuple, stroke, width: int = STROKE_WIDTH_PIXELS) -> np.ndarray:
+    """(H, W) bool: the polyline through ``stroke``'s (row, col) points drawn ``width`` pixels wide (a disk of
+    that diameter along it, sampled every half pixel); parts outside the frame are left out."""
+    points = np.asarray(stroke, np.float64).reshape(-1, 2)
+    drawn = np.zeros(shape, bool)
+    if not len(points):
+        return drawn
+    samples = [points[:1]]
+    for start, end in zip(points[:-1], points[1:]):
+        steps = max(1, int(np.ceil(2 * np.hypot(*(end - start)))))
+        samples.append(start + (end - start) * np.linspace(0, 1, steps + 1)[1:, None])
+    centres = np.rint(np.concatenate(samples)).astype(np.int64)
+    radius = width / 2
+    reach = int(np.floor(radius))
+    offsets = np.array([(dr, dc) for dr in range(-reach, reach + 1) for dc in range(-reach, reach + 1)
+                        if dr * dr + dc * dc <= radius * radius], np.int64)
+    pixels = (centres[:, None, :] + offsets[None, :, :]).reshape(-1, 2)
+    inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < shape[0]) & (pixels[:, 1] >= 0) & (pixels[:, 1] < shape[1])
+    drawn[pixels[inside, 0], pixels[inside, 1]] = True
+    return drawn
+
+
+def split_along_stroke(labels: np.ndarray, instance_id: int, stroke, first_new_id: int,
+                       width: int = STROKE_WIDTH_PIXELS, min_part: int = MIN_PART_PIXELS) -> dict | None:
+    """Object ``instance_id`` of a label map cut along a stroke (``stroke``: (row, col) points, pixels); None when
+    the stroke cuts no piece of it into two parts of at least ``min_part`` pixels. ``labels`` is not changed.
+
+    The parts are the pieces the stroke cuts a piece of the object into; every other pixel of the object (the
+    stroke's own, crumbs it cut off, pieces it did not cut) goes to the nearest part, so no pixel is lost. The
+    largest part keeps ``instance_id``, the others take ``first_new_id``, ``first_new_id + 1``, ... (larger
+    first). Returns instance_id, added (those new ids), area and box (x0, y0, x1, y1, exclusive) of the part
+    that kept the id, and the changed window of the label map: changed_box (y0, x0, y1, x1) with the labels
+    ``before`` and ``after`` in it (``after`` of a wider type when the new ids need one)."""
+    mask = np.asarray(labels) == int(instance_id)
+    box = mask_box(mask)
+    if box is None:
+        return None
+    origin = np.array([box[0].start, box[1].start], np.float64)
+    parts = _stroke_parts(mask[box], np.asarray(stroke, np.float64).reshape(-1, 2) - origin, width, min_part)
+    return None if parts is None else parts_record(labels, instance_id, box, parts, first_new_id)
+
+
+def parts_record(labels: np.ndarray, instance_id: int, box: tuple, parts: np.ndarray, first_new_id: int) -> dict:
+    """What splitting object ``instance_id`` into ``parts`` changes (see :func:`split_along_stroke`): ``parts`` is
+    the (rows, cols) window ``box`` of the label map numbered 0 (not the object), 1 (the part keeping the id),
+    2, 3, ... (the parts taking ``first_new_id``, ``first_new_id + 1``, ...)."""
+    count = int(parts.max())
+    added = list(range(int(first_new_id), int(first_new_id) + count - 1))
+    before = np.asarray(labels)[box].copy()
+    dtype = np.promote_types(before.dtype, np.min_scalar_type(max(added, default=0)))
+    ids = np.array([0, int(instance_id), *added], dtype)
+    after = np.where(parts > 0, ids[parts], before.astype(dtype))
+    rows, cols = np.nonzero(parts == 1)
+    top, left = box[0].start, box[1].start
+    return {"instance_id": int(instance_id), "added": added, "area": int(len(rows)),
+            "box": (left + int(cols.min()), top + int(rows.min()), left + int(cols.max()) + 1,
+                    top + int(rows.max()) + 1),
+            "changed_box": (top, left, box[0].stop, box[1].stop), "before": before, "after": after}
+
+
+def _stroke_parts(mask: np.ndarray, stroke: np.ndarray, width: int, min_part: int) -> np.ndarray | None:
+    """(H, W) int32 parts of a mask cut along a stroke (see :func:`split_along_stroke`): 0 off the mask, 1..n
+    the parts, largest first; None when the stroke cuts no piece of it in two."""
+    cut = mask & ~stroke_pixels(mask.shape, stroke, width)
+    pieces, _ = ndimage.label(mask)
+    bits, count = ndimage.label(cut)
+    sizes = np.bincount(bits.ravel(), minlength=count + 1)
+    piece_of = np.zeros(count + 1, np.int64)
+    piece_of[bits.ravel()] = pieces.ravel()  # each bit lies inside one piece of the mask
+    large = [k for k in range(1, count + 1) if sizes[k] >= min_part]
+    per_piece = np.bincount(piece_of[large], minlength=int(pieces.max()) + 1)
+    seeds = sorted((k for k in large if per_piece[piece_of[k]] >= 2), key=lambda k: (-int(sizes[k]), k))
+    if len(seeds) < 2:
+        return None
+    number = np.zeros(count + 1, np.int32)
+    number[seeds] = np.arange(1, len(seeds) + 1, dtype=np.int32)
+    seeded = number[bits]
+    _, (rows, cols) = ndimage.distance_transform_edt(seeded == 0, return_indices=True)
+    return np.where(mask, seeded[rows, cols], 0).astype(np.int32)

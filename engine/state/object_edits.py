@@ -1,4 +1,4 @@
-"""Parts and wholes: a reviewer grows, shrinks or merges objects of one image.
+"""Parts and wholes: a reviewer grows, shrinks, merges or splits objects of one image.
 
 Grow and shrink walk the image's candidate tree (engine.method.hierarchy, built from its cached patch tokens:
 no network pass): the object's node is the node of highest IoU with the object's patch coverage; grow takes
@@ -6,7 +6,8 @@ its parent, shrink its largest child (the nearest ancestor / largest-child desce
 ``hierarchy.GROW_STEP`` times larger / smaller: a binary tree's parent often adds one stray patch; a grow goes
 no higher than ``MAX_GROWN_SHARE`` of the image's patches, and moves on up while a level adds nothing), snapped to
 the image's edges at full resolution by the guided filter a click's mask gets (engine.method.prompt). Merge
-joins several objects into one.
+joins several objects into one; split cuts one along a stroke the user drew (engine.masks.split_along_stroke, a
+pure function the plugin also uses to show the cut at once), or into the two parts its tree node holds.
 
 Each is written like every other review action (engine.state.review): into the image's correction (made from its
 generated masks when it has none), as one read-modify-write under the project's state lock, and returns an undo
@@ -23,10 +24,18 @@ from collections import OrderedDict
 
 import numpy as np
 
-from engine.masks import coverage_on_grid
+from engine.masks import (
+    MIN_PART_PIXELS,
+    STROKE_WIDTH_PIXELS,
+    coverage_on_grid,
+    mask_box,
+    parts_record,
+    split_along_stroke,
+)
 from engine.state.corrections import ImageCorrection
 from engine.state.project import Project
 from engine.state.project_index import fresh_label_state, project_files
+from engine.state.prompt_review import _next_id
 from engine.state.review import _edit_correction, check_visible_category
 
 MIN_CHANGE_PIXELS = 16  # a grow / shrink that moves fewer pixels than this tries the next level
@@ -117,6 +126,70 @@ def merge_objects(project_dir, image_id: str, instance_ids, category_id: int | N
         return {"action": "merge", "instance_id": kept, **record}
 
     return _edit_correction(project.root, image_id, None, merge)
+
+
+def split_object(project_dir, image_id: str, instance_id: int, stroke,
+                 width: int = STROKE_WIDTH_PIXELS) -> dict:
+    """Cut an object along a stroke the user drew across it (``stroke``: (row, col) points, image pixels; drawn
+    ``width`` pixels wide): each part of at least engine.masks.MIN_PART_PIXELS becomes an object of the object's
+    category and score, reviewed; the largest keeps the id, the others take new ids; the stroke's pixels and
+    crumbs go to the nearest part (engine.masks.split_along_stroke). A stroke that does not cut it in two is
+    refused, naming the image. Returns the undo record, as :func:`grow_object` (action "split"; added: the new
+    objects' ids, larger first)."""
+    project = Project(project_dir)
+    entry = project_files(project).entry(image_id)
+
+    def split(correction: ImageCorrection) -> dict:  # under the state lock (engine.state.review._edit_correction)
+        cut = split_along_stroke(correction.labels, int(instance_id), stroke, _next_id(correction), width)
+        if cut is None:
+            raise ValueError(f"The stroke does not cut object {instance_id} of {_name(entry)} in two. Draw it "
+                             "across the whole object, from outside one edge to outside the other (each part at "
+                             f"least {MIN_PART_PIXELS} pixels).")
+        return {"action": "split", **_apply_split(correction, cut)}
+
+    return _edit_correction(project.root, image_id, instance_id, split)
+
+
+def split_into_parts(project_dir, image_id: str, instance_id: int) -> dict:
+    """Cut an object into the two parts the image's candidate tree sees in it: its largest part (the one
+    :func:`shrink_object` keeps) and the rest, each an object of its category and score, reviewed; the larger
+    keeps the id. Returns the undo record, as :func:`split_object` (action "split")."""
+    project = Project(project_dir)
+    entry = project_files(project).entry(image_id)
+    tree, image = image_tree(project, entry)
+
+    def split(correction: ImageCorrection) -> dict:
+        old = correction.labels == int(instance_id)
+        node, box = tree.node_matching(coverage_on_grid(old, tree.grid_hw)), mask_box(old)
+        for candidate in tree.smaller(node):
+            part = _largest_part(old & _snapped(image, tree.patch_mask(candidate)))
+            rest = old & ~part
+            if int(part.sum()) >= MIN_PART_PIXELS and int(rest.sum()) >= MIN_PART_PIXELS:
+                larger, smaller = (part, rest) if part.sum() >= rest.sum() else (rest, part)
+                parts = (larger[box] * 1 + smaller[box] * 2).astype(np.int32)
+                cut = parts_record(correction.labels, int(instance_id), box, parts, _next_id(correction))
+                return {"action": "split", **_apply_split(correction, cut)}
+        raise ValueError(f"Object {instance_id} of {_name(entry)} cannot be split into parts: the image's features "
+                         "outline no part of it. Draw a stroke across it to cut it where you want.")
+
+    return _edit_correction(project.root, image_id, instance_id, split)
+
+
+def _apply_split(correction: ImageCorrection, cut: dict) -> dict:
+    """Write a cut of engine.masks.split_along_stroke into the correction: the new parts take the object's
+    category and score, and every part is reviewed. Returns the cut with what restore_object needs."""
+    kept = cut["instance_id"]
+    category, score = correction.classes[kept], correction.score(kept)
+    objects = {kept: (category, score, kept in correction.reviewed_ids)}
+    if cut["after"].dtype != correction.labels.dtype:  # the new ids need a wider label type
+        correction.labels = correction.labels.astype(cut["after"].dtype)
+    top, left, bottom, right = cut["changed_box"]
+    correction.labels[top:bottom, left:right] = cut["after"]
+    for key in (kept, *cut["added"]):
+        correction.classes[key] = category
+        correction.scores[key] = score
+        correction.reviewed_ids.add(key)
+    return {**cut, "category": category, "removed": [], "objects": objects}
 
 
 def image_tree(project: Project, entry: dict) -> tuple:
@@ -212,6 +285,6 @@ def _replace_object(correction: ImageCorrection, instance_id: int, mask: np.ndar
 
 
 def _name(entry: dict) -> str:
-    from engine.io.images import display_name
-
-    return display_name(entry)
+    """The image's file name for messages (relative to the image folder; a stack's plane added)."""
+    plane = entry.get("plane")
+    return entry["relative_path"] if plane is None else f"{entry['relative_path']} (plane {plane})"

@@ -514,9 +514,10 @@ def restore_object(project_dir, undo: dict) -> None:
     """Undo :func:`reject_object`, :func:`accept_object`, :func:`set_object_category`, :func:`accept_image` or
     engine.state.prompt_review.add_object from the record they returned (an added object is removed): the object
     comes back under the same id with its category, score and reviewed flag (a rejected object's pixels are given
-    back where no other object took them since). A grow, shrink or merge (engine.state.object_edits) gives back
-    the pixels it changed where nothing changed them since, and the objects it took in. When the action created
-    the image's correction and nothing else changed it since, the correction is removed."""
+    back where no other object took them since). A grow, shrink, merge or split (engine.state.object_edits) gives
+    back the pixels it changed where nothing changed them since, and the objects it took in (a split's new parts
+    go). When the action created the image's correction and nothing else changed it since, the correction is
+    removed."""
     project = Project(project_dir)
     image_id, instance_id = undo["image_id"], undo["instance_id"]
     with project.state_lock():
@@ -560,13 +561,14 @@ def restore_object(project_dir, undo: dict) -> None:
 
 
 # records of a changed label window: engine.state.object_edits, engine.state.prompt_review.refine_object
-RELABELLING_ACTIONS = ("grow", "shrink", "merge", "refine")
+RELABELLING_ACTIONS = ("grow", "shrink", "merge", "refine", "split")
 
 
 def _put_back_relabelling(correction: ImageCorrection, undo: dict) -> None:
-    """Undo a grow / shrink / merge: each pixel of its changed window that still holds what the edit wrote
-    gets its value from before; the objects it changed or took in get their category, score and reviewed flag
-    back. An object it took in whose id is in use again cannot come back."""
+    """Undo a grow / shrink / merge / split: each pixel of its changed window that still holds what the edit
+    wrote gets its value from before; the objects it changed or took in get their category, score and reviewed
+    flag back, and the parts a split added are gone once they hold no pixel. An object it took in whose id is in
+    use again cannot come back."""
     reused = sorted(k for k in undo["removed"] if k in correction.classes)
     if reused:
         raise ValueError(f"Object {reused[0]} of image {undo['image_id']} is in use again; the {undo['action']} "
@@ -575,6 +577,11 @@ def _put_back_relabelling(correction: ImageCorrection, undo: dict) -> None:
     window = correction.labels[top:bottom, left:right]
     as_left = window == undo["after"]
     window[as_left] = undo["before"][as_left]
+    for key in undo.get("added", ()):  # the parts a split made, unless an edit since gave them other pixels
+        if not (correction.labels == key).any():
+            correction.classes.pop(int(key), None)
+            correction.scores.pop(int(key), None)
+            correction.reviewed_ids.discard(int(key))
     for key, (category, score, reviewed) in undo["objects"].items():
         correction.classes[int(key)] = int(category)
         correction.scores[int(key)] = float(score)
