@@ -47,19 +47,23 @@ def category_colour(category) -> tuple:
     return tuple(category.colour) if category.colour else cluster_colour(category.id - 1)
 
 
+def category_label(table, raw: int) -> str:
+    """The name an object of category ``raw`` shows: its category's after merges, marked when discarded."""
+    resolved = table.resolve(raw)
+    category = table.by_id().get(resolved if resolved is not None else raw)
+    name = category.name if category is not None else f"category {raw}"
+    return name + " (discarded)" if resolved is None else name
+
+
 def features_table(classes: dict, scores: dict, source: str, reviewed, table) -> pd.DataFrame:
     """One row per instance id; category_id is the category the mask is exported under (merges applied).
     ``reviewed``: one flag for every object, or the set of reviewed ids."""
-    by_id = table.by_id()
     rows = []
     for index in sorted(classes):
         raw = classes[index]
         resolved = table.resolve(raw)
-        category = by_id.get(resolved if resolved is not None else raw)
-        name = category.name if category is not None else f"category {raw}"
-        if resolved is None:
-            name += " (discarded)"
-        rows.append({"index": index, "category_id": resolved if resolved is not None else raw, "class_name": name,
+        rows.append({"index": index, "category_id": resolved if resolved is not None else raw,
+                     "class_name": category_label(table, raw),
                      "score": round(float(scores.get(index, 1.0)), 3), "source": source,
                      "reviewed": bool(index in reviewed) if isinstance(reviewed, (set, frozenset, dict))
                      else bool(reviewed)})
@@ -101,6 +105,19 @@ def legend_html(classes: dict, table) -> str:
     if any(r is None for r in shown):
         rows.append('<span style="white-space:nowrap"><span style="color:grey">&#9632;</span>&nbsp;discarded</span>')
     return "&nbsp;&nbsp; ".join(rows) or "no categories"
+
+
+def object_legend_html(classes: dict, table) -> str:
+    """What the colours mean when colouring by object (no category colours: none is drawn), and the categories
+    of the objects on screen with their counts, as rich text for a QLabel."""
+    from collections import Counter
+    from html import escape
+
+    counts = Counter(category_label(table, raw) for raw in classes.values())
+    names = ", ".join(f"{escape(name)} ({count})" for name, count in sorted(counts.items()))
+    discarded = any(table.resolve(raw) is None for raw in classes.values())
+    return ("Each object has its own colour (the swatch beside its id in the table)"
+            + ("; grey: discarded" if discarded else "") + f". Categories here: {names or 'none'}.")
 
 
 def category_table(project_dir, clusters: dict):

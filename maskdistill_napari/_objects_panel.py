@@ -1,6 +1,7 @@
 """The objects of the image on screen: a table (id, category, score, area, reviewed) linked to the canvas
 (selecting a row selects the mask, clicking a mask selects its row), a colour-by toggle (category or object)
-and a legend of the category names with their colours. Reads only what ProjectView already holds: no engine
+above it, also the key K on the canvas, and a legend of what the colours mean: the category names with their
+colours, or, colouring by object, that each object has its own. Reads only what ProjectView already holds: no engine
 call, no work beyond filling the table."""
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._layers import category_colour, legend_html, object_colour
+from ._layers import DISCARDED_RGBA, category_colour, category_label, legend_html, object_colour, object_legend_html
 
 COLUMNS = ("id", "category", "score", "area", "reviewed")
 COLOUR_MODES = ("category", "object")
+COLOUR_KEY = "K"  # toggles the colour mode on the canvas; napari binds K to nothing
 
 
 class ObjectsPanel(QWidget):
@@ -42,24 +44,29 @@ class ObjectsPanel(QWidget):
         header.setSectionResizeMode(1, QHeaderView.Stretch)
         self.colour_by = QComboBox()
         self.colour_by.addItems(COLOUR_MODES)
-        self.colour_by.setToolTip("Colour masks by their category, or each object apart (touching objects of one "
-                                  "category stay distinguishable).")
+        self.colour_by.setToolTip(f"Colour masks by their category, or each object apart, so that parts of one "
+                                  f"category show as parts (key {COLOUR_KEY} on the image switches).")
         self.legend = QLabel("")
         self.legend.setWordWrap(True)
         self.legend.setTextFormat(Qt.TextFormat.RichText)
-        form = QFormLayout()
-        form.addRow("Colour by", self.colour_by)
+        form = QFormLayout()  # above the table, which takes the rest of the height: never scrolled away
+        form.addRow(f"Colour by ({COLOUR_KEY})", self.colour_by)
         form.addRow("Legend", self.legend)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(form)
         layout.addWidget(QLabel("Objects of this image:"))
         layout.addWidget(self.table, 1)
-        layout.addLayout(form)
         self.table.itemSelectionChanged.connect(self._row_selected)
         self.colour_by.currentTextChanged.connect(lambda mode: self.view.set_colour_by_object(mode == "object"))
         view.objects_changed.connect(self.fill)
         view.image_shown.connect(lambda _: self.fill())
         view.object_selected.connect(self.select)
+        view.viewer.bind_key(COLOUR_KEY, lambda _viewer: self.toggle_colour_mode(), overwrite=True)
+
+    def toggle_colour_mode(self) -> None:
+        """Colour by object after by category, and back (the key K)."""
+        self.colour_by.setCurrentText(COLOUR_MODES[1 - COLOUR_MODES.index(self.colour_by.currentText())])
 
     def fill(self) -> None:
         data, table = self.view.current, self.view.table
@@ -74,20 +81,19 @@ class ObjectsPanel(QWidget):
             raw = data["classes"][instance_id]
             resolved = table.resolve(raw)
             category = by_id.get(resolved if resolved is not None else raw)
-            name = category.name if category is not None else f"category {raw}"
-            name += " (discarded)" if resolved is None else ""
-            values = (instance_id, name, round(float(data["scores"].get(instance_id, 1.0)), 3),
+            values = (instance_id, category_label(table, raw), round(float(data["scores"].get(instance_id, 1.0)), 3),
                       int(data.get("areas", {}).get(instance_id, 0)),
                       "yes" if instance_id in data["reviewed_ids"] else "")
             items = [QTableWidgetItem() for _ in values]
             for column, (item, value) in enumerate(zip(items, values)):
                 item.setData(Qt.ItemDataRole.DisplayRole, value)
                 self.table.setItem(row, column, item)
-            rgb = (object_colour(instance_id) if self.view.by_object or category is None or resolved is None
-                   else category_colour(category))
+            rgb = (tuple(int(v * 255) for v in DISCARDED_RGBA[:3]) if category is None or resolved is None
+                   else object_colour(instance_id) if self.view.by_object else category_colour(category))  # as drawn
             items[0].setData(Qt.ItemDataRole.DecorationRole, QColor(*rgb))  # stays visible when selected
         self.table.setSortingEnabled(True)
-        self.legend.setText(legend_html(data["classes"], table))
+        self.legend.setText(object_legend_html(data["classes"], table) if self.view.by_object
+                            else legend_html(data["classes"], table))
         self._filling = False
         self.select(self.view.selected)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -26,7 +27,11 @@ from qtpy.QtWidgets import (
 )
 
 from . import _engine_calls as engine_calls
+from ._layers import category_label
 from ._objects_panel import ObjectsPanel
+
+PAINT_HINT = ("Paint, erase and fill with napari's Labels tools; edits are saved to the project automatically. A "
+              "new label gets the category chosen in the box above.")
 
 
 def use_discarded_anyway(parent, name: str) -> bool:
@@ -85,6 +90,9 @@ class ReviewPanel(QWidget):
         self.add_object_button.setCheckable(True)
         self.grow_button, self.shrink_button = QPushButton("Grow ▲ (Up)"), QPushButton("Shrink ▼ (Down)")
         self.merge_button = QPushButton("Merge selected")
+        self.split_button = QPushButton("Split by stroke")
+        self.split_button.setCheckable(True)
+        self.split_parts_button = QPushButton("Split into parts")
         self.zoom = QCheckBox("zoom to it")
         self.highlight = QCheckBox("show only the selected mask")
         self.highlight.setChecked(True)
@@ -106,6 +114,10 @@ class ReviewPanel(QWidget):
                 self.grow_button: "Replace the selected object by the whole it is part of, as the image's features "
                                   "outline it (key Up); it takes in objects lying mostly inside. Undo goes back.",
                 self.shrink_button: "Replace the selected object by its largest part (key Down).",
+                self.split_button: "While on: drag a line across the selected object (or any object) to cut it "
+                                   "there; each part becomes an object of its category. Undo joins them again.",
+                self.split_parts_button: "Cut the selected object into the two parts the image's features see in "
+                                         "it.",
                 self.merge_button: "Join the selected objects into one (shift-click masks to select several); it "
                                    "keeps the category of the largest one shown."}
         for widget, tip in tips.items():
@@ -114,8 +126,9 @@ class ReviewPanel(QWidget):
         self.selection.setWordWrap(True)
         self.info = QLabel("No project open.")
         self.info.setWordWrap(True)
-        self.status = QLabel("Paint, erase and fill with napari's Labels tools; edits are saved to the "
-                             "project automatically. A new label gets the category chosen in the box above.")
+        self.status = QLabel(PAINT_HINT)
+        self._image_on_screen = None  # the image _shown last described: a message about another one goes
+        self._status_for = None  # the image a message names before it is shown (the queue's)
         self.status.setWordWrap(True)
         grid = QGridLayout()
         grid.addWidget(self.previous, 0, 0)
@@ -135,6 +148,8 @@ class ReviewPanel(QWidget):
         grid.addWidget(self.grow_button, 6, 0)
         grid.addWidget(self.shrink_button, 6, 1)
         grid.addWidget(self.merge_button, 6, 2)
+        grid.addWidget(self.split_button, 7, 0, 1, 2)
+        grid.addWidget(self.split_parts_button, 7, 2)
         self.objects = ObjectsPanel(view)
         layout = QVBoxLayout(self)
         layout.addLayout(grid)
@@ -159,6 +174,8 @@ class ReviewPanel(QWidget):
         self.grow_button.clicked.connect(self.grow_selected)
         self.shrink_button.clicked.connect(self.shrink_selected)
         self.merge_button.clicked.connect(self.merge_selected)
+        self.split_button.toggled.connect(self.set_split_mode)
+        self.split_parts_button.clicked.connect(self.split_into_parts_selected)
         # on the canvas, Up / Down grow and shrink the selected object (napari binds neither key by default)
         view.viewer.bind_key("Up", lambda _viewer: self.grow_selected(), overwrite=True)
         view.viewer.bind_key("Down", lambda _viewer: self.shrink_selected(), overwrite=True)
@@ -167,6 +184,7 @@ class ReviewPanel(QWidget):
         view.failed.connect(self.status.setText)
         view.object_selected.connect(self._selected)
         view.objects_changed.connect(self._fill_categories)
+        view.objects_changed.connect(self._describe_selection)  # a category renamed or merged, an object edited
 
     # -- what is on screen -------------------------------------------------------------------
     def _shown(self, position: int) -> None:
@@ -175,6 +193,10 @@ class ReviewPanel(QWidget):
             return
         self.jump.setMaximum(max(1, len(self.view.entries)))
         self.jump.setValue(position + 1)
+        if data["image_id"] != self._image_on_screen:  # another image: a message about the last one is stale
+            if data["image_id"] != self._status_for:
+                self.status.setText(PAINT_HINT)
+            self._image_on_screen, self._status_for = data["image_id"], None
         reviewed = len(data["reviewed_ids"])
         where = f"{data['name']} ({position + 1}/{len(self.view.entries)})"
         if not data["classes"]:
@@ -183,21 +205,30 @@ class ReviewPanel(QWidget):
         self.info.setText(f"{where}: {len(data['classes'])} objects from the {data['source']}, {reviewed} reviewed")
 
     def _selected(self, instance_id: int) -> None:
+        """A new selection: described, and its category (merges resolved) chosen in the box."""
+        self._describe_selection()
         data = self.view.current
-        if not instance_id or data is None:
+        if not instance_id or data is None or instance_id not in data["classes"]:
+            return
+        category_id = self.view.table.resolve(data["classes"][instance_id])
+        index = self.category.findData(category_id)
+        if category_id is not None and index >= 0:  # the box never turns to a discarded category unless the
+            self.category.setCurrentIndex(index)  # user picks it
+
+    def _describe_selection(self) -> None:
+        """The selection line, from the objects and categories as they are now (after any change of either)."""
+        data, instance_id = self.view.current, self.view.selected
+        if not instance_id or data is None or instance_id not in data["classes"]:
             self.selection.setText("No object selected: click a mask (pan/zoom mode) or a row of the table.")
             return
-        category = self.view.table.by_id().get(data["classes"][instance_id])
-        name = category.name if category is not None else f"category {data['classes'][instance_id]}"
-        self.selection.setText(f"Object {instance_id}: {name}, score {data['scores'].get(instance_id, 1.0):.2f}"
-                               f"{', reviewed' if instance_id in data['reviewed_ids'] else ''}")
+        name = category_label(self.view.table, data["classes"][instance_id])
+        text = (f"Object {instance_id}: {name}, score {data['scores'].get(instance_id, 1.0):.2f}"
+                f"{', reviewed' if instance_id in data['reviewed_ids'] else ''}")
         others = self.view.selected_ids[1:]
         if others:
-            self.selection.setText(f"{self.selection.text()}; with object{'s' if len(others) > 1 else ''} "
-                                   f"{', '.join(map(str, others))} (Merge selected joins them)")
-        index = self.category.findData(data["classes"][instance_id])
-        if index >= 0 and not self._is_discarded(data["classes"][instance_id]):  # the box never turns to a
-            self.category.setCurrentIndex(index)  # discarded category unless the user picks it
+            text += (f"; with object{'s' if len(others) > 1 else ''} {', '.join(map(str, others))} (Merge selected "
+                     "joins them)")
+        self.selection.setText(text)
 
     def _fill_categories(self) -> None:
         """The categories a new object can take: every one not merged into another, discarded ones marked (a
@@ -207,6 +238,8 @@ class ReviewPanel(QWidget):
         if table is None:
             return
         chosen = self.category.currentData()
+        if chosen is not None and table.resolve(chosen) is not None:
+            chosen = table.resolve(chosen)  # a category merged since: the one it went into
         self.confirmed_discarded = {k for k in self.confirmed_discarded if self._is_discarded(k)}
         self.category.blockSignals(True)
         try:
@@ -370,6 +403,81 @@ class ReviewPanel(QWidget):
             return
         self._edit_objects(engine_calls.merge_objects, ("Merged into", "Merging into"), ids)
 
+    # -- split: along a stroke drawn on the canvas, or into the parts the features see ---------------
+    def split_into_parts_selected(self) -> None:
+        self._edit_objects(engine_calls.split_into_parts, ("Split", "Splitting"), self.view.selected)
+
+    def set_split_mode(self, on: bool) -> None:
+        """Lines dragged on the canvas cut objects (on), or the canvas pans and selects (off)."""
+        if self.split_button.isChecked() != bool(on):
+            self.split_button.setChecked(bool(on))  # toggles back into this method
+            return
+        if on:
+            self.set_add_mode(False)  # one canvas mode at a time
+            self.status.setText("Drag a line across the selected object, from outside one edge to outside the "
+                                "other, to cut it there.")
+        self.view.set_stroke(self.split_along if on else None)
+
+    def split_along(self, stroke: list) -> None:
+        """Cut the selected object (else the one the line crosses most) along ``stroke`` (data (row, col) points):
+        shown in the layer at once (engine.api.split_along_stroke on what it shows), then confirmed by the engine
+        in the task queue (engine.api.split_object, which saves it), after pending edits; undoable. A line that
+        cuts nothing in two goes to the engine too, whose refusal says what to do."""
+        data, layer = self.view.current, self.view.labels_layer
+        if data is None or layer is None or self.view.project_dir is None:
+            self.status.setText("Open or run a project first.")
+            return
+        self.view.save()  # the engine cuts what the layer shows: earlier strokes are written first
+        from engine.api import split_along_stroke  # numpy / scipy only: a few ms on the object's box
+
+        labels, image_id = np.asarray(layer.data), data["image_id"]
+        target = self._stroke_target(labels, stroke)
+        if not target:
+            self.status.setText("Draw the line across an object: it crossed none.")
+            return
+        first_new = max(int(labels.max(initial=0)), max(data["classes"], default=0)) + 1  # as the engine numbers
+        cut = split_along_stroke(labels, target, stroke, first_new)
+        record = None
+        if cut is not None:
+            record = {"image_id": image_id, "action": "split", "pending": True, **cut, "removed": [],
+                      "category": data["classes"][target],
+                      "objects": {target: (data["classes"][target], data["scores"].get(target, 1.0),
+                                           target in data["reviewed_ids"])}}
+            shown = {key: record[key] for key in ("changed_box", "added", "after")}
+            self.view.apply_object_edit(record)
+            self.undo_stack.append(record)
+            self.done.update((image_id, k) for k in (target, *cut["added"]))
+            self.status.setText(self._edit_summary("Split", record))
+
+        def confirmed(result):
+            if record is None:  # not shown (the engine cut what the layer did not): show the engine's cut
+                self.undo_stack.append(result)
+                if not self.view.apply_object_edit(result):
+                    self._reload(image_id, target)
+                self.status.setText(self._edit_summary("Split", result))
+            elif not (result["changed_box"] == shown["changed_box"] and result["added"] == shown["added"]
+                      and np.array_equal(result["after"], shown["after"])):
+                self._reload(image_id, target)  # the engine cut otherwise: show what it saved
+
+        def failed(message):
+            if record is not None:
+                self.undo_stack = [r for r in self.undo_stack if r is not record]
+                self._reload(image_id, target)
+            self.status.setText(f"Split: {message}")
+        self.tasks.submit(confirm_shown_action, record if record is not None else {}, engine_calls.split_object,
+                          self.view.project_dir, image_id, target, [tuple(map(float, p)) for p in stroke],
+                          on_done=confirmed, on_error=failed)
+
+    def _stroke_target(self, labels: np.ndarray, stroke: list) -> int:
+        """The object a line cuts: the selected one when the line crosses it, else the one it crosses most."""
+        points = np.rint(np.asarray(stroke, float)).astype(int)
+        inside = ((points >= 0) & (points < labels.shape)).all(axis=1)
+        crossed = labels[points[inside, 0], points[inside, 1]]
+        crossed = crossed[crossed > 0]
+        if self.view.selected and (crossed == self.view.selected).any():
+            return int(self.view.selected)
+        return int(np.bincount(crossed).argmax()) if len(crossed) else 0
+
     def _edit_objects(self, operation, wording: tuple, target) -> None:
         """``operation(project, image, target)`` (a grow, shrink or merge of _engine_calls) after pending edits
         are saved; the layer follows the change it returns (no reload), which goes on the undo stack."""
@@ -392,8 +500,9 @@ class ReviewPanel(QWidget):
     def _edit_summary(self, description: str, record: dict) -> str:
         category = self.view.table.by_id().get(record["category"]) if self.view.table else None
         name = category.name if category is not None else f"category {record['category']}"
-        took = record["removed"]
+        took, made = record["removed"], record.get("added", [])
         taken = f"; took in object{'s' if len(took) > 1 else ''} {', '.join(map(str, took))}" if took else ""
+        taken += f"; new object{'s' if len(made) > 1 else ''} {', '.join(map(str, made))}" if made else ""
         return f"{description} object {record['instance_id']}: {record['area']} pixels, {name}{taken}. Undo goes back."
 
     def undo(self) -> None:
@@ -412,14 +521,16 @@ class ReviewPanel(QWidget):
             self.status.setText(f"Undid {record['action']} of object {record['instance_id'] or 'all'}.")
             if record["action"] == "refine" and self.making is not None and record.get("points"):
                 self.making.update(record["points"])
-            if not (record["action"] in ("grow", "shrink", "merge", "refine")
+            if not (record["action"] in ("grow", "shrink", "merge", "refine", "split")
                     and self.view.apply_object_edit(record, True)):
                 self._reload(record["image_id"], 0 if added else record["instance_id"] or 0)
 
         def failed(message):
             self.undo_stack.append(record)
             self.status.setText(f"Undo failed: {message}")
-        self.tasks.submit(engine_calls.restore_object, self.view.project_dir, record,
+        # a split is shown before the engine confirms it: its undo must not run if that failed
+        restore = undo_shown_action if record["action"] == "split" else engine_calls.restore_object
+        self.tasks.submit(restore, self.view.project_dir, record,
                           on_done=done, on_error=failed)
 
     def _undo_shown(self, record: dict) -> None:
@@ -451,6 +562,8 @@ class ReviewPanel(QWidget):
         if self.add_object_button.isChecked() != bool(on):
             self.add_object_button.setChecked(bool(on))  # toggles back into this method
             return
+        if on:
+            self.set_split_mode(False)  # one canvas mode at a time
         self.view.set_prompt(self.add_object_at if on else None)
         self.making = None  # the object clicks refine: the last one added while this mode is on
         if on:
@@ -566,6 +679,7 @@ class ReviewPanel(QWidget):
         self.queue_cursor = cursor
         image_id, instance_id, score = self.queue[cursor]
         position = next(i for i, e in enumerate(self.view.entries) if e["image_id"] == image_id)
+        self._status_for = image_id  # this message is about the image shown next: it stays
         self.status.setText(f"Low confidence {cursor + 1}/{len(self.queue)}: object {instance_id} of "
                             f"{self.view.entries[position]['relative_path']} (image {position + 1}, score "
                             f"{score:.2f}).")
