@@ -159,6 +159,19 @@ def merge_objects(project_dir: ProjectDir, image_id: str, instance_ids: Iterable
     return _forward(merge_objects, project_dir, image_id, instance_ids, category_id, allow_discarded)
 
 
+def split_object(project_dir: ProjectDir, image_id: str, instance_id: int,
+                 stroke: Iterable[tuple[float, float]], width: int = 3) -> dict:
+    """engine.api.split_object: the object cut along a stroke drawn across it ((row, col) points, image
+    pixels); returns the undo record, with the new parts' ids (added) and the changed window of the label map."""
+    return _forward(split_object, project_dir, image_id, instance_id, stroke, width)
+
+
+def split_into_parts(project_dir: ProjectDir, image_id: str, instance_id: int) -> dict:
+    """engine.api.split_into_parts: the object cut into the two parts the image's features see in it; returns
+    the undo record, as split_object's."""
+    return _forward(split_into_parts, project_dir, image_id, instance_id)
+
+
 def restore_object(project_dir: ProjectDir, undo: dict) -> None:
     """engine.api.restore_object: undo one of the edits above from its record."""
     return _forward(restore_object, project_dir, undo)

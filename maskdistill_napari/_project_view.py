@@ -22,9 +22,10 @@ from . import _engine_calls as engine_calls
 from ._layers import category_colour, category_table, features_table, label_colormap, load_image_data
 from ._tasks import error_message
 
-IMAGE_LAYER, LABELS_LAYER = "image", "masks"
+IMAGE_LAYER, LABELS_LAYER, STROKE_LAYER = "image", "masks", "stroke"
 CACHE_SIZE = 4
 SAVE_DELAY_MS = 500
+STROKE_WIDTH = 3  # image pixels, as the engine cuts (engine.masks.STROKE_WIDTH_PIXELS)
 RETRY_DELAYS_MS = (1_000, 5_000, 20_000)  # after the 1st, 2nd, 3rd failure in a row; later: on the next edit
 
 
@@ -106,6 +107,7 @@ class ProjectView(QObject):
         self.by_object = False  # colour each object apart instead of by category
         self.highlight = True  # show only the selected object's mask while one is selected
         self.prompt = None  # set_prompt: where canvas clicks go instead of selecting ("Add object" mode)
+        self.stroke = None  # set_stroke: where a line dragged on the canvas goes ("Split by stroke" mode)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(SAVE_DELAY_MS)
@@ -258,6 +260,10 @@ class ProjectView(QObject):
                 else:
                     data["reviewed_ids"].discard(key)
         else:
+            for key in record.get("added", ()):  # a split's new parts: the object's category, score and flag
+                data["classes"][key] = record["category"]
+                data["scores"][key] = data["scores"].get(record["instance_id"], 1.0)
+                data["reviewed_ids"].add(key)
             for key in record["removed"]:
                 for table in ("classes", "scores"):
                     data[table].pop(key, None)
@@ -357,8 +363,12 @@ class ProjectView(QObject):
 
     def _on_click(self, layer, event):
         """In pan/zoom mode: a click (press and release without a drag) on a mask selects that object; while
-        ``prompt`` is set (the Review panel's "Add object" mode), a click or a dragged box goes to it instead."""
+        ``prompt`` is set (the Review panel's "Add object" mode), a click or a dragged box goes to it instead;
+        while ``stroke`` is set ("Split by stroke"), a dragged line goes to it."""
         if layer.mode != "pan_zoom":
+            return
+        if self.stroke is not None:
+            yield from self._draw_stroke(layer, event)
             return
         start = tuple(event.position)
         yield
@@ -398,6 +408,42 @@ class ProjectView(QObject):
     def _showing_one(self) -> bool:
         """Only the selected object's mask is shown: one object is selected and the highlight is on."""
         return bool(self.selected) and self.highlight and not self.also_selected
+
+    def _draw_stroke(self, layer, event):
+        """Follow a drag on the canvas as a line (shown in the stroke layer while drawn) and hand its points, data
+        (row, col), to ``stroke``; a click without a drag draws nothing."""
+        points = [tuple(layer.world_to_data(tuple(event.position))[-2:])]
+        yield
+        while event.type == "mouse_move":
+            points.append(tuple(layer.world_to_data(tuple(event.position))[-2:]))
+            self._show_stroke(points)
+            yield
+        self._show_stroke([])
+        if self.stroke is not None and len(points) > 1 and np.hypot(*np.subtract(points[-1], points[0])) > 2:
+            self.stroke(points)
+
+    def _show_stroke(self, points: list) -> None:
+        layer = self.viewer.layers[STROKE_LAYER] if STROKE_LAYER in self.viewer.layers else None
+        if layer is not None:
+            layer.data = []
+            if len(points) > 1:
+                layer.add_paths([np.asarray(points, float)], edge_width=STROKE_WIDTH, edge_color="yellow")
+
+    def set_stroke(self, stroke) -> None:
+        """Send lines dragged on the canvas to ``stroke(points)`` (data (row, col)) instead of panning, drawn in a
+        stroke layer while they are drawn; None ends that (and removes the layer)."""
+        self.stroke = stroke
+        camera_of(self.viewer).mouse_pan = stroke is None and self.prompt is None
+        layers, labels = self.viewer.layers, self.labels_layer
+        if stroke is None:
+            if STROKE_LAYER in layers:
+                layers.remove(STROKE_LAYER)
+            return
+        if STROKE_LAYER not in layers:
+            self.viewer.add_shapes([], shape_type="path", name=STROKE_LAYER)
+        if labels is not None:  # the canvas's clicks go to the selected layer: the labels, where _on_click is
+            labels.mode = "pan_zoom"
+            layers.selection.active = labels
 
     def set_prompt(self, prompt) -> None:
         """Send canvas clicks and dragged boxes to ``prompt(start, end, refine)`` (data (row, col); ``end`` None for a
