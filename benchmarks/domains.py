@@ -6,9 +6,10 @@
 ``--domains`` (default ``../shared/data/domains`` next to the repository; see its README) is a folder of domain
 folders, or one domain folder itself; a domain folder holds ``images/`` and ``ground_truth.json`` (COCO, instance
 masks; categories are ignored). Absent, it is skipped with a message. The engine runs on each folder with the given
-settings (``make benchmark``: the defaults, K suggested) into ``OUT/<name>/project``, once per seed (the later
-seeds reuse the features and proposals; clustering and the head's training change), and each stage is scored
-with real-dev's scorer (benchmarks/real_dev.py, :func:`real_dev.score_project`), class-agnostically:
+settings (``make benchmark``: the defaults, K suggested) into ``OUT/<name>/project``, once per seed (each seed
+runs the segments proposals again, as their k-means takes it, and so the features too, as the cache keeps no keys;
+clustering and the head's training change as well), and each stage is scored with real-dev's scorer
+(benchmarks/real_dev.py, :func:`real_dev.score_project`), class-agnostically:
 
 * ``proposals``: the proposal masks by their proposal score; ``clustered``: the same masks after clustering (the
   same figures while clustering keeps every mask and its score); ``final``: the distilled model's predictions;

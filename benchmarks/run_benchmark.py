@@ -42,8 +42,8 @@ TARGETS = {"engine_over_backbone_max": 1.25, "engine_over_feature_pass_max": 2.0
 
 
 def quality(out: Path, n_images: int, config: RunConfig, seeds: int = 3) -> dict:
-    """Each stage's scores, averaged over ``seeds`` clustering / training seeds (features and proposals are
-    computed once): k-means on a few hundred masks moves by several mIoU points from seed to seed."""
+    """Each stage's scores, averaged over ``seeds`` seeds (the segments proposals' k-means, clustering and
+    training): k-means on a few hundred masks moves by several mIoU points from seed to seed."""
     data = out / "quality_data"
     write_dataset(data, n_images, seed=1)
     project = out / "quality_project"
