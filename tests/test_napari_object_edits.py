@@ -6,9 +6,11 @@ The first image's cached tokens are planted (tests/test_hierarchy.py's nested sc
 a background), so the candidate tree, and so what Up and Down do, is known."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -17,10 +19,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from qtpy.QtCore import Qt
 from test_hierarchy import GRID, PART_A, PART_B, nested_tokens
-from test_napari_widget import click
+from test_napari_widget import MouseEvent, click
 
 import engine.api
 from helpers import plant_tokens, small_finished_project
+from maskdistill_napari import _engine_calls
 from maskdistill_napari._widget import MaskDistillWidget
 
 
@@ -171,3 +174,72 @@ def test_further_clicks_refine_the_object_just_added_and_undo_takes_one_back(wid
     assert review.making["negative"] == []  # the undone click is taken back too
     review.set_add_mode(False)
     assert review.making is None
+
+
+def drag(layer, points) -> None:
+    """A line dragged on the canvas (press, moves, release) through the layer's own mouse callbacks."""
+    event = MouseEvent(tuple(float(v) for v in points[0]))
+    event.modifiers = ()
+    for callback in layer.mouse_drag_callbacks:
+        generator = callback(layer, event)
+        if generator is None:
+            continue
+        next(generator)
+        for point in points[1:]:
+            event.type, event.position = "mouse_move", tuple(float(v) for v in point)
+            next(generator)
+        event.type = "mouse_release"
+        next(generator, None)
+        event.type, event.position = "mouse_press", tuple(float(v) for v in points[0])
+
+
+def test_a_line_dragged_across_an_object_splits_it_at_once_and_undo_joins_it(widget, qtbot, monkeypatch):
+    """Split by stroke in the window: the layer shows the two parts before the engine is done (its call is held
+    back here), the project agrees once it is, and Undo joins them again; a line that cuts nothing in two is
+    refused with the engine's message naming the image."""
+    view, review = widget.view, widget.review
+    project, image_id = view.project_dir, view.current["image_id"]
+    layer = view.labels_layer
+    before = np.asarray(layer.data).copy()
+    part_a = before == 1
+    rows, cols = np.nonzero(part_a)
+    middle = int(np.median(cols))
+    click(layer, centre_of(part_a))
+    review.split_button.click()
+    assert "stroke" in widget.viewer.layers and view.stroke is not None
+    assert widget.viewer.layers.selection.active is layer  # the canvas's drags still reach the labels
+
+    started, release, split_object = [], threading.Event(), _engine_calls.split_object
+
+    @functools.wraps(split_object)  # the typed call forwards by its name
+    def held(*args):  # the engine's split waits until the layer has been looked at
+        release.wait(60)
+        started.append(True)
+        return split_object(*args)
+    monkeypatch.setattr(_engine_calls, "split_object", held)
+    line = [(rows.min() - 5.0, float(middle)), (float(np.median(rows)), middle + 0.4), (rows.max() + 5.0, middle)]
+    drag(layer, line)
+    shown = np.asarray(layer.data).copy()
+    new = int(shown.max())
+    assert new == 3 and set(np.unique(shown[part_a])) == {1, 3}, review.status.text()  # at once, in the layer
+    assert ((shown == 1) | (shown == 3)).sum() == part_a.sum() and (shown[before == 2] == 2).all()
+    assert review.status.text().startswith("Split object 1") and "new object 3" in review.status.text()
+    assert sorted(view.current["classes"]) == [1, 2, 3] and view.current["classes"][3] == view.current["classes"][1]
+    assert not started
+    release.set()
+    wait_idle(qtbot, widget)
+    assert started and np.array_equal(engine.api.image_objects(project, image_id).labels, shown)
+    assert np.array_equal(np.asarray(layer.data), shown) and not widget.viewer.layers["stroke"].data
+
+    review.undo_button.click()
+    wait_idle(qtbot, widget)
+    assert np.array_equal(np.asarray(layer.data), before)
+    assert np.array_equal(engine.api.image_objects(project, image_id).labels, before)
+    assert sorted(view.current["classes"]) == [1, 2]
+
+    drag(layer, [(rows.min() - 5.0, float(middle)), (float(np.median(rows)), float(middle))])  # into it, not across
+    wait_idle(qtbot, widget)
+    assert "does not cut object 1 of" in review.status.text() and ".jpg" in review.status.text()
+    assert np.array_equal(np.asarray(layer.data), before)
+    review.split_button.click()
+    assert "stroke" not in widget.viewer.layers and view.stroke is None

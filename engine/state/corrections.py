@@ -176,6 +176,15 @@ class ImageCorrection:
     def score(self, instance_id: int) -> float:
         return float(self.scores.get(int(instance_id), 1.0))
 
+    def next_id(self) -> int:
+        """One above every id in use, for a new object (the label map widened when it needs to be). A rejected
+        object's id comes back only if it was the highest; an undo stack undoes the new object before that
+        reject, so the reject's undo still finds its id free."""
+        highest = max(int(self.labels.max(initial=0)), max(self.classes, default=0))
+        if highest + 1 > np.iinfo(self.labels.dtype).max:
+            self.labels = self.labels.astype(np.uint32)
+        return highest + 1
+
     def instances(self) -> tuple:
         """(masks (n, H, W), category ids (n,)) for the instances present in the label map."""
         present = self.ids()

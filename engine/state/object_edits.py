@@ -35,7 +35,6 @@ from engine.masks import (
 from engine.state.corrections import ImageCorrection
 from engine.state.project import Project
 from engine.state.project_index import fresh_label_state, project_files
-from engine.state.prompt_review import _next_id
 from engine.state.review import _edit_correction, check_visible_category
 
 MIN_CHANGE_PIXELS = 16  # a grow / shrink that moves fewer pixels than this tries the next level
@@ -140,7 +139,7 @@ def split_object(project_dir, image_id: str, instance_id: int, stroke,
     entry = project_files(project).entry(image_id)
 
     def split(correction: ImageCorrection) -> dict:  # under the state lock (engine.state.review._edit_correction)
-        cut = split_along_stroke(correction.labels, int(instance_id), stroke, _next_id(correction), width)
+        cut = split_along_stroke(correction.labels, int(instance_id), stroke, correction.next_id(), width)
         if cut is None:
             raise ValueError(f"The stroke does not cut object {instance_id} of {_name(entry)} in two. Draw it "
                              "across the whole object, from outside one edge to outside the other (each part at "
@@ -167,7 +166,7 @@ def split_into_parts(project_dir, image_id: str, instance_id: int) -> dict:
             if int(part.sum()) >= MIN_PART_PIXELS and int(rest.sum()) >= MIN_PART_PIXELS:
                 larger, smaller = (part, rest) if part.sum() >= rest.sum() else (rest, part)
                 parts = (larger[box] * 1 + smaller[box] * 2).astype(np.int32)
-                cut = parts_record(correction.labels, int(instance_id), box, parts, _next_id(correction))
+                cut = parts_record(correction.labels, int(instance_id), box, parts, correction.next_id())
                 return {"action": "split", **_apply_split(correction, cut)}
         raise ValueError(f"Object {instance_id} of {_name(entry)} cannot be split into parts: the image's features "
                          "outline no part of it. Draw a stroke across it to cut it where you want.")

@@ -48,7 +48,7 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
             raise ValueError(f"No new object at {_where(point, box)} of {name}: its mask "
                              f"({int(mask.sum())} pixels) lies on objects {taken} already; reject one of them "
                              "first, or paint the object.")
-        instance_id = _next_id(correction)
+        instance_id = correction.next_id()
         correction.labels[free] = instance_id
         correction.classes[instance_id] = category_id
         correction.scores[instance_id] = 1.0
@@ -163,15 +163,6 @@ def _category_id(state: LabelState, category, allow_discarded: bool = False) -> 
             raise ValueError("Every category is merged or discarded; restore one to add objects to it.")
         return active[0]
     return check_visible_category(state, int(category), allow_discarded)
-
-
-def _next_id(correction: ImageCorrection) -> int:
-    """One above every id in use. A rejected object's id comes back only if it was the highest; an undo stack
-    undoes this add before that reject, so the reject's undo still finds its id free."""
-    highest = max(int(correction.labels.max(initial=0)), max(correction.classes, default=0))
-    if highest + 1 > np.iinfo(correction.labels.dtype).max:
-        correction.labels = correction.labels.astype(np.uint32)
-    return highest + 1
 
 
 def _where(point, box) -> str:
