@@ -6,7 +6,8 @@ and back through the unreviewed objects of the whole project. "Add object (click
 box) on the canvas into a new object (``engine.api.add_object``: a mask from the image's cached features, in
 the task queue, never on the GUI thread), undone like the others. Grow (key Up) and Shrink (key Down) turn the
 selected object into the whole it is part of or its largest part, Merge joins the selected objects (shift-click
-selects several); the layer follows the change each returns, without reading the image back. Errors of these
+selects several), Split cuts one along a line dragged across it (shown at once, confirmed by the engine) or into
+its two parts; the layer follows the change each returns, without reading the image back. Errors of these
 calls, and of loading and saving images, are shown in this panel's status line. The object table and legend
 sit below (``_objects_panel``)."""
 from __future__ import annotations
