@@ -71,6 +71,19 @@ def load_for_display(project_dir, images, entry: dict, make_layers: bool) -> dic
     return data
 
 
+def draws_the_same(current, new, new_label_colour: bool = True) -> bool:
+    """Every colour of the colormap ``new`` is already that of ``current`` (a Labels layer's): setting it would
+    change no pixel on screen (an entry ``current`` has beyond ``new``, an object removed, draws nothing), only
+    make napari rebuild its colour table, 60 ms on the GUI thread for uint16 label maps. So a reject, accept or
+    undo that changes no colour leaves the colormap as it is. ``new_label_colour`` False: the colour of labels
+    not saved yet (key None) is left out."""
+    old = getattr(current, "color_dict", None)  # napari's default colormap (cyclic) has none
+    keys = [key for key in new.color_dict if new_label_colour or key is not None]
+    if old is None or any(key not in old for key in keys):
+        return False
+    return bool(np.allclose([old[key] for key in keys], [new.color_dict[key] for key in keys]))
+
+
 def write_edit(edit: Edit, lock: threading.Lock) -> None:
     """The engine call behind an autosave (a worker, or the GUI thread in ``flush``); ``lock`` keeps a write
     that is still running in a worker from landing after a newer one written by ``flush``."""
@@ -192,7 +205,7 @@ class ProjectView(QObject):
         self._snapshot = labels.copy()
         data.update(labels=self._snapshot, original=self._snapshot, source="correction")
         self._note_objects(data, record, undone)
-        self._update_labels_appearance()
+        self._update_labels_appearance(new_label_colour=False)
         self.select_object(int(record["instance_id"]))
         return True
 
@@ -224,7 +237,7 @@ class ProjectView(QObject):
         data["source"] = "correction"
         data["original_reviewed"] = set(data["reviewed_ids"])  # what the engine writes
         data["reviewed"] = bool(data["classes"]) and data["reviewed_ids"] >= set(data["classes"])
-        self._update_labels_appearance()
+        self._update_labels_appearance(new_label_colour=False)
         self.select_object(int(select))
         return True
 
@@ -344,7 +357,7 @@ class ProjectView(QObject):
         if layer is not None:
             if self.selected:
                 layer.selected_label = self.selected
-            layer.show_selected_label = self._showing_one()
+            self._sync_highlight(layer)
             if zoom and self.selected:
                 self.zoom_to(self.selected)
         self.object_selected.emit(self.selected)
@@ -402,12 +415,18 @@ class ProjectView(QObject):
             return
         self.also_selected ^= {int(instance_id)}
         if self.labels_layer is not None:
-            self.labels_layer.show_selected_label = self._showing_one()
+            self._sync_highlight(self.labels_layer)
         self.object_selected.emit(self.selected)
 
     def _showing_one(self) -> bool:
         """Only the selected object's mask is shown: one object is selected and the highlight is on."""
         return bool(self.selected) and self.highlight and not self.also_selected
+
+    def _sync_highlight(self, layer) -> None:
+        """napari's ``show_selected_label`` as :meth:`_showing_one` says, set only when it changes: every set
+        refreshes the layer and its colours, which the window waits for on each object action."""
+        if layer.show_selected_label != self._showing_one():
+            layer.show_selected_label = self._showing_one()
 
     def _draw_stroke(self, layer, event):
         """Follow a drag on the canvas as a line (shown in the stroke layer while drawn) and hand its points, data
@@ -461,7 +480,10 @@ class ProjectView(QObject):
     def labels_layer(self):
         return self.viewer.layers[LABELS_LAYER] if LABELS_LAYER in self.viewer.layers else None
 
-    def _update_labels_appearance(self) -> None:
+    def _update_labels_appearance(self, new_label_colour: bool = True) -> None:
+        """Colours, highlight and features table of the Labels layer from the objects and categories in hand.
+        ``new_label_colour`` False (an object action): the colour of labels painted and not saved yet is not a
+        reason to rebuild napari's colour table; it follows at the next change of colours."""
         layer, data, table = self.labels_layer, self.current, self.table
         if layer is None or data is None or table is None:
             return
@@ -469,8 +491,12 @@ class ProjectView(QObject):
         rgb = category_colour(new) if new is not None else (255, 255, 255)
         self._loading = True
         try:
-            layer.colormap = label_colormap(data["classes"], table, rgb, self.by_object)
-            layer.show_selected_label = self._showing_one()
+            colormap = label_colormap(data["classes"], table, rgb, self.by_object)
+            if not draws_the_same(layer.colormap, colormap, new_label_colour):
+                # napari does not carry the highlight over to a new colormap; only a set of the flag did
+                colormap.use_selection, colormap.selection = layer.show_selected_label, layer.selected_label
+                layer.colormap = colormap
+            self._sync_highlight(layer)
             layer.features = features_table(data["classes"], data["scores"], data["source"], data["reviewed_ids"],
                                             table)
         finally:
@@ -544,7 +570,7 @@ class ProjectView(QObject):
     def set_highlight(self, highlight: bool) -> None:
         self.highlight = bool(highlight)
         if self.labels_layer is not None:
-            self.labels_layer.show_selected_label = self._showing_one()
+            self._sync_highlight(self.labels_layer)
 
     def _retry(self) -> None:
         """Queue a write of every pending edit that has none queued."""
