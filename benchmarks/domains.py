@@ -22,7 +22,8 @@ clustering and the head's training change as well), and each stage is scored wit
 
 JSON (``OUT/results.json``; ``quality.domains`` of ``make benchmark``): ``<name>.<stage>.{corloc, box_ap50,
 mask_ap50, box_recall50, mask_recall50, ...}`` of the first seed, ``<name>.seed_spread`` (``seeds`` and
-``<stage>.<metric>.{min, max, mean}`` over every seed), ``<name>.per_seed``; or ``{"skipped": reason}``.
+``<stage>.<metric>.{min, max, mean}`` over every seed), ``<name>.per_seed``, ``<name>.pool`` (the candidate
+tree's recall at IoU 0.5 before any ranking: :func:`real_dev.tree_pool_recall`); or ``{"skipped": reason}``.
 """
 from __future__ import annotations
 
@@ -91,9 +92,12 @@ def score_domain(folder, out, config, seeds: int = 1, limit: int | None = None, 
             f"{stage} CorLoc {real_dev._fmt(per_seed[-1][stage]['corloc'])} mask AP50 "
             f"{real_dev._fmt(per_seed[-1][stage]['mask_ap50'])}" for stage in scores))
     first = per_seed[0]
+    pool = real_dev.tree_pool_recall(project, images)
+    log(f"{folder.name}: the candidate tree holds {real_dev._fmt(pool['tree_mask_recall50'])} of the objects at "
+        "IoU 0.5 before any ranking")
     return {"path": str(folder.resolve()), "images": len(images), "objects": first["proposals"]["objects"],
             "limit": limit, "seed": first["seed"], "k": first["k"], "masks": first["masks"],
-            "seconds": first["seconds"],
+            "seconds": first["seconds"], "pool": pool,
             **{stage: first[stage] for stage in real_dev.STAGES if stage in first},
             "seed_spread": spread(per_seed), "per_seed": per_seed}
 
@@ -139,6 +143,10 @@ def table(results: dict) -> str:
             if len(seeds) > 1:
                 row = domain["seed_spread"][stage]
                 lines.append(f"{'  spread':<12}" + "".join(f"{_range(row[m]):>15}" for m in METRICS))
+        pool = domain.get("pool") or {}
+        if pool.get("tree_mask_recall50") is not None:
+            lines.append(f"candidate tree before any ranking ({pool['tree_nodes_per_image']} nodes per image): "
+                         f"mask recall@0.5 {real_dev._fmt(pool['tree_mask_recall50'])}")
         lines.append("")
     return "\n".join(lines).rstrip()
 

@@ -482,6 +482,46 @@ def score_project(project_dir, images: list, recurring: list | None, per_source:
             for stage, predictions in project_stages(project_dir).items()}
 
 
+POOL_SIDE = 160  # the pool's IoUs are measured on masks at most this many pixels on the longer side
+POOL_MIN_PATCHES, POOL_MAX_SHARE = 4, 0.8  # tree nodes from 4 patches up to 80 % of the grid
+
+
+def tree_pool_recall(project_dir, images: list) -> dict:
+    """Recall at IoU 0.5 of every node of each image's candidate tree (engine.method.hierarchy, on the cached
+    tokens) before any ranking, on the images with instance masks: what no ranking of the tree can exceed.
+
+    Nodes of ``POOL_MIN_PATCHES`` patches up to ``POOL_MAX_SHARE`` of the grid, upsampled nearest as the
+    proposals are (no edge refinement); IoU on masks resized to ``POOL_SIDE`` px on the longer side.
+    Returns {"tree_mask_recall50", "tree_nodes_per_image", "images", "objects"} (recall None without masks)."""
+    from engine.masks import resize_nearest
+    from engine.method.features import FeatureCache
+    from engine.method.hierarchy import candidate_tree
+
+    project = Project(project_dir)
+    entries = {entry["relative_path"]: entry for entry in read_json(project.images_path)}
+    centre = project.read_config().get("backbone", {}).get("family") in ("dinov2", "dinov3")
+    cache = FeatureCache(project.features_dir)
+    found = objects = nodes = scored = 0
+    for image in images:
+        entry = entries.get(image.file_name)
+        features = cache.get(entry["feature_key"]) if entry and image.annotation == "mask" else None
+        if features is None or not len(image.masks):
+            continue
+        tree = candidate_tree(features.tokens, features.grid_hw, centre=centre)
+        sizes = tree.sizes
+        kept = np.flatnonzero((sizes >= POOL_MIN_PATCHES) & (sizes <= POOL_MAX_SHARE * tree.patches))
+        scale = min(1.0, POOL_SIDE / max(image.height, image.width))
+        hw = (max(1, round(image.height * scale)), max(1, round(image.width * scale)))
+        candidates = np.stack([resize_nearest(tree.patch_mask(n), *hw) for n in kept]).reshape(len(kept), -1)
+        truth = np.stack([resize_nearest(m, *hw) for m in image.masks]).reshape(len(image.masks), -1)
+        inter = candidates.astype(np.float32) @ truth.T.astype(np.float32)
+        union = candidates.sum(1)[:, None] + truth.sum(1)[None, :] - inter
+        found += int((inter / np.maximum(union, 1) >= 0.5).any(axis=0).sum())
+        objects, nodes, scored = objects + len(image.masks), nodes + len(kept), scored + 1
+    return {"tree_mask_recall50": found / objects if objects else None,
+            "tree_nodes_per_image": round(nodes / scored, 1) if scored else None, "images": scored, "objects": objects}
+
+
 # ------------------------------------------------------------------------------------ what a correction buys
 
 CORRECTED_COUNTS = (0, 1, 2, 4)
@@ -579,7 +619,7 @@ def _min_max_mean(values: list) -> dict | None:
 def seed_spread(results: list) -> dict:
     """Min / max / mean over several seeds' :func:`benchmark` results: the final stage of each run, and the
     correction curve's AP50s. A difference between two settings smaller than this spread is noise.
-    (The ``segments`` proposals do not depend on the seed; clustering and the head's training do.)"""
+    (The seed reaches the ``segments`` proposals' k-means, clustering and the head's training.)"""
     spread = {"seeds": [r["seed"] for r in results], "runs": {}, "corrections": {}}
     for label in results[0]["runs"]:
         finals = [r["runs"][label].get("final", {}) for r in results]
@@ -626,6 +666,7 @@ def benchmark(real_dev, out, config=None, log=print, corrections_curve: bool = T
                        "masks": result.masks, "seconds": round(seconds, 1),
                        "distillation": read_json(project / "report.json").get("distillation", {}), **scores}
         log(f"real-dev, {label} (K = {result.clusters}): {seconds:.0f} s")
+    pool = tree_pool_recall(project, images)
     if corrections_curve:
         corrections = correction_curve(project, out, images, log=log)
     default = runs["k_suggested"]
@@ -647,6 +688,7 @@ def benchmark(real_dev, out, config=None, log=print, corrections_curve: bool = T
         "source_mean": {stage: {m: default[stage]["source_mean"][m] for m in SOURCE_MEAN_SPREAD}
                         for stage in STAGES if stage in default},
         "runs": {label: runs[label] for label in ("k_suggested", "k_given")},
+        "pool": pool,  # the candidate tree's recall before any ranking: what no ranking of it can exceed
         "corrections": corrections,
         "seed": config.seed,
     }
@@ -687,6 +729,10 @@ def table(results: dict) -> str:
         lines.append("scored in the dense section instead: " + ", ".join(
             f"{source} ({n} images)" for source, n in results["moved_to_dense"].items()))
         lines.append("")
+    pool = results.get("pool") or {}
+    if pool.get("tree_mask_recall50") is not None:
+        lines += [f"candidate tree before any ranking ({pool['tree_nodes_per_image']} nodes per image, "
+                  f"{pool['objects']} masks): mask recall@0.5 {_fmt(pool['tree_mask_recall50'])}", ""]
     if results.get("corrections"):
         lines.append(f"what a correction buys (default run; scored on the {len(results['corrections']['held_out'])} "
                      "images never corrected)")

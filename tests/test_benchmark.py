@@ -234,6 +234,7 @@ def test_real_dev_script_end_to_end_on_a_tiny_folder(tmp_path, capsys):
     assert results["images"] == 3 and results["sources"] == {"aerial": 1, "photos": 2}
     # the dense tile is left to the dense section: not run, not scored here
     assert results["moved_to_dense"] == {real_dev.DENSE_SOURCES[0]: 1}
+    assert 0 <= results["pool"]["tree_mask_recall50"] <= 1 and results["pool"]["images"] == 2  # the two with masks
     assert sorted(p.name for p in (out / "images").iterdir()) == ["a.png", "b.png", "c.png"]
     for stage in ("proposals", "clustered", "final"):
         assert set(results["source_mean"][stage]) == {"corloc", "box_ap50", "mask_ap50"}
@@ -460,6 +461,7 @@ def test_domains_script_end_to_end_writes_the_documented_keys(tmp_path, capsys):
     assert list(results) == ["cats"]
     cats = results["cats"]
     assert cats["images"] == 2 and cats["objects"] == 3 and cats["limit"] == 2
+    assert 0 <= cats["pool"]["tree_mask_recall50"] <= 1 and cats["pool"]["objects"] == 3
     assert sorted(p.name for p in (out / "cats" / "images").iterdir()) == ["cat_a.png", "cat_b.jpg"]
     for stage in ("proposals", "clustered", "final"):
         for key in ("corloc", "box_ap50", "mask_ap50", "mask_recall50"):
