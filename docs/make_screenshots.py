@@ -71,7 +71,11 @@ def main() -> None:
     x, y, w, h = json.loads((ROOT / "examples" / "categories.json").read_text())["pair_person_rocket.jpg"][1]["bbox"]
     view.show(next(i for i, e in enumerate(view.entries) if e["relative_path"] == "pair_person_rocket.jpg"))
     wait()
-    categories.select(next(c.id for c in view.table.categories if c.name == "rocket"))
+    rocket = next(c.id for c in view.table.categories if c.name == "rocket")
+    categories.select(rocket)
+    review = widget.review  # a painted label takes the category chosen in the Review tab's box, as a user picks it
+    review.category.setCurrentIndex(review.category.findData(rocket))
+    review.category.activated.emit(review.category.currentIndex())
     wait()
     masks = view.labels_layer
     masks.mode = "paint"
