@@ -19,7 +19,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from qtpy.QtCore import Qt
 from test_hierarchy import GRID, PART_A, PART_B, nested_tokens
-from test_napari_widget import MouseEvent, click
+from test_napari_widget import click
+from test_plugin_tasks import press as mouse_press
 
 import engine.api
 from helpers import plant_tokens, small_finished_project
@@ -178,19 +179,7 @@ def test_further_clicks_refine_the_object_just_added_and_undo_takes_one_back(wid
 
 def drag(layer, points) -> None:
     """A line dragged on the canvas (press, moves, release) through the layer's own mouse callbacks."""
-    event = MouseEvent(tuple(float(v) for v in points[0]))
-    event.modifiers = ()
-    for callback in layer.mouse_drag_callbacks:
-        generator = callback(layer, event)
-        if generator is None:
-            continue
-        next(generator)
-        for point in points[1:]:
-            event.type, event.position = "mouse_move", tuple(float(v) for v in point)
-            next(generator)
-        event.type = "mouse_release"
-        next(generator, None)
-        event.type, event.position = "mouse_press", tuple(float(v) for v in points[0])
+    mouse_press(layer, *points)
 
 
 def test_a_line_dragged_across_an_object_splits_it_at_once_and_undo_joins_it(widget, qtbot, monkeypatch):

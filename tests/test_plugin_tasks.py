@@ -370,6 +370,7 @@ class _Mouse:
 
     def __init__(self, position):
         self.position, self.type = tuple(float(v) for v in position), "mouse_press"
+        self.modifiers = ()  # no key held
 
 
 def press(layer, *positions) -> None:
