@@ -837,3 +837,10 @@ def display_name(entry: dict) -> str:
     """A short name of an images.json entry: the file stem, with the plane of a stack (``cells_z3``)."""
     stem = Path(entry["relative_path"]).stem
     return stem if entry.get("plane") is None else f"{stem}_z{entry['plane']}"
+
+
+def message_name(entry: dict) -> str:
+    """An images.json entry as messages name it: its file (relative to the image folder), with the plane of a
+    stack (``stack.tif (plane 3)``)."""
+    plane = entry.get("plane")
+    return entry["relative_path"] if plane is None else f"{entry['relative_path']} (plane {plane})"

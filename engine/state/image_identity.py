@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.io.images import message_name
 from engine.state.corrections import correction_path, load_assignments, save_assignments
 
 ORPHANED = "orphaned"  # corrections/orphaned/: corrections that no longer fit their image
@@ -112,7 +113,7 @@ def _keep_or_set_aside(root: Path, entry: dict, old):
     move it to corrections/orphaned/; the message, or None when nothing changed."""
     size = correction_size(correction_path(root, entry["image_id"]))
     image_size = (int(entry["height"]), int(entry["width"]))
-    name = entry["relative_path"] + ("" if entry.get("plane") is None else f" (plane {entry['plane']})")
+    name = message_name(entry)
     if size is None:  # unreadable: left for the label state to report (it falls back to the generated masks)
         return None
     if size != image_size:

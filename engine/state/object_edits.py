@@ -284,6 +284,6 @@ def _replace_object(correction: ImageCorrection, instance_id: int, mask: np.ndar
 
 
 def _name(entry: dict) -> str:
-    """The image's file name for messages (relative to the image folder; a stack's plane added)."""
-    plane = entry.get("plane")
-    return entry["relative_path"] if plane is None else f"{entry['relative_path']} (plane {plane})"
+    from engine.io.images import message_name
+
+    return message_name(entry)
