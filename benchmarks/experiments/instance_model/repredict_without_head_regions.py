@@ -1,6 +1,10 @@
-"""Re-predict a copy of a finished project with / without the head-only regions; score the final stage."""
+"""Re-predict a copy of a finished project with / without the head-only regions; score the final stage.
+
+    python benchmarks/experiments/instance_model/repredict_without_head_regions.py PROJECT FOLDER domain|real
+"""
 import sys, json, shutil
-sys.path.insert(0, "/work/main")
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 import numpy as np
 from pathlib import Path
 import engine.orchestration.distillation as D
@@ -17,7 +21,7 @@ original = D.foreground_instances
 for variant in ("with head regions", "without"):
     D.foreground_instances = original if variant.startswith("with ") else (
         lambda semantic, probs: (np.zeros((0, *semantic.shape), bool), np.zeros(0, int), np.zeros(0, np.float32)))
-    dst = Path(f"/work/exp/repredict-{src.parent.name}-{variant.split()[0]}")
+    dst = Path(f"runs/repredict-{src.parent.name}-{variant.split()[0]}")
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src, dst)
     predict(dst)
