@@ -206,6 +206,28 @@ def test_a_project_in_the_image_folder_itself_skips_its_overview(tmp_path, capsy
 
 
 # -- case 7: a renamed or moved image -------------------------------------------------------------------------
+def test_a_renamed_image_keeps_its_coco_id_in_the_export(tmp_path, capsys):
+    images, project = _project(tmp_path)
+    before = _entries(project)
+    shutil.move(images / "chelsea.png", images / "kitty.png")
+    (images / "astronaut.png").unlink()  # a name gone for good: its id is not given to anyone
+    rc, out = _run(capsys, images, project, "--no-distill")
+    assert rc == 0, out
+    after = _entries(project)
+    assert after["kitty.png"]["coco_id"] == before["chelsea.png"]["coco_id"]  # was: a new id appended
+    assert after["coffee.png"]["coco_id"] == before["coffee.png"]["coco_id"]
+    assert before["astronaut.png"]["coco_id"] not in {e["coco_id"] for e in after.values()}
+    exported = json.loads((project / "annotations.json").read_text())
+    assert {i["file_name"]: i["id"] for i in exported["images"]}["kitty.png"] == before["chelsea.png"]["coco_id"]
+    # a later run keeps it, and a new image takes an id of its own
+    Image.fromarray(data.camera()[:96, :96]).save(images / "camera.png")
+    rc, out = _run(capsys, images, project, "--no-distill")
+    assert rc == 0, out
+    again = _entries(project)
+    assert again["kitty.png"]["coco_id"] == before["chelsea.png"]["coco_id"]
+    assert len({e["coco_id"] for e in again.values()}) == len(again) == 4
+
+
 def test_a_moved_image_is_reattached_to_its_correction(tmp_path, capsys):
     images, project = _project(tmp_path, recursive=True)
     mask = _correct(project, "chelsea.png")

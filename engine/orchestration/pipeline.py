@@ -42,7 +42,7 @@ from engine.orchestration.outcome import Progress, RunResult, StageTimer, no_pro
 from engine.orchestration.ray_executor import import_ray
 from engine.output.evaluation import ImagePrediction, LazyMapping, evaluate, open_ground_truth
 from engine.output.export import export_coco, iter_image_proposals, write_overview
-from engine.state.image_identity import settle_corrections
+from engine.state.image_identity import keep_coco_ids, settle_corrections
 from engine.state.label_state import LabelState, adopt_clustering, clustering_id, describe_rebinding
 from engine.state.project import Project, load_image_predictions, open_project
 from engine.state.project_index import project_index
@@ -172,7 +172,9 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
         "features": extractor.settings,  # backbone, input size, scale and tiles: what a head must match
     })
     with project.state_lock():  # before the new ids are written: corrections follow their images' pixels
-        notes += settle_corrections(project.root, previous_entries(project), entries)
+        previous = previous_entries(project)
+        notes += settle_corrections(project.root, previous, entries)
+        keep_coco_ids(previous, entries)
     atomic_write_json(project.images_path, entries)
     progress("clustering", 0, 1)
     with timer("clustering"):

@@ -13,6 +13,7 @@ images.json it calls :func:`settle_corrections` with the previous entries and th
   folder and whose name another image's correction needs is set aside in corrections/orphaned/.
 
 Each change is one message naming the image, for the run to show. Called under the state lock.
+:func:`keep_coco_ids` gives a renamed or moved image its COCO id back, so exports keep naming it alike.
 """
 from __future__ import annotations
 
@@ -39,6 +40,25 @@ def settle_corrections(root, previous: dict, entries: list) -> list:
             if note:
                 notes.append(note)
     return notes
+
+
+def keep_coco_ids(previous: dict, entries: list) -> None:
+    """A renamed or moved image keeps its COCO image id (``entries`` changed in place): a name new to the project
+    whose pixels an image of the last run held, under a name now gone from the folder, takes that image's id
+    when no other image holds it. Exports then name it by the id a trainer's earlier files know."""
+    present = {entry["image_id"] for entry in entries}
+    used = {entry["coco_id"] for entry in entries}
+    gone = {}  # pixel hash -> the COCO id of a name no longer in the folder
+    for old in previous.values():
+        if old["image_id"] not in present and old.get("pixel_hash"):
+            gone.setdefault(old["pixel_hash"], old["coco_id"])
+    for entry in entries:
+        coco_id = gone.get(entry.get("pixel_hash"))
+        if entry["image_id"] not in previous and coco_id is not None and coco_id not in used:
+            used.discard(entry["coco_id"])
+            entry["coco_id"] = coco_id
+            used.add(coco_id)
+            del gone[entry["pixel_hash"]]
 
 
 def _follow_pixels(root: Path, previous: dict, entries: list) -> tuple:
