@@ -48,7 +48,7 @@ def keep_coco_ids(previous: dict, entries: list) -> None:
     when no other image holds it. Exports then name it by the id a trainer's earlier files know."""
     present = {entry["image_id"] for entry in entries}
     used = {entry["coco_id"] for entry in entries}
-    gone = {}  # pixel hash -> the COCO id of a name no longer in the folder
+    gone: dict[str, int] = {}  # pixel hash -> the COCO id of a name no longer in the folder
     for old in previous.values():
         if old["image_id"] not in present and old.get("pixel_hash"):
             gone.setdefault(old["pixel_hash"], old["coco_id"])
