@@ -108,12 +108,18 @@ class RunConfig:
         if isinstance(self.image_options, dict):  # as stored in project.json
             self.image_options = ImageOptions.from_dict(self.image_options)
 
-    def check(self) -> None:
-        """Reject bad settings before any work starts: choices and ranges from the fields' metadata."""
+    def check(self, weights_file: bool = True) -> None:
+        """Reject bad settings before any work starts: choices and ranges from the fields' metadata.
+        ``weights_file`` False: a weights file that is not where the run found it is no error yet (distill and
+        predict read cached features; only a feature they must recompute needs it: check_weights_file)."""
         get_backbone_spec(self.backbone)  # also accepts a timm hub name, beyond the listed choices
         for spec in fields(self):
             if spec.name != "backbone":
                 _check_setting(spec, getattr(self, spec.name))
+        if weights_file:
+            self.check_weights_file()
+
+    def check_weights_file(self) -> None:
         if self.weights not in (None, "random") and not Path(self.weights).is_file():
             raise FileNotFoundError(f"weights file {self.weights} does not exist")
 

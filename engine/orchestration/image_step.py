@@ -136,6 +136,13 @@ def repair_feature_cache(project: Project, project_config: dict, entries: list, 
             broken.append((entry, problem or f"{cache.path(entry['feature_key'])}: missing from the feature cache"))
     if not broken:
         return []
+    try:
+        config.check_weights_file()
+    except FileNotFoundError as error:
+        names = ", ".join(entry["relative_path"] for entry, _ in broken[:3]) + (" ..." if len(broken) > 3 else "")
+        raise FileNotFoundError(f"{error}: the run's weights are needed to recompute the features of {len(broken)} "
+                                f"image(s) ({names}); put the file back, or run `maskdistill run` again with "
+                                "--weights where it is now") from None
     extractor = build_extractor(config)
     images = ImageSource.of_project(project_config)
     for entry, _ in broken:

@@ -212,7 +212,7 @@ def _stored_config(project: Project, project_config: dict, **overrides) -> RunCo
     """project.json's run settings (a wrong one named with the file), with ``overrides`` from the command."""
     config = replace(stored_run_config(project.config_path, project_config["config"]),
                      **{k: v for k, v in overrides.items() if v is not None})
-    config.check()
+    config.check(weights_file=False)  # needed only to recompute features (image_step.repair_feature_cache)
     return config
 
 
