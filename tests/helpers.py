@@ -48,3 +48,29 @@ def plant_tokens(project: Path, entry: dict, vectors, grid: tuple) -> None:
     FeatureCache(Path(project) / "features").put(entry["feature_key"], ImageFeatures(
         grid, (grid[0] * 14, grid[1] * 14), vectors, vectors, np.zeros(dim, np.float32),
         np.full((1, n), 1 / n, np.float32)))
+
+
+def docked_widget(viewer):
+    """The plugin's widget docked in ``viewer``, with random weights (fast: no pretrained weights needed)."""
+    from maskdistill_napari._widget import MaskDistillWidget
+
+    widget = MaskDistillWidget(viewer, weights="random")
+    viewer.window.add_dock_widget(widget)
+    return widget
+
+
+def wait_idle(qtbot, widget, timeout=120_000) -> None:
+    """Until the widget's task queue is idle (a real Qt event loop runs meanwhile)."""
+    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+
+
+def planted_copy(original: Path, tmp_path: Path, relative_path: str, vectors, grid: tuple) -> tuple:
+    """(copy of the finished project ``original``, images.json entry of ``relative_path``) with that image's
+    cached tokens replaced by planted ones (:func:`plant_tokens`)."""
+    from engine.atomic import read_json
+
+    project = Path(tmp_path) / "project"
+    shutil.copytree(original, project)
+    entry = next(e for e in read_json(project / "images.json") if e["relative_path"] == relative_path)
+    plant_tokens(project, entry, vectors, grid)
+    return project, entry

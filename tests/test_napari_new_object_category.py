@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from qtpy.QtWidgets import QFileDialog
 
 import engine.api
-from helpers import small_finished_project
+from helpers import docked_widget, small_finished_project, wait_idle
 from maskdistill_napari import _review_panel
 from maskdistill_napari._widget import MaskDistillWidget
 
@@ -36,16 +36,12 @@ def widget(make_napari_viewer, qtbot, finished, tmp_path) -> MaskDistillWidget:
         engine.api.set_image_labels(project, entry["image_id"],
                                     np.zeros((entry["height"], entry["width"]), np.uint16), {})
     viewer = make_napari_viewer()
-    widget = MaskDistillWidget(viewer, weights="random")
-    viewer.window.add_dock_widget(widget)
+    widget = docked_widget(viewer)
     widget.open_project(str(project))
     wait_idle(qtbot, widget)
     assert widget.view.current is not None
     return widget
 
-
-def wait_idle(qtbot, widget, timeout=120_000):
-    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
 
 
 def show(widget, qtbot, position: int) -> None:

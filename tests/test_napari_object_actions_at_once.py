@@ -12,9 +12,10 @@ import pytest
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from test_plugin_tasks import finished, wait_idle, widget  # noqa: F401 - fixtures
+from test_plugin_tasks import finished, widget  # noqa: F401 - fixtures
 
 import engine.api
+from helpers import wait_idle
 from maskdistill_napari import _engine_calls
 
 

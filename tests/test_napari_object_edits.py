@@ -23,9 +23,8 @@ from test_napari_widget import click
 from test_plugin_tasks import press as mouse_press
 
 import engine.api
-from helpers import plant_tokens, small_finished_project
+from helpers import docked_widget, plant_tokens, small_finished_project, wait_idle
 from maskdistill_napari import _engine_calls
-from maskdistill_napari._widget import MaskDistillWidget
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +56,12 @@ def widget(make_napari_viewer, qtbot, finished, tmp_path):
     category = engine.api.label_state(project).table.categories[0].id
     engine.api.set_image_labels(project, entry["image_id"], labels, {1: category, 2: category}, reviewed=False)
     viewer = make_napari_viewer(show=True)
-    widget = MaskDistillWidget(viewer, weights="random")
-    viewer.window.add_dock_widget(widget)
+    widget = docked_widget(viewer)
     widget.open_project(str(project))
     wait_idle(qtbot, widget)
     assert widget.view.current["image_id"] == entry["image_id"]
     return widget
 
-
-def wait_idle(qtbot, widget, timeout=120_000):
-    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
 
 
 def centre_of(mask: np.ndarray) -> tuple:

@@ -17,6 +17,7 @@ from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QColorDialog, QFileDialog
 
 from engine.api import current_instances, image_objects, label_state, low_confidence_objects
+from helpers import docked_widget, wait_idle
 from maskdistill_napari._widget import MaskDistillWidget
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
@@ -33,8 +34,7 @@ def three_images(tmp_path) -> Path:
 
 def make_widget(make_napari_viewer, images: Path, project: Path) -> MaskDistillWidget:
     viewer = make_napari_viewer()
-    widget = MaskDistillWidget(viewer, weights="random")  # fast: no pretrained weights needed
-    viewer.window.add_dock_widget(widget)
+    widget = docked_widget(viewer)
     panel = widget.run_panel
     panel.image_folder.setText(str(images))
     panel.project_folder.setText(str(project))
@@ -43,9 +43,6 @@ def make_widget(make_napari_viewer, images: Path, project: Path) -> MaskDistillW
     panel.device.value = "cpu"
     return widget
 
-
-def wait_idle(qtbot, widget, timeout=120_000):
-    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
 
 
 class MouseEvent:

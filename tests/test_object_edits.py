@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +15,8 @@ from PIL import Image
 from test_hierarchy import GRID, PART_A, PART_B, nested_tokens
 
 from engine import api
-from engine.atomic import read_json
 from engine.state.corrections import correction_path
-from helpers import MECHANICS, make_folder, plant_tokens
+from helpers import MECHANICS, make_folder, planted_copy
 
 CELL = 8  # image pixels per patch of the planted grid
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,10 +52,7 @@ def finished(tmp_path_factory):
 @pytest.fixture
 def nested(finished, tmp_path):
     """(project copy, image id of nested.png) with that image's cached tokens replaced by planted ones."""
-    project = tmp_path / "project"
-    shutil.copytree(finished, project)
-    entry = next(e for e in read_json(project / "images.json") if e["relative_path"] == "nested.png")
-    plant_tokens(project, entry, nested_tokens(5), GRID)
+    project, entry = planted_copy(finished, tmp_path, "nested.png", nested_tokens(5), GRID)
     return project, entry["image_id"]
 
 

@@ -18,7 +18,7 @@ from napari.utils.notifications import notification_manager
 from qtpy.QtWidgets import QFileDialog
 
 import engine.api
-from helpers import small_finished_project
+from helpers import docked_widget, small_finished_project, wait_idle
 from maskdistill_napari import _project_view
 from maskdistill_napari._engine_process import EngineProcess
 from maskdistill_napari._widget import MaskDistillWidget
@@ -38,8 +38,7 @@ def widget(make_napari_viewer, qtbot, finished, tmp_path) -> MaskDistillWidget:
     project = tmp_path / "project"
     shutil.copytree(original, project)
     viewer = make_napari_viewer()
-    widget = MaskDistillWidget(viewer, weights="random")
-    viewer.window.add_dock_widget(widget)
+    widget = docked_widget(viewer)
     panel = widget.run_panel
     panel.image_folder.setText(str(images))
     panel.input_size.value = 56
@@ -50,9 +49,6 @@ def widget(make_napari_viewer, qtbot, finished, tmp_path) -> MaskDistillWidget:
     assert widget.view.current is not None
     return widget
 
-
-def wait_idle(qtbot, widget, timeout=120_000):
-    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
 
 
 def paint_new_label(view, at=(30, 30)) -> int:

@@ -3,17 +3,14 @@ the review action (engine.api.add_object, undone by restore_object) on a small p
 one image are replaced by planted ones."""
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from engine import api
-from engine.atomic import read_json
 from engine.method.prompt import prompt_mask
 from engine.state.corrections import correction_path
-from helpers import MECHANICS, make_folder, plant_tokens
+from helpers import MECHANICS, make_folder, planted_copy
 
 CELL = 8  # image pixels per patch of the planted grid
 GRID = (12, 12)
@@ -94,11 +91,8 @@ def planted(finished, tmp_path):
     """(project copy, image id of planted.png) with that image's cached features replaced by planted tokens."""
     from engine.method.features import FeatureCache
 
-    project = tmp_path / "project"
-    shutil.copytree(finished, project)
-    entry = next(e for e in read_json(project / "images.json") if e["relative_path"] == "planted.png")
     vectors = planted_features(3)
-    plant_tokens(project, entry, vectors, GRID)
+    project, entry = planted_copy(finished, tmp_path, "planted.png", vectors, GRID)
     stored = FeatureCache(project / "features").get(entry["feature_key"])
     assert np.allclose(stored.tokens, vectors, atol=0.1)  # the cache keeps them (int8 tokens, no keys)
     return project, entry["image_id"]

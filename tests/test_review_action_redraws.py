@@ -8,7 +8,9 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from test_plugin_tasks import finished, wait_idle, widget  # noqa: F401 - fixtures
+from test_plugin_tasks import finished, widget  # noqa: F401 - fixtures
+
+from helpers import wait_idle
 
 
 def count_events(emitter) -> list:

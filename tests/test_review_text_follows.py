@@ -16,9 +16,10 @@ import pytest
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from qtpy.QtCore import Qt
-from test_napari_object_edits import centre_of, finished, press, wait_idle, widget  # noqa: F401 - fixtures
+from test_napari_object_edits import centre_of, finished, press, widget  # noqa: F401 - fixtures
 from test_napari_widget import click
 
+from helpers import wait_idle
 from maskdistill_napari._layers import category_colour
 
 
