@@ -32,7 +32,8 @@ _WHERE = {
     # lower-level pieces the napari plugin still uses (layers, gallery, writer)
     "state.corrections": ["ImageCorrection"],
     "output.overview": ["cluster_colour"],
-    "masks": ["bbox_xywh", "resize_nearest", "split_along_stroke"],  # the plugin shows a split before it is saved
+    "masks": ["STROKE_WIDTH_PIXELS", "bbox_xywh", "resize_nearest",  # the plugin shows a split before it is saved
+              "split_along_stroke"],
     "output.export": ["iter_exported"],
     "io.coco": ["annotation_record", "build_coco", "write_coco"],
 }

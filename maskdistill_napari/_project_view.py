@@ -25,7 +25,6 @@ from ._tasks import error_message
 IMAGE_LAYER, LABELS_LAYER, STROKE_LAYER = "image", "masks", "stroke"
 CACHE_SIZE = 4
 SAVE_DELAY_MS = 500
-STROKE_WIDTH = 3  # image pixels, as the engine cuts (engine.masks.STROKE_WIDTH_PIXELS)
 RETRY_DELAYS_MS = (1_000, 5_000, 20_000)  # after the 1st, 2nd, 3rd failure in a row; later: on the next edit
 
 
@@ -446,7 +445,9 @@ class ProjectView(QObject):
         if layer is not None:
             layer.data = []
             if len(points) > 1:
-                layer.add_paths([np.asarray(points, float)], edge_width=STROKE_WIDTH, edge_color="yellow")
+                from engine.api import STROKE_WIDTH_PIXELS  # drawn as wide as the engine cuts
+
+                layer.add_paths([np.asarray(points, float)], edge_width=STROKE_WIDTH_PIXELS, edge_color="yellow")
 
     def set_stroke(self, stroke) -> None:
         """Send lines dragged on the canvas to ``stroke(points)`` (data (row, col)) instead of panning, drawn in a
