@@ -129,17 +129,18 @@ def accept_image(project_dir: ProjectDir, image_id: str) -> dict:
 
 def add_object(project_dir: ProjectDir, image_id: str, point: tuple[float, float] | None = None,
                box: tuple[float, float, float, float] | None = None, category: int | None = None,
-               allow_discarded: bool = False) -> dict:
-    """engine.api.add_object (a click or a box, image pixels x, y); returns the undo record."""
-    return _forward(add_object, project_dir, image_id, point, box, category, allow_discarded)
+               allow_discarded: bool = False, closer_look: bool = True) -> dict:
+    """engine.api.add_object (a click or a box, image pixels x, y; a box takes a closer look: one network pass
+    on its crop); returns the undo record."""
+    return _forward(add_object, project_dir, image_id, point, box, category, allow_discarded, closer_look)
 
 
 def refine_object(project_dir: ProjectDir, image_id: str, instance_id: int,
                   positive: Iterable[tuple[float, float]] = (), negative: Iterable[tuple[float, float]] = (),
-                  box: tuple[float, float, float, float] | None = None) -> dict:
+                  box: tuple[float, float, float, float] | None = None, closer_look: bool = True) -> dict:
     """engine.api.refine_object: the object being made by clicks remade from all its positive and negative
     points (image pixels x, y); returns the undo record, with the changed window of the label map."""
-    return _forward(refine_object, project_dir, image_id, instance_id, positive, negative, box)
+    return _forward(refine_object, project_dir, image_id, instance_id, positive, negative, box, closer_look)
 
 
 def grow_object(project_dir: ProjectDir, image_id: str, instance_id: int) -> dict:

@@ -1,14 +1,18 @@
 """One-click objects: a point (or a box) on an image becomes a new object of the user's correction; further
 clicks refine it (``refine_object``: positive and negative points).
 
-The mask comes from :func:`engine.method.prompt.prompt_mask` over the image's cached patch tokens
-(``features/``, the key in images.json) and the image's pixels (for its edges): no network pass. It is written
+A click's mask comes from :func:`engine.method.prompt.points_mask` over the image's cached patch tokens
+(``features/``, the key in images.json) and the image's pixels (for its edges): no network pass. A box takes a
+closer look (engine.method.closer_look): a crop around it goes through the backbone once, so small objects get
+finer edges. The object is written
 like every other review action (engine.state.review): into the image's correction (made from its generated
 masks when it has none), as one read-modify-write under the project's state lock. The new object takes only
 pixels no other object holds (a click never takes away the user's work), gets the next unused instance id,
 the chosen category, score 1.0 and the reviewed flag (the user made it).
 """
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 
@@ -18,15 +22,18 @@ from engine.state.project import Project
 from engine.state.review import _edit_correction, check_visible_category
 from engine.state.schema import read_images
 
+logger = logging.getLogger(__name__)
+
 MIN_OBJECT_PIXELS = 16  # a proposal with fewer free pixels than this is no object
 
 
 def add_object(project_dir, image_id: str, point=None, box=None, category: int | None = None,
-               allow_discarded: bool = False) -> dict:
+               allow_discarded: bool = False, closer_look: bool = True) -> dict:
     """Add the object at ``point`` (x, y) and/or in ``box`` (x0, y0, x1, y1), image pixels, to an image as a
     new object of ``category`` (None: the first category that is neither merged nor discarded). A discarded
     category (its objects are not exported) is refused (engine.state.review.DiscardedCategoryError) unless
-    ``allow_discarded``: the user confirmed it.
+    ``allow_discarded``: the user confirmed it. ``closer_look``: a box is answered from a crop embedded anew
+    (engine.method.closer_look; False: from the cached tokens only, no network pass).
 
     Returns the undo record for engine.api.restore_object: action "add", image_id, instance_id (the new
     object's id), area (pixels), category, and (as every review edit's) whether the correction was created.
@@ -36,7 +43,7 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
     entry = _entry(project, image_id)
     name = entry["relative_path"]
     try:
-        mask = object_mask(project, config, entry, point, box)  # from generated files only: outside the lock
+        mask = object_mask(project, config, entry, point, box, closer_look=closer_look)  # from generated files only: outside the lock
     except ValueError as error:  # a prompt outside the image: say which image
         raise ValueError(f"{name}: {error}") from None
 
@@ -58,10 +65,11 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
     return _edit_correction(project.root, image_id, None, add)
 
 
-def refine_object(project_dir, image_id: str, instance_id: int, positive=(), negative=(), box=None) -> dict:
+def refine_object(project_dir, image_id: str, instance_id: int, positive=(), negative=(), box=None,
+                  closer_look: bool = True) -> dict:
     """Remake the object being made by clicks from all of them: ``positive`` (x, y) points on it (the first
     click and each left click since), ``negative`` points off it (right / shift clicks), image pixels, and an
-    optional ``box``. Its mask (engine.method.prompt.points_mask) replaces the object's pixels; it takes only
+    optional ``box`` (with ``closer_look``, answered from a crop around it, as add_object's). Its mask (engine.method.prompt.points_mask) replaces the object's pixels; it takes only
     pixels no other object holds, in the parts under its positive points. The object keeps its id and
     category and becomes reviewed.
 
@@ -76,7 +84,8 @@ def refine_object(project_dir, image_id: str, instance_id: int, positive=(), neg
     entry = _entry(project, image_id)
     name = entry["relative_path"]
     try:
-        mask = object_mask(project, project.read_config(), entry, box=box, positive=positive, negative=negative)
+        mask = object_mask(project, project.read_config(), entry, box=box, positive=positive, negative=negative,
+                           closer_look=closer_look)
     except ValueError as error:
         raise ValueError(f"{name}: {error}") from None
 
@@ -109,10 +118,12 @@ def _parts_at(mask: np.ndarray, points: list) -> np.ndarray:
 
 
 def object_mask(project: Project, config: dict, entry: dict, point=None, box=None, positive=(),
-                negative=()) -> np.ndarray:
+                negative=(), closer_look: bool = True) -> np.ndarray:
     """(H, W) bool: the object a point / box (or several ``positive`` and ``negative`` points) shows on one
-    image, from its cached features and its pixels."""
+    image, from its cached features and its pixels; with a box and ``closer_look``, from the tokens of a crop
+    around the box (engine.method.closer_look: one network pass, finer edges on small objects)."""
     from engine.io.images import ImageSource
+    from engine.method.closer_look import closer_look_mask
     from engine.method.features import FeatureCache  # torch: loaded by the first click (the plugin has it)
     from engine.method.prompt import points_mask
 
@@ -126,8 +137,25 @@ def object_mask(project: Project, config: dict, entry: dict, point=None, box=Non
     # the tokens, not the keys: every cache format keeps them (the compact one drops the keys), and on the
     # example photos they gave whole objects where the keys more often gave parts
     points = ([] if point is None else [point]) + list(positive)
+    if box is not None and closer_look:
+        embed = _crop_embedder(config)
+        if embed is not None:
+            return closer_look_mask(embed, image, box, positive=points, negative=negative, centre=centre)
     return points_mask(features.tokens, features.grid_hw, image, positive=points, negative=negative, box=box,
                        centre=centre)
+
+
+def _crop_embedder(config: dict):
+    """The closer look's crop embedder for the project's run settings; None (the cached tokens answer) when
+    its weights cannot be loaded now, e.g. a --weights file that has moved: a prompt still works without it."""
+    from engine.method.closer_look import crop_embedder
+    from engine.method.weights import WeightsNotFoundError
+
+    try:
+        return crop_embedder(config.get("config", {}))
+    except (WeightsNotFoundError, OSError, ValueError) as error:
+        logger.warning("No closer look at the box (%s); its mask comes from the cached features.", error)
+        return None
 
 
 def _free_part(mask: np.ndarray, labels: np.ndarray, point, name: str = "the image") -> np.ndarray:

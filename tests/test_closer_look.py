@@ -1,0 +1,142 @@
+"""A closer look at a boxed object (engine.method.closer_look): the crop window with known answers, a small
+object cut finer from its crop's own patches than from the whole image's, and the review actions that use it
+(a box prompt takes it; a click, or closer_look=False, does not)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import api
+from engine.method.closer_look import closer_look_mask, crop_window
+from engine.method.prompt import points_mask
+from test_prompt import GRID, finished, planted, planted_features, planted_image  # noqa: F401 - fixtures
+
+SIDE = 192
+OBJECT = (slice(83, 105), slice(61, 87))  # a small object (22 x 26 px), off every coarse patch edge
+
+
+def patch_tokens(share: np.ndarray, cells: int = 12, noise: float = 0.05, seed: int = 0) -> tuple:
+    """A stand-in backbone that sees the object exactly, at its patch resolution: a cells x cells grid over
+    ``share`` (1 on the object), each patch's vector its share of object and of background, plus noise."""
+    rng = np.random.default_rng(seed)
+    rows = np.array_split(np.arange(share.shape[0]), cells)
+    cols = np.array_split(np.arange(share.shape[1]), cells)
+    grid = np.array([[share[np.ix_(r, c)].mean() for c in cols] for r in rows])
+    vectors = np.stack([grid, 1 - grid], -1) * 3 + rng.normal(0, noise, (cells, cells, 2))
+    return vectors.reshape(-1, 2).astype(np.float32), (cells, cells)
+
+
+def scene() -> tuple:
+    """An image of noise with no edge at the object (edge refinement cannot rescue a coarse mask), and the
+    object's mask."""
+    image = np.random.default_rng(1).integers(0, 255, (SIDE, SIDE, 3), dtype=np.uint8)
+    truth = np.zeros((SIDE, SIDE), bool)
+    truth[OBJECT] = True
+    return image, truth
+
+
+def crop_tokens(crop: np.ndarray) -> tuple:
+    """The stand-in backbone on a crop of the scene's image (found by its pixels: the noise is unique)."""
+    image, truth = scene()
+    for y0 in range(SIDE - crop.shape[0] + 1):
+        for x0 in np.flatnonzero((image[y0, :SIDE - crop.shape[1] + 1] == crop[0, 0]).all(-1)):
+            if np.array_equal(image[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]], crop):
+                return patch_tokens(truth[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]].astype(float))
+    raise AssertionError("not a crop of the scene")
+
+
+def iou(a, b) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def test_the_crop_window_is_a_square_around_the_box_inside_the_image():
+    assert crop_window((640, 640), (100, 100, 140, 120)) == (90, 80, 150, 140)  # 1.5 x 40 px around its centre
+    assert crop_window((640, 640), (0, 0, 40, 40)) == (0, 0, 60, 60)  # moved inside, not cut
+    assert crop_window((640, 640), (300, 300, 302, 301)) == (285, 284, 317, 316)  # at least 32 px
+    assert crop_window((100, 200), (0, 0, 200, 100)) == (0, 0, 200, 100)  # the whole image, not a square cut from it
+    # positive points outside the box widen it: the object is where the user clicked too
+    assert crop_window((640, 640), (100, 100, 140, 120), points=[(180, 110)]) == (80, 50, 200, 170)
+
+
+def test_a_small_object_is_cut_finer_from_its_crop_than_from_the_whole_image():
+    image, truth = scene()
+    box = (56, 78, 92, 110)
+    whole, grid = patch_tokens(truth.astype(float), cells=6)  # 32-px patches: the object spans parts of 2 x 2 of them
+    coarse = points_mask(whole, grid, image, box=box)
+    seen = []
+
+    def embed(crop):
+        seen.append(crop.shape)
+        return crop_tokens(crop)
+
+    fine = closer_look_mask(embed, image, box)
+    assert seen == [(54, 54, 3)]  # one pass, on a crop 1.5x the box's longer side
+    assert iou(fine, truth) > 0.65 and iou(fine, truth) > iou(coarse, truth) + 0.15, (iou(fine, truth),
+                                                                                     iou(coarse, truth))
+    x0, y0, x1, y1 = crop_window(image.shape[:2], box)
+    outside = np.ones_like(fine)
+    outside[y0:y1, x0:x1] = False
+    assert not (fine & outside).any()
+    # a negative point outside the crop is left out; one on the object takes it away
+    assert np.array_equal(closer_look_mask(crop_tokens, image, box, negative=[(5, 5)]), fine)
+    assert not closer_look_mask(crop_tokens, image, box, negative=[(74, 94)])[94, 74]
+
+
+@pytest.fixture
+def recording_embedder(monkeypatch):
+    """The project's crop embedder replaced by the stand-in backbone; the crops it was given are recorded."""
+    import engine.method.closer_look as closer_look
+
+    crops = []
+
+    def embedder(config):
+        assert config["backbone"]  # the project's stored run settings reach it
+
+        def embed(crop):
+            crops.append(crop.shape)
+            return patch_tokens((crop[..., 0] > 128).astype(float))  # the planted object's colour
+        return embed
+
+    monkeypatch.setattr(closer_look, "crop_embedder", embedder)
+    return crops
+
+
+def free_square(project, image_id) -> None:
+    """The generated objects over test_prompt's planted square removed, so a prompt there has free pixels."""
+    generated = api.image_objects(project, image_id)
+    labels = generated.labels.copy()
+    labels[SQUARE_PIXELS] = 0
+    classes = {k: c for k, c in generated.as_dicts()[0].items() if (labels == k).any()}
+    api.set_image_labels(project, image_id, labels, classes, reviewed=False)
+
+
+SQUARE_PIXELS = (slice(3 * 8, 9 * 8), slice(4 * 8, 10 * 8))  # test_prompt's SQUARE in pixels (8-px cells)
+BOX = (3 * 8, 2 * 8, 11 * 8, 10 * 8)  # around it
+
+
+def test_a_box_prompt_takes_the_closer_look_and_a_click_does_not(planted, recording_embedder):  # noqa: F811
+    project, image_id = planted
+    free_square(project, image_id)
+    added = api.add_object(project, image_id, box=BOX)
+    assert recording_embedder == [(96, 96, 3)]  # 1.5 x the 64-px box, as large as the image allows
+    mask = api.image_objects(project, image_id).labels == added["instance_id"]
+    square = np.zeros_like(mask)
+    square[SQUARE_PIXELS] = True
+    assert iou(mask, square) > 0.8, iou(mask, square)
+    api.restore_object(project, added)
+    api.restore_object(project, api.add_object(project, image_id, box=BOX, closer_look=False))
+    api.add_object(project, image_id, point=(7 * 8, 5 * 8))
+    assert len(recording_embedder) == 1  # neither used the network
+
+
+def test_a_box_prompt_without_loadable_weights_falls_back_to_the_cached_tokens(planted, monkeypatch):  # noqa: F811
+    import engine.method.closer_look as closer_look
+    from engine.method.weights import WeightsNotFoundError
+
+    def no_weights(config):
+        raise WeightsNotFoundError("dinov2_vits14: no weights here")
+
+    monkeypatch.setattr(closer_look, "crop_embedder", no_weights)
+    project, image_id = planted
+    free_square(project, image_id)
+    assert api.add_object(project, image_id, box=BOX)["area"] > 0
