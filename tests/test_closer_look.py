@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_prompt import GRID, finished, planted, planted_features, planted_image  # noqa: F401 - fixtures
 
 from engine import api
 from engine.method.closer_look import closer_look_mask, crop_window
 from engine.method.prompt import points_mask
-from test_prompt import GRID, finished, planted, planted_features, planted_image  # noqa: F401 - fixtures
 
 SIDE = 192
 OBJECT = (slice(83, 105), slice(61, 87))  # a small object (22 x 26 px), off every coarse patch edge

@@ -43,7 +43,8 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
     entry = _entry(project, image_id)
     name = entry["relative_path"]
     try:
-        mask = object_mask(project, config, entry, point, box, closer_look=closer_look)  # from generated files only: outside the lock
+        # from generated files only: outside the lock
+        mask = object_mask(project, config, entry, point, box, closer_look=closer_look)
     except ValueError as error:  # a prompt outside the image: say which image
         raise ValueError(f"{name}: {error}") from None
 
@@ -69,9 +70,9 @@ def refine_object(project_dir, image_id: str, instance_id: int, positive=(), neg
                   closer_look: bool = True) -> dict:
     """Remake the object being made by clicks from all of them: ``positive`` (x, y) points on it (the first
     click and each left click since), ``negative`` points off it (right / shift clicks), image pixels, and an
-    optional ``box`` (with ``closer_look``, answered from a crop around it, as add_object's). Its mask (engine.method.prompt.points_mask) replaces the object's pixels; it takes only
-    pixels no other object holds, in the parts under its positive points. The object keeps its id and
-    category and becomes reviewed.
+    optional ``box`` (with ``closer_look``, answered from a crop around it, as add_object's). Its mask
+    (engine.method.prompt.points_mask) replaces the object's pixels; it takes only pixels no other object holds,
+    in the parts under its positive points. The object keeps its id and category and becomes reviewed.
 
     Returns the undo record for engine.api.restore_object, which also says what changed: action "refine",
     image_id, instance_id, category, area, box (x0, y0, x1, y1) and the changed window of the label map
