@@ -41,9 +41,10 @@ actions are spent, takes the first step that applies:
 5. *reject* (``reject_object``) the object holding most of the missed part when no free pixel is left to click
    (the object lies mostly outside the annotated one), so the next click can take its place.
 
-``--first-prompt box``: before step 2, when no object holds most of the annotated object or lies mostly in it,
-the reviewer drags its bounding box (``add_object`` with a box, one action; undone, one more, when it does not
-improve the IoU); the steps above follow. The default, ``click``, is the papers' protocol.
+``--first-prompt box``: before step 2, unless an object already matches at IoU 0.8, the reviewer drags the
+annotated object's bounding box (``add_object`` with a box, one action: the engine takes a closer look at the
+crop and takes in the generated parts lying inside the box's mask; undone, one more, when it does not improve
+the IoU); the steps above follow. The default, ``click``, is the papers' protocol.
 
 Every engine call counts as one action, a refused one (e.g. "cannot grow") and an undo included. After each
 annotated object every action is undone (``restore_object``, newest first), so each object starts from the
@@ -296,14 +297,10 @@ def _block(blocked: np.ndarray, row: int, col: int, distance: float) -> None:
 
 
 def _box(reviewer: Reviewer) -> bool:
-    """The annotated object's bounding box as a prompt, when no object holds most of it or lies mostly in it;
-    undone when its object does not improve the IoU."""
+    """The annotated object's bounding box as a prompt (the loop calls it only while no object matches at IoU
+    0.8); undone when its object does not improve the IoU."""
     from engine import api
 
-    best = reviewer.best
-    if best is not None and max(reviewer.inside[best] / reviewer.areas[best],
-                                reviewer.inside[best] / reviewer.truth.sum()) >= MOSTLY_INSIDE:
-        return False
     rows, cols = np.flatnonzero(reviewer.truth.any(axis=1)), np.flatnonzero(reviewer.truth.any(axis=0))
     before = reviewer.best_iou
     record = reviewer.act("box", api.add_object, box=(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))

@@ -140,3 +140,35 @@ def test_a_box_prompt_without_loadable_weights_falls_back_to_the_cached_tokens(p
     project, image_id = planted
     free_square(project, image_id)
     assert api.add_object(project, image_id, box=BOX)["area"] > 0
+
+
+def test_a_box_takes_in_the_generated_parts_inside_it_never_a_reviewed_one_and_undo_gives_them_back(
+        planted, recording_embedder):  # noqa: F811
+    project, image_id = planted
+    generated = api.image_objects(project, image_id)
+    labels = generated.labels.copy()
+    labels[SQUARE_PIXELS] = 0
+    classes = {k: c for k, c in generated.as_dicts()[0].items() if (labels == k).any()}
+    left, right = max(classes, default=0) + 1, max(classes, default=0) + 2
+    rows, cols = SQUARE_PIXELS
+    labels[rows, cols.start:cols.start + 24] = left  # the square cut into two generated parts
+    labels[rows, cols.start + 24:cols.stop] = right
+    category = next(iter(classes.values()))
+    api.set_image_labels(project, image_id, labels, {**classes, left: category, right: category}, reviewed=False)
+    before = api.image_objects(project, image_id)
+
+    added = api.add_object(project, image_id, box=BOX)
+    assert sorted(added["removed"]) == [left, right]
+    after = api.image_objects(project, image_id)
+    assert left not in after.ids and right not in after.ids
+    square = np.zeros_like(labels, bool)
+    square[SQUARE_PIXELS] = True
+    assert iou(after.labels == added["instance_id"], square) > 0.9
+    api.restore_object(project, added)
+    restored = api.image_objects(project, image_id)
+    assert np.array_equal(restored.labels, before.labels) and restored.as_dicts() == before.as_dicts()
+
+    api.accept_object(project, image_id, left)  # the user's own object stays theirs
+    added = api.add_object(project, image_id, box=BOX)
+    assert added["removed"] == [right]
+    assert (api.image_objects(project, image_id).labels[SQUARE_PIXELS] == left).sum() == 6 * 8 * 24

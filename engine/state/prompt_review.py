@@ -25,6 +25,7 @@ from engine.state.schema import read_images
 logger = logging.getLogger(__name__)
 
 MIN_OBJECT_PIXELS = 16  # a proposal with fewer free pixels than this is no object
+TAKE_IN_SHARE = 0.7  # a generated object with this share of its pixels in a box's mask is a part of it
 
 
 def add_object(project_dir, image_id: str, point=None, box=None, category: int | None = None,
@@ -35,8 +36,14 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
     ``allow_discarded``: the user confirmed it. ``closer_look``: a box is answered from a crop embedded anew
     (engine.method.closer_look; False: from the cached tokens only, no network pass).
 
+    A box says where the whole object is: the generated objects (not reviewed: the user's own are never
+    touched) lying mostly inside its mask (``TAKE_IN_SHARE`` of their pixels) are its parts, and the new object
+    takes them in, as a merge would.
+
     Returns the undo record for engine.api.restore_object: action "add", image_id, instance_id (the new
-    object's id), area (pixels), category, and (as every review edit's) whether the correction was created.
+    object's id), area (pixels), category, and (as every review edit's) whether the correction was created;
+    with parts taken in also removed (their ids) and the changed window (changed_box, before, after), as
+    engine.state.object_edits.merge_objects' record.
     """
     project = Project(project_dir)
     config = project.read_config()
@@ -50,16 +57,24 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
 
     def add(correction: ImageCorrection) -> dict:  # under the state lock (engine.state.review._edit_correction)
         category_id = _category_id(LabelState.load(project), category, allow_discarded)
-        free = _free_part(mask, correction.labels, point, name)
+        parts = _generated_parts_inside(mask, correction) if box is not None else []
+        labels = np.where(np.isin(correction.labels, parts), 0, correction.labels) if parts else correction.labels
+        free = _free_part(mask, labels, point, name)
         if int(free.sum()) < MIN_OBJECT_PIXELS:
             taken = ", ".join(str(k) for k in sorted(set(np.unique(correction.labels[mask]).tolist()) - {0}))
             raise ValueError(f"No new object at {_where(point, box)} of {name}: its mask "
                              f"({int(mask.sum())} pixels) lies on objects {taken} already; reject one of them "
                              "first, or paint the object.")
         instance_id = correction.next_id()
-        correction.labels[free] = instance_id
         correction.classes[instance_id] = category_id
         correction.scores[instance_id] = 1.0
+        if parts:  # as a merge: undone by putting the changed window and the parts back
+            from engine.state.object_edits import _replace_object
+
+            record = _replace_object(correction, instance_id, free | np.isin(correction.labels, parts), parts)
+            del record["objects"][instance_id]  # it did not exist before: the undo removes it
+            return {"action": "add", **record, "added": [instance_id]}
+        correction.labels[free] = instance_id
         correction.reviewed_ids.add(instance_id)
         return {"action": "add", "instance_id": instance_id, "area": int(free.sum()), "category": category_id}
 
@@ -102,6 +117,14 @@ def refine_object(project_dir, image_id: str, instance_id: int, positive=(), neg
         return {"action": "refine", **_replace_object(correction, int(instance_id), refined, [])}
 
     return _edit_correction(project.root, image_id, instance_id, refine)
+
+
+def _generated_parts_inside(mask: np.ndarray, correction: ImageCorrection) -> list:
+    """Ids of the objects no one reviewed with at least TAKE_IN_SHARE of their pixels inside ``mask``."""
+    ids, inside = np.unique(correction.labels[mask], return_counts=True)
+    areas = {k: int((correction.labels == k).sum()) for k in ids.tolist() if k}
+    return [int(k) for k, n in zip(ids.tolist(), inside.tolist())
+            if k and k not in correction.reviewed_ids and n >= TAKE_IN_SHARE * areas[k]]
 
 
 def _parts_at(mask: np.ndarray, points: list) -> np.ndarray:

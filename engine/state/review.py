@@ -527,7 +527,7 @@ def restore_object(project_dir, undo: dict) -> None:
         if undo.get("created") and _digest(correction) == undo.get("digest"):
             correction_path(project.root, image_id).unlink()  # the index sees the file gone by its stamp
             return
-        if undo["action"] == "add":
+        if undo["action"] == "add" and "changed_box" not in undo:
             if instance_id not in correction.classes:
                 raise ValueError(f"Image {image_id} has no object {instance_id} any more; nothing to undo")
             correction.labels[correction.labels == instance_id] = 0
@@ -536,7 +536,7 @@ def restore_object(project_dir, undo: dict) -> None:
             correction.reviewed_ids.discard(instance_id)
             _save_correction(project, image_id, correction)
             return
-        if undo["action"] in RELABELLING_ACTIONS:
+        if undo["action"] in RELABELLING_ACTIONS or undo["action"] == "add":  # an add that took parts in
             _put_back_relabelling(correction, undo)
             _save_correction(project, image_id, correction)
             return
