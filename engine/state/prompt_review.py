@@ -36,13 +36,13 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
     ``allow_discarded``: the user confirmed it. ``closer_look``: a box is answered from a crop embedded anew
     (engine.method.closer_look; False: from the cached tokens only, no network pass).
 
-    A box says where the whole object is: the generated objects (not reviewed: the user's own are never
-    touched) lying mostly inside its mask (``TAKE_IN_SHARE`` of their pixels) are its parts, and the new object
-    takes them in, as a merge would.
+    A box says where the whole object is, so it wins over the generated objects (those no one reviewed: the
+    user's own are never touched): its mask takes their pixels, and the ones lying mostly inside it
+    (``TAKE_IN_SHARE`` of their pixels) are its parts, taken in whole, as a merge would.
 
     Returns the undo record for engine.api.restore_object: action "add", image_id, instance_id (the new
     object's id), area (pixels), category, and (as every review edit's) whether the correction was created;
-    with parts taken in also removed (their ids) and the changed window (changed_box, before, after), as
+    a box's also removed (the parts' ids) and the changed window (changed_box, before, after), as
     engine.state.object_edits.merge_objects' record.
     """
     project = Project(project_dir)
@@ -57,8 +57,10 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
 
     def add(correction: ImageCorrection) -> dict:  # under the state lock (engine.state.review._edit_correction)
         category_id = _category_id(LabelState.load(project), category, allow_discarded)
-        parts = _generated_parts_inside(mask, correction) if box is not None else []
-        labels = np.where(np.isin(correction.labels, parts), 0, correction.labels) if parts else correction.labels
+        parts, labels = [], correction.labels
+        if box is not None:  # the box wins over the generated objects (never over the user's reviewed ones)
+            parts = _generated_parts_inside(mask, correction)
+            labels = np.where(np.isin(labels, sorted(correction.reviewed_ids)), labels, 0)
         free = _free_part(mask, labels, point, name)
         if int(free.sum()) < MIN_OBJECT_PIXELS:
             taken = ", ".join(str(k) for k in sorted(set(np.unique(correction.labels[mask]).tolist()) - {0}))
@@ -68,7 +70,7 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
         instance_id = correction.next_id()
         correction.classes[instance_id] = category_id
         correction.scores[instance_id] = 1.0
-        if parts:  # as a merge: undone by putting the changed window and the parts back
+        if box is not None:  # as a merge: undone by putting the changed window and the parts back
             from engine.state.object_edits import _replace_object
 
             record = _replace_object(correction, instance_id, free | np.isin(correction.labels, parts), parts)
@@ -120,11 +122,13 @@ def refine_object(project_dir, image_id: str, instance_id: int, positive=(), neg
 
 
 def _generated_parts_inside(mask: np.ndarray, correction: ImageCorrection) -> list:
-    """Ids of the objects no one reviewed with at least TAKE_IN_SHARE of their pixels inside ``mask``."""
+    """Ids of the objects no one reviewed with at least TAKE_IN_SHARE of their pixels inside ``mask``, or too
+    few outside it to stay an object."""
     ids, inside = np.unique(correction.labels[mask], return_counts=True)
     areas = {k: int((correction.labels == k).sum()) for k in ids.tolist() if k}
     return [int(k) for k, n in zip(ids.tolist(), inside.tolist())
-            if k and k not in correction.reviewed_ids and n >= TAKE_IN_SHARE * areas[k]]
+            if k and k not in correction.reviewed_ids
+            and (n >= TAKE_IN_SHARE * areas[k] or areas[k] - n < MIN_OBJECT_PIXELS)]
 
 
 def _parts_at(mask: np.ndarray, points: list) -> np.ndarray:
