@@ -606,8 +606,10 @@ class ReviewPanel(QWidget):
                            "positive": [prompt["point"]] if "point" in prompt else [], "negative": []}
             self.last_add_seconds = time.perf_counter() - clicked
             category = self.view.table.by_id().get(undo["category"]) if self.view.table else None
+            took = undo.get("removed") or []
+            taken = f", taking in object{'s' if len(took) > 1 else ''} {', '.join(map(str, took))}" if took else ""
             self.status.setText(f"Added object {undo['instance_id']} ({undo['area']} pixels, "
-                                f"{category.name if category else 'category ' + str(undo['category'])}) in "
+                                f"{category.name if category else 'category ' + str(undo['category'])}{taken}) in "
                                 f"{self.last_add_seconds * 1000:.0f} ms; Undo removes it.")
             self._reload(image_id, undo["instance_id"])
         self.tasks.submit(engine_calls.add_object, self.view.project_dir, image_id, category=category,
