@@ -68,6 +68,7 @@ RUN_SETTINGS: tuple[tuple[tuple[str, ...], str, dict], ...] = (
     (("--batch-size",), "batch_size", {"type": _positive_int}),
     (("--seed",), "seed", {"type": int}),
     (("--no-distill",), "distill", {"action": "store_false"}),
+    (("--no-closer-look",), "closer_look", {"action": "store_false"}),
 )
 # the filter settings `distill` can change on a finished project; unset, they keep the project's values
 FILTER_SETTINGS: tuple[tuple[tuple[str, ...], str, dict], ...] = (

@@ -178,3 +178,28 @@ def test_a_box_takes_in_the_generated_parts_inside_it_never_a_reviewed_one_and_u
     added = api.add_object(project, image_id, box=BOX)
     assert added["removed"] == [right]
     assert (api.image_objects(project, image_id).labels == left).sum() == (labels == left).sum()  # all of it
+
+
+def test_recut_objects_cuts_small_objects_finer_and_leaves_large_skipped_and_other_objects_alone():
+    from engine.method.closer_look import recut_objects
+
+    image, truth = scene()
+    labels = np.zeros((SIDE, SIDE), np.int32)
+    labels[64:112, 48:96] = 1  # the small object as a coarse block of 16-px patches around it
+    labels[100:112, 88:96] = 2  # a neighbour inside that block's corner, not to be taken
+    labels[150:, :] = 3  # a large object (over a tenth of the image): left as it is
+    labels[0:20, 0:20] = 4  # a small object the caller skips (e.g. carried from a correction)
+    calls = []
+
+    def embed(crop):
+        calls.append(crop.shape)
+        return crop_tokens(crop)
+
+    out = recut_objects(embed, image, labels, ids=[3, 1, 2, 4], skip={4, 2})
+    assert len(calls) == 1  # only object 1: 3 is large, 2 and 4 skipped
+    assert iou(out == 1, truth) > iou(labels == 1, truth) + 0.15, (iou(out == 1, truth), iou(labels == 1, truth))
+    for kept in (2, 3, 4):
+        assert np.array_equal(out == kept, labels == kept)
+    assert not (out == 1)[labels == 2].any()
+    assert out is not labels and (labels == 1).sum() == 48 * 48 - 12 * 8  # the input map is not changed
+    assert np.array_equal(recut_objects(embed, image, labels, ids=[1], max_objects=0), labels)

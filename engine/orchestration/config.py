@@ -87,6 +87,11 @@ class RunConfig:
     self_training_rounds: int = field(default=1, metadata={  # why: docs/decisions.md
         "label": "self-training rounds", "min": 0, "max": 10,
         "help": "Extra rounds retraining on the final model's own predictions."})
+    closer_look: bool = field(default=True, metadata={  # why: docs/decisions.md#d-recut
+        "label": "closer look",
+        "help": "Cut each small final object (under a tenth of the image) again from its own crop, run through "
+                "the network at 3/4 of the input size: finer edges, about 0.25 s per object on a CPU (at most 20 "
+                "per image; not with dense proposals)."})
     object_size: float | None = field(default=None, metadata={
         "label": "object size", "min": 1, "max": 10000, "unit": PIXELS,
         "help": "Dense small objects (nuclei, cells, tree crowns): their typical size in pixels; images are "

@@ -8,6 +8,7 @@ and :func:`predict_project` in ``predict``.
 """
 from __future__ import annotations
 
+import logging
 import shutil
 
 import numpy as np
@@ -15,6 +16,8 @@ import numpy as np
 from engine.atomic import atomic_write_json
 from engine.device import resolve_device
 from engine.io.images import ImageSource
+from engine.masks import LabelMasks
+from engine.method.closer_look import recut_objects
 from engine.method.distill import (
     HeadConfig,
     class_probabilities,
@@ -36,6 +39,8 @@ from engine.orchestration.outcome import Progress, StageTimer, no_progress
 from engine.state.label_state import LabelState
 from engine.state.project import Project, save_image_predictions
 from engine.state.schema import read_filtering
+
+logger = logging.getLogger(__name__)
 
 
 def feature_identity(project_config: dict) -> dict:
@@ -164,13 +169,18 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     An image's instances: the objects carried from a corrected image of the same scene (CorrectedScenes), the
     proposals the filter kept (filtering.json; all when absent) that are not of a discarded category, each with
     its label-state category and re-scored by the head, plus the head's foreground regions they miss
-    (engine.method.instances.combine_with_proposals); the semantic map is these objects painted.
+    (engine.method.instances.combine_with_proposals); with the run's ``closer_look``, the small ones not carried
+    are cut again from their own crops (engine.method.closer_look.recut_objects); the semantic map is these
+    objects painted.
 
     Written into a staging folder that replaces predictions/ only when every image is done, stamped with the
     clustering it was made for: a stopped or cancelled prediction never leaves a mix of old and new files.
     """
     cache = FeatureCache(project.features_dir)
     state = LabelState.load(project, clusters)
+    project_config = project.read_config()
+    recut = _recut_embedder(project_config)
+    centre = project_config.get("backbone", {}).get("family") in ("dinov2", "dinov3")  # as engine.method.proposals
     scenes = CorrectedScenes(state, entries, lambda entry: load_features(cache, entry))
     kept: dict = {}
     if project.filtering_path.exists():
@@ -196,6 +206,9 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
         masks, classes, scores = combine_with_proposals(found.masks[keep], found.scores[keep], head_masks,
                                                         head_scores, probs, proposal_classes=resolved[keep],
                                                         carried=carried)
+        if recut is not None and len(masks):
+            skip = _carried_ids(masks, carried[0])
+            masks = LabelMasks(recut_objects(recut, image, masks.labels, masks.ids, skip, centre), masks.ids)
         # the map says what the instances say (their categories are the label state's, not the head's)
         semantic = masks.painted(classes) if len(masks) else np.zeros_like(semantic)
         save_image_predictions(staging / f"{entry['image_id']}.npz", semantic, masks, classes, scores)
@@ -204,6 +217,32 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     atomic_write_json(staging / "stamp.json", {"clustering": clusters.get("id"), "images": len(entries)})
     project.replace_predictions()
     return {"instances_predicted": total, "carried": carried_to}
+
+
+def _recut_embedder(project_config: dict):
+    """The crop embedder of the final objects' closer look; None when the run turned it off, its proposals are
+    dense (hundreds of objects, found on finer tiles already), or the weights cannot be loaded now (a moved
+    --weights file: the objects stay as cut, and the log says why)."""
+    from engine.method.closer_look import RECUT_INPUT_SHARE, crop_embedder
+    from engine.method.weights import WeightsNotFoundError
+
+    settings = project_config.get("config", {})
+    if not settings.get("closer_look", True) or settings.get("proposals") == "dense" \
+            or settings.get("object_size") is not None:
+        return None
+    try:
+        return crop_embedder(settings, RECUT_INPUT_SHARE)
+    except (WeightsNotFoundError, OSError, ValueError) as error:
+        logger.warning("No closer look at the final objects (%s); they stay as cut.", error)
+        return None
+
+
+def _carried_ids(masks: LabelMasks, carried_masks) -> set:
+    """Ids of the objects lying mostly under objects carried from a correction (the user's: never recut)."""
+    if not len(carried_masks):
+        return set()
+    under = np.any(np.asarray(carried_masks, bool), axis=0)
+    return {int(k) for k in masks.ids if under[masks.labels == k].mean() > 0.5}
 
 
 def train_project_head(project: Project, entries: list, clusters: dict, device: str = "cpu", seed: int = 0):
