@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="predict every project image with the final head, export COCO")
     predict.add_argument("--project", "-p", type=Path, required=True, metavar="DIR")
+    predict.add_argument("--device", default="auto",
+                         help="where the final objects' closer look runs: auto, cpu, cuda, mps (never stored)")
     predict.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
     evaluate = commands.add_parser("evaluate", help="score a project against ground truth",
@@ -270,7 +272,7 @@ def cmd_distill(args) -> int:
 def cmd_predict(args) -> int:
     from engine.orchestration.pipeline import predict
 
-    summary = predict(args.project, None if args.quiet else _progress_bar())
+    summary = predict(args.project, None if args.quiet else _progress_bar(), device=args.device)
     print(f"{summary['instances_predicted']} instances predicted in {summary['export']['images']} images")
     for warning in summary["export"]["warnings"]:
         print(f"  warning: {warning}")

@@ -113,13 +113,14 @@ def crop_extractor(backbone: str, weights, device: str, input_size, precision: s
     return FeatureExtractor(backbone, weights, device, input_size, batch_size=1, precision=precision)
 
 
-def crop_embedder(config: dict, input_share: float = 1.0):
-    """embed(crop) -> (tokens, grid_hw) with the backbone, weights, device and precision of a project's stored
-    run settings (project.json's ``config``), crops fed at ``input_share`` of the run's input size."""
+def crop_embedder(config: dict, input_share: float = 1.0, device: str = "auto"):
+    """embed(crop) -> (tokens, grid_hw) with the backbone, weights and precision of a project's stored run
+    settings (project.json's ``config``), crops fed at ``input_share`` of the run's input size, on ``device``
+    (chosen by the command, as every command does: never the one stored with a project made elsewhere)."""
     backbone = config.get("backbone") or DEFAULT_BACKBONE
     input_size = config.get("input_size") or get_backbone_spec(backbone).default_input_size
-    extractor = crop_extractor(backbone, config.get("weights"), config.get("device") or "auto",
-                               int(round(input_size * input_share)), config.get("precision") or "auto")
+    extractor = crop_extractor(backbone, config.get("weights"), device, int(round(input_size * input_share)),
+                               config.get("precision") or "auto")
 
     def embed(crop: np.ndarray) -> tuple:
         features = extractor.extract([crop])[0]

@@ -161,7 +161,7 @@ def score_and_filter(state: LabelState, entries: list, head, images: ImageSource
 
 
 def predict_project(project: Project, entries: list, head, images: ImageSource, clusters: dict,
-                    progress: Progress = no_progress) -> dict:
+                    progress: Progress = no_progress, device: str = "auto") -> dict:
     """Scored instances and their semantic map of every image into predictions/. Returns
     {"instances_predicted": count, "carried": {relative path: objects carried there from a corrected image of
     the same scene}}.
@@ -179,7 +179,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     cache = FeatureCache(project.features_dir)
     state = LabelState.load(project, clusters)
     project_config = project.read_config()
-    recut = _recut_embedder(project_config)
+    recut = _recut_embedder(project_config, device)
     centre = project_config.get("backbone", {}).get("family") in ("dinov2", "dinov3")  # as engine.method.proposals
     scenes = CorrectedScenes(state, entries, lambda entry: load_features(cache, entry))
     kept: dict = {}
@@ -219,7 +219,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     return {"instances_predicted": total, "carried": carried_to}
 
 
-def _recut_embedder(project_config: dict):
+def _recut_embedder(project_config: dict, device: str):
     """The crop embedder of the final objects' closer look; None when the run turned it off, its proposals are
     dense (hundreds of objects, found on finer tiles already), or the weights cannot be loaded now (a moved
     --weights file: the objects stay as cut, and the log says why)."""
@@ -231,7 +231,7 @@ def _recut_embedder(project_config: dict):
             or settings.get("object_size") is not None:
         return None
     try:
-        return crop_embedder(settings, RECUT_INPUT_SHARE)
+        return crop_embedder(settings, RECUT_INPUT_SHARE, device)
     except (WeightsNotFoundError, OSError, ValueError) as error:
         logger.warning("No closer look at the final objects (%s); they stay as cut.", error)
         return None
@@ -280,7 +280,7 @@ def distill_project(project: Project, entries: list, clusters: dict, config: Run
             labels = _self_training_label_maps(state, entries, head, cache, images)
             head = _train(project, entries, labels, num_classes, head_config, device, "final", identity)
     with timer("predict"):
-        predicted = predict_project(project, entries, head, images, clusters, progress)
+        predicted = predict_project(project, entries, head, images, clusters, progress, device)
     kept = int(sum(k.sum() for k in keep.values()))
     return {"masks_kept": kept, "masks_dropped": int(sum(len(k) for k in keep.values())) - kept,
             **predicted}

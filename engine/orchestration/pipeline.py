@@ -234,8 +234,9 @@ def distill(project_dir, progress: Progress | None = None, device: str = "auto",
     return summary
 
 
-def predict(project_dir, progress: Progress | None = None) -> dict:
-    """Predict every image of the project with its final head, then export COCO and the overview."""
+def predict(project_dir, progress: Progress | None = None, device: str = "auto") -> dict:
+    """Predict every image of the project with its final head, then export COCO and the overview. ``device``:
+    where the final objects' closer look runs (RunConfig.closer_look)."""
     project, project_config, entries, clusters = open_project(project_dir)
     path = project.models_dir / "head_final.pt"
     if not path.exists():
@@ -245,7 +246,7 @@ def predict(project_dir, progress: Progress | None = None) -> dict:
     images = ImageSource.of_project(project_config)
     with project.lock(), decoding_once():
         repaired = repair_feature_cache(project, project_config, entries, config)
-        predicted = predict_project(project, entries, head, images, clusters, progress or no_progress)
+        predicted = predict_project(project, entries, head, images, clusters, progress or no_progress, device)
         export = export_coco(project, entries, clusters, images.root)
         export["warnings"] = repaired + export["warnings"]
         write_overview(project, entries, clusters, images)
