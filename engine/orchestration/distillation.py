@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 
 import numpy as np
 
@@ -164,7 +165,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
                     progress: Progress = no_progress, device: str = "auto") -> dict:
     """Scored instances and their semantic map of every image into predictions/. Returns
     {"instances_predicted": count, "carried": {relative path: objects carried there from a corrected image of
-    the same scene}}.
+    the same scene}, "closer_look_seconds": the time the final objects' closer look took (None: not taken)}.
 
     An image's instances: the objects carried from a corrected image of the same scene (CorrectedScenes), the
     proposals the filter kept (filtering.json; all when absent) that are not of a discarded category, each with
@@ -189,7 +190,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
 
     staging = project.predictions_staging_dir
     shutil.rmtree(staging, ignore_errors=True)
-    total, carried_to = 0, {}
+    total, carried_to, recut_seconds = 0, {}, 0.0
     for done, entry in enumerate(entries):
         features, image = load_features(cache, entry), images.load(entry)
         probs = class_probabilities(head, features.tokens, features.grid_hw, image)
@@ -207,8 +208,10 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
                                                         head_scores, probs, proposal_classes=resolved[keep],
                                                         carried=carried)
         if recut is not None and len(masks):
+            started = time.perf_counter()
             skip = _carried_ids(masks, carried[0])
             masks = LabelMasks(recut_objects(recut, image, masks.labels, masks.ids, skip, centre), masks.ids)
+            recut_seconds += time.perf_counter() - started
         # the map says what the instances say (their categories are the label state's, not the head's)
         semantic = masks.painted(classes) if len(masks) else np.zeros_like(semantic)
         save_image_predictions(staging / f"{entry['image_id']}.npz", semantic, masks, classes, scores)
@@ -216,7 +219,8 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
         progress("predict", done + 1, len(entries))
     atomic_write_json(staging / "stamp.json", {"clustering": clusters.get("id"), "images": len(entries)})
     project.replace_predictions()
-    return {"instances_predicted": total, "carried": carried_to}
+    return {"instances_predicted": total, "carried": carried_to,
+            "closer_look_seconds": None if recut is None else round(recut_seconds, 2)}
 
 
 def _recut_embedder(project_config: dict, device: str):

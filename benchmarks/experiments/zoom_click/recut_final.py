@@ -24,6 +24,8 @@ config = project.read_config()
 run_settings = dict(config["config"])
 if os.environ.get("CROP_INPUT"):  # the crops' input size (default: the run's, 448 for DINOv2)
     run_settings["input_size"] = int(os.environ["CROP_INPUT"])
+if os.environ.get("CROP_PRECISION"):
+    run_settings["precision"] = os.environ["CROP_PRECISION"]
 embed = crop_embedder(run_settings)
 images = sorted(real_dev.load_ground_truth(folder, default_source="d"), key=lambda i: i.file_name)
 images = [i for i in images if i.source not in real_dev.DENSE_SOURCES]  # real-dev's tree tiles: the dense section
