@@ -203,3 +203,28 @@ def test_recut_objects_cuts_small_objects_finer_and_leaves_large_skipped_and_oth
     assert not (out == 1)[labels == 2].any()
     assert out is not labels and (labels == 1).sum() == 48 * 48 - 12 * 8  # the input map is not changed
     assert np.array_equal(recut_objects(embed, image, labels, ids=[1], max_objects=0), labels)
+
+
+def test_a_recut_is_remembered_by_its_box_on_disk_and_a_stale_or_damaged_memo_is_ignored(tmp_path):
+    from engine.method.closer_look import recut_objects
+    from engine.state.project import load_recut_memo, save_recut_memo
+
+    image, truth = scene()
+    labels = np.zeros((SIDE, SIDE), np.int32)
+    labels[64:112, 48:96] = 1
+    calls = []
+
+    def embed(crop):
+        calls.append(crop.shape)
+        return crop_tokens(crop)
+
+    memo: dict = {}
+    first = recut_objects(embed, image, labels, ids=[1], memo=memo)
+    path = tmp_path / "closer_look" / "img.npz"
+    save_recut_memo(path, "features-a", memo)
+    again = recut_objects(embed, image, labels, ids=[1], memo=load_recut_memo(path, "features-a"))
+    assert len(calls) == 1 and np.array_equal(first, again)  # the second time costs no network pass
+    assert load_recut_memo(path, "features-b") == {}  # other features: cut again
+    path.write_bytes(b"not a memo")
+    assert load_recut_memo(path, "features-a") == {}
+    assert load_recut_memo(tmp_path / "absent.npz", "features-a") == {}

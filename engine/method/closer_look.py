@@ -58,6 +58,15 @@ def closer_look_mask(embed, image: np.ndarray, box, positive=(), negative=(), ce
     embed: crop (h, w[, 3]) uint8 -> (tokens (gh * gw, D), grid_hw): the backbone on that crop alone.
     Negative points outside the crop cannot be on the object and are left out.
     """
+    (x0, y0, x1, y1), crop_mask = windowed_mask(embed, image, box, positive, negative, centre, factor)
+    out = np.zeros(image.shape[:2], bool)
+    out[y0:y1, x0:x1] = crop_mask
+    return out
+
+
+def windowed_mask(embed, image: np.ndarray, box, positive=(), negative=(), centre: bool = True,
+                  factor: float = CROP_FACTOR) -> tuple:
+    """:func:`closer_look_mask` as (window (x0, y0, x1, y1), the mask inside the window): what a memo keeps."""
     positive = [tuple(map(float, p)) for p in positive]
     x0, y0, x1, y1 = crop_window(image.shape[:2], box, positive, factor)
     crop = np.ascontiguousarray(image[y0:y1, x0:x1])
@@ -69,20 +78,24 @@ def closer_look_mask(embed, image: np.ndarray, box, positive=(), negative=(), ce
     crop_box = (box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0)
     mask = points_mask(tokens, grid_hw, crop, positive=shifted(positive),
                        negative=shifted(tuple(map(float, p)) for p in negative), box=crop_box, centre=centre)
-    out = np.zeros(image.shape[:2], bool)
-    out[y0:y1, x0:x1] = mask
-    return out
+    return (x0, y0, x1, y1), mask
 
 
 def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), centre: bool = True,
-                  max_share: float = RECUT_MAX_SHARE, max_objects: int = RECUT_MAX_OBJECTS) -> np.ndarray:
+                  max_share: float = RECUT_MAX_SHARE, max_objects: int = RECUT_MAX_OBJECTS,
+                  memo: dict | None = None) -> np.ndarray:
     """A copy of the label map ``labels`` (H, W; 0 background) with its small objects cut again, each from a
     crop around its box (:func:`closer_look_mask`): the objects ``ids`` in that order (best first), except those
     in ``skip``, smaller than ``max_share`` of the image, at most ``max_objects``. A recut object takes its own
     pixels and free ones only, so the map stays disjoint and no other object loses a pixel; one whose recut
-    keeps fewer than RECUT_MIN_PIXELS stays as it was."""
+    keeps fewer than RECUT_MIN_PIXELS stays as it was.
+
+    memo: {box (x0, y0, x1, y1): :func:`windowed_mask`'s answer}, read and filled: a box cut before (the same
+    object after a retrain) costs no network pass.
+    """
     out = np.array(labels, copy=True)
     boxes = ndimage.find_objects(out)
+    memo = {} if memo is None else memo
     done = 0
     for value in ids:
         value = int(value)
@@ -95,7 +108,12 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
         if own.sum() >= max_share * out.size:
             continue
         done += 1
-        recut = closer_look_mask(embed, image, (cols.start, rows.start, cols.stop, rows.stop), centre=centre)
+        box = (cols.start, rows.start, cols.stop, rows.stop)
+        if box not in memo:
+            memo[box] = windowed_mask(embed, image, box, centre=centre)
+        (x0, y0, x1, y1), crop_mask = memo[box]
+        recut = np.zeros_like(own)
+        recut[y0:y1, x0:x1] = crop_mask
         recut &= own | (out == 0)
         if recut.sum() < RECUT_MIN_PIXELS:
             continue

@@ -38,7 +38,7 @@ from engine.orchestration.carried_corrections import CorrectedScenes
 from engine.orchestration.config import RunConfig
 from engine.orchestration.outcome import Progress, StageTimer, no_progress
 from engine.state.label_state import LabelState
-from engine.state.project import Project, save_image_predictions
+from engine.state.project import Project, load_recut_memo, save_image_predictions, save_recut_memo
 from engine.state.schema import read_filtering
 
 logger = logging.getLogger(__name__)
@@ -210,7 +210,13 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
         if recut is not None and len(masks):
             started = time.perf_counter()
             skip = _carried_ids(masks, carried[0])
-            masks = LabelMasks(recut_objects(recut, image, masks.labels, masks.ids, skip, centre), masks.ids)
+            memo_path, memo_key = project.closer_look_path(entry["image_id"]), _recut_key(entry, project_config)
+            memo = load_recut_memo(memo_path, memo_key)
+            cut_before = len(memo)
+            masks = LabelMasks(recut_objects(recut, image, masks.labels, masks.ids, skip, centre, memo=memo),
+                               masks.ids)
+            if len(memo) != cut_before:
+                save_recut_memo(memo_path, memo_key, memo)
             recut_seconds += time.perf_counter() - started
         # the map says what the instances say (their categories are the label state's, not the head's)
         semantic = masks.painted(classes) if len(masks) else np.zeros_like(semantic)
@@ -239,6 +245,14 @@ def _recut_embedder(project_config: dict, device: str):
     except (WeightsNotFoundError, OSError, ValueError) as error:
         logger.warning("No closer look at the final objects (%s); they stay as cut.", error)
         return None
+
+
+def _recut_key(entry: dict, project_config: dict) -> str:
+    """What a recut mask depends on besides its box: the image's features (pixels, backbone, weights, input,
+    precision) and the crop settings."""
+    from engine.method.closer_look import CROP_FACTOR, RECUT_INPUT_SHARE
+
+    return f"{entry.get('feature_key', '')}|{RECUT_INPUT_SHARE}|{CROP_FACTOR}|{project_config.get('features')}"
 
 
 def _carried_ids(masks: LabelMasks, carried_masks) -> set:

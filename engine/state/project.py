@@ -105,6 +105,10 @@ class Project:
     def predictions_path(self, image_id: str) -> Path:
         return self.predictions_dir / f"{plain_name(image_id, 'image id')}.npz"
 
+    def closer_look_path(self, image_id: str) -> Path:
+        """One image's memo of the final objects' closer look (engine.method.closer_look.recut_objects)."""
+        return self.root / "closer_look" / f"{plain_name(image_id, 'image id')}.npz"
+
     @property
     def predictions_staging_dir(self) -> Path:
         return self.root / "predictions.partial"
@@ -415,6 +419,36 @@ def load_image_proposals(path: Path, image_hw: tuple | None):
     A truncated, garbled or incomplete file raises ProjectFileError naming it and what to do.
     """
     return _read_proposals(path, image_hw)
+
+
+def load_recut_memo(path: Path, key: str) -> dict:
+    """The closer look's memo of one image ({box: (window, mask in the window)}) when it was made for ``key``
+    (the image's features and the crop settings); {} when absent, made for other features, or unreadable (it
+    is only a memo: the masks are cut again)."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if str(stored["key"]) != key:
+                return {}
+            boxes, windows, offsets, bits = stored["boxes"], stored["windows"], stored["offsets"], stored["bits"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return {}
+    memo = {}
+    for i, (box, window) in enumerate(zip(boxes.tolist(), windows.tolist())):
+        height, width = window[3] - window[1], window[2] - window[0]
+        crop = np.unpackbits(bits[offsets[i]:offsets[i + 1]], count=height * width).reshape(height, width)
+        memo[tuple(box)] = (tuple(window), crop.astype(bool))
+    return memo
+
+
+def save_recut_memo(path: Path, key: str, memo: dict) -> None:
+    packed = [np.packbits(crop.ravel()) for _, crop in memo.values()]
+    buffer = io.BytesIO()
+    np.savez(buffer, key=np.array(key), boxes=np.array(list(memo), np.int64).reshape(-1, 4),
+             windows=np.array([window for window, _ in memo.values()], np.int64).reshape(-1, 4),
+             offsets=np.cumsum([0] + [len(b) for b in packed]).astype(np.int64),
+             bits=np.concatenate(packed) if packed else np.zeros(0, np.uint8))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def save_image_predictions(path: Path, semantic: np.ndarray, masks: np.ndarray, classes, scores) -> None:
