@@ -76,6 +76,12 @@ BACKBONES: dict[str, BackboneSpec] = {
 DEFAULT_BACKBONE = "dinov2_vits14"
 
 
+def centres_keys(family: str | None) -> bool:
+    """Whether a backbone family's keys and tokens are centred on the image's mean first: DINOv2 / v3 (both
+    register-token DINO models) share a common component that makes every affinity positive."""
+    return family in ("dinov2", "dinov3")
+
+
 def get_backbone_spec(name: str) -> BackboneSpec:
     """Look a backbone up by our short name or by its timm hub name."""
     if name in BACKBONES:

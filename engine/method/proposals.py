@@ -28,6 +28,7 @@ from scipy.sparse.linalg import eigsh
 
 from engine.device import single_threaded_lapack
 from engine.masks import Proposals, component_containing, iou
+from engine.method.backbones import centres_keys
 from engine.method.features import ImageFeatures
 from engine.method.names import PROPOSAL_METHODS  # the registry of method names owns the list
 from engine.method.refine import refine_masks
@@ -329,7 +330,7 @@ def propose(image: np.ndarray, features: ImageFeatures, family: str, method: str
     object_size: ``dense`` only: typical object diameter in image pixels (None: estimated per image).
     seed: ``segments`` only: its k-means seed (the run's seed, so a run's seed spread covers the proposals).
     """
-    centre = family in ("dinov2", "dinov3")  # both register-token DINO models: keys share a common component
+    centre = centres_keys(family)
     if method == "seed":
         patch_masks = [seed_patch_mask(features, centre)]
         sources = ["seed"]

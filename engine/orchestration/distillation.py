@@ -18,6 +18,7 @@ from engine.atomic import atomic_write_json
 from engine.device import resolve_device
 from engine.io.images import ImageSource
 from engine.masks import LabelMasks
+from engine.method.backbones import centres_keys
 from engine.method.closer_look import recut_objects
 from engine.method.distill import (
     HeadConfig,
@@ -181,7 +182,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     state = LabelState.load(project, clusters)
     project_config = project.read_config()
     recut = _recut_embedder(project_config, device)
-    centre = project_config.get("backbone", {}).get("family") in ("dinov2", "dinov3")  # as engine.method.proposals
+    centre = centres_keys(project_config.get("backbone", {}).get("family"))
     scenes = CorrectedScenes(state, entries, lambda entry: load_features(cache, entry))
     kept: dict = {}
     if project.filtering_path.exists():

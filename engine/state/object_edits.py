@@ -32,6 +32,7 @@ from engine.masks import (
     parts_record,
     split_along_stroke,
 )
+from engine.method.backbones import centres_keys
 from engine.state.corrections import ImageCorrection
 from engine.state.project import Project
 from engine.state.project_index import fresh_label_state, project_files
@@ -217,7 +218,7 @@ def _build_tree(project: Project, entry: dict) -> tuple:
         raise FileNotFoundError(f"{project.features_dir}: no cached features of {entry['relative_path']}; run "
                                 f"`maskdistill run` on {project.root} again to compute them (a cache prune may "
                                 "have removed them)")
-    centre = config.get("backbone", {}).get("family") in ("dinov2", "dinov3")  # as engine.method.proposals
+    centre = centres_keys(config.get("backbone", {}).get("family"))
     image = ImageSource.of_project(config).load(entry)
     return candidate_tree(features.tokens, features.grid_hw, centre=centre), image
 

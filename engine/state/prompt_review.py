@@ -16,6 +16,7 @@ import logging
 
 import numpy as np
 
+from engine.method.backbones import centres_keys
 from engine.state.corrections import ImageCorrection
 from engine.state.label_state import LabelState
 from engine.state.project import Project
@@ -161,7 +162,7 @@ def object_mask(project: Project, config: dict, entry: dict, point=None, box=Non
                                 f"`maskdistill run` on {project.root} again to compute them (a cache prune may "
                                 "have removed them)")
     image = ImageSource.of_project(config).load(entry)
-    centre = config.get("backbone", {}).get("family") in ("dinov2", "dinov3")  # as engine.method.proposals
+    centre = centres_keys(config.get("backbone", {}).get("family"))
     # the tokens, not the keys: every cache format keeps them (the compact one drops the keys), and on the
     # example photos they gave whole objects where the keys more often gave parts
     points = ([] if point is None else [point]) + list(positive)
