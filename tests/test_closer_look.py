@@ -89,7 +89,7 @@ def recording_embedder(monkeypatch):
 
     crops = []
 
-    def embedder(config):
+    def embedder(config, *settings):  # crop_embedder(config, input_share, device)
         assert config["backbone"]  # the project's stored run settings reach it
 
         def embed(crop):
@@ -133,7 +133,7 @@ def test_a_box_prompt_without_loadable_weights_falls_back_to_the_cached_tokens(p
     import engine.method.closer_look as closer_look
     from engine.method.weights import WeightsNotFoundError
 
-    def no_weights(config):
+    def no_weights(config, *settings):
         raise WeightsNotFoundError("dinov2_vits14: no weights here")
 
     monkeypatch.setattr(closer_look, "crop_embedder", no_weights)

@@ -20,12 +20,15 @@ real-dev 0.273 / 0.063 / 0.096 / 0.151 -> 0.364 / 0.092 / 0.096 / 0.151 (docs/de
 from __future__ import annotations
 
 import functools
+import logging
 
 import numpy as np
 from scipy import ndimage
 
 from engine.method.backbones import DEFAULT_BACKBONE, get_backbone_spec
 from engine.method.prompt import points_mask
+
+logger = logging.getLogger(__name__)
 
 CROP_FACTOR = 1.5  # the crop's side over the object's box's longer side (measured: 1.5 best of 1.5 / 2 / 3)
 MIN_CROP_PIXELS = 32  # a smaller crop is grown to this side: a few image pixels hold no object to cut
@@ -104,21 +107,20 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
         if value in skip or value > len(boxes) or boxes[value - 1] is None:
             continue
         rows, cols = boxes[value - 1]
-        own = out == value
-        if own.sum() >= max_share * out.size:
+        if (out[rows, cols] == value).sum() >= max_share * out.size:
             continue
         done += 1
         box = (cols.start, rows.start, cols.stop, rows.stop)
         if box not in memo:
             memo[box] = windowed_mask(embed, image, box, centre=centre)
         (x0, y0, x1, y1), crop_mask = memo[box]
-        recut = np.zeros_like(own)
-        recut[y0:y1, x0:x1] = crop_mask
-        recut &= own | (out == 0)
+        window = out[y0:y1, x0:x1]  # a view; it holds the whole box, so every pixel of the object
+        own = window == value
+        recut = crop_mask & (own | (window == 0))
         if recut.sum() < RECUT_MIN_PIXELS:
             continue
-        out[own & ~recut] = 0
-        out[recut] = value
+        window[own & ~recut] = 0
+        window[recut] = value
     return out
 
 
@@ -145,3 +147,15 @@ def crop_embedder(config: dict, input_share: float = 1.0, device: str = "auto"):
         return features.tokens, features.grid_hw
 
     return embed
+
+
+def loadable_crop_embedder(config: dict, input_share: float = 1.0, device: str = "auto"):
+    """:func:`crop_embedder`, or None when its weights cannot be loaded now (e.g. a --weights file that has
+    moved): the caller then keeps the cached tokens' answer, and the log says why."""
+    from engine.method.weights import WeightsNotFoundError
+
+    try:
+        return crop_embedder(config, input_share, device)
+    except (WeightsNotFoundError, OSError, ValueError) as error:
+        logger.warning("No closer look (%s); the masks come from the cached features.", error)
+        return None

@@ -8,7 +8,6 @@ and :func:`predict_project` in ``predict``.
 """
 from __future__ import annotations
 
-import logging
 import shutil
 import time
 
@@ -41,8 +40,6 @@ from engine.orchestration.outcome import Progress, StageTimer, no_progress
 from engine.state.label_state import LabelState
 from engine.state.project import Project, load_recut_memo, save_image_predictions, save_recut_memo
 from engine.state.schema import read_filtering
-
-logger = logging.getLogger(__name__)
 
 
 def feature_identity(project_config: dict) -> dict:
@@ -232,20 +229,15 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
 
 def _recut_embedder(project_config: dict, device: str):
     """The crop embedder of the final objects' closer look; None when the run turned it off, its proposals are
-    dense (hundreds of objects, found on finer tiles already), or the weights cannot be loaded now (a moved
-    --weights file: the objects stay as cut, and the log says why)."""
-    from engine.method.closer_look import RECUT_INPUT_SHARE, crop_embedder
-    from engine.method.weights import WeightsNotFoundError
+    dense (hundreds of objects, found on finer tiles already), or the weights cannot be loaded now (the objects
+    stay as cut)."""
+    from engine.method.closer_look import RECUT_INPUT_SHARE, loadable_crop_embedder
 
     settings = project_config.get("config", {})
     if not settings.get("closer_look", True) or settings.get("proposals") == "dense" \
             or settings.get("object_size") is not None:
         return None
-    try:
-        return crop_embedder(settings, RECUT_INPUT_SHARE, device)
-    except (WeightsNotFoundError, OSError, ValueError) as error:
-        logger.warning("No closer look at the final objects (%s); they stay as cut.", error)
-        return None
+    return loadable_crop_embedder(settings, RECUT_INPUT_SHARE, device)
 
 
 def _recut_key(entry: dict, project_config: dict) -> str:

@@ -12,8 +12,6 @@ the chosen category, score 1.0 and the reviewed flag (the user made it).
 """
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from engine.method.backbones import centres_keys
@@ -22,8 +20,6 @@ from engine.state.label_state import LabelState
 from engine.state.project import Project
 from engine.state.review import _edit_correction, check_visible_category
 from engine.state.schema import read_images
-
-logger = logging.getLogger(__name__)
 
 MIN_OBJECT_PIXELS = 16  # a proposal with fewer free pixels than this is no object
 TAKE_IN_SHARE = 0.7  # a generated object with this share of its pixels in a box's mask is a part of it
@@ -126,7 +122,7 @@ def _generated_parts_inside(mask: np.ndarray, correction: ImageCorrection) -> li
     """Ids of the objects no one reviewed with at least TAKE_IN_SHARE of their pixels inside ``mask``, or too
     few outside it to stay an object."""
     ids, inside = np.unique(correction.labels[mask], return_counts=True)
-    areas = {k: int((correction.labels == k).sum()) for k in ids.tolist() if k}
+    areas = np.bincount(correction.labels.ravel())
     return [int(k) for k, n in zip(ids.tolist(), inside.tolist())
             if k and k not in correction.reviewed_ids
             and (n >= TAKE_IN_SHARE * areas[k] or areas[k] - n < MIN_OBJECT_PIXELS)]
@@ -152,7 +148,7 @@ def object_mask(project: Project, config: dict, entry: dict, point=None, box=Non
     image, from its cached features and its pixels; with a box and ``closer_look``, from the tokens of a crop
     around the box (engine.method.closer_look: one network pass, finer edges on small objects)."""
     from engine.io.images import ImageSource
-    from engine.method.closer_look import closer_look_mask
+    from engine.method.closer_look import closer_look_mask, loadable_crop_embedder
     from engine.method.features import FeatureCache  # torch: loaded by the first click (the plugin has it)
     from engine.method.prompt import points_mask
 
@@ -167,24 +163,11 @@ def object_mask(project: Project, config: dict, entry: dict, point=None, box=Non
     # example photos they gave whole objects where the keys more often gave parts
     points = ([] if point is None else [point]) + list(positive)
     if box is not None and closer_look:
-        embed = _crop_embedder(config)
+        embed = loadable_crop_embedder(config.get("config", {}))
         if embed is not None:
             return closer_look_mask(embed, image, box, positive=points, negative=negative, centre=centre)
     return points_mask(features.tokens, features.grid_hw, image, positive=points, negative=negative, box=box,
                        centre=centre)
-
-
-def _crop_embedder(config: dict):
-    """The closer look's crop embedder for the project's run settings; None (the cached tokens answer) when
-    its weights cannot be loaded now, e.g. a --weights file that has moved: a prompt still works without it."""
-    from engine.method.closer_look import crop_embedder
-    from engine.method.weights import WeightsNotFoundError
-
-    try:
-        return crop_embedder(config.get("config", {}))
-    except (WeightsNotFoundError, OSError, ValueError) as error:
-        logger.warning("No closer look at the box (%s); its mask comes from the cached features.", error)
-        return None
 
 
 def _free_part(mask: np.ndarray, labels: np.ndarray, point, name: str = "the image") -> np.ndarray:
