@@ -65,9 +65,9 @@ def test_a_small_object_is_cut_finer_from_its_crop_than_from_the_whole_image():
     coarse = points_mask(whole, grid, image, box=box)
     seen = []
 
-    def embed(crop):
-        seen.append(crop.shape)
-        return crop_tokens(crop)
+    def embed(crops):
+        seen.extend(crop.shape for crop in crops)
+        return [crop_tokens(crop) for crop in crops]
 
     fine = closer_look_mask(embed, image, box)
     assert seen == [(54, 54, 3)]  # one pass, on a crop 1.5x the box's longer side
@@ -78,8 +78,8 @@ def test_a_small_object_is_cut_finer_from_its_crop_than_from_the_whole_image():
     outside[y0:y1, x0:x1] = False
     assert not (fine & outside).any()
     # a negative point outside the crop is left out; one on the object takes it away
-    assert np.array_equal(closer_look_mask(crop_tokens, image, box, negative=[(5, 5)]), fine)
-    assert not closer_look_mask(crop_tokens, image, box, negative=[(74, 94)])[94, 74]
+    assert np.array_equal(closer_look_mask(embed, image, box, negative=[(5, 5)]), fine)
+    assert not closer_look_mask(embed, image, box, negative=[(74, 94)])[94, 74]
 
 
 @pytest.fixture
@@ -92,9 +92,9 @@ def recording_embedder(monkeypatch):
     def embedder(config, *settings):  # crop_embedder(config, input_share, device)
         assert config["backbone"]  # the project's stored run settings reach it
 
-        def embed(crop):
-            crops.append(crop.shape)
-            return patch_tokens((crop[..., 0] > 128).astype(float))  # the planted object's colour
+        def embed(given):
+            crops.extend(crop.shape for crop in given)
+            return [patch_tokens((crop[..., 0] > 128).astype(float)) for crop in given]  # the planted colour
         return embed
 
     monkeypatch.setattr(closer_look, "crop_embedder", embedder)
@@ -191,18 +191,21 @@ def test_recut_objects_cuts_small_objects_finer_and_leaves_large_skipped_and_oth
     labels[0:20, 0:20] = 4  # a small object the caller skips (e.g. carried from a correction)
     calls = []
 
-    def embed(crop):
-        calls.append(crop.shape)
-        return crop_tokens(crop)
+    def embed(crops):
+        calls.append([crop.shape for crop in crops])
+        return [crop_tokens(crop) for crop in crops]
 
     out = recut_objects(embed, image, labels, ids=[3, 1, 2, 4], skip={4, 2})
-    assert len(calls) == 1  # only object 1: 3 is large, 2 and 4 skipped
+    assert calls == [[(72, 72, 3)]]  # only object 1 (1.5x its 48-px box): 3 is large, 2 and 4 skipped
     assert iou(out == 1, truth) > iou(labels == 1, truth) + 0.15, (iou(out == 1, truth), iou(labels == 1, truth))
     for kept in (2, 3, 4):
         assert np.array_equal(out == kept, labels == kept)
     assert not (out == 1)[labels == 2].any()
     assert out is not labels and (labels == 1).sum() == 48 * 48 - 12 * 8  # the input map is not changed
     assert np.array_equal(recut_objects(embed, image, labels, ids=[1], max_objects=0), labels)
+    calls.clear()
+    recut_objects(embed, image, labels, ids=[1, 2, 4])  # several small objects: their crops in one call
+    assert calls == [[(72, 72, 3), (32, 32, 3), (32, 32, 3)]]
 
 
 def test_a_recut_is_remembered_by_its_box_on_disk_and_a_stale_or_damaged_memo_is_ignored(tmp_path):
@@ -214,9 +217,9 @@ def test_a_recut_is_remembered_by_its_box_on_disk_and_a_stale_or_damaged_memo_is
     labels[64:112, 48:96] = 1
     calls = []
 
-    def embed(crop):
-        calls.append(crop.shape)
-        return crop_tokens(crop)
+    def embed(crops):
+        calls.append([crop.shape for crop in crops])
+        return [crop_tokens(crop) for crop in crops]
 
     memo: dict = {}
     first = recut_objects(embed, image, labels, ids=[1], memo=memo)
@@ -228,3 +231,14 @@ def test_a_recut_is_remembered_by_its_box_on_disk_and_a_stale_or_damaged_memo_is
     path.write_bytes(b"not a memo")
     assert load_recut_memo(path, "features-a") == {}
     assert load_recut_memo(tmp_path / "absent.npz", "features-a") == {}
+
+
+def test_crops_take_bfloat16_on_a_cpu_with_native_units_unless_the_run_chose_its_precision(monkeypatch):
+    import engine.device
+    from engine.method.closer_look import crop_precision
+
+    monkeypatch.setattr(engine.device, "cpu_supports_bfloat16", lambda: True)
+    assert crop_precision("auto", "cpu") == crop_precision(None, "cpu") == "bfloat16"
+    assert crop_precision("float32", "cpu") == "float32"  # the user's choice stands
+    monkeypatch.setattr(engine.device, "cpu_supports_bfloat16", lambda: False)
+    assert crop_precision("auto", "cpu") == "auto"  # emulated bfloat16 is slower: float32

@@ -36,6 +36,7 @@ RECUT_MAX_SHARE = 0.1  # final objects up to this share of the image are recut (
 RECUT_INPUT_SHARE = 0.75  # their crops go in at 3/4 of the run's input (336 px at 448: 224 px kept little gain)
 RECUT_MAX_OBJECTS = 20  # at most this many per image, the best scored first: the time stays bounded
 RECUT_MIN_PIXELS = 16  # a recut smaller than this keeps the object as it was
+CROP_BATCH = 4  # same-sized crops per forward pass (on 2 CPU cores, 4 in bfloat16: 140 ms a crop against 206 alone)
 
 
 def crop_window(image_hw: tuple, box, points=(), factor: float = CROP_FACTOR,
@@ -58,8 +59,8 @@ def closer_look_mask(embed, image: np.ndarray, box, positive=(), negative=(), ce
     """(H, W) bool: the object in ``box`` (and at the ``positive`` points, not at the ``negative`` ones; image
     pixels), cut from the tokens of a crop around it.
 
-    embed: crop (h, w[, 3]) uint8 -> (tokens (gh * gw, D), grid_hw): the backbone on that crop alone.
-    Negative points outside the crop cannot be on the object and are left out.
+    embed: [crop (h, w[, 3]) uint8, ...] -> [(tokens (gh * gw, D), grid_hw), ...]: the backbone on each crop
+    alone (:func:`crop_embedder`). Negative points outside the crop cannot be on the object and are left out.
     """
     (x0, y0, x1, y1), crop_mask = windowed_mask(embed, image, box, positive, negative, centre, factor)
     out = np.zeros(image.shape[:2], bool)
@@ -71,17 +72,27 @@ def windowed_mask(embed, image: np.ndarray, box, positive=(), negative=(), centr
                   factor: float = CROP_FACTOR) -> tuple:
     """:func:`closer_look_mask` as (window (x0, y0, x1, y1), the mask inside the window): what a memo keeps."""
     positive = [tuple(map(float, p)) for p in positive]
-    x0, y0, x1, y1 = crop_window(image.shape[:2], box, positive, factor)
-    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
-    tokens, grid_hw = embed(crop)
+    window = crop_window(image.shape[:2], box, positive, factor)
+    (tokens, grid_hw), = embed([_cropped(image, window)])
+    return window, _cut_in_window(tokens, grid_hw, image, window, box, positive, negative, centre)
+
+
+def _cropped(image: np.ndarray, window: tuple) -> np.ndarray:
+    x0, y0, x1, y1 = window
+    return np.ascontiguousarray(image[y0:y1, x0:x1])
+
+
+def _cut_in_window(tokens, grid_hw, image: np.ndarray, window: tuple, box, positive=(), negative=(),
+                   centre: bool = True) -> np.ndarray:
+    """The prompt (image pixels) answered from the crop's own tokens, as a mask of the window."""
+    x0, y0, x1, y1 = window
 
     def shifted(points):
         return [(x - x0, y - y0) for x, y in points if x0 <= x < x1 and y0 <= y < y1]
 
     crop_box = (box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0)
-    mask = points_mask(tokens, grid_hw, crop, positive=shifted(positive),
+    return points_mask(tokens, grid_hw, _cropped(image, window), positive=shifted(positive),
                        negative=shifted(tuple(map(float, p)) for p in negative), box=crop_box, centre=centre)
-    return (x0, y0, x1, y1), mask
 
 
 def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), centre: bool = True,
@@ -91,7 +102,8 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
     crop around its box (:func:`closer_look_mask`): the objects ``ids`` in that order (best first), except those
     in ``skip``, smaller than ``max_share`` of the image, at most ``max_objects``. A recut object takes its own
     pixels and free ones only, so the map stays disjoint and no other object loses a pixel; one whose recut
-    keeps fewer than RECUT_MIN_PIXELS stays as it was.
+    keeps fewer than RECUT_MIN_PIXELS stays as it was. The crops not in the memo go through ``embed`` in one
+    call (same-sized crops share a forward pass).
 
     memo: {box (x0, y0, x1, y1): :func:`windowed_mask`'s answer}, read and filled: a box cut before (the same
     object after a retrain) costs no network pass.
@@ -99,20 +111,22 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
     out = np.array(labels, copy=True)
     boxes = ndimage.find_objects(out)
     memo = {} if memo is None else memo
-    done = 0
+    chosen: list[tuple[int, tuple]] = []  # (label value, its box), best first
     for value in ids:
         value = int(value)
-        if done >= max_objects:
+        if len(chosen) >= max_objects:
             break
         if value in skip or value > len(boxes) or boxes[value - 1] is None:
             continue
         rows, cols = boxes[value - 1]
-        if (out[rows, cols] == value).sum() >= max_share * out.size:
-            continue
-        done += 1
-        box = (cols.start, rows.start, cols.stop, rows.stop)
-        if box not in memo:
-            memo[box] = windowed_mask(embed, image, box, centre=centre)
+        if (out[rows, cols] == value).sum() < max_share * out.size:
+            chosen.append((value, (cols.start, rows.start, cols.stop, rows.stop)))
+    new_boxes = list(dict.fromkeys(box for _, box in chosen if box not in memo))
+    windows = [crop_window(image.shape[:2], box) for box in new_boxes]
+    embedded = embed([_cropped(image, w) for w in windows]) if windows else []
+    for box, window_px, (tokens, grid_hw) in zip(new_boxes, windows, embedded):
+        memo[box] = (window_px, _cut_in_window(tokens, grid_hw, image, window_px, box, centre=centre))
+    for value, box in chosen:
         (x0, y0, x1, y1), crop_mask = memo[box]
         window = out[y0:y1, x0:x1]  # a view; it holds the whole box, so every pixel of the object
         own = window == value
@@ -130,21 +144,33 @@ def crop_extractor(backbone: str, weights, device: str, input_size, precision: s
     model, as timm's and torch.hub's caches are: an engine process answers many prompts with it)."""
     from engine.method.features import FeatureExtractor
 
-    return FeatureExtractor(backbone, weights, device, input_size, batch_size=1, precision=precision)
+    return FeatureExtractor(backbone, weights, device, input_size, batch_size=CROP_BATCH, precision=precision)
+
+
+def crop_precision(precision: str | None, device: str = "auto") -> str:
+    """The crops' arithmetic: the run's ``precision``, except that ``auto`` on a CPU with native bfloat16 units
+    is bfloat16. A crop's cut ranks nothing, so rounding cannot flip it as it flips the proposals' ranking
+    (the reason float32 is the CPU default): on 179 annotated boxes (feral_cats, real-dev) bfloat16 crops gave
+    the same share of masks at IoU 0.5 and one cat fewer at 0.8, and embedded 1.6x faster in batches of 4."""
+    from engine.device import cpu_supports_bfloat16, resolve_device
+
+    if (precision or "auto") == "auto" and resolve_device(device).type == "cpu" and cpu_supports_bfloat16():
+        return "bfloat16"
+    return precision or "auto"
 
 
 def crop_embedder(config: dict, input_share: float = 1.0, device: str = "auto"):
-    """embed(crop) -> (tokens, grid_hw) with the backbone, weights and precision of a project's stored run
-    settings (project.json's ``config``), crops fed at ``input_share`` of the run's input size, on ``device``
-    (chosen by the command, as every command does: never the one stored with a project made elsewhere)."""
+    """embed([crop, ...]) -> [(tokens, grid_hw), ...] with the backbone and weights of a project's stored run
+    settings (project.json's ``config``), at :func:`crop_precision`, crops fed at ``input_share`` of the run's
+    input size, on ``device`` (chosen by the command, as every command does: never the one stored with a project
+    made elsewhere)."""
     backbone = config.get("backbone") or DEFAULT_BACKBONE
     input_size = config.get("input_size") or get_backbone_spec(backbone).default_input_size
     extractor = crop_extractor(backbone, config.get("weights"), device, int(round(input_size * input_share)),
-                               config.get("precision") or "auto")
+                               crop_precision(config.get("precision"), device))
 
-    def embed(crop: np.ndarray) -> tuple:
-        features = extractor.extract([crop])[0]
-        return features.tokens, features.grid_hw
+    def embed(crops: list) -> list:
+        return [(features.tokens, features.grid_hw) for features in extractor.extract(crops)]
 
     return embed
 

@@ -179,6 +179,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     state = LabelState.load(project, clusters)
     project_config = project.read_config()
     recut = _recut_embedder(project_config, device)
+    recut_settings = _recut_settings(project_config, device) if recut is not None else ""
     centre = centres_keys(project_config.get("backbone", {}).get("family"))
     scenes = CorrectedScenes(state, entries, lambda entry: load_features(cache, entry))
     kept: dict = {}
@@ -208,7 +209,8 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
         if recut is not None and len(masks):
             started = time.perf_counter()
             skip = _carried_ids(masks, carried[0])
-            memo_path, memo_key = project.closer_look_path(entry["image_id"]), _recut_key(entry, project_config)
+            memo_path = project.closer_look_path(entry["image_id"])
+            memo_key = f"{entry.get('feature_key', '')}|{recut_settings}"
             memo = load_recut_memo(memo_path, memo_key)
             cut_before = len(memo)
             masks = LabelMasks(recut_objects(recut, image, masks.labels, masks.ids, skip, centre, memo=memo),
@@ -240,12 +242,13 @@ def _recut_embedder(project_config: dict, device: str):
     return loadable_crop_embedder(settings, RECUT_INPUT_SHARE, device)
 
 
-def _recut_key(entry: dict, project_config: dict) -> str:
-    """What a recut mask depends on besides its box: the image's features (pixels, backbone, weights, input,
-    precision) and the crop settings."""
-    from engine.method.closer_look import CROP_FACTOR, RECUT_INPUT_SHARE
+def _recut_settings(project_config: dict, device: str) -> str:
+    """What a recut mask depends on besides its box and the image's features (pixels, backbone, weights, input,
+    precision: an entry's ``feature_key``): the crop settings, the crops' arithmetic included."""
+    from engine.method.closer_look import CROP_FACTOR, RECUT_INPUT_SHARE, crop_precision
 
-    return f"{entry.get('feature_key', '')}|{RECUT_INPUT_SHARE}|{CROP_FACTOR}|{project_config.get('features')}"
+    precision = crop_precision(project_config.get("config", {}).get("precision"), device)
+    return f"{RECUT_INPUT_SHARE}|{CROP_FACTOR}|{project_config.get('features')}|{precision}"
 
 
 def _carried_ids(masks: LabelMasks, carried_masks) -> set:

@@ -16,23 +16,29 @@ from benchmarks import real_dev  # noqa: E402
 from engine import api  # noqa: E402
 
 out = Path(sys.argv[1])
+# VARIANTS=plain,closer (default), or closer-float32 / closer-bfloat16: the stored precision the crops follow
+variants = os.environ.get("VARIANTS", "plain,closer").split(",")
 for spec in sys.argv[2:]:
     name, project, truth = spec.split("=")
-    for closer in (False, True):
-        copy = out / f"{name}-{'closer' if closer else 'plain'}"
+    for variant in variants:
+        closer = variant.startswith("closer")
+        copy = out / f"{name}-{variant}"
         shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(project, copy, ignore=shutil.ignore_patterns("features"))
+        shutil.copytree(project, copy, ignore=shutil.ignore_patterns("features", "closer_look"))
         os.symlink(Path(project).resolve() / "features", copy / "features")
         stored = json.loads((copy / "project.json").read_text())
         stored["config"]["closer_look"] = closer
+        if "-" in variant:
+            stored["config"]["precision"] = variant.split("-")[1]
         (copy / "project.json").write_text(json.dumps(stored, indent=1))
         start = time.perf_counter()
-        api.predict(copy)
+        predicted = api.predict(copy)
         seconds = time.perf_counter() - start
+        print(f"{name} {variant} closer look {predicted.get('closer_look_seconds')} s", flush=True)
         if name == "generated":
             gt = Path(truth) / "ground_truth.json"
             p, f = api.evaluate_project(copy, gt, "proposals"), api.evaluate_project(copy, gt, "predictions")
-            print(f"{name} closer_look={closer} predict {seconds:.0f} s: clustering mIoU {p['miou']:.3f}, final mIoU "
+            print(f"{name} {variant} predict {seconds:.0f} s: clustering mIoU {p['miou']:.3f}, final mIoU "
                   f"{f['miou']:.3f} AP50 {f['ap50']:.3f} agnostic AP50 {f['ap50_agnostic']:.3f} CorLoc "
                   f"{f['corloc']:.3f}", flush=True)
             continue
@@ -44,6 +50,6 @@ for spec in sys.argv[2:]:
             for part in ("total", "source_mean"):
                 if part in scores[stage]:
                     s = scores[stage][part]
-                    print(f"{name} closer_look={closer} predict {seconds:.0f} s {stage:9s} {part:11s} " + " ".join(
+                    print(f"{name} {variant} predict {seconds:.0f} s {stage:9s} {part:11s} " + " ".join(
                         f"{k} {s[k]:.3f}" for k in ("corloc", "box_ap50", "mask_ap50", "mask_recall50")
                         if s.get(k) is not None), flush=True)
