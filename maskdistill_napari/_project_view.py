@@ -22,7 +22,7 @@ from . import _engine_calls as engine_calls
 from ._layers import category_colour, category_table, features_table, label_colormap, load_image_data
 from ._tasks import error_message
 
-IMAGE_LAYER, LABELS_LAYER, STROKE_LAYER = "image", "masks", "stroke"
+IMAGE_LAYER, LABELS_LAYER, STROKE_LAYER, BOX_LAYER = "image", "masks", "stroke", "box"
 CACHE_SIZE = 4
 SAVE_DELAY_MS = 500
 RETRY_DELAYS_MS = (1_000, 5_000, 20_000)  # after the 1st, 2nd, 3rd failure in a row; later: on the next edit
@@ -383,13 +383,16 @@ class ProjectView(QObject):
             yield from self._draw_stroke(layer, event)
             return
         start = tuple(event.position)
+        corner = tuple(layer.world_to_data(start)[-2:])
         yield
         moved = False
         while event.type == "mouse_move":
             moved = moved or np.hypot(*np.subtract(event.position[-2:], start[-2:])) > 2
+            if moved and self.prompt is not None:  # the box is drawn while it is dragged
+                self._show_drawn(BOX_LAYER, [corner, tuple(layer.world_to_data(tuple(event.position))[-2:])])
             yield
+        self._show_drawn(BOX_LAYER, [])
         if self.prompt is not None:
-            corner = tuple(layer.world_to_data(start)[-2:])
             # the Review panel's refine of the object being made: a right or shift click removes a region from
             # it, a ctrl (cmd) click adds one; a plain click makes a new object
             modifiers = getattr(event, "modifiers", ())
@@ -434,44 +437,53 @@ class ProjectView(QObject):
         yield
         while event.type == "mouse_move":
             points.append(tuple(layer.world_to_data(tuple(event.position))[-2:]))
-            self._show_stroke(points)
+            self._show_drawn(STROKE_LAYER, points)
             yield
-        self._show_stroke([])
+        self._show_drawn(STROKE_LAYER, [])
         if self.stroke is not None and len(points) > 1 and np.hypot(*np.subtract(points[-1], points[0])) > 2:
             self.stroke(points)
 
-    def _show_stroke(self, points: list) -> None:
-        layer = self.viewer.layers[STROKE_LAYER] if STROKE_LAYER in self.viewer.layers else None
-        if layer is not None:
-            layer.data = []
-            if len(points) > 1:
-                from engine.api import STROKE_WIDTH_PIXELS  # drawn as wide as the engine cuts
+    def _show_drawn(self, name: str, points: list) -> None:
+        """Draw what is being dragged in its shapes layer: the stroke layer's line along ``points`` (as wide as
+        the engine cuts), the box layer's rectangle with ``points`` as corners; no points: nothing."""
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        if layer is None or (not len(layer.data) and len(points) < 2):
+            return
+        layer.data = []
+        if len(points) > 1 and name == STROKE_LAYER:
+            from engine.api import STROKE_WIDTH_PIXELS
 
-                layer.add_paths([np.asarray(points, float)], edge_width=STROKE_WIDTH_PIXELS, edge_color="yellow")
+            layer.add_paths([np.asarray(points, float)], edge_width=STROKE_WIDTH_PIXELS, edge_color="yellow")
+        elif len(points) > 1:
+            layer.add_rectangles([np.asarray([points[0], points[-1]], float)], edge_width=2, edge_color="yellow",
+                                 face_color="transparent")
+
+    def _drawing_layer(self, name: str, shown: bool) -> None:
+        """Add or remove the shapes layer a drag is drawn in; the canvas's clicks still go to the labels layer,
+        where _on_click is."""
+        layers, labels = self.viewer.layers, self.labels_layer
+        if not shown and name in layers:
+            layers.remove(name)
+        if shown and name not in layers:
+            self.viewer.add_shapes([], shape_type="path" if name == STROKE_LAYER else "rectangle", name=name)
+        if shown and labels is not None:
+            labels.mode = "pan_zoom"
+            layers.selection.active = labels
+        # last: napari sets the camera's panning when the active layer or its mode changes
+        camera_of(self.viewer).mouse_pan = self.stroke is None and self.prompt is None
 
     def set_stroke(self, stroke) -> None:
         """Send lines dragged on the canvas to ``stroke(points)`` (data (row, col)) instead of panning, drawn in a
         stroke layer while they are drawn; None ends that (and removes the layer)."""
         self.stroke = stroke
-        camera_of(self.viewer).mouse_pan = stroke is None and self.prompt is None
-        layers, labels = self.viewer.layers, self.labels_layer
-        if stroke is None:
-            if STROKE_LAYER in layers:
-                layers.remove(STROKE_LAYER)
-            return
-        if STROKE_LAYER not in layers:
-            self.viewer.add_shapes([], shape_type="path", name=STROKE_LAYER)
-        if labels is not None:  # the canvas's clicks go to the selected layer: the labels, where _on_click is
-            labels.mode = "pan_zoom"
-            layers.selection.active = labels
+        self._drawing_layer(STROKE_LAYER, stroke is not None)
 
     def set_prompt(self, prompt) -> None:
         """Send canvas clicks and dragged boxes to ``prompt(start, end, refine)`` (data (row, col); ``end`` None for a
-        click) instead of selecting objects; None ends that. While set, a drag draws a box instead of panning."""
+        click) instead of selecting objects; None ends that. While set, a drag draws a box (in a box layer)
+        instead of panning."""
         self.prompt = prompt
-        camera_of(self.viewer).mouse_pan = prompt is None
-        if prompt is not None and self.labels_layer is not None:
-            self.labels_layer.mode = "pan_zoom"
+        self._drawing_layer(BOX_LAYER, prompt is not None)
 
     def image_name(self, image_id: str) -> str:
         """The image's file name (relative to the image folder) for messages; its id only if it is unknown."""

@@ -369,8 +369,9 @@ class _Mouse:
         self.modifiers = ()  # no key held
 
 
-def press(layer, *positions) -> None:
-    """Mouse down at the first position, moved through the others, released: a click or a drag."""
+def press(layer, *positions, before_release=None) -> None:
+    """Mouse down at the first position, moved through the others, released: a click or a drag;
+    ``before_release()`` is called while the button is still down."""
     event = _Mouse(positions[0])
     for callback in layer.mouse_drag_callbacks:
         generator = callback(layer, event)
@@ -380,6 +381,8 @@ def press(layer, *positions) -> None:
         for position in positions[1:]:
             event.type, event.position = "mouse_move", tuple(float(v) for v in position)
             next(generator)
+        if before_release is not None:
+            before_release()
         event.type = "mouse_release"
         next(generator, None)
         event.type, event.position = "mouse_press", tuple(float(v) for v in positions[0])
@@ -408,6 +411,7 @@ def test_a_click_adds_an_object_from_the_features_and_undo_removes_it(widget, qt
     review.add_object_button.click()
     assert review.add_object_button.isChecked() and view.prompt is not None
     assert not _project_view.camera_of(widget.viewer).mouse_pan  # a drag draws a box, it does not pan
+    assert widget.viewer.layers.selection.active is view.labels_layer  # the canvas's clicks still reach it
     press(view.labels_layer, (row, col))
     wait_idle(qtbot, widget)
     assert review.status.text().startswith("Added object"), review.status.text()
@@ -431,7 +435,13 @@ def test_a_click_adds_an_object_from_the_features_and_undo_removes_it(widget, qt
     # a dragged box adds the object inside it
     top, left = max(0, row - 40), max(0, col - 40)
     bottom, right = min(before.shape[0] - 1, row + 40), min(before.shape[1] - 1, col + 40)
-    press(view.labels_layer, (top, left), (row, col), (bottom, right))
+    drawn = []
+    box_layer = widget.viewer.layers["box"]
+    press(view.labels_layer, (top, left), (row, col), (bottom, right),
+          before_release=lambda: drawn.append(np.asarray(box_layer.data[0]).copy()))
+    assert sorted(map(tuple, drawn[0].round().astype(int))) == [(top, left), (top, right), (bottom, left),
+                                                                (bottom, right)]  # seen while dragged
+    assert not len(box_layer.data)  # gone once the mouse is released
     wait_idle(qtbot, widget)
     boxed = np.asarray(view.labels_layer.data) == review.undo_stack[-1]["instance_id"]
     assert boxed.any() and not boxed[:top].any() and not boxed[bottom + 1:].any()
@@ -444,5 +454,6 @@ def test_a_click_adds_an_object_from_the_features_and_undo_removes_it(widget, qt
     assert "is on object" in review.status.text(), review.status.text()
     review.add_object_button.click()
     assert view.prompt is None and _project_view.camera_of(widget.viewer).mouse_pan
+    assert "box" not in widget.viewer.layers
     press(view.labels_layer, on_object)
     assert view.selected == review.undo_stack[-1]["instance_id"]
