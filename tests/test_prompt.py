@@ -60,6 +60,46 @@ def test_a_click_on_a_planted_object_finds_it_and_not_its_twin():
     assert not boxed[:, :box[0]].any() and not boxed[box[3]:].any()
 
 
+def test_a_box_learns_its_object_from_its_surroundings_even_an_object_of_two_unlike_parts():
+    """The box's classifier learns "unlike the surroundings" from the box itself: an object made of two parts
+    that look nothing alike (a face above a body) is found whole, where a cut along the features' edges keeps
+    one part; the box's strip of background stays out."""
+    rng = np.random.default_rng(1)
+    dim, background, face, body = 64, np.eye(64)[0] * 3, np.eye(64)[1] * 3, np.eye(64)[2] * 3
+    vectors = background + rng.normal(0, 0.6, (*GRID, dim))
+    vectors[2:6, 2:9] = face + rng.normal(0, 0.6, (4, 7, dim))
+    vectors[6:10, 2:9] = body + rng.normal(0, 0.6, (4, 7, dim))  # 7 of the box's 8 columns
+    image = np.full((GRID[0] * CELL, GRID[1] * CELL, 3), 40, np.uint8)
+    image[2 * CELL:6 * CELL, 2 * CELL:9 * CELL] = (200, 180, 60)
+    image[6 * CELL:10 * CELL, 2 * CELL:9 * CELL] = (60, 90, 200)
+    truth = pixels((slice(2, 10), slice(2, 9)))
+    box = (2 * CELL, 2 * CELL, 10 * CELL, 10 * CELL)
+    boxed = prompt_mask(vectors.reshape(-1, dim).astype(np.float16), GRID, image, box=box)
+    assert iou(boxed, truth) > 0.9, iou(boxed, truth)
+    assert not boxed[:, 9 * CELL + 2:].any()  # the background column inside the box stays out
+
+
+def test_the_box_classifier_takes_the_object_forced_cells_and_nothing_outside_the_box():
+    """engine.method.prompt._box_classified on planted vectors: the planted square's cells inside the box come
+    out as the object, every cell around the box as background; a positive cell is taken even where it looks
+    like the background, an excluded one never, even on the object."""
+    from engine.method.prompt import _box_classified, unit_rows, window_graph
+
+    flat = unit_rows(planted_features(), centre=True)
+    graph = window_graph(flat.reshape(*GRID, -1), 2)
+    inside = np.zeros(GRID, bool)
+    inside[2:10, 3:11] = True  # the box around the square (rows 3-8, cols 4-9)
+    square = np.zeros(GRID, bool)
+    square[SQUARE] = True
+    cells = np.arange(flat.shape[0]).reshape(GRID)
+    excluded = np.zeros(flat.shape[0], bool)
+    probability = _box_classified(graph, flat, inside.ravel(), [], excluded, smoothing=3).reshape(GRID)
+    assert ((probability > 0.5) == square).mean() > 0.95 and not probability[~inside].any()
+    excluded[cells[5, 6]] = True
+    forced = _box_classified(graph, flat, inside.ravel(), [cells[2, 3]], excluded, smoothing=3).reshape(GRID)
+    assert forced[2, 3] == 1.0 and forced[5, 6] == 0.0 and probability[2, 3] < 0.5
+
+
 def test_a_click_on_the_background_gives_background_and_bad_prompts_are_refused():
     vectors, image, square = planted_features(1, noise=0.3), planted_image(), pixels(SQUARE)
     mask = prompt_mask(vectors, GRID, image, point=(90, 10))

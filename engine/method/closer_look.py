@@ -83,8 +83,9 @@ def _cropped(image: np.ndarray, window: tuple) -> np.ndarray:
 
 
 def _cut_in_window(tokens, grid_hw, image: np.ndarray, window: tuple, box, positive=(), negative=(),
-                   centre: bool = True) -> np.ndarray:
-    """The prompt (image pixels) answered from the crop's own tokens, as a mask of the window."""
+                   centre: bool = True, learn_box: bool = True) -> np.ndarray:
+    """The prompt (image pixels) answered from the crop's own tokens, as a mask of the window (``learn_box``:
+    :func:`engine.method.prompt.points_mask`'s)."""
     x0, y0, x1, y1 = window
 
     def shifted(points):
@@ -92,7 +93,8 @@ def _cut_in_window(tokens, grid_hw, image: np.ndarray, window: tuple, box, posit
 
     crop_box = (box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0)
     return points_mask(tokens, grid_hw, _cropped(image, window), positive=shifted(positive),
-                       negative=shifted(tuple(map(float, p)) for p in negative), box=crop_box, centre=centre)
+                       negative=shifted(tuple(map(float, p)) for p in negative), box=crop_box, centre=centre,
+                       learn_box=learn_box)
 
 
 def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), centre: bool = True,
@@ -125,7 +127,9 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
     windows = [crop_window(image.shape[:2], box) for box in new_boxes]
     embedded = embed([_cropped(image, w) for w in windows]) if windows else []
     for box, window_px, (tokens, grid_hw) in zip(new_boxes, windows, embedded):
-        memo[box] = (window_px, _cut_in_window(tokens, grid_hw, image, window_px, box, centre=centre))
+        # the box is the found object's own extent: its cut follows that object (learn_box=False)
+        memo[box] = (window_px, _cut_in_window(tokens, grid_hw, image, window_px, box, centre=centre,
+                                               learn_box=False))
     for value, box in chosen:
         (x0, y0, x1, y1), crop_mask = memo[box]
         window = out[y0:y1, x0:x1]  # a view; it holds the whole box, so every pixel of the object

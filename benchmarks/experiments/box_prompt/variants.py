@@ -117,7 +117,7 @@ def oracle(it, soft=True, eps=1e-3):
     return guided_filter_many(guide, s[None], max(2, int(round(H / gh))), eps, 2 if min(H, W) >= 128 else 1)[0] > 0.5
 
 
-def logistic_tokens(it, iters=4, C=1.0, smooth=3, eps=1e-3):
+def logistic_tokens(it, iters=4, C=1.0, smooth=3, eps=1e-3, centre_point=False):
     """Box supervision as a classifier: cells outside the box are background, the inside cells unlike the
     surroundings the object; a logistic regression on the unit tokens, its inside answers relabel, repeat."""
     from sklearn.linear_model import LogisticRegression
@@ -136,6 +136,10 @@ def logistic_tokens(it, iters=4, C=1.0, smooth=3, eps=1e-3):
     like = unit[inside] @ around
     fg = np.zeros_like(inside)
     fg[np.flatnonzero(inside)[like <= np.median(like)]] = True
+    forced = None
+    if centre_point:
+        forced = (cb[0] + cb[2]) // 2 * gw + (cb[1] + cb[3]) // 2
+        fg[forced] = True
     prob = fg.astype(np.float32)
     for _ in range(iters):
         y = fg.astype(int)
@@ -143,11 +147,16 @@ def logistic_tokens(it, iters=4, C=1.0, smooth=3, eps=1e-3):
         prob = clf.predict_proba(unit)[:, 1]
         prob = P._smoothed(graph, prob, smooth)
         prob[~inside] = 0
+        if forced is not None:
+            prob[forced] = 1
         new = prob > 0.5
         if new.sum() < 2 or (new == fg).all():
             break
         fg = new
     cells = prob.reshape(gh, gw).astype(np.float32)
+    if forced is not None:  # the part holding the point
+        lab, n = ndimage.label(cells > 0.5)
+        cells = np.where(lab == lab.ravel()[forced], cells, np.minimum(cells, 0.49))
     soft = upsample_soft(cells, H, W)
     guide = crop.astype(np.float32) / 255.0 @ np.array([0.299, 0.587, 0.114], np.float32)
     mask = guided_filter_many(guide, soft[None], max(2, int(round(H / gh))), eps, 2 if min(H, W) >= 128 else 1)[0] > 0.5
@@ -158,6 +167,7 @@ def logistic_tokens(it, iters=4, C=1.0, smooth=3, eps=1e-3):
 
 
 VARIANTS["logistic"] = logistic_tokens
+VARIANTS["logistic + centre point"] = lambda it: logistic_tokens(it, centre_point=True)
 VARIANTS["logistic C=0.1"] = lambda it: logistic_tokens(it, C=0.1)
 VARIANTS["grabcut it10 bg8"] = lambda it: grabcut_tokens(it, iters=10, k_bg=8)
 VARIANTS["grabcut smooth1"] = lambda it: grabcut_tokens(it, smooth=1)
