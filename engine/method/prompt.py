@@ -91,7 +91,6 @@ def points_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, p
     cell_box = None if box is None else _box_cells(box, to_grid, (gh, gw), (height, width))
     seeds = [_point_cell(p, to_grid, (gh, gw), (height, width)) for p in positive]
     avoided = [_point_cell(p, to_grid, (gh, gw), (height, width)) for p in negative]
-    learn_box = learn_box and cell_box is not None
     margin = 2
     if learn_box and cell_box is not None:  # the classifier learns the background from the box's surroundings
         margin = max(2, int(np.ceil(BOX_CONTEXT * max(cell_box[2] - cell_box[0], cell_box[3] - cell_box[1]))))

@@ -27,10 +27,8 @@ def centre_point(it, **kw):
                          positive=[((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)])
 
 
-def grabcut_tokens(it, iters=5, k_fg=3, k_bg=5, temp=0.05, smooth=3, eps=1e-3, soft_refine=True, keep="largest"):
-    """GrabCut on tokens: prototypes of the object (inside, unlike the surroundings) and of the background
-    (outside the box, and the inside cells currently background), each cell to the nearer; smoothed on the
-    patch graph; soft probabilities refined on the pixels."""
+def crop_setup(it):
+    """The cached crop's grid, pixels, unit tokens, patch graph, box cells and inside-the-box mask."""
     gh, gw = it["grid"]
     crop = it["crop"]
     H, W = crop.shape[:2]
@@ -40,6 +38,14 @@ def grabcut_tokens(it, iters=5, k_fg=3, k_bg=5, temp=0.05, smooth=3, eps=1e-3, s
     cb = P._box_cells(it["box"], np.array([gh / H, gw / W]), (gh, gw), (H, W))
     inside[cb[0]:cb[2], cb[1]:cb[3]] = True
     inside = inside.ravel()
+    return gh, gw, crop, H, W, unit, graph, cb, inside
+
+
+def grabcut_tokens(it, iters=5, k_fg=3, k_bg=5, temp=0.05, smooth=3, eps=1e-3, soft_refine=True, keep="largest"):
+    """GrabCut on tokens: prototypes of the object (inside, unlike the surroundings) and of the background
+    (outside the box, and the inside cells currently background), each cell to the nearer; smoothed on the
+    patch graph; soft probabilities refined on the pixels."""
+    gh, gw, crop, H, W, unit, graph, cb, inside = crop_setup(it)
     if inside.all():
         return baseline(it)
     around = unit[~inside]
@@ -121,15 +127,7 @@ def logistic_tokens(it, iters=4, C=1.0, smooth=3, eps=1e-3, centre_point=False):
     """Box supervision as a classifier: cells outside the box are background, the inside cells unlike the
     surroundings the object; a logistic regression on the unit tokens, its inside answers relabel, repeat."""
     from sklearn.linear_model import LogisticRegression
-    gh, gw = it["grid"]
-    crop = it["crop"]
-    H, W = crop.shape[:2]
-    unit = P.unit_rows(it["tokens"].astype(np.float32), True)
-    graph = P.window_graph(unit.reshape(gh, gw, -1), 2)
-    inside = np.zeros((gh, gw), bool)
-    cb = P._box_cells(it["box"], np.array([gh / H, gw / W]), (gh, gw), (H, W))
-    inside[cb[0]:cb[2], cb[1]:cb[3]] = True
-    inside = inside.ravel()
+    gh, gw, crop, H, W, unit, graph, cb, inside = crop_setup(it)
     if inside.all():
         return baseline(it)
     around = unit[~inside].mean(0)
