@@ -44,7 +44,10 @@ actions are spent, takes the first step that applies:
 ``--first-prompt box``: before step 2, unless an object already matches at IoU 0.8, the reviewer drags the
 annotated object's bounding box (``add_object`` with a box, one action: the engine takes a closer look at the
 crop and takes in the generated parts lying inside the box's mask; undone, one more, when it does not improve
-the IoU); the steps above follow. The default, ``click``, is the papers' protocol.
+the IoU); the steps above follow, except that the boxed object is never grown or shrunk: further clicks on
+it are extra clicks with its box (``refine_object`` with the box and the points), as the plugin's clicks after a
+box are and as box-then-clicks protocols (SAM's, micro-sam's) evaluate. The default, ``click``, is the papers'
+protocol.
 
 Every engine call counts as one action, a refused one (e.g. "cannot grow") and an undo included. After each
 annotated object every action is undone (``restore_object``, newest first), so each object starts from the
@@ -102,7 +105,7 @@ class Reviewer:
         self.project, self.image_id, self.truth = project, image_id, truth
         self.exported = exported  # category id -> whether its objects are shown and exported
         self.undo: list = []
-        self.made: dict = {}  # id of the object the reviewer made by clicks -> {"positive": [...], "negative": [...]}
+        self.made: dict = {}  # id of an object the reviewer made -> {"positive": [...], "negative": [...], "box"?}
         self.counts: dict = {}
         self.history: list = []  # best IoU after 0, 1, 2, ... actions
         self.refresh()
@@ -187,7 +190,7 @@ def _grow_or_shrink(reviewer: Reviewer, tried: set) -> bool:
     from engine import api
 
     best = reviewer.best
-    if best is None:
+    if best is None or "box" in reviewer.made.get(best, {}):
         return False
     inside, area, truth_area = reviewer.inside[best], reviewer.areas[best], reviewer.truth.sum()
     precision, recall = inside / area, inside / truth_area
@@ -278,7 +281,7 @@ def _extra_click(reviewer: Reviewer, made: int, blocked: np.ndarray) -> bool:
     tried = {**points, kind: points[kind] + [(col + 0.5, row + 0.5)]}
     before = reviewer.best_iou
     record = reviewer.act("extra click", api.refine_object, made, positive=tried["positive"],
-                          negative=tried["negative"])
+                          negative=tried["negative"], box=points.get("box"))
     _block(blocked, row, col, distance[row, col])
     if record is None:
         return True
@@ -302,10 +305,13 @@ def _box(reviewer: Reviewer) -> bool:
     from engine import api
 
     rows, cols = np.flatnonzero(reviewer.truth.any(axis=1)), np.flatnonzero(reviewer.truth.any(axis=0))
+    box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
     before = reviewer.best_iou
-    record = reviewer.act("box", api.add_object, box=(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
+    record = reviewer.act("box", api.add_object, box=box)
     if record is not None and reviewer.best_iou <= before and reviewer.actions < MAX_ACTIONS:
         reviewer.take_back(record)
+    elif record is not None:  # further clicks refine it with its box, as the plugin's do (never grow / shrink it)
+        reviewer.made[int(record["instance_id"])] = {"positive": [], "negative": [], "box": box}
     return True
 
 
