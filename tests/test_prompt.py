@@ -100,6 +100,20 @@ def test_the_box_classifier_takes_the_object_forced_cells_and_nothing_outside_th
     assert forced[2, 3] == 1.0 and forced[5, 6] == 0.0 and probability[2, 3] < 0.5
 
 
+def test_a_refine_click_with_a_box_keeps_the_object_the_box_holds_and_adds_the_clicked_part():
+    """engine.state.prompt_review._parts_at: of a remade mask, the parts under the clicks; with a box, also its
+    largest part (the object the box holds), which a click on a detached part must not drop."""
+    from engine.state.prompt_review import _parts_at
+
+    mask = np.zeros((20, 20), bool)
+    mask[2:12, 2:12] = True  # the boxed object
+    mask[15:18, 15:18] = True  # a part the user clicked, apart from it
+    clicked = [(16.0, 16.0)]  # (x, y)
+    assert np.array_equal(_parts_at(mask, clicked), mask & (np.arange(20)[:, None] >= 15))
+    assert np.array_equal(_parts_at(mask, clicked, with_largest=True), mask)
+    assert np.array_equal(_parts_at(mask, []), mask & (np.arange(20)[:, None] < 15))  # no click: the largest
+
+
 def test_a_click_on_the_background_gives_background_and_bad_prompts_are_refused():
     vectors, image, square = planted_features(1, noise=0.3), planted_image(), pixels(SQUARE)
     mask = prompt_mask(vectors, GRID, image, point=(90, 10))

@@ -136,6 +136,8 @@ def points_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, p
     if learn_box and inside is not None and not inside.all():  # a box with surroundings: its object learnt
         probability = _box_classified(graph, flat, inside.ravel(), seed_ids if seeds else [], excluded, smoothing)
         cells = on_grid(probability)  # soft: the refinement puts the edge where the probability crosses 0.5
+        if len(positive):
+            clicks.append(None)  # with its clicks' parts, the part the box holds
         cuts = [probability > 0.5] * len(clicks)
     else:
         allowed = ~excluded if inside is None else inside.ravel() & ~excluded

@@ -106,7 +106,7 @@ def refine_object(project_dir, image_id: str, instance_id: int, positive=(), neg
 
     def refine(correction: ImageCorrection) -> dict:  # under the state lock (engine.state.review._edit_correction)
         own = correction.labels == int(instance_id)
-        refined = _parts_at(mask & (own | (correction.labels == 0)), positive)
+        refined = _parts_at(mask & (own | (correction.labels == 0)), positive, with_largest=box is not None)
         if int(refined.sum()) < MIN_OBJECT_PIXELS:
             raise ValueError(f"Object {instance_id} of {name}: these clicks leave it no free pixels ({int(mask.sum())}"
                              " pixels lie on other objects); undo the last click, or paint the object.")
@@ -128,8 +128,9 @@ def _generated_parts_inside(mask: np.ndarray, correction: ImageCorrection) -> li
             and (n >= TAKE_IN_SHARE * areas[k] or areas[k] - n < MIN_OBJECT_PIXELS)]
 
 
-def _parts_at(mask: np.ndarray, points: list) -> np.ndarray:
-    """The connected parts of ``mask`` under any of the points, else its largest part (a click on its edge)."""
+def _parts_at(mask: np.ndarray, points: list, with_largest: bool = False) -> np.ndarray:
+    """The connected parts of ``mask`` under any of the points, else its largest part (a click on its edge);
+    ``with_largest`` (a box's object): its largest part too, the object the box holds."""
     from scipy import ndimage
 
     parts, count = ndimage.label(mask)
@@ -137,8 +138,8 @@ def _parts_at(mask: np.ndarray, points: list) -> np.ndarray:
         return mask
     height, width = mask.shape
     under = {int(parts[min(max(int(y), 0), height - 1), min(max(int(x), 0), width - 1)]) for x, y in points} - {0}
-    if not under:
-        under = {1 + int(np.argmax(np.bincount(parts.ravel())[1:]))}
+    if not under or with_largest:
+        under |= {1 + int(np.argmax(np.bincount(parts.ravel())[1:]))}
     return np.isin(parts, sorted(under))
 
 
