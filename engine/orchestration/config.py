@@ -102,9 +102,9 @@ class RunConfig:
                 "backbone's input size."})
     precision: str = field(default="auto", metadata={
         "label": "precision", "choices": PRECISIONS,
-        "help": "Backbone arithmetic: auto (mixed precision on GPUs, float32 on CPUs), float32, or bfloat16 (2x "
-                "faster on CPUs with AMX / AVX512-BF16, but it moved the ranking of proposals on real images: "
-                "see docs/decisions.md)."})
+        "help": "Backbone arithmetic: auto (mixed precision on GPUs, float32 on CPUs; the closer look's crops "
+                "in bfloat16 on CPUs with AMX / AVX512-BF16), float32, or bfloat16 (2x faster on such CPUs, but "
+                "it moved the ranking of proposals on real images: see docs/decisions.md)."})
     image_options: ImageOptions = field(default_factory=ImageOptions, metadata={
         "label": "image options",
         "help": "How images are read: channels, intensity percentiles and planes of a stack (ImageOptions)."})
