@@ -16,7 +16,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from skimage import data
 
-from engine import cli
+from engine import api, cli
 from engine.api import RunConfig, run
 from engine.io.images import discover_images
 from engine.method.features import FeatureCache
@@ -70,6 +70,13 @@ def test_an_image_replaced_by_another_size_sets_its_correction_aside(tmp_path, c
     _correct(project, "chelsea.png")
     image_id = _entries(project)["chelsea.png"]["image_id"]
     Image.fromarray(data.chelsea()[0:120, 0:150]).save(images / "chelsea.png")  # same name, 150 x 120
+
+    # before a re-run, an edit needing the pixels says what happened instead of cutting the old masks from the
+    # new pixels; the correction stays where it was
+    with pytest.raises(ValueError, match=r"chelsea.png: it is now 150 x 120 pixels but was 96 x 96 when the "
+                                         r"project was run \(replaced or resized\)\. Run `maskdistill run`"):
+        api.add_object(project, image_id, point=(60, 60))
+    assert correction_path(project, image_id).exists()
 
     rc, out = _run(capsys, images, project)  # distilled: was an IndexError in distill.paint_label_map
     assert rc == 0, out

@@ -773,8 +773,17 @@ class ImageSource:
 
     def load(self, entry: dict) -> np.ndarray:
         """The RGB uint8 image of an images.json entry (its plane, for a stack); inside :func:`decoding_once`,
-        read-only and decoded once."""
-        return load_image_once(Path(self.root) / entry["relative_path"], entry.get("plane"), self.options)
+        read-only and decoded once. ImageError when the file is no longer the size the entry says (replaced
+        or resized since the run): its masks, features and corrections were made for the old pixels."""
+        path = Path(self.root) / entry["relative_path"]
+        image = load_image_once(path, entry.get("plane"), self.options)
+        height, width = entry.get("height"), entry.get("width")
+        if height is not None and width is not None and tuple(image.shape[:2]) != (int(height), int(width)):
+            raise ImageError(path.absolute(), f"it is now {image.shape[1]} x {image.shape[0]} pixels but was "
+                             f"{width} x {height} when the project was run (replaced or resized). Run "
+                             "`maskdistill run` on the folder again to take it in: your corrections of it are "
+                             "kept, or set aside in corrections/orphaned/ when they no longer fit.")
+        return image
 
     @classmethod
     def of_project(cls, project_config: dict) -> ImageSource:
