@@ -34,7 +34,7 @@ for folder, limit in (("../shared/data/domains/feral_cats", 30), ("../shared/dat
                 continue
             ys, xs = np.nonzero(gtm)
             box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-            x0, y0, x1, y1 = crop_window((h, w), box)
+            x0, y0, x1, y1 = crop_window((h, w), box, factor=float(os.environ.get("FACTOR", "1.5")))
             crop = np.ascontiguousarray(image[y0:y1, x0:x1])
             f = fx.extract([crop])[0]
             out.append(dict(folder=os.path.basename(folder), file=im["file_name"], crop=crop, tokens=f.tokens.astype(np.float16),
