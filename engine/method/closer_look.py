@@ -3,8 +3,10 @@
 The cached tokens are 14-pixel patches of the whole image (DINOv2 at 448 px): a cat covering 2 % of a photo is
 about 20 patches, and no mask made of them follows its outline (the best candidate-tree node reaches IoU 0.8 for
 9.9 % of feral_cats' cats). A crop of ``CROP_FACTOR`` times the box, fed to the backbone at its input size, gives
-the same object 20-40 times more patches; :func:`engine.method.prompt.points_mask` then cuts it from the crop's
-own tokens and refines it to the crop's edges. One network pass per prompt (about 0.5 s on 2 CPU cores).
+the same object 20-40 times more patches; :func:`engine.method.prompt.points_mask` then finds it from the crop's
+own tokens (a box's object learnt by a classifier from the box and its surroundings) and refines it to the crop's
+edges. One network pass per prompt, in bfloat16 on CPUs with native units (:func:`crop_precision`): a box takes
+about 0.4 s on 2 CPU cores.
 
 Measured on feral_cats' first 30 images (126 cats; a development folder), a box with the cat's interior point,
 IoU >= 0.8 with the cat: 22 % from the cached tokens, 44 % from a crop 1.5x the box, 40 % at 2x, 28 % at 3x
@@ -13,7 +15,8 @@ only boxed prompts take the closer look.
 
 The final objects of a run take it too (:func:`recut_objects`): each object smaller than ``RECUT_MAX_SHARE`` of
 the image is cut again from a crop around its box, at ``RECUT_INPUT_SHARE`` of the run's input size. Measured on
-the default projects (feral_cats, 195 photos, 442 objects recut in 112 s; real-dev, 11 photos), CorLoc / box AP50
+the default projects (feral_cats, 195 photos, 442 objects recut in 112 s, 65 s since crops go in bfloat16
+batches of ``CROP_BATCH``; real-dev, 11 photos), CorLoc / box AP50
 / mask AP50 / mask recall@0.5: feral_cats 0.492 / 0.118 / 0.128 / 0.232 -> 0.533 / 0.142 / 0.135 / 0.250,
 real-dev 0.273 / 0.063 / 0.096 / 0.151 -> 0.364 / 0.092 / 0.096 / 0.151 (docs/decisions.md#d-recut).
 """
