@@ -76,8 +76,9 @@ def windowed_mask(embed, image: np.ndarray, box, positive=(), negative=(), centr
     """:func:`closer_look_mask` as (window (x0, y0, x1, y1), the mask inside the window): what a memo keeps."""
     positive = [tuple(map(float, p)) for p in positive]
     window = crop_window(image.shape[:2], box, positive, factor)
-    (tokens, grid_hw), = embed([_cropped(image, window)])
-    return window, _cut_in_window(tokens, grid_hw, image, window, box, positive, negative, centre)
+    crop = _cropped(image, window)
+    (tokens, grid_hw), = embed([crop])
+    return window, _cut_in_window(tokens, grid_hw, crop, window, box, positive, negative, centre)
 
 
 def _cropped(image: np.ndarray, window: tuple) -> np.ndarray:
@@ -85,17 +86,17 @@ def _cropped(image: np.ndarray, window: tuple) -> np.ndarray:
     return np.ascontiguousarray(image[y0:y1, x0:x1])
 
 
-def _cut_in_window(tokens, grid_hw, image: np.ndarray, window: tuple, box, positive=(), negative=(),
+def _cut_in_window(tokens, grid_hw, crop: np.ndarray, window: tuple, box, positive=(), negative=(),
                    centre: bool = True, learn_box: bool = True) -> np.ndarray:
-    """The prompt (image pixels) answered from the crop's own tokens, as a mask of the window (``learn_box``:
-    :func:`engine.method.prompt.points_mask`'s)."""
+    """The prompt (image pixels) answered from the tokens of ``crop``, the image's pixels in ``window``, as a
+    mask of the window (``learn_box``: :func:`engine.method.prompt.points_mask`'s)."""
     x0, y0, x1, y1 = window
 
     def shifted(points):
         return [(x - x0, y - y0) for x, y in points if x0 <= x < x1 and y0 <= y < y1]
 
     crop_box = (box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0)
-    return points_mask(tokens, grid_hw, _cropped(image, window), positive=shifted(positive),
+    return points_mask(tokens, grid_hw, crop, positive=shifted(positive),
                        negative=shifted(tuple(map(float, p)) for p in negative), box=crop_box, centre=centre,
                        learn_box=learn_box)
 
@@ -128,10 +129,11 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
             chosen.append((value, (cols.start, rows.start, cols.stop, rows.stop)))
     new_boxes = list(dict.fromkeys(box for _, box in chosen if box not in memo))
     windows = [crop_window(image.shape[:2], box) for box in new_boxes]
-    embedded = embed([_cropped(image, w) for w in windows]) if windows else []
-    for box, window_px, (tokens, grid_hw) in zip(new_boxes, windows, embedded):
+    crops = [_cropped(image, w) for w in windows]
+    embedded = embed(crops) if crops else []
+    for box, window_px, crop, (tokens, grid_hw) in zip(new_boxes, windows, crops, embedded):
         # the box is the found object's own extent: its cut follows that object (learn_box=False)
-        memo[box] = (window_px, _cut_in_window(tokens, grid_hw, image, window_px, box, centre=centre,
+        memo[box] = (window_px, _cut_in_window(tokens, grid_hw, crop, window_px, box, centre=centre,
                                                learn_box=False))
     for value, box in chosen:
         (x0, y0, x1, y1), crop_mask = memo[box]
