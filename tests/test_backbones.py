@@ -123,3 +123,18 @@ def test_untiled_cache_key_unchanged_by_new_options():
     extractor = FeatureExtractor("dino_vits16", weights="random", device="cpu", input_size=64, precision="float32")
     old = hashlib.sha1(b"abc|dino_vits16|random|64|v1").hexdigest()
     assert extractor.cache_key("abc") == old
+
+
+@pytest.mark.parametrize("name", ["dinov2_vits14", "dinov3_vits16"])
+def test_a_kept_middle_block_is_that_blocks_patch_output(name):
+    """The closer look's box prompts learn from a middle block: the kept outputs are that block's, per image of
+    a batch; kept for the last block and normed, they are the final tokens."""
+    extractor = FeatureExtractor(name, weights="random", device="cpu", input_size=64, precision="float32")
+    images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(2)]
+    assert extractor.extract(images[:1])[0].middle_tokens is None
+    extractor.keep_middle_block(extractor.depth - 1)
+    features = extractor.extract(images)
+    for one in features:
+        normed = extractor.model.norm(torch.from_numpy(one.middle_tokens.astype(np.float32))).detach().numpy()
+        np.testing.assert_allclose(normed, one.tokens.astype(np.float32), atol=2e-2)
+    assert not np.allclose(features[0].middle_tokens, features[1].middle_tokens)

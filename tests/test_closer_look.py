@@ -89,8 +89,9 @@ def recording_embedder(monkeypatch):
 
     crops = []
 
-    def embedder(config, *settings):  # crop_embedder(config, input_share, device)
+    def embedder(config, input_share=1.0, device="auto", for_boxes=False):  # crop_embedder's arguments
         assert config["backbone"]  # the project's stored run settings reach it
+        assert for_boxes  # a box drawn by a person is learnt from the middle block's outputs
 
         def embed(given):
             crops.extend(crop.shape for crop in given)
@@ -242,3 +243,18 @@ def test_crops_take_bfloat16_on_a_cpu_with_native_units_unless_the_run_chose_its
     assert crop_precision("float32", "cpu") == "float32"  # the user's choice stands
     monkeypatch.setattr(engine.device, "cpu_supports_bfloat16", lambda: False)
     assert crop_precision("auto", "cpu") == "auto"  # emulated bfloat16 is slower: float32
+
+
+def test_a_recut_embeds_final_tokens_and_a_box_prompt_the_middle_blocks(monkeypatch):
+    """Measured per use (docs/decisions.md#d-box-layer): a person's box is learnt from a middle block, a found
+    object's recut from the final tokens."""
+    import engine.method.closer_look as closer_look
+    from engine.orchestration.distillation import _recut_embedder
+
+    asked = []
+    monkeypatch.setattr(closer_look, "crop_embedder",
+                        lambda config, input_share=1.0, device="auto", for_boxes=False: asked.append(for_boxes))
+    _recut_embedder({"config": {"backbone": "dinov2_vits14"}}, "cpu")
+    closer_look.loadable_crop_embedder({"backbone": "dinov2_vits14"}, for_boxes=True)
+    assert asked == [False, True]
+    assert closer_look.box_block(12) == 8 and closer_look.box_block(24) == 17 and closer_look.box_block(1) == 0

@@ -40,6 +40,18 @@ RECUT_INPUT_SHARE = 0.75  # their crops go in at 3/4 of the run's input (336 px 
 RECUT_MAX_OBJECTS = 20  # at most this many per image, the best scored first: the time stays bounded
 RECUT_MIN_PIXELS = 16  # a recut smaller than this keeps the object as it was
 CROP_BATCH = 4  # same-sized crops per forward pass (on 2 CPU cores, 4 in bfloat16: 140 ms a crop against 206 alone)
+BOX_DEPTH = 0.75  # a box's object is learnt from the patch outputs of the block at this share of the depth
+# (block 9 of DINOv2 ViT-S's 12): less abstract than the final tokens; measured per block, see box_block
+
+
+def box_block(depth: int) -> int:
+    """Index of the block whose patch outputs a box prompt's classifier learns from, of ``depth`` blocks.
+
+    Measured on the closer look's crops of 179 annotated boxes (docs/decisions.md#d-box-layer; DINOv2 ViT-S,
+    blocks counted from 0), masks at IoU >= 0.5 / >= 0.8, feral_cats then real-dev: final tokens 0.82 / 0.44
+    and 0.64 / 0.19; block 8 0.85 / 0.45 and 0.66 / 0.26; blocks 6, 7, 9, 10 between (a smooth peak, not one
+    lucky layer). A found object's recut keeps the final tokens: there block 8 won feral_cats and lost real-dev."""
+    return max(0, min(depth - 1, int(round(BOX_DEPTH * depth)) - 1))
 
 
 def crop_window(image_hw: tuple, box, points=(), factor: float = CROP_FACTOR,
@@ -150,10 +162,13 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
 @functools.lru_cache(maxsize=2)  # the prompts' input size and the recuts'
 def crop_extractor(backbone: str, weights, device: str, input_size, precision: str):
     """The network a closer look embeds crops with, loaded once per process and setting (a memo of a loaded
-    model, as timm's and torch.hub's caches are: an engine process answers many prompts with it)."""
+    model, as timm's and torch.hub's caches are: an engine process answers many prompts with it); it keeps the
+    :func:`box_block`'s outputs beside the final tokens."""
     from engine.method.features import FeatureExtractor
 
-    return FeatureExtractor(backbone, weights, device, input_size, batch_size=CROP_BATCH, precision=precision)
+    extractor = FeatureExtractor(backbone, weights, device, input_size, batch_size=CROP_BATCH, precision=precision)
+    extractor.keep_middle_block(box_block(extractor.depth))
+    return extractor
 
 
 def crop_precision(precision: str | None, device: str = "auto") -> str:
@@ -168,29 +183,31 @@ def crop_precision(precision: str | None, device: str = "auto") -> str:
     return precision or "auto"
 
 
-def crop_embedder(config: dict, input_share: float = 1.0, device: str = "auto"):
+def crop_embedder(config: dict, input_share: float = 1.0, device: str = "auto", for_boxes: bool = False):
     """embed([crop, ...]) -> [(tokens, grid_hw), ...] with the backbone and weights of a project's stored run
     settings (project.json's ``config``), at :func:`crop_precision`, crops fed at ``input_share`` of the run's
     input size, on ``device`` (chosen by the command, as every command does: never the one stored with a project
-    made elsewhere)."""
+    made elsewhere). ``for_boxes``: the tokens are the :func:`box_block`'s outputs (a box drawn by a person)
+    instead of the final ones (a found object's recut)."""
     backbone = config.get("backbone") or DEFAULT_BACKBONE
     input_size = config.get("input_size") or get_backbone_spec(backbone).default_input_size
     extractor = crop_extractor(backbone, config.get("weights"), device, int(round(input_size * input_share)),
                                crop_precision(config.get("precision"), device))
 
     def embed(crops: list) -> list:
-        return [(features.tokens, features.grid_hw) for features in extractor.extract(crops)]
+        return [(features.middle_tokens if for_boxes else features.tokens, features.grid_hw)
+                for features in extractor.extract(crops)]
 
     return embed
 
 
-def loadable_crop_embedder(config: dict, input_share: float = 1.0, device: str = "auto"):
+def loadable_crop_embedder(config: dict, input_share: float = 1.0, device: str = "auto", for_boxes: bool = False):
     """:func:`crop_embedder`, or None when its weights cannot be loaded now (e.g. a --weights file that has
     moved): the caller then keeps the cached tokens' answer, and the log says why."""
     from engine.method.weights import WeightsNotFoundError
 
     try:
-        return crop_embedder(config, input_share, device)
+        return crop_embedder(config, input_share, device, for_boxes)
     except (WeightsNotFoundError, OSError, ValueError) as error:
         logger.warning("No closer look (%s); the masks come from the cached features.", error)
         return None

@@ -1,0 +1,93 @@
+"""Box prompt variants over more than the final tokens (issue 21), on crops cached by cache_layers.py.
+Prints IoU >= 0.5 / >= 0.8 shares and mean IoU per folder.
+.venv/bin/python benchmarks/experiments/box_prompt/layer_variants.py CROPS.pkl [variant;...]"""
+import os, pickle, sys
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[3]))
+import numpy as np
+from engine.method import prompt as P
+
+items = pickle.load(open(sys.argv[1], "rb"))
+production = P._box_classified
+production_window = P._window
+state = {"extra": None, "shift": 0.0, "window": None, "grid": None}
+
+
+def window(*args, **kwargs):
+    state["window"] = production_window(*args, **kwargs)
+    return state["window"]
+
+
+def classified(graph, flat, inside, positive, excluded, smoothing, rounds=P.BOX_ROUNDS):
+    """The production classifier, its vectors extended by state["extra"] (classifier only, not the graph), its
+    answer's threshold moved to state["shift"] + 0.5."""
+    if state["extra"] is not None:
+        top, left, bottom, right = state["window"]
+        extra = state["extra"].reshape(*state["grid"], -1)[top:bottom, left:right].reshape(-1, state["extra"].shape[1])
+        assert len(extra) == len(flat), "one cell per patch (no pooling) on a crop"
+        flat = np.concatenate([flat, extra], axis=1)
+    return np.clip(production(graph, flat, inside, positive, excluded, smoothing, rounds) - state["shift"], 0, 1)
+
+
+P._box_classified = classified
+P._window = window
+
+
+def iou(a, b):
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def unit(x):
+    return P.unit_rows(np.asarray(x, np.float32), True)
+
+
+def run(it, features, extra=None, shift=0.0, learn_box=True):
+    state["extra"], state["shift"], state["grid"] = extra, shift, tuple(it["grid"])
+    try:
+        return iou(P.points_mask(features, it["grid"], it["crop"], box=it["box"], learn_box=learn_box), it["gt"])
+    finally:
+        state["extra"], state["shift"] = None, 0.0
+
+
+def positions(it, weight):
+    gh, gw = it["grid"]
+    rows, cols = np.mgrid[0:gh, 0:gw]
+    return weight * np.stack([rows.ravel() / gh - 0.5, cols.ravel() / gw - 0.5], 1).astype(np.float32)
+
+
+def joined(*parts, weights=None):
+    weights = weights or [1.0] * len(parts)
+    return np.concatenate([w * unit(p) for p, w in zip(parts, weights)], axis=1)
+
+
+VARIANTS = {
+    "tokens (production)": lambda it: run(it, it["tokens"]),
+    "keys": lambda it: run(it, it["keys"]),
+    "block8": lambda it: run(it, it["block8"]),
+    **{f"block{i}": (lambda it, i=i: run(it, it[f"block{i}"])) for i in (5, 6, 7, 9, 10)},
+    "block8 + keys": lambda it: run(it, joined(it["block8"], it["keys"])),
+    "block7 + block9": lambda it: run(it, joined(it["block7"], it["block9"])),
+    "recut (seeded cut): tokens": lambda it: run(it, it["tokens"], learn_box=False),
+    "recut (seeded cut): block8": lambda it: run(it, it["block8"], learn_box=False),
+    "recut (seeded cut): block9": lambda it: run(it, it["block9"], learn_box=False),
+    "recut (seeded cut): keys": lambda it: run(it, it["keys"], learn_box=False),
+    "tokens + keys": lambda it: run(it, joined(it["tokens"], it["keys"])),
+    "tokens + block8": lambda it: run(it, joined(it["tokens"], it["block8"])),
+    "tokens + block5": lambda it: run(it, joined(it["tokens"], it["block5"])),
+    "tokens, classifier + block8": lambda it: run(it, it["tokens"], extra=unit(it["block8"])),
+    "tokens, classifier + block5": lambda it: run(it, it["tokens"], extra=unit(it["block5"])),
+    "tokens, classifier + keys": lambda it: run(it, it["tokens"], extra=unit(it["keys"])),
+    "tokens, classifier + position 1": lambda it: run(it, it["tokens"], extra=positions(it, 1.0)),
+    "tokens, classifier + position 3": lambda it: run(it, it["tokens"], extra=positions(it, 3.0)),
+    "threshold 0.4": lambda it: run(it, it["tokens"], shift=-0.1),
+    "threshold 0.6": lambda it: run(it, it["tokens"], shift=0.1),
+    "threshold oracle (0.2-0.8)": lambda it: max(run(it, it["tokens"], shift=s) for s in np.arange(-0.3, 0.31, 0.1)),
+}
+names = sys.argv[2].split(";") if len(sys.argv) > 2 else list(VARIANTS)
+for name in names:
+    res = {}
+    for it in items:
+        res.setdefault(it["folder"], []).append(VARIANTS[name](it))
+    print(f"{name:34s}", "  ".join(f"{k}: n={len(v)} >=.5 {np.mean(np.array(v) >= .5):.3f} >=.8 "
+                                  f"{np.mean(np.array(v) >= .8):.3f} mean {np.mean(v):.3f}" for k, v in res.items()),
+          flush=True)
