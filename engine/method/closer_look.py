@@ -4,8 +4,8 @@ The cached tokens are 14-pixel patches of the whole image (DINOv2 at 448 px): a 
 about 20 patches, and no mask made of them follows its outline (the best candidate-tree node reaches IoU 0.8 for
 9.9 % of feral_cats' cats). A crop of ``CROP_FACTOR`` times the box, fed to the backbone at its input size, gives
 the same object 20-40 times more patches; :func:`engine.method.prompt.points_mask` then finds it from the crop's
-own tokens (a box's object learnt by a classifier from the box and its surroundings) and refines it to the crop's
-edges. One network pass per prompt, in bfloat16 on CPUs with native units (:func:`crop_precision`): a box takes
+own patch vectors (a box's object learnt by a classifier from the box and its surroundings, over the outputs of
+the block :func:`box_block` names) and refines it to the crop's edges. One network pass per prompt, in bfloat16 on CPUs with native units (:func:`crop_precision`): a box takes
 about 0.4 s on 2 CPU cores.
 
 Measured on feral_cats' first 30 images (126 cats; a development folder), a box with the cat's interior point,
