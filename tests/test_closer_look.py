@@ -89,9 +89,8 @@ def recording_embedder(monkeypatch):
 
     crops = []
 
-    def embedder(config, input_share=1.0, device="auto", for_boxes=False):  # crop_embedder's arguments
+    def embedder(config, *settings):  # crop_embedder(config, input_share, device)
         assert config["backbone"]  # the project's stored run settings reach it
-        assert for_boxes  # a box drawn by a person is learnt from the middle block's outputs
 
         def embed(given):
             crops.extend(crop.shape for crop in given)
@@ -245,16 +244,15 @@ def test_crops_take_bfloat16_on_a_cpu_with_native_units_unless_the_run_chose_its
     assert crop_precision("auto", "cpu") == "auto"  # emulated bfloat16 is slower: float32
 
 
-def test_a_recut_embeds_final_tokens_and_a_box_prompt_the_middle_blocks(monkeypatch):
-    """Measured per use (docs/decisions.md#d-box-layer): a person's box is learnt from a middle block, a found
-    object's recut from the final tokens."""
+def test_a_crop_is_cut_from_the_patch_outputs_of_the_block_at_three_quarters_of_the_depth():
+    """Measured per block (docs/decisions.md#d-box-layer): block 8 of 12 chose the object's patches best."""
     import engine.method.closer_look as closer_look
-    from engine.orchestration.distillation import _recut_embedder
 
-    asked = []
-    monkeypatch.setattr(closer_look, "crop_embedder",
-                        lambda config, input_share=1.0, device="auto", for_boxes=False: asked.append(for_boxes))
-    _recut_embedder({"config": {"backbone": "dinov2_vits14"}}, "cpu")
-    closer_look.loadable_crop_embedder({"backbone": "dinov2_vits14"}, for_boxes=True)
-    assert asked == [False, True]
-    assert closer_look.box_block(12) == 8 and closer_look.box_block(24) == 17 and closer_look.box_block(1) == 0
+    assert closer_look.crop_block(12) == 8 and closer_look.crop_block(24) == 17 and closer_look.crop_block(1) == 0
+    config = {"backbone": "dinov2_vits14", "weights": "random", "input_size": 56, "precision": "float32"}
+    crop = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    (vectors, grid_hw), = closer_look.crop_embedder(config, device="cpu")([crop])
+    features = closer_look.crop_extractor("dinov2_vits14", "random", "cpu", 56, "float32").extract([crop])[0]
+    assert grid_hw == features.grid_hw and vectors.shape == features.tokens.shape
+    np.testing.assert_array_equal(vectors, features.middle_tokens)
+    assert not np.allclose(vectors.astype(np.float32), features.tokens.astype(np.float32), atol=0.1)

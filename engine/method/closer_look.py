@@ -4,9 +4,9 @@ The cached tokens are 14-pixel patches of the whole image (DINOv2 at 448 px): a 
 about 20 patches, and no mask made of them follows its outline (the best candidate-tree node reaches IoU 0.8 for
 9.9 % of feral_cats' cats). A crop of ``CROP_FACTOR`` times the box, fed to the backbone at its input size, gives
 the same object 20-40 times more patches; :func:`engine.method.prompt.points_mask` then finds it from the crop's
-own patch vectors (a box's object learnt by a classifier from the box and its surroundings, over the outputs of
-the block :func:`box_block` names) and refines it to the crop's edges. One network pass per prompt, in bfloat16 on CPUs with native units (:func:`crop_precision`): a box takes
-about 0.4 s on 2 CPU cores.
+own patch vectors (the outputs of the block :func:`crop_block` names; a box's object learnt by a classifier from
+the box and its surroundings) and refines it to the crop's edges. One network pass per prompt, in bfloat16 on
+CPUs with native units (:func:`crop_precision`): a box takes about 0.4 s on 2 CPU cores.
 
 Measured on feral_cats' first 30 images (126 cats; a development folder), a box with the cat's interior point,
 IoU >= 0.8 with the cat: 22 % from the cached tokens, 44 % from a crop 1.5x the box, 40 % at 2x, 28 % at 3x
@@ -40,18 +40,19 @@ RECUT_INPUT_SHARE = 0.75  # their crops go in at 3/4 of the run's input (336 px 
 RECUT_MAX_OBJECTS = 20  # at most this many per image, the best scored first: the time stays bounded
 RECUT_MIN_PIXELS = 16  # a recut smaller than this keeps the object as it was
 CROP_BATCH = 4  # same-sized crops per forward pass (on 2 CPU cores, 4 in bfloat16: 140 ms a crop against 206 alone)
-BOX_DEPTH = 0.75  # a box's object is learnt from the patch outputs of the block at this share of the depth
-# (block 9 of DINOv2 ViT-S's 12): less abstract than the final tokens; measured per block, see box_block
+CROP_DEPTH = 0.75  # a crop's object is cut from the patch outputs of the block at this share of the depth
+# (block 9 of DINOv2 ViT-S's 12): less abstract than the final tokens; measured per block, see crop_block
 
 
-def box_block(depth: int) -> int:
-    """Index of the block whose patch outputs a box prompt's classifier learns from, of ``depth`` blocks.
+def crop_block(depth: int) -> int:
+    """Index (from 0) of the block whose patch outputs a closer look cuts from, of ``depth`` blocks.
 
-    Measured on the closer look's crops of 179 annotated boxes (docs/decisions.md#d-box-layer; DINOv2 ViT-S,
-    blocks counted from 0), masks at IoU >= 0.5 / >= 0.8, feral_cats then real-dev: final tokens 0.82 / 0.44
-    and 0.64 / 0.19; block 8 0.85 / 0.45 and 0.66 / 0.26; blocks 6, 7, 9, 10 between (a smooth peak, not one
-    lucky layer). A found object's recut keeps the final tokens: there block 8 won feral_cats and lost real-dev."""
-    return max(0, min(depth - 1, int(round(BOX_DEPTH * depth)) - 1))
+    Measured on the crops of 179 annotated boxes (docs/decisions.md#d-box-layer; DINOv2 ViT-S), a person's box,
+    masks at IoU >= 0.5 / >= 0.8, feral_cats then real-dev: final tokens 0.82 / 0.44 and 0.64 / 0.19; block 8
+    0.85 / 0.45 and 0.66 / 0.26; blocks 5-7, 9 and 10 between (a smooth peak, not one lucky layer). The final
+    objects' recut from block 8: real-dev mask AP50 0.096 -> 0.114 (seed 0) and 0.073 -> 0.113 (seed 1),
+    feral_cats level (0.150 -> 0.152)."""
+    return max(0, min(depth - 1, int(round(CROP_DEPTH * depth)) - 1))
 
 
 def crop_window(image_hw: tuple, box, points=(), factor: float = CROP_FACTOR,
@@ -163,11 +164,11 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
 def crop_extractor(backbone: str, weights, device: str, input_size, precision: str):
     """The network a closer look embeds crops with, loaded once per process and setting (a memo of a loaded
     model, as timm's and torch.hub's caches are: an engine process answers many prompts with it); it keeps the
-    :func:`box_block`'s outputs beside the final tokens."""
+    :func:`crop_block`'s patch outputs (a forward hook: no second pass)."""
     from engine.method.features import FeatureExtractor
 
     extractor = FeatureExtractor(backbone, weights, device, input_size, batch_size=CROP_BATCH, precision=precision)
-    extractor.keep_middle_block(box_block(extractor.depth))
+    extractor.keep_middle_block(crop_block(extractor.depth))
     return extractor
 
 
@@ -183,31 +184,29 @@ def crop_precision(precision: str | None, device: str = "auto") -> str:
     return precision or "auto"
 
 
-def crop_embedder(config: dict, input_share: float = 1.0, device: str = "auto", for_boxes: bool = False):
-    """embed([crop, ...]) -> [(tokens, grid_hw), ...] with the backbone and weights of a project's stored run
-    settings (project.json's ``config``), at :func:`crop_precision`, crops fed at ``input_share`` of the run's
-    input size, on ``device`` (chosen by the command, as every command does: never the one stored with a project
-    made elsewhere). ``for_boxes``: the tokens are the :func:`box_block`'s outputs (a box drawn by a person)
-    instead of the final ones (a found object's recut)."""
+def crop_embedder(config: dict, input_share: float = 1.0, device: str = "auto"):
+    """embed([crop, ...]) -> [(patch vectors, grid_hw), ...]: the :func:`crop_block`'s outputs of the backbone and
+    weights of a project's stored run settings (project.json's ``config``), at :func:`crop_precision`, crops fed
+    at ``input_share`` of the run's input size, on ``device`` (chosen by the command, as every command does: never
+    the one stored with a project made elsewhere)."""
     backbone = config.get("backbone") or DEFAULT_BACKBONE
     input_size = config.get("input_size") or get_backbone_spec(backbone).default_input_size
     extractor = crop_extractor(backbone, config.get("weights"), device, int(round(input_size * input_share)),
                                crop_precision(config.get("precision"), device))
 
     def embed(crops: list) -> list:
-        return [(features.middle_tokens if for_boxes else features.tokens, features.grid_hw)
-                for features in extractor.extract(crops)]
+        return [(features.middle_tokens, features.grid_hw) for features in extractor.extract(crops)]
 
     return embed
 
 
-def loadable_crop_embedder(config: dict, input_share: float = 1.0, device: str = "auto", for_boxes: bool = False):
+def loadable_crop_embedder(config: dict, input_share: float = 1.0, device: str = "auto"):
     """:func:`crop_embedder`, or None when its weights cannot be loaded now (e.g. a --weights file that has
     moved): the caller then keeps the cached tokens' answer, and the log says why."""
     from engine.method.weights import WeightsNotFoundError
 
     try:
-        return crop_embedder(config, input_share, device, for_boxes)
+        return crop_embedder(config, input_share, device)
     except (WeightsNotFoundError, OSError, ValueError) as error:
         logger.warning("No closer look (%s); the masks come from the cached features.", error)
         return None

@@ -95,11 +95,10 @@ class ImageFeatures:
             if version != CACHE_FILE_FORMAT:
                 raise ValueError(f"feature cache format {version}, this version reads only "
                                  f"{CACHE_FILE_FORMAT}")
-            sizes = {"grid_hw": tuple(int(v) for v in data["grid_hw"]),
-                     "input_hw": tuple(int(v) for v in data["input_hw"])}
             tokens = dequantise_rows(data["tokens_q"].T, data["tokens_scale"], data["tokens_mean"])
-            return cls(**sizes, keys=None, tokens=tokens, cls_token=data["cls_token"].astype(np.float32),
-                       cls_attention=None)._checked()
+            return cls(grid_hw=tuple(int(v) for v in data["grid_hw"]),
+                       input_hw=tuple(int(v) for v in data["input_hw"]), keys=None, tokens=tokens,
+                       cls_token=data["cls_token"].astype(np.float32), cls_attention=None)._checked()
 
     def _checked(self) -> ImageFeatures:
         """Self, when its arrays agree with its grid and hold numbers; a garbled file that still unzips raises."""

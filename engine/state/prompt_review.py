@@ -164,7 +164,7 @@ def object_mask(project: Project, config: dict, entry: dict, point=None, box=Non
     # example photos they gave whole objects where the keys more often gave parts
     points = ([] if point is None else [point]) + list(positive)
     if box is not None and closer_look:
-        embed = loadable_crop_embedder(config.get("config", {}), for_boxes=True)
+        embed = loadable_crop_embedder(config.get("config", {}))
         if embed is not None:
             return closer_look_mask(embed, image, box, positive=points, negative=negative, centre=centre)
     return points_mask(features.tokens, features.grid_hw, image, positive=points, negative=negative, box=box,
