@@ -60,8 +60,8 @@ class ImageFeatures:
     tokens: np.ndarray  # (N, D) float16, final normalised patch tokens
     cls_token: np.ndarray  # (D,) float32
     cls_attention: np.ndarray | None  # (heads, N) float32, CLS query's softmax attention; None from the cache
-    middle_tokens: np.ndarray | None = None  # (N, D) float16, the patch outputs of a middle block (the closer
-    # look's box prompts): only from an extractor asked for them (keep_middle_block), never cached
+    middle_tokens: np.ndarray | None = None  # (N, D) float16, the patch outputs of a middle block (what the
+    # closer look cuts a crop from): only from an extractor asked for them (keep_middle_block), never cached
 
     @property
     def has_proposal_inputs(self) -> bool:
