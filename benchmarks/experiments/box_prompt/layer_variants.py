@@ -41,10 +41,11 @@ def unit(x):
     return P.unit_rows(np.asarray(x, np.float32), True)
 
 
-def run(it, features, extra=None, shift=0.0, learn_box=True):
+def run(it, features, extra=None, shift=0.0, learn_box=True, smoothing=3):
     state["extra"], state["shift"], state["grid"] = extra, shift, tuple(it["grid"])
     try:
-        return iou(P.points_mask(features, it["grid"], it["crop"], box=it["box"], learn_box=learn_box), it["gt"])
+        return iou(P.points_mask(features, it["grid"], it["crop"], box=it["box"], learn_box=learn_box,
+                                 smoothing=smoothing), it["gt"])
     finally:
         state["extra"], state["shift"] = None, 0.0
 
@@ -71,6 +72,7 @@ VARIANTS = {
     "recut (seeded cut): block8": lambda it: run(it, it["block8"], learn_box=False),
     "recut (seeded cut): block9": lambda it: run(it, it["block9"], learn_box=False),
     "recut (seeded cut): keys": lambda it: run(it, it["keys"], learn_box=False),
+    **{f"block8, smoothing {k}": (lambda it, k=k: run(it, it["block8"], smoothing=k)) for k in (1, 5, 8, 12, 20)},
     "tokens + keys": lambda it: run(it, joined(it["tokens"], it["keys"])),
     "tokens + block8": lambda it: run(it, joined(it["tokens"], it["block8"])),
     "tokens + block5": lambda it: run(it, joined(it["tokens"], it["block5"])),
