@@ -41,11 +41,25 @@ def unit(x):
     return P.unit_rows(np.asarray(x, np.float32), True)
 
 
-def run(it, features, extra=None, shift=0.0, learn_box=True, smoothing=3):
+def filled(mask, share):
+    """The mask with its holes smaller than ``share`` of its area filled (SAM's small-region post-processing)."""
+    from scipy import ndimage
+    holes, count = ndimage.label(~mask)
+    if count == 0:
+        return mask
+    sizes = np.bincount(holes.ravel())
+    border = np.unique(np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]]))
+    small = np.flatnonzero(sizes <= share * mask.sum())
+    small = small[(small > 0) & ~np.isin(small, border)]
+    return mask | np.isin(holes, small)
+
+
+def run(it, features, extra=None, shift=0.0, learn_box=True, smoothing=3, fill=None):
     state["extra"], state["shift"], state["grid"] = extra, shift, tuple(it["grid"])
     try:
-        return iou(P.points_mask(features, it["grid"], it["crop"], box=it["box"], learn_box=learn_box,
-                                 smoothing=smoothing), it["gt"])
+        mask = P.points_mask(features, it["grid"], it["crop"], box=it["box"], learn_box=learn_box,
+                             smoothing=smoothing)
+        return iou(mask if fill is None else filled(mask, fill), it["gt"])
     finally:
         state["extra"], state["shift"] = None, 0.0
 
@@ -73,6 +87,7 @@ VARIANTS = {
     "recut (seeded cut): block9": lambda it: run(it, it["block9"], learn_box=False),
     "recut (seeded cut): keys": lambda it: run(it, it["keys"], learn_box=False),
     **{f"block8, smoothing {k}": (lambda it, k=k: run(it, it["block8"], smoothing=k)) for k in (1, 5, 8, 12, 20)},
+    **{f"block8, holes under {f} filled": (lambda it, f=f: run(it, it["block8"], fill=f)) for f in (0.02, 0.1, 0.3)},
     "tokens + keys": lambda it: run(it, joined(it["tokens"], it["keys"])),
     "tokens + block8": lambda it: run(it, joined(it["tokens"], it["block8"])),
     "tokens + block5": lambda it: run(it, joined(it["tokens"], it["block5"])),
