@@ -100,22 +100,6 @@ def test_the_box_classifier_takes_the_object_forced_cells_and_nothing_outside_th
     assert forced[2, 3] == 1.0 and forced[5, 6] == 0.0 and probability[2, 3] < 0.5
 
 
-def test_a_box_object_keeps_no_small_enclosed_hole_but_a_large_one_and_a_bay_stay():
-    """A learnt box's object has its small enclosed holes filled (a cat's eyes); a hole larger than
-    BOX_HOLE_SHARE of the object (a cup's handle) and a bay open to the side stay."""
-    from engine.method.prompt import BOX_HOLE_SHARE, _small_holes_filled
-
-    mask = np.zeros((40, 40), bool)
-    mask[5:35, 5:35] = True  # 900 pixels
-    mask[10:13, 10:13] = False  # an eye: 9 pixels, enclosed
-    mask[20:30, 20:30] = False  # a handle's hole: 100 pixels, over 5 % of the object
-    mask[5:9, 15:18] = False  # a bay open to the mask's top side
-    filled = _small_holes_filled(mask, BOX_HOLE_SHARE)
-    assert filled[10:13, 10:13].all()
-    assert not filled[20:30, 20:30].any() and not filled[5:9, 15:18].any()
-    assert np.array_equal(filled & ~mask, np.pad(np.ones((3, 3), bool), ((10, 27), (10, 27))))
-
-
 def test_a_refine_click_with_a_box_keeps_the_object_the_box_holds_and_adds_the_clicked_part():
     """engine.state.prompt_review._parts_at: of a remade mask, the parts under the clicks; with a box, also its
     largest part (the object the box holds), which a click on a detached part must not drop."""

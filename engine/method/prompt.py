@@ -44,8 +44,6 @@ NEGATIVE_MARGIN = 0.1  # a cell leaves for a negative point only if that much mo
 SHARPNESS = 0.1  # link weight exp((cosine - 1) / SHARPNESS): alike neighbours ~0.1-1, an object edge ~0.0003
 BOX_CONTEXT = 0.5  # a box's surroundings: this share of its longer side around it (a closer look: its whole crop)
 BOX_ROUNDS = 4  # relabelling rounds of a box's classifier (it settles in 2-3)
-BOX_HOLE_SHARE = 0.05  # a learnt box's object keeps no enclosed hole smaller than this share of its area (SAM's
-# small-region post-processing): a cat's eyes, unlike its fur, are not the background; a cup's handle hole stays
 BOX_SMOOTHING = 12  # random-walk steps smoothing the box classifier's answer on the patch graph (a click's: 3);
 # on 179 annotated boxes, IoU >= 0.8: 1, 3, 5, 8, 12, 20 steps 44, 45, 45, 48, 51, 50 % of feral_cats' cats,
 # real-dev 26 % from 1 to 20 (docs/decisions.md#d-box-layer)
@@ -149,8 +147,7 @@ def points_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, p
         allowed = ~excluded if inside is None else inside.ravel() & ~excluded
         cuts = [seeded_cut(graph, a, s, f, allowed) for a, s, f in zip(affinities, seed_ids, floors)]
         cells = on_grid(np.logical_or.reduce(cuts))
-    left_out = resize_nearest(on_grid(excluded) > 0.5, height, width)  # the negative points' cells
-    mask = _refined(image, cells, eps) & ~left_out
+    mask = _refined(image, cells, eps) & ~resize_nearest(on_grid(excluded) > 0.5, height, width)
     in_box = np.ones((height, width), bool)
     if box is not None:
         x0, y0, x1, y1 = _pixel_box(box, (height, width))
@@ -160,27 +157,7 @@ def points_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, p
     parts = np.zeros((height, width), bool)
     for click, cut in zip(clicks, cuts):  # each cut's part, kept apart: a second object is not a crumb
         parts |= _part_at(mask, click, resize_nearest(on_grid(cut) > 0.5, height, width) & in_box)
-    if learn_box and inside is not None:
-        parts = _small_holes_filled(parts, BOX_HOLE_SHARE) & ~left_out
     return parts
-
-
-def _small_holes_filled(mask: np.ndarray, share: float) -> np.ndarray:
-    """``mask`` with each hole (a part of its complement touching no side of the mask's bounding box) of at most
-    ``share`` of the mask's area filled."""
-    rows, cols = np.nonzero(mask)
-    if not len(rows):
-        return mask
-    window = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
-    holes, count = ndimage.label(~mask[window])
-    if count == 0:
-        return mask
-    sides = np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]])
-    small = np.flatnonzero(np.bincount(holes.ravel(), minlength=count + 1) <= share * len(rows))
-    small = small[(small > 0) & ~np.isin(small, sides)]
-    filled = mask.copy()
-    filled[window] |= np.isin(holes, small)
-    return filled
 
 
 def _click_affinity(graph, flat: np.ndarray, seed: int, centre: bool, smoothing: int) -> tuple:
