@@ -4,7 +4,7 @@ recut too?).
 .venv/bin/python benchmarks/experiments/box_prompt/recut_variants.py PROJECT FOLDER VARIANT
 FOLDER: the images' folder with ground_truth.json (feral_cats: class-agnostic; real-dev: also per source).
 VARIANT: tokens-cut (the final tokens, before), middle-cut (the middle block, seeded cut: kept),
-middle-classifier (the middle block, the box classifier)."""
+middle-classifier (the middle block, the box classifier). RECUT_SHARE=1.0: recut objects of any size."""
 import os, shutil, sys, tempfile
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[3]))
@@ -29,6 +29,11 @@ cut = closer_look._cut_in_window
 settings = distillation._recut_settings
 distillation._recut_settings = lambda config, device: settings(config, device) + f"|{variant}"
 closer_look._cut_in_window = lambda *a, learn_box=True, **k: cut(*a, learn_box=learn, **k)
+if os.environ.get("RECUT_SHARE"):  # recut objects up to this share of the image (default RECUT_MAX_SHARE)
+    share = float(os.environ["RECUT_SHARE"])
+    recut = distillation.recut_objects
+    distillation.recut_objects = lambda *a, **k: recut(*a, **{**k, "max_share": share})
+    distillation._recut_settings = lambda config, device: settings(config, device) + f"|{variant}|{share}"
 copy = os.path.join(tempfile.mkdtemp(prefix="recut-"), "project")
 shutil.copytree(project, copy)
 predict(copy)
