@@ -88,6 +88,9 @@ VARIANTS = {
     "recut (seeded cut): keys": lambda it: run(it, it["keys"], learn_box=False),
     **{f"block8, smoothing {k}": (lambda it, k=k: run(it, it["block8"], smoothing=k)) for k in (1, 5, 8, 12, 20)},
     **{f"block8, holes under {f} filled": (lambda it, f=f: run(it, it["block8"], fill=f)) for f in (0.02, 0.1, 0.3)},
+    "block8, averaged with the mirrored crop's": lambda it: run(
+        it, (it["block8"].astype(np.float32) + it["block8_flipped"].astype(np.float32)) / 2),
+    "block8, joined with the mirrored crop's": lambda it: run(it, joined(it["block8"], it["block8_flipped"])),
     "tokens + keys": lambda it: run(it, joined(it["tokens"], it["keys"])),
     "tokens + block8": lambda it: run(it, joined(it["tokens"], it["block8"])),
     "tokens + block5": lambda it: run(it, joined(it["tokens"], it["block5"])),
