@@ -70,6 +70,22 @@ def positions(it, weight):
     return weight * np.stack([rows.ravel() / gh - 0.5, cols.ravel() / gw - 0.5], 1).astype(np.float32)
 
 
+def colours(it, weight):
+    """Each cell's mean colour (0-1, centred on the crop's) and its spread, times ``weight``."""
+    gh, gw = it["grid"]
+    crop = it["crop"].astype(np.float32) / 255.0
+    H, W = crop.shape[:2]
+    rows = np.minimum(np.arange(H) * gh // H, gh - 1)
+    cols = np.minimum(np.arange(W) * gw // W, gw - 1)
+    cell = (rows[:, None] * gw + cols[None, :]).ravel()
+    counts = np.maximum(np.bincount(cell, minlength=gh * gw), 1)[:, None]
+    flat = crop.reshape(-1, 3)
+    mean = np.stack([np.bincount(cell, flat[:, c], gh * gw) for c in range(3)], 1) / counts
+    square = np.stack([np.bincount(cell, flat[:, c] ** 2, gh * gw) for c in range(3)], 1) / counts
+    spread = np.sqrt(np.maximum(square - mean ** 2, 0))
+    return weight * np.concatenate([mean - mean.mean(0), spread], 1).astype(np.float32)
+
+
 def joined(*parts, weights=None):
     weights = weights or [1.0] * len(parts)
     return np.concatenate([w * unit(p) for p, w in zip(parts, weights)], axis=1)
@@ -91,6 +107,8 @@ VARIANTS = {
     "block8, averaged with the mirrored crop's": lambda it: run(
         it, (it["block8"].astype(np.float32) + it["block8_flipped"].astype(np.float32)) / 2),
     "block8, joined with the mirrored crop's": lambda it: run(it, joined(it["block8"], it["block8_flipped"])),
+    **{f"block8, classifier + colour {w}": (lambda it, w=w: run(it, it["block8"], extra=colours(it, w)))
+       for w in (1, 3, 10)},
     "tokens + keys": lambda it: run(it, joined(it["tokens"], it["keys"])),
     "tokens + block8": lambda it: run(it, joined(it["tokens"], it["block8"])),
     "tokens + block5": lambda it: run(it, joined(it["tokens"], it["block5"])),
