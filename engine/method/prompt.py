@@ -61,7 +61,8 @@ def prompt_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, p
     centre: subtract the image's mean vector first (DINOv2 / v3 features share a large common component).
     window: side of the window searched around a point, in patches. radius: patches further apart than this
         (in the window's grid) are not linked in the graph. smoothing: random-walk steps applied to the
-        affinity before the sweep (0: raw cosine). eps: the guided filter's regulariser (edge strength).
+        affinity before the sweep (0: raw cosine; a learnt box's classifier takes BOX_SMOOTHING). eps: the
+        guided filter's regulariser (edge strength).
     """
     if point is None and box is None:
         raise ValueError("Give a point (x, y) or a box (x0, y0, x1, y1) to find an object.")
