@@ -86,6 +86,17 @@ def colours(it, weight):
     return weight * np.concatenate([mean - mean.mean(0), spread], 1).astype(np.float32)
 
 
+def with_c(c, call):
+    """``call()`` with the box classifier's logistic regression at inverse regularisation ``c`` (default 1)."""
+    import sklearn.linear_model as linear
+    original = linear.LogisticRegression
+    linear.LogisticRegression = lambda **kw: original(**{**kw, "C": c})
+    try:
+        return call()
+    finally:
+        linear.LogisticRegression = original
+
+
 def joined(*parts, weights=None):
     weights = weights or [1.0] * len(parts)
     return np.concatenate([w * unit(p) for p, w in zip(parts, weights)], axis=1)
@@ -109,6 +120,7 @@ VARIANTS = {
     "block8, joined with the mirrored crop's": lambda it: run(it, joined(it["block8"], it["block8_flipped"])),
     **{f"block8, classifier + colour {w}": (lambda it, w=w: run(it, it["block8"], extra=colours(it, w)))
        for w in (1, 3, 10)},
+    **{f"block8, C={c}": (lambda it, c=c: with_c(c, lambda: run(it, it["block8"]))) for c in (0.1, 10.0)},
     "tokens + keys": lambda it: run(it, joined(it["tokens"], it["keys"])),
     "tokens + block8": lambda it: run(it, joined(it["tokens"], it["block8"])),
     "tokens + block5": lambda it: run(it, joined(it["tokens"], it["block5"])),
