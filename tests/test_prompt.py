@@ -82,7 +82,7 @@ def test_a_box_learns_its_object_from_its_surroundings_even_an_object_of_two_unl
 def test_the_box_classifier_takes_the_object_forced_cells_and_nothing_outside_the_box():
     """engine.method.prompt._box_classified on planted vectors: the planted square's cells inside the box come
     out as the object, every cell around the box as background; a positive cell is taken even where it looks
-    like the background, an excluded one never, even on the object."""
+    like the background, a negative one never, even on the object."""
     from engine.method.prompt import _box_classified, unit_rows, window_graph
 
     flat = unit_rows(planted_features(), centre=True)
@@ -92,12 +92,35 @@ def test_the_box_classifier_takes_the_object_forced_cells_and_nothing_outside_th
     square = np.zeros(GRID, bool)
     square[SQUARE] = True
     cells = np.arange(flat.shape[0]).reshape(GRID)
-    excluded = np.zeros(flat.shape[0], bool)
-    probability = _box_classified(graph, flat, inside.ravel(), [], excluded, smoothing=3).reshape(GRID)
+    probability = _box_classified(graph, flat, inside.ravel(), [], [], smoothing=3).reshape(GRID)
     assert ((probability > 0.5) == square).mean() > 0.95 and not probability[~inside].any()
-    excluded[cells[5, 6]] = True
-    forced = _box_classified(graph, flat, inside.ravel(), [cells[2, 3]], excluded, smoothing=3).reshape(GRID)
+    forced = _box_classified(graph, flat, inside.ravel(), [cells[2, 3]], [cells[5, 6]], smoothing=3).reshape(GRID)
     assert forced[2, 3] == 1.0 and forced[5, 6] == 0.0 and probability[2, 3] < 0.5
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_click_after_a_box_teaches_its_classifier_the_whole_part_it_missed(seed):
+    """An object of two parts in a box, one part (two columns) looking much like the surroundings: the box alone
+    leaves that part out. One click on it labels its cell and the like cells around it for the classifier,
+    which then takes the whole part (forcing the clicked cell alone took about a tenth of it)."""
+    from engine.method.prompt import points_mask
+
+    rng = np.random.default_rng(seed)
+    dim = 64
+    background, body, part = np.eye(dim)[0] * 3, np.eye(dim)[1] * 3, np.eye(dim)[0] * 4.5 + np.eye(dim)[2] * 3
+    vectors = background + rng.normal(0, 0.4, (*GRID, dim))
+    vectors[3:9, 4:8] = body + rng.normal(0, 0.4, (6, 4, dim))
+    vectors[3:9, 8:10] = part + rng.normal(0, 0.4, (6, 2, dim))
+    vectors = vectors.reshape(-1, dim).astype(np.float16)
+    image = np.full((GRID[0] * CELL, GRID[1] * CELL, 3), 40, np.uint8)
+    image[3 * CELL:9 * CELL, 4 * CELL:10 * CELL] = (200, 180, 60)
+    part_pixels = pixels((slice(3, 9), slice(8, 10)))
+    box = (3 * CELL, 2 * CELL, 11 * CELL, 10 * CELL)
+    alone = points_mask(vectors, GRID, image, box=box)
+    clicked = points_mask(vectors, GRID, image, box=box, positive=[(8.5 * CELL, 5.5 * CELL)])
+    assert (alone & part_pixels).sum() < 0.2 * part_pixels.sum()
+    assert (clicked & part_pixels).sum() > 0.9 * part_pixels.sum()
+    assert iou(clicked, pixels((slice(3, 9), slice(4, 10)))) > 0.85
 
 
 def test_a_refine_click_with_a_box_keeps_the_object_the_box_holds_and_adds_the_clicked_part():

@@ -20,7 +20,8 @@ works on any per-patch vectors; the plugin's clicks use the cached final tokens 
    **A box** (with surroundings in the window) is answered by a classifier instead, as GrabCut answers a box
    with colour models: a logistic regression on the patch vectors, the cells around the box as background and
    the box's middle as the object, relabelled from its own smoothed answer until it settles
-   (:func:`_box_classified`); clicks with a box are cells it must take, negative points cells it must not.
+   (:func:`_box_classified`); a click with a box labels its cell and the like cells around it, object (left) or
+   not (right), weighted in the fit, so the classifier learns from it.
 4. **Refined** to the image's edges with the guided filter of :mod:`engine.method.refine`, on a crop around
    the object; the connected part under the click is kept (a box: inside the box).
 
@@ -47,6 +48,9 @@ BOX_ROUNDS = 4  # relabelling rounds of a box's classifier (it settles in 2-3)
 BOX_SMOOTHING = 12  # random-walk steps smoothing the box classifier's answer on the patch graph (a click's: 3);
 # on 179 annotated boxes, IoU >= 0.8: 1, 3, 5, 8, 12, 20 steps 44, 45, 45, 48, 51, 50 % of feral_cats' cats,
 # real-dev 26 % from 1 to 20 (docs/decisions.md#d-box-layer)
+CLICK_SPREAD = 0.5  # a click after a box labels its cell and the neighbours with at least this cosine to it
+CLICK_WEIGHT = 10.0  # a clicked cell weighs this many cells in the box's classifier; spread 0.3-0.7 and weight
+# 3-30 all within 0.2 clicks of each other on 179 boxes (docs/decisions.md#d-box-clicks)
 
 
 def prompt_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, point=None, box=None,
@@ -117,18 +121,6 @@ def points_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, p
         seed_ids = [int(np.argmax(np.where(inside.ravel(), affinities[0], -np.inf)))]
         floors = [0.0]
     negative_ids = [cell_id(c) for c in avoided if top <= c[0] < bottom and left <= c[1] < right]
-    avoided_likeness = [_relative_affinity(graph, flat, n, smoothing) for n in negative_ids]
-    if inside is not None and not seeds and negative_ids:  # a box: its seed is, of its object-like cells, the
-        # one least like a negative
-        box_affinity = np.where(inside.ravel(), affinities[0], -np.inf)
-        object_like = box_affinity >= 0.5 * float(box_affinity.max())
-        seed_ids = [int(np.argmax(np.where(object_like, -np.max(avoided_likeness, axis=0), -np.inf)))]
-        affinity, floor = _click_affinity(graph, flat, seed_ids[0], centre, smoothing)  # then as a click
-        affinities, floors = [affinity], [floor]
-    # how like the object each cell is: its best affinity to a seed, relative to that seed's own
-    likeness = np.max([_relative_affinity(graph, flat, s, smoothing) for s in seed_ids], axis=0)
-    excluded = _excluded(graph, likeness, negative_ids, avoided_likeness)
-    excluded[seed_ids] = False  # a point both ways: the positive one wins
     clicks: list = [(_clip(p[1], height), _clip(p[0], width)) for p in positive] or [None]
 
     def on_grid(chosen: np.ndarray) -> np.ndarray:  # window cells -> (gh, gw) float cells of the whole image
@@ -137,14 +129,30 @@ def points_mask(patch_features: np.ndarray, grid_hw: tuple, image: np.ndarray, p
         cells[top:bottom, left:right] = upsampled[:bottom - top, :right - left]
         return cells
 
-    if learn_box and inside is not None and not inside.all():  # a box with surroundings: its object learnt
-        probability = _box_classified(graph, flat, inside.ravel(), seed_ids if seeds else [], excluded,
-                                      BOX_SMOOTHING)
+    if learn_box and inside is not None and not inside.all():  # a box with surroundings: its object learnt,
+        # each click a labelled cell of the classifier, with its like neighbours
+        taken = sorted({c for s in (seed_ids if seeds else []) for c in _clicked_cells(local, s)})
+        refused = sorted({c for n in negative_ids for c in _clicked_cells(local, n)} - set(taken))
+        probability = _box_classified(graph, flat, inside.ravel(), taken, refused, BOX_SMOOTHING)
         cells = on_grid(probability)  # soft: the refinement puts the edge where the probability crosses 0.5
         if len(positive):
             clicks.append(None)  # with its clicks' parts, the part the box holds
         cuts = [probability > 0.5] * len(clicks)
+        excluded = np.zeros(len(flat), bool)
+        excluded[refused] = True
     else:
+        avoided_likeness = [_relative_affinity(graph, flat, n, smoothing) for n in negative_ids]
+        if inside is not None and not seeds and negative_ids:  # a box: its seed is, of its object-like cells,
+            # the one least like a negative
+            box_affinity = np.where(inside.ravel(), affinities[0], -np.inf)
+            object_like = box_affinity >= 0.5 * float(box_affinity.max())
+            seed_ids = [int(np.argmax(np.where(object_like, -np.max(avoided_likeness, axis=0), -np.inf)))]
+            affinity, floor = _click_affinity(graph, flat, seed_ids[0], centre, smoothing)  # then as a click
+            affinities, floors = [affinity], [floor]
+        # how like the object each cell is: its best affinity to a seed, relative to that seed's own
+        likeness = np.max([_relative_affinity(graph, flat, s, smoothing) for s in seed_ids], axis=0)
+        excluded = _excluded(graph, likeness, negative_ids, avoided_likeness)
+        excluded[seed_ids] = False  # a point both ways: the positive one wins
         allowed = ~excluded if inside is None else inside.ravel() & ~excluded
         cuts = [seeded_cut(graph, a, s, f, allowed) for a, s, f in zip(affinities, seed_ids, floors)]
         cells = on_grid(np.logical_or.reduce(cuts))
@@ -286,13 +294,29 @@ def _box_middle(flat: np.ndarray, inside: np.ndarray) -> np.ndarray:
     return middle
 
 
-def _box_classified(graph, flat: np.ndarray, inside: np.ndarray, positive: list, excluded: np.ndarray,
+def _clicked_cells(cells: np.ndarray, index: int) -> list:
+    """The cell a click is on (an index of the (h, w, D) unit ``cells``, row-major) and its 8 neighbours whose
+    vectors have a cosine of at least CLICK_SPREAD with its own: what one click labels for a box's classifier."""
+    h, w = cells.shape[:2]
+    row, col = divmod(int(index), w)
+    taken = [int(index)]
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            r, c = row + dr, col + dc
+            if (dr or dc) and 0 <= r < h and 0 <= c < w and float(cells[r, c] @ cells[row, col]) >= CLICK_SPREAD:
+                taken.append(r * w + c)
+    return taken
+
+
+def _box_classified(graph, flat: np.ndarray, inside: np.ndarray, positive: list, negative: list,
                     smoothing: int, rounds: int = BOX_ROUNDS) -> np.ndarray:
     """(n,) probability that each cell is the box's object, learnt from the box as GrabCut learns its colour
     models, here over the patch vectors: the cells around the box are background; inside it, the half least
-    like them start as the object (an object fills the middle of its box), the ``positive`` cells always are
-    and the ``excluded`` ones never. A logistic regression learns the two from the vectors; its answer,
-    smoothed on the graph, relabels the cells inside the box, and again until nothing changes.
+    like them start as the object (an object fills the middle of its box). The ``positive`` cells (clicked on
+    the object) always are, the ``negative`` ones (clicked off it) never, each weighing CLICK_WEIGHT cells in the
+    fit, so a click moves the classifier's boundary, not only its own cell. A logistic regression learns the two
+    from the vectors; its answer, smoothed on the graph, relabels the cells inside the box, and again until
+    nothing changes.
 
     Measured on the closer look's crops of 179 annotated boxes (feral_cats' first 30 images, real-dev's mask
     images; docs/decisions.md#d-box-classifier), masks at IoU >= 0.5: 0.71 -> 0.82 and 0.60 -> 0.64 against the
@@ -301,14 +325,17 @@ def _box_classified(graph, flat: np.ndarray, inside: np.ndarray, positive: list,
 
     target = _box_middle(flat, inside)
     probability = target.astype(np.float64)
+    weights = np.ones(len(flat))
+    weights[list(positive) + list(negative)] = CLICK_WEIGHT
     for _ in range(rounds):
         target[positive] = True
-        target[excluded] = False
+        target[negative] = False
         if target.sum() < MIN_OBJECT_PATCHES:
             break
-        model = LogisticRegression(class_weight="balanced", max_iter=200).fit(flat, target)
+        model = LogisticRegression(class_weight="balanced", max_iter=200).fit(flat, target, sample_weight=weights)
         probability = _smoothed(graph, model.predict_proba(flat)[:, 1], smoothing)
-        probability[~inside | excluded] = 0.0
+        probability[~inside] = 0.0
+        probability[negative] = 0.0
         probability[positive] = 1.0
         if np.array_equal(probability > 0.5, target):
             break
