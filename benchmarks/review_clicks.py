@@ -46,8 +46,9 @@ annotated object's bounding box (``add_object`` with a box, one action: the engi
 crop and takes in the generated parts lying inside the box's mask; undone, one more, when it does not improve
 the IoU); the steps above follow, except that the boxed object is never grown or shrunk: further clicks on
 it are extra clicks with its box (``refine_object`` with the box and the points), as the plugin's clicks after a
-box are and as box-then-clicks protocols (SAM's, micro-sam's) evaluate. The default, ``click``, is the papers'
-protocol.
+box are and as box-then-clicks protocols (SAM's, micro-sam's) evaluate; like the box, they take the pixels of
+generated objects (never reviewed ones), so a positive click may land on those. The default, ``click``, is the
+papers' protocol.
 
 Every engine call counts as one action, a refused one (e.g. "cannot grow") and an undo included. After each
 annotated object every action is undone (``restore_object``, newest first), so each object starts from the
@@ -124,6 +125,7 @@ class Reviewer:
         self.areas = np.bincount(labels.ravel(), minlength=top)
         self.inside = np.bincount(labels[self.truth], minlength=top)
         self.shown = ids
+        self.reviewed_ids = [int(k) for k, r in zip(objects.ids, objects.reviewed) if r]
         ious = {k: self.inside[k] / (self.areas[k] + self.truth.sum() - self.inside[k]) for k in ids}
         self.best = max(ious, key=ious.get) if ious and max(ious.values()) > 0 else None
         self.best_iou = float(ious[self.best]) if self.best is not None else 0.0
@@ -261,14 +263,17 @@ def _click(reviewer: Reviewer, blocked: np.ndarray) -> bool:
 
 def _extra_click(reviewer: Reviewer, made: int, blocked: np.ndarray) -> bool:
     """One more point on the object made by clicks (engine.api.refine_object), at the centre of its largest
-    error region: positive on a missed free part, negative on a part it holds wrongly; undone when it does not
-    improve the IoU."""
+    error region: positive on a missed free part (a boxed object's: a part no reviewed object holds), negative on
+    a part it holds wrongly; undone when it does not improve the IoU."""
     from scipy import ndimage
 
     from engine import api
 
     own = reviewer.labels == made
-    missed = reviewer.truth & (reviewer.labels == 0) & ~blocked
+    takeable = reviewer.labels == 0  # a boxed object's clicks also take generated objects' pixels, as its box did
+    if "box" in reviewer.made[made]:
+        takeable |= ~np.isin(reviewer.labels, reviewer.reviewed_ids)
+    missed = reviewer.truth & ~own & takeable & ~blocked
     spilled = own & ~reviewer.truth & ~blocked
     regions = {kind: ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
                for kind, mask in (("positive", missed), ("negative", spilled)) if mask.sum() >= MIN_CLICK_PIXELS}

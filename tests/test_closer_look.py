@@ -256,3 +256,35 @@ def test_a_crop_is_cut_from_the_patch_outputs_of_the_block_at_three_quarters_of_
     assert grid_hw == features.grid_hw and vectors.shape == features.tokens.shape
     np.testing.assert_array_equal(vectors, features.middle_tokens)
     assert not np.allclose(vectors.astype(np.float32), features.tokens.astype(np.float32), atol=0.1)
+
+
+def test_clicks_on_a_boxed_object_take_a_generated_objects_pixels_as_the_box_did_never_a_reviewed_ones(
+        planted, recording_embedder):  # noqa: F811
+    """refine_object with the object's box wins over generated objects as add_object's box does: a generated
+    object that came over the square's right half gives those pixels back to the boxed object (a click takes
+    only free pixels without a box); a reviewed one keeps them."""
+    project, image_id = planted
+    free_square(project, image_id)
+    added = api.add_object(project, image_id, box=BOX)
+    boxed = added["instance_id"]
+    objects = api.image_objects(project, image_id)
+    labels, (classes, _, reviewed, _) = objects.labels.copy(), objects.as_dicts()
+    intruder = max(classes) + 1  # a generated object over the square's right half and a strip beyond it
+    rows, cols = SQUARE_PIXELS
+    labels[rows, cols.start + 24:] = intruder
+    api.set_image_labels(project, image_id, labels, {**classes, intruder: classes[boxed]},
+                         reviewed={k for k, r in reviewed.items() if r})
+    on_square = (5 * 8, 5 * 8)
+    refined = api.refine_object(project, image_id, boxed, positive=[on_square], box=BOX)
+    after = api.image_objects(project, image_id).labels
+    square = np.zeros_like(after, bool)
+    square[SQUARE_PIXELS] = True
+    assert iou(after == boxed, square) > 0.8, iou(after == boxed, square)
+    assert (after == intruder).any()  # it keeps what lies outside the object's mask
+    api.restore_object(project, refined)
+    assert np.array_equal(api.image_objects(project, image_id).labels, labels)
+
+    api.accept_object(project, image_id, intruder)  # reviewed: the user's own, never taken
+    with pytest.raises(ValueError, match="changes nothing"):
+        api.refine_object(project, image_id, boxed, positive=[on_square], box=BOX)
+    assert np.array_equal(api.image_objects(project, image_id).labels, labels)

@@ -54,10 +54,7 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
 
     def add(correction: ImageCorrection) -> dict:  # under the state lock (engine.state.review._edit_correction)
         category_id = _category_id(LabelState.load(project), category, allow_discarded)
-        parts, labels = [], correction.labels
-        if box is not None:  # the box wins over the generated objects (never over the user's reviewed ones)
-            parts = _generated_parts_inside(mask, correction)
-            labels = np.where(np.isin(labels, sorted(correction.reviewed_ids)), labels, 0)
+        parts, labels = _claimed(mask, correction, box)
         free = _free_part(mask, labels, point, name)
         if int(free.sum()) < MIN_OBJECT_PIXELS:
             taken = ", ".join(str(k) for k in sorted(set(np.unique(correction.labels[mask]).tolist()) - {0}))
@@ -85,8 +82,10 @@ def refine_object(project_dir, image_id: str, instance_id: int, positive=(), neg
     """Remake the object being made by clicks from all of them: ``positive`` (x, y) points on it (the first
     click and each left click since), ``negative`` points off it (right / shift clicks), image pixels, and an
     optional ``box`` (with ``closer_look``, answered from a crop around it, as add_object's). Its mask
-    (engine.method.prompt.points_mask) replaces the object's pixels; it takes only pixels no other object holds,
-    in the parts under its positive points. The object keeps its id and category and becomes reviewed.
+    (engine.method.prompt.points_mask) replaces the object's pixels, in the parts under its positive points (and,
+    with a box, its largest part): only pixels no other object holds, or, with a box, as add_object's box, also
+    the generated objects' pixels, and those objects lying mostly inside it whole. The object keeps its id and
+    category and becomes reviewed.
 
     Returns the undo record for engine.api.restore_object, which also says what changed: action "refine",
     image_id, instance_id, category, area, box (x0, y0, x1, y1) and the changed window of the label map
@@ -106,16 +105,30 @@ def refine_object(project_dir, image_id: str, instance_id: int, positive=(), neg
 
     def refine(correction: ImageCorrection) -> dict:  # under the state lock (engine.state.review._edit_correction)
         own = correction.labels == int(instance_id)
-        refined = _parts_at(mask & (own | (correction.labels == 0)), positive, with_largest=box is not None)
+        parts, labels = _claimed(mask, correction, box)
+        refined = _parts_at(mask & (own | (labels == 0)), positive, with_largest=box is not None)
         if int(refined.sum()) < MIN_OBJECT_PIXELS:
             raise ValueError(f"Object {instance_id} of {name}: these clicks leave it no free pixels ({int(mask.sum())}"
                              " pixels lie on other objects); undo the last click, or paint the object.")
         if np.array_equal(refined, own):
             raise ValueError(f"Object {instance_id} of {name}: the click changes nothing. Click a region the "
                              "object misses (left) or holds wrongly (right or shift-click), further from its edge.")
-        return {"action": "refine", **_replace_object(correction, int(instance_id), refined, [])}
+        return {"action": "refine", **_replace_object(correction, int(instance_id),
+                                                      refined | np.isin(correction.labels, parts), parts)}
 
     return _edit_correction(project.root, image_id, instance_id, refine)
+
+
+def _claimed(mask: np.ndarray, correction: ImageCorrection, box) -> tuple:
+    """(parts, labels): what an object made with a ``box`` takes, when added and when refined by clicks. A box
+    says where the whole object is, so it wins over the generated objects (never over the user's reviewed ones):
+    ``labels`` is the label map with only reviewed objects left (the pixels the mask may take are its zeros),
+    ``parts`` the generated objects lying mostly inside the mask, taken in whole. Without a box: no parts, the
+    label map as it is (a click takes only free pixels)."""
+    if box is None:
+        return [], correction.labels
+    labels = np.where(np.isin(correction.labels, sorted(correction.reviewed_ids)), correction.labels, 0)
+    return _generated_parts_inside(mask, correction), labels
 
 
 def _generated_parts_inside(mask: np.ndarray, correction: ImageCorrection) -> list:
