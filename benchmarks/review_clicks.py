@@ -43,11 +43,12 @@ actions are spent, takes the first step that applies:
 
 ``--first-prompt box``: before step 2, unless an object already matches at IoU 0.8, the reviewer drags the
 annotated object's bounding box (``add_object`` with a box, one action: the engine takes a closer look at the
-crop and takes in the generated parts lying inside the box's mask; undone, one more, when it does not improve
-the IoU); the steps above follow, except that the boxed object is never grown or shrunk: further clicks on
-it are extra clicks with its box (``refine_object`` with the box and the points), as the plugin's clicks after a
-box are and as box-then-clicks protocols (SAM's, micro-sam's) evaluate; like the box, they take the pixels of
-generated objects (never reviewed ones), so a positive click may land on those. The default, ``click``, is the
+crop and takes in the generated parts lying inside the box's mask). The boxed object is kept even when its first
+answer is worse than the object it replaced, as box-then-clicks protocols (SAM's, micro-sam's) keep their first
+prompt (undoing it would cost one more action and leave only new clicks): every further action is an extra click
+on it with its box (``refine_object`` with the box and the points), as the plugin's clicks after a box are, or a
+reject of an object lying mostly outside the annotated one that holds the missed part (step 5). Like the box, these clicks take the pixels of generated
+objects (never reviewed ones), so a positive click may land on those. The default, ``click``, is the
 papers' protocol.
 
 Every engine call counts as one action, a refused one (e.g. "cannot grow") and an undo included. After each
@@ -180,8 +181,13 @@ def simulate(project, image_id: str, truth: np.ndarray, exported, max_actions: i
                 boxed = _box(reviewer)
                 if boxed:
                     continue
-            if not (_grow_or_shrink(reviewer, tried) or _merge_parts(reviewer) or _click(reviewer, blocked)
-                    or _reject_blocker(reviewer)):
+            boxed = next((k for k, v in reviewer.made.items() if "box" in v and k in reviewer.shown), None)
+            if boxed is not None:  # a drawn box's object is what the reviewer refines
+                acted = _extra_click(reviewer, boxed, blocked) or _reject_blocker(reviewer)
+            else:
+                acted = (_grow_or_shrink(reviewer, tried) or _merge_parts(reviewer) or _click(reviewer, blocked)
+                         or _reject_blocker(reviewer))
+            if not acted:
                 break
     finally:
         reviewer.restore_project()
@@ -306,16 +312,13 @@ def _block(blocked: np.ndarray, row: int, col: int, distance: float) -> None:
 
 def _box(reviewer: Reviewer) -> bool:
     """The annotated object's bounding box as a prompt (the loop calls it only while no object matches at IoU
-    0.8); undone when its object does not improve the IoU."""
+    0.8), kept: further clicks refine it with its box, as the plugin's do (never grow / shrink it)."""
     from engine import api
 
     rows, cols = np.flatnonzero(reviewer.truth.any(axis=1)), np.flatnonzero(reviewer.truth.any(axis=0))
     box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
-    before = reviewer.best_iou
     record = reviewer.act("box", api.add_object, box=box)
-    if record is not None and reviewer.best_iou <= before and reviewer.actions < MAX_ACTIONS:
-        reviewer.take_back(record)
-    elif record is not None:  # further clicks refine it with its box, as the plugin's do (never grow / shrink it)
+    if record is not None:
         reviewer.made[int(record["instance_id"])] = {"positive": [], "negative": [], "box": box}
     return True
 

@@ -104,3 +104,68 @@ def labelled(it):
     def mask_of(positive, negative):
         return labelled_mask(it["block8"], it["grid"], it["crop"], it["box"], positive, negative)
     return mask_of
+
+
+# ---- memory: earlier corrected objects of the folder as extra labelled cells for the box's classifier
+MEMORY = int(os.environ.get("CLICK_MEMORY", 5))
+MEMORY_WEIGHT = float(os.environ.get("CLICK_MEMORY_WEIGHT", 0.5))
+_bank: dict = {}
+
+
+def _cells_of(it):
+    """(unit centred vectors, the annotation pooled to binary cells) of a crop."""
+    gh, gw = it["grid"]
+    gt = it["gt"].astype(np.float32)
+    H, W = gt.shape
+    rows = np.minimum(np.arange(H) * gh // H, gh - 1)
+    cols = np.minimum(np.arange(W) * gw // W, gw - 1)
+    share = np.zeros((gh, gw))
+    np.add.at(share, (rows[:, None], cols[None, :]), gt)
+    count = np.zeros((gh, gw))
+    np.add.at(count, (rows[:, None], cols[None, :]), 1)
+    return P.unit_rows(it["block8"], True), (share / count).ravel() > 0.5
+
+
+def memory(it):
+    """Box and clicks as production, the classifier also fitting the cells of the MEMORY crops of the same folder
+    made before this one (their annotation: the objects the reviewer corrected), each weighing MEMORY_WEIGHT."""
+    folder = it["folder"]
+    earlier = _bank.setdefault(folder, [])
+    extra = earlier[-MEMORY:]
+    production_fit = P._box_classified
+
+    def classified(graph, flat, inside, positive, negative, smoothing, rounds=P.BOX_ROUNDS):
+        from sklearn.linear_model import LogisticRegression
+        if not extra:
+            return production_fit(graph, flat, inside, positive, negative, smoothing, rounds)
+        X = np.concatenate([x for x, _ in extra])
+        Y = np.concatenate([y for _, y in extra])
+        target = P._box_middle(flat, inside)
+        probability = target.astype(np.float64)
+        weights = np.ones(len(flat))
+        weights[list(positive) + list(negative)] = P.CLICK_WEIGHT
+        all_weights = np.concatenate([weights, np.full(len(X), MEMORY_WEIGHT)])
+        for _ in range(rounds):
+            target[positive] = True
+            target[negative] = False
+            model = LogisticRegression(class_weight="balanced", max_iter=200).fit(
+                np.concatenate([flat, X]), np.concatenate([target, Y]), sample_weight=all_weights)
+            probability = P._smoothed(graph, model.predict_proba(flat)[:, 1], smoothing)
+            probability[~inside] = 0.0
+            probability[negative] = 0.0
+            probability[positive] = 1.0
+            if np.array_equal(probability > 0.5, target):
+                break
+            target = probability > 0.5
+        return probability
+
+    def mask_of(positive, negative):
+        P._box_classified = classified
+        try:
+            return P.points_mask(it["block8"], it["grid"], it["crop"], positive=positive, negative=negative,
+                                 box=it["box"])
+        finally:
+            P._box_classified = production_fit
+
+    earlier.append(_cells_of(it))
+    return mask_of
