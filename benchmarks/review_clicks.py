@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.review_clicks [--feral PATH] [--project DIR] [--real-dev PATH]
                                                  [--real-dev-project DIR] [--out runs/benchmark-review-clicks]
-                                                 [--limit N] [--device auto] [--weights FILE|random]
+                                                 [--limit N] [--skip N] [--device auto] [--weights FILE|random]
                                                  [--input-size N] [--first-prompt click|box]
                                                  [--only clicks|corrections] [--seeds N]
 
@@ -368,26 +368,28 @@ def working_project(images_folder: Path, given, out: Path, config, log=print) ->
     return copy
 
 
-def folder_images(folder: Path, out: Path, given_project, limit: int | None, mask_sources_only: bool) -> tuple:
-    """(the folder's first ``limit`` mask images by file name, the image folder a new run takes: only those
-    images, staged into ``out/images``, when limited and no project is given)."""
+def folder_images(folder: Path, out: Path, given_project, limit: int | None, mask_sources_only: bool,
+                  skip: int = 0) -> tuple:
+    """(the folder's first ``limit`` mask images by file name after the first ``skip``, the image folder a new
+    run takes: only those images, staged into ``out/images``, when limited and no project is given)."""
     images = [i for i in real_dev.load_ground_truth(folder, default_source=folder.name) if i.annotation == "mask"]
     if mask_sources_only:
         images = [i for i in images if i.source.split("/")[0] not in real_dev.DENSE_SOURCES]
-    images = sorted(images, key=lambda i: i.file_name)[:limit]
+    images = sorted(images, key=lambda i: i.file_name)[skip:][:limit]
     images_folder = folder / "images"
-    if given_project is None and limit is not None:
+    if given_project is None and (limit is not None or skip):
         images_folder = real_dev.stage_images(folder / "images", [i.file_name for i in images], out / "images")
     return images, images_folder
 
 
 def review_folder(folder: Path, out: Path, config, given_project=None, limit: int | None = None,
-                  mask_sources_only: bool = False, log=print, first_prompt: str = "click") -> dict:
-    """Simulate the reviewer on every annotated object of the folder's first ``limit`` mask images."""
+                  mask_sources_only: bool = False, log=print, first_prompt: str = "click", skip: int = 0) -> dict:
+    """Simulate the reviewer on every annotated object of the folder's first ``limit`` mask images after the
+    first ``skip``."""
     from engine import api
     from engine.state.schema import read_images
 
-    images, images_folder = folder_images(folder, out, given_project, limit, mask_sources_only)
+    images, images_folder = folder_images(folder, out, given_project, limit, mask_sources_only, skip)
     project = working_project(images_folder, given_project, out, config, log)
     entries = {e["relative_path"]: e["image_id"] for e in read_images(project / "images.json")}
     state = api.label_state(project)
@@ -406,7 +408,7 @@ def review_folder(folder: Path, out: Path, config, given_project=None, limit: in
         log(f"{folder.name}: {image.file_name} done ({len(per_object)} objects, "
             f"{time.perf_counter() - start:.0f} s)")
     summary = {"path": str(folder.resolve()), "images": len(images), "objects": len(per_object), "limit": limit,
-               "first_prompt": first_prompt,
+               "skip": skip, "first_prompt": first_prompt,
                "actions": counts, "seconds": round(time.perf_counter() - start, 1)}
     for t in THRESHOLDS:
         key = round(t * 100)
@@ -444,9 +446,9 @@ def correction_folder(folder: Path, out: Path, config, given_project=None, limit
 
 def benchmark(folders: dict, out, config=None, limit: int | None = None, log=print,
               first_prompt: str = "click", clicks: bool = True, corrections: tuple = (),
-              seeds: int = CURVE_SEEDS, counts=CORRECTED_COUNTS) -> dict:
+              seeds: int = CURVE_SEEDS, counts=CORRECTED_COUNTS, skip: int = 0) -> dict:
     """``folders``: {name: (folder, given project or None, mask_sources_only)}; ``clicks``: simulate the
-    clicks on each; ``corrections``: the names of the folders to draw the correction curve of. Returns and
+    clicks on each (``skip``: after the first ``skip`` images); ``corrections``: the names of the folders to draw the correction curve of. Returns and
     writes ``{"review": {"clicks": {name: summary or {"skipped": reason}}, "corrections": {name: curve or
     {"skipped": reason}}}}`` (merged into OUT/results.json; a part not run is left out)."""
     from engine.orchestration.config import RunConfig
@@ -465,7 +467,7 @@ def benchmark(folders: dict, out, config=None, limit: int | None = None, log=pri
             continue
         if clicks:
             parts["clicks"][name] = review_folder(Path(folder), out / name, config, project, limit, mask_only, log,
-                                                  first_prompt)
+                                                  first_prompt, skip)
         if name in corrections:
             parts["corrections"][name] = correction_folder(Path(folder), out / name, config, project, limit, seeds,
                                                            counts, log)
@@ -533,6 +535,9 @@ def main(argv=None) -> int:
                         help="a finished default project of real-dev's mask images to copy (never modified)")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmark-review-clicks"))
     parser.add_argument("--limit", type=int, default=None, help="only the first N images of each folder")
+    parser.add_argument("--skip", type=int, default=0,
+                        help="the clicks on the images after the first N (by file name; before --limit): images "
+                             "the defaults were not chosen on")
     parser.add_argument("--first-prompt", choices=("click", "box"), default="click",
                         help="box: the first new object of an unmatched object comes from its bounding box")
     parser.add_argument("--only", choices=("clicks", "corrections"), default=None,
@@ -546,6 +551,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
+    if args.skip < 0:
+        parser.error("--skip must be at least 0")
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
     config = RunConfig(device=args.device, weights=args.weights, input_size=args.input_size, seed=args.seed)
@@ -553,7 +560,8 @@ def main(argv=None) -> int:
                args.real_dev.name: (args.real_dev, args.real_dev_project, True)}
     results = benchmark(folders, args.out.resolve(), config, args.limit, first_prompt=args.first_prompt,
                         clicks=args.only != "corrections",
-                        corrections=() if args.only == "clicks" else (args.feral.name,), seeds=args.seeds)
+                        corrections=() if args.only == "clicks" else (args.feral.name,), seeds=args.seeds,
+                        skip=args.skip)
     print(table(results))
     print(f"\nwritten: {args.out.resolve() / 'results.json'}")
     return 0
