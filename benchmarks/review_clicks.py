@@ -292,7 +292,7 @@ def _extra_click(reviewer: Reviewer, made: int, blocked: np.ndarray) -> bool:
     tried = {**points, kind: points[kind] + [(col + 0.5, row + 0.5)]}
     before = reviewer.best_iou
     record = reviewer.act("extra click", api.refine_object, made, positive=tried["positive"],
-                          negative=tried["negative"], box=points.get("box"))
+                          negative=tried["negative"], box=points.get("box"), newest=kind)
     _block(blocked, row, col, distance[row, col])
     if record is None:
         return True

@@ -137,10 +137,12 @@ def add_object(project_dir: ProjectDir, image_id: str, point: tuple[float, float
 
 def refine_object(project_dir: ProjectDir, image_id: str, instance_id: int,
                   positive: Iterable[tuple[float, float]] = (), negative: Iterable[tuple[float, float]] = (),
-                  box: tuple[float, float, float, float] | None = None, closer_look: bool = True) -> dict:
+                  box: tuple[float, float, float, float] | None = None, closer_look: bool = True,
+                  newest: str | None = None) -> dict:
     """engine.api.refine_object: the object being made by clicks remade from all its positive and negative
-    points (image pixels x, y); returns the undo record, with the changed window of the label map."""
-    return _forward(refine_object, project_dir, image_id, instance_id, positive, negative, box, closer_look)
+    points (image pixels x, y), only growing after a positive ``newest`` point and only shrinking after a
+    negative one; returns the undo record, with the changed window of the label map."""
+    return _forward(refine_object, project_dir, image_id, instance_id, positive, negative, box, closer_look, newest)
 
 
 def grow_object(project_dir: ProjectDir, image_id: str, instance_id: int) -> dict:

@@ -637,7 +637,8 @@ class ReviewPanel(QWidget):
             self.status.setText(f"Refining the object: {message}")
         self.tasks.submit(engine_calls.refine_object, self.view.project_dir, making["image_id"],
                           making["instance_id"], positive=list(making["positive"]),
-                          negative=list(making["negative"]), box=making["box"], on_done=done, on_error=failed)
+                          negative=list(making["negative"]), box=making["box"], newest=side, on_done=done,
+                          on_error=failed)
 
     def accept_image(self) -> None:
         if self.view.current is None:

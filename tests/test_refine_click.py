@@ -95,3 +95,28 @@ def test_refine_object_adds_a_region_removes_it_again_and_is_undone(planted):
     assert iou(api.image_objects(project, image_id).labels == new_id, pixels(SQUARE)) > 0.9
     api.restore_object(project, added)
     assert np.array_equal(api.image_objects(project, image_id).labels, labels)
+
+
+def test_a_refining_click_only_grows_the_object_when_positive_and_only_shrinks_it_when_negative(planted):
+    """refine_object's ``newest``: after a positive point the object keeps every pixel it had (the new answer is
+    joined to it), after a negative one it takes no new pixel (cut to the new answer), whatever the remade mask
+    does elsewhere."""
+    project, image_id = planted
+    generated = api.image_objects(project, image_id)
+    labels = generated.labels.copy()
+    labels[pixels(SQUARE) | pixels(TWIN)] = 0
+    classes = {k: c for k, c in generated.as_dicts()[0].items() if (labels == k).any()}
+    api.set_image_labels(project, image_id, labels, classes, reviewed=False)
+    on_square, on_twin = (7 * CELL, 5 * CELL), (CELL, 10 * CELL)
+    new_id = api.add_object(project, image_id, point=on_square)["instance_id"]
+    own = api.image_objects(project, image_id).labels == new_id
+    # a second positive point alone (not the square's) would remake the object as the twin: joined, the square stays
+    api.refine_object(project, image_id, new_id, positive=[on_twin], newest="positive")
+    grown = api.image_objects(project, image_id).labels == new_id
+    assert (grown & own).sum() == own.sum() and (grown & pixels(TWIN)).sum() > 0.9 * pixels(TWIN).sum()
+    # a negative point on the twin: only what the object held can go, nothing new comes
+    api.refine_object(project, image_id, new_id, positive=[on_square], negative=[on_twin], newest="negative")
+    shrunk = api.image_objects(project, image_id).labels == new_id
+    assert not (shrunk & ~grown).any() and not (shrunk & pixels(TWIN)).any() and shrunk[on_square[1], on_square[0]]
+    with pytest.raises(ValueError, match="newest"):
+        api.refine_object(project, image_id, new_id, positive=[on_square], newest="both")

@@ -78,14 +78,17 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
 
 
 def refine_object(project_dir, image_id: str, instance_id: int, positive=(), negative=(), box=None,
-                  closer_look: bool = True) -> dict:
+                  closer_look: bool = True, newest: str | None = None) -> dict:
     """Remake the object being made by clicks from all of them: ``positive`` (x, y) points on it (the first
     click and each left click since), ``negative`` points off it (right / shift clicks), image pixels, and an
     optional ``box`` (with ``closer_look``, answered from a crop around it, as add_object's). Its mask
     (engine.method.prompt.points_mask) replaces the object's pixels, in the parts under its positive points (and,
     with a box, its largest part): only pixels no other object holds, or, with a box, as add_object's box, also
     the generated objects' pixels, and those objects lying mostly inside it whole. The object keeps its id and
-    category and becomes reviewed.
+    category and becomes reviewed. ``newest``: the list the newest point was added to, "positive" (the object on
+    screen only grows: joined with the new answer) or "negative" (it only shrinks: cut to it), as a user expects
+    of one click (a refit of the box's classifier may move the boundary elsewhere too; docs/decisions.md
+    #d-box-clicks); None: the new answer replaces the object.
 
     Returns the undo record for engine.api.restore_object, which also says what changed: action "refine",
     image_id, instance_id, category, area, box (x0, y0, x1, y1) and the changed window of the label map
@@ -93,6 +96,8 @@ def refine_object(project_dir, image_id: str, instance_id: int, positive=(), neg
     """
     from engine.state.object_edits import _replace_object
 
+    if newest not in (None, "positive", "negative"):
+        raise ValueError(f"newest is 'positive', 'negative' or None, not {newest!r}")
     positive, negative = [tuple(p) for p in positive], [tuple(p) for p in negative]
     project = Project(project_dir)
     entry = _entry(project, image_id)
@@ -105,8 +110,11 @@ def refine_object(project_dir, image_id: str, instance_id: int, positive=(), neg
 
     def refine(correction: ImageCorrection) -> dict:  # under the state lock (engine.state.review._edit_correction)
         own = correction.labels == int(instance_id)
-        parts, labels = _claimed(mask, correction, box)
-        refined = _parts_at(mask & (own | (labels == 0)), positive, with_largest=box is not None)
+        answer = mask | own if newest == "positive" else mask & own if newest == "negative" else mask
+        parts, labels = _claimed(answer, correction, box)
+        refined = _parts_at(answer & (own | (labels == 0)), positive, with_largest=box is not None)
+        if newest == "positive":
+            refined |= own
         if int(refined.sum()) < MIN_OBJECT_PIXELS:
             raise ValueError(f"Object {instance_id} of {name}: these clicks leave it no free pixels ({int(mask.sum())}"
                              " pixels lie on other objects); undo the last click, or paint the object.")

@@ -18,6 +18,7 @@ from scipy import ndimage  # noqa: E402
 from engine.method import prompt as P  # noqa: E402
 
 CAP = 10
+MONOTONE = os.environ.get("CLICK_MONOTONE", "0") == "1"
 MIN_CLICK_PIXELS = 20
 
 
@@ -48,6 +49,8 @@ def simulate(it, mask_of):
         tried_pos = positive + [point] if kind == "positive" else positive
         tried_neg = negative + [point] if kind == "negative" else negative
         candidate = mask_of(tried_pos, tried_neg)
+        if MONOTONE:  # a positive click only adds to the mask on screen, a negative one only removes
+            candidate = (mask | candidate) if kind == "positive" else (mask & candidate)
         made += 1
         value = iou(candidate, gt)
         history.append(max(value, history[-1]) if value > history[-1] else history[-1])
