@@ -346,9 +346,7 @@ class ReviewPanel(QWidget):
         self._show_action(record, undone=False)
         self.undo_stack.append(record)
         self.done.add((image_id, instance_id))
-        following = f" Object {self.view.selected} is selected next." \
-            if after is None and self.view.selected else ""
-        self.status.setText(f"{description} object {instance_id}.{following}")
+        self.status.setText(f"{description} object {instance_id}.")
 
         def failed(message):
             self.undo_stack = [r for r in self.undo_stack if r is not record]
@@ -367,12 +365,8 @@ class ReviewPanel(QWidget):
         relabel = None
         if shown["pixels"] is not None:
             relabel = (shown["pixels"], 0, instance_id) if undone else (shown["pixels"], instance_id, 0)
-        select = instance_id
-        if state is None:  # a reject: the next object is selected, so review goes on and napari's "show only the
-            # selected mask" stays on (switching it off relinks its shader: 55-65 ms on Xvfb)
-            others = sorted(k for k in (self.view.current or {}).get("classes", {}) if k != instance_id)
-            select = next((k for k in others if k > instance_id), others[-1] if others else 0)
-        on_screen = self.view.apply_object_change(record["image_id"], {instance_id: state}, relabel, select=select)
+        on_screen = self.view.apply_object_change(record["image_id"], {instance_id: state}, relabel,
+                                                  select=instance_id if state is not None else 0)
         if on_screen:
             self._shown(self.view.position)  # the object count and reviewed count follow
         return on_screen

@@ -73,9 +73,7 @@ def test_the_selection_line_follows_reject_and_its_undo(widget, qtbot):  # noqa:
     review = widget.review
     select(widget, 1)
     review.reject.click()
-    following = widget.view.selected  # the next object, selected so the review goes on
-    assert following != 1 and review.selection.text().startswith(f"Object {following}: "), review.selection.text()
-    assert review.status.text() == f"Rejected object 1. Object {following} is selected next."
+    assert review.selection.text().startswith("No object selected"), review.selection.text()
     wait_idle(qtbot, widget)
     review.undo_button.click()
     wait_idle(qtbot, widget)
