@@ -288,3 +288,27 @@ def test_clicks_on_a_boxed_object_take_a_generated_objects_pixels_as_the_box_did
     with pytest.raises(ValueError, match="changes nothing"):
         api.refine_object(project, image_id, boxed, positive=[on_square], box=BOX)
     assert np.array_equal(api.image_objects(project, image_id).labels, labels)
+
+
+def test_an_embedder_answers_a_crop_it_saw_recently_without_the_network():
+    """closer_look.remembering: the same crop twice costs one network pass (a click after a box cuts its crop
+    again), another crop its own, and only the last ``size`` crops are kept."""
+    from collections import OrderedDict
+
+    from engine.method.closer_look import remembering
+
+    seen = []
+
+    def extract(crops):
+        seen.extend(int(c[0, 0, 0]) for c in crops)
+        return [(np.full((4, 2), int(c[0, 0, 0]), np.float32), (2, 2)) for c in crops]
+
+    crops = [np.full((8, 8, 3), value, np.uint8) for value in range(4)]
+    recent = OrderedDict()
+    embed = remembering(extract, recent, size=2)
+    first = embed([crops[0], crops[1], crops[0]])
+    assert seen == [0, 1] and first[0][0][0, 0] == first[2][0][0, 0] == 0 and first[1][0][0, 0] == 1
+    assert embed([crops[0]])[0][0][0, 0] == 0 and seen == [0, 1]  # remembered
+    embed([crops[2]])  # the oldest (1) goes
+    embed([crops[1]])
+    assert seen == [0, 1, 2, 1] and len(recent) == 2
