@@ -327,12 +327,13 @@ def _box_classified(graph, flat: np.ndarray, inside: np.ndarray, positive: list,
     probability = target.astype(np.float64)
     weights = np.ones(len(flat))
     weights[list(positive) + list(negative)] = CLICK_WEIGHT
+    model = LogisticRegression(class_weight="balanced", max_iter=200, warm_start=True)  # a round starts from the last
     for _ in range(rounds):
         target[positive] = True
         target[negative] = False
         if target.sum() < MIN_OBJECT_PATCHES:
             break
-        model = LogisticRegression(class_weight="balanced", max_iter=200).fit(flat, target, sample_weight=weights)
+        model.fit(flat, target, sample_weight=weights)
         probability = _smoothed(graph, model.predict_proba(flat)[:, 1], smoothing)
         probability[~inside] = 0.0
         probability[negative] = 0.0
