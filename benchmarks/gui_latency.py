@@ -12,8 +12,9 @@ user feels (a click or a repaint waits that long): a "stall". Each measurement i
   its worker), and the stalls meanwhile.
 * click: "Add object (click)" on each image at the free pixel farthest from every object, from the click
   until the new object is in the Labels layer (the engine call alone in brackets); target: under 300 ms.
-* actions: reject, set category and undo of one object on each image, from the call until the Labels layer (or
-  the object table) shows the change; with the GUI thread's stalls meanwhile, per action and together (from
+* actions: reject, set category and undo of one object on each image, grow (and undo) its smallest object and
+  merge (and undo) its two largest, then 6 steps of the low-confidence queue ("next"), from the call until the
+  Labels layer (or the object table, or the status line) shows the change; with the GUI thread's stalls meanwhile, per action and together (from
   the call until the engine has confirmed it); target: no stall over 100 ms.
 
     xvfb-run -a .venv/bin/python -m benchmarks.gui_latency      # or without xvfb-run: starts a virtual display
@@ -126,7 +127,7 @@ def measure_object_actions(app, widget, meter) -> dict:
     import numpy as np
 
     view = widget.view
-    timings: dict = {"reject": [], "category": [], "undo": []}
+    timings: dict = {"reject": [], "category": [], "undo": [], "grow": [], "merge": [], "next": []}
 
     def timed(action: str, call, shown) -> None:
         meter.phase = f"action {action}"  # the stalls of the actions alone, not of switching images between them
@@ -143,6 +144,15 @@ def measure_object_actions(app, widget, meter) -> dict:
         if not view.current["classes"]:
             continue
         act_on_object(app, widget, min(view.current["classes"]), timed)
+        edit_objects(app, widget, timed)
+    view.show(0)
+    pump_until(app, lambda: not widget.busy and view.position == 0)
+    review = widget.review
+    for _ in range(min(6, len(view.entries))):  # the low-confidence queue, one step at a time (its first step
+        # reads the queue from the project index)
+        said = review.status.text()
+        timed("next", review.next_low_confidence, lambda said=said: review.status.text() != said
+              and not widget.busy)
     return {action: {"count": len(values), "median_ms": round(float(np.median(values or [np.nan])), 1),
                      "max_ms": round(float(np.max(values or [np.nan])), 1),
                      "stalls": meter.summary(f"action {action}")} for action, values in timings.items()}
@@ -163,6 +173,31 @@ def act_on_object(app, widget, target: int, timed) -> None:
     review.category.setCurrentIndex(review.category.findData(other))
     timed("category", review.set_category, lambda: view.current["classes"].get(target) == other)
     timed("undo", review.undo, lambda: view.current["classes"].get(target) != other)
+
+
+def edit_objects(app, widget, timed) -> None:
+    """Grow the smallest object of the image on screen and undo it; merge its two largest and undo it: each
+    ``timed`` until the layer shows the engine's change (these go through the engine, then the layer)."""
+    import numpy as np
+
+    view, review = widget.view, widget.review
+    ids = sorted(view.current["classes"], key=lambda k: int((np.asarray(view.labels_layer.data) == k).sum()))
+    if not ids:
+        return
+    depth = len(review.undo_stack)
+    view.select_object(ids[0])
+    timed("grow", review.grow_selected, lambda: len(review.undo_stack) > depth
+          or review.status.text().startswith("Growing"))
+    if len(review.undo_stack) > depth:
+        timed("undo", review.undo, lambda: len(review.undo_stack) == depth)
+    if len(ids) < 2:
+        return
+    view.select_object(ids[-1])
+    view.toggle_selected(ids[-2])
+    timed("merge", review.merge_selected, lambda: len(review.undo_stack) > depth
+          or review.status.text().startswith("Merging"))
+    if len(review.undo_stack) > depth:
+        timed("undo", review.undo, lambda: len(review.undo_stack) == depth)
 
 
 def measure(images: int, input_size: int) -> dict:
@@ -272,7 +307,7 @@ def print_table(results: dict, args) -> None:
                  "call -> shown, median / max ms (stalls p50 / max): " + ", ".join(
                      f"{a} {r['actions'][a]['median_ms']:.0f} / {r['actions'][a]['max_ms']:.0f} "
                      f"({r['actions'][a]['stalls']['p50_ms']:.0f} / {r['actions'][a]['stalls']['max_ms']:.0f})"
-                     for a in ("reject", "category", "undo")))]
+                     for a in ("reject", "category", "undo", "grow", "merge", "next")))]
         for phase, seconds, stalls, note in rows:
             print(f"{name:34} {phase:8} {seconds:8.2f} {stalls['p50_ms']:7.1f} /{stalls['p95_ms']:6.1f} /"
                   f"{stalls['max_ms']:7.1f}  {note}")
