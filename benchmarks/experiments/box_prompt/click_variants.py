@@ -1,4 +1,6 @@
-"""Variants of clicks after a box for click_loop.py: the clicks as labelled cells of the box's classifier.
+"""Variants of clicks after a box for click_loop.py: the clicks as labelled cells of the box's classifier
+(``labelled``: the sweep behind prompt.CLICK_SPREAD / CLICK_WEIGHT, now production's) and earlier crops of the
+folder as memory (``memory``, not kept); docs/decisions.md#d-box-clicks.
 
 .venv/bin/python benchmarks/experiments/box_prompt/click_loop.py CROPS.pkl click_variants.labelled
 Settings from the environment: CLICK_WEIGHT (sample weight of a clicked cell, default 10), CLICK_SPREAD (a
