@@ -14,8 +14,9 @@ user feels (a click or a repaint waits that long): a "stall". Each measurement i
   until the new object is in the Labels layer (the engine call alone in brackets); target: under 300 ms.
 * actions: reject, set category and undo of one object on each image, grow (and undo) its smallest object and
   merge (and undo) its two largest, then 6 steps of the low-confidence queue ("next"), from the call until the
-  Labels layer (or the object table, or the status line) shows the change; with the GUI thread's stalls meanwhile, per action and together (from
-  the call until the engine has confirmed it); target: no stall over 100 ms.
+  Labels layer (or the object table, or the status line) shows the change; with the GUI thread's stalls
+  meanwhile, per action and together (from the call until the engine has confirmed it); target: no stall over
+  100 ms.
 
     xvfb-run -a .venv/bin/python -m benchmarks.gui_latency      # or without xvfb-run: starts a virtual display
 

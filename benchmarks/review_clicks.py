@@ -47,9 +47,9 @@ crop and takes in the generated parts lying inside the box's mask). The boxed ob
 answer is worse than the object it replaced, as box-then-clicks protocols (SAM's, micro-sam's) keep their first
 prompt (undoing it would cost one more action and leave only new clicks): every further action is an extra click
 on it with its box (``refine_object`` with the box and the points), as the plugin's clicks after a box are, or a
-reject of an object lying mostly outside the annotated one that holds the missed part (step 5). Like the box, these clicks take the pixels of generated
-objects (never reviewed ones), so a positive click may land on those. The default, ``click``, is the
-papers' protocol.
+reject of an object lying mostly outside the annotated one that holds the missed part (step 5). Like the box,
+these clicks take the pixels of generated objects (never reviewed ones), so a positive click may land on those.
+The default, ``click``, is the papers' protocol.
 
 Every engine call counts as one action, a refused one (e.g. "cannot grow") and an undo included. After each
 annotated object every action is undone (``restore_object``, newest first), so each object starts from the
@@ -448,9 +448,10 @@ def benchmark(folders: dict, out, config=None, limit: int | None = None, log=pri
               first_prompt: str = "click", clicks: bool = True, corrections: tuple = (),
               seeds: int = CURVE_SEEDS, counts=CORRECTED_COUNTS, skip: int = 0) -> dict:
     """``folders``: {name: (folder, given project or None, mask_sources_only)}; ``clicks``: simulate the
-    clicks on each (``skip``: after the first ``skip`` images); ``corrections``: the names of the folders to draw the correction curve of. Returns and
-    writes ``{"review": {"clicks": {name: summary or {"skipped": reason}}, "corrections": {name: curve or
-    {"skipped": reason}}}}`` (merged into OUT/results.json; a part not run is left out)."""
+    clicks on each (``skip``: after the first ``skip`` images); ``corrections``: the names of the folders to
+    draw the correction curve of. Returns and writes ``{"review": {"clicks": {name: summary or {"skipped":
+    reason}}, "corrections": {name: curve or {"skipped": reason}}}}`` (merged into OUT/results.json; a part not
+    run is left out)."""
     from engine.orchestration.config import RunConfig
 
     out = Path(out)
