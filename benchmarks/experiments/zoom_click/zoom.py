@@ -21,6 +21,9 @@ for a in gt["annotations"]:
     anns.setdefault(a["image_id"], []).append(a)
 images = sorted(gt["images"], key=lambda im: im["file_name"])[:N]
 fx = FeatureExtractor("dinov2_vits14")
+if os.environ.get("VARIANTS") == "implicit":
+    from engine.method.closer_look import closer_look_mask, crop_embedder
+    crop_embed = crop_embedder({"backbone": "dinov2_vits14", "precision": "bfloat16"})
 
 
 def feats(image):
@@ -87,6 +90,28 @@ for im in images:
                 sq = square(bx + bw / 2, by + bh / 2, f * max(bw, bh), h, w)
                 out[f"zoom box ({f}x box)"] = crop_prompt(image, *sq, box=box)
                 out[f"zoom box+box centre ({f}x)"] = crop_prompt(image, *sq, point=(bx + bw / 2, by + bh / 2), box=box)
+        elif variants == "implicit":  # a click's first answer (cached tokens) sets a box; the closer look answers
+            # the box with the click as a labelled cell (production's closer_look_mask, block 8, bfloat16)
+            base = points_mask(tokens, grid, image, positive=[point])
+            out["click"] = base
+            out["box (the annotation's), closer look"] = closer_look_mask(crop_embed, image, box)
+            ys, xs = np.nonzero(base)
+            if not len(xs):
+                half = 0.1 * min(h, w)
+                xs, ys = np.array([point[0] - half, point[0] + half]), np.array([point[1] - half, point[1] + half])
+            for share in (0.02, 0.071):  # a box of the folder's typical object around the click (0.071: the
+                # median share of feral_cats' final objects; 0.02: about the annotated cats', a reference only)
+                half = 0.5 * np.sqrt(share * h * w)
+                typical = (max(0, point[0] - half), max(0, point[1] - half), min(w, point[0] + half),
+                           min(h, point[1] + half))
+                out[f"click -> a box of {share} of the image -> closer look"] = closer_look_mask(
+                    crop_embed, image, typical, positive=[point])
+            for grow in (1.0,):
+                cx, cy = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
+                hw_, hh_ = grow * (xs.max() - xs.min() + 1) / 2, grow * (ys.max() - ys.min() + 1) / 2
+                implicit = (max(0, cx - hw_), max(0, cy - hh_), min(w, cx + hw_), min(h, cy + hh_))
+                out[f"click -> its answer's box x{grow} -> closer look"] = closer_look_mask(
+                    crop_embed, image, implicit, positive=[point])
         else:
             centre = (bx + bw / 2, by + bh / 2)
             out["box+click, no zoom"] = points_mask(tokens, grid, image, positive=[point], box=box)
