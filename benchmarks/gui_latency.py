@@ -20,11 +20,14 @@ user feels (a click or a repaint waits that long): a "stall". Each measurement i
 
     xvfb-run -a .venv/bin/python -m benchmarks.gui_latency      # or without xvfb-run: starts a virtual display
 
-Prints a table and writes runs/benchmark/gui_latency.json. Each configuration runs in its own process.
+Prints a table and writes runs/benchmark/gui_latency.json; each phase's stalls come with the garbage
+collections of napari's process on the GUI thread meanwhile (how many, the longest), a stall's usual suspect.
+Each configuration runs in its own process.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -51,6 +54,9 @@ class StallMeter:
         from qtpy.QtCore import QElapsedTimer, QTimer
 
         self.phase, self.lateness, self._last = None, {}, None
+        self.collections: dict = {}  # phase -> ms of each garbage collection on the GUI thread (gc.callbacks)
+        self._gc_started = None
+        gc.callbacks.append(self._gc)
         self._clock = QElapsedTimer()
         self._clock.start()
         self._timer = QTimer()
@@ -64,8 +70,18 @@ class StallMeter:
             self.lateness.setdefault(self.phase, []).append(max(0.0, now - self._last - TICK_MS))
         self._last = now
 
+    def _gc(self, stage: str, info: dict) -> None:
+        """Time each garbage collection of napari's process: a full one over its objects is a stall too."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if stage == "start":
+            self._gc_started = time.perf_counter()
+        elif self._gc_started is not None and self.phase is not None:
+            self.collections.setdefault(self.phase, []).append((time.perf_counter() - self._gc_started) * 1000)
+
     def stop(self) -> None:
         self._timer.stop()
+        gc.callbacks.remove(self._gc)
 
     def summary(self, *phases: str) -> dict:
         """Lateness percentiles of the ticks filed under any of ``phases``."""
@@ -73,8 +89,10 @@ class StallMeter:
 
         ticks = [value for phase in phases for value in self.lateness.get(phase, [])]
         values = np.array(ticks or [0.0])
+        collections = [value for phase in phases for value in self.collections.get(phase, [])]
         return {"ticks": len(ticks), "p50_ms": round(float(np.percentile(values, 50)), 1),
-                "p95_ms": round(float(np.percentile(values, 95)), 1), "max_ms": round(float(values.max()), 1)}
+                "p95_ms": round(float(np.percentile(values, 95)), 1), "max_ms": round(float(values.max()), 1),
+                "gc_count": len(collections), "gc_max_ms": round(max(collections, default=0.0), 1)}
 
 
 def pump_until(app, done, timeout: float = 600.0) -> float:
@@ -307,11 +325,14 @@ def print_table(results: dict, args) -> None:
                 ("actions", r["actions"]["reject"]["median_ms"] / 1000, r["actions"],
                  "call -> shown, median / max ms (stalls p50 / max): " + ", ".join(
                      f"{a} {r['actions'][a]['median_ms']:.0f} / {r['actions'][a]['max_ms']:.0f} "
-                     f"({r['actions'][a]['stalls']['p50_ms']:.0f} / {r['actions'][a]['stalls']['max_ms']:.0f})"
+                     f"({r['actions'][a]['stalls']['p50_ms']:.0f} / {r['actions'][a]['stalls']['max_ms']:.0f}; "
+                     f"gc {r['actions'][a]['stalls'].get('gc_count', 0)} x <= "
+                     f"{r['actions'][a]['stalls'].get('gc_max_ms', 0):.0f})"
                      for a in ("reject", "category", "undo", "grow", "merge", "next")))]
         for phase, seconds, stalls, note in rows:
+            collected = f"; gc {stalls['gc_count']} x <= {stalls['gc_max_ms']:.0f} ms" if stalls.get("gc_count") else ""
             print(f"{name:34} {phase:8} {seconds:8.2f} {stalls['p50_ms']:7.1f} /{stalls['p95_ms']:6.1f} /"
-                  f"{stalls['max_ms']:7.1f}  {note}")
+                  f"{stalls['max_ms']:7.1f}  {note}{collected}")
 
 
 if __name__ == "__main__":
