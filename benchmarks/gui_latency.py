@@ -21,7 +21,8 @@ user feels (a click or a repaint waits that long): a "stall". Each measurement i
     xvfb-run -a .venv/bin/python -m benchmarks.gui_latency      # or without xvfb-run: starts a virtual display
 
 Prints a table and writes runs/benchmark/gui_latency.json; each phase's stalls come with the garbage
-collections of napari's process on the GUI thread meanwhile (how many, the longest), a stall's usual suspect.
+collections of napari's process on the GUI thread and the draws of its canvas meanwhile (how many, the
+longest): a stall's usual suspects.
 Each configuration runs in its own process.
 """
 from __future__ import annotations
@@ -55,6 +56,7 @@ class StallMeter:
 
         self.phase, self.lateness, self._last = None, {}, None
         self.collections: dict = {}  # phase -> ms of each garbage collection on the GUI thread (gc.callbacks)
+        self.draws: dict = {}  # phase -> ms of each draw of napari's canvas (timed_canvas_draws)
         self._gc_started = None
         gc.callbacks.append(self._gc)
         self._clock = QElapsedTimer()
@@ -90,9 +92,28 @@ class StallMeter:
         ticks = [value for phase in phases for value in self.lateness.get(phase, [])]
         values = np.array(ticks or [0.0])
         collections = [value for phase in phases for value in self.collections.get(phase, [])]
+        draws = [value for phase in phases for value in self.draws.get(phase, [])]
         return {"ticks": len(ticks), "p50_ms": round(float(np.percentile(values, 50)), 1),
                 "p95_ms": round(float(np.percentile(values, 95)), 1), "max_ms": round(float(values.max()), 1),
-                "gc_count": len(collections), "gc_max_ms": round(max(collections, default=0.0), 1)}
+                "gc_count": len(collections), "gc_max_ms": round(max(collections, default=0.0), 1),
+                "draw_count": len(draws), "draw_max_ms": round(max(draws, default=0.0), 1)}
+
+
+def timed_canvas_draws(meters: list) -> None:
+    """Time every draw of a vispy scene canvas (napari's) from now on, filed under the phase of ``meters[0]``
+    once there is one: the draw is the other usual suspect of a stall. Before the viewer is made, as vispy
+    connects a canvas's ``on_draw`` when the canvas is created."""
+    from vispy.scene import SceneCanvas
+
+    original = SceneCanvas.on_draw
+
+    def on_draw(canvas, event):
+        start = time.perf_counter()
+        original(canvas, event)
+        if meters and meters[0].phase is not None:
+            meters[0].draws.setdefault(meters[0].phase, []).append((time.perf_counter() - start) * 1000)
+
+    SceneCanvas.on_draw = on_draw
 
 
 def pump_until(app, done, timeout: float = 600.0) -> float:
@@ -224,6 +245,8 @@ def measure(images: int, input_size: int) -> dict:
     import napari
     import numpy as np
 
+    meters: list = []
+    timed_canvas_draws(meters)
     work = Path(tempfile.mkdtemp(prefix="gui_latency_"))
     folder = work / "images"
     folder.mkdir()
@@ -233,6 +256,7 @@ def measure(images: int, input_size: int) -> dict:
     app = napari.qt.get_qapp()
     pump_until(app, lambda: viewer.window._qt_window.isVisible())  # napari itself, not the plugin
     meter = StallMeter()
+    meters.append(meter)
 
     start = time.perf_counter()
     from maskdistill_napari._engine_process import engine_process
@@ -326,11 +350,12 @@ def print_table(results: dict, args) -> None:
                  "call -> shown, median / max ms (stalls p50 / max): " + ", ".join(
                      f"{a} {r['actions'][a]['median_ms']:.0f} / {r['actions'][a]['max_ms']:.0f} "
                      f"({r['actions'][a]['stalls']['p50_ms']:.0f} / {r['actions'][a]['stalls']['max_ms']:.0f}; "
-                     f"gc {r['actions'][a]['stalls'].get('gc_count', 0)} x <= "
-                     f"{r['actions'][a]['stalls'].get('gc_max_ms', 0):.0f})"
+                     f"gc <= {r['actions'][a]['stalls'].get('gc_max_ms', 0):.0f}, "
+                     f"draw <= {r['actions'][a]['stalls'].get('draw_max_ms', 0):.0f})"
                      for a in ("reject", "category", "undo", "grow", "merge", "next")))]
         for phase, seconds, stalls, note in rows:
-            collected = f"; gc {stalls['gc_count']} x <= {stalls['gc_max_ms']:.0f} ms" if stalls.get("gc_count") else ""
+            collected = (f"; gc {stalls['gc_count']} x <= {stalls['gc_max_ms']:.0f} ms, draws {stalls['draw_count']} x "
+                         f"<= {stalls['draw_max_ms']:.0f} ms") if "gc_count" in stalls else ""
             print(f"{name:34} {phase:8} {seconds:8.2f} {stalls['p50_ms']:7.1f} /{stalls['p95_ms']:6.1f} /"
                   f"{stalls['max_ms']:7.1f}  {note}{collected}")
 
