@@ -181,9 +181,9 @@ def simulate(project, image_id: str, truth: np.ndarray, exported, max_actions: i
                 boxed = _box(reviewer)
                 if boxed:
                     continue
-            boxed = next((k for k, v in reviewer.made.items() if "box" in v and k in reviewer.shown), None)
-            if boxed is not None:  # a drawn box's object is what the reviewer refines
-                acted = _extra_click(reviewer, boxed, blocked) or _reject_blocker(reviewer)
+            made_by_box = next((k for k, v in reviewer.made.items() if "box" in v and k in reviewer.shown), None)
+            if made_by_box is not None:  # a drawn box's object is what the reviewer refines
+                acted = _extra_click(reviewer, made_by_box, blocked) or _reject_blocker(reviewer)
             else:
                 acted = (_grow_or_shrink(reviewer, tried) or _merge_parts(reviewer) or _click(reviewer, blocked)
                          or _reject_blocker(reviewer))
