@@ -516,8 +516,8 @@ def test_review_clicks_writes_the_documented_keys_and_a_matched_object_costs_not
     missed = ~truth
     missed[:, truth.shape[1] // 2:] = False  # half of what the object leaves: no object matches it
     assert missed.any()
-    reviewer = review_clicks.simulate(project, image_id, missed, lambda c: state.resolve(c) is not None)
-    assert reviewer.actions >= 1 and review_clicks.clicks_needed(reviewer.history, 0.8) <= review_clicks.MAX_ACTIONS
+    clicked = review_clicks.simulate(project, image_id, missed, lambda c: state.resolve(c) is not None)
+    assert clicked.actions >= 1 and review_clicks.clicks_needed(clicked.history, 0.8) <= review_clicks.MAX_ACTIONS
     assert np.array_equal(api.image_objects(project, image_id).labels, before)
     # undoing the last of several actions (their records hold arrays) and then the rest
     ids = [int(k) for k in objects.ids]
@@ -530,7 +530,7 @@ def test_review_clicks_writes_the_documented_keys_and_a_matched_object_costs_not
     assert np.array_equal(api.image_objects(project, image_id).labels, before)
     boxed = review_clicks.simulate(project, image_id, missed, lambda c: state.resolve(c) is not None,
                                    first_prompt="box")
-    assert boxed.counts.get("box", 0) <= 1 and "box" not in reviewer.counts  # a box at most once, when asked
+    assert boxed.counts.get("box", 0) <= 1 and "box" not in clicked.counts  # a box at most once, when asked
     assert np.array_equal(api.image_objects(project, image_id).labels, before)
 
     # the command line: a given finished project is copied, never modified
