@@ -217,10 +217,12 @@ def remembering(extract, recent: OrderedDict, size: int = RECENT_CROPS):
     boxed object cut the same crop again and again."""
     def embed(crops: list) -> list:
         keys = [hashlib.sha1(np.ascontiguousarray(c).tobytes() + repr(c.shape).encode()).hexdigest() for c in crops]
-        missing = list(dict.fromkeys(k for k in keys if k not in recent))
-        if missing:
-            first = {k: crops[keys.index(k)] for k in missing}
-            recent.update(zip(missing, extract(list(first.values()))))
+        unseen: dict = {}  # each new crop once, in order
+        for key, crop in zip(keys, crops):
+            if key not in recent:
+                unseen.setdefault(key, crop)
+        if unseen:
+            recent.update(zip(unseen, extract(list(unseen.values()))))
         answers = [recent[k] for k in keys]
         for key in keys:
             recent.move_to_end(key)

@@ -20,7 +20,9 @@ EXCLUDE = os.environ.get("CLICK_EXCLUDE", "0") == "1"
 RADIUS_CLICK = int(os.environ.get("CLICK_RADIUS", 1))
 
 
-def classified(graph, flat, inside, positive, negative, weights, smoothing, rounds=P.BOX_ROUNDS):
+def classified(graph, flat, inside, positive, negative, weights, smoothing, rounds=P.BOX_ROUNDS, extra=None):
+    """The box's classifier as production's before its warm start, ``weights`` per cell; ``extra`` (vectors,
+    labels, weight): more labelled rows fitted beside the crop's (``memory``)."""
     from sklearn.linear_model import LogisticRegression
 
     target = P._box_middle(flat, inside)
@@ -28,9 +30,13 @@ def classified(graph, flat, inside, positive, negative, weights, smoothing, roun
     for _ in range(rounds):
         target[positive] = True
         target[negative] = False
-        if target.sum() < P.MIN_OBJECT_PATCHES:
+        if extra is None and target.sum() < P.MIN_OBJECT_PATCHES:
             break
-        model = LogisticRegression(class_weight="balanced", max_iter=200).fit(flat, target, sample_weight=weights)
+        rows, labels, row_weights = flat, target, weights
+        if extra is not None:
+            rows, labels = np.concatenate([flat, extra[0]]), np.concatenate([target, extra[1]])
+            row_weights = np.concatenate([weights, np.full(len(extra[0]), extra[2])])
+        model = LogisticRegression(class_weight="balanced", max_iter=200).fit(rows, labels, sample_weight=row_weights)
         probability = P._smoothed(graph, model.predict_proba(flat)[:, 1], smoothing)
         probability[~inside] = 0.0
         probability[negative] = 0.0
@@ -136,33 +142,16 @@ def memory(it):
     extra = earlier[-MEMORY:]
     production_fit = P._box_classified
 
-    def classified(graph, flat, inside, positive, negative, smoothing, rounds=P.BOX_ROUNDS):
-        from sklearn.linear_model import LogisticRegression
+    def memory_classified(graph, flat, inside, positive, negative, smoothing, rounds=P.BOX_ROUNDS):
         if not extra:
             return production_fit(graph, flat, inside, positive, negative, smoothing, rounds)
-        X = np.concatenate([x for x, _ in extra])
-        Y = np.concatenate([y for _, y in extra])
-        target = P._box_middle(flat, inside)
-        probability = target.astype(np.float64)
         weights = np.ones(len(flat))
         weights[list(positive) + list(negative)] = P.CLICK_WEIGHT
-        all_weights = np.concatenate([weights, np.full(len(X), MEMORY_WEIGHT)])
-        for _ in range(rounds):
-            target[positive] = True
-            target[negative] = False
-            model = LogisticRegression(class_weight="balanced", max_iter=200).fit(
-                np.concatenate([flat, X]), np.concatenate([target, Y]), sample_weight=all_weights)
-            probability = P._smoothed(graph, model.predict_proba(flat)[:, 1], smoothing)
-            probability[~inside] = 0.0
-            probability[negative] = 0.0
-            probability[positive] = 1.0
-            if np.array_equal(probability > 0.5, target):
-                break
-            target = probability > 0.5
-        return probability
+        rows = (np.concatenate([x for x, _ in extra]), np.concatenate([y for _, y in extra]), MEMORY_WEIGHT)
+        return classified(graph, flat, inside, positive, negative, weights, smoothing, rounds, extra=rows)
 
     def mask_of(positive, negative):
-        P._box_classified = classified
+        P._box_classified = memory_classified
         try:
             return P.points_mask(it["block8"], it["grid"], it["crop"], positive=positive, negative=negative,
                                  box=it["box"])
