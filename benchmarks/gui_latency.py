@@ -45,6 +45,43 @@ OUT = ROOT / "runs" / "benchmark" / "gui_latency.json"
 TICK_MS = 10
 STALL_TARGET_MS = 100
 CLICK_TARGET_MS = 300
+STALL_REPORT_MS = 50  # --stacks: where the GUI thread was during each tick later than this
+
+
+class StackSampler:
+    """The GUI thread's Python stack every 2 ms from a helper thread (--stacks): what a stall was spent on.
+    A sample waits for the GIL, so a long C call that holds it shows up as the frame that made it."""
+
+    def __init__(self, clock):
+        self.samples: list = []  # (ms on the meter's clock, innermost frames)
+        self._clock, self._main = clock, threading.main_thread().ident
+        self._running = True
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        import traceback
+
+        while self._running:
+            frame = sys._current_frames().get(self._main)
+            if frame is not None:
+                stack = traceback.extract_stack(frame)[-14:]
+                self.samples.append((self._clock.nsecsElapsed() / 1e6, tuple(
+                    f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack)))
+            time.sleep(0.002)
+
+    def stop(self) -> None:
+        self._running = False
+
+    def report(self, stalls: list) -> list:
+        """Per stall: its phase, length and the most frequent stacks sampled within it."""
+        from collections import Counter
+
+        rows = []
+        for phase, start, end in stalls:
+            inside = Counter(stack for at, stack in self.samples if start <= at <= end)
+            rows.append({"phase": phase, "ms": round(end - start - TICK_MS, 1), "samples": sum(inside.values()),
+                         "stacks": [[count, list(stack)] for stack, count in inside.most_common(3)]})
+        return rows
 CONFIGS = {"torch threads = cores (default)": None, "torch threads = 1": "1"}
 
 
@@ -54,7 +91,8 @@ class StallMeter:
     def __init__(self):
         from qtpy.QtCore import QElapsedTimer, QTimer
 
-        self.phase, self.lateness, self._last = None, {}, None
+        self._phase, self._phase_started, self.lateness, self._last = None, 0.0, {}, None
+        self.stalls: list = []  # (phase, start ms, end ms) of each tick later than STALL_REPORT_MS
         self.collections: dict = {}  # phase -> ms of each garbage collection on the GUI thread (gc.callbacks)
         self.draws: dict = {}  # phase -> ms of each draw of napari's canvas (timed_canvas_draws)
         self._gc_started = None
@@ -66,10 +104,24 @@ class StallMeter:
         self._timer.timeout.connect(self._tick)
         self._timer.start(TICK_MS)
 
+    @property
+    def phase(self):
+        return self._phase
+
+    @phase.setter
+    def phase(self, name) -> None:
+        self._phase, self._phase_started = name, self._clock.nsecsElapsed() / 1e6
+
     def _tick(self) -> None:
+        """File the tick's lateness under the phase; a tick already due when the phase began counts only from
+        then (the wait before it belongs to what ran before)."""
         now = self._clock.nsecsElapsed() / 1e6
         if self._last is not None and self.phase is not None:
-            self.lateness.setdefault(self.phase, []).append(max(0.0, now - self._last - TICK_MS))
+            due = max(self._last + TICK_MS, self._phase_started)
+            late = max(0.0, now - due)
+            self.lateness.setdefault(self.phase, []).append(late)
+            if late > STALL_REPORT_MS:
+                self.stalls.append((self.phase, due - TICK_MS, now))
         self._last = now
 
     def _gc(self, stage: str, info: dict) -> None:
@@ -127,6 +179,13 @@ def pump_until(app, done, timeout: float = 600.0) -> float:
     return time.perf_counter() - start
 
 
+def settle(app, seconds: float = 0.3) -> None:
+    """Let the window finish drawing what came before (an image switch) so that it is not filed under the next
+    action."""
+    end = time.perf_counter() + seconds
+    pump_until(app, lambda: time.perf_counter() > end)
+
+
 def free_spot(labels):
     """(row, col) farthest from every object, or None when the objects cover the image."""
     import numpy as np
@@ -147,6 +206,7 @@ def measure_clicks(app, widget, meter) -> list:
     for position in range(len(view.entries)):
         view.show(position)
         pump_until(app, lambda position=position: not widget.busy and view.position == position)
+        settle(app)
         spot = free_spot(view.labels_layer.data)
         if spot is None:
             continue
@@ -170,6 +230,7 @@ def measure_object_actions(app, widget, meter) -> dict:
     timings: dict = {"reject": [], "category": [], "undo": [], "grow": [], "merge": [], "next": []}
 
     def timed(action: str, call, shown) -> None:
+        settle(app, 0.2)  # a person's pause between two actions
         meter.phase = f"action {action}"  # the stalls of the actions alone, not of switching images between them
         start = time.perf_counter()
         call()
@@ -181,6 +242,7 @@ def measure_object_actions(app, widget, meter) -> dict:
     for position in range(len(view.entries)):
         view.show(position)
         pump_until(app, lambda position=position: not widget.busy and view.position == position)
+        settle(app)
         if not view.current["classes"]:
             continue
         act_on_object(app, widget, min(view.current["classes"]), timed)
@@ -240,7 +302,7 @@ def edit_objects(app, widget, timed) -> None:
         timed("undo", review.undo, lambda: len(review.undo_stack) == depth)
 
 
-def measure(images: int, input_size: int) -> dict:
+def measure(images: int, input_size: int, stacks: bool = False) -> dict:
     """One configuration in this process: opening, run, results and clicks, with the GUI thread's stalls."""
     import napari
     import numpy as np
@@ -257,6 +319,7 @@ def measure(images: int, input_size: int) -> dict:
     pump_until(app, lambda: viewer.window._qt_window.isVisible())  # napari itself, not the plugin
     meter = StallMeter()
     meters.append(meter)
+    sampler = StackSampler(meter._clock) if stacks else None
 
     start = time.perf_counter()
     from maskdistill_napari._engine_process import engine_process
@@ -289,6 +352,9 @@ def measure(images: int, input_size: int) -> dict:
     clicks = measure_clicks(app, widget, meter)
     actions = measure_object_actions(app, widget, meter)
     meter.stop()
+    stalled = sampler.report(meter.stalls) if sampler else []
+    if sampler:
+        sampler.stop()
     viewer.close()
     shutil.rmtree(work, ignore_errors=True)
     shown = np.array([c[0] for c in clicks] or [np.nan]) * 1000
@@ -301,17 +367,20 @@ def measure(images: int, input_size: int) -> dict:
             "click": {"clicks": len(clicks), "shown_median_ms": round(float(np.median(shown)), 1),
                       "shown_max_ms": round(float(np.max(shown)), 1),
                       "engine_median_ms": round(float(np.median(engine)), 1), **meter.summary("click")},
-            "actions": {**actions, **meter.summary(*(f"action {action}" for action in actions))}}
+            "actions": {**actions, **meter.summary(*(f"action {action}" for action in actions))},
+            **({"stall_stacks": stalled} if sampler else {})}
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=6)
     parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--stacks", action="store_true",
+                        help=f"sample the GUI thread's stack and report it for each stall over {STALL_REPORT_MS} ms")
     parser.add_argument("--one", action="store_true", help="measure in this process and print JSON (internal)")
     args = parser.parse_args(argv)
     if args.one:
-        print("RESULT " + json.dumps(measure(args.images, args.input_size)), flush=True)
+        print("RESULT " + json.dumps(measure(args.images, args.input_size, args.stacks)), flush=True)
         return
     results = {}
     for name, threads in CONFIGS.items():
@@ -319,7 +388,7 @@ def main(argv=None) -> None:
         if threads:
             env["MASKDISTILL_THREADS"] = threads
         command = [sys.executable, "-m", "benchmarks.gui_latency", "--one", "--images", str(args.images),
-                   "--input-size", str(args.input_size)]
+                   "--input-size", str(args.input_size)] + (["--stacks"] if args.stacks else [])
         if not os.environ.get("DISPLAY"):
             command = ["xvfb-run", "-a"] + command
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False)

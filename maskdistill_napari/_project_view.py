@@ -19,7 +19,8 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from . import _engine_calls as engine_calls
-from ._layers import category_colour, category_table, features_table, label_colormap, load_image_data
+from ._layers import (category_colour, category_table, features_table, label_colormap, load_image_data,
+                      with_colour_table)
 from ._tasks import error_message
 
 IMAGE_LAYER, LABELS_LAYER, STROKE_LAYER, BOX_LAYER = "image", "masks", "stroke", "box"
@@ -508,7 +509,7 @@ class ProjectView(QObject):
             if not draws_the_same(layer.colormap, colormap, new_label_colour):
                 # napari does not carry the highlight over to a new colormap; only a set of the flag did
                 colormap.use_selection, colormap.selection = layer.show_selected_label, layer.selected_label
-                layer.colormap = colormap
+                layer.colormap = with_colour_table(colormap, np.asarray(layer.data).dtype)
             self._sync_highlight(layer)
             layer.features = features_table(data["classes"], data["scores"], data["source"], data["reviewed_ids"],
                                             table)

@@ -58,3 +58,22 @@ def test_set_category_sets_one_colormap_with_the_new_colour(widget, qtbot):  # n
 
     assert tuple(round(v * 255) for v in layer.colormap.color_dict[target][:3]) == category_colour(expected)
     wait_idle(qtbot, widget)
+
+
+def test_the_colour_table_built_ahead_is_napari_s_own():
+    """with_colour_table fills napari's cache with the table napari would build (a uint16 label map's 65,536
+    entries, colours shared by several objects, the colour of labels not saved yet, a discarded grey)."""
+    import numpy as np
+    from napari.utils.colormaps import DirectLabelColormap
+
+    from maskdistill_napari._layers import DISCARDED_RGBA, with_colour_table
+
+    colours = {None: (1.0, 1.0, 1.0, 1.0), 0: (0.0, 0.0, 0.0, 0.0), 3: DISCARDED_RGBA, 60000: (0, 1, 0, 1)}
+    colours.update({k: (k % 7 / 7, 0.5, 1 - k % 5 / 5, 1.0) for k in range(4, 300)})
+    for dtype in (np.uint8, np.uint16):
+        fast = with_colour_table(DirectLabelColormap(color_dict=colours), dtype)
+        slow = DirectLabelColormap(color_dict=colours)
+        assert len(fast._cache_mapping) == 1  # built ahead: napari takes it from there
+        built = next(iter(fast._cache_mapping.values()))
+        expected = slow._get_mapping_from_cache(np.dtype(dtype))
+        assert built.shape == expected.shape and np.array_equal(built, expected)
