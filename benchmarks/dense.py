@@ -36,6 +36,7 @@ processed; the baseline's likewise. JSON (``OUT/results.json``, and ``quality.de
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -327,6 +328,24 @@ def _engine_run(images_dir: Path, project: Path, config) -> tuple:
     return real_dev.project_stages(project)["proposals"], seconds
 
 
+def _defaults_run(images_dir: Path, project: Path, truth: list, config) -> dict:
+    """A run as a user without flags makes it (``--proposals auto``, distillation on, K suggested): what auto
+    chose, and the mask AP50 of its proposals and of its final (exported) objects."""
+    from engine.orchestration.pipeline import run
+
+    shutil.rmtree(project, ignore_errors=True)
+    start = time.perf_counter()
+    run(images_dir, project, config)
+    seconds = time.perf_counter() - start
+    stages = real_dev.project_stages(project)
+    scores = {stage: real_dev._coco_ap50(truth, real_dev._keyed(stages[stage], truth), "segm")
+              for stage in ("proposals", "final")}
+    stored = json.loads((project / "project.json").read_text())
+    return {"choice": stored.get("proposal_choice"), "object_size": stored["config"]["object_size"],
+            "proposals_mask_ap50": scores["proposals"], "final_mask_ap50": scores["final"],
+            "seconds": round(seconds, 2)}
+
+
 def _megapixels(truth: list) -> float:
     return sum(t.height * t.width for t in truth) / 1e6
 
@@ -367,8 +386,11 @@ def benchmark(out, n_images: int = 20, size: int = 512, weights=None, device: st
                       "masks": int(sum(len(p.masks) for p in classical.values())),
                       "seconds": round(classical_s, 2)},
     }
+    cells["defaults"] = _defaults_run(cells_dir / "images", out / "cells_defaults_project", truth,
+                                      RunConfig(weights=weights, device=device, seed=seed))
     log(f"cells: engine mask AP50 {cells['engine']['mask_ap50']:.3f} ({engine_s:.0f} s), classical "
-        f"{cells['classical']['mask_ap50']:.3f}")
+        f"{cells['classical']['mask_ap50']:.3f}, no flags (auto) {cells['defaults']['final_mask_ap50']:.3f} "
+        f"({cells['defaults']['choice']})")
     if figure_path is not None:
         write_figure(Path(figure_path), cells_dir, predictions,
                      (cells["engine"]["mask_ap50"], cells["classical"]["mask_ap50"]))
@@ -434,6 +456,8 @@ def table(results: dict) -> str:
          f"{cells['engine']['masks']} masks; must beat classical"),
         ("  classical mask AP50 (Otsu + watershed)", _fmt(results["cells_classical_mask_ap50"]),
          f"{cells['classical']['masks']} masks"),
+        ("  engine mask AP50, no flags (auto), final", _fmt(cells["defaults"]["final_mask_ap50"]),
+         f"{cells['defaults']['choice']}; its proposals {_fmt(cells['defaults']['proposals_mask_ap50'])}"),
         ("  engine s / megapixel", f"{results['seconds_per_megapixel']:.2f}", "whole run, model loading included"),
         ("  classical s / megapixel", f"{results['classical_seconds_per_megapixel']:.3f}", ""),
     ]

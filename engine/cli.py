@@ -240,6 +240,8 @@ def cmd_run(args) -> int:
                  ray_address=args.ray)
     print(f"{result.images} images, {len(result.skipped)} skipped: {result.masks} proposals in {result.clusters} "
           f"clusters (suggested K: {result.suggested_k}) -> {result.exported} masks exported")
+    if result.proposal_choice:
+        print(f"  {result.proposal_choice}")
     for skipped in result.skipped:
         print(f"  skipped {skipped['relative_path']}: {skipped['reason']}")
     if result.rebinding:

@@ -19,8 +19,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from . import _engine_calls as engine_calls
-from ._layers import (category_colour, category_table, features_table, label_colormap, load_image_data,
-                      with_colour_table)
+from ._layers import category_colour, category_table, features_table, label_colormap, load_image_data, with_colour_table
 from ._tasks import error_message
 
 IMAGE_LAYER, LABELS_LAYER, STROKE_LAYER, BOX_LAYER = "image", "masks", "stroke", "box"

@@ -186,6 +186,7 @@ class ReviewPanel(QWidget):
         view.object_selected.connect(self._selected)
         view.objects_changed.connect(self._fill_categories)
         view.objects_changed.connect(self._describe_selection)  # a category renamed or merged, an object edited
+        view.objects_changed.connect(self._describe_image)  # its object count and reviewed count follow
 
     # -- what is on screen -------------------------------------------------------------------
     def _shown(self, position: int) -> None:
@@ -198,8 +199,15 @@ class ReviewPanel(QWidget):
             if data["image_id"] != self._status_for:
                 self.status.setText(PAINT_HINT)
             self._image_on_screen, self._status_for = data["image_id"], None
+        self._describe_image()
+
+    def _describe_image(self) -> None:
+        """The info line: the image, its object count, where they come from and how many are reviewed."""
+        data = self.view.current
+        if data is None:
+            return
         reviewed = len(data["reviewed_ids"])
-        where = f"{data['name']} ({position + 1}/{len(self.view.entries)})"
+        where = f"{data['name']} ({self.view.position + 1}/{len(self.view.entries)})"
         if not data["classes"]:
             self.info.setText(f"{where}: no objects on this image. Add one with Add object (click), or paint one.")
             return

@@ -117,13 +117,16 @@ def test_the_selection_line_follows_a_merge_of_objects(widget, qtbot):  # noqa: 
     select(widget, 2)
     click(view.labels_layer, centre_of(np.asarray(view.labels_layer.data) == 1), ("Shift",))
     assert "with object 1" in review.selection.text()
+    assert ": 2 objects from the " in review.info.text() and review.info.text().endswith(", 0 reviewed")
     review.merge_button.click()
     wait_idle(qtbot, widget)
     assert view.selected == 1
     assert review.selection.text().startswith("Object 1: ") and "with object" not in review.selection.text()
+    assert ": 1 objects from the correction, 1 reviewed" in review.info.text()  # the info line follows too
     review.undo_button.click()
     wait_idle(qtbot, widget)
     assert "with object" not in review.selection.text()
+    assert ": 2 objects from the" in review.info.text()
 
 
 def test_the_status_of_a_previous_image_goes_when_another_image_is_shown(widget, qtbot):  # noqa: F811

@@ -7,5 +7,7 @@ names its list in its errors. The precisions live one layer lower, in :mod:`engi
 from __future__ import annotations
 
 PROPOSAL_METHODS = ("ncut", "split", "seed", "segments", "dense")  # engine.method.proposals
+# a run's choices: "auto" picks dense (with its object size) or segments per folder (engine.method.crowding)
+PROPOSAL_CHOICES = ("auto",) + PROPOSAL_METHODS
 EMBEDDINGS = ("masked_crop_cls", "crop_cls", "pooled")  # engine.method.clustering
 FILTER_RULES = ("class_percentile", "image_threshold")  # engine.method.distill keep_by_class_percentile, ...

@@ -19,7 +19,7 @@ from pathlib import Path
 from engine.device import PRECISIONS
 from engine.io.images import ImageOptions
 from engine.method.backbones import BACKBONES, DEFAULT_BACKBONE, get_backbone_spec
-from engine.method.names import EMBEDDINGS, FILTER_RULES, PROPOSAL_METHODS
+from engine.method.names import EMBEDDINGS, FILTER_RULES, PROPOSAL_CHOICES
 
 PIXELS = "pixels"
 
@@ -43,12 +43,13 @@ class RunConfig:
         "label": "input size", "min": 28, "max": 2048, "unit": PIXELS,
         "help": "Shorter image side fed to the network, in pixels (rounded to the patch size); by default the "
                 "backbone's own size (448 for DINOv2)."})
-    proposals: str = field(default="segments", metadata={  # why: docs/decisions.md
-        "label": "proposals", "choices": PROPOSAL_METHODS,
-        "help": "How masks are proposed on each image: segments (regions of a multi-K clustering of the ViT keys, "
-                "ranked by the CLS attention), split (a foreground cut, then touching objects cut apart), ncut "
-                "(repeated normalized cuts, MaskCut), seed (MaskDistill's one mask per image) or dense (many "
-                "small objects such as nuclei or cells, split by a watershed; give an object size)."})
+    proposals: str = field(default="auto", metadata={  # why: docs/decisions.md#d-auto-proposals
+        "label": "proposals", "choices": PROPOSAL_CHOICES,
+        "help": "How masks are proposed on each image: auto (dense with its object size when most of 8 sampled "
+                "images are crowded with small objects, else segments), segments (regions of a multi-K clustering "
+                "of the ViT keys, ranked by the CLS attention), split (a foreground cut, then touching objects cut "
+                "apart), ncut (repeated normalized cuts, MaskCut), seed (MaskDistill's one mask per image) or dense "
+                "(many small objects such as nuclei or cells, split by a watershed; give an object size)."})
     max_masks: int = field(default=3, metadata={
         "label": "masks per image", "min": 1, "max": 20,
         "help": "ncut: at most this many masks per image."})

@@ -55,3 +55,4 @@ class RunResult:
     rebinding: list = field(default_factory=list)  # how the user's categories moved to the new clusters
     warnings: list = field(default_factory=list)
     exported: int = 0  # masks in annotations.json (masks above: the proposals that were clustered)
+    proposal_choice: str | None = None  # what --proposals auto chose for the folder, in words

@@ -24,6 +24,7 @@ from engine.masks import mask_identity
 from engine.method.clustering import cluster_masks, stack_rows
 from engine.method.distill import load_head, paint_label_map
 from engine.method.features import FeatureExtractor
+from engine.orchestration.auto_proposals import resolve_proposals
 from engine.orchestration.config import RunConfig, stored_run_config
 from engine.orchestration.distillation import distill_project, feature_identity, predict_project
 from engine.orchestration.executors import LocalExecutor, ray_executor
@@ -147,12 +148,15 @@ def run(image_folder, project_dir, config: RunConfig | None = None, progress: Pr
         reasons = "; ".join(f"{s.relative_path}: {s.reason}" for s in discovery.skipped[:5])
         raise ValueError(f"No usable images in {discovery.root}." + (f" Skipped: {reasons}" if reasons else
                          " Supported: PNG, JPEG, TIFF, BMP, WebP."))
+    with timer("auto proposals"):
+        config, choice = resolve_proposals(config, discovery)
     with Project(project_dir).lock() as project, decoding_once():  # each step reads the images: decode once
-        return _run_locked(project, discovery, config, progress, timer, ray_address)
+        return _run_locked(project, discovery, config, progress, timer, ray_address,
+                           choice.describe() if choice else None)
 
 
 def _run_locked(project: Project, discovery, config: RunConfig, progress: Progress, timer: StageTimer,
-                ray_address: str | None = None) -> RunResult:
+                ray_address: str | None = None, proposal_choice: str | None = None) -> RunResult:
     check_user_files(project.root)  # a wrong value in the user's files stops the run before it changes anything
     recovered = derived_file_notes(project.root)  # damaged images.json / clusters.json: rebuilt, and said so
     with timer("setup"):
@@ -167,6 +171,7 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
         "software": f"maskdistill {__version__}",
         "image_root": str(discovery.root),
         "config": {**asdict(config), "device": "auto"},  # devices are chosen per command, never stored
+        **({"proposal_choice": proposal_choice} if proposal_choice else {}),  # what "auto" chose, and why
         "backbone": asdict(extractor.spec),
         "weights": asdict(extractor.weights),
         "features": extractor.settings,  # backbone, input size, scale and tiles: what a head must match
@@ -198,11 +203,11 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
     result = RunResult(project.root, len(entries), skipped, len(clusters["masks"]), clusters["k"],
                        clusters["suggested_k"], project.annotations_path, project.overview_path,
                        {k: round(v, 3) for k, v in timer.seconds.items()}, rebinding, export["warnings"],
-                       export["annotations"])
+                       export["annotations"], proposal_choice)
     atomic_write_json(project.report_path, {
         "images": len(entries), "skipped": skipped, "masks": result.masks, "exported": result.exported,
-        "clusters": result.clusters,
-        "suggested_k": result.suggested_k, "distillation": distilled, "timings_s": result.timings,
+        "clusters": result.clusters, "suggested_k": result.suggested_k, "proposal_choice": proposal_choice,
+        "distillation": distilled, "timings_s": result.timings,
         "rebinding": clusters.get("rebinding", {}), "warnings": export["warnings"],
     })
     return result
