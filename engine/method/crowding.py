@@ -63,7 +63,7 @@ def grey_working_image(image: np.ndarray) -> tuple[np.ndarray, float]:
     if factor <= 1:
         return grey, 1.0
     size = (max(1, round(grey.shape[1] / factor)), max(1, round(grey.shape[0] / factor)))
-    return np.asarray(Image.fromarray(grey).resize(size, Image.BILINEAR), np.float32), factor
+    return np.asarray(Image.fromarray(grey).resize(size, Image.Resampling.BILINEAR), np.float32), factor
 
 
 def read_crowding(image: np.ndarray) -> CrowdReading:
