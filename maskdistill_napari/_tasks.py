@@ -113,7 +113,8 @@ class TaskQueue(QObject):
 
     def _report(self, error: BaseException, on_error) -> None:
         message = error_message(error)
-        show_error(message)
+        if not getattr(error, "user_answer", False):  # an edit the image cannot give is no fault (EditRefused)
+            show_error(message)
         self.failed.emit(message)
         if on_error is not None and not self._closed:
             on_error(message)

@@ -91,6 +91,22 @@ def test_a_worker_error_reaches_the_status_line_and_a_notification(widget, qtbot
     assert widget.run_panel.run_button.isEnabled() and not widget.run_panel.running
 
 
+def test_an_edit_the_image_cannot_give_is_said_in_the_status_line_without_an_error(widget, qtbot, monkeypatch):
+    """A refusal (engine EditRefused: nothing larger to grow into) is an answer: the status line says it, napari
+    shows no error notification; a real failure still does (the test above)."""
+    from engine.state.review import EditRefused
+
+    def refuses(*args, **kwargs):
+        raise EditRefused("Object 1 of cat.jpg cannot grow: nothing larger around it.")
+
+    seen = len(notification_manager.records)
+    monkeypatch.setattr(engine.api, "accept_image", refuses)
+    widget.review.accept_image()
+    wait_idle(qtbot, widget)
+    assert widget.review.status.text().endswith("Object 1 of cat.jpg cannot grow: nothing larger around it.")
+    assert not any("cannot grow" in str(n.message) for n in notification_manager.records[seen:])
+
+
 def fail_first_save(monkeypatch, error: Exception) -> list:
     """engine.api.set_image_labels raises ``error`` on its first call only; returns the image ids it was called
     with, in order."""

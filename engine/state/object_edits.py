@@ -36,7 +36,7 @@ from engine.method.backbones import centres_keys
 from engine.state.corrections import ImageCorrection
 from engine.state.project import Project
 from engine.state.project_index import fresh_label_state, project_files
-from engine.state.review import _edit_correction, check_visible_category
+from engine.state.review import EditRefused, _edit_correction, check_visible_category
 
 MIN_CHANGE_PIXELS = 16  # a grow / shrink that moves fewer pixels than this tries the next level
 MAX_GROWN_SHARE = 0.8  # a grow stops below regions of more of the image's patches (the whole image is no object)
@@ -69,7 +69,7 @@ def grow_object(project_dir, image_id: str, instance_id: int) -> dict:
             grown = old | (region & takeable) | np.isin(labels, absorbed)
             if int((grown & ~old).sum()) >= MIN_CHANGE_PIXELS:
                 return {"action": "grow", **_replace_object(correction, int(instance_id), grown, absorbed)}
-        raise ValueError(f"Object {instance_id} of {_name(entry)} cannot grow: the image's features outline no larger "
+        raise EditRefused(f"Object {instance_id} of {_name(entry)} cannot grow: the image's features outline no larger "
                          "region around it below most of the image, or what lies around it belongs to other "
                          "objects. Merge it with them, or paint.")
 
@@ -90,7 +90,7 @@ def shrink_object(project_dir, image_id: str, instance_id: int) -> dict:
             part = _largest_part(old & _snapped(image, tree.patch_mask(candidate)))
             if int(part.sum()) >= MIN_CHANGE_PIXELS and int((old & ~part).sum()) >= MIN_CHANGE_PIXELS:
                 return {"action": "shrink", **_replace_object(correction, int(instance_id), part, [])}
-        raise ValueError(f"Object {instance_id} of {_name(entry)} cannot shrink: the image's features outline no "
+        raise EditRefused(f"Object {instance_id} of {_name(entry)} cannot shrink: the image's features outline no "
                          "smaller part of it. Paint over it to cut it.")
 
     return _edit_correction(project.root, image_id, instance_id, shrink)
@@ -142,7 +142,7 @@ def split_object(project_dir, image_id: str, instance_id: int, stroke,
     def split(correction: ImageCorrection) -> dict:  # under the state lock (engine.state.review._edit_correction)
         cut = split_along_stroke(correction.labels, int(instance_id), stroke, correction.next_id(), width)
         if cut is None:
-            raise ValueError(f"The stroke does not cut object {instance_id} of {_name(entry)} in two. Draw it "
+            raise EditRefused(f"The stroke does not cut object {instance_id} of {_name(entry)} in two. Draw it "
                              "across the whole object, from outside one edge to outside the other (each part at "
                              f"least {MIN_PART_PIXELS} pixels).")
         return {"action": "split", **_apply_split(correction, cut)}
@@ -169,7 +169,7 @@ def split_into_parts(project_dir, image_id: str, instance_id: int) -> dict:
                 parts = (larger[box] * 1 + smaller[box] * 2).astype(np.int32)
                 cut = parts_record(correction.labels, int(instance_id), box, parts, correction.next_id())
                 return {"action": "split", **_apply_split(correction, cut)}
-        raise ValueError(f"Object {instance_id} of {_name(entry)} cannot be split into parts: the image's features "
+        raise EditRefused(f"Object {instance_id} of {_name(entry)} cannot be split into parts: the image's features "
                          "outline no part of it. Draw a stroke across it to cut it where you want.")
 
     return _edit_correction(project.root, image_id, instance_id, split)

@@ -18,7 +18,7 @@ from engine.method.backbones import centres_keys
 from engine.state.corrections import ImageCorrection
 from engine.state.label_state import LabelState
 from engine.state.project import Project
-from engine.state.review import _edit_correction, check_visible_category
+from engine.state.review import EditRefused, _edit_correction, check_visible_category
 from engine.state.schema import read_images
 
 MIN_OBJECT_PIXELS = 16  # a proposal with fewer free pixels than this is no object
@@ -58,7 +58,7 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
         free = _free_part(mask, labels, point, name)
         if int(free.sum()) < MIN_OBJECT_PIXELS:
             taken = ", ".join(str(k) for k in sorted(set(np.unique(correction.labels[mask]).tolist()) - {0}))
-            raise ValueError(f"No new object at {_where(point, box)} of {name}: its mask "
+            raise EditRefused(f"No new object at {_where(point, box)} of {name}: its mask "
                              f"({int(mask.sum())} pixels) lies on objects {taken} already; reject one of them "
                              "first, or paint the object.")
         instance_id = correction.next_id()
@@ -116,10 +116,10 @@ def refine_object(project_dir, image_id: str, instance_id: int, positive=(), neg
         if newest == "positive":
             refined |= own
         if int(refined.sum()) < MIN_OBJECT_PIXELS:
-            raise ValueError(f"Object {instance_id} of {name}: these clicks leave it no free pixels ({int(mask.sum())}"
+            raise EditRefused(f"Object {instance_id} of {name}: these clicks leave it no free pixels ({int(mask.sum())}"
                              " pixels lie on other objects); undo the last click, or paint the object.")
         if np.array_equal(refined, own):
-            raise ValueError(f"Object {instance_id} of {name}: the click changes nothing. Click a region the "
+            raise EditRefused(f"Object {instance_id} of {name}: the click changes nothing. Click a region the "
                              "object misses (left) or holds wrongly (right or shift-click), further from its edge.")
         return {"action": "refine", **_replace_object(correction, int(instance_id),
                                                       refined | np.isin(correction.labels, parts), parts)}
@@ -201,7 +201,7 @@ def _free_part(mask: np.ndarray, labels: np.ndarray, point, name: str = "the ima
         row = min(max(int(point[1]), 0), labels.shape[0] - 1)
         col = min(max(int(point[0]), 0), labels.shape[1] - 1)
         if labels[row, col]:
-            raise ValueError(f"The {_where(point, None)} of {name} is on object {int(labels[row, col])} already: "
+            raise EditRefused(f"The {_where(point, None)} of {name} is on object {int(labels[row, col])} already: "
                              "select it to change it, or reject it first.")
     parts, count = ndimage.label(mask & (labels == 0))
     if count == 0:

@@ -47,6 +47,14 @@ def _category(state: LabelState, category_id: int) -> Category:
     return state.category(category_id)
 
 
+class EditRefused(ValueError):
+    """An edit the image cannot give (nothing larger to grow into, no smaller part, a click that changes
+    nothing): an answer for the user, not a fault. ``user_answer`` lets a caller tell it from a failure without
+    importing the engine (the plugin shows it in its status line, not as an error)."""
+
+    user_answer = True
+
+
 class DiscardedCategoryError(ValueError):
     """A new or edited object was given a category whose objects are not exported (discarded, or merged into a
     discarded one) without the caller confirming it (``allow_discarded``)."""
