@@ -17,7 +17,7 @@ _WHERE = {
     "orchestration.outcome": ["Cancelled", "RunResult"],  # torch-free: received from an engine process
     "orchestration.config": ["RunConfig", "setting"],  # torch-free: the plugin builds its Run form from it
     "state.project": ["ProjectLockedError", "load_image_proposals", "open_project"],
-    "method.names": ["EMBEDDINGS", "PROPOSAL_METHODS"],  # torch-free registry of method names
+    "method.names": ["EMBEDDINGS", "PROPOSAL_CHOICES", "PROPOSAL_METHODS"],  # torch-free registry of method names
     "state.review": ["ImageObjects", "accept_image", "accept_object", "category_sizes", "current_instances",
                      "discard_category",
                "image_correction", "image_objects", "instance_source", "low_confidence_masks",

@@ -198,6 +198,11 @@ class CategoriesPanel(QWidget):
             self.view.reload()
         self.refresh()
 
+    def _named(self, *category_ids) -> str:
+        """Categories as a person reads them: their names in quotes ('cat', 'dog'), the id where none is known."""
+        by_id = self.view.table.by_id() if self.view.table is not None else {}
+        return ", ".join(f"'{by_id[c].name}'" if c in by_id else f"category {c}" for c in category_ids)
+
     def _one_selected(self):
         ids = self.selected_ids()
         if len(ids) != 1:
@@ -214,8 +219,8 @@ class CategoriesPanel(QWidget):
     def rename(self) -> None:
         category_id = self._one_selected()
         if category_id is not None:
-            self._apply(f"Renamed {category_id} to {self.name.text()!r}.", engine_calls.rename_category, category_id,
-                        self.name.text())
+            self._apply(f"Renamed {self._named(category_id)} to '{self.name.text()}'.", engine_calls.rename_category,
+                        category_id, self.name.text())
 
     def merge(self) -> None:
         into, ids = self.merge_into.currentData(), self.selected_ids()
@@ -223,22 +228,22 @@ class CategoriesPanel(QWidget):
         if into is None or not ids:
             self.status.setText("Select the categories to merge and the one to merge them into.")
             return
-        self._apply(f"Merged {ids} into {into}.", engine_calls.merge_categories, ids, into)
+        self._apply(f"Merged {self._named(*ids)} into {self._named(into)}.", engine_calls.merge_categories, ids, into)
 
     def split(self) -> None:
         category_id = self._one_selected()
         if category_id is not None:
-            self._apply(f"Split {category_id} into {self.parts.value()}.", engine_calls.split_category, category_id,
-                        self.parts.value(), reload=True)
+            self._apply(f"Split {self._named(category_id)} into {self.parts.value()}.", engine_calls.split_category,
+                        category_id, self.parts.value(), reload=True)
 
     def discard(self) -> None:
         for category_id in self.selected_ids():
-            self._apply(f"Discarded {category_id} ({self.discard_mode.currentText()}).", engine_calls.discard_category,
-                        category_id, self.discard_mode.currentText())
+            self._apply(f"Discarded {self._named(category_id)} ({self.discard_mode.currentText()}).",
+                        engine_calls.discard_category, category_id, self.discard_mode.currentText())
 
     def restore(self) -> None:
         for category_id in self.selected_ids():
-            self._apply(f"Restored {category_id}.", engine_calls.restore_category, category_id)
+            self._apply(f"Restored {self._named(category_id)}.", engine_calls.restore_category, category_id)
 
     def recolour(self) -> None:
         category_id = self._one_selected()
@@ -246,5 +251,5 @@ class CategoriesPanel(QWidget):
             return
         colour = QColorDialog.getColor(QColor(*category_colour(self.view.table.by_id()[category_id])), self)
         if colour.isValid():
-            self._apply(f"Recoloured {category_id}.", engine_calls.recolour_category, category_id,
+            self._apply(f"Recoloured {self._named(category_id)}.", engine_calls.recolour_category, category_id,
                         (colour.red(), colour.green(), colour.blue()))

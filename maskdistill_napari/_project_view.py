@@ -97,6 +97,7 @@ class ProjectView(QObject):
     image_shown = Signal(int)  # position in the project's image list
     object_selected = Signal(int)  # instance id of the selected object on the current image (0: none)
     objects_changed = Signal()  # the current image's objects changed (an edit, a recolour)
+    project_read = Signal(dict, dict)  # project.json and clusters.json of the project just opened
     saved = Signal(str)  # image id, once its edit is on disk
     failed = Signal(str)  # a readable message: loading or saving went wrong
 
@@ -144,6 +145,7 @@ class ProjectView(QObject):
         self.project_dir, self.images = Path(project_dir).resolve(), ImageSource.of_project(config)
         self._cache.clear()
         self.current = None
+        self.project_read.emit(config, self.clusters)
         self.show(min(position, len(self.entries) - 1))
 
     def reload(self) -> None:

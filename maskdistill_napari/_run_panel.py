@@ -185,6 +185,25 @@ class RunPanel(QWidget):
             if (Path(folder) / "project.json").exists():
                 self.status.setText("Existing project: Open shows it; Run resumes or updates it.")
 
+    def show_project(self, project_config: dict, clusters: dict) -> None:
+        """The form shows an opened project's folders and run settings, so Run reruns it as it was made: its
+        image folder (where none is chosen), backbone, input size, weights, proposals ("auto" when auto chose
+        them) and number of classes (the K the run used beside a ticked "suggested")."""
+        settings = project_config.get("config", {})
+        if not self.image_folder.text().strip() and project_config.get("image_root"):
+            self.image_folder.setText(str(project_config["image_root"]))
+        if settings.get("backbone") in self._backbones:
+            self.backbone.value = settings["backbone"]
+        self.input_size.value = settings.get("input_size")
+        self._show_backbone_input_size()
+        self.weights.value = settings.get("weights") or ""
+        proposals = "auto" if project_config.get("proposal_choice") else settings.get("proposals")
+        if proposals in self.settings["proposals"]["choices"]:
+            self.proposals.value = proposals
+        self.num_classes.value = settings.get("num_classes")
+        if settings.get("num_classes") is None and isinstance(clusters.get("k"), int):
+            self.num_classes.number.value = clusters["k"]
+
     def _backbone_input_size(self) -> int:
         return self._backbones[self.backbone.value].default_input_size
 

@@ -52,6 +52,7 @@ class MaskDistillWidget(QWidget):
         self._first_show = True
         self._closed = False
         self.view.image_shown.connect(self._on_first_image)
+        self.view.project_read.connect(self.run_panel.show_project)  # Run reruns the open project as it was made
         self._watched: weakref.ref[QMainWindow] | None = None  # napari's main window once docked in it
         QTimer.singleShot(0, self._watch_main_window)  # add_dock_widget has docked it by then
         use_engine()

@@ -41,14 +41,14 @@ def test_the_run_panel_is_built_without_torch():
 def test_each_name_list_has_one_owner():
     from engine.device import PRECISIONS
     from engine.method.backbones import BACKBONES
-    from engine.method.names import EMBEDDINGS
+    from engine.method.names import EMBEDDINGS, PROPOSAL_CHOICES
     from engine.method.proposals import PROPOSAL_METHODS
 
-    assert setting("proposals")["choices"] is PROPOSAL_METHODS
+    assert setting("proposals")["choices"] is PROPOSAL_CHOICES and PROPOSAL_CHOICES[1:] == PROPOSAL_METHODS
     assert setting("embedding")["choices"] is EMBEDDINGS
     assert setting("precision")["choices"] is PRECISIONS
     assert setting("backbone")["choices"] == tuple(BACKBONES)
-    assert setting("proposals")["default"] == RunConfig().proposals == RunConfig.proposals == "segments"
+    assert setting("proposals")["default"] == RunConfig().proposals == RunConfig.proposals == "auto"
 
 
 def test_every_setting_has_a_label_and_one_sentence_of_help():
@@ -66,7 +66,7 @@ def test_every_setting_has_a_label_and_one_sentence_of_help():
     ({"num_classes": 0}, "number of classes must be at least 1, not 0"),
     ({"filter_percentile": 100}, r"filter percentile must be in \[0, 100\), not 100"),
     ({"filter_threshold": 1.5}, "filter threshold must be between 0 and 1, not 1.5"),
-    ({"proposals": "magic"}, "proposals must be one of ncut, split, seed, segments, dense, not 'magic'"),
+    ({"proposals": "magic"}, "proposals must be one of auto, ncut, split, seed, segments, dense, not 'magic'"),
     ({"precision": "float16"}, "precision must be one of auto, float32, bfloat16, not 'float16'"),
     ({"batch_size": 0}, "batch size must be at least 1, not 0"),
 ])

@@ -143,6 +143,26 @@ def test_model_share_reranks_proposals_by_the_models_foreground_confidence():
     assert np.allclose(unchanged, [0.64, 0.25])
 
 
+def test_a_dropped_proposal_stays_an_object_ranked_below_and_before_the_models_own():
+    """The filter's dropped proposals come back after the kept ones, their scores times dropped_weight; they take
+    free pixels before the model's own instances, and one mostly under a kept proposal adds nothing."""
+    from engine.method.instances import DROPPED_WEIGHT, combine_with_proposals
+    C, under_a = box(12, 18, 2, 8), box(2, 8, 2, 9)  # C: dropped and also found by the model; under_a: inside A
+    semantic = np.zeros(A.shape, int)
+    semantic[A] = 1
+    semantic[C] = 2
+    probs = probs_for(semantic)
+    dropped = (np.stack([C, under_a]), np.array([0.9, 0.95]), np.array([2, 1]))
+    masks, classes, scores = combine_with_proposals(np.stack([A]), np.array([0.5]), np.stack([C]), np.array([0.99]),
+                                                    probs, model_share=0.0, dropped=dropped)
+    assert len(masks) == 2  # A, then C as the dropped proposal (the model's C is then no longer new)
+    assert np.array_equal(masks[0], A) and np.isclose(scores[0], 0.5)
+    assert np.array_equal(masks[1], C) and classes[1] == 2 and np.isclose(scores[1], 0.9 * DROPPED_WEIGHT)
+    _, _, kept_rank = combine_with_proposals(np.stack([A]), np.array([0.5]), np.stack([C]), np.array([0.99]), probs,
+                                             model_share=0.0, dropped=dropped, dropped_weight=1.0)
+    assert np.allclose(kept_rank, [0.9, 0.5])  # dense: every proposal at its own rank
+
+
 def test_kept_proposals_take_the_label_states_category_and_model_objects_the_heads():
     """Given the proposals' categories, the head scores a kept proposal but does not re-classify it; an object
     only the model found keeps the head's class; the painted map says what the instances say."""

@@ -50,16 +50,24 @@ def show(widget, qtbot, position: int) -> None:
     assert widget.view.position == position
 
 
-def test_new_objects_take_the_review_category_never_a_discarded_one(widget, qtbot, monkeypatch, tmp_path):
+def test_new_objects_take_the_review_category_never_a_discarded_one(widget, qtbot, monkeypatch, tmp_path, finished):
     view, review, categories = widget.view, widget.review, widget.categories
     project = view.project_dir
     assert widget.run_panel.status.text().startswith(f"Opened {project}"), widget.run_panel.status.text()
+    run_panel, images = widget.run_panel, finished[0]
+    # the Run tab shows how the project was made: Run reruns it as it was
+    assert run_panel.image_folder.text() == str(images.resolve())
+    assert (run_panel.weights.value, run_panel.input_size.value, run_panel.num_classes.value) == ("random", 56, 2)
+    assert run_panel.proposals.value == "auto"  # auto chose segments for these photos
+    assert run_panel.config().num_classes == 2 and run_panel.config().proposals == "auto"
     assert "no objects on this image" in review.info.text(), review.info.text()
 
     # discard category 1 in the Categories tab and leave it selected there
     categories.select(1)
+    name = view.table.by_id()[1].name
     categories.discard()
     wait_idle(qtbot, widget)
+    assert categories.status.text().startswith(f"Discarded '{name}' (")  # by its name, not its id
     categories.select(1)
     assert categories.current_category() == 1 and view.table.by_id()[1].discarded
     labels = [review.category.itemText(i) for i in range(review.category.count())]

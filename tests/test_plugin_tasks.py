@@ -253,7 +253,7 @@ def test_the_run_form_is_the_engines_description_of_a_run(widget, tmp_path):
     for name in ("image_folder", "project_folder", "run_button", "cancel_button", "open_button"):
         assert getattr(panel, name).toolTip(), name
     assert panel.backbone.choices == tuple(engine.api.BACKBONES)
-    assert panel.proposals.choices == engine.api.PROPOSAL_METHODS
+    assert panel.proposals.choices == engine.api.PROPOSAL_CHOICES
     assert (panel.input_size.number.min, panel.input_size.number.max) == (28, 2048)
     assert panel.num_classes.number.min == 1
 

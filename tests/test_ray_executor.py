@@ -19,7 +19,7 @@ from helpers import MECHANICS, make_folder
 
 # pooled embeddings: no extra forward pass per mask, so actors start and finish quickly; the CPU on both sides,
 # so a machine with a GPU compares like with like (a local Ray of CPUs only gives its actors no GPU)
-SETTINGS = {**MECHANICS, "embedding": "pooled", "device": "cpu"}
+SETTINGS = {**MECHANICS, "embedding": "pooled", "device": "cpu", "proposals": "segments"}  # what run resolves auto to
 ROOT = Path(__file__).resolve().parents[1]
 
 

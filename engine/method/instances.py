@@ -80,13 +80,21 @@ def foreground_instances(semantic: np.ndarray, probs: np.ndarray, min_area_fract
     return masks, np.asarray(classes)[order], np.asarray(scores, np.float32)[order]
 
 
+DROPPED_WEIGHT = 0.1  # a proposal the filter dropped ranks a tier below the kept ones and the model's own
+
+
 def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarray, model_masks: np.ndarray,
                            model_scores: np.ndarray, probs: np.ndarray, max_covered: float = 0.5,
                            model_weight: float = 0.5, model_share: float = 0.5, proposal_classes=None,
-                           carried=None) -> tuple:
+                           carried=None, dropped=None, dropped_weight: float = DROPPED_WEIGHT) -> tuple:
     """Final instances: objects carried from the user's corrections (first, as given), the kept proposals
     (whole objects, as cut), then the model's own instances that the proposals missed, in the pixels no
-    proposal holds.
+    proposal holds, then the proposals the filter dropped where they are still new.
+
+    dropped: (masks, scores, classes) of the proposals the filter left out of the final model's training. They
+        stay objects where still free (before the model's own instances), re-scored like the kept ones and
+        weighted by ``dropped_weight``, so they rank below them: the filter cleans what the model learns from,
+        and distillation never loses an object the clustered proposals had (docs/decisions.md#d-dropped-kept).
 
     carried: (masks, classes, scores) of objects carried from a corrected image of the same scene
         (engine.orchestration.carried_corrections); they take their pixels first and keep class and score, and
@@ -122,6 +130,10 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
                        for i in range(len(carried_masks))]
         carried_count = len(carried_masks)
     candidates += [(proposal_masks, i, float(proposal_scores[i]), 1.0, False, given[i], True) for i in ranked]
+    if dropped is not None:
+        dropped_masks, dropped_scores, dropped_classes = dropped
+        candidates += [(dropped_masks, i, float(dropped_scores[i]), dropped_weight, True, int(dropped_classes[i]),
+                        True) for i in sorted(range(len(dropped_masks)), key=lambda i: -float(dropped_scores[i]))]
     candidates += [(model_masks, i, float(model_scores[i]), model_weight, True, None, False)
                    for i in range(len(model_masks))]
     for stack, index, score, weight, only_if_new, cls, rescore in candidates:

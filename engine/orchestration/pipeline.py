@@ -66,6 +66,9 @@ def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor
     Returns (image entries for images.json, skipped files as dicts), both in the folder's order; a message per
     damaged cache file found and recomputed is appended to ``notes``.
     """
+    if config.proposals == "auto":
+        raise ValueError("extract_and_propose needs a proposal method: resolve 'auto' first "
+                         "(engine.orchestration.auto_proposals.resolve_proposals, as run does)")
     timer = timer or StageTimer()
     executor = executor or LocalExecutor(ProposalStep(project.root, config, extractor, timer))
     tasks = image_tasks(project, discovery)
