@@ -5,9 +5,9 @@ otherwise, before any network runs (the feature pass itself depends on the objec
 The reading is classical and cheap (one Otsu threshold of the grey image at <= 512 px, its connected
 components): an image is crowded when its foreground (the minority side of the threshold) falls into many
 components and its three largest hold less than ``LARGEST_SHARE`` of it. A photo's foreground is a few large
-regions plus specks (its three largest components held 0.57-0.98 of it on 49 feral_cats photos, the 13 real-dev
-photos and 15 example photos), a crowded image's is many objects of one size (0.17-0.29 on generated cells;
-0.40 on scikit-image's coins, 0.12 on its Hubble deep field). The object size is the median equivalent diameter
+regions plus specks (its three largest components held at least 0.50 of it on feral_cats' 195 photos, real-dev's
+13 and the 15 example photos), a crowded image's is many objects of one size (at most 0.33 on generated cells;
+0.40 on scikit-image's coins, 0.13 on its Hubble deep field). The object size is the median equivalent diameter
 of the components. See docs/decisions.md#d-auto-proposals.
 """
 from __future__ import annotations
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+
+from engine.method.refine import grey_guide
 
 WORKING_SIDE = 512  # pixels: the reading's longer side (a larger image is read downsampled)
 MIN_COMPONENTS = 20  # a crowded image's foreground falls into at least this many components ...
@@ -54,23 +56,13 @@ class ProposalChoice:
         return f"proposals auto: segments ({reading})"
 
 
-def grey_working_image(image: np.ndarray) -> tuple[np.ndarray, float]:
-    """(grey float32 image with its longer side at most WORKING_SIDE, image pixels per working pixel)."""
-    from PIL import Image
-
-    grey = image.astype(np.float32).mean(axis=2) if image.ndim == 3 else image.astype(np.float32)
-    factor = max(grey.shape) / WORKING_SIDE
-    if factor <= 1:
-        return grey, 1.0
-    size = (max(1, round(grey.shape[1] / factor)), max(1, round(grey.shape[0] / factor)))
-    return np.asarray(Image.fromarray(grey).resize(size, Image.Resampling.BILINEAR), np.float32), factor
-
-
 def read_crowding(image: np.ndarray) -> CrowdReading:
-    """The crowding reading of one image (H, W) or (H, W, C)."""
+    """The crowding reading of one image (RGB or grey uint8, as images are loaded)."""
     from skimage.filters import threshold_otsu
 
-    grey, factor = grey_working_image(image)
+    height, width = image.shape[:2]
+    factor = max(1.0, max(height, width) / WORKING_SIDE)
+    grey = grey_guide(image, max(1, round(height / factor)), max(1, round(width / factor)))
     smooth = ndimage.gaussian_filter(grey, 1.0)
     if not np.ptp(smooth) > 0:
         return CrowdReading(0, 1.0, None)
