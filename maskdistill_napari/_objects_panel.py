@@ -81,7 +81,8 @@ class ObjectsPanel(QWidget):
             raw = data["classes"][instance_id]
             resolved = table.resolve(raw)
             category = by_id.get(resolved if resolved is not None else raw)
-            values = (instance_id, category_label(table, raw), round(float(data["scores"].get(instance_id, 1.0)), 3),
+            # two decimals as the selection line says it; as text of one width, it sorts as the number does
+            values = (instance_id, category_label(table, raw), f"{float(data['scores'].get(instance_id, 1.0)):.2f}",
                       int(data.get("areas", {}).get(instance_id, 0)),
                       "yes" if instance_id in data["reviewed_ids"] else "")
             items = [QTableWidgetItem() for _ in values]
