@@ -144,8 +144,9 @@ def test_model_share_reranks_proposals_by_the_models_foreground_confidence():
 
 
 def test_a_dropped_proposal_stays_an_object_ranked_below_and_before_the_models_own():
-    """The filter's dropped proposals come back after the kept ones, their scores times dropped_weight; they take
-    free pixels before the model's own instances, and one mostly under a kept proposal adds nothing."""
+    """The filter's dropped proposals the final model is sure of come back after the kept ones, their scores times
+    dropped_weight; they take free pixels before the model's own instances, and one mostly under a kept proposal
+    adds nothing."""
     from engine.method.instances import DROPPED_WEIGHT, combine_with_proposals
     C, under_a = box(12, 18, 2, 8), box(2, 8, 2, 9)  # C: dropped and also found by the model; under_a: inside A
     semantic = np.zeros(A.shape, int)
@@ -161,6 +162,14 @@ def test_a_dropped_proposal_stays_an_object_ranked_below_and_before_the_models_o
     _, _, kept_rank = combine_with_proposals(np.stack([A]), np.array([0.5]), np.stack([C]), np.array([0.99]), probs,
                                              model_share=0.0, dropped=dropped, dropped_weight=1.0)
     assert np.allclose(kept_rank, [0.9, 0.5])  # dense: every proposal at its own rank
+    doubted = probs.copy()
+    doubted[0][C], doubted[2][C] = 0.5, 0.5 - 2 * doubted[1][C]  # the final model is unsure of C: it stays out ...
+    masks, _, _ = combine_with_proposals(np.stack([A]), np.array([0.5]), np.zeros((0, *A.shape), bool), np.zeros(0),
+                                         doubted, model_share=0.0, dropped=dropped)
+    assert len(masks) == 1 and np.array_equal(masks[0], A)
+    masks, _, _ = combine_with_proposals(np.stack([A]), np.array([0.5]), np.zeros((0, *A.shape), bool), np.zeros(0),
+                                         doubted, model_share=0.0, dropped=dropped, readmit_foreground=0.0)
+    assert len(masks) == 2  # ... unless every dropped proposal comes back (dense)
 
 
 def test_kept_proposals_take_the_label_states_category_and_model_objects_the_heads():

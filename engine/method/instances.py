@@ -81,20 +81,24 @@ def foreground_instances(semantic: np.ndarray, probs: np.ndarray, min_area_fract
 
 
 DROPPED_WEIGHT = 0.1  # a proposal the filter dropped ranks a tier below the kept ones and the model's own
+READMIT_FOREGROUND = 0.85  # ... and comes back only where the final model's mean foreground inside is this sure
 
 
 def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarray, model_masks: np.ndarray,
                            model_scores: np.ndarray, probs: np.ndarray, max_covered: float = 0.5,
                            model_weight: float = 0.5, model_share: float = 0.5, proposal_classes=None,
-                           carried=None, dropped=None, dropped_weight: float = DROPPED_WEIGHT) -> tuple:
+                           carried=None, dropped=None, dropped_weight: float = DROPPED_WEIGHT,
+                           readmit_foreground: float = READMIT_FOREGROUND) -> tuple:
     """Final instances: objects carried from the user's corrections (first, as given), the kept proposals
     (whole objects, as cut), then the model's own instances that the proposals missed, in the pixels no
     proposal holds, then the proposals the filter dropped where they are still new.
 
-    dropped: (masks, scores, classes) of the proposals the filter left out of the final model's training. They
-        stay objects where still free (before the model's own instances), re-scored like the kept ones and
-        weighted by ``dropped_weight``, so they rank below them: the filter cleans what the model learns from,
-        and distillation never loses an object the clustered proposals had (docs/decisions.md#d-dropped-kept).
+    dropped: (masks, scores, classes) of the proposals the filter left out of the final model's training. One
+        the final model (trained on the clean set) is sure of, its mean foreground inside at least
+        ``readmit_foreground``, comes back where still free (before the model's own instances), re-scored like
+        the kept ones and weighted by ``dropped_weight``, so it ranks below them: the filter cleans what the
+        model learns from, and the model readmits the objects it finds among them
+        (docs/decisions.md#d-dropped-kept).
 
     carried: (masks, classes, scores) of objects carried from a corrected image of the same scene
         (engine.orchestration.carried_corrections); they take their pixels first and keep class and score, and
@@ -122,21 +126,23 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
     ranked = sorted(range(len(proposal_masks)), key=lambda i: -float(proposal_scores[i]))  # stable, as before
     given = [None] * len(proposal_masks) if proposal_classes is None else [int(c) for c in proposal_classes]
     # (stack, index, score, weight, only where new, class or None for the head's, re-scored by the head)
-    candidates: list[tuple] = []  # (stack, index, score, weight, only_if_new, class or None, rescore)
+    # (stack, index, score, weight, only where new, class or None, re-scored, least foreground to be kept)
+    candidates: list[tuple] = []
     carried_count = 0
     if carried is not None:
         carried_masks, carried_classes, carried_scores = carried
-        candidates += [(carried_masks, i, float(carried_scores[i]), 1.0, False, int(carried_classes[i]), False)
+        candidates += [(carried_masks, i, float(carried_scores[i]), 1.0, False, int(carried_classes[i]), False, 0.0)
                        for i in range(len(carried_masks))]
         carried_count = len(carried_masks)
-    candidates += [(proposal_masks, i, float(proposal_scores[i]), 1.0, False, given[i], True) for i in ranked]
+    candidates += [(proposal_masks, i, float(proposal_scores[i]), 1.0, False, given[i], True, 0.0) for i in ranked]
     if dropped is not None:
         dropped_masks, dropped_scores, dropped_classes = dropped
         candidates += [(dropped_masks, i, float(dropped_scores[i]), dropped_weight, True, int(dropped_classes[i]),
-                        True) for i in sorted(range(len(dropped_masks)), key=lambda i: -float(dropped_scores[i]))]
-    candidates += [(model_masks, i, float(model_scores[i]), model_weight, True, None, False)
+                        True, readmit_foreground)
+                       for i in sorted(range(len(dropped_masks)), key=lambda i: -float(dropped_scores[i]))]
+    candidates += [(model_masks, i, float(model_scores[i]), model_weight, True, None, False, 0.0)
                    for i in range(len(model_masks))]
-    for stack, index, score, weight, only_if_new, cls, rescore in candidates:
+    for stack, index, score, weight, only_if_new, cls, rescore, least_foreground in candidates:
         box, crop = mask_crop(stack, index)
         if box is None:
             continue
@@ -148,7 +154,7 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
             continue  # a proposal of the object a correction was carried onto: only its edges would be left
         crop = crop & free
         found = _class_and_foreground(probs, box, crop, shape)
-        if found is None:
+        if found is None or found[1] < least_foreground:
             continue
         ids.append(len(ids) + 1)
         claimed[box][crop] = ids[-1]

@@ -238,7 +238,7 @@ def _dense_ranking(project_config: dict) -> dict:
     generated cells' mask AP50 from 0.638 to 0.610 (docs/decisions.md#d-dropped-kept). {} for the others."""
     if project_config.get("config", {}).get("proposals") != "dense":
         return {}
-    return {"model_share": 0.0, "dropped_weight": 1.0}
+    return {"model_share": 0.0, "dropped_weight": 1.0, "readmit_foreground": 0.0}
 
 
 def _recut_embedder(project_config: dict, device: str):
