@@ -120,3 +120,20 @@ def test_a_refining_click_only_grows_the_object_when_positive_and_only_shrinks_i
     assert not (shrunk & ~grown).any() and not (shrunk & pixels(TWIN)).any() and shrunk[on_square[1], on_square[0]]
     with pytest.raises(ValueError, match="newest"):
         api.refine_object(project, image_id, new_id, positive=[on_square], newest="both")
+
+
+def test_an_adding_click_on_the_background_of_an_object_made_by_a_click_is_refused(planted):
+    """One adding click may not make a clicked object several times larger with the background around it (a
+    ctrl-click beside a rocket cut the whole sky): it is refused with what to do, and the object stays."""
+    from engine.state.review import EditRefused
+
+    project, image_id = planted
+    generated = api.image_objects(project, image_id)
+    labels = np.zeros_like(generated.labels)  # every pixel free: the background would be taken
+    api.set_image_labels(project, image_id, labels, {}, reviewed=False)
+    on_twin, on_background = (CELL, 10 * CELL), (CELL // 2, CELL // 2)  # the twin: 9 patches of 144
+    new_id = api.add_object(project, image_id, point=on_twin)["instance_id"]
+    own = api.image_objects(project, image_id).labels == new_id
+    with pytest.raises(EditRefused, match="would add .* most likely the background"):
+        api.refine_object(project, image_id, new_id, positive=[on_twin, on_background], newest="positive")
+    assert np.array_equal(api.image_objects(project, image_id).labels == new_id, own)

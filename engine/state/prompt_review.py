@@ -23,6 +23,9 @@ from engine.state.schema import read_images
 
 MIN_OBJECT_PIXELS = 16  # a proposal with fewer free pixels than this is no object
 TAKE_IN_SHARE = 0.7  # a generated object with this share of its pixels in a box's mask is a part of it
+# one adding click of an object made without a box may at most add this many times its size (when that is also
+# more than MAX_CLICK_GROWTH_SHARE of the image): a click on the background beside it cut the whole sky
+MAX_CLICK_GROWTH, MAX_CLICK_GROWTH_SHARE = 3.0, 0.05
 
 
 def add_object(project_dir, image_id: str, point=None, box=None, category: int | None = None,
@@ -115,6 +118,11 @@ def refine_object(project_dir, image_id: str, instance_id: int, positive=(), neg
         refined = _parts_at(answer & (own | (labels == 0)), positive, with_largest=box is not None)
         if newest == "positive":
             refined |= own
+            added, size = int((refined & ~own).sum()), int(own.sum())
+            if box is None and added > MAX_CLICK_GROWTH * size and added > MAX_CLICK_GROWTH_SHARE * own.size:
+                raise EditRefused(f"Object {instance_id} of {name}: this click would add {added:,} pixels to its "
+                                  f"{size:,}, most likely the background around it. Click closer inside the "
+                                  "missing part, draw a box around the object, or paint the part.")
         if int(refined.sum()) < MIN_OBJECT_PIXELS:
             raise EditRefused(f"Object {instance_id} of {name}: these clicks leave it no free pixels ({int(mask.sum())}"
                              " pixels lie on other objects); undo the last click, or paint the object.")
