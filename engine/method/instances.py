@@ -90,8 +90,8 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
                            carried=None, dropped=None, dropped_weight: float = DROPPED_WEIGHT,
                            readmit_foreground: float = READMIT_FOREGROUND) -> tuple:
     """Final instances: objects carried from the user's corrections (first, as given), the kept proposals
-    (whole objects, as cut), then the model's own instances that the proposals missed, in the pixels no
-    proposal holds, then the proposals the filter dropped where they are still new.
+    (whole objects, as cut), then the dropped proposals the final model readmits (``dropped``), then the model's
+    own instances that the proposals missed, in the pixels no proposal holds.
 
     dropped: (masks, scores, classes) of the proposals the filter left out of the final model's training. One
         the final model (trained on the clean set) is sure of, its mean foreground inside at least
