@@ -200,7 +200,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
         resolved = state.resolved(found.categories)
         flags = kept.get(entry["image_id"], {})
         # a proposal of a discarded category stays out: the user said it is not an object; one the filter
-        # dropped comes last, ranked below the rest
+        # dropped comes back, ranked below the rest, if the final model is sure of it
         passed = np.array([flags.get(i, True) for i in range(len(found.masks))], bool)
         keep, dropped = passed & (resolved > 0), ~passed & (resolved > 0)
         carried = scenes.objects_for(entry, features, image)
