@@ -317,20 +317,9 @@ def large_image(out: Path, weights=None, device: str = "auto", distill: bool = T
 # ---------------------------------------------------------------------------------------------- driver
 
 
-def _engine_run(images_dir: Path, project: Path, config) -> tuple:
-    """(predictions {file name: StagePrediction} of the proposals, seconds) of one pipeline run."""
-    from engine.orchestration.pipeline import run
-
-    shutil.rmtree(project, ignore_errors=True)
-    start = time.perf_counter()
-    run(images_dir, project, config)
-    seconds = time.perf_counter() - start
-    return real_dev.project_stages(project)["proposals"], seconds
-
-
-def _defaults_run(images_dir: Path, project: Path, truth: list, config) -> dict:
-    """A run as a user without flags makes it (``--proposals auto``, distillation on, K suggested): what auto
-    chose, and the mask AP50 of its proposals and of its final (exported) objects."""
+def _engine_run(images_dir: Path, project: Path, config, stage: str | None = "proposals") -> tuple:
+    """(predictions {file name: StagePrediction} of ``stage``, or every stage's {stage: predictions} with None;
+    seconds) of one pipeline run into a new ``project``."""
     from engine.orchestration.pipeline import run
 
     shutil.rmtree(project, ignore_errors=True)
@@ -338,6 +327,13 @@ def _defaults_run(images_dir: Path, project: Path, truth: list, config) -> dict:
     run(images_dir, project, config)
     seconds = time.perf_counter() - start
     stages = real_dev.project_stages(project)
+    return (stages if stage is None else stages[stage]), seconds
+
+
+def _defaults_run(images_dir: Path, project: Path, truth: list, config) -> dict:
+    """A run as a user without flags makes it (``--proposals auto``, distillation on, K suggested): what auto
+    chose, and the mask AP50 of its proposals and of its final (exported) objects."""
+    stages, seconds = _engine_run(images_dir, project, config, stage=None)
     scores = {stage: real_dev._coco_ap50(truth, real_dev._keyed(stages[stage], truth), "segm")
               for stage in ("proposals", "final")}
     stored = json.loads((project / "project.json").read_text())

@@ -7,6 +7,8 @@ the most probability mass inside it.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import ndimage
 
@@ -80,6 +82,19 @@ def foreground_instances(semantic: np.ndarray, probs: np.ndarray, min_area_fract
     return masks, np.asarray(classes)[order], np.asarray(scores, np.float32)[order]
 
 
+class _Candidate(NamedTuple):
+    """One mask offered to the final objects by :func:`combine_with_proposals`."""
+
+    stack: object  # the masks it is one of (an array stack or LabelMasks)
+    position: int  # in its stack
+    score: float
+    weight: float = 1.0  # its score is multiplied by this
+    only_if_new: bool = False  # left out when more than max_covered of it is taken already
+    category: int | None = None  # None: the head's class
+    rescore: bool = False  # the head's foreground re-scores it (model_share)
+    least_foreground: float = 0.0  # left out when the head's mean foreground inside is lower
+
+
 DROPPED_WEIGHT = 0.1  # a proposal the filter dropped ranks a tier below the kept ones and the model's own
 READMIT_FOREGROUND = 0.85  # ... and comes back only where the final model's mean foreground inside is this sure
 
@@ -125,22 +140,21 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
     scores: list[float] = []
     ranked = sorted(range(len(proposal_masks)), key=lambda i: -float(proposal_scores[i]))  # stable, as before
     given = [None] * len(proposal_masks) if proposal_classes is None else [int(c) for c in proposal_classes]
-    # (stack, index, score, weight, only where new, class or None for the head's, re-scored by the head)
-    # (stack, index, score, weight, only where new, class or None, re-scored, least foreground to be kept)
-    candidates: list[tuple] = []
+    candidates: list[_Candidate] = []  # in the order they claim pixels
     carried_count = 0
     if carried is not None:
         carried_masks, carried_classes, carried_scores = carried
-        candidates += [(carried_masks, i, float(carried_scores[i]), 1.0, False, int(carried_classes[i]), False, 0.0)
+        candidates += [_Candidate(carried_masks, i, float(carried_scores[i]), category=int(carried_classes[i]))
                        for i in range(len(carried_masks))]
         carried_count = len(carried_masks)
-    candidates += [(proposal_masks, i, float(proposal_scores[i]), 1.0, False, given[i], True, 0.0) for i in ranked]
+    candidates += [_Candidate(proposal_masks, i, float(proposal_scores[i]), category=given[i], rescore=True)
+                   for i in ranked]
     if dropped is not None:
         dropped_masks, dropped_scores, dropped_classes = dropped
-        candidates += [(dropped_masks, i, float(dropped_scores[i]), dropped_weight, True, int(dropped_classes[i]),
-                        True, readmit_foreground)
+        candidates += [_Candidate(dropped_masks, i, float(dropped_scores[i]), dropped_weight, only_if_new=True,
+                                  category=int(dropped_classes[i]), rescore=True, least_foreground=readmit_foreground)
                        for i in sorted(range(len(dropped_masks)), key=lambda i: -float(dropped_scores[i]))]
-    candidates += [(model_masks, i, float(model_scores[i]), model_weight, True, None, False, 0.0)
+    candidates += [_Candidate(model_masks, i, float(model_scores[i]), model_weight, only_if_new=True)
                    for i in range(len(model_masks))]
     for stack, index, score, weight, only_if_new, cls, rescore, least_foreground in candidates:
         box, crop = mask_crop(stack, index)
