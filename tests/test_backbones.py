@@ -126,15 +126,28 @@ def test_untiled_cache_key_unchanged_by_new_options():
 
 
 @pytest.mark.parametrize("name", ["dinov2_vits14", "dinov3_vits16"])
-def test_a_kept_middle_block_is_that_blocks_patch_output(name):
-    """The closer look's box prompts learn from a middle block: the kept outputs are that block's, per image of
-    a batch; kept for the last block and normed, they are the final tokens."""
+def test_block_tokens_are_that_blocks_patch_outputs_from_a_pass_stopped_there(name):
+    """The closer look's crops are cut from a middle block's outputs: per image of a batch they equal what the
+    whole forward pass computes at that block (seen by a hook), and the last block's, normed, are the final
+    tokens; no block after the asked one runs."""
     extractor = FeatureExtractor(name, weights="random", device="cpu", input_size=64, precision="float32")
     images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(2)]
-    assert extractor.extract(images[:1])[0].middle_tokens is None
-    extractor.keep_middle_block(extractor.depth - 1)
+    seen = {}
+    hooks = [block.register_forward_hook(lambda module, inputs, output, i=i: seen.__setitem__(i, output))
+             for i, block in enumerate(extractor.model.blocks)]
     features = extractor.extract(images)
-    for one in features:
-        normed = extractor.model.norm(torch.from_numpy(one.middle_tokens.astype(np.float32))).detach().numpy()
+    prefix = extractor.spec.num_prefix_tokens
+    middle = seen[2][:, prefix:].float().numpy()
+    seen.clear()
+    outputs = extractor.block_tokens(images, 2)
+    assert sorted(seen) == [0, 1, 2]  # stopped after block 2
+    for row, (tokens, grid_hw) in enumerate(outputs):
+        assert grid_hw == features[row].grid_hw
+        np.testing.assert_allclose(tokens.astype(np.float32), middle[row], atol=2e-2)
+    last = extractor.block_tokens(images, extractor.depth - 1)
+    for one, (tokens, _) in zip(features, last):
+        normed = extractor.model.norm(torch.from_numpy(tokens.astype(np.float32))).detach().numpy()
         np.testing.assert_allclose(normed, one.tokens.astype(np.float32), atol=2e-2)
-    assert not np.allclose(features[0].middle_tokens, features[1].middle_tokens)
+    assert not np.allclose(outputs[0][0], outputs[1][0])
+    for hook in hooks:
+        hook.remove()

@@ -252,9 +252,10 @@ def test_a_crop_is_cut_from_the_patch_outputs_of_the_block_at_three_quarters_of_
     config = {"backbone": "dinov2_vits14", "weights": "random", "input_size": 56, "precision": "float32"}
     crop = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
     (vectors, grid_hw), = closer_look.crop_embedder(config, device="cpu")([crop])
-    features = closer_look.crop_extractor("dinov2_vits14", "random", "cpu", 56, "float32").extract([crop])[0]
+    extractor = closer_look.crop_extractor("dinov2_vits14", "random", "cpu", 56, "float32")
+    features = extractor.extract([crop])[0]
     assert grid_hw == features.grid_hw and vectors.shape == features.tokens.shape
-    np.testing.assert_array_equal(vectors, features.middle_tokens)
+    np.testing.assert_array_equal(vectors, extractor.block_tokens([crop], 8)[0][0])
     assert not np.allclose(vectors.astype(np.float32), features.tokens.astype(np.float32), atol=0.1)
 
 

@@ -167,13 +167,10 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
 @functools.lru_cache(maxsize=2)  # the prompts' input size and the recuts'
 def crop_extractor(backbone: str, weights, device: str, input_size, precision: str):
     """The network a closer look embeds crops with, loaded once per process and setting (a memo of a loaded
-    model, as timm's and torch.hub's caches are: an engine process answers many prompts with it); it keeps the
-    :func:`crop_block`'s patch outputs (a forward hook: no second pass)."""
+    model, as timm's and torch.hub's caches are: an engine process answers many prompts with it)."""
     from engine.method.features import FeatureExtractor
 
-    extractor = FeatureExtractor(backbone, weights, device, input_size, batch_size=CROP_BATCH, precision=precision)
-    extractor.keep_middle_block(crop_block(extractor.depth))
-    return extractor
+    return FeatureExtractor(backbone, weights, device, input_size, batch_size=CROP_BATCH, precision=precision)
 
 
 def crop_precision(precision: str | None, device: str = "auto") -> str:
@@ -200,7 +197,7 @@ def crop_embedder(config: dict, input_share: float = 1.0, device: str = "auto"):
     extractor = crop_extractor(*settings)
 
     def extract(crops: list) -> list:
-        return [(features.middle_tokens, features.grid_hw) for features in extractor.extract(crops)]
+        return extractor.block_tokens(crops, crop_block(extractor.depth))
 
     return remembering(extract, _recent_crops(*settings))
 

@@ -60,8 +60,6 @@ class ImageFeatures:
     tokens: np.ndarray  # (N, D) float16, final normalised patch tokens
     cls_token: np.ndarray  # (D,) float32
     cls_attention: np.ndarray | None  # (heads, N) float32, CLS query's softmax attention; None from the cache
-    middle_tokens: np.ndarray | None = None  # (N, D) float16, the patch outputs of a middle block (what the
-    # closer look cuts a crop from): only from an extractor asked for them (keep_middle_block), never cached
 
     @property
     def has_proposal_inputs(self) -> bool:
@@ -246,7 +244,6 @@ class FeatureExtractor:
         self.model = model.to(self.device).eval()
         self._qkv_output: torch.Tensor | None = None  # the last block's qkv output (its forward hook)
         self._attn_input: tuple | None = None  # (the last block's attention input, rope) (Eva's pre-hook)
-        self._middle_output: torch.Tensor | None = None  # the output of keep_middle_block's block
         attn = self.model.blocks[-1].attn
         if self.spec.architecture == "eva":
             # Eva computes q/k/v with F.linear when it has q/v biases (the *_qkvb variants), and applies
@@ -262,13 +259,31 @@ class FeatureExtractor:
     def depth(self) -> int:
         return len(self.model.blocks)
 
-    def keep_middle_block(self, index: int) -> None:
-        """From now on :meth:`extract` also keeps the patch outputs of block ``index`` (from 0) as
-        ``ImageFeatures.middle_tokens``."""
-        self.model.blocks[index].register_forward_hook(self._keep_middle)
+    @_inference_mode
+    def block_tokens(self, images: list, index: int) -> list:
+        """[(patch outputs of block ``index`` (from 0), (N, D) float16, grid_hw), ...] per image: the forward pass
+        stops after that block (what the closer look cuts a crop from: the later blocks cost a third of a
+        ViT-S pass and add nothing to it); same-sized inputs share a pass, ``batch_size`` at a time."""
+        import torch
 
-    def _keep_middle(self, module, inputs, output):
-        self._middle_output = output
+        from engine.device import autocast_context
+
+        results: list = [None] * len(images)
+        by_shape: dict = {}
+        for position, image in enumerate(images):
+            by_shape.setdefault(self.input_hw(image), []).append(position)
+        grid_of = {hw: (hw[0] // self.spec.patch_size, hw[1] // self.spec.patch_size) for hw in by_shape}
+        for input_hw, positions in by_shape.items():
+            for start in range(0, len(positions), self.batch_size):
+                chunk = positions[start:start + self.batch_size]
+                batch = torch.stack([preprocess(images[i], self.spec, input_hw) for i in chunk]).to(self.device)
+                with autocast_context(self.device, self.precision):
+                    outputs, = self.model.forward_intermediates(batch, indices=[index], stop_early=True,
+                                                                intermediates_only=True, output_fmt="NLC")
+                outputs = outputs.float().cpu().numpy().astype(np.float16)
+                for row, position in enumerate(chunk):
+                    results[position] = (outputs[row], grid_of[input_hw])
+        return results
 
     def _keep_attn_input(self, module, args, kwargs):
         self._attn_input = (args[0], kwargs.get("rope"))
@@ -359,7 +374,6 @@ class FeatureExtractor:
                 chunk = indices[start:start + self.batch_size]
                 batch = torch.stack([preprocess(images[i], self.spec, input_hw) for i in chunk])
                 keys, cls_row, tokens = self._forward(batch)
-                middle, self._middle_output = self._middle_output, None
                 grid = (input_hw[0] // self.spec.patch_size, input_hw[1] // self.spec.patch_size)
                 prefix = self.spec.num_prefix_tokens
                 for row, index in enumerate(chunk):
@@ -370,8 +384,6 @@ class FeatureExtractor:
                         tokens=tokens[row, prefix:].numpy().astype(np.float16),
                         cls_token=tokens[row, 0].numpy(),
                         cls_attention=cls_row[row].numpy(),
-                        middle_tokens=None if middle is None
-                        else middle[row, prefix:].float().cpu().numpy().astype(np.float16),
                     )
         return results
 
