@@ -71,9 +71,12 @@ def test_one_rle_string_decoder_reads_pycocotools_strings_and_refuses_garbled_on
     mask = rng.random((60, 70)) < 0.4
     rle = encode_rle(mask)
     runs = rle_counts(rle["counts"])
-    assert runs == _runs_of(mask)
-    assert rle_counts(rle["counts"].encode()) == runs
-    for garbled in (rle["counts"][:-1] + "\x7f", "é", "o" * 8):  # bad character, non-ASCII, unfinished number
+    assert runs.tolist() == _runs_of(mask)
+    assert rle_counts(rle["counts"].encode()).tolist() == runs.tolist()
+    for other in (rng.random((1, 9)) < 0.5, np.ones((3, 4), bool), np.zeros((2, 2), bool), rng.random((40, 1)) < 0.9):
+        assert rle_counts(encode_rle(other)["counts"]).tolist() == _runs_of(other)
+    # bad character, non-ASCII, unfinished number, a number of 8 characters
+    for garbled in (rle["counts"][:-1] + "\x7f", "é", "o" * 8, "o" * 7 + "0"):
         assert rle_counts(garbled) is None
         assert rle_problem({"size": [60, 70], "counts": garbled}) == "has garbled compressed RLE counts"
     side = int(LARGE_MASK_PIXELS ** 0.5) + 1  # decoded in Python, not by pycocotools

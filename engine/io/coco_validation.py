@@ -90,10 +90,11 @@ def rle_problem(rle, hw: tuple | None = None) -> str | None:
         values = counts
     else:
         return f"has RLE counts of type {type(counts).__name__} (expected a string or a list of integers)"
-    if any(v < 0 for v in values):
+    values = np.asarray(values, np.int64)
+    if (values < 0).any():
         return "has negative RLE counts"
-    if sum(values) != total:
-        return f"has RLE counts covering {sum(values)} pixels instead of {total}"
+    if int(values.sum()) != total:
+        return f"has RLE counts covering {int(values.sum())} pixels instead of {total}"
     return None
 
 
