@@ -339,19 +339,17 @@ def test_proposals_files_of_an_earlier_version_are_named_and_recomputed(tmp_path
     assert count is None and "earlier version" in problem
 
 
-def _full_stack_combine(proposal_masks, proposal_scores, dropped_masks, dropped_scores, dropped_classes, probs,
-                        max_covered=0.5, dropped_weight=0.1, model_share=0.5):
-    """combine_with_proposals written plainly on full (n, H, W) stacks (the reference for the known answer)."""
+def _old_combine(proposal_masks, proposal_scores, model_masks, model_scores, probs, max_covered=0.5,
+                 model_weight=0.5, model_share=0.5):
+    """combine_with_proposals as it was with full (n, H, W) stacks (reference for the known answer)."""
     from engine.method.instances import _at
 
     claimed = np.zeros(proposal_masks.shape[1:], bool)
     masks, classes, scores = [], [], []
     ranked = sorted(zip(proposal_masks, proposal_scores), key=lambda pair: -float(pair[1]))
-    candidates = [(m, float(s), 1.0, False, None) for m, s in ranked]
-    order = sorted(range(len(dropped_masks)), key=lambda i: -float(dropped_scores[i]))
-    candidates += [(dropped_masks[i], float(dropped_scores[i]), dropped_weight, True, int(dropped_classes[i]))
-                   for i in order]
-    for mask, score, weight, only_if_new, category in candidates:
+    candidates = [(m, float(s), 1.0, False) for m, s in ranked]
+    candidates += [(m, float(s), model_weight, True) for m, s in zip(model_masks, model_scores)]
+    for mask, score, weight, only_if_new in candidates:
         if only_if_new and (mask & claimed).sum() > max_covered * mask.sum():
             continue
         mask = mask & ~claimed
@@ -360,38 +358,37 @@ def _full_stack_combine(proposal_masks, proposal_scores, dropped_masks, dropped_
             continue
         claimed |= mask
         masks.append(mask)
-        classes.append(int(np.argmax(probs[1:, small].sum(axis=1))) + 1 if category is None else category)
-        score = score ** (1.0 - model_share) * float(1.0 - probs[0][small].mean()) ** model_share
+        classes.append(int(np.argmax(probs[1:, small].sum(axis=1))) + 1)
+        if not only_if_new and model_share:
+            score = score ** (1.0 - model_share) * float(1.0 - probs[0][small].mean()) ** model_share
         scores.append(score * weight)
     order = np.argsort(-np.asarray(scores), kind="stable")
     return np.stack(masks)[order], np.asarray(classes)[order], np.asarray(scores, np.float32)[order]
 
 
 def test_combine_with_proposals_on_label_maps_equals_full_stacks():
-    """The label-map result is the plain full-stack result: the same masks, classes and scores, whatever kind of
-    stack comes in."""
-    from engine.method.instances import combine_with_proposals
+    """The label-map result is the earlier full-stack result: the same masks, classes and scores, whatever
+    kind of stack comes in."""
+    from engine.method.instances import combine_with_proposals, foreground_instances
 
     labels = _crowded_labels((120, 96), seed=12)
     stack = LabelMasks(labels)
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(3), size=(60, 48)).transpose(2, 0, 1).astype(np.float32)  # coarser grid
-    dropped_labels = np.zeros(labels.shape, np.int32)
-    dropped_labels[30:90, 20:80] = 1  # a dropped proposal partly under the kept ones
-    dropped_labels[100:118, 5:30] = 2  # and one where they left pixels free
-    dropped = LabelMasks(dropped_labels)
-    dropped_scores, dropped_classes = np.array([0.7, 0.9], np.float32), np.array([2, 1])
+    semantic = np.zeros(labels.shape, np.uint16)
+    semantic[30:90, 20:80] = 1  # a model region partly under the proposals
+    semantic[100:118, 5:30] = 2  # and one the proposals missed
+    model_masks, model_classes, model_scores = foreground_instances(semantic, probs, min_area_fraction=0.0,
+                                                                    max_area_fraction=1.0)
     scores = rng.uniform(0.1, 1.0, len(stack)).astype(np.float32)
     keep = np.arange(len(stack)) % 4 != 1
-    results = [combine_with_proposals(masks, scores[keep], probs, readmit_foreground=0.0,
-                                      dropped=(dropped_stack, dropped_scores, dropped_classes))
+    results = [combine_with_proposals(masks, scores[keep], model_stack, model_scores, probs)
                for masks in (stack[keep], np.asarray(stack)[keep])
-               for dropped_stack in (dropped, np.asarray(dropped))]
-    first_masks, first_classes, first_scores = _full_stack_combine(
-        np.asarray(stack)[keep], scores[keep], np.asarray(dropped), dropped_scores, dropped_classes, probs)
+               for model_stack in (model_masks, np.asarray(model_masks))]
+    first_masks, first_classes, first_scores = _old_combine(np.asarray(stack)[keep], scores[keep],
+                                                            np.asarray(model_masks), model_scores, probs)
     assert len(first_masks) > 10 and isinstance(results[0][0], LabelMasks)
     assert not np.asarray(first_masks).sum(axis=0).max() > 1  # no overlaps
-    assert (first_scores < 0.1).any()  # a dropped proposal came back, a tier below
     for masks, classes, found_scores in results:
         assert np.array_equal(np.asarray(masks), np.asarray(first_masks))
         assert np.array_equal(classes, first_classes) and np.array_equal(found_scores, first_scores)

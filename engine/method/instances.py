@@ -48,6 +48,48 @@ def _class_and_foreground(probs: np.ndarray, box: tuple, crop: np.ndarray, image
     return int(np.argmax(window[1:, small].sum(axis=1))) + 1, float(1.0 - window[0][small].mean())
 
 
+MAX_REGION_SHARE = 0.1  # a region of the head's own over a tenth of the image is background it confuses
+
+
+def foreground_instances(semantic: np.ndarray, probs: np.ndarray, min_area_fraction: float = 0.002,
+                         max_area_fraction: float = MAX_REGION_SHARE, connectivity: int = 1) -> tuple:
+    """One instance per connected region of the foreground (``semantic > 0``), whatever its classes, of an
+    object's size.
+
+    Each instance takes the class with the largest probability mass inside it; its score is the mean
+    foreground probability (1 - background) inside it, so whole, confidently segmented objects rank first.
+    min_area_fraction: regions of at most this share of the image are noise (the semantic rule's 0.2 %).
+    max_area_fraction: regions of more than this share are left out: on the generated set the final head painted
+        background areas as objects (final mIoU 0.236 with them, 0.263 with no region at all, clustering 0.251),
+        while its regions under a tenth of the image found feral_cats' small cats the proposals missed
+        (docs/decisions.md#d-head-regions-small).
+    connectivity: 1 (4-connected) keeps objects touching only at a corner apart.
+    Returns (masks (m, H, W) bool, classes (m,), scores (m,)), best score first; the masks are an
+    engine.masks.LabelMasks over the region map (each region measured on its bounding box).
+    """
+    structure = ndimage.generate_binary_structure(2, connectivity)
+    regions, count = ndimage.label(semantic > 0, structure=structure)
+    areas = np.bincount(regions.ravel(), minlength=count + 1)
+    boxes = ndimage.find_objects(regions)
+    ids, classes, scores = [], [], []
+    min_pixels, max_pixels = min_area_fraction * semantic.size, max_area_fraction * semantic.size
+    for region in range(1, count + 1):
+        if not min_pixels < areas[region] <= max_pixels:
+            continue
+        box = boxes[region - 1]
+        found = _class_and_foreground(probs, box, regions[box] == region, semantic.shape)
+        if found is None:
+            continue
+        ids.append(region)
+        classes.append(found[0])
+        scores.append(found[1])
+    if not ids:
+        return np.zeros((0, *semantic.shape), bool), np.zeros(0, int), np.zeros(0, np.float32)
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    masks = LabelMasks(regions, np.asarray(ids)[order], boxes)
+    return masks, np.asarray(classes)[order], np.asarray(scores, np.float32)[order]
+
+
 class _Candidate(NamedTuple):
     """One mask offered to the final objects by :func:`combine_with_proposals`."""
 
@@ -61,22 +103,22 @@ class _Candidate(NamedTuple):
     least_foreground: float = 0.0  # left out when the head's mean foreground inside is lower
 
 
-DROPPED_WEIGHT = 0.1  # a proposal the filter dropped ranks a tier below the kept ones
+DROPPED_WEIGHT = 0.1  # a proposal the filter dropped ranks a tier below the kept ones and the model's own
 READMIT_FOREGROUND = 0.85  # ... and comes back only where the final model's mean foreground inside is this sure
 
 
-def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarray, probs: np.ndarray,
-                           max_covered: float = 0.5, model_share: float = 0.5, proposal_classes=None,
+def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarray, model_masks: np.ndarray,
+                           model_scores: np.ndarray, probs: np.ndarray, max_covered: float = 0.5,
+                           model_weight: float = 0.5, model_share: float = 0.5, proposal_classes=None,
                            carried=None, dropped=None, dropped_weight: float = DROPPED_WEIGHT,
                            readmit_foreground: float = READMIT_FOREGROUND) -> tuple:
     """Final instances: objects carried from the user's corrections (first, as given), the kept proposals
-    (whole objects, as cut), then the dropped proposals the final model readmits (``dropped``). The model's own
-    regions that no proposal covers are not objects: on the generated set they painted background as objects
-    (docs/decisions.md#d-no-head-regions).
+    (whole objects, as cut), then the dropped proposals the final model readmits (``dropped``), then the model's
+    own instances that the proposals missed, in the pixels no proposal holds.
 
     dropped: (masks, scores, classes) of the proposals the filter left out of the final model's training. One
         the final model (trained on the clean set) is sure of, its mean foreground inside at least
-        ``readmit_foreground``, comes back where still free, re-scored like
+        ``readmit_foreground``, comes back where still free (before the model's own instances), re-scored like
         the kept ones and weighted by ``dropped_weight``, so it ranks below them: the filter cleans what the
         model learns from, and the model readmits the objects it finds among them
         (docs/decisions.md#d-dropped-kept).
@@ -90,7 +132,8 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
         whole (the class with the most probability mass inside); why the label state's category is the
         default: docs/decisions.md, "a kept proposal keeps the label state's category".
 
-    max_covered: a readmitted proposal more than this share of which is taken adds nothing new.
+    max_covered: a model instance more than this share of which lies under proposals adds nothing new.
+    model_weight: the model-only instances' scores are multiplied by this, ranking them below the proposals.
     model_share: a kept proposal's final score is its proposal score ** (1 - share) times the model's mean
         foreground probability inside it ** share, so distillation re-ranks what the cuts found (0: the proposal
         order unchanged; 0.5: the geometric mean). The measurements: docs/decisions.md.
@@ -98,7 +141,7 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
     Memory: every mask is handled on its bounding box (engine.masks.mask_crop) and the result is one label
     map (engine.masks.LabelMasks), so thousands of objects of a large image never become an (m, H, W) stack.
     """
-    shape = tuple(proposal_masks.shape[1:])  # (0, H, W) when there are none
+    shape = tuple(proposal_masks.shape[1:] if len(proposal_masks) else model_masks.shape[1:])
     claimed = np.zeros(shape, np.int32)  # 0: free, k: taken by the k-th kept mask
     ids: list[int] = []
     classes: list[int] = []
@@ -119,6 +162,8 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
         candidates += [_Candidate(dropped_masks, i, float(dropped_scores[i]), dropped_weight, only_if_new=True,
                                   category=int(dropped_classes[i]), rescore=True, least_foreground=readmit_foreground)
                        for i in sorted(range(len(dropped_masks)), key=lambda i: -float(dropped_scores[i]))]
+    candidates += [_Candidate(model_masks, i, float(model_scores[i]), model_weight, only_if_new=True)
+                   for i in range(len(model_masks))]
     for stack, index, score, weight, only_if_new, cls, rescore, least_foreground in candidates:
         box, crop = mask_crop(stack, index)
         if box is None:

@@ -33,7 +33,7 @@ from engine.method.distill import (
     train_head,
 )
 from engine.method.features import FeatureCache
-from engine.method.instances import combine_with_proposals
+from engine.method.instances import combine_with_proposals, foreground_instances
 from engine.orchestration.carried_corrections import CorrectedScenes
 from engine.orchestration.config import RunConfig
 from engine.orchestration.outcome import Progress, StageTimer, no_progress
@@ -167,8 +167,8 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
 
     An image's instances: the objects carried from a corrected image of the same scene (CorrectedScenes), the
     proposals the filter kept (filtering.json; all when absent) that are not of a discarded category, each with
-    its label-state category and re-scored by the head, and those the filter dropped that the final model is
-    sure of, a tier below (engine.method.instances.combine_with_proposals); with the run's ``closer_look``, the small ones not carried
+    its label-state category and re-scored by the head, plus the head's foreground regions they miss
+    (engine.method.instances.combine_with_proposals); with the run's ``closer_look``, the small ones not carried
     are cut again from their own crops (engine.method.closer_look.recut_objects); the semantic map is these
     objects painted.
 
@@ -194,6 +194,8 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     for done, entry in enumerate(entries):
         features, image = load_features(cache, entry), images.load(entry)
         probs = class_probabilities(head, features.tokens, features.grid_hw, image)
+        semantic = semantic_map(probs, (entry["height"], entry["width"]))
+        head_masks, _, head_scores = foreground_instances(semantic, probs)
         found = state.instances(entry, "proposals")
         resolved = state.resolved(found.categories)
         flags = kept.get(entry["image_id"], {})
@@ -205,7 +207,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
         if len(carried[0]):
             carried_to[entry["relative_path"]] = len(carried[0])
         masks, classes, scores = combine_with_proposals(
-            found.masks[keep], found.scores[keep], probs, proposal_classes=resolved[keep],
+            found.masks[keep], found.scores[keep], head_masks, head_scores, probs, proposal_classes=resolved[keep],
             carried=carried, dropped=(found.masks[dropped], found.scores[dropped], resolved[dropped]), **ranking)
         if recut is not None and len(masks):
             started = time.perf_counter()
@@ -220,7 +222,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
                 save_recut_memo(memo_path, memo_key, memo)
             recut_seconds += time.perf_counter() - started
         # the map says what the instances say (their categories are the label state's, not the head's)
-        semantic = masks.painted(classes) if len(masks) else np.zeros((entry["height"], entry["width"]), np.uint16)
+        semantic = masks.painted(classes) if len(masks) else np.zeros_like(semantic)
         save_image_predictions(staging / f"{entry['image_id']}.npz", semantic, masks, classes, scores)
         total += len(masks)
         progress("predict", done + 1, len(entries))
