@@ -67,7 +67,7 @@ def rle_counts(counts) -> np.ndarray | None:
     return values
 
 
-def _decode_runs(runs: list, height: int, width: int) -> np.ndarray:
+def _decode_runs(runs: np.ndarray, height: int, width: int) -> np.ndarray:
     """(height, width) bool mask (column-major like pycocotools' decode) from run lengths, zeros first.
     Only the set runs are written into a zero-filled frame, so a small object of a large image costs its
     own pixels, not the 16 million of a 4,000 x 4,000 frame (the allocation is lazily zeroed memory)."""

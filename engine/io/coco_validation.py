@@ -81,16 +81,18 @@ def rle_problem(rle, hw: tuple | None = None) -> str | None:
         except UnicodeDecodeError:
             return "has RLE counts that are not ASCII"
     if isinstance(counts, str):
-        values = rle_counts(counts)
-        if values is None:
+        decoded = rle_counts(counts)
+        if decoded is None:
             return "has garbled compressed RLE counts"
+        values = decoded
     elif isinstance(counts, list):
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
             return "has RLE counts that are not integers"
-        values = counts
+        if any(abs(v) >= 2**62 for v in counts):
+            return "has RLE counts too large for any image"
+        values = np.asarray(counts, np.int64)
     else:
         return f"has RLE counts of type {type(counts).__name__} (expected a string or a list of integers)"
-    values = np.asarray(values, np.int64)
     if (values < 0).any():
         return "has negative RLE counts"
     if int(values.sum()) != total:
