@@ -79,6 +79,12 @@ def test_one_rle_string_decoder_reads_pycocotools_strings_and_refuses_garbled_on
     for garbled in (rle["counts"][:-1] + "\x7f", "é", "o" * 8, "o" * 7 + "0"):
         assert rle_counts(garbled) is None
         assert rle_problem({"size": [60, 70], "counts": garbled}) == "has garbled compressed RLE counts"
+    assert rle_problem({"size": [60, 70], "counts": rle["counts"]}) is None
+    for counts, problem in (([4200], None), ([4199], "has RLE counts covering 4199 pixels instead of 4200"),
+                            ([10, -10, 4200], "has negative RLE counts"), ([0, 2**70], "has RLE counts too large"),
+                            ([1.5, 4198.5], "has RLE counts that are not integers")):
+        found = rle_problem({"size": [60, 70], "counts": counts})
+        assert found == problem if problem is None else found.startswith(problem)
     side = int(LARGE_MASK_PIXELS ** 0.5) + 1  # decoded in Python, not by pycocotools
     with pytest.raises(ValueError, match="garbled"):
         decode_rle({"size": [side, side], "counts": "o" * 8})
