@@ -38,7 +38,7 @@ def decode_rle(rle: dict) -> np.ndarray:
 def rle_counts(counts) -> np.ndarray | None:
     """Run lengths (int64 array) of a COCO compressed RLE string (pycocotools' rleFrString, vectorised), or None
     if it is garbled: 5 bits per character from '0', 0x20 continues the value (at most 7 characters), 0x10 marks
-    a negative one, from the third on a difference to the run two before. The one decoder of RLE strings:
+    a negative one, from the fourth on a difference to the run two before. The one decoder of RLE strings:
     decode_rle uses it for large masks, engine.io.coco_validation to check a string before pycocotools' C decoder
     (which trusts it) sees it; every project file's masks are checked on each read, hence numpy, not a loop.
     """

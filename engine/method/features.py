@@ -262,7 +262,7 @@ class FeatureExtractor:
     @_inference_mode
     def block_tokens(self, images: list, index: int) -> list:
         """[(patch outputs of block ``index`` (from 0), (N, D) float16, grid_hw), ...] per image: the forward pass
-        stops after that block (what the closer look cuts a crop from: the later blocks cost a third of a
+        stops after that block, untiled (what the closer look cuts a crop from: the later blocks cost a third of a
         ViT-S pass and add nothing to it); same-sized inputs share a pass, ``batch_size`` at a time."""
         import torch
 
