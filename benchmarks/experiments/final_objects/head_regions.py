@@ -5,7 +5,8 @@ the repository root:
     .venv/bin/python benchmarks/experiments/final_objects/head_regions.py PROJECT KIND VARIANT OUT
 KIND: feral (../shared/data/domains/feral_cats), realdev (../shared/data/real-dev, trees left out) or generated
 (the run_benchmark quality project: its ../quality_data/ground_truth.json, scored by mIoU).
-VARIANT: all (every region), none, sure (mean foreground >= 0.85 over the region) or small<share> (regions up to
+VARIANT: all (every region), none, sure (mean foreground >= 0.85 over the region; the decision's 0.248 was measured
+over its free pixels) or small<share> (regions up to
 that share of the image, e.g. small0.1, the default)."""
 import os
 import shutil
