@@ -167,7 +167,8 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
 
     An image's instances: the objects carried from a corrected image of the same scene (CorrectedScenes), the
     proposals the filter kept (filtering.json; all when absent) that are not of a discarded category, each with
-    its label-state category and re-scored by the head, plus the head's foreground regions they miss
+    its label-state category and re-scored by the head, then those the filter dropped that the final head is
+    sure of, a tier below, then the head's foreground regions they miss under a tenth of the image
     (engine.method.instances.combine_with_proposals); with the run's ``closer_look``, the small ones not carried
     are cut again from their own crops (engine.method.closer_look.recut_objects); the semantic map is these
     objects painted.
