@@ -208,6 +208,30 @@ def test_recut_objects_cuts_small_objects_finer_and_leaves_large_skipped_and_oth
     assert calls == [[(72, 72, 3), (32, 32, 3), (32, 32, 3)]]
 
 
+def test_objects_with_overlapping_boxes_of_a_size_share_one_crop():
+    """Pieces of one object (boxes of a size, overlapping) are cut from one crop; a small object inside a large
+    one's box, or one far away, keeps its own crop (its patches would be coarser than its own crop's)."""
+    from engine.method.closer_look import SHARED_CROP_SIDE, recut_objects, shared_crops
+
+    a, b = (40, 40, 80, 80), (50, 45, 88, 84)  # sides 40 and 39; together 48 <= 1.25 x 39
+    inside, far = (60, 60, 70, 70), (0, 100, 40, 140)
+    assert SHARED_CROP_SIDE == 1.25
+    assert shared_crops([a, b, inside, far]) == [[a, b], [inside], [far]]
+    image, _ = scene()
+    labels = np.zeros((SIDE, SIDE), np.int32)
+    labels[40:80, 40:62] = 1  # two pieces side by side, boxes 40 px high; together 44 px
+    labels[42:82, 62:84] = 2
+    calls, memo = [], {}
+
+    def embed(crops):
+        calls.append(len(crops))
+        return [crop_tokens(crop) for crop in crops]
+
+    recut_objects(embed, image, labels, ids=[1, 2], memo=memo)
+    assert calls == [1] and len(memo) == 2  # one crop, both objects cut from it
+    assert len({window for window, _ in memo.values()}) == 1
+
+
 def test_a_recut_is_remembered_by_its_box_on_disk_and_a_stale_or_damaged_memo_is_ignored(tmp_path):
     from engine.method.closer_look import recut_objects
     from engine.state.project import load_recut_memo, save_recut_memo

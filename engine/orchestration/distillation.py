@@ -257,12 +257,19 @@ def _recut_embedder(project_config: dict, device: str):
 
 def _recut_settings(project_config: dict, device: str) -> str:
     """What a recut mask depends on besides its box and the image's features (pixels, backbone, weights, input,
-    precision: an entry's ``feature_key``): the crop settings, the crops' arithmetic and the block cut from
-    included."""
-    from engine.method.closer_look import CROP_DEPTH, CROP_FACTOR, RECUT_INPUT_SHARE, crop_precision
+    precision: an entry's ``feature_key``): the crop settings, the crops' arithmetic, the block cut from and the
+    sharing of crops included."""
+    from engine.method.closer_look import (
+        CROP_DEPTH,
+        CROP_FACTOR,
+        RECUT_INPUT_SHARE,
+        SHARED_CROP_SIDE,
+        crop_precision,
+    )
 
     precision = crop_precision(project_config.get("config", {}).get("precision"), device)
-    return f"{RECUT_INPUT_SHARE}|{CROP_FACTOR}|{project_config.get('features')}|{precision}|depth {CROP_DEPTH}"
+    return (f"{RECUT_INPUT_SHARE}|{CROP_FACTOR}|{project_config.get('features')}|{precision}|depth {CROP_DEPTH}"
+            f"|shared {SHARED_CROP_SIDE}")
 
 
 def _carried_ids(masks: LabelMasks, carried_masks) -> set:
