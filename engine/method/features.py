@@ -264,26 +264,31 @@ class FeatureExtractor:
         """[(patch outputs of block ``index`` (from 0), (N, D) float16, grid_hw), ...] per image: the forward pass
         stops after that block, untiled (what the closer look cuts a crop from: the later blocks cost a third of a
         ViT-S pass and add nothing to it); same-sized inputs share a pass, ``batch_size`` at a time."""
-        import torch
-
         from engine.device import autocast_context
 
         results: list = [None] * len(images)
+        for input_hw, chunk, batch in self._same_size_batches(images):
+            with autocast_context(self.device, self.precision):
+                outputs, = self.model.forward_intermediates(batch.to(self.device), indices=[index], stop_early=True,
+                                                            intermediates_only=True, output_fmt="NLC")
+            outputs = outputs.float().cpu().numpy().astype(np.float16)
+            grid = (input_hw[0] // self.spec.patch_size, input_hw[1] // self.spec.patch_size)
+            for row, position in enumerate(chunk):
+                results[position] = (outputs[row], grid)
+        return results
+
+    def _same_size_batches(self, images: list):
+        """(input_hw, positions in ``images``, preprocessed (B, 3, h, w) batch) for the images grouped by network
+        input size, ``batch_size`` at a time: same-sized inputs share a forward pass."""
+        import torch
+
         by_shape: dict = {}
         for position, image in enumerate(images):
             by_shape.setdefault(self.input_hw(image), []).append(position)
-        grid_of = {hw: (hw[0] // self.spec.patch_size, hw[1] // self.spec.patch_size) for hw in by_shape}
         for input_hw, positions in by_shape.items():
             for start in range(0, len(positions), self.batch_size):
                 chunk = positions[start:start + self.batch_size]
-                batch = torch.stack([preprocess(images[i], self.spec, input_hw) for i in chunk]).to(self.device)
-                with autocast_context(self.device, self.precision):
-                    outputs, = self.model.forward_intermediates(batch, indices=[index], stop_early=True,
-                                                                intermediates_only=True, output_fmt="NLC")
-                outputs = outputs.float().cpu().numpy().astype(np.float16)
-                for row, position in enumerate(chunk):
-                    results[position] = (outputs[row], grid_of[input_hw])
-        return results
+                yield input_hw, chunk, torch.stack([preprocess(images[i], self.spec, input_hw) for i in chunk])
 
     def _keep_attn_input(self, module, args, kwargs):
         self._attn_input = (args[0], kwargs.get("rope"))
@@ -361,30 +366,22 @@ class FeatureExtractor:
 
     def extract(self, images: list) -> list:
         """Features for each image; same-sized inputs share a forward pass (tiles: one image at a time)."""
-        import torch
-
         if self.scale is not None:
             return [self.extract_scaled(image) for image in images]
         results: list[ImageFeatures | None] = [None] * len(images)
-        by_shape: dict = {}
-        for index, image in enumerate(images):
-            by_shape.setdefault(self.input_hw(image), []).append(index)
-        for input_hw, indices in by_shape.items():
-            for start in range(0, len(indices), self.batch_size):
-                chunk = indices[start:start + self.batch_size]
-                batch = torch.stack([preprocess(images[i], self.spec, input_hw) for i in chunk])
-                keys, cls_row, tokens = self._forward(batch)
-                grid = (input_hw[0] // self.spec.patch_size, input_hw[1] // self.spec.patch_size)
-                prefix = self.spec.num_prefix_tokens
-                for row, index in enumerate(chunk):
-                    results[index] = ImageFeatures(
-                        grid_hw=grid,
-                        input_hw=input_hw,
-                        keys=keys[row].numpy().astype(np.float16),
-                        tokens=tokens[row, prefix:].numpy().astype(np.float16),
-                        cls_token=tokens[row, 0].numpy(),
-                        cls_attention=cls_row[row].numpy(),
-                    )
+        prefix = self.spec.num_prefix_tokens
+        for input_hw, chunk, batch in self._same_size_batches(images):
+            keys, cls_row, tokens = self._forward(batch)
+            grid = (input_hw[0] // self.spec.patch_size, input_hw[1] // self.spec.patch_size)
+            for row, index in enumerate(chunk):
+                results[index] = ImageFeatures(
+                    grid_hw=grid,
+                    input_hw=input_hw,
+                    keys=keys[row].numpy().astype(np.float16),
+                    tokens=tokens[row, prefix:].numpy().astype(np.float16),
+                    cls_token=tokens[row, 0].numpy(),
+                    cls_attention=cls_row[row].numpy(),
+                )
         return results
 
     def _forward_pixels(self, pixels: np.ndarray) -> tuple:
