@@ -278,7 +278,7 @@ class RunPanel(QWidget):
             return
         skipped = f", {len(result.skipped)} files skipped (see report.json)" if result.skipped else ""
         self.status.setText(f"Done: {result.images} images, {result.masks} proposals -> {result.exported} masks in "
-                            f"{result.clusters} classes (suggested {result.suggested_k}){skipped}."
+                            f"{result.clusters} classes ({result.suggestion_words}){skipped}."
                             + (f" {result.proposal_choice[0].upper()}{result.proposal_choice[1:]}."
                                if result.proposal_choice else ""))
         self.on_finished(str(result.project))

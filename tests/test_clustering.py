@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from engine.method.clustering import cluster_masks, kmeans, silhouette, stack_rows, suggest_k, whiten
+from engine.method.clustering import (cluster_masks, kmeans, silhouette, stack_rows,
+                                      suggest_k, whiten)
 
 D = 384
 
@@ -64,26 +65,61 @@ def test_cluster_masks_is_deterministic_for_a_seed():
     np.testing.assert_array_equal(first.centres, second.centres)
     np.testing.assert_array_equal(first.confidence, second.confidence)
     assert first.representatives == second.representatives
-    assert first.suggested_k == second.suggested_k
+    assert first.suggestion == second.suggestion
 
 
 @pytest.mark.parametrize("k", [3, 4])
 def test_suggest_k_finds_the_planted_number(k):
     x, *_ = planted_blobs(k=k, seed=k)
-    best, scores = suggest_k(whiten(x), seed=0)
-    assert best == k
+    suggestion = suggest_k(whiten(x), seed=0)
+    assert suggestion.k == k and suggestion.stands_out
+    scores = suggestion.silhouettes
     assert set(scores) == set(range(2, 13))
     assert scores[k] == max(scores.values())
     result = cluster_masks(x, k=None, seed=0)
-    assert result.suggested_k == k
+    assert result.suggestion.k == k
     assert len(result.sizes) == k  # k=None uses the suggestion
 
 
 def test_suggested_k_leaves_a_few_masks_per_class():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(19, 16)).astype(np.float32)  # no structure: the silhouette alone drifts upwards
-    best, scores = suggest_k(whiten(x), seed=0)
-    assert max(scores) == 19 // 3 and best <= 6
+    suggestion = suggest_k(whiten(x), seed=0)
+    assert max(suggestion.silhouettes) == 19 // 3 and suggestion.k <= 6
+
+
+def test_a_flat_silhouette_gives_the_largest_k_not_a_draw():
+    """Masks with no cluster structure: no K stands out, so K is the largest allowed (one class per 3 masks, at
+    most 12), and rounding-sized changes to the embeddings (what bfloat16 does) cannot move it."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(65, 32)).astype(np.float32)
+    suggestion = suggest_k(whiten(x), seed=0)
+    assert not suggestion.stands_out and suggestion.k == 12
+    rounded = x + rng.normal(size=x.shape).astype(np.float32) * 1e-3
+    assert suggest_k(whiten(rounded), seed=0).k == 12
+    assert suggest_k(whiten(x), seed=7).k == 12  # nor can the seed
+    assert suggest_k(whiten(x[:20]), seed=0).k == 20 // 3
+
+
+@pytest.mark.parametrize("curve, expected, stands_out", [
+    (lambda k, run: 1.0 if k == 4 else 0.2, 4, True),  # a peak every run finds
+    (lambda k, run: 0.1 * k, 12, False),  # still rising at the range's end: no peak in the range
+    (lambda k, run: 0.5 if k == 3 + run else 0.2, 12, False),  # each run its own best: a draw
+    (lambda k, run: 0.5 if k == 5 + (run == 4) else 0.2, 5, True),  # four runs of five agree
+])
+def test_the_suggestion_reads_the_silhouette_curves(monkeypatch, curve, expected, stands_out):
+    from engine.method import clustering
+    seeds = []
+
+    def fake_kmeans(x, k, restarts, seed):
+        seeds.append(seed)
+        return np.arange(len(x)) % k, None, None
+    monkeypatch.setattr(clustering, "kmeans", fake_kmeans)
+    monkeypatch.setattr(clustering, "silhouette", lambda x, labels: curve(int(labels.max()) + 1, seeds[-1]))
+    x = np.random.default_rng(0).normal(size=(65, 8)).astype(np.float32)
+    suggestion = suggest_k(whiten(x), seed=0)
+    assert (suggestion.k, suggestion.stands_out) == (expected, stands_out)
+
 
 
 def test_no_class_is_left_empty():

@@ -46,6 +46,16 @@ def test_corrupt_file_is_skipped_with_its_reason(finished_run):
     assert result.images == 3
 
 
+def test_report_says_whether_the_suggested_k_stood_out(finished_run):
+    result, project_dir, _ = finished_run
+    clusters = read_json(Project(project_dir).clusters_path)
+    report = read_json(project_dir / "report.json")
+    assert isinstance(clusters["k_stands_out"], bool)
+    assert report["k_stands_out"] == clusters["k_stands_out"] == result.k_stands_out
+    words = result.suggestion_words
+    assert str(result.suggested_k) in words and (("no K stands out" in words) != result.k_stands_out)
+
+
 @pytest.mark.parametrize("method", [
     "split",
     pytest.param("segments", marks=pytest.mark.xfail(strict=True, reason=(

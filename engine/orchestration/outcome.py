@@ -56,3 +56,11 @@ class RunResult:
     warnings: list = field(default_factory=list)
     exported: int = 0  # masks in annotations.json (masks above: the proposals that were clustered)
     proposal_choice: str | None = None  # what --proposals auto chose for the folder, in words
+    k_stands_out: bool = True  # False: no K stood out in the silhouette and the suggested K is the largest allowed
+
+    @property
+    def suggestion_words(self) -> str:
+        if self.k_stands_out:
+            return f"suggested K {self.suggested_k}"
+        return (f"suggested K {self.suggested_k}, the most allowed, since no K stands out in the silhouette: "
+                "merge the classes that are one, or set the number of classes")

@@ -110,8 +110,9 @@ def cluster_project(project: Project, entries: list, num_classes: int | None, se
     clusters = {
         "id": clustering_id(masks, len(result.sizes)),
         "k": len(result.sizes),
-        "suggested_k": int(result.suggested_k),
-        "silhouettes": {str(k): round(v, 4) for k, v in result.silhouettes.items()},
+        "suggested_k": int(result.suggestion.k),
+        "k_stands_out": result.suggestion.stands_out,
+        "silhouettes": {str(k): round(v, 4) for k, v in result.suggestion.silhouettes.items()},
         "masks": masks,
         "clusters": [
             {"id": j, "name": f"cluster_{j + 1}", "size": size,
@@ -206,10 +207,11 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
     result = RunResult(project.root, len(entries), skipped, len(clusters["masks"]), clusters["k"],
                        clusters["suggested_k"], project.annotations_path, project.overview_path,
                        {k: round(v, 3) for k, v in timer.seconds.items()}, rebinding, export["warnings"],
-                       export["annotations"], proposal_choice)
+                       export["annotations"], proposal_choice, clusters.get("k_stands_out", True))
     atomic_write_json(project.report_path, {
         "images": len(entries), "skipped": skipped, "masks": result.masks, "exported": result.exported,
-        "clusters": result.clusters, "suggested_k": result.suggested_k, "proposal_choice": proposal_choice,
+        "clusters": result.clusters, "suggested_k": result.suggested_k,
+        "k_stands_out": result.k_stands_out, "proposal_choice": proposal_choice,
         "distillation": distilled, "timings_s": result.timings,
         "rebinding": clusters.get("rebinding", {}), "warnings": export["warnings"],
     })

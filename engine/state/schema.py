@@ -161,6 +161,7 @@ def _adapters() -> dict:
         id: NotRequired[Optional[str]]
         k: NotRequired[Count]
         suggested_k: NotRequired[Count]
+        k_stands_out: NotRequired[bool]
         silhouettes: NotRequired[dict[str, float]]
         masks: list[ClusterMask]
         clusters: list[Cluster]
