@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from engine.method.distill import score_proposals
-from engine.method.instances import foreground_instances, instance_agreement
+from engine.masks import LabelMasks
+from engine.method.instances import (COMPACT_SOLIDITY, foreground_instances, instance_agreement,
+                                     rank_by_compactness)
 from engine.method.proposals import dedupe_masks, region_candidates
 
 
@@ -204,3 +206,21 @@ def test_kept_proposals_take_the_label_states_category_and_model_objects_the_hea
     _, head_classes, _ = combine_with_proposals(np.stack([A]), np.array([0.8]), np.stack([C]), np.array([0.6]),
                                                 probs)
     assert list(head_classes) == [1, 3]  # without them the head classifies the proposal
+
+
+def test_a_group_shaped_object_ranks_below_a_compact_one_and_a_carried_one_keeps_its_score():
+    labels = np.zeros((60, 60), np.int32)
+    labels[5:25, 5:25] = 1  # a square: solidity 1
+    labels[30:38, 5:55] = 2  # an L (two touching bars): solidity about 0.5
+    labels[38:58, 5:13] = 2
+    labels[40:58, 30:55] = 3  # a rectangle, carried from a correction
+    masks = LabelMasks(labels, [2, 3, 1])
+    classes, scores = np.array([7, 8, 9]), np.array([0.6, 0.55, 0.5], np.float32)
+    ranked, ranked_classes, ranked_scores = rank_by_compactness(masks, classes, scores, skip={3})
+    solidity = (8 * 50 + 20 * 8) / (50 * 28 - (42 * 20) / 2)  # L area over its convex hull (a cut corner)
+    assert solidity < COMPACT_SOLIDITY
+    assert list(ranked.ids) == [3, 1, 2] and list(ranked_classes) == [8, 9, 7]
+    np.testing.assert_allclose(ranked_scores, [0.55, 0.5, 0.6 * solidity / COMPACT_SOLIDITY], rtol=0.05)
+    assert (np.asarray(ranked[2]) == (labels == 2)).all()  # the masks themselves do not change
+    empty = LabelMasks(np.zeros((4, 4), np.int32), [])
+    assert len(rank_by_compactness(empty, np.zeros(0, int), np.zeros(0, np.float32))[0]) == 0

@@ -33,7 +33,7 @@ from engine.method.distill import (
     train_head,
 )
 from engine.method.features import FeatureCache
-from engine.method.instances import combine_with_proposals, foreground_instances
+from engine.method.instances import combine_with_proposals, foreground_instances, rank_by_compactness
 from engine.orchestration.carried_corrections import CorrectedScenes
 from engine.orchestration.config import RunConfig
 from engine.orchestration.outcome import Progress, StageTimer, no_progress
@@ -210,18 +210,20 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
         masks, classes, scores = combine_with_proposals(
             found.masks[keep], found.scores[keep], head_masks, head_scores, probs, proposal_classes=resolved[keep],
             carried=carried, dropped=(found.masks[dropped], found.scores[dropped], resolved[dropped]), **ranking)
+        carried_ids = _carried_ids(masks, carried[0]) if len(masks) else set()
         if recut is not None and len(masks):
             started = time.perf_counter()
-            skip = _carried_ids(masks, carried[0])
             memo_path = project.closer_look_path(entry["image_id"])
             memo_key = f"{entry.get('feature_key', '')}|{recut_settings}"
             memo = load_recut_memo(memo_path, memo_key)
             cut_before = len(memo)
-            masks = LabelMasks(recut_objects(recut, image, masks.labels, masks.ids, skip, centre, memo=memo),
+            masks = LabelMasks(recut_objects(recut, image, masks.labels, masks.ids, carried_ids, centre, memo=memo),
                                masks.ids)
             if len(memo) != cut_before:
                 save_recut_memo(memo_path, memo_key, memo)
             recut_seconds += time.perf_counter() - started
+        if not ranking:  # dense objects rank by their own score, solidity included
+            masks, classes, scores = rank_by_compactness(masks, classes, scores, carried_ids)
         # the map says what the instances say (their categories are the label state's, not the head's)
         semantic = masks.painted(classes) if len(masks) else np.zeros_like(semantic)
         save_image_predictions(staging / f"{entry['image_id']}.npz", semantic, masks, classes, scores)
