@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from engine.method.clustering import (cluster_masks, kmeans, silhouette, stack_rows,
-                                      suggest_k, whiten)
+from engine.method.clustering import cluster_masks, kmeans, silhouette, stack_rows, suggest_k, whiten
 
 D = 384
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.method.distill import score_proposals
 from engine.masks import LabelMasks
-from engine.method.instances import (COMPACT_SOLIDITY, foreground_instances, instance_agreement,
-                                     rank_by_compactness)
+from engine.method.distill import score_proposals
+from engine.method.instances import COMPACT_SOLIDITY, foreground_instances, instance_agreement, rank_by_compactness
 from engine.method.proposals import dedupe_masks, region_candidates
 
 
