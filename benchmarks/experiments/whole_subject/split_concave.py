@@ -1,0 +1,84 @@
+"""Cut a concave final object at its waists (issue 20: groups of touching cats cut as one). A finished project's
+final objects (before the solidity weight) are scored with the weight (docs/decisions.md#d-compact) and, as the
+variant, each object under solidity T is cut by a watershed of its distance transform from the peaks that are at
+least half as deep as its deepest (pieces under 15 % of it go back to their neighbour), each piece keeping the
+object's score times its own weight (optionally only objects at least N times the folder's median compact
+object); nothing is written. Run from the repository root:
+    .venv/bin/python benchmarks/experiments/whole_subject/split_concave.py PROJECT GROUND_TRUTH_FOLDER"""
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+import numpy as np  # noqa: E402
+from scipy import ndimage  # noqa: E402
+from skimage.feature import peak_local_max  # noqa: E402
+from skimage.measure import regionprops  # noqa: E402
+from skimage.segmentation import watershed  # noqa: E402
+
+from benchmarks import real_dev  # noqa: E402
+
+project, folder = Path(sys.argv[1]), Path(sys.argv[2])
+images = [i for i in real_dev.load_ground_truth(folder, default_source=folder.name)
+          if i.source not in real_dev.DENSE_SOURCES]
+final = real_dev._keyed(real_dev.project_stages(project)["final"], images)
+
+
+def solidity(mask):
+    r = regionprops(mask.astype(np.uint8))
+    return r[0].solidity if r and r[0].area > 2 else 1.0
+
+
+def weight(s):
+    return min(1.0, s / 0.7)
+
+
+def pieces(mask, depth_share):
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    crop = np.pad(mask[y0:y1, x0:x1], 1)
+    dist = ndimage.distance_transform_edt(crop)
+    peaks = peak_local_max(dist, min_distance=max(2, int(dist.max() * 0.5)), threshold_abs=dist.max() * depth_share,
+                           labels=crop.astype(int), exclude_border=False)
+    if len(peaks) < 2:
+        return [mask]
+    markers = np.zeros(crop.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    labels = watershed(-dist, markers, mask=crop)[1:-1, 1:-1]
+    area = mask.sum()
+    out = []
+    for i in range(1, len(peaks) + 1):
+        piece = labels == i
+        if piece.sum() >= 0.15 * area:
+            full = np.zeros_like(mask)
+            full[y0:y1, x0:x1] = piece
+            out.append(full)
+    return out if len(out) >= 2 else [mask]
+
+
+loaded = {}
+for image in images:
+    p = final.get(image.file_name)
+    if p is not None:
+        loaded[image.file_name] = (np.asarray(p.masks, bool), np.asarray(p.scores, float))
+compact = [m.sum() for masks, _ in loaded.values() for m in masks if solidity(m) >= 0.8]
+typical = float(np.median(compact)) if compact else 0.0
+print(f"the folder's typical compact object: {typical:.0f} pixels (median of {len(compact)} objects of solidity >= 0.8)")
+for threshold, depth, min_size in ((None, None, 0), (0.7, 0.5, 0), (0.7, 0.5, 1.6), (0.7, 0.5, 2.5)):
+    stage, split = {}, 0
+    for name, (masks, scores) in loaded.items():
+        out_masks, out_scores = [], []
+        for m, s in zip(masks, scores):
+            sol = solidity(m)
+            cut = threshold is not None and sol < threshold and m.sum() >= min_size * typical
+            parts = pieces(m, depth) if cut else [m]
+            split += len(parts) > 1
+            for part in parts:
+                out_masks.append(part)
+                out_scores.append(s * weight(solidity(part) if len(parts) > 1 else sol))
+        stage[name] = real_dev.StagePrediction(np.array(out_masks) if out_masks else masks, np.array(out_scores), None)
+    r = real_dev.score_images(images, stage)
+    print(f"cut below solidity {threshold}, peaks >= {depth} of the deepest, objects >= {min_size}x typical "
+          f"({split} objects cut): " + " / ".join(
+              f"{r[k]:.3f}" for k in ("corloc", "box_ap50", "mask_ap50", "mask_recall50")), flush=True)
