@@ -170,8 +170,9 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     its label-state category and re-scored by the head, then those the filter dropped that the final head is
     sure of, a tier below, then the head's foreground regions they miss under a tenth of the image
     (engine.method.instances.combine_with_proposals); with the run's ``closer_look``, the small ones not carried
-    are cut again from their own crops (engine.method.closer_look.recut_objects); the semantic map is these
-    objects painted.
+    are cut again from their own crops (engine.method.closer_look.recut_objects); then those not carried are
+    ranked down where they are not compact (engine.method.instances.rank_by_compactness; not dense objects); the
+    semantic map is these objects painted.
 
     Written into a staging folder that replaces predictions/ only when every image is done, stamped with the
     clustering it was made for: a stopped or cancelled prediction never leaves a mix of old and new files.
