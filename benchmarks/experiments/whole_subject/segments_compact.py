@@ -44,5 +44,6 @@ for threshold in (None, 0.7):
         stage[image.file_name] = real_dev.StagePrediction(p.masks, np.asarray(p.scores, float), None)
     s = real_dev.score_images(images, stage)
     print(f"solidity floor {threshold}: " + " / ".join(
-        f"{s[k]:.3f}" for k in ("corloc", "box_ap50", "mask_ap50", "mask_recall50")) + f" ({s['predicted_masks']} masks)",
+        f"{s[k]:.3f}" for k in ("corloc", "box_ap50", "mask_ap50", "mask_recall50"))
+        + f" ({s['predicted_masks']} masks)",
         flush=True)

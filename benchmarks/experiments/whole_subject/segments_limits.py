@@ -33,4 +33,5 @@ for image in images:
 for variant, stage in predictions.items():
     s = real_dev.score_images(images, stage)
     print(f"attention >= {variant[0]}, at most {variant[1]}: " + " / ".join(
-        f"{s[k]:.3f}" for k in ("corloc", "box_ap50", "mask_ap50", "mask_recall50")) + f" ({s['predicted_masks']} masks)")
+        f"{s[k]:.3f}" for k in ("corloc", "box_ap50", "mask_ap50", "mask_recall50"))
+        + f" ({s['predicted_masks']} masks)")

@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from benchmarks import real_dev  # noqa: E402
-from engine.method.proposals import _linked, _object_side, key_matrix, second_eigenvector  # noqa: E402
 from engine.method.features import ImageFeatures  # noqa: E402
+from engine.method.proposals import _linked, _object_side, key_matrix, second_eigenvector  # noqa: E402
 
 feats_dir, folder = Path(sys.argv[1]), Path(sys.argv[2])
 images = [i for i in real_dev.load_ground_truth(folder, default_source=folder.name)
