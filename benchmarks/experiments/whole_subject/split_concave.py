@@ -66,7 +66,7 @@ compact = [m.sum() for masks, _ in loaded.values() for m in masks if solidity(m)
 typical = float(np.median(compact)) if compact else 0.0
 print(f"the folder's typical compact object: {typical:.0f} pixels "
       f"(median of {len(compact)} objects of solidity >= 0.8)")
-for threshold, depth, min_size in ((None, None, 0), (0.7, 0.5, 0), (0.7, 0.5, 1.6), (0.7, 0.5, 2.5)):
+for threshold, depth, min_size in ((None, None, 0), (0.7, 0.5, 0), (0.7, 0.5, 1.6), (0.5, 0.5, 0), (0.4, 0.5, 0)):
     stage, split = {}, 0
     for name, (masks, scores) in loaded.items():
         out_masks, out_scores = [], []
