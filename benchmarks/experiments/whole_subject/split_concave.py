@@ -66,7 +66,9 @@ compact = [m.sum() for masks, _ in loaded.values() for m in masks if solidity(m)
 typical = float(np.median(compact)) if compact else 0.0
 print(f"the folder's typical compact object: {typical:.0f} pixels "
       f"(median of {len(compact)} objects of solidity >= 0.8)")
-for threshold, depth, min_size in ((None, None, 0), (0.7, 0.5, 0), (0.7, 0.5, 1.6), (0.5, 0.5, 0), (0.4, 0.5, 0)):
+VARIANTS = ((None, None, 0, 0), (0.7, 0.5, 0, 0), (0.7, 0.5, 1.6, 0), (0.5, 0.5, 0, 0), (0.4, 0.5, 0, 0),
+            (0.7, 0.5, 0, 2.0), (0.7, 0.5, 0, 1.5))
+for threshold, depth, min_size, max_ratio in VARIANTS:
     stage, split = {}, 0
     for name, (masks, scores) in loaded.items():
         out_masks, out_scores = [], []
@@ -74,12 +76,15 @@ for threshold, depth, min_size in ((None, None, 0), (0.7, 0.5, 0), (0.7, 0.5, 1.
             sol = solidity(m)
             cut = threshold is not None and sol < threshold and m.sum() >= min_size * typical
             parts = pieces(m, depth) if cut else [m]
+            if len(parts) > 1 and max_ratio and max(p.sum() for p in parts) > max_ratio * min(p.sum() for p in parts):
+                parts = [m]  # pieces of very different sizes: not a group of like objects
             split += len(parts) > 1
             for part in parts:
                 out_masks.append(part)
                 out_scores.append(s * weight(solidity(part) if len(parts) > 1 else sol))
         stage[name] = real_dev.StagePrediction(np.array(out_masks) if out_masks else masks, np.array(out_scores), None)
     r = real_dev.score_images(images, stage)
-    print(f"cut below solidity {threshold}, peaks >= {depth} of the deepest, objects >= {min_size}x typical "
+    print(f"cut below solidity {threshold}, peaks >= {depth} of the deepest, objects >= {min_size}x typical, "
+          f"pieces within {max_ratio or 'any'}x of each other "
           f"({split} objects cut): " + " / ".join(
               f"{r[k]:.3f}" for k in ("corloc", "box_ap50", "mask_ap50", "mask_recall50")), flush=True)
