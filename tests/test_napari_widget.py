@@ -77,6 +77,9 @@ def test_run_review_correct_retrain_export(make_napari_viewer, qtbot, three_imag
     assert status.startswith("Done: 3 images"), status
     exported = len(json.loads((project / "annotations.json").read_text())["annotations"])
     assert f"proposals -> {exported} masks in 2 classes" in status, status  # the masks the user gets
+    report = json.loads((project / "report.json").read_text())
+    assert f"suggested K {report['suggested_k']}" in status, status  # and whether a K stood out, in words
+    assert ("no K stands out" in status) != report["k_stands_out"], status
 
     # layers: the current image and its masks, with a features table
     assert [layer.name for layer in viewer.layers] == ["image", "masks"]
