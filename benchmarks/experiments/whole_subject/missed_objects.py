@@ -11,25 +11,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 import numpy as np  # noqa: E402
 
 from benchmarks import real_dev  # noqa: E402
+from benchmarks.experiments.whole_subject import common  # noqa: E402
 
 project, folder = Path(sys.argv[1]), Path(sys.argv[2])
-images = [i for i in real_dev.load_ground_truth(folder, default_source=folder.name)
-          if i.source not in real_dev.DENSE_SOURCES and i.masks is not None]
-final = real_dev._keyed(real_dev.project_stages(project)["final"], images)
+images = [image for image in common.scored_images(folder) if image.masks is not None]
+final = common.final_objects(project, images)
 rows = []
-for im in images:
-    p = final.get(im.file_name)
-    masks = np.asarray(p.masks, bool) if p is not None and len(p.masks) else np.zeros((0, im.height, im.width), bool)
-    for g in im.masks:
-        area = g.sum() / g.size
-        if len(masks):
-            inter = (masks & g).reshape(len(masks), -1).sum(1)
-            union = (masks | g).reshape(len(masks), -1).sum(1)
-            best = (inter / union).max()
-            covered = (masks.any(0) & g).sum() / g.sum()
-        else:
-            best, covered = 0.0, 0.0
-        rows.append((area, best, covered, len(im.masks)))
+for image in images:
+    masks = final.get(image.file_name, (np.zeros((0, image.height, image.width), bool),))[0]
+    best = (real_dev._mask_iou_matrix(masks, image.masks).max(axis=0) if len(masks)
+            else np.zeros(len(image.masks)))
+    under = masks.any(axis=0) if len(masks) else np.zeros((image.height, image.width), bool)
+    for g, best_iou in zip(image.masks, best):
+        rows.append((g.sum() / g.size, best_iou, (under & g).sum() / g.sum(), len(image.masks)))
 r = np.array(rows)
 print(len(r), "objects")
 for lo, hi in ((0, 0.005), (0.005, 0.01), (0.01, 0.02), (0.02, 0.05), (0.05, 0.1), (0.1, 1)):

@@ -13,25 +13,19 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmarks import real_dev  # noqa: E402
-from engine.method.features import ImageFeatures  # noqa: E402
+from benchmarks.experiments.whole_subject import common  # noqa: E402
 from engine.method.proposals import segment_proposals  # noqa: E402
 
 feats_dir, folder = Path(sys.argv[1]), Path(sys.argv[2])
-images = [i for i in real_dev.load_ground_truth(folder, default_source=folder.name)
-          if i.source not in real_dev.DENSE_SOURCES][:int(sys.argv[3]) if len(sys.argv) > 3 else None]
+images = common.scored_images(folder)[:int(sys.argv[3]) if len(sys.argv) > 3 else None]
 variants = [(1.0, 12), (0.7, 12), (1.0, 24), (0.7, 24), (0.5, 24)]
 predictions: dict = {v: {} for v in variants}
 for image in images:
-    d = np.load(feats_dir / (Path(image.file_name).stem + ".npz"))
-    f = ImageFeatures(tuple(int(v) for v in d["grid_hw"]), tuple(d["input_hw"]), d["keys"], d["tokens"],
-                      d["cls_token"], d["cls_attention"])
+    features = common.tree_features(feats_dir, image.file_name)
     pixels = np.asarray(Image.open(folder / "images" / image.file_name).convert("RGB"))
     for ratio, cap in variants:
-        p = segment_proposals(pixels, f, True, max_masks=cap, min_attention_ratio=ratio)
+        p = segment_proposals(pixels, features, True, max_masks=cap, min_attention_ratio=ratio)
         predictions[(ratio, cap)][image.file_name] = real_dev.StagePrediction(p.masks, np.asarray(p.scores, float),
                                                                              None)
-for variant, stage in predictions.items():
-    s = real_dev.score_images(images, stage)
-    print(f"attention >= {variant[0]}, at most {variant[1]}: " + " / ".join(
-        f"{s[k]:.3f}" for k in ("corloc", "box_ap50", "mask_ap50", "mask_recall50"))
-        + f" ({s['predicted_masks']} masks)")
+for (ratio, cap), stage in predictions.items():
+    print(f"attention >= {ratio}, at most {cap}: {common.figures(images, stage)}")

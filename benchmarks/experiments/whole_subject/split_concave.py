@@ -14,20 +14,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 from skimage.feature import peak_local_max  # noqa: E402
-from skimage.measure import regionprops  # noqa: E402
 from skimage.segmentation import watershed  # noqa: E402
 
 from benchmarks import real_dev  # noqa: E402
+from benchmarks.experiments.whole_subject import common  # noqa: E402
 
 project, folder = Path(sys.argv[1]), Path(sys.argv[2])
-images = [i for i in real_dev.load_ground_truth(folder, default_source=folder.name)
-          if i.source not in real_dev.DENSE_SOURCES]
-final = real_dev._keyed(real_dev.project_stages(project)["final"], images)
-
-
-def solidity(mask):
-    r = regionprops(mask.astype(np.uint8))
-    return r[0].solidity if r and r[0].area > 2 else 1.0
+images = common.scored_images(folder)
 
 
 def weight(s):
@@ -57,12 +50,8 @@ def pieces(mask, depth_share):
     return out if len(out) >= 2 else [mask]
 
 
-loaded = {}
-for image in images:
-    p = final.get(image.file_name)
-    if p is not None:
-        loaded[image.file_name] = (np.asarray(p.masks, bool), np.asarray(p.scores, float))
-compact = [m.sum() for masks, _ in loaded.values() for m in masks if solidity(m) >= 0.8]
+loaded = common.final_objects(project, images)
+compact = [m.sum() for masks, _ in loaded.values() for m in masks if common.solidity(m) >= 0.8]
 typical = float(np.median(compact)) if compact else 0.0
 print(f"the folder's typical compact object: {typical:.0f} pixels "
       f"(median of {len(compact)} objects of solidity >= 0.8)")
@@ -73,7 +62,7 @@ for threshold, depth, min_size, max_ratio in VARIANTS:
     for name, (masks, scores) in loaded.items():
         out_masks, out_scores = [], []
         for m, s in zip(masks, scores):
-            sol = solidity(m)
+            sol = common.solidity(m)
             cut = threshold is not None and sol < threshold and m.sum() >= min_size * typical
             parts = pieces(m, depth) if cut else [m]
             if len(parts) > 1 and max_ratio and max(p.sum() for p in parts) > max_ratio * min(p.sum() for p in parts):
@@ -81,10 +70,8 @@ for threshold, depth, min_size, max_ratio in VARIANTS:
             split += len(parts) > 1
             for part in parts:
                 out_masks.append(part)
-                out_scores.append(s * weight(solidity(part) if len(parts) > 1 else sol))
+                out_scores.append(s * weight(common.solidity(part) if len(parts) > 1 else sol))
         stage[name] = real_dev.StagePrediction(np.array(out_masks) if out_masks else masks, np.array(out_scores), None)
-    r = real_dev.score_images(images, stage)
     print(f"cut below solidity {threshold}, peaks >= {depth} of the deepest, objects >= {min_size}x typical, "
-          f"pieces within {max_ratio or 'any'}x of each other "
-          f"({split} objects cut): " + " / ".join(
-              f"{r[k]:.3f}" for k in ("corloc", "box_ap50", "mask_ap50", "mask_recall50")), flush=True)
+          f"pieces within {max_ratio or 'any'}x of each other ({split} objects cut): "
+          f"{common.figures(images, stage)}", flush=True)

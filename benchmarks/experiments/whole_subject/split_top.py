@@ -14,31 +14,16 @@ import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from benchmarks import real_dev  # noqa: E402
-from engine.method.features import ImageFeatures  # noqa: E402
+from benchmarks.experiments.whole_subject import common  # noqa: E402
 from engine.method.proposals import _linked, _object_side, key_matrix, second_eigenvector  # noqa: E402
 
 feats_dir, folder = Path(sys.argv[1]), Path(sys.argv[2])
-images = [i for i in real_dev.load_ground_truth(folder, default_source=folder.name)
-          if i.source not in real_dev.DENSE_SOURCES]
-
-
-def box_iou(a, b):
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0, x1 - x0) * max(0, y1 - y0)
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
-
-
+images = common.scored_images(folder)
 rows = []
 for image in images:
-    path = feats_dir / (Path(image.file_name).stem.replace(".", "_") + ".npz")
-    if not path.exists():
-        path = feats_dir / (Path(image.file_name).stem + ".npz")
-    d = np.load(path)
-    gh, gw = (int(v) for v in d["grid_hw"])
-    f = ImageFeatures((gh, gw), tuple(d["input_hw"]), d["keys"], d["tokens"], d["cls_token"], d["cls_attention"])
-    keys = key_matrix(f, True)
-    graph = _linked(keys, 0.15, 1e-5)
+    f = common.tree_features(feats_dir, image.file_name)
+    gh, gw = f.grid_hw
+    graph = _linked(key_matrix(f, True), 0.15, 1e-5)
     fg = np.zeros(gh * gw, bool)
     fg[_object_side(second_eigenvector(graph), np.arange(gh * gw), (gh, gw))] = True
     regions, count = ndimage.label(fg.reshape(gh, gw), structure=np.ones((3, 3)))
@@ -47,7 +32,7 @@ for image in images:
     ys, xs = np.nonzero(largest)
     sy, sx = image.height / gh, image.width / gw
     box = (xs.min() * sx, ys.min() * sy, (xs.max() - xs.min() + 1) * sx, (ys.max() - ys.min() + 1) * sy)
-    best = max(box_iou(box, b) for b in image.boxes)
+    best = real_dev._box_iou_matrix(np.array([box]), image.boxes).max()
     share_of_fg = sizes.max() / sizes.sum()
     rows.append((best >= 0.5, share_of_fg, sizes.max() / (gh * gw), count, len(image.boxes), image.source))
 

@@ -1,0 +1,50 @@
+"""What the whole_subject experiments share: the folder's scored images, a finished project's final objects, a
+mask's solidity, the candidate-tree experiment's cached features, and one line of figures. Imported by the
+scripts beside it (run from the repository root, each puts the repository on the path first)."""
+from pathlib import Path
+
+import numpy as np
+from skimage.measure import regionprops
+
+from benchmarks import real_dev
+from engine.method.features import ImageFeatures
+
+METRICS = ("corloc", "box_ap50", "mask_ap50", "mask_recall50")
+
+
+def scored_images(folder: Path) -> list:
+    """The folder's annotated images, its dense sources (real-dev's tree tiles) left out as the benchmark does."""
+    return [i for i in real_dev.load_ground_truth(folder, default_source=folder.name)
+            if i.source not in real_dev.DENSE_SOURCES]
+
+
+def final_objects(project: Path, images: list) -> dict:
+    """{file name: (masks (m, H, W) bool, scores (m,))} of a finished project's final objects."""
+    final = real_dev._keyed(real_dev.project_stages(project)["final"], images)
+    loaded = {}
+    for image in images:
+        prediction = final.get(image.file_name)
+        if prediction is not None:
+            loaded[image.file_name] = (np.asarray(prediction.masks, bool), np.asarray(prediction.scores, float))
+    return loaded
+
+
+def solidity(mask: np.ndarray) -> float:
+    """Area over convex-hull area (1 for a speck of two pixels or fewer, as engine.method.instances has it)."""
+    regions = regionprops(mask.astype(np.uint8))
+    return regions[0].solidity if regions and regions[0].area > 2 else 1.0
+
+
+def tree_features(feats_dir: Path, file_name: str) -> ImageFeatures:
+    """An image's 448-px features as the candidate-tree experiment cached them (keys and CLS attention kept)."""
+    stem = Path(file_name).stem
+    path = feats_dir / f"{stem}.npz"
+    data = np.load(path if path.exists() else feats_dir / f"{stem.replace('.', '_')}.npz")
+    return ImageFeatures(tuple(int(v) for v in data["grid_hw"]), tuple(data["input_hw"]), data["keys"],
+                         data["tokens"], data["cls_token"], data["cls_attention"])
+
+
+def figures(images: list, stage: dict) -> str:
+    """CorLoc / box AP50 / mask AP50 / mask recall@0.5 of {file name: StagePrediction}, and the mask count."""
+    scores = real_dev.score_images(images, stage)
+    return " / ".join(f"{scores[k]:.3f}" for k in METRICS) + f" ({scores['predicted_masks']} masks)"
