@@ -262,6 +262,7 @@ def cmd_distill(args) -> int:
                       **_filter_overrides(args))
     print(f"kept {summary['masks_kept']} masks, dropped {summary['masks_dropped']}; "
           f"{summary['instances_predicted']} instances predicted")
+    _print_group_cut(summary)
     if summary["carried"]:
         print(f"corrected objects carried to {len(summary['carried'])} image(s) of the same scene "
               f"({sum(summary['carried'].values())} objects)")
@@ -271,11 +272,20 @@ def cmd_distill(args) -> int:
     return 0
 
 
+def _print_group_cut(summary: dict) -> None:
+    from engine.orchestration.group_cutting import describe_group_cut
+
+    line = describe_group_cut(summary.get("group_cut"))
+    if line:
+        print(line)
+
+
 def cmd_predict(args) -> int:
     from engine.orchestration.pipeline import predict
 
     summary = predict(args.project, None if args.quiet else _progress_bar(), device=args.device)
     print(f"{summary['instances_predicted']} instances predicted in {summary['export']['images']} images")
+    _print_group_cut(summary)
     for warning in summary["export"]["warnings"]:
         print(f"  warning: {warning}")
     print(f"COCO annotations: {Path(args.project).resolve() / 'annotations.json'}")

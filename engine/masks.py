@@ -254,6 +254,21 @@ class LabelMasks:
         # one bounding slice per label value (None for a value not present), shared by every subset
         self._boxes = boxes if boxes is not None else ndimage.find_objects(self.labels)
 
+    @classmethod
+    def from_stack(cls, masks) -> LabelMasks:
+        """The label map of a stack of masks (an (n, H, W) bool array, or any stack with ``shape`` and
+        ``crop(i)``: the RLE masks read back from a project), ids 1..n in its order; where masks overlap, the
+        later one wins."""
+        labels = np.zeros(masks.shape[1:], np.int32)
+        for position in range(len(masks)):
+            if isinstance(masks, np.ndarray):
+                labels[masks[position]] = position + 1
+                continue
+            box, crop = masks.crop(position)
+            if box is not None:
+                labels[box][crop] = position + 1
+        return cls(labels, np.arange(1, len(masks) + 1, dtype=np.int32))
+
     @property
     def shape(self) -> tuple:
         return (len(self.ids), *self.labels.shape)

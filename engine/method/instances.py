@@ -195,21 +195,40 @@ def combine_with_proposals(proposal_masks: np.ndarray, proposal_scores: np.ndarr
 COMPACT_SOLIDITY = 0.7  # an object less solid than this (area over its convex hull's) ranks down in proportion
 
 
-def rank_by_compactness(masks: LabelMasks, classes: np.ndarray, scores: np.ndarray, skip=()) -> tuple:
+def object_solidities(masks: LabelMasks) -> dict:
+    """{object id: solidity (area over convex-hull area)} of every object; specks of two pixels or fewer: 1."""
+    present = set(masks.ids.tolist())
+    return {int(region.label): float(region.solidity) if region.area > 2 else 1.0
+            for region in regionprops(masks.labels) if region.label in present}
+
+
+def mask_solidity(mask: np.ndarray) -> float:
+    """One bool mask's solidity (1 for a speck of two pixels or fewer)."""
+    regions = regionprops(np.asarray(mask, np.uint8))
+    return float(regions[0].solidity) if regions and regions[0].area > 2 else 1.0
+
+
+def compactness_weight(solidity: float) -> float:
+    """The score factor of an object of this solidity: min(1, solidity / COMPACT_SOLIDITY)."""
+    return min(1.0, solidity / COMPACT_SOLIDITY)
+
+
+def rank_by_compactness(masks: LabelMasks, classes: np.ndarray, scores: np.ndarray, skip=(),
+                        solidity: dict | None = None) -> tuple:
     """The final objects re-ranked with each score times min(1, solidity / COMPACT_SOLIDITY), best first; the
     objects ``skip`` (label values: those carried from the user's corrections) keep their scores.
 
     Why: a lone object is compact, while two or three touching ones cut as one, and background wrapped around
     objects, leave concavities. feral_cats' top object was such a group in about 50 of 195 images; with this
     weight its CorLoc / box AP50 / mask AP50 rose 0.559 / 0.149 / 0.154 -> 0.574 / 0.168 / 0.173 and real-dev's
-    three seeds' rose or held (docs/decisions.md#d-compact). The masks themselves do not change.
-    Returns (masks, classes, scores) in the new order.
+    three seeds' rose or held (docs/decisions.md#d-compact). The masks themselves do not change. ``solidity``:
+    :func:`object_solidities` of ``masks`` when the caller has it. Returns (masks, classes, scores) in the new
+    order.
     """
     if not len(masks):
         return masks, classes, scores
-    solidity = {region.label: region.solidity for region in regionprops(masks.labels) if region.area > 2}
-    weights = np.array([1.0 if int(i) in skip else min(1.0, solidity.get(int(i), 1.0) / COMPACT_SOLIDITY)
-                        for i in masks.ids])
+    solidity = object_solidities(masks) if solidity is None else solidity
+    weights = np.array([1.0 if int(i) in skip else compactness_weight(solidity.get(int(i), 1.0)) for i in masks.ids])
     scores = (np.asarray(scores, np.float32) * weights).astype(np.float32)
     order = np.argsort(-scores, kind="stable")
     return masks[order], np.asarray(classes)[order], scores[order]

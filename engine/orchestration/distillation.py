@@ -33,9 +33,15 @@ from engine.method.distill import (
     train_head,
 )
 from engine.method.features import FeatureCache
-from engine.method.instances import combine_with_proposals, foreground_instances, rank_by_compactness
+from engine.method.instances import (
+    combine_with_proposals,
+    foreground_instances,
+    object_solidities,
+    rank_by_compactness,
+)
 from engine.orchestration.carried_corrections import CorrectedScenes
 from engine.orchestration.config import RunConfig
+from engine.orchestration.group_cutting import GroupCutting
 from engine.orchestration.outcome import Progress, StageTimer, no_progress
 from engine.state.label_state import LabelState
 from engine.state.project import Project, load_recut_memo, save_image_predictions, save_recut_memo
@@ -193,6 +199,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     staging = project.predictions_staging_dir
     shutil.rmtree(staging, ignore_errors=True)
     total, carried_to, recut_seconds = 0, {}, 0.0
+    groups = GroupCutting()
     for done, entry in enumerate(entries):
         features, image = load_features(cache, entry), images.load(entry)
         probs = class_probabilities(head, features.tokens, features.grid_hw, image)
@@ -224,16 +231,21 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
                 save_recut_memo(memo_path, memo_key, memo)
             recut_seconds += time.perf_counter() - started
         if not ranking:  # dense objects rank by their own score, solidity included
-            masks, classes, scores = rank_by_compactness(masks, classes, scores, carried_ids)
+            solidity = object_solidities(masks)
+            masks, classes, scores = rank_by_compactness(masks, classes, scores, carried_ids, solidity)
+            groups.observe(entry, features, masks, solidity, carried_ids)
         # the map says what the instances say (their categories are the label state's, not the head's)
         semantic = masks.painted(classes) if len(masks) else np.zeros_like(semantic)
         save_image_predictions(staging / f"{entry['image_id']}.npz", semantic, masks, classes, scores)
         total += len(masks)
         progress("predict", done + 1, len(entries))
+    progress("cut groups", 0, 1)
+    group_cut = groups.cut_staged(staging, lambda entry: load_features(cache, entry))
+    progress("cut groups", 1, 1)
     atomic_write_json(staging / "stamp.json", {"clustering": clusters.get("id"), "images": len(entries)})
     project.replace_predictions()
-    return {"instances_predicted": total, "carried": carried_to,
-            "closer_look_seconds": None if recut is None else round(recut_seconds, 2)}
+    return {"instances_predicted": total + group_cut["objects_cut"], "carried": carried_to,
+            "closer_look_seconds": None if recut is None else round(recut_seconds, 2), "group_cut": group_cut}
 
 
 def _dense_ranking(project_config: dict) -> dict:

@@ -12,9 +12,6 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 import numpy as np  # noqa: E402
-from scipy import ndimage  # noqa: E402
-from skimage.feature import peak_local_max  # noqa: E402
-from skimage.segmentation import watershed  # noqa: E402
 
 from benchmarks import real_dev  # noqa: E402
 from benchmarks.experiments.whole_subject import common  # noqa: E402
@@ -25,29 +22,6 @@ images = common.scored_images(folder)
 
 def weight(s):
     return min(1.0, s / 0.7)
-
-
-def pieces(mask, depth_share):
-    ys, xs = np.nonzero(mask)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    crop = np.pad(mask[y0:y1, x0:x1], 1)
-    dist = ndimage.distance_transform_edt(crop)
-    peaks = peak_local_max(dist, min_distance=max(2, int(dist.max() * 0.5)), threshold_abs=dist.max() * depth_share,
-                           labels=crop.astype(int), exclude_border=False)
-    if len(peaks) < 2:
-        return [mask]
-    markers = np.zeros(crop.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    labels = watershed(-dist, markers, mask=crop)[1:-1, 1:-1]
-    area = mask.sum()
-    out = []
-    for i in range(1, len(peaks) + 1):
-        piece = labels == i
-        if piece.sum() >= 0.15 * area:
-            full = np.zeros_like(mask)
-            full[y0:y1, x0:x1] = piece
-            out.append(full)
-    return out if len(out) >= 2 else [mask]
 
 
 loaded = common.final_objects(project, images)
@@ -64,7 +38,7 @@ for threshold, depth, min_size, max_ratio in VARIANTS:
         for m, s in zip(masks, scores):
             sol = common.solidity(m)
             cut = threshold is not None and sol < threshold and m.sum() >= min_size * typical
-            parts = pieces(m, depth) if cut else [m]
+            parts = common.waist_pieces(m, depth) if cut else [m]
             if len(parts) > 1 and max_ratio and max(p.sum() for p in parts) > max_ratio * min(p.sum() for p in parts):
                 parts = [m]  # pieces of very different sizes: not a group of like objects
             split += len(parts) > 1

@@ -1,0 +1,217 @@
+"""Objects' centres learnt from the folder's lone objects, and groups of touching objects cut at them.
+
+Two or three touching objects of one kind are often found as one mask (about 50 of feral_cats' 195 top
+objects). What recurs across the folder tells them apart: its compact final objects (solidity >=
+``LONE_SOLIDITY``: mostly one object each) teach a ridge regression from a patch's token, and the mean of its
+3 x 3 neighbours, to the patch's depth inside its object (distance to the object's edge over the object's
+deepest; a centre heat map as Panoptic-DeepLab predicts one, fitted in a second on a CPU). Inside a concave
+object (solidity < ``COMPACT_SOLIDITY``) the predicted depth's peaks are its objects' centres; two or more cut it
+by a watershed of that depth.
+
+The model is used only where it predicts the depth of objects it did not see (R^2 over held-out images' objects,
+grouped 5-fold cross-validation, >= ``MIN_HELD_OUT_R2``): on real-dev's 11 mixed photos (24-29 lone objects of
+unlike kinds) it reaches 0.01-0.09 and cuts nothing; on feral_cats (about 300 lone cats) 0.43. A geometric
+waist cut, which needs no model, cut people and chairs as well and halved real-dev's mask AP50
+(docs/decisions.md#d-centres). Pure functions over arrays and scikit-learn; no torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+from skimage.feature import peak_local_max
+from skimage.segmentation import watershed
+from skimage.transform import resize
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import GroupKFold, cross_val_score
+
+from engine.masks import LabelMasks, coverage_on_grid
+from engine.method.instances import COMPACT_SOLIDITY, compactness_weight, mask_solidity
+
+LONE_SOLIDITY = 0.8  # an object this compact is taken as one object: an example of what a centre looks like
+MIN_EXAMPLE_PIXELS = 50  # smaller lone objects cover a patch or two: no depth profile to learn
+MIN_EXAMPLES = 20  # lone objects needed before a model is fitted (5 folds of 4)
+MAX_EXAMPLES = 600  # lone objects kept (a seeded reservoir sample): ~40,000 patches, ~60 MB in float16
+MIN_HELD_OUT_R2 = 0.2  # real-dev 0.01-0.09 (mixed photos: nothing transfers), feral_cats 0.43
+ALPHAS = (100.0, 1000.0, 3000.0, 10000.0)  # ridge strengths tried; the best held-out R^2 is kept
+PEAK_DEPTH = 0.4  # a centre's predicted depth (1 = an object's deepest point); 0.3-0.45 alike on feral_cats
+MIN_PIECE_SHARE = 0.15  # a smaller piece goes to its neighbours: a leg or an ear is no object
+
+
+def patch_inputs(tokens: np.ndarray, grid_hw: tuple) -> np.ndarray:
+    """(N, 2D) float32 regression inputs: each patch token centred on the image's mean, beside the mean of its
+    3 x 3 neighbourhood (where in an object a patch lies shows in its surroundings)."""
+    gh, gw = grid_hw
+    grid = np.asarray(tokens, np.float32).reshape(gh, gw, -1)
+    grid = grid - grid.mean(axis=(0, 1))
+    context = ndimage.uniform_filter(grid, size=(3, 3, 1), mode="nearest")
+    return np.concatenate([grid, context], axis=2).reshape(gh * gw, -1)
+
+
+def object_depth(mask: np.ndarray) -> np.ndarray:
+    """A bool mask's depth: distance to its edge (the image's border counts as an edge) over its deepest."""
+    depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    return (depth / max(float(depth.max()), 1e-6)).astype(np.float32)
+
+
+def depth_targets(mask: np.ndarray, grid_hw: tuple) -> tuple:
+    """(cells, depths): the patches at least half inside the mask and the mask's mean depth over their pixels."""
+    cover = coverage_on_grid(mask, grid_hw).ravel()
+    summed = coverage_on_grid(object_depth(mask), grid_hw).ravel()  # mean over the cell: the depth's share
+    cells = np.flatnonzero(cover >= 0.5)
+    return cells, np.clip(summed[cells] / cover[cells], 0.0, 1.0)
+
+
+@dataclass
+class CentreExamples:
+    """The folder's lone objects as regression examples, gathered one image at a time: at most
+    ``MAX_EXAMPLES`` objects, a reservoir sample seeded by ``seed`` (the same folder gives the same sample)."""
+
+    seed: int = 0
+    rows: list = field(default_factory=list)  # per object: (cells, 2D) float16 inputs
+    targets: list = field(default_factory=list)  # per object: (cells,) depths
+    radius_shares: list = field(default_factory=list)  # per object: deepest depth / sqrt(image area)
+    seen: int = 0
+
+    def __post_init__(self):
+        self._rng = np.random.default_rng(self.seed)
+
+    def add(self, tokens: np.ndarray, grid_hw: tuple, masks: LabelMasks, solidity: dict) -> None:
+        """The image's objects of solidity >= LONE_SOLIDITY and MIN_EXAMPLE_PIXELS or more."""
+        inputs = None
+        image_side = float(np.sqrt(masks.labels.size))
+        for position, object_id in enumerate(masks.ids):
+            box, crop = masks.crop(position)
+            if box is None or solidity.get(int(object_id), 0.0) < LONE_SOLIDITY or crop.sum() < MIN_EXAMPLE_PIXELS:
+                continue
+            slot = self._slot()
+            if slot is None:
+                continue
+            mask = masks.mask(position)
+            cells, depths = depth_targets(mask, grid_hw)
+            if not len(cells):
+                continue
+            inputs = patch_inputs(tokens, grid_hw) if inputs is None else inputs
+            radius = float(ndimage.distance_transform_edt(np.pad(crop, 1)).max())
+            example = (inputs[cells].astype(np.float16), depths.astype(np.float32), radius / image_side)
+            if slot == len(self.rows):
+                self.rows.append(example[0]), self.targets.append(example[1]), self.radius_shares.append(example[2])
+            else:
+                self.rows[slot], self.targets[slot], self.radius_shares[slot] = example
+
+    def _slot(self):
+        """Where the next object goes (reservoir sampling), or None when it is left out."""
+        self.seen += 1
+        if len(self.rows) < MAX_EXAMPLES:
+            return len(self.rows)
+        slot = int(self._rng.integers(self.seen))
+        return slot if slot < MAX_EXAMPLES else None
+
+
+@dataclass
+class CentreModel:
+    """A fitted depth regression and the folder's typical lone object's radius (a share of sqrt(image area))."""
+
+    ridge: Ridge
+    radius_share: float
+
+    def depth_map(self, tokens: np.ndarray, grid_hw: tuple, image_hw: tuple) -> np.ndarray:
+        """(H, W) float32 predicted depth, bilinear from the patch grid."""
+        grid = self.ridge.predict(patch_inputs(tokens, grid_hw)).reshape(grid_hw).astype(np.float32)
+        return resize(grid, image_hw, order=1, preserve_range=True, anti_aliasing=False).astype(np.float32)
+
+    def min_centre_distance(self, image_hw: tuple) -> int:
+        """Pixels between two centres: half the typical lone object's radius in this image."""
+        return max(2, int(0.5 * self.radius_share * np.sqrt(image_hw[0] * image_hw[1])))
+
+
+@dataclass
+class CentreFit:
+    """What fitting said: the model (None when not used), its held-out R^2, alpha, and the examples it had."""
+
+    model: CentreModel | None
+    held_out_r2: float | None
+    alpha: float | None
+    examples: int
+
+    def summary(self) -> dict:
+        return {"used": self.model is not None, "lone_objects": self.examples, "alpha": self.alpha,
+                "held_out_r2": None if self.held_out_r2 is None else round(self.held_out_r2, 3)}
+
+
+def fit_centre_model(examples: CentreExamples) -> CentreFit:
+    """The ridge strength of ``ALPHAS`` with the best held-out R^2 (5 folds, each object's patches in one fold),
+    refitted on every example; no model under MIN_EXAMPLES objects or below MIN_HELD_OUT_R2."""
+    count = len(examples.rows)
+    if count < MIN_EXAMPLES:
+        return CentreFit(None, None, None, count)
+    x = np.concatenate(examples.rows).astype(np.float32)
+    y = np.concatenate(examples.targets)
+    groups = np.concatenate([np.full(len(t), i) for i, t in enumerate(examples.targets)])
+    folds = GroupKFold(n_splits=5)
+    held_out = {alpha: float(cross_val_score(Ridge(alpha=alpha), x, y, groups=groups, cv=folds, scoring="r2").mean())
+                for alpha in ALPHAS}
+    alpha = max(held_out, key=held_out.get)
+    if held_out[alpha] < MIN_HELD_OUT_R2:
+        return CentreFit(None, held_out[alpha], alpha, count)
+    model = CentreModel(Ridge(alpha=alpha).fit(x, y), float(np.median(examples.radius_shares)))
+    return CentreFit(model, held_out[alpha], alpha, count)
+
+
+def centre_pieces(mask_crop: np.ndarray, depth_crop: np.ndarray, min_distance: int) -> np.ndarray | None:
+    """A bool crop cut at the predicted depth's centres: an int32 map of pieces 1..k (0 outside), or None when
+    it holds fewer than two centres of PEAK_DEPTH, or fewer than two pieces of MIN_PIECE_SHARE of it."""
+    peaks = peak_local_max(np.where(mask_crop, depth_crop, 0.0), min_distance=min_distance, threshold_abs=PEAK_DEPTH,
+                           labels=mask_crop.astype(np.int32), exclude_border=False)
+    if len(peaks) < 2:
+        return None
+    markers = np.zeros(mask_crop.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    pieces = watershed(-depth_crop, markers, mask=mask_crop)
+    areas = np.bincount(pieces.ravel(), minlength=len(peaks) + 1)[1:]
+    large = np.flatnonzero(areas >= MIN_PIECE_SHARE * mask_crop.sum()) + 1
+    if len(large) < 2:
+        return None
+    if len(large) < len(peaks):  # the small pieces' pixels go to their large neighbours
+        markers[~np.isin(markers, large)] = 0
+        pieces = watershed(-depth_crop, markers, mask=mask_crop)
+    return np.searchsorted(np.concatenate([[0], large]), pieces).astype(np.int32) * (pieces > 0)
+
+
+def group_candidates(masks: LabelMasks, solidity: dict, skip=()) -> list:
+    """Positions of the objects that may be groups: solidity under COMPACT_SOLIDITY, not in ``skip`` (ids)."""
+    return [position for position, object_id in enumerate(masks.ids)
+            if int(object_id) not in skip and solidity.get(int(object_id), 1.0) < COMPACT_SOLIDITY]
+
+
+def cut_groups(masks: LabelMasks, classes: np.ndarray, scores: np.ndarray, depth: np.ndarray, min_distance: int,
+               candidates) -> tuple:
+    """The objects at ``candidates`` (positions) cut at their centres; each piece takes its object's class and
+    score with the object's compactness weight (min(1, solidity / COMPACT_SOLIDITY)) replaced by its own, and
+    every object is re-ranked, best first. Returns (masks, classes, scores, objects cut)."""
+    labels = masks.labels.copy()
+    next_id = int(max(labels.max(initial=0), masks.ids.max(initial=0))) + 1
+    ids, out_classes, out_scores, cut = [], [], [], 0
+    for position, object_id in enumerate(masks.ids):
+        box, crop = masks.crop(position)
+        pieces = centre_pieces(crop, depth[box], min_distance) if position in candidates and box is not None \
+            else None
+        if pieces is None:
+            ids.append(int(object_id)), out_classes.append(classes[position]), out_scores.append(scores[position])
+            continue
+        cut += 1
+        whole = compactness_weight(mask_solidity(crop))
+        for piece in range(1, int(pieces.max()) + 1):
+            inside = pieces == piece
+            labels[box][inside] = next_id
+            ids.append(next_id), out_classes.append(classes[position])
+            out_scores.append(scores[position] * compactness_weight(mask_solidity(inside)) / whole)
+            next_id += 1
+    if not cut:
+        return masks, classes, scores, 0
+    out_scores = np.asarray(out_scores, np.float32)
+    order = np.argsort(-out_scores, kind="stable")
+    return (LabelMasks(labels, np.asarray(ids, np.int32)[order]), np.asarray(out_classes)[order],
+            out_scores[order], cut)
+

@@ -1,0 +1,202 @@
+"""Objects' centres learnt from a folder's lone objects, and groups cut at them (engine.method.centres and its
+two-pass use over staged predictions, engine.orchestration.group_cutting)."""
+import numpy as np
+import pytest
+
+from engine.masks import LabelMasks
+from engine.method import centres
+from engine.method.centres import (
+    CentreExamples,
+    CentreFit,
+    centre_pieces,
+    cut_groups,
+    depth_targets,
+    fit_centre_model,
+    group_candidates,
+    object_depth,
+)
+from engine.method.features import ImageFeatures
+from engine.method.instances import compactness_weight, mask_solidity, object_solidities
+from engine.orchestration.group_cutting import GroupCutting, describe_group_cut
+from engine.state.project import load_image_predictions, save_image_predictions
+
+
+def disc(shape, centre, radius):
+    rows, cols = np.ogrid[:shape[0], :shape[1]]
+    return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius ** 2
+
+
+def two_cones(shape, centres_at, radius):
+    """A depth map peaking at 1 on each centre, falling to 0 at ``radius``."""
+    rows, cols = np.indices(shape)
+    cones = [np.clip(1 - np.hypot(rows - r, cols - c) / radius, 0, None) for r, c in centres_at]
+    return np.max(cones, axis=0).astype(np.float32)
+
+
+SHAPE = (60, 100)
+LEFT, RIGHT = disc(SHAPE, (30, 20), 10), disc(SHAPE, (30, 58), 10)
+GROUP = LEFT | RIGHT  # two objects joined by a thin bridge: one mask, concave (solidity about 0.5)
+GROUP[29:32, 20:58] = True
+LONE = disc(SHAPE, (30, 86), 8)
+DEPTH = np.maximum(two_cones(SHAPE, [(30, 20), (30, 58)], 10), two_cones(SHAPE, [(30, 86)], 8))
+
+
+def test_a_group_is_cut_at_two_centres_and_a_lone_object_is_not():
+    box = (slice(18, 43), slice(8, 71))
+    pieces = centre_pieces(GROUP[box], DEPTH[box], min_distance=5)
+    assert pieces is not None and pieces.max() == 2
+    for piece, disc_crop in zip((pieces == 1, pieces == 2), (LEFT[box], RIGHT[box])):
+        assert (piece & disc_crop).sum() / (piece | disc_crop).sum() > 0.85
+    assert (pieces > 0).sum() == GROUP[box].sum()  # every pixel of the group goes to a piece
+    lone_box = (slice(20, 40), slice(76, 96))
+    assert centre_pieces(LONE[lone_box], DEPTH[lone_box], min_distance=5) is None
+    # centres closer than min_distance are one centre; shallow ones (under PEAK_DEPTH) are none
+    assert centre_pieces(GROUP[box], DEPTH[box], min_distance=40) is None
+    assert centre_pieces(GROUP[box], DEPTH[box] * (centres.PEAK_DEPTH * 0.9), min_distance=5) is None
+
+
+def test_a_small_piece_goes_to_its_neighbour():
+    mask = GROUP | disc(SHAPE, (30, 70), 4)  # a nub on the right disc, with a centre of its own
+    depth = np.maximum(DEPTH, 0.5 * two_cones(SHAPE, [(30, 70)], 4))
+    box = (slice(18, 43), slice(8, 75))
+    pieces = centre_pieces(mask[box], depth[box], min_distance=3)
+    assert pieces.max() == 2 and (pieces > 0).sum() == mask[box].sum()
+
+
+def test_cut_groups_gives_each_piece_its_own_compactness_and_reranks():
+    labels = np.zeros(SHAPE, np.int32)
+    labels[GROUP] = 4
+    labels[LONE] = 9
+    masks = LabelMasks(labels, [4, 9])
+    classes, scores = np.array([2, 3]), np.array([0.5, 0.45], np.float32)
+    solidity = object_solidities(masks)
+    assert group_candidates(masks, solidity) == [0] and group_candidates(masks, solidity, skip={4}) == []
+    cut_masks, cut_classes, cut_scores, cut = cut_groups(masks, classes, scores, DEPTH, 5, {0})
+    assert cut == 1 and len(cut_masks) == 3 and list(cut_classes) == [2, 2, 3]
+    whole = compactness_weight(solidity[4])
+    assert whole < 1
+    # each disc is compact: its score is the group's without the group's weight, so both rank above the lone one
+    np.testing.assert_allclose(cut_scores, [0.5 / whole, 0.5 / whole, 0.45], rtol=1e-5)
+    assert mask_solidity(cut_masks[0]) > centres.COMPACT_SOLIDITY
+    assert (np.asarray(cut_masks).sum(0) == (GROUP | LONE)).all()  # disjoint, nothing lost
+    assert 9 in cut_masks.ids  # the untouched object keeps its id
+    unchanged = cut_groups(masks, classes, scores, DEPTH, 5, set())
+    assert unchanged[0] is masks and unchanged[3] == 0
+
+
+def test_depth_targets_are_the_mean_depth_of_the_patches_inside():
+    mask = np.zeros((40, 40), bool)
+    mask[8:32, 8:32] = True
+    cells, depths = depth_targets(mask, (5, 5))
+    assert sorted(cells.tolist()) == [6, 7, 8, 11, 12, 13, 16, 17, 18]
+    centre = depths[cells.tolist().index(12)]
+    assert centre == depths.max() and centre > 0.6 and depths.min() < 0.5
+    assert object_depth(mask).max() == pytest.approx(1.0)
+
+
+def image_with_objects(rng, count=3, grid=12, patch=8, informative=True):
+    """An image of compact square objects whose tokens say (when ``informative``) how deep in its object a patch
+    lies, as a backbone's tokens would, and random tokens otherwise."""
+    labels = np.zeros((grid * patch, grid * patch), np.int32)
+    for k in range(count):
+        top, left = int(rng.integers(0, 6)) * patch, k * 4 * patch
+        labels[top:top + 4 * patch, left:left + 4 * patch] = k + 1
+    masks = LabelMasks(labels)
+    tokens = rng.normal(0, 1, (grid * grid, 16)).astype(np.float32)
+    if informative:
+        depth = np.zeros(grid * grid, np.float32)
+        for position in range(len(masks)):
+            cells, values = depth_targets(masks[position], (grid, grid))
+            depth[cells] = values
+        tokens[:, 0] = 4 * depth + rng.normal(0, 0.1, grid * grid)
+    features = ImageFeatures((grid, grid), (grid * patch, grid * patch), None, tokens, np.zeros(16, np.float32),
+                             None)
+    return features, masks
+
+
+def test_the_model_is_used_only_where_it_predicts_held_out_objects():
+    rng = np.random.default_rng(0)
+    for informative, used in ((True, True), (False, False)):
+        examples = CentreExamples()
+        for _ in range(10):
+            features, masks = image_with_objects(rng, informative=informative)
+            examples.add(features.tokens, features.grid_hw, masks, object_solidities(masks))
+        fit = fit_centre_model(examples)
+        assert fit.examples == 30 and (fit.model is not None) == used
+        assert (fit.held_out_r2 >= centres.MIN_HELD_OUT_R2) == used
+        assert fit.summary()["used"] == used
+    few = CentreExamples()
+    features, masks = image_with_objects(rng)
+    few.add(features.tokens, features.grid_hw, masks, object_solidities(masks))
+    fit = fit_centre_model(few)
+    assert fit.model is None and fit.held_out_r2 is None and fit.examples == 3
+
+
+def test_examples_keep_a_seeded_sample_of_at_most_max_examples(monkeypatch):
+    monkeypatch.setattr(centres, "MAX_EXAMPLES", 5)
+
+    def gathered(seed):
+        rng, examples = np.random.default_rng(1), CentreExamples(seed)
+        for _ in range(6):
+            features, masks = image_with_objects(rng)
+            examples.add(features.tokens, features.grid_hw, masks, object_solidities(masks))
+        return examples
+
+    first, again = gathered(0), gathered(0)
+    assert len(first.rows) == 5 and first.seen == 18
+    assert all(np.array_equal(a, b) for a, b in zip(first.rows, again.rows))
+    # a concave or tiny object is no example
+    examples, (features, masks) = CentreExamples(), image_with_objects(np.random.default_rng(2))
+    examples.add(features.tokens, features.grid_hw, masks, {int(i): 0.5 for i in masks.ids})
+    assert examples.seen == 0 and not examples.rows
+
+
+class TwoCentres:
+    """A fitted model's stand-in: the depth map of the group and the lone object above."""
+
+    def depth_map(self, tokens, grid_hw, image_hw):
+        assert image_hw == SHAPE
+        return DEPTH
+
+    def min_centre_distance(self, image_hw):
+        return 5
+
+
+def test_staged_predictions_are_cut_and_written_again(tmp_path, monkeypatch):
+    labels = np.zeros(SHAPE, np.int32)
+    labels[GROUP], labels[LONE] = 1, 2
+    masks = LabelMasks(labels)
+    features = ImageFeatures((6, 10), SHAPE, None, np.zeros((60, 4), np.float32), np.zeros(4, np.float32), None)
+    cutting = GroupCutting()
+    for image_id, skip in (("a", set()), ("b", {1})):  # in b the group was carried from the user's correction
+        save_image_predictions(tmp_path / f"{image_id}.npz", masks.painted([5, 6]), masks, np.array([5, 6]),
+                               np.array([0.5, 0.45], np.float32))
+        cutting.observe({"image_id": image_id}, features, masks, object_solidities(masks), skip)
+    assert set(cutting.candidates) == {"a"}
+    monkeypatch.setattr("engine.orchestration.group_cutting.fit_centre_model",
+                        lambda examples: CentreFit(TwoCentres(), 0.5, 1000.0, 40))
+    summary = cutting.cut_staged(tmp_path, lambda entry: features)
+    assert summary == {"used": True, "lone_objects": 40, "alpha": 1000.0, "held_out_r2": 0.5, "objects_cut": 1,
+                       "images_changed": 1}
+    semantic, stored, classes, scores = load_image_predictions(tmp_path / "a.npz")
+    assert len(stored) == 3 and list(classes) == [5, 5, 6] and scores[0] == scores[1] > scores[2]
+    assert (semantic == 5).sum() == GROUP.sum()
+    assert len(load_image_predictions(tmp_path / "b.npz")[1]) == 2  # the user's object is never cut
+    assert "1 objects in 1 images" in describe_group_cut(summary)
+
+
+def test_the_command_line_says_why_groups_stay_whole():
+    assert "20 needed" in describe_group_cut({"used": False, "lone_objects": 3, "alpha": None, "held_out_r2": None,
+                                              "objects_cut": 0, "images_changed": 0})
+    line = describe_group_cut({"used": False, "lone_objects": 28, "alpha": 10000.0, "held_out_r2": 0.01,
+                               "objects_cut": 0, "images_changed": 0})
+    assert "do not carry over" in line and "0.01 < 0.2" in line
+    assert describe_group_cut(None) is None
+
+
+def test_label_masks_from_a_stack():
+    stack = np.stack([GROUP, LONE])
+    from_array = LabelMasks.from_stack(stack)
+    assert list(from_array.ids) == [1, 2] and (np.asarray(from_array) == stack).all()
+    from_labels = LabelMasks.from_stack(from_array)
+    assert (from_labels.labels == from_array.labels).all()
