@@ -143,12 +143,12 @@ def test_examples_keep_a_seeded_sample_of_at_most_max_examples(monkeypatch):
         return examples
 
     first, again = gathered(0), gathered(0)
-    assert len(first.rows) == 5 and first.seen == 18
-    assert all(np.array_equal(a, b) for a, b in zip(first.rows, again.rows))
+    assert len(first.items) == 5 and first.seen == 18
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(first.items, again.items))
     # a concave or tiny object is no example
     examples, (features, masks) = CentreExamples(), image_with_objects(np.random.default_rng(2))
     examples.add(features.tokens, features.grid_hw, masks, {int(i): 0.5 for i in masks.ids})
-    assert examples.seen == 0 and not examples.rows
+    assert examples.seen == 0 and not examples.items
 
 
 class TwoCentres:

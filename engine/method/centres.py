@@ -69,9 +69,8 @@ class CentreExamples:
     ``MAX_EXAMPLES`` objects, a reservoir sample seeded by ``seed`` (the same folder gives the same sample)."""
 
     seed: int = 0
-    rows: list = field(default_factory=list)  # per object: (cells, 2D) float16 inputs
-    targets: list = field(default_factory=list)  # per object: (cells,) depths
-    radius_shares: list = field(default_factory=list)  # per object: deepest depth / sqrt(image area)
+    # per object: ((cells, 2D) float16 inputs, (cells,) depths, its deepest depth / sqrt(image area))
+    items: list = field(default_factory=list)
     seen: int = 0
 
     def __post_init__(self):
@@ -95,16 +94,16 @@ class CentreExamples:
             inputs = patch_inputs(tokens, grid_hw) if inputs is None else inputs
             radius = float(ndimage.distance_transform_edt(np.pad(crop, 1)).max())
             example = (inputs[cells].astype(np.float16), depths.astype(np.float32), radius / image_side)
-            if slot == len(self.rows):
-                self.rows.append(example[0]), self.targets.append(example[1]), self.radius_shares.append(example[2])
+            if slot == len(self.items):
+                self.items.append(example)
             else:
-                self.rows[slot], self.targets[slot], self.radius_shares[slot] = example
+                self.items[slot] = example
 
     def _slot(self):
         """Where the next object goes (reservoir sampling), or None when it is left out."""
         self.seen += 1
-        if len(self.rows) < MAX_EXAMPLES:
-            return len(self.rows)
+        if len(self.items) < MAX_EXAMPLES:
+            return len(self.items)
         slot = int(self._rng.integers(self.seen))
         return slot if slot < MAX_EXAMPLES else None
 
@@ -143,19 +142,19 @@ class CentreFit:
 def fit_centre_model(examples: CentreExamples) -> CentreFit:
     """The ridge strength of ``ALPHAS`` with the best held-out R^2 (5 folds, each object's patches in one fold),
     refitted on every example; no model under MIN_EXAMPLES objects or below MIN_HELD_OUT_R2."""
-    count = len(examples.rows)
+    count = len(examples.items)
     if count < MIN_EXAMPLES:
         return CentreFit(None, None, None, count)
-    x = np.concatenate(examples.rows).astype(np.float32)
-    y = np.concatenate(examples.targets)
-    groups = np.concatenate([np.full(len(t), i) for i, t in enumerate(examples.targets)])
+    x = np.concatenate([rows for rows, _, _ in examples.items]).astype(np.float32)
+    y = np.concatenate([depths for _, depths, _ in examples.items])
+    groups = np.concatenate([np.full(len(depths), i) for i, (_, depths, _) in enumerate(examples.items)])
     folds = GroupKFold(n_splits=5)
     held_out = {alpha: float(cross_val_score(Ridge(alpha=alpha), x, y, groups=groups, cv=folds, scoring="r2").mean())
                 for alpha in ALPHAS}
-    alpha = max(held_out, key=held_out.get)
+    alpha = max(ALPHAS, key=lambda a: held_out[a])
     if held_out[alpha] < MIN_HELD_OUT_R2:
         return CentreFit(None, held_out[alpha], alpha, count)
-    model = CentreModel(Ridge(alpha=alpha).fit(x, y), float(np.median(examples.radius_shares)))
+    model = CentreModel(Ridge(alpha=alpha).fit(x, y), float(np.median([share for _, _, share in examples.items])))
     return CentreFit(model, held_out[alpha], alpha, count)
 
 
@@ -192,26 +191,28 @@ def cut_groups(masks: LabelMasks, classes: np.ndarray, scores: np.ndarray, depth
     every object is re-ranked, best first. Returns (masks, classes, scores, objects cut)."""
     labels = masks.labels.copy()
     next_id = int(max(labels.max(initial=0), masks.ids.max(initial=0))) + 1
-    ids, out_classes, out_scores, cut = [], [], [], 0
+    kept: list = []  # (id, class, score) of every object and piece
+    cut = 0
     for position, object_id in enumerate(masks.ids):
         box, crop = masks.crop(position)
         pieces = centre_pieces(crop, depth[box], min_distance) if position in candidates and box is not None \
             else None
         if pieces is None:
-            ids.append(int(object_id)), out_classes.append(classes[position]), out_scores.append(scores[position])
+            kept.append((int(object_id), classes[position], float(scores[position])))
             continue
         cut += 1
         whole = compactness_weight(mask_solidity(crop))
         for piece in range(1, int(pieces.max()) + 1):
             inside = pieces == piece
             labels[box][inside] = next_id
-            ids.append(next_id), out_classes.append(classes[position])
-            out_scores.append(scores[position] * compactness_weight(mask_solidity(inside)) / whole)
+            kept.append((next_id, classes[position], float(scores[position]) * compactness_weight(mask_solidity(inside))
+                         / whole))
             next_id += 1
     if not cut:
         return masks, classes, scores, 0
-    out_scores = np.asarray(out_scores, np.float32)
+    ids = np.array([k[0] for k in kept], np.int32)
+    out_classes = np.array([k[1] for k in kept])
+    out_scores = np.array([k[2] for k in kept], np.float32)
     order = np.argsort(-out_scores, kind="stable")
-    return (LabelMasks(labels, np.asarray(ids, np.int32)[order]), np.asarray(out_classes)[order],
-            out_scores[order], cut)
+    return LabelMasks(labels, ids[order]), out_classes[order], out_scores[order], cut
 
