@@ -14,7 +14,8 @@ _WHERE = {
                "display_name", "image_info", "load_image", "stack_planes"],
     "orchestration.pipeline": ["distill", "evaluate_project", "predict", "run"],
     "orchestration.project_commands": ["export_project", "import_annotations"],
-    "orchestration.outcome": ["Cancelled", "RunResult"],  # torch-free: received from an engine process
+    # torch-free: received from an engine process, and its words
+    "orchestration.outcome": ["Cancelled", "RunResult", "describe_group_cut"],
     "orchestration.config": ["RunConfig", "setting"],  # torch-free: the plugin builds its Run form from it
     "state.project": ["ProjectLockedError", "load_image_proposals", "open_project"],
     "method.names": ["EMBEDDINGS", "PROPOSAL_CHOICES", "PROPOSAL_METHODS"],  # torch-free registry of method names

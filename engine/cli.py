@@ -273,7 +273,7 @@ def cmd_distill(args) -> int:
 
 
 def _print_group_cut(summary: dict) -> None:
-    from engine.orchestration.group_cutting import describe_group_cut
+    from engine.orchestration.outcome import describe_group_cut
 
     line = describe_group_cut(summary.get("group_cut"))
     if line:

@@ -54,6 +54,8 @@ def retrain_and_compare(project_dir, progress=None) -> dict:
 
 
 def describe_retrain(result: dict) -> str:
+    from engine.api import describe_group_cut
+
     changed = result["changed"]
     names = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
     carried = result["summary"].get("carried") or {}
@@ -62,6 +64,9 @@ def describe_retrain(result: dict) -> str:
     if carried:
         text += (f" Your corrected objects were carried to {len(carried)} image(s) of the same scene "
                  f"({sum(carried.values())} object(s)).")
+    groups = describe_group_cut(result["summary"].get("group_cut"))
+    if groups:
+        text += f" {groups[0].upper()}{groups[1:]}."
     return text
 
 

@@ -17,7 +17,8 @@ from engine.method.centres import (
 )
 from engine.method.features import ImageFeatures
 from engine.method.instances import compactness_weight, mask_solidity, object_solidities
-from engine.orchestration.group_cutting import GroupCutting, describe_group_cut
+from engine.orchestration.group_cutting import GroupCutting
+from engine.orchestration.outcome import describe_group_cut
 from engine.state.project import load_image_predictions, save_image_predictions
 
 
@@ -177,7 +178,8 @@ def test_staged_predictions_are_cut_and_written_again(tmp_path, monkeypatch):
                         lambda examples: CentreFit(TwoCentres(), 0.5, 1000.0, 40))
     summary = cutting.cut_staged(tmp_path, lambda entry: features)
     assert summary == {"used": True, "lone_objects": 40, "alpha": 1000.0, "held_out_r2": 0.5, "objects_cut": 1,
-                       "images_changed": 1}
+                       "images_changed": 1, "min_lone_objects": centres.MIN_EXAMPLES,
+                       "min_held_out_r2": centres.MIN_HELD_OUT_R2}
     semantic, stored, classes, scores = load_image_predictions(tmp_path / "a.npz")
     assert len(stored) == 3 and list(classes) == [5, 5, 6] and scores[0] == scores[1] > scores[2]
     assert (semantic == 5).sum() == GROUP.sum()
@@ -186,10 +188,11 @@ def test_staged_predictions_are_cut_and_written_again(tmp_path, monkeypatch):
 
 
 def test_the_command_line_says_why_groups_stay_whole():
+    thresholds = {"min_lone_objects": 20, "min_held_out_r2": 0.2, "objects_cut": 0, "images_changed": 0}
     assert "20 needed" in describe_group_cut({"used": False, "lone_objects": 3, "alpha": None, "held_out_r2": None,
-                                              "objects_cut": 0, "images_changed": 0})
+                                              **thresholds})
     line = describe_group_cut({"used": False, "lone_objects": 28, "alpha": 10000.0, "held_out_r2": 0.01,
-                               "objects_cut": 0, "images_changed": 0})
+                               **thresholds})
     assert "do not carry over" in line and "0.01 < 0.2" in line
     assert describe_group_cut(None) is None
 

@@ -256,3 +256,14 @@ def test_the_retrain_message_says_where_corrections_were_carried():
     assert describe_retrain(result) == ("Retrained: 33 masks before, 36 after; 2 image(s) changed: b.jpg, c.jpg. Your "
                                         "corrected objects were carried to 2 image(s) of the same scene (3 object(s)).")
     assert "carried" not in describe_retrain({**result, "summary": {"carried": {}}})
+
+
+def test_the_retrain_message_says_whether_groups_were_cut():
+    from maskdistill_napari._retrain_export_panel import describe_retrain
+    used = {"used": True, "lone_objects": 298, "alpha": 10000.0, "held_out_r2": 0.43, "objects_cut": 166,
+            "images_changed": 110, "min_lone_objects": 20, "min_held_out_r2": 0.2}
+    result = {"before": 842, "after": 1016, "changed": [], "summary": {"carried": {}, "group_cut": used}}
+    assert describe_retrain(result).endswith(" Groups cut at the centres learnt from 298 lone objects (held-out R^2 "
+                                             "0.43): 166 objects in 110 images.")
+    closed = {**used, "used": False, "held_out_r2": 0.01, "objects_cut": 0, "images_changed": 0}
+    assert "Groups left whole" in describe_retrain({**result, "summary": {"group_cut": closed}})

@@ -135,8 +135,10 @@ class CentreFit:
     examples: int
 
     def summary(self) -> dict:
+        """For report.json and the words of engine.orchestration.outcome.describe_group_cut (thresholds included)."""
         return {"used": self.model is not None, "lone_objects": self.examples, "alpha": self.alpha,
-                "held_out_r2": None if self.held_out_r2 is None else round(self.held_out_r2, 3)}
+                "held_out_r2": None if self.held_out_r2 is None else round(self.held_out_r2, 3),
+                "min_lone_objects": MIN_EXAMPLES, "min_held_out_r2": MIN_HELD_OUT_R2}
 
 
 def fit_centre_model(examples: CentreExamples) -> CentreFit:

@@ -9,14 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.masks import LabelMasks
-from engine.method.centres import (
-    MIN_EXAMPLES,
-    MIN_HELD_OUT_R2,
-    CentreExamples,
-    cut_groups,
-    fit_centre_model,
-    group_candidates,
-)
+from engine.method.centres import CentreExamples, cut_groups, fit_centre_model, group_candidates
 from engine.state.project import load_image_predictions, save_image_predictions
 
 
@@ -55,16 +48,3 @@ class GroupCutting:
                     cut_objects, changed = cut_objects + cut, changed + 1
         return {**fit.summary(), "objects_cut": cut_objects, "images_changed": changed}
 
-
-def describe_group_cut(summary: dict | None) -> str | None:
-    """One line for the command line: what the group cutting of a prediction did, and why not where it did not."""
-    if not summary:
-        return None
-    lone = summary["lone_objects"]
-    if summary["used"]:
-        return (f"groups cut at the centres learnt from {lone} lone objects (held-out R^2 {summary['held_out_r2']}): "
-                f"{summary['objects_cut']} objects in {summary['images_changed']} images")
-    if summary["held_out_r2"] is None:
-        return f"groups left whole: {lone} lone objects, {MIN_EXAMPLES} needed to learn their centres"
-    return (f"groups left whole: the centres learnt from {lone} lone objects do not carry over to others "
-            f"(held-out R^2 {summary['held_out_r2']} < {MIN_HELD_OUT_R2})")

@@ -64,3 +64,18 @@ class RunResult:
             return f"suggested K {self.suggested_k}"
         return (f"suggested K {self.suggested_k}, the most allowed, since no K stands out in the silhouette: "
                 "merge the classes that are one, or set the number of classes")
+
+
+def describe_group_cut(summary: dict | None) -> str | None:
+    """One line on what a prediction's group cutting (engine.orchestration.group_cutting) did, and why not where it
+    did not; None without a summary (dense objects, an older project)."""
+    if not summary:
+        return None
+    lone = summary["lone_objects"]
+    if summary["used"]:
+        return (f"groups cut at the centres learnt from {lone} lone objects (held-out R^2 {summary['held_out_r2']}): "
+                f"{summary['objects_cut']} objects in {summary['images_changed']} images")
+    if summary["held_out_r2"] is None:
+        return f"groups left whole: {lone} lone objects, {summary['min_lone_objects']} needed to learn their centres"
+    return (f"groups left whole: the centres learnt from {lone} lone objects do not carry over to others "
+            f"(held-out R^2 {summary['held_out_r2']} < {summary['min_held_out_r2']})")
