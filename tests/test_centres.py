@@ -10,10 +10,12 @@ from engine.method.centres import (
     CentreFit,
     centre_pieces,
     cut_groups,
+    depth_agreement,
     depth_targets,
     fit_centre_model,
     group_candidates,
     object_depth,
+    rank_by_depth_agreement,
 )
 from engine.method.features import ImageFeatures
 from engine.method.instances import compactness_weight, mask_solidity, object_solidities
@@ -83,6 +85,24 @@ def test_cut_groups_gives_each_piece_its_own_compactness_and_reranks():
     assert 9 in cut_masks.ids  # the untouched object keeps its id
     unchanged = cut_groups(masks, classes, scores, DEPTH, 5, set())
     assert unchanged[0] is masks and unchanged[3] == 0
+
+
+def test_objects_rank_by_how_well_their_depth_agrees_with_the_predicted_one():
+    box = (slice(20, 40), slice(76, 96))
+    assert depth_agreement(LONE[box], DEPTH[box]) > 0.9  # deepest where the model sees a centre
+    assert depth_agreement(LONE[box], 1 - DEPTH[box]) < -0.9
+    assert depth_agreement(LONE[box], np.zeros_like(DEPTH[box])) == 0.0  # a flat prediction says nothing
+    labels = np.zeros(SHAPE, np.int32)
+    labels[LONE] = 1
+    labels[5:15, 5:95] = 2  # a band the model sees no centre in: its depth disagrees
+    labels[45:55, 5:50] = 3  # the same, but the user's object
+    masks = LabelMasks(labels)
+    classes, scores = np.array([1, 2, 3]), np.array([0.4, 0.5, 0.3], np.float32)
+    depth = DEPTH.copy()
+    depth[5:15, 5:95] = np.linspace(1, 0, 90)[None, :]  # deepest at one end: unlike the band's own depth
+    ranked, ranked_classes, ranked_scores = rank_by_depth_agreement(masks, classes, scores, depth, skip={3})
+    assert list(ranked_classes) == [1, 3, 2]
+    assert ranked_scores[1] == pytest.approx(0.3) and ranked_scores[2] < 0.5 * 0.3
 
 
 def test_depth_targets_are_the_mean_depth_of_the_patches_inside():
@@ -173,7 +193,7 @@ def test_staged_predictions_are_cut_and_written_again(tmp_path, monkeypatch):
         save_image_predictions(tmp_path / f"{image_id}.npz", masks.painted([5, 6]), masks, np.array([5, 6]),
                                np.array([0.5, 0.45], np.float32))
         cutting.observe({"image_id": image_id}, features, masks, object_solidities(masks), skip)
-    assert set(cutting.candidates) == {"a"}
+    assert cutting.images["a"][1:] == ({0}, set()) and cutting.images["b"][1:] == (set(), {0})
     monkeypatch.setattr("engine.orchestration.group_cutting.fit_centre_model",
                         lambda examples: CentreFit(TwoCentres(), 0.5, 1000.0, 40))
     summary = cutting.cut_staged(tmp_path, lambda entry: features)
@@ -181,9 +201,11 @@ def test_staged_predictions_are_cut_and_written_again(tmp_path, monkeypatch):
                        "images_changed": 1, "min_lone_objects": centres.MIN_EXAMPLES,
                        "min_held_out_r2": centres.MIN_HELD_OUT_R2}
     semantic, stored, classes, scores = load_image_predictions(tmp_path / "a.npz")
-    assert len(stored) == 3 and list(classes) == [5, 5, 6] and scores[0] == scores[1] > scores[2]
+    assert len(stored) == 3 and list(classes) == [5, 5, 6] and scores[0] > scores[2] and scores[1] > scores[2]
     assert (semantic == 5).sum() == GROUP.sum()
-    assert len(load_image_predictions(tmp_path / "b.npz")[1]) == 2  # the user's object is never cut
+    _, stored, classes, scores = load_image_predictions(tmp_path / "b.npz")
+    assert len(stored) == 2  # the user's object is never cut, and keeps its score; the other is ranked
+    assert list(classes) == [5, 6] and scores[0] == pytest.approx(0.5) and 0.3 < scores[1] < 0.45
     assert "1 objects in 1 images" in describe_group_cut(summary)
 
 

@@ -37,6 +37,7 @@ MIN_HELD_OUT_R2 = 0.2  # real-dev 0.01-0.09 (mixed photos: nothing transfers), f
 ALPHAS = (100.0, 1000.0, 3000.0, 10000.0)  # ridge strengths tried; the best held-out R^2 is kept
 PEAK_DEPTH = 0.4  # a centre's predicted depth (1 = an object's deepest point); 0.3-0.45 alike on feral_cats
 MIN_PIECE_SHARE = 0.15  # a smaller piece goes to its neighbours: a leg or an ear is no object
+AGREEMENT_FLOOR = 0.05  # an object whose depth disagrees with the model's keeps this share of its score (order kept)
 
 
 def patch_inputs(tokens: np.ndarray, grid_hw: tuple) -> np.ndarray:
@@ -218,3 +219,26 @@ def cut_groups(masks: LabelMasks, classes: np.ndarray, scores: np.ndarray, depth
     order = np.argsort(-out_scores, kind="stable")
     return LabelMasks(labels, ids[order]), out_classes[order], out_scores[order], cut
 
+
+def depth_agreement(mask_crop: np.ndarray, depth_crop: np.ndarray) -> float:
+    """Correlation, over an object's pixels, of its own depth with the depth the model predicts there: near 1 for
+    an object shaped as the folder's lone objects are (deepest where the model sees a centre), low or negative
+    for a group, a part, or a background region. 0 under 10 pixels or where either depth is flat."""
+    own, predicted = object_depth(mask_crop)[mask_crop], depth_crop[mask_crop]
+    if own.size < 10 or own.std() < 1e-6 or predicted.std() < 1e-6:
+        return 0.0
+    return float(np.corrcoef(own, predicted)[0, 1])
+
+
+def rank_by_depth_agreement(masks: LabelMasks, classes: np.ndarray, scores: np.ndarray, depth: np.ndarray,
+                            skip=()) -> tuple:
+    """Each object's score times max(AGREEMENT_FLOOR, :func:`depth_agreement`), best first; the objects ``skip``
+    (ids: the user's, carried from a correction) keep theirs. Returns (masks, classes, scores)."""
+    factors = []
+    for position, object_id in enumerate(masks.ids):
+        box, crop = masks.crop(position)
+        factors.append(1.0 if int(object_id) in skip or box is None
+                       else max(AGREEMENT_FLOOR, depth_agreement(crop, depth[box])))
+    scores = (np.asarray(scores, np.float32) * np.asarray(factors, np.float32)).astype(np.float32)
+    order = np.argsort(-scores, kind="stable")
+    return masks[order], np.asarray(classes)[order], scores[order]

@@ -1,0 +1,73 @@
+"""Variants of the learnt-centres group cut (engine.method.centres, docs/decisions.md#d-centres) on a project
+predicted without it: which objects may be cut (solidity under 0.7, 0.8, any), and a ranking by how well an
+object's own depth agrees with the depth the model predicts inside it (a lone object's does; a group's, a part's
+or a background region's should not). Nothing is written. Run from the repository root:
+    .venv/bin/python benchmarks/experiments/whole_subject/centres_variants.py PROJECT GROUND_TRUTH_FOLDER"""
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+import numpy as np  # noqa: E402
+
+from benchmarks import real_dev  # noqa: E402
+from benchmarks.experiments.whole_subject import common  # noqa: E402
+from engine.masks import LabelMasks  # noqa: E402
+from engine.method import centres  # noqa: E402
+from engine.method.features import FeatureCache  # noqa: E402
+from engine.method.instances import object_solidities  # noqa: E402
+from engine.state.project import Project  # noqa: E402
+from engine.state.schema import read_images  # noqa: E402
+
+project_dir, folder = Path(sys.argv[1]), Path(sys.argv[2])
+images = common.scored_images(folder)
+project = Project(project_dir)
+cache = FeatureCache(project.features_dir)
+feature_keys = {Path(e["relative_path"]).name: e["feature_key"] for e in read_images(project.images_path)}
+loaded = common.final_objects(project_dir, images)
+features = {name: cache.get(feature_keys[Path(name).name]) for name in loaded}
+label_masks = {name: LabelMasks.from_stack(masks) for name, (masks, _) in loaded.items()}
+solidity = {name: object_solidities(m) for name, m in label_masks.items()}
+
+examples = centres.CentreExamples()
+for name, masks in label_masks.items():
+    examples.add(features[name].tokens, features[name].grid_hw, masks, solidity[name])
+fit = centres.fit_centre_model(examples)
+print(fit.summary(), flush=True)
+depth = {name: fit.model.depth_map(features[name].tokens, features[name].grid_hw, m.labels.shape)
+         for name, m in label_masks.items()}
+
+
+def agreement(mask: np.ndarray, predicted: np.ndarray) -> float:
+    """Correlation over the object's pixels of its own depth with the predicted one (0 for a speck)."""
+    own = centres.object_depth(mask)[mask]
+    guess = predicted[mask]
+    if own.size < 10 or own.std() < 1e-6 or guess.std() < 1e-6:
+        return 0.0
+    return float(np.corrcoef(own, guess)[0, 1])
+
+
+def variant(max_solidity: float | None, agree_weight: float) -> dict:
+    stage = {}
+    for name, masks in label_masks.items():
+        scores = loaded[name][1]
+        classes = np.zeros(len(masks), int)
+        if max_solidity is not None:
+            candidates = {p for p, i in enumerate(masks.ids) if solidity[name].get(int(i), 1.0) < max_solidity}
+            masks_out, _, scores, _ = centres.cut_groups(masks, classes, scores, depth[name],
+                                                         fit.model.min_centre_distance(masks.labels.shape), candidates)
+        else:
+            masks_out = masks
+        stack = np.asarray(masks_out)
+        if agree_weight:
+            factor = np.array([agree_weight * max(0.0, agreement(m, depth[name])) + (1 - agree_weight) for m in stack])
+            scores = np.asarray(scores) * factor
+        stage[name] = real_dev.StagePrediction(stack, np.asarray(scores, float), None)
+    return stage
+
+
+for max_solidity in (None, 0.7, 0.8, 1.01):
+    for agree_weight in (0.0, 0.5, 1.0):
+        print(f"cut below solidity {max_solidity}, depth agreement weight {agree_weight}: "
+              f"{common.figures(images, variant(max_solidity, agree_weight))}", flush=True)
