@@ -198,7 +198,7 @@ def test_staged_predictions_are_cut_and_written_again(tmp_path, monkeypatch):
                         lambda examples: CentreFit(TwoCentres(), 0.5, 1000.0, 40))
     summary = cutting.cut_staged(tmp_path, lambda entry: features)
     assert summary == {"used": True, "lone_objects": 40, "alpha": 1000.0, "held_out_r2": 0.5, "objects_cut": 1,
-                       "images_changed": 1, "min_lone_objects": centres.MIN_EXAMPLES,
+                       "images_changed": 1, "objects_added": 1, "min_lone_objects": centres.MIN_EXAMPLES,
                        "min_held_out_r2": centres.MIN_HELD_OUT_R2}
     semantic, stored, classes, scores = load_image_predictions(tmp_path / "a.npz")
     assert len(stored) == 3 and list(classes) == [5, 5, 6] and scores[0] > scores[2] and scores[1] > scores[2]
@@ -207,6 +207,7 @@ def test_staged_predictions_are_cut_and_written_again(tmp_path, monkeypatch):
     assert len(stored) == 2  # the user's object is never cut, and keeps its score; the other is ranked
     assert list(classes) == [5, 6] and scores[0] == pytest.approx(0.5) and 0.3 < scores[1] < 0.45
     assert "1 objects in 1 images" in describe_group_cut(summary)
+    assert GroupCutting().cut_staged(tmp_path, lambda entry: features) is None  # nothing observed: dense objects
 
 
 def test_the_command_line_says_why_groups_stay_whole():

@@ -56,6 +56,15 @@ def test_report_says_whether_the_suggested_k_stood_out(finished_run):
     assert str(result.suggested_k) in words and (("no K stands out" in words) != result.k_stands_out)
 
 
+def test_report_says_why_groups_were_not_cut_in_three_photos(finished_run):
+    """Three photos hold too few lone objects to learn their centres from: nothing is cut, and the report says so."""
+    _, project_dir, seen = finished_run
+    group_cut = read_json(project_dir / "report.json")["distillation"]["group_cut"]
+    assert group_cut["used"] is False and group_cut["objects_cut"] == 0
+    assert group_cut["lone_objects"] < group_cut["min_lone_objects"] and group_cut["held_out_r2"] is None
+    assert ("cut groups", 1, 1) in seen
+
+
 @pytest.mark.parametrize("method", [
     "split",
     pytest.param("segments", marks=pytest.mark.xfail(strict=True, reason=(

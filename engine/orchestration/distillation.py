@@ -178,7 +178,10 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     (engine.method.instances.combine_with_proposals); with the run's ``closer_look``, the small ones not carried
     are cut again from their own crops (engine.method.closer_look.recut_objects); then those not carried are
     ranked down where they are not compact (engine.method.instances.rank_by_compactness; not dense objects); the
-    semantic map is these objects painted.
+    semantic map is these objects painted. Once every image is staged, the folder's lone objects teach where an
+    object's centre lies and, where that model carries over to objects it did not see, groups are cut at the
+    centres and every object not carried is ranked by its agreement with them (engine.orchestration.group_cutting;
+    not dense objects); ``group_cut`` in the result says what it did (None for dense objects).
 
     Written into a staging folder that replaces predictions/ only when every image is done, stamped with the
     clustering it was made for: a stopped or cancelled prediction never leaves a mix of old and new files.
@@ -244,7 +247,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     progress("cut groups", 1, 1)
     atomic_write_json(staging / "stamp.json", {"clustering": clusters.get("id"), "images": len(entries)})
     project.replace_predictions()
-    return {"instances_predicted": total + group_cut["objects_cut"], "carried": carried_to,
+    return {"instances_predicted": total + (group_cut["objects_added"] if group_cut else 0), "carried": carried_to,
             "closer_look_seconds": None if recut is None else round(recut_seconds, 2), "group_cut": group_cut}
 
 

@@ -35,13 +35,16 @@ class GroupCutting:
         users = {position for position, object_id in enumerate(masks.ids) if int(object_id) in skip}
         self.images[entry["image_id"]] = (entry, set(group_candidates(masks, solidity, skip)), users)
 
-    def cut_staged(self, staging: Path, features_of) -> dict:
+    def cut_staged(self, staging: Path, features_of) -> dict | None:
         """Fit the model; where it is used, cut the candidates of each staged image, rank its objects by their
         agreement with the predicted depth (the user's keep their scores) and write it again
-        (``features_of(entry)``: the image's cached features). Returns the fit's summary with ``objects_cut`` and
-        ``images_changed`` (images where a group was cut)."""
+        (``features_of(entry)``: the image's cached features). Returns the fit's summary with ``objects_cut``,
+        ``images_changed`` (images where a group was cut) and ``objects_added`` (pieces beyond the objects cut);
+        None when no image was observed (dense objects, which rank by their own score)."""
+        if not self.images:
+            return None
         fit = fit_centre_model(self.examples)
-        cut_objects, changed = 0, 0
+        cut_objects, changed, added = 0, 0, 0
         if fit.model is not None:
             for image_id, (entry, candidates, users) in self.images.items():
                 path = staging / f"{image_id}.npz"
@@ -56,5 +59,5 @@ class GroupCutting:
                 masks, classes, scores = rank_by_depth_agreement(masks, classes, scores, depth,
                                                                  skip={p + 1 for p in users})
                 save_image_predictions(path, masks.painted(classes), masks, classes, scores)
-                cut_objects, changed = cut_objects + cut, changed + (cut > 0)
-        return {**fit.summary(), "objects_cut": cut_objects, "images_changed": changed}
+                cut_objects, changed, added = cut_objects + cut, changed + (cut > 0), added + len(masks) - len(stored)
+        return {**fit.summary(), "objects_cut": cut_objects, "images_changed": changed, "objects_added": added}
