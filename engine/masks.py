@@ -194,9 +194,10 @@ def mask_rle(masks, index: int) -> dict:
     return encode_rle(masks[index])
 
 
-def coverage_of_crop(crop: np.ndarray, box: tuple, image_hw: tuple, grid_hw: tuple) -> tuple:
+def coverage_of_crop(crop: np.ndarray, box: tuple, image_hw: tuple, grid_hw: tuple, values=None) -> tuple:
     """:func:`coverage_on_grid` of a full-size mask given by its crop, sparse: (flat cell indices, coverage
-    fractions float32) of the cells it touches; every other cell's coverage is 0. Same values."""
+    fractions float32) of the cells it touches; every other cell's coverage is 0. Same values. ``values``: a float
+    crop (0 outside the mask) averaged per cell instead of the mask itself."""
     gh, gw = grid_hw
     height, width = image_hw
     rows, cols = box
@@ -204,7 +205,8 @@ def coverage_of_crop(crop: np.ndarray, box: tuple, image_hw: tuple, grid_hw: tup
     cell_cols = np.minimum((np.arange(cols.start, cols.stop) * gw) // width, gw - 1)
     local = (cell_rows - cell_rows[0])[:, None] * (cell_cols[-1] - cell_cols[0] + 1) + (cell_cols - cell_cols[0])
     span_w = int(cell_cols[-1] - cell_cols[0] + 1)
-    sums = np.bincount(local.ravel(), weights=np.asarray(crop, bool).ravel().astype(np.float64))
+    weights = np.asarray(crop, bool) if values is None else np.where(crop, values, 0.0)
+    sums = np.bincount(local.ravel(), weights=weights.ravel().astype(np.float64))
     touched = np.flatnonzero(sums)
     grid_r, grid_c = cell_rows[0] + touched // span_w, cell_cols[0] + touched % span_w
     # pixels per cell over the whole image, as coverage_on_grid counts them

@@ -108,7 +108,8 @@ def test_objects_rank_by_how_well_their_depth_agrees_with_the_predicted_one():
 def test_depth_targets_are_the_mean_depth_of_the_patches_inside():
     mask = np.zeros((40, 40), bool)
     mask[8:32, 8:32] = True
-    cells, depths = depth_targets(mask, (5, 5))
+    box = (slice(8, 32), slice(8, 32))
+    cells, depths = depth_targets(mask[box], box, mask.shape, (5, 5))
     assert sorted(cells.tolist()) == [6, 7, 8, 11, 12, 13, 16, 17, 18]
     centre = depths[cells.tolist().index(12)]
     assert centre == depths.max() and centre > 0.6 and depths.min() < 0.5
@@ -127,7 +128,8 @@ def image_with_objects(rng, count=3, grid=12, patch=8, informative=True):
     if informative:
         depth = np.zeros(grid * grid, np.float32)
         for position in range(len(masks)):
-            cells, values = depth_targets(masks[position], (grid, grid))
+            box, crop = masks.crop(position)
+            cells, values = depth_targets(crop, box, masks.labels.shape, (grid, grid))
             depth[cells] = values
         tokens[:, 0] = 4 * depth + rng.normal(0, 0.1, grid * grid)
     features = ImageFeatures((grid, grid), (grid * patch, grid * patch), None, tokens, np.zeros(16, np.float32),
