@@ -141,11 +141,11 @@ def test_the_model_is_used_only_where_it_predicts_held_out_objects():
     rng = np.random.default_rng(0)
     for informative, used in ((True, True), (False, False)):
         examples = CentreExamples()
-        for _ in range(10):
+        for _ in range(20):
             features, masks = image_with_objects(rng, informative=informative)
             examples.add(features.tokens, features.grid_hw, masks, object_solidities(masks))
         fit = fit_centre_model(examples)
-        assert fit.examples == 30 and (fit.model is not None) == used
+        assert fit.examples == 60 and (fit.model is not None) == used
         assert (fit.held_out_r2 >= centres.MIN_HELD_OUT_R2) == used
         assert fit.summary()["used"] == used
     few = CentreExamples()
@@ -213,12 +213,12 @@ def test_staged_predictions_are_cut_and_written_again(tmp_path, monkeypatch):
 
 
 def test_the_command_line_says_why_groups_stay_whole():
-    thresholds = {"min_lone_objects": 20, "min_held_out_r2": 0.2, "objects_cut": 0, "images_changed": 0}
-    assert "20 needed" in describe_group_cut({"used": False, "lone_objects": 3, "alpha": None, "held_out_r2": None,
+    thresholds = {"min_lone_objects": 50, "min_held_out_r2": 0.3, "objects_cut": 0, "images_changed": 0}
+    assert "50 needed" in describe_group_cut({"used": False, "lone_objects": 3, "alpha": None, "held_out_r2": None,
                                               **thresholds})
     line = describe_group_cut({"used": False, "lone_objects": 28, "alpha": 10000.0, "held_out_r2": 0.01,
                                **thresholds})
-    assert "do not carry over" in line and "0.01 < 0.2" in line
+    assert "do not carry over" in line and "0.01 < 0.3" in line
     assert describe_group_cut(None) is None
 
 

@@ -261,7 +261,7 @@ def test_the_retrain_message_says_where_corrections_were_carried():
 def test_the_retrain_message_says_whether_groups_were_cut():
     from maskdistill_napari._retrain_export_panel import describe_retrain
     used = {"used": True, "lone_objects": 298, "alpha": 10000.0, "held_out_r2": 0.43, "objects_cut": 166,
-            "images_changed": 110, "min_lone_objects": 20, "min_held_out_r2": 0.2}
+            "images_changed": 110, "min_lone_objects": 50, "min_held_out_r2": 0.3}
     result = {"before": 842, "after": 1016, "changed": [], "summary": {"carried": {}, "group_cut": used}}
     assert describe_retrain(result).endswith(" Groups cut at the centres learnt from 298 lone objects (held-out R^2 "
                                              "0.43): 166 objects in 110 images.")
