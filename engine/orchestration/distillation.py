@@ -233,7 +233,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
             if len(memo) != cut_before:
                 save_recut_memo(memo_path, memo_key, memo)
             recut_seconds += time.perf_counter() - started
-        if not ranking:  # dense objects rank by their own score, solidity included
+        if not ranking and len(masks):  # dense objects rank by their own score, solidity included
             solidity = object_solidities(masks)
             masks, classes, scores = rank_by_compactness(masks, classes, scores, carried_ids, solidity)
             groups.observe(entry, features, masks, solidity, carried_ids)
