@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from engine import __version__
-from engine.atomic import ProjectFileError
+from engine.atomic import ProjectFileError, read_json
 
 
 def _progress_bar():
@@ -248,6 +248,7 @@ def cmd_run(args) -> int:
         print("your categories on the new clusters:")
         for line in result.rebinding:
             print(f"  {line}")
+    _print_group_cut(read_json(Path(result.project) / "report.json").get("distillation") or {})
     for warning in result.warnings:
         print(f"  warning: {warning}")
     print(f"COCO annotations: {result.annotations}")
