@@ -19,30 +19,15 @@ from skimage.segmentation import watershed  # noqa: E402
 
 from benchmarks import real_dev  # noqa: E402
 from benchmarks.experiments.whole_subject import common  # noqa: E402
-from engine.masks import LabelMasks  # noqa: E402
 from engine.method import centres  # noqa: E402
-from engine.method.features import FeatureCache  # noqa: E402
-from engine.method.instances import object_solidities  # noqa: E402
-from engine.state.project import Project  # noqa: E402
-from engine.state.schema import read_images  # noqa: E402
 
 project_dir, folder = Path(sys.argv[1]), Path(sys.argv[2])
 images = common.scored_images(folder)
-project = Project(project_dir)
-cache = FeatureCache(project.features_dir)
-feature_keys = {Path(e["relative_path"]).name: e["feature_key"] for e in read_images(project.images_path)}
 loaded = common.final_objects(project_dir, images)
-features = {name: cache.get(feature_keys[Path(name).name]) for name in loaded}
-label_masks = {name: LabelMasks.from_stack(masks) for name, (masks, _) in loaded.items()}
-examples = centres.CentreExamples()
-for name, masks in label_masks.items():
-    examples.add(features[name].tokens, features[name].grid_hw, masks, object_solidities(masks))
-fit = centres.fit_centre_model(examples)
-print(fit.summary(), flush=True)
+fitted = common.FittedCentres(project_dir, loaded)
+label_masks, depth, fit, examples = fitted.label_masks, fitted.depth, fitted.fit, fitted.examples
 areas = [np.pi * (share ** 2) for _, _, share in examples.items]  # a share of the image's area
 typical_area = float(np.median(areas))
-depth = {name: fit.model.depth_map(features[name].tokens, features[name].grid_hw, m.labels.shape)
-         for name, m in label_masks.items()}
 
 
 def added(name: str, peak_depth: float, inside_others: bool) -> list:

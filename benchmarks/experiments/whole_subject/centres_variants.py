@@ -13,39 +13,13 @@ import numpy as np  # noqa: E402
 
 from benchmarks import real_dev  # noqa: E402
 from benchmarks.experiments.whole_subject import common  # noqa: E402
-from engine.masks import LabelMasks  # noqa: E402
 from engine.method import centres  # noqa: E402
-from engine.method.features import FeatureCache  # noqa: E402
-from engine.method.instances import object_solidities  # noqa: E402
-from engine.state.project import Project  # noqa: E402
-from engine.state.schema import read_images  # noqa: E402
 
 project_dir, folder = Path(sys.argv[1]), Path(sys.argv[2])
 images = common.scored_images(folder)
-project = Project(project_dir)
-cache = FeatureCache(project.features_dir)
-feature_keys = {Path(e["relative_path"]).name: e["feature_key"] for e in read_images(project.images_path)}
 loaded = common.final_objects(project_dir, images)
-features = {name: cache.get(feature_keys[Path(name).name]) for name in loaded}
-label_masks = {name: LabelMasks.from_stack(masks) for name, (masks, _) in loaded.items()}
-solidity = {name: object_solidities(m) for name, m in label_masks.items()}
-
-examples = centres.CentreExamples()
-for name, masks in label_masks.items():
-    examples.add(features[name].tokens, features[name].grid_hw, masks, solidity[name])
-fit = centres.fit_centre_model(examples)
-print(fit.summary(), flush=True)
-depth = {name: fit.model.depth_map(features[name].tokens, features[name].grid_hw, m.labels.shape)
-         for name, m in label_masks.items()}
-
-
-def agreement(mask: np.ndarray, predicted: np.ndarray) -> float:
-    """Correlation over the object's pixels of its own depth with the predicted one (0 for a speck)."""
-    own = centres.object_depth(mask)[mask]
-    guess = predicted[mask]
-    if own.size < 10 or own.std() < 1e-6 or guess.std() < 1e-6:
-        return 0.0
-    return float(np.corrcoef(own, guess)[0, 1])
+fitted = common.FittedCentres(project_dir, loaded)
+label_masks, solidity, depth, fit = fitted.label_masks, fitted.solidity, fitted.depth, fitted.fit
 
 
 def variant(max_solidity: float | None, agree_weight: float) -> dict:
@@ -61,7 +35,8 @@ def variant(max_solidity: float | None, agree_weight: float) -> dict:
             masks_out = masks
         stack = np.asarray(masks_out)
         if agree_weight:
-            factor = np.array([agree_weight * max(0.0, agreement(m, depth[name])) + (1 - agree_weight) for m in stack])
+            factor = np.array([agree_weight * max(0.0, centres.depth_agreement(m, depth[name])) + (1 - agree_weight)
+                               for m in stack])
             scores = np.asarray(scores) * factor
         stage[name] = real_dev.StagePrediction(stack, np.asarray(scores, float), None)
     return stage

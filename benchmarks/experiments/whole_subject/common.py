@@ -1,5 +1,6 @@
-"""What the whole_subject experiments share: the folder's scored images, a finished project's final objects, a
-mask's solidity, the candidate-tree experiment's cached features, and one line of figures. Imported by the
+"""What the whole_subject experiments share: the folder's scored images, a finished project's final objects and
+cached features, the learnt centres fitted on those objects, a mask's solidity, the candidate-tree experiment's
+cached features, and one line of figures. Imported by the
 scripts beside it (run from the repository root, each puts the repository on the path first)."""
 from pathlib import Path
 
@@ -10,7 +11,12 @@ from skimage.measure import regionprops
 from skimage.segmentation import watershed
 
 from benchmarks import real_dev
-from engine.method.features import ImageFeatures
+from engine.masks import LabelMasks
+from engine.method import centres
+from engine.method.features import FeatureCache, ImageFeatures
+from engine.method.instances import object_solidities
+from engine.state.project import Project
+from engine.state.schema import read_images
 
 METRICS = ("corloc", "box_ap50", "mask_ap50", "mask_recall50")
 
@@ -30,6 +36,32 @@ def final_objects(project: Path, images: list) -> dict:
         if prediction is not None:
             loaded[image.file_name] = (np.asarray(prediction.masks, bool), np.asarray(prediction.scores, float))
     return loaded
+
+
+def project_features(project: Path):
+    """A function: an image's file name -> its ImageFeatures from a finished project's feature cache."""
+    project = Project(project)
+    cache = FeatureCache(project.features_dir)
+    keys = {Path(e["relative_path"]).name: e["feature_key"] for e in read_images(project.images_path)}
+    return lambda file_name: cache.get(keys[Path(file_name).name])
+
+
+class FittedCentres:
+    """A project's final objects as label maps, their solidities, and the learnt centre model fitted on them
+    (engine.method.centres, as the engine fits it), with each image's predicted depth; the fit is printed."""
+
+    def __init__(self, project: Path, loaded: dict):
+        features_of = project_features(project)
+        self.features = {name: features_of(name) for name in loaded}
+        self.label_masks = {name: LabelMasks.from_stack(masks) for name, (masks, _) in loaded.items()}
+        self.solidity = {name: object_solidities(m) for name, m in self.label_masks.items()}
+        self.examples = centres.CentreExamples()
+        for name, masks in self.label_masks.items():
+            self.examples.add(self.features[name].tokens, self.features[name].grid_hw, masks, self.solidity[name])
+        self.fit = centres.fit_centre_model(self.examples)
+        print(self.fit.summary(), flush=True)
+        self.depth = {name: self.fit.model.depth_map(self.features[name].tokens, self.features[name].grid_hw,
+                                                     m.labels.shape) for name, m in self.label_masks.items()}
 
 
 def solidity(mask: np.ndarray) -> float:

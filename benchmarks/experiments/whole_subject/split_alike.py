@@ -19,16 +19,11 @@ from skimage.transform import resize  # noqa: E402
 
 from benchmarks import real_dev  # noqa: E402
 from benchmarks.experiments.whole_subject import common  # noqa: E402
-from engine.method.features import FeatureCache  # noqa: E402
-from engine.state.project import Project  # noqa: E402
-from engine.state.schema import read_images  # noqa: E402
 
 project_dir, folder = Path(sys.argv[1]), Path(sys.argv[2])
 images = common.scored_images(folder)
 truth = {i.file_name: i for i in images}
-project = Project(project_dir)
-cache = FeatureCache(project.features_dir)
-feature_keys = {Path(e["relative_path"]).name: e["feature_key"] for e in read_images(project.images_path)}
+features_of = common.project_features(project_dir)
 
 
 def piece_vectors(tokens: np.ndarray, grid_hw: tuple, masks: list) -> np.ndarray:
@@ -56,8 +51,8 @@ def matched(masks: list, image) -> int:
 
 loaded = common.final_objects(project_dir, images)
 cuts = {}  # (file name, object index) -> (pieces, lowest pair cosine)
-for name, (masks, scores) in loaded.items():
-    features = cache.get(feature_keys[Path(name).name])
+for name, (masks, _) in loaded.items():
+    features = features_of(name)
     for index, m in enumerate(masks):
         if common.solidity(m) >= 0.7:
             continue

@@ -25,20 +25,15 @@ from sklearn.model_selection import GroupKFold, cross_val_score  # noqa: E402
 
 from benchmarks import real_dev  # noqa: E402
 from benchmarks.experiments.whole_subject import common  # noqa: E402
-from engine.method.features import FeatureCache  # noqa: E402
-from engine.state.project import Project  # noqa: E402
-from engine.state.schema import read_images  # noqa: E402
 
 project_dir, folder = Path(sys.argv[1]), Path(sys.argv[2])
 images = common.scored_images(folder)
-project = Project(project_dir)
-cache = FeatureCache(project.features_dir)
-feature_keys = {Path(e["relative_path"]).name: e["feature_key"] for e in read_images(project.images_path)}
+features_of = common.project_features(project_dir)
 loaded = common.final_objects(project_dir, images)
 
 
 def patch_inputs(name: str) -> tuple:
-    features = cache.get(feature_keys[Path(name).name])
+    features = features_of(name)
     gh, gw = features.grid_hw
     tokens = features.tokens.astype(np.float32).reshape(gh, gw, -1)
     tokens = tokens - tokens.mean((0, 1))
@@ -76,8 +71,8 @@ for alpha in (100.0, 1000.0, 3000.0, 10000.0):
 alpha = float(sys.argv[3]) if len(sys.argv) > 3 else max(held_out, key=held_out.get)
 model = Ridge(alpha=alpha).fit(x_train, y_train)
 typical_radius = float(np.median(radii))
-print(f"alpha {alpha}: trained on {len(radii)} compact objects, {len(y_train)} patches; typical radius {typical_radius:.0f} px; "
-      f"fit R^2 {model.score(x_train, y_train):.2f}")
+print(f"alpha {alpha}: trained on {len(radii)} compact objects, {len(y_train)} patches; "
+      f"typical radius {typical_radius:.0f} px; fit R^2 {model.score(x_train, y_train):.2f}")
 
 
 def centre_pieces(mask: np.ndarray, name: str, peak: float) -> list:
