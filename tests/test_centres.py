@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from engine.masks import LabelMasks
-from engine.method import centres
+from engine.method import centres, instances
 from engine.method.centres import (
     CentreExamples,
     CentreFit,
@@ -15,6 +15,7 @@ from engine.method.centres import (
     fit_centre_model,
     group_candidates,
     object_depth,
+    pieces_agree_better,
     rank_by_depth_agreement,
 )
 from engine.method.features import ImageFeatures
@@ -85,6 +86,27 @@ def test_cut_groups_gives_each_piece_its_own_compactness_and_reranks():
     assert 9 in cut_masks.ids  # the untouched object keeps its id
     unchanged = cut_groups(masks, classes, scores, DEPTH, 5, set())
     assert unchanged[0] is masks and unchanged[3] == 0
+
+
+def test_a_compact_pair_is_cut_only_where_its_pieces_agree_better_with_the_centres():
+    pair = np.zeros(SHAPE, bool)
+    pair[18:42, 28:76] = True  # two square objects side by side: their union is compact, deepest along a ridge
+    assert mask_solidity(pair) > instances.COMPACT_SOLIDITY
+    depth = two_cones(SHAPE, [(30, 40), (30, 64)], 12)
+    box = (slice(18, 42), slice(28, 76))
+    pieces = centre_pieces(pair[box], depth[box], min_distance=5)
+    assert pieces.max() == 2 and pieces_agree_better(pair[box], depth[box], pieces)
+    labels = np.zeros(SHAPE, np.int32)
+    labels[pair] = 1
+    masks, classes, scores = LabelMasks(labels), np.array([2]), np.array([0.5], np.float32)
+    assert cut_groups(masks, classes, scores, depth, 5, set(), {0})[3] == 1
+    assert cut_groups(masks, classes, scores, depth, 5, set())[3] == 0  # not offered (the user's): never cut
+    # one round object in which the model sees two centres: the whole agrees better than its halves
+    one = disc(SHAPE, (30, 49), 16)
+    box = (slice(13, 47), slice(32, 66))
+    depth = object_depth(one) * 0.5 + 0.5 * two_cones(SHAPE, [(30, 41), (30, 57)], 8)
+    pieces = centre_pieces(one[box], depth[box], min_distance=3)
+    assert pieces.max() == 2 and not pieces_agree_better(one[box], depth[box], pieces)
 
 
 def test_objects_rank_by_how_well_their_depth_agrees_with_the_predicted_one():
@@ -174,6 +196,34 @@ def test_examples_keep_a_seeded_sample_of_at_most_max_examples(monkeypatch):
     assert examples.seen == 0 and not examples.items
 
 
+def test_the_users_objects_are_examples_of_any_shape_weighted_above_lone_ones(monkeypatch):
+    monkeypatch.setattr(centres, "ALPHAS", (1000.0,))  # one strength: the two fits below differ only in weights
+    rng = np.random.default_rng(3)
+    lone_only, with_users = CentreExamples(), CentreExamples()
+    for _ in range(20):
+        features, masks = image_with_objects(rng)
+        for examples in (lone_only, with_users):
+            examples.add(features.tokens, features.grid_hw, masks, object_solidities(masks))
+    # the user reviewed a concave object (no lone example: solidity about 0.5) and a speck
+    features, masks = image_with_objects(rng, count=1)
+    concave = np.zeros(masks.labels.shape, bool)
+    concave[masks.labels == 1] = True
+    concave[8:24, 8:16] = False
+    speck = np.zeros_like(concave)
+    speck[90:95, 90:95] = True
+    with_users.add_reviewed(features.tokens, features.grid_hw, LabelMasks.from_stack(np.stack([concave, speck])), 3.0)
+    assert len(with_users.reviewed) == 1 and with_users.reviewed[0][3] == 3.0
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(lone_only.items, with_users.items))  # same lone sample
+    # weighted 3 is as if the user's object were three lone ones
+    tripled = CentreExamples()
+    tripled.items = lone_only.items + [with_users.reviewed[0][:3] + (1.0,)] * 3
+    fit, reference = fit_centre_model(with_users), fit_centre_model(tripled)
+    assert fit.examples == 61 and fit.reviewed == 1 and fit.summary()["reviewed_objects"] == 1
+    np.testing.assert_allclose(fit.model.ridge.coef_, reference.model.ridge.coef_, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(fit.model.ridge.coef_, fit_centre_model(lone_only).model.ridge.coef_, atol=1e-6)
+    assert "(1 of them yours)" in describe_group_cut(fit.summary() | {"objects_cut": 0, "images_changed": 0})
+
+
 class TwoCentres:
     """A fitted model's stand-in: the depth map of the group and the lone object above."""
 
@@ -199,9 +249,9 @@ def test_staged_predictions_are_cut_and_written_again(tmp_path, monkeypatch):
     monkeypatch.setattr("engine.orchestration.group_cutting.fit_centre_model",
                         lambda examples: CentreFit(TwoCentres(), 0.5, 1000.0, 40))
     summary = cutting.cut_staged(tmp_path, lambda entry: features)
-    assert summary == {"used": True, "lone_objects": 40, "alpha": 1000.0, "held_out_r2": 0.5, "objects_cut": 1,
-                       "images_changed": 1, "objects_added": 1, "min_lone_objects": centres.MIN_EXAMPLES,
-                       "min_held_out_r2": centres.MIN_HELD_OUT_R2}
+    assert summary == {"used": True, "lone_objects": 40, "reviewed_objects": 0, "alpha": 1000.0, "held_out_r2": 0.5,
+                       "objects_cut": 1, "images_changed": 1, "objects_added": 1,
+                       "min_lone_objects": centres.MIN_EXAMPLES, "min_held_out_r2": centres.MIN_HELD_OUT_R2}
     semantic, stored, classes, scores = load_image_predictions(tmp_path / "a.npz")
     assert len(stored) == 3 and list(classes) == [5, 5, 6] and scores[0] > scores[2] and scores[1] > scores[2]
     assert (semantic == 5).sum() == GROUP.sum()

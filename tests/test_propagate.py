@@ -91,6 +91,7 @@ def test_a_correction_reaches_the_near_duplicate_frame_and_no_other_image(tmp_pa
     set_image_labels(project, entries["frame_1.png"]["image_id"], labels, {1: 2, 2: 1}, reviewed=[1])
     summary = distill(project)
     assert summary["carried"] == {"frame_2.png": 1}
+    assert summary["group_cut"]["reviewed_objects"] == 1  # the drawn object teaches the centres; the generated one not
 
     def predicted(name):
         _, masks, classes, scores = load_image_predictions(Project(project).predictions_path(entries[name]["image_id"]))

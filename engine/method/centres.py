@@ -39,6 +39,7 @@ MIN_HELD_OUT_R2 = 0.3  # real-dev 0.01-0.09 and the demo 0.21 (mixed photos), fe
 ALPHAS = (100.0, 1000.0, 3000.0, 10000.0)  # ridge strengths tried; the best held-out R^2 is kept
 PEAK_DEPTH = 0.4  # a centre's predicted depth (1 = an object's deepest point); 0.3-0.45 alike on feral_cats
 MIN_PIECE_SHARE = 0.15  # a smaller piece goes to its neighbours: a leg or an ear is no object
+CUT_AGREEMENT_MARGIN = 0.05  # a compact object is cut where its pieces agree this much better (one value tried)
 AGREEMENT_FLOOR = 0.05  # an object whose depth disagrees with the model's keeps this share of its score (order kept)
 
 
@@ -70,20 +71,23 @@ def depth_targets(crop: np.ndarray, box: tuple, image_hw: tuple, grid_hw: tuple)
 @dataclass
 class CentreExamples:
     """The folder's lone objects as regression examples, gathered one image at a time: at most
-    ``MAX_EXAMPLES`` objects, a reservoir sample seeded by ``seed`` (the same folder gives the same sample)."""
+    ``MAX_EXAMPLES`` objects, a reservoir sample seeded by ``seed`` (the same folder gives the same sample); and
+    the objects the user reviewed, every one kept and weighted above them (they are known to be one object each,
+    whatever their shape)."""
 
     seed: int = 0
-    # per object: ((cells, 2D) float16 inputs, (cells,) depths, its deepest depth / sqrt(image area))
+    # per object: ((cells, 2D) float16 inputs, (cells,) depths, its deepest depth / sqrt(image area), weight)
     items: list = field(default_factory=list)
     seen: int = 0
+    reviewed: list = field(default_factory=list)  # the user's objects, as items
 
     def __post_init__(self):
         self._rng = np.random.default_rng(self.seed)
+        self._reviewed_rng = np.random.default_rng(self.seed + 1)  # the lone sample stays the same with them
 
     def add(self, tokens: np.ndarray, grid_hw: tuple, masks: LabelMasks, solidity: dict) -> None:
         """The image's objects of solidity >= LONE_SOLIDITY and MIN_EXAMPLE_PIXELS or more."""
         inputs = None
-        image_side = float(np.sqrt(masks.labels.size))
         for position, object_id in enumerate(masks.ids):
             box, crop = masks.crop(position)
             if box is None or solidity.get(int(object_id), 0.0) < LONE_SOLIDITY or crop.sum() < MIN_EXAMPLE_PIXELS:
@@ -91,19 +95,41 @@ class CentreExamples:
             slot = self._slot()
             if slot is None:
                 continue
-            cells, depths = depth_targets(crop, box, masks.labels.shape, grid_hw)
-            if len(cells) > MAX_CELLS_PER_EXAMPLE:  # a large object's patches, thinned: memory and fitting bounded
-                chosen = np.sort(self._rng.choice(len(cells), MAX_CELLS_PER_EXAMPLE, replace=False))
-                cells, depths = cells[chosen], depths[chosen]
-            if not len(cells):
-                continue
             inputs = patch_inputs(tokens, grid_hw) if inputs is None else inputs
-            radius = float(ndimage.distance_transform_edt(np.pad(crop, 1)).max())
-            example = (inputs[cells].astype(np.float16), depths.astype(np.float32), radius / image_side)
+            example = self._example(inputs, grid_hw, masks.labels.shape, box, crop, 1.0, self._rng)
+            if example is None:
+                continue
             if slot == len(self.items):
                 self.items.append(example)
             else:
                 self.items[slot] = example
+
+    def add_reviewed(self, tokens: np.ndarray, grid_hw: tuple, masks: LabelMasks, weight: float) -> None:
+        """Objects the user reviewed (a correction's): each of MIN_EXAMPLE_PIXELS or more, of any shape, counted
+        ``weight`` times a lone object in the fit."""
+        inputs = patch_inputs(tokens, grid_hw) if len(masks) else None
+        for position in range(len(masks)):
+            box, crop = masks.crop(position)
+            if box is not None and crop.sum() >= MIN_EXAMPLE_PIXELS:
+                example = self._example(inputs, grid_hw, masks.labels.shape, box, crop, weight, self._reviewed_rng)
+                if example is not None:
+                    self.reviewed.append(example)
+
+    def all(self) -> list:
+        """Every example: the sampled lone objects, then the user's."""
+        return self.items + self.reviewed
+
+    @staticmethod
+    def _example(inputs, grid_hw, image_hw, box, crop, weight, rng):
+        cells, depths = depth_targets(crop, box, image_hw, grid_hw)
+        if len(cells) > MAX_CELLS_PER_EXAMPLE:  # a large object's patches, thinned: memory and fitting bounded
+            chosen = np.sort(rng.choice(len(cells), MAX_CELLS_PER_EXAMPLE, replace=False))
+            cells, depths = cells[chosen], depths[chosen]
+        if not len(cells):
+            return None
+        radius = float(ndimage.distance_transform_edt(np.pad(crop, 1)).max())
+        return (inputs[cells].astype(np.float16), depths.astype(np.float32), radius / float(np.sqrt(np.prod(image_hw))),
+                weight)
 
     def _slot(self):
         """Where the next object goes (reservoir sampling), or None when it is left out."""
@@ -133,37 +159,44 @@ class CentreModel:
 
 @dataclass
 class CentreFit:
-    """What fitting said: the model (None when not used), its held-out R^2, alpha, and the examples it had."""
+    """What fitting said: the model (None when not used), its held-out R^2, alpha, and the examples it had (the
+    user's reviewed objects among them)."""
 
     model: CentreModel | None
     held_out_r2: float | None
     alpha: float | None
     examples: int
+    reviewed: int = 0  # of the examples, the user's
 
     def summary(self) -> dict:
         """For report.json and the words of engine.orchestration.outcome.describe_group_cut (thresholds included)."""
-        return {"used": self.model is not None, "lone_objects": self.examples, "alpha": self.alpha,
-                "held_out_r2": None if self.held_out_r2 is None else round(self.held_out_r2, 3),
+        return {"used": self.model is not None, "lone_objects": self.examples, "reviewed_objects": self.reviewed,
+                "alpha": self.alpha, "held_out_r2": None if self.held_out_r2 is None else round(self.held_out_r2, 3),
                 "min_lone_objects": MIN_EXAMPLES, "min_held_out_r2": MIN_HELD_OUT_R2}
 
 
 def fit_centre_model(examples: CentreExamples) -> CentreFit:
-    """The ridge strength of ``ALPHAS`` with the best held-out R^2 (5 folds, each object's patches in one fold),
-    refitted on every example; no model under MIN_EXAMPLES objects or below MIN_HELD_OUT_R2."""
-    count = len(examples.items)
+    """The ridge strength of ``ALPHAS`` with the best held-out R^2 (5 folds, each object's patches in one fold;
+    the user's objects weighted as they were added), refitted on every example; no model under MIN_EXAMPLES
+    objects or below MIN_HELD_OUT_R2."""
+    items = examples.all()
+    count = len(items)
     if count < MIN_EXAMPLES:
-        return CentreFit(None, None, None, count)
-    x = np.concatenate([rows for rows, _, _ in examples.items]).astype(np.float32)
-    y = np.concatenate([depths for _, depths, _ in examples.items])
-    groups = np.concatenate([np.full(len(depths), i) for i, (_, depths, _) in enumerate(examples.items)])
+        return CentreFit(None, None, None, count, len(examples.reviewed))
+    x = np.concatenate([item[0] for item in items]).astype(np.float32)
+    y = np.concatenate([item[1] for item in items])
+    weights = np.concatenate([np.full(len(item[1]), item[3], np.float32) for item in items])
+    groups = np.concatenate([np.full(len(item[1]), i) for i, item in enumerate(items)])
     folds = GroupKFold(n_splits=5)
-    held_out = {alpha: float(cross_val_score(Ridge(alpha=alpha), x, y, groups=groups, cv=folds, scoring="r2").mean())
+    held_out = {alpha: float(cross_val_score(Ridge(alpha=alpha), x, y, groups=groups, cv=folds, scoring="r2",
+                                             params={"sample_weight": weights}).mean())
                 for alpha in ALPHAS}
     alpha = max(ALPHAS, key=lambda a: held_out[a])
     if held_out[alpha] < MIN_HELD_OUT_R2:
-        return CentreFit(None, held_out[alpha], alpha, count)
-    model = CentreModel(Ridge(alpha=alpha).fit(x, y), float(np.median([share for _, _, share in examples.items])))
-    return CentreFit(model, held_out[alpha], alpha, count)
+        return CentreFit(None, held_out[alpha], alpha, count, len(examples.reviewed))
+    model = CentreModel(Ridge(alpha=alpha).fit(x, y, sample_weight=weights),
+                        float(np.median([item[2] for item in items])))
+    return CentreFit(model, held_out[alpha], alpha, count, len(examples.reviewed))
 
 
 def centre_pieces(mask_crop: np.ndarray, depth_crop: np.ndarray, min_distance: int) -> np.ndarray | None:
@@ -193,18 +226,22 @@ def group_candidates(masks: LabelMasks, solidity: dict, skip=()) -> list:
 
 
 def cut_groups(masks: LabelMasks, classes: np.ndarray, scores: np.ndarray, depth: np.ndarray, min_distance: int,
-               candidates) -> tuple:
-    """The objects at ``candidates`` (positions) cut at their centres; each piece takes its object's class and
-    score with the object's compactness weight (min(1, solidity / COMPACT_SOLIDITY)) replaced by its own, and
-    every object is re-ranked, best first. Returns (masks, classes, scores, objects cut)."""
+               candidates, others=()) -> tuple:
+    """The objects at ``candidates`` (positions: concave ones) cut at their centres, and those at ``others`` where
+    their pieces agree with the predicted depth better than they do whole (:func:`pieces_agree_better`: a compact
+    pair of touching objects); each piece takes its object's class and score with the object's compactness
+    weight (min(1, solidity / COMPACT_SOLIDITY)) replaced by its own, and every object is re-ranked, best first.
+    Returns (masks, classes, scores, objects cut)."""
     labels = masks.labels.copy()
     next_id = int(max(labels.max(initial=0), masks.ids.max(initial=0))) + 1
     kept: list = []  # (id, class, score) of every object and piece
     cut = 0
     for position, object_id in enumerate(masks.ids):
         box, crop = masks.crop(position)
-        pieces = centre_pieces(crop, depth[box], min_distance) if position in candidates and box is not None \
-            else None
+        pieces = centre_pieces(crop, depth[box], min_distance) \
+            if box is not None and (position in candidates or position in others) else None
+        if pieces is not None and position not in candidates and not pieces_agree_better(crop, depth[box], pieces):
+            pieces = None
         if pieces is None:
             kept.append((int(object_id), classes[position], float(scores[position])))
             continue
@@ -223,6 +260,15 @@ def cut_groups(masks: LabelMasks, classes: np.ndarray, scores: np.ndarray, depth
     out_scores = np.array([k[2] for k in kept], np.float32)
     order = np.argsort(-out_scores, kind="stable")
     return LabelMasks(labels, ids[order]), out_classes[order], out_scores[order], cut
+
+
+def pieces_agree_better(mask_crop: np.ndarray, depth_crop: np.ndarray, pieces: np.ndarray) -> bool:
+    """Whether an object's pieces (:func:`centre_pieces`) agree with the predicted depth, on average weighted by
+    area, by CUT_AGREEMENT_MARGIN more than the whole object does (:func:`depth_agreement`): two touching objects
+    whose union is compact (solidity above COMPACT_SOLIDITY) are each deepest where the model sees a centre."""
+    areas = np.bincount(pieces.ravel())[1:]
+    agreements = [depth_agreement(pieces == piece, depth_crop) for piece in range(1, len(areas) + 1)]
+    return float(np.average(agreements, weights=areas)) > depth_agreement(mask_crop, depth_crop) + CUT_AGREEMENT_MARGIN
 
 
 def depth_agreement(mask_crop: np.ndarray, depth_crop: np.ndarray) -> float:

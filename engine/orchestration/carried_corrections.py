@@ -50,6 +50,14 @@ class CorrectedScenes:
                 self.sources.append((entry, _unit(features.cls_token), tuple(features.grid_hw)))
         self.corrected_ids = {source["image_id"] for source, _, _ in self.sources}
 
+    def reviewed_objects(self):
+        """(entry, its features, its masks: an (m, H, W) stack) of each corrected image's objects the user
+        reviewed."""
+        for entry, _, _ in self.sources:
+            corrected = self.state.instances(entry, "corrections")
+            if corrected is not None:
+                yield entry, self.load_features(entry), corrected.masks[_reviewed(corrected)]
+
     def objects_for(self, entry: dict, features, image: np.ndarray) -> tuple:
         """(masks (m, H, W), resolved category ids (m,), scores (m,)) carried to ``entry`` from the corrected image
         of the same scene that matches it best; empty when none does (or ``entry`` is corrected itself)."""

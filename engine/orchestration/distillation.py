@@ -203,6 +203,8 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     shutil.rmtree(staging, ignore_errors=True)
     total, carried_to, recut_seconds = 0, {}, 0.0
     groups = GroupCutting()
+    for _, features, reviewed in scenes.reviewed_objects():
+        groups.observe_reviewed(features, reviewed)
     for done, entry in enumerate(entries):
         features, image = load_features(cache, entry), images.load(entry)
         probs = class_probabilities(head, features.tokens, features.grid_hw, image)

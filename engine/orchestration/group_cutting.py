@@ -17,6 +17,7 @@ from engine.method.centres import (
     group_candidates,
     rank_by_depth_agreement,
 )
+from engine.state.label_state import CORRECTION_WEIGHT
 from engine.state.project import load_image_predictions, save_image_predictions
 
 
@@ -34,6 +35,11 @@ class GroupCutting:
         self.examples.add(features.tokens, features.grid_hw, masks, solidity)
         users = {position for position, object_id in enumerate(masks.ids) if int(object_id) in skip}
         self.images[entry["image_id"]] = (entry, set(group_candidates(masks, solidity, skip)), users)
+
+    def observe_reviewed(self, features, masks) -> None:
+        """A corrected image's objects the user reviewed (an (m, H, W) stack): one object each, whatever their shape,
+        weighted as a corrected image is in training (CORRECTION_WEIGHT)."""
+        self.examples.add_reviewed(features.tokens, features.grid_hw, LabelMasks.from_stack(masks), CORRECTION_WEIGHT)
 
     def cut_staged(self, staging: Path, features_of) -> dict | None:
         """Fit the model; where it is used, cut the candidates of each staged image, rank its objects by their
@@ -54,8 +60,10 @@ class GroupCutting:
                 masks = LabelMasks.from_stack(stored)  # ids 1..n: position + 1
                 features = features_of(entry)
                 depth = fit.model.depth_map(features.tokens, features.grid_hw, masks.labels.shape)
+                others = set(range(len(masks))) - candidates - users  # compact ones, cut where the pieces agree
                 masks, classes, scores, cut = cut_groups(masks, classes, scores, depth,
-                                                         fit.model.min_centre_distance(masks.labels.shape), candidates)
+                                                         fit.model.min_centre_distance(masks.labels.shape), candidates,
+                                                         others)
                 masks, classes, scores = rank_by_depth_agreement(masks, classes, scores, depth,
                                                                  skip={p + 1 for p in users})
                 save_image_predictions(path, masks.painted(classes), masks, classes, scores)

@@ -71,11 +71,12 @@ def describe_group_cut(summary: dict | None) -> str | None:
     did not; None without a summary (dense objects, an older project)."""
     if not summary:
         return None
-    lone = summary["lone_objects"]
+    reviewed = summary.get("reviewed_objects", 0)  # absent in a project predicted before the user's counted
+    lone = f"{summary['lone_objects']} lone objects" + (f" ({reviewed} of them yours)" if reviewed else "")
     if summary["used"]:
-        return (f"groups cut at the centres learnt from {lone} lone objects (held-out R^2 {summary['held_out_r2']}): "
+        return (f"groups cut at the centres learnt from {lone} (held-out R^2 {summary['held_out_r2']}): "
                 f"{summary['objects_cut']} objects in {summary['images_changed']} images")
     if summary["held_out_r2"] is None:
-        return f"groups left whole: {lone} lone objects, {summary['min_lone_objects']} needed to learn their centres"
-    return (f"groups left whole: the centres learnt from {lone} lone objects do not carry over to others "
+        return f"groups left whole: {lone}, {summary['min_lone_objects']} needed to learn their centres"
+    return (f"groups left whole: the centres learnt from {lone} do not carry over to others "
             f"(held-out R^2 {summary['held_out_r2']} < {summary['min_held_out_r2']})")
