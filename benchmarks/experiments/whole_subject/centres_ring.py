@@ -54,7 +54,9 @@ for name, masks in label_masks.items():
         group = len(groups)  # each object's patches in one fold
         for cells, target, flag in ((cells_in, np.clip(deep.ravel()[cells_in] / cover.ravel()[cells_in], 0, 1), 1),
                                     (cells_ring, np.zeros(len(cells_ring)), 0)):
-            rows.append(inputs[cells]); targets.append(target); groups.append(np.full(len(cells), group))
+            rows.append(inputs[cells])
+            targets.append(target)
+            groups.append(np.full(len(cells), group))
             inside_flag.append(np.full(len(cells), flag))
 x, y = np.concatenate(rows), np.concatenate(targets).astype(np.float32)
 g, flag = np.concatenate(groups), np.concatenate(inside_flag).astype(bool)
