@@ -190,6 +190,11 @@ def test_examples_keep_a_seeded_sample_of_at_most_max_examples(monkeypatch):
     first, again = gathered(0), gathered(0)
     assert len(first.items) == 5 and first.seen == 18
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(first.items, again.items))
+    rng = np.random.default_rng(1)
+    for _ in range(6):  # the user's objects are capped alike, apart from the lone ones
+        features, masks = image_with_objects(rng)
+        first.add_reviewed(features.tokens, features.grid_hw, masks, 3.0)
+    assert len(first.reviewed) == 5 and len(first.items) == 5 and len(first.all()) == 10
     # a concave or tiny object is no example
     examples, (features, masks) = CentreExamples(), image_with_objects(np.random.default_rng(2))
     examples.add(features.tokens, features.grid_hw, masks, {int(i): 0.5 for i in masks.ids})
@@ -216,7 +221,7 @@ def test_the_users_objects_are_examples_of_any_shape_weighted_above_lone_ones(mo
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(lone_only.items, with_users.items))  # same lone sample
     # weighted 3 is as if the user's object were three lone ones
     tripled = CentreExamples()
-    tripled.items = lone_only.items + [with_users.reviewed[0][:3] + (1.0,)] * 3
+    tripled.items.extend(lone_only.items + [with_users.reviewed[0][:3] + (1.0,)] * 3)
     fit, reference = fit_centre_model(with_users), fit_centre_model(tripled)
     assert fit.examples == 61 and fit.reviewed == 1 and fit.summary()["reviewed_objects"] == 1
     np.testing.assert_allclose(fit.model.ridge.coef_, reference.model.ridge.coef_, rtol=1e-4, atol=1e-6)

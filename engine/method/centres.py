@@ -17,7 +17,7 @@ AP50 (docs/decisions.md#d-centres). Pure functions over arrays and scikit-learn;
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -68,76 +68,91 @@ def depth_targets(crop: np.ndarray, box: tuple, image_hw: tuple, grid_hw: tuple)
     return cells[inside], np.clip(depth_share[inside] / cover[inside], 0.0, 1.0)
 
 
-@dataclass
+class Reservoir:
+    """At most ``capacity`` of the things offered, each kept with the same chance (reservoir sampling, seeded)."""
+
+    def __init__(self, capacity: int, rng: np.random.Generator):
+        self.capacity, self.rng = capacity, rng
+        self.items: list = []
+        self.seen = 0
+
+    def slot(self) -> int | None:
+        """Where the next thing offered goes, or None when it is left out."""
+        self.seen += 1
+        if len(self.items) < self.capacity:
+            return len(self.items)
+        slot = int(self.rng.integers(self.seen))
+        return slot if slot < self.capacity else None
+
+    def put(self, slot: int, item) -> None:
+        if slot == len(self.items):
+            self.items.append(item)
+        else:
+            self.items[slot] = item
+
+
 class CentreExamples:
-    """The folder's lone objects as regression examples, gathered one image at a time: at most
-    ``MAX_EXAMPLES`` objects, a reservoir sample seeded by ``seed`` (the same folder gives the same sample); and
-    the objects the user reviewed, every one kept and weighted above them (they are known to be one object each,
-    whatever their shape)."""
+    """The folder's lone objects as regression examples, gathered one image at a time; and the objects the user
+    reviewed, weighted above them (each is known to be one object, whatever its shape). At most ``MAX_EXAMPLES``
+    of each, reservoir samples seeded by ``seed`` (the same folder gives the same sample, with or without the
+    user's). An example: ((cells, 2D) float16 inputs, (cells,) depths, its deepest depth / sqrt(image area),
+    its weight)."""
 
-    seed: int = 0
-    # per object: ((cells, 2D) float16 inputs, (cells,) depths, its deepest depth / sqrt(image area), weight)
-    items: list = field(default_factory=list)
-    seen: int = 0
-    reviewed: list = field(default_factory=list)  # the user's objects, as items
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+        self._lone = Reservoir(MAX_EXAMPLES, np.random.default_rng(seed))
+        self._reviewed = Reservoir(MAX_EXAMPLES, np.random.default_rng(seed + 1))
 
-    def __post_init__(self):
-        self._rng = np.random.default_rng(self.seed)
-        self._reviewed_rng = np.random.default_rng(self.seed + 1)  # the lone sample stays the same with them
+    @property
+    def items(self) -> list:
+        """The lone objects' examples."""
+        return self._lone.items
+
+    @property
+    def seen(self) -> int:
+        """Lone objects offered so far."""
+        return self._lone.seen
+
+    @property
+    def reviewed(self) -> list:
+        """The user's objects' examples."""
+        return self._reviewed.items
 
     def add(self, tokens: np.ndarray, grid_hw: tuple, masks: LabelMasks, solidity: dict) -> None:
         """The image's objects of solidity >= LONE_SOLIDITY and MIN_EXAMPLE_PIXELS or more."""
-        inputs = None
-        for position, object_id in enumerate(masks.ids):
-            box, crop = masks.crop(position)
-            if box is None or solidity.get(int(object_id), 0.0) < LONE_SOLIDITY or crop.sum() < MIN_EXAMPLE_PIXELS:
-                continue
-            slot = self._slot()
-            if slot is None:
-                continue
-            inputs = patch_inputs(tokens, grid_hw) if inputs is None else inputs
-            example = self._example(inputs, grid_hw, masks.labels.shape, box, crop, 1.0, self._rng)
-            if example is None:
-                continue
-            if slot == len(self.items):
-                self.items.append(example)
-            else:
-                self.items[slot] = example
+        chosen = [position for position, object_id in enumerate(masks.ids)
+                  if solidity.get(int(object_id), 0.0) >= LONE_SOLIDITY]
+        self._offer(self._lone, tokens, grid_hw, masks, chosen, 1.0)
 
     def add_reviewed(self, tokens: np.ndarray, grid_hw: tuple, masks: LabelMasks, weight: float) -> None:
         """Objects the user reviewed (a correction's): each of MIN_EXAMPLE_PIXELS or more, of any shape, counted
         ``weight`` times a lone object in the fit."""
-        inputs = patch_inputs(tokens, grid_hw) if len(masks) else None
-        for position in range(len(masks)):
-            box, crop = masks.crop(position)
-            if box is not None and crop.sum() >= MIN_EXAMPLE_PIXELS:
-                example = self._example(inputs, grid_hw, masks.labels.shape, box, crop, weight, self._reviewed_rng)
-                if example is not None:
-                    self.reviewed.append(example)
+        self._offer(self._reviewed, tokens, grid_hw, masks, range(len(masks)), weight)
 
     def all(self) -> list:
         """Every example: the sampled lone objects, then the user's."""
         return self.items + self.reviewed
 
     @staticmethod
-    def _example(inputs, grid_hw, image_hw, box, crop, weight, rng):
-        cells, depths = depth_targets(crop, box, image_hw, grid_hw)
-        if len(cells) > MAX_CELLS_PER_EXAMPLE:  # a large object's patches, thinned: memory and fitting bounded
-            chosen = np.sort(rng.choice(len(cells), MAX_CELLS_PER_EXAMPLE, replace=False))
-            cells, depths = cells[chosen], depths[chosen]
-        if not len(cells):
-            return None
-        radius = float(ndimage.distance_transform_edt(np.pad(crop, 1)).max())
-        return (inputs[cells].astype(np.float16), depths.astype(np.float32), radius / float(np.sqrt(np.prod(image_hw))),
-                weight)
-
-    def _slot(self):
-        """Where the next object goes (reservoir sampling), or None when it is left out."""
-        self.seen += 1
-        if len(self.items) < MAX_EXAMPLES:
-            return len(self.items)
-        slot = int(self._rng.integers(self.seen))
-        return slot if slot < MAX_EXAMPLES else None
+    def _offer(reservoir: Reservoir, tokens, grid_hw, masks: LabelMasks, positions, weight: float) -> None:
+        inputs = None
+        for position in positions:
+            box, crop = masks.crop(position)
+            if box is None or crop.sum() < MIN_EXAMPLE_PIXELS:
+                continue
+            slot = reservoir.slot()
+            if slot is None:
+                continue
+            cells, depths = depth_targets(crop, box, masks.labels.shape, grid_hw)
+            if len(cells) > MAX_CELLS_PER_EXAMPLE:  # a large object's patches, thinned: memory and fitting bounded
+                chosen = np.sort(reservoir.rng.choice(len(cells), MAX_CELLS_PER_EXAMPLE, replace=False))
+                cells, depths = cells[chosen], depths[chosen]
+            if not len(cells):
+                continue
+            inputs = patch_inputs(tokens, grid_hw) if inputs is None else inputs
+            radius = float(ndimage.distance_transform_edt(np.pad(crop, 1)).max())
+            reservoir.put(slot, (inputs[cells].astype(np.float16), depths.astype(np.float32),
+                                 radius / float(np.sqrt(masks.labels.size)), weight))
 
 
 @dataclass
