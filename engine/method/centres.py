@@ -4,9 +4,11 @@ Two or three touching objects of one kind are often found as one mask (about 50 
 objects). What recurs across the folder tells them apart: its compact final objects (solidity >=
 ``LONE_SOLIDITY``: mostly one object each) teach a ridge regression from a patch's token, and the mean of its
 3 x 3 neighbours, to the patch's depth inside its object (distance to the object's edge over the object's
-deepest; a centre heat map as Panoptic-DeepLab predicts one, fitted in a second on a CPU). Inside a concave
+deepest; a centre heat map as Panoptic-DeepLab predicts one, fitted in a second on a CPU); the objects the user
+reviewed in a correction teach it too, whatever their shape, weighted above the lone ones. Inside a concave
 object (solidity < ``COMPACT_SOLIDITY``) the predicted depth's peaks are its objects' centres; two or more cut it
-by a watershed of that depth.
+by a watershed of that depth. A compact object with two or more is cut where its pieces agree with the predicted
+depth better than it does whole (two touching objects side by side).
 
 The model is used only where it predicts the depth of objects it did not see (R^2 over held-out images' objects,
 grouped 5-fold cross-validation, >= ``MIN_HELD_OUT_R2``, from ``MIN_EXAMPLES`` lone objects or more): on

@@ -178,9 +178,10 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     (engine.method.instances.combine_with_proposals); with the run's ``closer_look``, the small ones not carried
     are cut again from their own crops (engine.method.closer_look.recut_objects); then those not carried are
     ranked down where they are not compact (engine.method.instances.rank_by_compactness; not dense objects); the
-    semantic map is these objects painted. Once every image is staged, the folder's lone objects teach where an
-    object's centre lies and, where that model carries over to objects it did not see, groups are cut at the
-    centres and every object not carried is ranked by its agreement with them (engine.orchestration.group_cutting;
+    semantic map is these objects painted. Once every image is staged, the folder's lone objects (and the objects
+    the user reviewed in a correction) teach where an object's centre lies and, where that model carries over to
+    objects it did not see, groups are cut at the centres and every object not carried is ranked by its agreement
+    with them (engine.orchestration.group_cutting;
     not dense objects); ``group_cut`` in the result says what it did (None for dense objects).
 
     Written into a staging folder that replaces predictions/ only when every image is done, stamped with the
