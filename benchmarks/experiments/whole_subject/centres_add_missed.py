@@ -21,10 +21,7 @@ from benchmarks import real_dev  # noqa: E402
 from benchmarks.experiments.whole_subject import common  # noqa: E402
 from engine.method import centres  # noqa: E402
 
-project_dir, folder = Path(sys.argv[1]), Path(sys.argv[2])
-images = common.scored_images(folder)
-loaded = common.final_objects(project_dir, images)
-fitted = common.FittedCentres(project_dir, loaded)
+images, loaded, fitted = common.fitted_from_command_line(sys.argv)
 label_masks, depth, fit, examples = fitted.label_masks, fitted.depth, fitted.fit, fitted.examples
 areas = [np.pi * (share ** 2) for _, _, share in examples.items]  # a share of the image's area
 typical_area = float(np.median(areas))

@@ -17,13 +17,12 @@ from skimage.segmentation import watershed  # noqa: E402
 
 from benchmarks import real_dev  # noqa: E402
 from benchmarks.experiments.whole_subject import common  # noqa: E402
+from engine.masks import LabelMasks  # noqa: E402
 from engine.method import centres  # noqa: E402
+from engine.method.instances import compactness_weight, mask_solidity  # noqa: E402
 
 MAX_K = 6
-project_dir, folder = Path(sys.argv[1]), Path(sys.argv[2])
-images = common.scored_images(folder)
-loaded = common.final_objects(project_dir, images)
-fitted = common.FittedCentres(project_dir, loaded)
+images, loaded, fitted = common.fitted_from_command_line(sys.argv)
 
 
 def weighted_agreement(pieces, depth_crop) -> float:
@@ -77,14 +76,14 @@ def variant(concave_best_k: bool) -> tuple:
                 continue
             cut_total += 1
             score = scores.pop(int(object_id))
-            whole = centres.compactness_weight(centres.mask_solidity(crop))
+            whole = compactness_weight(mask_solidity(crop))
             for piece in range(1, int(pieces.max()) + 1):
                 inside = pieces == piece
                 labels[box][inside] = next_id
-                scores[next_id] = score * centres.compactness_weight(centres.mask_solidity(inside)) / whole
+                scores[next_id] = score * compactness_weight(mask_solidity(inside)) / whole
                 next_id += 1
         ids = np.array(list(scores), np.int32)
-        cut = centres.LabelMasks(labels, ids)
+        cut = LabelMasks(labels, ids)
         ranked, _, ranked_scores = centres.rank_by_depth_agreement(cut, np.zeros(len(ids), int),
                                                                    np.array([scores[i] for i in ids], np.float32),
                                                                    depth)

@@ -16,10 +16,7 @@ from benchmarks import real_dev  # noqa: E402
 from benchmarks.experiments.whole_subject import common  # noqa: E402
 from engine.method import centres  # noqa: E402
 
-project_dir, folder = Path(sys.argv[1]), Path(sys.argv[2])
-images = common.scored_images(folder)
-loaded = common.final_objects(project_dir, images)
-fitted = common.FittedCentres(project_dir, loaded)
+images, loaded, fitted = common.fitted_from_command_line(sys.argv)
 label_masks, solidity, depth, fit = fitted.label_masks, fitted.solidity, fitted.depth, fitted.fit
 
 

@@ -21,9 +21,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from benchmarks.experiments.whole_subject import common  # noqa: E402
 
-project_dir, folder = Path(sys.argv[1]), Path(sys.argv[2])
-images = common.scored_images(folder)
-fitted = common.FittedCentres(project_dir, common.final_objects(project_dir, images))
+images, _, fitted = common.fitted_from_command_line(sys.argv)
 items = fitted.examples.all()
 x = np.concatenate([item[0] for item in items]).astype(np.float32)
 y = np.concatenate([item[1] for item in items])

@@ -23,10 +23,7 @@ from engine.masks import coverage_on_grid  # noqa: E402
 from engine.method import centres  # noqa: E402
 
 RING = int(os.environ.get("RING", "2"))
-project_dir, folder = Path(sys.argv[1]), Path(sys.argv[2])
-images = common.scored_images(folder)
-loaded = common.final_objects(project_dir, images)
-fitted = common.FittedCentres(project_dir, loaded)
+images, loaded, fitted = common.fitted_from_command_line(sys.argv)
 label_masks, solidity, depth_today, fit = fitted.label_masks, fitted.solidity, fitted.depth, fitted.fit
 
 rng = np.random.default_rng(0)

@@ -64,6 +64,15 @@ class FittedCentres:
                                                      m.labels.shape) for name, m in self.label_masks.items()}
 
 
+def fitted_from_command_line(argv: list) -> tuple:
+    """(scored images, final objects, FittedCentres) of the PROJECT and GROUND_TRUTH_FOLDER the centres
+    experiments take as their two arguments (``argv``: sys.argv)."""
+    project, folder = Path(argv[1]), Path(argv[2])
+    images = scored_images(folder)
+    loaded = final_objects(project, images)
+    return images, loaded, FittedCentres(project, loaded)
+
+
 def solidity(mask: np.ndarray) -> float:
     """Area over convex-hull area (1 for a speck of two pixels or fewer, as engine.method.instances has it)."""
     regions = regionprops(mask.astype(np.uint8))
