@@ -40,7 +40,8 @@ MAX_CELLS_PER_EXAMPLE = 48  # patches kept of one (a seeded sample): at most 28,
 MIN_HELD_OUT_R2 = 0.3  # real-dev 0.01-0.09 and the demo 0.21 (mixed photos), feral_cats 0.36-0.43, generated 0.58+
 ALPHAS = (100.0, 1000.0, 3000.0, 10000.0)  # ridge strengths tried; the best held-out R^2 is kept
 PEAK_DEPTH = 0.4  # a centre's predicted depth (1 = an object's deepest point); 0.3-0.45 alike on feral_cats
-MIN_PIECE_SHARE = 0.15  # a smaller piece goes to its neighbours: a leg or an ear is no object
+MIN_PIECE_SHARE = 0.1  # a smaller piece goes to its neighbours: a leg or an ear is no object (0.08-0.15 measured)
+CENTRE_SPACING = 1.0  # two centres at least this many typical lone radii apart (touching ones lie 2 apart; 0.25-1.5)
 CUT_AGREEMENT_MARGIN = 0.05  # a compact object is cut where its pieces agree this much better (one value tried)
 AGREEMENT_FLOOR = 0.05  # an object whose depth disagrees with the model's keeps this share of its score (order kept)
 
@@ -170,8 +171,8 @@ class CentreModel:
         return resize(grid, image_hw, order=1, preserve_range=True, anti_aliasing=False).astype(np.float32)
 
     def min_centre_distance(self, image_hw: tuple) -> int:
-        """Pixels between two centres: half the typical lone object's radius in this image."""
-        return max(2, int(0.5 * self.radius_share * np.sqrt(image_hw[0] * image_hw[1])))
+        """Pixels between two centres: CENTRE_SPACING times the typical lone object's radius in this image."""
+        return max(2, int(CENTRE_SPACING * self.radius_share * np.sqrt(image_hw[0] * image_hw[1])))
 
 
 @dataclass
