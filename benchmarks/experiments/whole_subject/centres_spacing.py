@@ -1,10 +1,11 @@
 """How far apart must two learnt centres be, and how small may a piece be, for the group cut
 (engine.method.centres)? The engine's cut and ranking (``cut_groups`` with concave candidates and compact others,
 then ``rank_by_depth_agreement``) replayed on a project predicted without the centres, with the centres' minimum
-distance at a share of the folder's typical lone radius (the engine: CENTRE_SPACING) and the smallest piece at a share of its
-object (the engine: MIN_PIECE_SHARE). Most of feral_cats' missed cats lie under an object holding two or more cats,
-many of them smaller than the typical lone cat. Nothing is written. From the repository root:
-    .venv/bin/python benchmarks/experiments/whole_subject/centres_spacing.py PROJECT GROUND_TRUTH_FOLDER [RADIUS_SHARE,PIECE_SHARE ...]"""
+distance at a share of the folder's typical lone radius (the engine: CENTRE_SPACING) and the smallest piece at a
+share of its object (the engine: MIN_PIECE_SHARE). Most of feral_cats' missed cats lie under an object holding two
+or more cats, many of them smaller than the typical lone cat. Nothing is written. From the repository root:
+    .venv/bin/python benchmarks/experiments/whole_subject/centres_spacing.py PROJECT GROUND_TRUTH_FOLDER \
+        [RADIUS_SHARE,PIECE_SHARE ...]   (default: every pair of 0.25-1.5 and 0.08 / 0.1 / 0.15)"""
 import os
 import sys
 from pathlib import Path
