@@ -39,7 +39,7 @@ MAX_EXAMPLES = 600  # lone objects kept (a seeded reservoir sample)
 MAX_CELLS_PER_EXAMPLE = 48  # patches kept of one (a seeded sample): at most 28,800 rows, 44 MB in float16
 MIN_HELD_OUT_R2 = 0.3  # real-dev 0.01-0.09 and the demo 0.21 (mixed photos), feral_cats 0.36-0.43, generated 0.58+
 ALPHAS = (100.0, 1000.0, 3000.0, 10000.0)  # ridge strengths tried; the best held-out R^2 is kept
-PEAK_DEPTH = 0.4  # a centre's predicted depth (1 = an object's deepest point); 0.3-0.45 alike on feral_cats
+PEAK_DEPTH = 0.4  # a centre's predicted depth (1 = an object's deepest point); 0.3-0.5 measured on feral_cats
 MIN_PIECE_SHARE = 0.1  # a smaller piece goes to its neighbours: a leg or an ear is no object (0.08-0.15 measured)
 CENTRE_SPACING = 1.0  # two centres at least this many typical lone radii apart (touching ones lie 2 apart; 0.25-1.5)
 CUT_AGREEMENT_MARGIN = 0.0  # a compact object is cut where its pieces agree better at all (0.1, 0.05, -0.05 measured)

@@ -26,16 +26,17 @@ model = fitted.fit.model
 
 def replay(radius_share: float, piece_share: float, peak: float, margin: float) -> dict:
     """{file name: StagePrediction} of the engine's cut and ranking with these settings."""
-    centres.MIN_PIECE_SHARE, centres.PEAK_DEPTH, centres.CUT_AGREEMENT_MARGIN = piece_share, peak, margin
+    centres.CENTRE_SPACING, centres.MIN_PIECE_SHARE = radius_share, piece_share
+    centres.PEAK_DEPTH, centres.CUT_AGREEMENT_MARGIN = peak, margin
     stage = {}
     for name, masks in fitted.label_masks.items():
         scores = loaded[name][1]
         classes = np.ones(len(masks), int)
         candidates = set(centres.group_candidates(masks, fitted.solidity[name]))
         others = set(range(len(masks))) - candidates
-        distance = max(2, int(radius_share * model.radius_share * np.sqrt(masks.labels.size)))
-        masks, classes, scores, _ = centres.cut_groups(masks, classes, scores, fitted.depth[name], distance,
-                                                       candidates, others)
+        masks, classes, scores, _ = centres.cut_groups(masks, classes, scores, fitted.depth[name],
+                                                       model.min_centre_distance(masks.labels.shape), candidates,
+                                                       others)
         masks, classes, scores = centres.rank_by_depth_agreement(masks, classes, scores, fitted.depth[name])
         stage[name] = real_dev.StagePrediction(np.asarray(masks), np.asarray(scores, float), None)
     return stage
