@@ -59,6 +59,22 @@ def test_a_group_is_cut_at_two_centres_and_a_lone_object_is_not():
     assert centre_pieces(GROUP[box], DEPTH[box] * (centres.PEAK_DEPTH * 0.9), min_distance=5) is None
 
 
+def test_centres_lie_a_typical_lone_radius_apart():
+    """Two touching objects of the folder's typical size come apart; one object whose predicted depth has two
+    bumps within a radius (a cat's flat back) stays whole, though half the spacing would cut it."""
+    model = centres.CentreModel(None, 10.5 / np.sqrt(SHAPE[0] * SHAPE[1]))  # the typical lone radius: 10 px here
+    spacing = model.min_centre_distance(SHAPE)
+    assert spacing == int(centres.CENTRE_SPACING * 10.5)
+    box = (slice(18, 43), slice(8, 71))
+    assert centre_pieces(GROUP[box], DEPTH[box], spacing).max() == 2
+    rows, cols = np.indices(SHAPE)
+    long_one = ((rows - 30) / 8.0) ** 2 + ((cols - 50) / 16.0) ** 2 <= 1
+    bumps = two_cones(SHAPE, [(30, 46), (30, 54)], 10)  # 8 px apart
+    box = (slice(21, 40), slice(33, 68))
+    assert centre_pieces(long_one[box], bumps[box], spacing) is None
+    assert centre_pieces(long_one[box], bumps[box], spacing // 2).max() == 2
+
+
 def test_a_small_piece_goes_to_its_neighbour():
     mask = GROUP | disc(SHAPE, (30, 70), 4)  # a nub on the right disc, with a centre of its own
     depth = np.maximum(DEPTH, 0.5 * two_cones(SHAPE, [(30, 70)], 4))
