@@ -34,13 +34,12 @@ model = fitted.fit.model
 
 
 def scored_nodes(name: str) -> dict:
-    """The image's tree nodes of 4 patches to 80 % of the grid: their (n, gh, gw) patch masks, agreements, sizes,
-    and the predicted depth on the grid."""
+    """The image's tree nodes of 4 patches to 80 % of the grid: their (n, gh, gw) patch masks, agreements and
+    sizes."""
     features = fitted.features[name]
     gh, gw = features.grid_hw
     tree = candidate_tree(features.tokens, features.grid_hw)
-    grid_depth = model.ridge.predict(centres.patch_inputs(features.tokens, features.grid_hw)).reshape(gh, gw)
-    fine = resize(grid_depth.astype(np.float32), (gh * UP, gw * UP), order=1, preserve_range=True, anti_aliasing=False)
+    fine = model.depth_map(features.tokens, features.grid_hw, (gh * UP, gw * UP))
     nodes = [v for v in range(len(tree.parent)) if 4 <= tree.sizes[v] <= 0.8 * tree.patches]
     masks = np.stack([tree.patch_mask(v) for v in nodes])
     agree = []
@@ -48,7 +47,7 @@ def scored_nodes(name: str) -> dict:
         ys, xs = np.nonzero(patch_mask)
         window = slice(ys.min() * UP, (ys.max() + 1) * UP), slice(xs.min() * UP, (xs.max() + 1) * UP)
         agree.append(centres.depth_agreement(np.kron(patch_mask, np.ones((UP, UP), bool))[window], fine[window]))
-    return {"masks": masks, "agree": np.array(agree), "sizes": tree.sizes[nodes], "grid": grid_depth}
+    return {"masks": masks, "agree": np.array(agree), "sizes": tree.sizes[nodes]}
 
 
 def upsampled(patch_mask: np.ndarray, hw: tuple) -> np.ndarray:
@@ -105,7 +104,7 @@ def variant(kind: str, nodes_of: dict) -> dict:
                 taken |= free
             stage[name] = stacked(masks, scores, extra, floor * nodes["agree"][picked], hw)
         else:  # carved
-            depth = resize(nodes["grid"].astype(np.float32), hw, order=1, preserve_range=True)
+            depth = fitted.depth[name]
             masks, extra, extra_scores = masks.copy(), [], []
             for j in range(len(masks)):
                 ys, xs = np.nonzero(masks[j])
