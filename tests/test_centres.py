@@ -10,6 +10,7 @@ from engine.method.centres import (
     CentreFit,
     centre_pieces,
     cut_groups,
+    cut_in_crops,
     depth_agreement,
     depth_targets,
     fit_centre_model,
@@ -271,7 +272,7 @@ def test_staged_predictions_are_cut_and_written_again(tmp_path, monkeypatch):
                         lambda examples: CentreFit(TwoCentres(), 0.5, 1000.0, 40))
     summary = cutting.cut_staged(tmp_path, lambda entry: features)
     assert summary == {"used": True, "lone_objects": 40, "reviewed_objects": 0, "alpha": 1000.0, "held_out_r2": 0.5,
-                       "objects_cut": 1, "images_changed": 1, "objects_added": 1,
+                       "objects_cut": 1, "images_changed": 1, "objects_added": 1, "in_crops": None,
                        "min_lone_objects": centres.MIN_EXAMPLES, "min_held_out_r2": centres.MIN_HELD_OUT_R2}
     semantic, stored, classes, scores = load_image_predictions(tmp_path / "a.npz")
     assert len(stored) == 3 and list(classes) == [5, 5, 6] and scores[0] > scores[2] and scores[1] > scores[2]
@@ -281,6 +282,107 @@ def test_staged_predictions_are_cut_and_written_again(tmp_path, monkeypatch):
     assert list(classes) == [5, 6] and scores[0] == pytest.approx(0.5) and 0.3 < scores[1] < 0.45
     assert "1 objects in 1 images" in describe_group_cut(summary)
     assert GroupCutting().cut_staged(tmp_path, lambda entry: features) is None  # nothing observed: dense objects
+
+
+# a photo 200 x 300 holding the group and the lone object above, small (under a tenth of it), at (100, 150)
+PHOTO = (200, 300)
+AT = (slice(100, 160), slice(150, 250))
+
+
+class DepthInPixels:
+    """A fitted model's stand-in whose tokens are the depth itself, one patch per pixel (as the crops below are
+    embedded)."""
+
+    def __init__(self, spacing=5):
+        self.spacing = spacing
+
+    def depth_map(self, tokens, grid_hw, image_hw):
+        assert tuple(grid_hw) == tuple(image_hw)
+        return np.asarray(tokens, np.float32).reshape(image_hw)
+
+    def min_centre_distance(self, image_hw):
+        return self.spacing
+
+
+def depth_pixels(crops):
+    """A closer look's embed stand-in: each crop's first channel (the depth x 250) as its tokens, one per pixel."""
+    return [((crop[..., 0].astype(np.float32) / 250).reshape(-1, 1), crop.shape[:2]) for crop in crops]
+
+
+def photo_with_small_objects():
+    labels, depth = np.zeros(PHOTO, np.int32), np.zeros(PHOTO, np.float32)
+    labels[AT][GROUP], labels[AT][LONE], depth[AT] = 1, 2, DEPTH
+    image = np.repeat(np.round(depth * 250).astype(np.uint8)[..., None], 3, axis=2)
+    return LabelMasks(labels), image
+
+
+def test_small_objects_are_cut_at_the_centres_of_their_own_crops():
+    masks, image = photo_with_small_objects()
+    crops = {position: (window, tokens, grid_hw) for position, (window, tokens, grid_hw) in enumerate(
+        (window, *depth_pixels([image[window[1]:window[3], window[0]:window[2]]])[0])
+        for window in ((140, 110, 260, 150), (220, 100, 260, 160)))}  # the group's window, the lone one's
+    cut_masks, classes, scores, cut = cut_in_crops(masks, np.array([5, 6]), np.array([0.5, 0.45], np.float32),
+                                                   crops, DepthInPixels())
+    assert cut == 1 and len(cut_masks) == 3 and list(classes) == [5, 5, 6]
+    for piece, disc_mask in zip(np.asarray(cut_masks)[:2][np.argsort([m.nonzero()[1].mean()
+                                                                      for m in np.asarray(cut_masks)[:2]])],
+                                (LEFT, RIGHT)):
+        expected = np.zeros(PHOTO, bool)
+        expected[AT] = disc_mask
+        assert (piece & expected).sum() / (piece | expected).sum() > 0.85
+    assert (np.asarray(cut_masks).sum(0) == masks.labels.astype(bool)).all()  # disjoint, nothing lost
+    # without a crop, or with centres further apart than the discs' (38 px), nothing is cut
+    assert cut_in_crops(masks, np.array([5, 6]), np.array([0.5, 0.45]), {1: crops[1]}, DepthInPixels())[3] == 0
+    assert cut_in_crops(masks, np.array([5, 6]), np.array([0.5, 0.45]), crops, DepthInPixels(40))[3] == 0
+
+
+def test_staged_small_objects_are_cut_in_their_crops_by_a_model_learnt_on_crops(tmp_path, monkeypatch):
+    masks, image = photo_with_small_objects()
+    # the whole image's tokens are its depth (DepthInPixels): zeros, so nothing is cut there
+    features = ImageFeatures(PHOTO, PHOTO, None, np.zeros((PHOTO[0] * PHOTO[1], 1), np.float32),
+                             np.zeros(1, np.float32), None)
+    cutting = GroupCutting()
+    for image_id, skip in (("a", set()), ("b", {1})):  # in b the group was carried from the user's correction
+        save_image_predictions(tmp_path / f"{image_id}.npz", masks.painted([5, 6]), masks, np.array([5, 6]),
+                               np.array([0.5, 0.45], np.float32))
+        cutting.observe({"image_id": image_id}, features, masks, object_solidities(masks), skip)
+    fits = []
+
+    def fit(examples, spacing=centres.CENTRE_SPACING):
+        fits.append((len(examples.items), spacing))
+        if spacing != centres.CROP_CENTRE_SPACING:
+            return CentreFit(DepthInPixels(), 0.5, 100.0, 40)
+        return CentreFit(DepthInPixels(), 0.5, 100.0, 2) if crops_used else CentreFit(None, 0.1, 100.0, 2)
+
+    monkeypatch.setattr("engine.orchestration.group_cutting.fit_centre_model", fit)
+    embedded = []
+
+    def embed(crops):
+        embedded.extend(crop.shape[:2] for crop in crops)
+        return depth_pixels(crops)
+
+    crops_used = True
+    summary = cutting.cut_staged(tmp_path, lambda entry: features, (lambda entry: image, embed))
+    # the lone objects of both images' crops were the examples (the user's object in b is not taken); then cut a
+    assert fits == [(2, centres.CENTRE_SPACING), (2, centres.CROP_CENTRE_SPACING)] and len(embedded) == 3
+    assert summary["objects_cut"] == 0 and summary["objects_added"] == 1
+    assert {k: summary["in_crops"][k] for k in ("used", "objects_cut", "images_changed", "objects_added")} == \
+        {"used": True, "objects_cut": 1, "images_changed": 1, "objects_added": 1}
+    assert not (tmp_path / "crop_tokens").exists()  # the crops' tokens were only kept between the two passes
+    _, stored, classes, _ = load_image_predictions(tmp_path / "a.npz")
+    assert len(stored) == 3 and sorted(classes) == [5, 5, 6]
+    _, stored, _, _ = load_image_predictions(tmp_path / "b.npz")
+    assert len(stored) == 2  # the user's object is never cut
+    assert "small objects cut in their crops" in describe_group_cut(summary)
+    # a crop model that does not carry over to held-out objects cuts nothing
+    crops_used, fits[:] = False, []
+    for image_id in "ab":
+        save_image_predictions(tmp_path / f"{image_id}.npz", masks.painted([5, 6]), masks, np.array([5, 6]),
+                               np.array([0.5, 0.45], np.float32))
+    summary = cutting.cut_staged(tmp_path, lambda entry: features, (lambda entry: image, embed))
+    assert summary["in_crops"]["used"] is False and summary["objects_added"] == 0
+    assert len(load_image_predictions(tmp_path / "a.npz")[1]) == 2
+    assert "small objects left whole in their crops" in describe_group_cut(summary)
 
 
 def test_the_command_line_says_why_groups_stay_whole():

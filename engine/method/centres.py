@@ -42,6 +42,8 @@ ALPHAS = (100.0, 1000.0, 3000.0, 10000.0)  # ridge strengths tried; the best hel
 PEAK_DEPTH = 0.4  # a centre's predicted depth (1 = an object's deepest point); 0.3-0.5 measured on feral_cats
 MIN_PIECE_SHARE = 0.1  # a smaller piece goes to its neighbours: a leg or an ear is no object (0.08-0.15 measured)
 CENTRE_SPACING = 1.0  # two centres at least this many typical lone radii apart (touching ones lie 2 apart; 0.25-1.5)
+# in a closer look's crop: a lone object fills its crop, a group's members a half or a third of theirs (0.4-1 measured)
+CROP_CENTRE_SPACING = 0.5
 CUT_AGREEMENT_MARGIN = 0.0  # a compact object is cut where its pieces agree better at all (0.1, 0.05, -0.05 measured)
 AGREEMENT_FLOOR = 0.05  # an object whose depth disagrees with the model's keeps this share of its score (order kept)
 
@@ -160,10 +162,12 @@ class CentreExamples:
 
 @dataclass
 class CentreModel:
-    """A fitted depth regression and the folder's typical lone object's radius (a share of sqrt(image area))."""
+    """A fitted depth regression, the folder's typical lone object's radius (a share of sqrt(image area)) and how
+    many of those radii apart two centres lie at least."""
 
     ridge: Ridge
     radius_share: float
+    spacing: float = CENTRE_SPACING
 
     def depth_map(self, tokens: np.ndarray, grid_hw: tuple, image_hw: tuple) -> np.ndarray:
         """(H, W) float32 predicted depth, bilinear from the patch grid."""
@@ -171,8 +175,8 @@ class CentreModel:
         return resize(grid, image_hw, order=1, preserve_range=True, anti_aliasing=False).astype(np.float32)
 
     def min_centre_distance(self, image_hw: tuple) -> int:
-        """Pixels between two centres: CENTRE_SPACING times the typical lone object's radius in this image."""
-        return max(2, int(CENTRE_SPACING * self.radius_share * np.sqrt(image_hw[0] * image_hw[1])))
+        """Pixels between two centres: ``spacing`` times the typical lone object's radius in this image."""
+        return max(2, int(self.spacing * self.radius_share * np.sqrt(image_hw[0] * image_hw[1])))
 
 
 @dataclass
@@ -193,10 +197,10 @@ class CentreFit:
                 "min_lone_objects": MIN_EXAMPLES, "min_held_out_r2": MIN_HELD_OUT_R2}
 
 
-def fit_centre_model(examples: CentreExamples) -> CentreFit:
+def fit_centre_model(examples: CentreExamples, spacing: float = CENTRE_SPACING) -> CentreFit:
     """The ridge strength of ``ALPHAS`` with the best held-out R^2 (5 folds, each object's patches in one fold;
-    the user's objects weighted as they were added), refitted on every example; no model under MIN_EXAMPLES
-    objects or below MIN_HELD_OUT_R2."""
+    the user's objects weighted as they were added), refitted on every example, its centres ``spacing`` typical
+    radii apart; no model under MIN_EXAMPLES objects or below MIN_HELD_OUT_R2."""
     items = examples.all()
     count = len(items)
     if count < MIN_EXAMPLES:
@@ -213,7 +217,7 @@ def fit_centre_model(examples: CentreExamples) -> CentreFit:
     if held_out[alpha] < MIN_HELD_OUT_R2:
         return CentreFit(None, held_out[alpha], alpha, count, len(examples.reviewed))
     model = CentreModel(Ridge(alpha=alpha).fit(x, y, sample_weight=weights),
-                        float(np.median([item[2] for item in items])))
+                        float(np.median([item[2] for item in items])), spacing)
     return CentreFit(model, held_out[alpha], alpha, count, len(examples.reviewed))
 
 
@@ -247,19 +251,58 @@ def cut_groups(masks: LabelMasks, classes: np.ndarray, scores: np.ndarray, depth
                candidates, others=()) -> tuple:
     """The objects at ``candidates`` (positions: concave ones) cut at their centres, and those at ``others`` where
     their pieces agree with the predicted depth better than they do whole (:func:`pieces_agree_better`: a compact
-    pair of touching objects); each piece takes its object's class and score with the object's compactness
-    weight (min(1, solidity / COMPACT_SOLIDITY)) replaced by its own, and every object is re-ranked, best first.
-    Returns (masks, classes, scores, objects cut)."""
+    pair of touching objects), by :func:`cut_where`. Returns (masks, classes, scores, objects cut)."""
+    def pieces_at(position: int, box: tuple, crop: np.ndarray):
+        if position not in candidates and position not in others:
+            return None
+        return agreeing_pieces(crop, depth[box], min_distance, concave=position in candidates)
+
+    return cut_where(masks, classes, scores, pieces_at)
+
+
+def cut_in_crops(masks: LabelMasks, classes: np.ndarray, scores: np.ndarray, crops: dict, model: CentreModel) -> tuple:
+    """The objects at the positions of ``crops`` ({position: (window (x0, y0, x1, y1) holding the object, the
+    window's patch tokens, their grid_hw)}: a closer look's crops) cut at the centres ``model`` (fitted on such
+    crops) predicts from the window's own tokens, a concave object wherever it holds two, a compact one where its
+    pieces agree better (:func:`agreeing_pieces`), by :func:`cut_where`. A small object in a group is a few patches
+    of the whole image, too few to hold a centre, and 20-40x more in its crop. Returns (masks, classes, scores,
+    objects cut)."""
+    def pieces_at(position: int, box: tuple, crop: np.ndarray):
+        if position not in crops:
+            return None
+        (x0, y0, x1, y1), tokens, grid_hw = crops[position]
+        own = np.zeros((y1 - y0, x1 - x0), bool)  # the object in its window
+        inside = (slice(box[0].start - y0, box[0].stop - y0), slice(box[1].start - x0, box[1].stop - x0))
+        own[inside] = crop
+        depth = model.depth_map(tokens, grid_hw, own.shape)
+        pieces = agreeing_pieces(own, depth, model.min_centre_distance(own.shape),
+                                 concave=mask_solidity(own) < COMPACT_SOLIDITY)
+        return None if pieces is None else pieces[inside]
+
+    return cut_where(masks, classes, scores, pieces_at)
+
+
+def agreeing_pieces(mask_crop: np.ndarray, depth_crop: np.ndarray, min_distance: int, concave: bool):
+    """:func:`centre_pieces` of a concave object; of a compact one only where they agree with the depth better
+    than it does whole (:func:`pieces_agree_better`); else None."""
+    pieces = centre_pieces(mask_crop, depth_crop, min_distance)
+    if pieces is not None and not concave and not pieces_agree_better(mask_crop, depth_crop, pieces):
+        return None
+    return pieces
+
+
+def cut_where(masks: LabelMasks, classes: np.ndarray, scores: np.ndarray, pieces_at) -> tuple:
+    """Every object cut where ``pieces_at(position, box, bool crop)`` gives its pieces (an int32 map of the box,
+    1..k, 0 outside; None: kept whole); each piece takes its object's class and score with the object's
+    compactness weight (min(1, solidity / COMPACT_SOLIDITY)) replaced by its own, and every object is re-ranked,
+    best first. Returns (masks, classes, scores, objects cut)."""
     labels = masks.labels.copy()
     next_id = int(max(labels.max(initial=0), masks.ids.max(initial=0))) + 1
     kept: list = []  # (id, class, score) of every object and piece
     cut = 0
     for position, object_id in enumerate(masks.ids):
         box, crop = masks.crop(position)
-        pieces = centre_pieces(crop, depth[box], min_distance) \
-            if box is not None and (position in candidates or position in others) else None
-        if pieces is not None and position not in candidates and not pieces_agree_better(crop, depth[box], pieces):
-            pieces = None
+        pieces = pieces_at(position, box, crop) if box is not None else None
         if pieces is None:
             kept.append((int(object_id), classes[position], float(scores[position])))
             continue

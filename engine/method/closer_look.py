@@ -135,18 +135,8 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
     object after a retrain) costs no network pass.
     """
     out = np.array(labels, copy=True)
-    boxes = ndimage.find_objects(out)
     memo = {} if memo is None else memo
-    chosen: list[tuple[int, tuple]] = []  # (label value, its box), best first
-    for value in ids:
-        value = int(value)
-        if len(chosen) >= max_objects:
-            break
-        if value in skip or value > len(boxes) or boxes[value - 1] is None:
-            continue
-        rows, cols = boxes[value - 1]
-        if (out[rows, cols] == value).sum() < max_share * out.size:
-            chosen.append((value, (cols.start, rows.start, cols.stop, rows.stop)))
+    chosen = small_objects(out, ids, skip, max_share, max_objects)
     groups = shared_crops(list(dict.fromkeys(box for _, box in chosen if box not in memo)))
     windows = [crop_window(image.shape[:2], _union(group)) for group in groups]
     crops = [_cropped(image, w) for w in windows]
@@ -166,6 +156,36 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
         window[own & ~recut] = 0
         window[recut] = value
     return out
+
+
+def embedded_small_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=()) -> dict:
+    """{label value: (window (x0, y0, x1, y1), its patch vectors, grid_hw)} of the objects :func:`small_objects`
+    takes, each in a crop of CROP_FACTOR times its box (:func:`crop_window`) through ``embed`` (same-sized crops
+    share a forward pass): what centres learnt on such crops read (engine.method.centres.cut_in_crops)."""
+    chosen = small_objects(labels, ids, skip)
+    windows = [crop_window(image.shape[:2], box) for _, box in chosen]
+    embedded = embed([_cropped(image, window) for window in windows]) if windows else []
+    return {value: (window, tokens, grid_hw)
+            for (value, _), window, (tokens, grid_hw) in zip(chosen, windows, embedded)}
+
+
+def small_objects(labels: np.ndarray, ids, skip=(), max_share: float = RECUT_MAX_SHARE,
+                  max_objects: int = RECUT_MAX_OBJECTS) -> list:
+    """[(label value, its box (x0, y0, x1, y1)), ...] of the objects of the label map ``labels`` a closer look
+    takes: ``ids`` in that order (best first) except those in ``skip``, smaller than ``max_share`` of the image,
+    at most ``max_objects``."""
+    boxes = ndimage.find_objects(labels)
+    chosen: list[tuple[int, tuple]] = []
+    for value in ids:
+        value = int(value)
+        if len(chosen) >= max_objects:
+            break
+        if value in skip or value > len(boxes) or boxes[value - 1] is None:
+            continue
+        rows, cols = boxes[value - 1]
+        if (labels[rows, cols] == value).sum() < max_share * labels.size:
+            chosen.append((value, (cols.start, rows.start, cols.stop, rows.stop)))
+    return chosen
 
 
 def _union(boxes: list) -> tuple:

@@ -246,7 +246,8 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
         total += len(masks)
         progress("predict", done + 1, len(entries))
     progress("cut groups", 0, 1)
-    group_cut = groups.cut_staged(staging, lambda entry: load_features(cache, entry))
+    group_cut = groups.cut_staged(staging, lambda entry: load_features(cache, entry),
+                                  None if recut is None else (images.load, recut))
     progress("cut groups", 1, 1)
     atomic_write_json(staging / "stamp.json", {"clustering": clusters.get("id"), "images": len(entries)})
     project.replace_predictions()

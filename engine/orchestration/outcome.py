@@ -74,8 +74,14 @@ def describe_group_cut(summary: dict | None) -> str | None:
     reviewed = summary.get("reviewed_objects", 0)  # absent in a project predicted before the user's counted
     lone = f"{summary['lone_objects']} lone objects" + (f" ({reviewed} of them yours)" if reviewed else "")
     if summary["used"]:
+        crops = summary.get("in_crops")  # absent in a project predicted before the crops' cut
         return (f"groups cut at the centres learnt from {lone} (held-out R^2 {summary['held_out_r2']}): "
-                f"{summary['objects_cut']} objects in {summary['images_changed']} images")
+                f"{summary['objects_cut']} objects in {summary['images_changed']} images"
+                + ("" if not crops else
+                   f"; small objects cut in their crops, at centres learnt from {crops['lone_objects']} lone ones "
+                   f"(held-out R^2 {crops['held_out_r2']}): {crops['objects_cut']} objects" if crops["used"] else
+                   f"; small objects left whole in their crops (held-out R^2 {crops['held_out_r2']} from "
+                   f"{crops['lone_objects']} lone ones)"))
     if summary["held_out_r2"] is None:
         return f"groups left whole: {lone}, {summary['min_lone_objects']} needed to learn their centres"
     return (f"groups left whole: the centres learnt from {lone} do not carry over to others "

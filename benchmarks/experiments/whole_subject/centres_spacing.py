@@ -26,7 +26,7 @@ model = fitted.fit.model
 
 def replay(radius_share: float, piece_share: float, peak: float, margin: float) -> dict:
     """{file name: StagePrediction} of the engine's cut and ranking with these settings."""
-    centres.CENTRE_SPACING, centres.MIN_PIECE_SHARE = radius_share, piece_share
+    model.spacing, centres.MIN_PIECE_SHARE = radius_share, piece_share
     centres.PEAK_DEPTH, centres.CUT_AGREEMENT_MARGIN = peak, margin
     stage = {}
     for name, masks in fitted.label_masks.items():
@@ -42,7 +42,7 @@ def replay(radius_share: float, piece_share: float, peak: float, margin: float) 
     return stage
 
 
-engine = (centres.CENTRE_SPACING, centres.MIN_PIECE_SHARE, centres.PEAK_DEPTH, centres.CUT_AGREEMENT_MARGIN)
+engine = (model.spacing, centres.MIN_PIECE_SHARE, centres.PEAK_DEPTH, centres.CUT_AGREEMENT_MARGIN)
 given = [[float(v) for v in setting.split(",")] for setting in sys.argv[3:]]
 settings = [tuple(values) + engine[len(values):] for values in given] or [
     (spacing, share) + engine[2:] for spacing in (0.25, 0.5, 0.75, 1.0, 1.25, 1.5) for share in (0.08, 0.1, 0.15)]
