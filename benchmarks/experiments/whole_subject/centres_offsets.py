@@ -14,39 +14,15 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 import numpy as np  # noqa: E402
-from scipy import ndimage  # noqa: E402
 from sklearn.linear_model import Ridge  # noqa: E402
 from sklearn.model_selection import GroupKFold  # noqa: E402
 
 from benchmarks.experiments.whole_subject import common  # noqa: E402
-from engine.masks import coverage_of_crop  # noqa: E402
 from engine.method import centres  # noqa: E402
 
 images, loaded, fitted = common.fitted_from_command_line(sys.argv)
-inputs, offsets, groups = [], [], []
-for name, masks in fitted.label_masks.items():
-    features = fitted.features[name]
-    gh, gw = features.grid_hw
-    height, width = masks.labels.shape
-    patch_inputs = centres.patch_inputs(features.tokens, features.grid_hw)
-    for position, object_id in enumerate(masks.ids):
-        box, crop = masks.crop(position)
-        if box is None or crop.sum() < centres.MIN_EXAMPLE_PIXELS \
-                or fitted.solidity[name].get(int(object_id), 0.0) < centres.LONE_SOLIDITY:
-            continue
-        cells, cover = coverage_of_crop(crop, box, (height, width), (gh, gw))
-        cells = cells[cover >= 0.5]
-        if not len(cells):
-            continue
-        radius = float(ndimage.distance_transform_edt(np.pad(crop, 1)).max())
-        rows, cols = np.nonzero(crop)
-        centre = np.array([rows.mean() + box[0].start, cols.mean() + box[1].start])
-        patch_centres = np.stack([(cells // gw + 0.5) * height / gh, (cells % gw + 0.5) * width / gw], axis=1)
-        inputs.append(patch_inputs[cells])
-        offsets.append((centre - patch_centres) / radius)
-        groups.append(np.full(len(cells), len(groups)))
-x, y, g = np.concatenate(inputs), np.concatenate(offsets).astype(np.float32), np.concatenate(groups)
-print(f"{len(inputs)} lone objects, {len(x)} patches; no offset lands within half a radius for "
+x, y, g = common.offset_examples(fitted)
+print(f"{g.max() + 1} lone objects, {len(x)} patches; no offset lands within half a radius for "
       f"{np.mean(np.hypot(*y.T) <= 0.5):.3f} of them")
 for alpha in centres.ALPHAS + (30000.0, 100000.0):  # past the engine's strongest: the offsets want more
     predicted = np.zeros_like(y)

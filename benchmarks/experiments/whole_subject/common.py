@@ -11,7 +11,7 @@ from skimage.measure import regionprops
 from skimage.segmentation import watershed
 
 from benchmarks import real_dev
-from engine.masks import LabelMasks
+from engine.masks import LabelMasks, coverage_of_crop
 from engine.method import centres
 from engine.method.features import FeatureCache, ImageFeatures
 from engine.method.instances import object_solidities
@@ -71,6 +71,35 @@ def fitted_from_command_line(argv: list) -> tuple:
     images = scored_images(folder)
     loaded = final_objects(project, images)
     return images, loaded, FittedCentres(project, loaded)
+
+
+def offset_examples(fitted: FittedCentres) -> tuple:
+    """(inputs (N, 2D), offsets (N, 2) float32, object index (N,)) of the fitted project's lone objects (solidity
+    >= LONE_SOLIDITY, MIN_EXAMPLE_PIXELS or more): each patch at least half inside, its engine inputs and its offset
+    (rows, columns) to the object's centre of mass over the object's radius (its deepest distance to its edge)."""
+    inputs, offsets, groups = [], [], []
+    for name, masks in fitted.label_masks.items():
+        features = fitted.features[name]
+        gh, gw = features.grid_hw
+        height, width = masks.labels.shape
+        patch_inputs = centres.patch_inputs(features.tokens, features.grid_hw)
+        for position, object_id in enumerate(masks.ids):
+            box, crop = masks.crop(position)
+            if box is None or crop.sum() < centres.MIN_EXAMPLE_PIXELS \
+                    or fitted.solidity[name].get(int(object_id), 0.0) < centres.LONE_SOLIDITY:
+                continue
+            cells, cover = coverage_of_crop(crop, box, (height, width), (gh, gw))
+            cells = cells[cover >= 0.5]
+            if not len(cells):
+                continue
+            radius = float(ndimage.distance_transform_edt(np.pad(crop, 1)).max())
+            rows, cols = np.nonzero(crop)
+            centre = np.array([rows.mean() + box[0].start, cols.mean() + box[1].start])
+            patch_centres = np.stack([(cells // gw + 0.5) * height / gh, (cells % gw + 0.5) * width / gw], axis=1)
+            inputs.append(patch_inputs[cells])
+            offsets.append((centre - patch_centres) / radius)
+            groups.append(np.full(len(cells), len(groups)))
+    return np.concatenate(inputs), np.concatenate(offsets).astype(np.float32), np.concatenate(groups)
 
 
 def solidity(mask: np.ndarray) -> float:
