@@ -385,6 +385,22 @@ def test_staged_small_objects_are_cut_in_their_crops_by_a_model_learnt_on_crops(
     assert "small objects left whole in their crops" in describe_group_cut(summary)
 
 
+def test_crops_tokens_kept_between_the_passes_come_back_each_crop_once(tmp_path):
+    from engine.orchestration.group_cutting import _load_crop_tokens, _save_crop_tokens
+
+    rng = np.random.default_rng(0)
+    shared, own = (rng.normal(size=(6, 8)).astype(np.float32) for _ in range(2))
+    embedded = {3: ((0, 0, 3, 2), shared, (2, 3)), 5: ((0, 0, 3, 2), shared, (2, 3)), 9: ((4, 4, 6, 7), own, (3, 2))}
+    _save_crop_tokens(tmp_path / "a.npz", embedded)
+    with np.load(tmp_path / "a.npz") as data:
+        assert len(data["tokens_q"]) == 12  # the shared crop once
+    loaded = _load_crop_tokens(tmp_path / "a.npz")
+    assert list(loaded) == [3, 5, 9]
+    for value, (window, tokens, grid_hw) in embedded.items():
+        assert loaded[value][0] == window and loaded[value][2] == grid_hw
+        np.testing.assert_allclose(loaded[value][1], tokens, atol=0.02 * np.abs(tokens).max())
+
+
 def test_the_command_line_says_why_groups_stay_whole():
     thresholds = {"min_lone_objects": 50, "min_held_out_r2": 0.3, "objects_cut": 0, "images_changed": 0}
     assert "50 needed" in describe_group_cut({"used": False, "lone_objects": 3, "alpha": None, "held_out_r2": None,

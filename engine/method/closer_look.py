@@ -160,13 +160,16 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
 
 def embedded_small_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=()) -> dict:
     """{label value: (window (x0, y0, x1, y1), its patch vectors, grid_hw)} of the objects :func:`small_objects`
-    takes, each in a crop of CROP_FACTOR times its box (:func:`crop_window`) through ``embed`` (same-sized crops
-    share a forward pass): what centres learnt on such crops read (engine.method.centres.cut_in_crops)."""
+    takes, in crops of CROP_FACTOR times their boxes (:func:`crop_window`; objects with overlapping boxes of a size
+    share one, :func:`shared_crops`, as the recut's do) through ``embed`` (same-sized crops share a forward pass):
+    what centres learnt on such crops read (engine.method.centres.cut_in_crops)."""
     chosen = small_objects(labels, ids, skip)
-    windows = [crop_window(image.shape[:2], box) for _, box in chosen]
+    groups = shared_crops(list(dict.fromkeys(box for _, box in chosen)))
+    windows = [crop_window(image.shape[:2], _union(group)) for group in groups]
     embedded = embed([_cropped(image, window) for window in windows]) if windows else []
-    return {value: (window, tokens, grid_hw)
-            for (value, _), window, (tokens, grid_hw) in zip(chosen, windows, embedded)}
+    crop_of = {box: (window, tokens, grid_hw)
+               for group, window, (tokens, grid_hw) in zip(groups, windows, embedded) for box in group}
+    return {value: crop_of[box] for value, box in chosen}
 
 
 def small_objects(labels: np.ndarray, ids, skip=(), max_share: float = RECUT_MAX_SHARE,

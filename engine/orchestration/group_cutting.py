@@ -135,21 +135,24 @@ CROP_TOKENS_DIR = "crop_tokens"  # in the staging folder, between cut_in_crops' 
 
 
 def _save_crop_tokens(path: Path, embedded: dict) -> None:
-    """One image's embedded crops ({label value: (window, tokens, grid_hw)}), tokens int8 per patch as the
-    feature cache keeps them (engine.method.features.quantise_rows)."""
-    values = list(embedded)
-    quantised, scale, mean = quantise_rows(np.concatenate([embedded[v][1] for v in values]))
-    np.savez(path, values=np.array(values, np.int64), windows=np.array([embedded[v][0] for v in values], np.int64),
-             grids=np.array([embedded[v][2] for v in values], np.int64), tokens_q=quantised, tokens_scale=scale,
+    """One image's embedded crops ({label value: (window, tokens, grid_hw)}; objects may share a crop), each crop
+    once, its tokens int8 per patch as the feature cache keeps them (engine.method.features.quantise_rows)."""
+    crops = list({id(crop[1]): crop for crop in embedded.values()}.values())
+    index = {id(crop[1]): i for i, crop in enumerate(crops)}
+    quantised, scale, mean = quantise_rows(np.concatenate([tokens for _, tokens, _ in crops]))
+    np.savez(path, values=np.array(list(embedded), np.int64),
+             crop_of_value=np.array([index[id(crop[1])] for crop in embedded.values()], np.int64),
+             windows=np.array([window for window, _, _ in crops], np.int64),
+             grids=np.array([grid_hw for _, _, grid_hw in crops], np.int64), tokens_q=quantised, tokens_scale=scale,
              tokens_mean=mean)
 
 
 def _load_crop_tokens(path: Path) -> dict:
-    """What :func:`_save_crop_tokens` wrote, the tokens float32 again."""
+    """What :func:`_save_crop_tokens` wrote, the tokens float again."""
     with np.load(path) as data:
         tokens = dequantise_rows(data["tokens_q"], data["tokens_scale"], data["tokens_mean"])
         grids = [tuple(int(v) for v in grid) for grid in data["grids"]]
         ends = np.cumsum([gh * gw for gh, gw in grids])
-        return {int(value): (tuple(int(v) for v in window), rows, grid)
-                for value, window, grid, rows in zip(data["values"], data["windows"], grids,
-                                                      np.split(tokens, ends[:-1]))}
+        crops = [(tuple(int(v) for v in window), rows, grid)
+                 for window, grid, rows in zip(data["windows"], grids, np.split(tokens, ends[:-1]))]
+        return {int(value): crops[int(i)] for value, i in zip(data["values"], data["crop_of_value"])}
