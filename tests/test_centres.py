@@ -21,9 +21,9 @@ from engine.method.centres import (
 )
 from engine.method.features import ImageFeatures
 from engine.method.instances import compactness_weight, mask_solidity, object_solidities
-from engine.orchestration.group_cutting import GroupCutting
+from engine.orchestration.group_cutting import CropSource, GroupCutting
 from engine.orchestration.outcome import describe_group_cut
-from engine.state.project import load_image_predictions, save_image_predictions
+from engine.state.project import load_crop_tokens, load_image_predictions, save_crop_tokens, save_image_predictions
 
 
 def disc(shape, centre, radius):
@@ -362,13 +362,15 @@ def test_staged_small_objects_are_cut_in_their_crops_by_a_model_learnt_on_crops(
         return depth_pixels(crops)
 
     crops_used = True
-    summary = cutting.cut_staged(tmp_path, lambda entry: features, (lambda entry: image, embed))
+    source = CropSource(lambda entry: image, embed,
+                        lambda entry: (tmp_path / "closer_look" / f"{entry['image_id']}.crops.npz", "key"))
+    summary = cutting.cut_staged(tmp_path, lambda entry: features, source)
     # the lone objects of both images' crops were the examples (the user's object in b is not taken); then cut a
     assert fits == [(2, centres.CENTRE_SPACING), (2, centres.CROP_CENTRE_SPACING)] and len(embedded) == 3
     assert summary["objects_cut"] == 0 and summary["objects_added"] == 1
     assert {k: summary["in_crops"][k] for k in ("used", "objects_cut", "images_changed", "objects_added")} == \
         {"used": True, "objects_cut": 1, "images_changed": 1, "objects_added": 1}
-    assert not (tmp_path / "crop_tokens").exists()  # the crops' tokens were only kept between the two passes
+    assert summary["in_crops"]["crops_embedded"] == 3
     _, stored, classes, _ = load_image_predictions(tmp_path / "a.npz")
     assert len(stored) == 3 and sorted(classes) == [5, 5, 6]
     _, stored, _, _ = load_image_predictions(tmp_path / "b.npz")
@@ -379,26 +381,28 @@ def test_staged_small_objects_are_cut_in_their_crops_by_a_model_learnt_on_crops(
     for image_id in "ab":
         save_image_predictions(tmp_path / f"{image_id}.npz", masks.painted([5, 6]), masks, np.array([5, 6]),
                                np.array([0.5, 0.45], np.float32))
-    summary = cutting.cut_staged(tmp_path, lambda entry: features, (lambda entry: image, embed))
+    summary = cutting.cut_staged(tmp_path, lambda entry: features, source)
     assert summary["in_crops"]["used"] is False and summary["objects_added"] == 0
+    assert summary["in_crops"]["crops_embedded"] == 0 and len(embedded) == 3  # the same crops: from the memo
     assert len(load_image_predictions(tmp_path / "a.npz")[1]) == 2
     assert "small objects left whole in their crops" in describe_group_cut(summary)
 
 
-def test_crops_tokens_kept_between_the_passes_come_back_each_crop_once(tmp_path):
-    from engine.orchestration.group_cutting import _load_crop_tokens, _save_crop_tokens
-
+def test_a_memo_of_crops_tokens_comes_back_for_its_key_only(tmp_path):
     rng = np.random.default_rng(0)
-    shared, own = (rng.normal(size=(6, 8)).astype(np.float32) for _ in range(2))
-    embedded = {3: ((0, 0, 3, 2), shared, (2, 3)), 5: ((0, 0, 3, 2), shared, (2, 3)), 9: ((4, 4, 6, 7), own, (3, 2))}
-    _save_crop_tokens(tmp_path / "a.npz", embedded)
-    with np.load(tmp_path / "a.npz") as data:
-        assert len(data["tokens_q"]) == 12  # the shared crop once
-    loaded = _load_crop_tokens(tmp_path / "a.npz")
-    assert list(loaded) == [3, 5, 9]
-    for value, (window, tokens, grid_hw) in embedded.items():
-        assert loaded[value][0] == window and loaded[value][2] == grid_hw
-        np.testing.assert_allclose(loaded[value][1], tokens, atol=0.02 * np.abs(tokens).max())
+    memo = {(0, 0, 3, 2): (rng.normal(size=(6, 8)).astype(np.float32), (2, 3)),
+            (4, 4, 6, 7): (rng.normal(size=(6, 8)).astype(np.float32), (3, 2))}
+    path = tmp_path / "closer_look" / "a.crops.npz"
+    save_crop_tokens(path, "features|settings", memo)
+    loaded = load_crop_tokens(path, "features|settings")
+    assert list(loaded) == list(memo)
+    for window, (tokens, grid_hw) in memo.items():
+        assert loaded[window][1] == grid_hw
+        np.testing.assert_allclose(loaded[window][0], tokens, atol=0.02 * np.abs(tokens).max())
+    assert load_crop_tokens(path, "other features|settings") == {}  # made for other features: embedded again
+    path.write_bytes(path.read_bytes()[:100])
+    assert load_crop_tokens(path, "features|settings") == {}  # damaged: only a memo
+    assert load_crop_tokens(tmp_path / "absent.npz", "features|settings") == {}
 
 
 def test_the_command_line_says_why_groups_stay_whole():

@@ -340,20 +340,13 @@ def test_an_embedder_answers_a_crop_it_saw_recently_without_the_network():
 
 
 def test_small_objects_of_a_size_that_overlap_share_one_crop():
-    from engine.method.closer_look import embedded_small_objects
+    from engine.method.closer_look import small_object_windows
 
     labels = np.zeros((120, 120), np.int32)
     labels[20:30, 20:30], labels[20:30, 30:32], labels[80:82, 80:82], labels[:, 100:] = 1, 2, 3, 4
-    image = np.zeros((120, 120, 3), np.uint8)
-    calls = []
-
-    def embed(crops):
-        calls.append([crop.shape[:2] for crop in crops])
-        return [(np.full((4, 2), i, np.float32), (2, 2)) for i in range(len(crops))]
-
-    embedded = embedded_small_objects(embed, image, labels, [4, 1, 2, 3], skip={3})
-    assert list(embedded) == [1, 2]  # 4 is a sixth of the image, 3 is skipped
-    assert len(calls) == 1 and len(calls[0]) == 1 and embedded[1][0] == embedded[2][0]
-    assert embedded[1][1] is embedded[2][1]  # one network pass, its vectors kept once
-    x0, y0, x1, y1 = embedded[1][0]
-    assert x0 <= 20 and y0 <= 20 and x1 >= 32 and y1 >= 30  # the crop holds both boxes
+    labels[60:64, 20:24] = 5
+    windows = small_object_windows(labels, [4, 1, 2, 3, 5], skip={3})
+    assert list(windows) == [1, 2, 5]  # 4 is a sixth of the image, 3 is skipped
+    assert windows[1] == windows[2] != windows[5]  # boxes of a size that overlap share one crop
+    x0, y0, x1, y1 = windows[1]
+    assert x0 <= 20 and y0 <= 20 and x1 >= 32 and y1 >= 30 and x1 - x0 == y1 - y0  # a square holding both boxes

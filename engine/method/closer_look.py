@@ -95,12 +95,13 @@ def windowed_mask(embed, image: np.ndarray, box, positive=(), negative=(), centr
     """:func:`closer_look_mask` as (window (x0, y0, x1, y1), the mask inside the window): what a memo keeps."""
     positive = [tuple(map(float, p)) for p in positive]
     window = crop_window(image.shape[:2], box, positive, factor)
-    crop = _cropped(image, window)
+    crop = cropped(image, window)
     (tokens, grid_hw), = embed([crop])
     return window, _cut_in_window(tokens, grid_hw, crop, window, box, positive, negative, centre)
 
 
-def _cropped(image: np.ndarray, window: tuple) -> np.ndarray:
+def cropped(image: np.ndarray, window: tuple) -> np.ndarray:
+    """The pixels of ``image`` in ``window`` (x0, y0, x1, y1), contiguous."""
     x0, y0, x1, y1 = window
     return np.ascontiguousarray(image[y0:y1, x0:x1])
 
@@ -139,7 +140,7 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
     chosen = small_objects(out, ids, skip, max_share, max_objects)
     groups = shared_crops(list(dict.fromkeys(box for _, box in chosen if box not in memo)))
     windows = [crop_window(image.shape[:2], _union(group)) for group in groups]
-    crops = [_cropped(image, w) for w in windows]
+    crops = [cropped(image, w) for w in windows]
     embedded = embed(crops) if crops else []
     for group, window_px, crop, (tokens, grid_hw) in zip(groups, windows, crops, embedded):
         for box in group:
@@ -158,18 +159,15 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
     return out
 
 
-def embedded_small_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=()) -> dict:
-    """{label value: (window (x0, y0, x1, y1), its patch vectors, grid_hw)} of the objects :func:`small_objects`
-    takes, in crops of CROP_FACTOR times their boxes (:func:`crop_window`; objects with overlapping boxes of a size
-    share one, :func:`shared_crops`, as the recut's do) through ``embed`` (same-sized crops share a forward pass):
-    what centres learnt on such crops read (engine.method.centres.cut_in_crops)."""
+def small_object_windows(labels: np.ndarray, ids, skip=()) -> dict:
+    """{label value: window (x0, y0, x1, y1)} of the objects :func:`small_objects` takes, each window a crop of
+    CROP_FACTOR times the boxes it serves (:func:`crop_window`; objects with overlapping boxes of a size share one,
+    :func:`shared_crops`, as the recut's do): the crops the centres learnt on crops read
+    (engine.method.centres.cut_in_crops)."""
     chosen = small_objects(labels, ids, skip)
-    groups = shared_crops(list(dict.fromkeys(box for _, box in chosen)))
-    windows = [crop_window(image.shape[:2], _union(group)) for group in groups]
-    embedded = embed([_cropped(image, window) for window in windows]) if windows else []
-    crop_of = {box: (window, tokens, grid_hw)
-               for group, window, (tokens, grid_hw) in zip(groups, windows, embedded) for box in group}
-    return {value: crop_of[box] for value, box in chosen}
+    window_of = {box: crop_window(labels.shape[:2], _union(group))
+                 for group in shared_crops(list(dict.fromkeys(box for _, box in chosen))) for box in group}
+    return {value: window_of[box] for value, box in chosen}
 
 
 def small_objects(labels: np.ndarray, ids, skip=(), max_share: float = RECUT_MAX_SHARE,

@@ -41,7 +41,7 @@ from engine.method.instances import (
 )
 from engine.orchestration.carried_corrections import CorrectedScenes
 from engine.orchestration.config import RunConfig
-from engine.orchestration.group_cutting import GroupCutting
+from engine.orchestration.group_cutting import CropSource, GroupCutting
 from engine.orchestration.outcome import Progress, StageTimer, no_progress
 from engine.state.label_state import LabelState
 from engine.state.project import Project, load_recut_memo, save_image_predictions, save_recut_memo
@@ -228,7 +228,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
         if recut is not None and len(masks):
             started = time.perf_counter()
             memo_path = project.closer_look_path(entry["image_id"])
-            memo_key = f"{entry.get('feature_key', '')}|{recut_settings}"
+            memo_key = _crop_memo_key(entry, recut_settings)
             memo = load_recut_memo(memo_path, memo_key)
             cut_before = len(memo)
             masks = LabelMasks(recut_objects(recut, image, masks.labels, masks.ids, carried_ids, centre, memo=memo),
@@ -246,8 +246,9 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
         total += len(masks)
         progress("predict", done + 1, len(entries))
     progress("cut groups", 0, 1)
-    group_cut = groups.cut_staged(staging, lambda entry: load_features(cache, entry),
-                                  None if recut is None else (images.load, recut))
+    crops = None if recut is None else CropSource(images.load, recut, lambda entry: (
+        project.crop_tokens_path(entry["image_id"]), _crop_memo_key(entry, recut_settings)))
+    group_cut = groups.cut_staged(staging, lambda entry: load_features(cache, entry), crops)
     progress("cut groups", 1, 1)
     atomic_write_json(staging / "stamp.json", {"clustering": clusters.get("id"), "images": len(entries)})
     project.replace_predictions()
@@ -275,6 +276,12 @@ def _recut_embedder(project_config: dict, device: str):
             or settings.get("object_size") is not None:
         return None
     return loadable_crop_embedder(settings, RECUT_INPUT_SHARE, device)
+
+
+def _crop_memo_key(entry: dict, recut_settings: str) -> str:
+    """What an image's closer-look memos (recut masks, crops' tokens) were made for: its features and the crops'
+    settings (another key: made again)."""
+    return f"{entry.get('feature_key', '')}|{recut_settings}"
 
 
 def _recut_settings(project_config: dict, device: str) -> str:

@@ -7,8 +7,9 @@ the model needs the whole folder's lone objects before it can judge any image's 
 only what the first staged (one image at a time, no masks held in memory between them)."""
 from __future__ import annotations
 
-import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,10 @@ from engine.method.centres import (
     group_candidates,
     rank_by_depth_agreement,
 )
-from engine.method.closer_look import embedded_small_objects
-from engine.method.features import dequantise_rows, quantise_rows
+from engine.method.closer_look import cropped, small_object_windows
 from engine.method.instances import object_solidities
 from engine.state.label_state import CORRECTION_WEIGHT
-from engine.state.project import load_image_predictions, save_image_predictions
+from engine.state.project import load_crop_tokens, load_image_predictions, save_crop_tokens, save_image_predictions
 
 
 class GroupCutting:
@@ -50,11 +50,11 @@ class GroupCutting:
         weighted as a corrected image is in training (CORRECTION_WEIGHT)."""
         self.examples.add_reviewed(features.tokens, features.grid_hw, LabelMasks.from_stack(masks), CORRECTION_WEIGHT)
 
-    def cut_staged(self, staging: Path, features_of, crops=None) -> dict | None:
+    def cut_staged(self, staging: Path, features_of, crops: CropSource | None = None) -> dict | None:
         """Fit the model; where it is used, cut the candidates of each staged image, rank its objects by their
         agreement with the predicted depth (the user's keep their scores) and write it again
-        (``features_of(entry)``: the image's cached features); then, with ``crops`` ((image_of(entry) -> pixels,
-        a closer look's embed)), cut the small objects again at centres learnt on their crops
+        (``features_of(entry)``: the image's cached features); then, with ``crops``, cut the small objects again at
+        centres learnt on their crops
         (:meth:`cut_in_crops`). Returns the fit's summary with ``objects_cut``, ``images_changed`` (images where a
         group was cut), ``objects_added`` (pieces beyond the objects cut, the crops' included) and ``in_crops``
         (:meth:`cut_in_crops`'s summary, or None); None when no image was observed (dense objects, which rank by
@@ -83,76 +83,66 @@ class GroupCutting:
                 # where the user's objects are in the order just written
                 self.images[image_id] = (entry, candidates, {i for i, v in enumerate(masks.ids) if v in users_ids})
             if crops is not None:
-                in_crops = self.cut_in_crops(staging, *crops)
+                in_crops = self.cut_in_crops(staging, crops)
                 added += in_crops["objects_added"]
         return {**fit.summary(), "objects_cut": cut_objects, "images_changed": changed, "objects_added": added,
                 "in_crops": in_crops}
 
-    def cut_in_crops(self, staging: Path, image_of, embed) -> dict:
+    def cut_in_crops(self, staging: Path, crops: CropSource) -> dict:
         """The staged images' small objects (those a closer look takes, not the user's) cut again at centres
-        learnt on their own crops (engine.method.centres.cut_in_crops): a first pass embeds each in a crop of its
-        box (engine.method.closer_look.embedded_small_objects), keeps the lone ones as examples and the crops'
-        tokens in the staging folder (int8, removed at the end); the model is fitted on those examples (its centres
-        CROP_CENTRE_SPACING typical radii apart) and, where it is used, a second pass cuts and writes each image
-        again. Returns the fit's summary with ``objects_cut``, ``images_changed``, ``objects_added`` and
-        ``seconds``."""
+        learnt on their own crops (engine.method.centres.cut_in_crops): a first pass takes each image's crops
+        (engine.method.closer_look.small_object_windows) from its memo of crops' tokens, embedding and keeping there
+        only those not in it (a retrain moves few boxes), and keeps the lone objects as examples; the model is fitted
+        on them (its centres CROP_CENTRE_SPACING typical radii apart) and, where it is used, a second pass cuts and
+        writes each image again. Returns the fit's summary with ``objects_cut``, ``images_changed``,
+        ``objects_added``, ``crops_embedded`` and ``seconds``."""
         started = time.perf_counter()
-        examples, store = CentreExamples(self.examples.seed), staging / CROP_TOKENS_DIR
-        store.mkdir(exist_ok=True)
+        examples, windows, embedded = CentreExamples(self.examples.seed), {}, 0
         for image_id, (entry, _, users) in self.images.items():
             _, stored, _, _ = load_image_predictions(staging / f"{image_id}.npz")
-            if not len(stored):
-                continue
             masks = LabelMasks.from_stack(stored)
-            embedded = embedded_small_objects(embed, image_of(entry), masks.labels, masks.ids,
-                                              skip={p + 1 for p in users})
-            for value, (window, tokens, grid_hw) in embedded.items():
+            windows[image_id] = small_object_windows(masks.labels, masks.ids, skip={p + 1 for p in users})
+            if not windows[image_id]:
+                continue
+            path, key = crops.memo_of(entry)
+            memo = load_crop_tokens(path, key)
+            used = list(dict.fromkeys(windows[image_id].values()))
+            missing = [window for window in used if window not in memo]
+            if missing:
+                image = crops.image_of(entry)
+                memo.update(zip(missing, crops.embed([cropped(image, window) for window in missing])))
+                embedded += len(missing)
+            if missing or len(used) != len(memo):  # the memo keeps the crops in use only
+                save_crop_tokens(path, key, {window: memo[window] for window in used})
+            for value, window in windows[image_id].items():
                 x0, y0, x1, y1 = window
                 own = LabelMasks((masks.labels[y0:y1, x0:x1] == value).astype(np.int32))
-                examples.add(tokens, grid_hw, own, object_solidities(own))
-            if embedded:
-                _save_crop_tokens(store / f"{image_id}.npz", embedded)
+                examples.add(*memo[window], own, object_solidities(own))
         fit = fit_centre_model(examples, spacing=CROP_CENTRE_SPACING)
         cut_objects, changed, added = 0, 0, 0
-        for image_id in self.images if fit.model is not None else ():
-            path = store / f"{image_id}.npz"
-            if not path.exists():
+        for image_id, (entry, _, _) in self.images.items() if fit.model is not None else ():
+            if not windows[image_id]:
                 continue
-            staged = staging / f"{image_id}.npz"
-            _, stored, classes, scores = load_image_predictions(staged)
-            crops = {value - 1: crop for value, crop in _load_crop_tokens(path).items()}  # ids 1..n: position + 1
-            masks, classes, scores, cut = cut_in_crops(LabelMasks.from_stack(stored), classes, scores, crops,
+            memo = load_crop_tokens(*crops.memo_of(entry))
+            path = staging / f"{image_id}.npz"
+            _, stored, classes, scores = load_image_predictions(path)
+            by_position = {value - 1: (window, *memo[window])  # ids 1..n: position + 1
+                           for value, window in windows[image_id].items() if window in memo}
+            masks, classes, scores, cut = cut_in_crops(LabelMasks.from_stack(stored), classes, scores, by_position,
                                                        fit.model)
             if cut:
-                save_image_predictions(staged, masks.painted(classes), masks, classes, scores)
+                save_image_predictions(path, masks.painted(classes), masks, classes, scores)
                 cut_objects, changed, added = cut_objects + cut, changed + 1, added + len(masks) - len(stored)
-        shutil.rmtree(store, ignore_errors=True)
         return {**fit.summary(), "objects_cut": cut_objects, "images_changed": changed, "objects_added": added,
-                "seconds": round(time.perf_counter() - started, 2)}
+                "crops_embedded": embedded, "seconds": round(time.perf_counter() - started, 2)}
 
 
-CROP_TOKENS_DIR = "crop_tokens"  # in the staging folder, between cut_in_crops' two passes
+@dataclass
+class CropSource:
+    """Where the crops' cut gets its crops: ``image_of(entry)`` an image's pixels, ``embed`` a closer look's
+    (engine.method.closer_look.crop_embedder), ``memo_of(entry)`` (path, key) of the image's memo of crops' tokens
+    (the key: its features and the crop settings)."""
 
-
-def _save_crop_tokens(path: Path, embedded: dict) -> None:
-    """One image's embedded crops ({label value: (window, tokens, grid_hw)}; objects may share a crop), each crop
-    once, its tokens int8 per patch as the feature cache keeps them (engine.method.features.quantise_rows)."""
-    crops = list({id(crop[1]): crop for crop in embedded.values()}.values())
-    index = {id(crop[1]): i for i, crop in enumerate(crops)}
-    quantised, scale, mean = quantise_rows(np.concatenate([tokens for _, tokens, _ in crops]))
-    np.savez(path, values=np.array(list(embedded), np.int64),
-             crop_of_value=np.array([index[id(crop[1])] for crop in embedded.values()], np.int64),
-             windows=np.array([window for window, _, _ in crops], np.int64),
-             grids=np.array([grid_hw for _, _, grid_hw in crops], np.int64), tokens_q=quantised, tokens_scale=scale,
-             tokens_mean=mean)
-
-
-def _load_crop_tokens(path: Path) -> dict:
-    """What :func:`_save_crop_tokens` wrote, the tokens float again."""
-    with np.load(path) as data:
-        tokens = dequantise_rows(data["tokens_q"], data["tokens_scale"], data["tokens_mean"])
-        grids = [tuple(int(v) for v in grid) for grid in data["grids"]]
-        ends = np.cumsum([gh * gw for gh, gw in grids])
-        crops = [(tuple(int(v) for v in window), rows, grid)
-                 for window, grid, rows in zip(data["windows"], grids, np.split(tokens, ends[:-1]))]
-        return {int(value): crops[int(i)] for value, i in zip(data["values"], data["crop_of_value"])}
+    image_of: Callable
+    embed: Callable
+    memo_of: Callable

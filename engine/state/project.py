@@ -27,6 +27,7 @@ from engine.atomic import (
 )
 from engine.io.coco_validation import rle_problem
 from engine.masks import Proposals, SparseMasks, decode_rle, mask_box, mask_rle
+from engine.method.features import dequantise_rows, quantise_rows
 from engine.state.schema import (
     check_project_config,
     check_user_files,
@@ -108,6 +109,10 @@ class Project:
     def closer_look_path(self, image_id: str) -> Path:
         """One image's memo of the final objects' closer look (engine.method.closer_look.recut_objects)."""
         return self.root / "closer_look" / f"{plain_name(image_id, 'image id')}.npz"
+
+    def crop_tokens_path(self, image_id: str) -> Path:
+        """One image's memo of its small objects' crops' tokens (engine.orchestration.group_cutting)."""
+        return self.root / "closer_look" / f"{plain_name(image_id, 'image id')}.crops.npz"
 
     @property
     def predictions_staging_dir(self) -> Path:
@@ -447,6 +452,38 @@ def save_recut_memo(path: Path, key: str, memo: dict) -> None:
              windows=np.array([window for window, _ in memo.values()], np.int64).reshape(-1, 4),
              offsets=np.cumsum([0] + [len(b) for b in packed]).astype(np.int64),
              bits=np.concatenate(packed) if packed else np.zeros(0, np.uint8))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_crop_tokens(path: Path, key: str) -> dict:
+    """One image's memo of crops' tokens ({window (x0, y0, x1, y1): (tokens (n, D) float16, grid_hw)}) when it was
+    made for ``key`` (the image's features and the crop settings); {} when absent, made for other features, or
+    unreadable (it is only a memo: the crops are embedded again)."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if str(stored["key"]) != key:
+                return {}
+            windows, grids = stored["windows"].tolist(), stored["grids"].tolist()
+            tokens = dequantise_rows(stored["tokens_q"], stored["tokens_scale"], stored["tokens_mean"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return {}
+    ends = np.cumsum([gh * gw for gh, gw in grids]).astype(int)
+    if len(tokens) != (ends[-1] if len(ends) else 0):
+        return {}
+    return {tuple(window): (rows, tuple(grid))
+            for window, grid, rows in zip(windows, grids, np.split(tokens, ends[:-1]))}
+
+
+def save_crop_tokens(path: Path, key: str, memo: dict) -> None:
+    """What :func:`load_crop_tokens` reads, the tokens int8 per patch as the feature cache keeps them (about 0.2 MB
+    a crop of 24 x 24 patches)."""
+    rows = [np.asarray(tokens) for tokens, _ in memo.values()]
+    quantised, scale, mean = quantise_rows(np.concatenate(rows) if rows else np.zeros((0, 1), np.float32))
+    buffer = io.BytesIO()
+    np.savez(buffer, key=np.array(key), windows=np.array(list(memo), np.int64).reshape(-1, 4),
+             grids=np.array([grid for _, grid in memo.values()], np.int64).reshape(-1, 2), tokens_q=quantised,
+             tokens_scale=scale, tokens_mean=mean)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buffer.getvalue())
 
