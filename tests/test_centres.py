@@ -23,7 +23,13 @@ from engine.method.features import ImageFeatures
 from engine.method.instances import compactness_weight, mask_solidity, object_solidities
 from engine.orchestration.group_cutting import CropSource, GroupCutting
 from engine.orchestration.outcome import describe_group_cut
-from engine.state.project import load_crop_tokens, load_image_predictions, save_crop_tokens, save_image_predictions
+from engine.state.project import (
+    CROP_TOKENS_KEPT,
+    load_crop_tokens,
+    load_image_predictions,
+    save_crop_tokens,
+    save_image_predictions,
+)
 
 
 def disc(shape, centre, radius):
@@ -403,6 +409,11 @@ def test_a_memo_of_crops_tokens_comes_back_for_its_key_only(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     assert load_crop_tokens(path, "features|settings") == {}  # damaged: only a memo
     assert load_crop_tokens(tmp_path / "absent.npz", "features|settings") == {}
+    # the windows used now are kept last; past CROP_TOKENS_KEPT the longest unused go
+    many = {(i, 0, i + 3, 2): memo[(0, 0, 3, 2)] for i in range(CROP_TOKENS_KEPT + 5)}
+    save_crop_tokens(path, "key", many, used=[(0, 0, 3, 2)])
+    kept = list(load_crop_tokens(path, "key"))
+    assert len(kept) == CROP_TOKENS_KEPT and kept[-1] == (0, 0, 3, 2) and (1, 0, 4, 2) not in kept
 
 
 def test_the_command_line_says_why_groups_stay_whole():

@@ -227,9 +227,17 @@ def test_objects_with_overlapping_boxes_of_a_size_share_one_crop():
         calls.append(len(crops))
         return [crop_tokens(crop) for crop in crops]
 
-    recut_objects(embed, image, labels, ids=[1, 2], memo=memo)
+    tokens: dict = {}
+    recut_objects(embed, image, labels, ids=[1, 2], memo=memo, tokens=tokens)
     assert calls == [1] and len(memo) == 2  # one crop, both objects cut from it
     assert len({window for window, _ in memo.values()}) == 1
+    # the crop's vectors are kept by its window, for the crops' centre cut
+    window = next(iter(memo.values()))[0]
+    expected = crop_tokens(image[window[1]:window[3], window[0]:window[2]])
+    assert list(tokens) == [window] and tokens[window][1] == expected[1]
+    np.testing.assert_array_equal(tokens[window][0], expected[0])
+    recut_objects(embed, image, labels, ids=[1, 2], memo=memo, tokens=tokens)
+    assert calls == [1]  # remembered: no crop embedded, none added
 
 
 def test_a_recut_is_remembered_by_its_box_on_disk_and_a_stale_or_damaged_memo_is_ignored(tmp_path):
@@ -350,3 +358,16 @@ def test_small_objects_of_a_size_that_overlap_share_one_crop():
     assert windows[1] == windows[2] != windows[5]  # boxes of a size that overlap share one crop
     x0, y0, x1, y1 = windows[1]
     assert x0 <= 20 and y0 <= 20 and x1 >= 32 and y1 >= 30 and x1 - x0 == y1 - y0  # a square holding both boxes
+
+
+def test_the_crops_cut_reads_a_recut_crop_holding_the_object_unless_it_is_far_larger():
+    from engine.method.closer_look import CROP_REUSE_SIDE, crop_window, small_object_windows
+
+    labels = np.zeros((200, 200), np.int32)
+    labels[20:30, 20:30], labels[120:130, 120:130] = 1, 2
+    own = crop_window(labels.shape, (120, 120, 130, 130))
+    side = own[2] - own[0]
+    near = (10, 10, 10 + side + 5, 10 + side + 5)  # holds object 1, a little larger than its own crop
+    far = (100, 100, 100 + int(CROP_REUSE_SIDE * side) + 5, 100 + int(CROP_REUSE_SIDE * side) + 5)  # holds 2: too large
+    windows = small_object_windows(labels, [1, 2], known=[near, far, (0, 0, 200, 200)])
+    assert windows == {1: near, 2: own}

@@ -43,6 +43,8 @@ RECUT_MAX_OBJECTS = 20  # at most this many per image, the best scored first: th
 RECUT_MIN_PIXELS = 16  # a recut smaller than this keeps the object as it was
 SHARED_CROP_SIDE = 1.25  # objects whose boxes fit in a box this much larger than the smallest share one crop
 # (feral_cats 539 -> 482 crops, generated 277 -> 228, real-dev 45 -> 42, each folder's final figures within an object)
+CROP_REUSE_SIDE = 2.0  # the crops' centre cut reads a recut's crop up to this much larger than the object's own
+# (a piece of a group cut in two reads the group's crop: patches at most twice as coarse, far finer than the image's)
 CROP_BATCH = 4  # same-sized crops per forward pass (on 2 CPU cores, 4 in bfloat16: 140 ms a crop against 206 alone)
 CROP_DEPTH = 0.75  # a crop's object is cut from the patch outputs of the block at this share of the depth
 # (block 9 of DINOv2 ViT-S's 12): less abstract than the final tokens; measured per block, see crop_block
@@ -123,7 +125,7 @@ def _cut_in_window(tokens, grid_hw, crop: np.ndarray, window: tuple, box, positi
 
 def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), centre: bool = True,
                   max_share: float = RECUT_MAX_SHARE, max_objects: int = RECUT_MAX_OBJECTS,
-                  memo: dict | None = None) -> np.ndarray:
+                  memo: dict | None = None, tokens: dict | None = None) -> np.ndarray:
     """A copy of the label map ``labels`` (H, W; 0 background) with its small objects cut again, each from a
     crop around its box (:func:`closer_look_mask`): the objects ``ids`` in that order (best first), except those
     in ``skip``, smaller than ``max_share`` of the image, at most ``max_objects``. A recut object takes its own
@@ -133,7 +135,8 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
     (:func:`shared_crops`).
 
     memo: {box (x0, y0, x1, y1): :func:`windowed_mask`'s answer}, read and filled: a box cut before (the same
-    object after a retrain) costs no network pass.
+    object after a retrain) costs no network pass. tokens: {window: (patch vectors, grid_hw)}, filled with every
+    crop embedded here (the crops' centre cut reads them again: engine.orchestration.group_cutting).
     """
     out = np.array(labels, copy=True)
     memo = {} if memo is None else memo
@@ -142,10 +145,12 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
     windows = [crop_window(image.shape[:2], _union(group)) for group in groups]
     crops = [cropped(image, w) for w in windows]
     embedded = embed(crops) if crops else []
-    for group, window_px, crop, (tokens, grid_hw) in zip(groups, windows, crops, embedded):
+    for group, window_px, crop, (vectors, grid_hw) in zip(groups, windows, crops, embedded):
+        if tokens is not None:
+            tokens[window_px] = (vectors, grid_hw)
         for box in group:
             # the box is the found object's own extent: its cut follows that object (learn_box=False)
-            memo[box] = (window_px, _cut_in_window(tokens, grid_hw, crop, window_px, box, centre=centre,
+            memo[box] = (window_px, _cut_in_window(vectors, grid_hw, crop, window_px, box, centre=centre,
                                                    learn_box=False))
     for value, box in chosen:
         (x0, y0, x1, y1), crop_mask = memo[box]
@@ -159,15 +164,25 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
     return out
 
 
-def small_object_windows(labels: np.ndarray, ids, skip=()) -> dict:
-    """{label value: window (x0, y0, x1, y1)} of the objects :func:`small_objects` takes, each window a crop of
-    CROP_FACTOR times the boxes it serves (:func:`crop_window`; objects with overlapping boxes of a size share one,
-    :func:`shared_crops`, as the recut's do): the crops the centres learnt on crops read
-    (engine.method.centres.cut_in_crops)."""
-    chosen = small_objects(labels, ids, skip)
+def small_object_windows(labels: np.ndarray, ids, skip=(), known=()) -> dict:
+    """{label value: window (x0, y0, x1, y1)} of the objects :func:`small_objects` takes, the crops the centres
+    learnt on crops read (engine.method.centres.cut_in_crops): for each, the smallest window of ``known`` (the
+    crops already embedded: the recut's) holding its box at most CROP_REUSE_SIDE times the side of its own crop;
+    for the others, crops of CROP_FACTOR times their boxes (:func:`crop_window`; boxes of a size that overlap share
+    one, :func:`shared_crops`, as the recut's do)."""
+    out, rest = {}, []
+    for value, box in small_objects(labels, ids, skip):
+        own_side = _side(crop_window(labels.shape[:2], box))
+        holding = [w for w in known if w[0] <= box[0] and w[1] <= box[1] and w[2] >= box[2] and w[3] >= box[3]
+                   and _side(w) <= CROP_REUSE_SIDE * own_side]
+        if holding:
+            out[value] = min(holding, key=_side)
+        else:
+            rest.append((value, box))
     window_of = {box: crop_window(labels.shape[:2], _union(group))
-                 for group in shared_crops(list(dict.fromkeys(box for _, box in chosen))) for box in group}
-    return {value: window_of[box] for value, box in chosen}
+                 for group in shared_crops(list(dict.fromkeys(box for _, box in rest))) for box in group}
+    out.update((value, window_of[box]) for value, box in rest)
+    return out
 
 
 def small_objects(labels: np.ndarray, ids, skip=(), max_share: float = RECUT_MAX_SHARE,

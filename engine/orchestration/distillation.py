@@ -44,7 +44,14 @@ from engine.orchestration.config import RunConfig
 from engine.orchestration.group_cutting import CropSource, GroupCutting
 from engine.orchestration.outcome import Progress, StageTimer, no_progress
 from engine.state.label_state import LabelState
-from engine.state.project import Project, load_recut_memo, save_image_predictions, save_recut_memo
+from engine.state.project import (
+    Project,
+    load_crop_tokens,
+    load_recut_memo,
+    save_crop_tokens,
+    save_image_predictions,
+    save_recut_memo,
+)
 from engine.state.schema import read_filtering
 
 
@@ -230,11 +237,15 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
             memo_path = project.closer_look_path(entry["image_id"])
             memo_key = _crop_memo_key(entry, recut_settings)
             memo = load_recut_memo(memo_path, memo_key)
-            cut_before = len(memo)
-            masks = LabelMasks(recut_objects(recut, image, masks.labels, masks.ids, carried_ids, centre, memo=memo),
-                               masks.ids)
+            tokens_path = project.crop_tokens_path(entry["image_id"])
+            tokens = load_crop_tokens(tokens_path, memo_key)
+            cut_before, embedded_before = len(memo), set(tokens)
+            masks = LabelMasks(recut_objects(recut, image, masks.labels, masks.ids, carried_ids, centre, memo=memo,
+                                             tokens=tokens), masks.ids)
             if len(memo) != cut_before:
                 save_recut_memo(memo_path, memo_key, memo)
+            if set(tokens) != embedded_before:  # the crops' centre cut reads them again
+                save_crop_tokens(tokens_path, memo_key, tokens, used=[w for w in tokens if w not in embedded_before])
             recut_seconds += time.perf_counter() - started
         if not ranking and len(masks):  # dense objects rank by their own score, solidity included
             solidity = object_solidities(masks)

@@ -91,8 +91,9 @@ class GroupCutting:
     def cut_in_crops(self, staging: Path, crops: CropSource) -> dict:
         """The staged images' small objects (those a closer look takes, not the user's) cut again at centres
         learnt on their own crops (engine.method.centres.cut_in_crops): a first pass takes each image's crops
-        (engine.method.closer_look.small_object_windows) from its memo of crops' tokens, embedding and keeping there
-        only those not in it (a retrain moves few boxes), and keeps the lone objects as examples; the model is fitted
+        (engine.method.closer_look.small_object_windows) from its memo of crops' tokens (the recut's crops, and
+        those of a cut before), embedding and keeping there only those not in it, and keeps the lone objects as
+        examples; the model is fitted
         on them (its centres CROP_CENTRE_SPACING typical radii apart) and, where it is used, a second pass cuts and
         writes each image again. Returns the fit's summary with ``objects_cut``, ``images_changed``,
         ``objects_added``, ``crops_embedded`` and ``seconds``."""
@@ -101,19 +102,19 @@ class GroupCutting:
         for image_id, (entry, _, users) in self.images.items():
             _, stored, _, _ = load_image_predictions(staging / f"{image_id}.npz")
             masks = LabelMasks.from_stack(stored)
-            windows[image_id] = small_object_windows(masks.labels, masks.ids, skip={p + 1 for p in users})
+            path, key = crops.memo_of(entry)
+            memo = load_crop_tokens(path, key)  # the recut's crops among them
+            windows[image_id] = small_object_windows(masks.labels, masks.ids, skip={p + 1 for p in users},
+                                                     known=memo)
             if not windows[image_id]:
                 continue
-            path, key = crops.memo_of(entry)
-            memo = load_crop_tokens(path, key)
             used = list(dict.fromkeys(windows[image_id].values()))
             missing = [window for window in used if window not in memo]
             if missing:
                 image = crops.image_of(entry)
                 memo.update(zip(missing, crops.embed([cropped(image, window) for window in missing])))
                 embedded += len(missing)
-            if missing or len(used) != len(memo):  # the memo keeps the crops in use only
-                save_crop_tokens(path, key, {window: memo[window] for window in used})
+                save_crop_tokens(path, key, memo, used)
             for value, window in windows[image_id].items():
                 x0, y0, x1, y1 = window
                 own = LabelMasks((masks.labels[y0:y1, x0:x1] == value).astype(np.int32))
