@@ -1,10 +1,11 @@
 """Small objects cut again at centres learnt on their closer-look crops (engine.method.centres.cut_in_crops), replayed
 on a project predicted without that cut: each final object a closer look takes (under a tenth of the image, at most
-20 an image, best first) embedded in a crop 1.5x its box (the engine's crop embedder: block 9, 3/4 of the input
-size), the lone ones the examples of a second centre model, every such object cut where its crop's predicted depth
-holds two centres SPACING typical radii apart (concave) or its pieces agree better (compact). A small cat in a group
-is a few patches of the whole image, too few to hold a centre; its crop has 20-40x more. The crops' tokens are kept
-in CACHE (a pickle) between runs. Nothing in the project is written. From the repository root:
+20 an image, best first) embedded in a crop 1.5x its own box (the engine's crop embedder: block 9, 3/4 of the input
+size; the engine reads the recut's crop instead where one holds the object), the lone ones the examples of a second
+centre model, every such object cut where its crop's predicted depth holds two centres SPACING typical radii apart
+(concave) or its pieces agree better (compact). A small cat in a group is a few patches of the whole image, too few
+to hold a centre; its crop has 20-40x more. The crops' tokens are kept in CACHE (a pickle) between runs. Nothing in
+the project is written. From the repository root:
     .venv/bin/python benchmarks/experiments/whole_subject/centres_in_crops.py PROJECT GROUND_TRUTH_FOLDER CACHE \
         [SPACING ...]   (default: 0.4 0.5 0.75 1.0)"""
 import json
@@ -22,7 +23,7 @@ from benchmarks.experiments.whole_subject import common  # noqa: E402
 from engine.io.images import load_image  # noqa: E402
 from engine.masks import LabelMasks  # noqa: E402
 from engine.method import centres  # noqa: E402
-from engine.method.closer_look import RECUT_INPUT_SHARE, crop_embedder, embedded_small_objects  # noqa: E402
+from engine.method.closer_look import RECUT_INPUT_SHARE, crop_embedder, cropped, small_object_windows  # noqa: E402
 from engine.method.instances import object_solidities  # noqa: E402
 
 project, folder, cache = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
@@ -34,10 +35,14 @@ if cache.exists():
         crops = pickle.load(file)
 else:
     embed = crop_embedder(json.loads((project / "project.json").read_text())["config"], RECUT_INPUT_SHARE)
-    crops = {name: {value: (window, tokens.astype(np.float16), grid_hw) for value, (window, tokens, grid_hw)
-                    in embedded_small_objects(embed, load_image(folder / "images" / name), masks.labels,
-                                              masks.ids).items()}
-             for name, masks in label_masks.items()}
+    crops = {}
+    for name, masks in label_masks.items():
+        windows = small_object_windows(masks.labels, masks.ids)
+        used = list(dict.fromkeys(windows.values()))
+        image = load_image(folder / "images" / name)
+        vectors = dict(zip(used, embed([cropped(image, window) for window in used])))
+        crops[name] = {value: (window, vectors[window][0].astype(np.float16), vectors[window][1])
+                       for value, window in windows.items()}
     with open(cache, "wb") as file:
         pickle.dump(crops, file)
 examples = centres.CentreExamples()
