@@ -51,7 +51,9 @@ for name, embedded in crops.items():
         own = LabelMasks((label_masks[name].labels[y0:y1, x0:x1] == value).astype(np.int32))
         examples.add(tokens, grid_hw, own, object_solidities(own))
 fit = centres.fit_centre_model(examples, spacing=centres.CROP_CENTRE_SPACING)
-print(f"{sum(map(len, crops.values()))} crops; the crops' model: {fit.summary()}", flush=True)
+print(f"{sum(map(len, crops.values()))} small objects in "
+      f"{sum(len({window for window, _, _ in c.values()}) for c in crops.values())} crops; the crops' model: "
+      f"{fit.summary()}", flush=True)
 print("without the crops' cut:", common.figures(images, {name: real_dev.StagePrediction(masks, scores, None)
                                                          for name, (masks, scores) in loaded.items()}))
 for spacing in [float(v) for v in sys.argv[4:]] or [0.4, 0.5, 0.75, 1.0]:
