@@ -43,8 +43,8 @@ RECUT_MAX_OBJECTS = 20  # at most this many per image, the best scored first: th
 RECUT_MIN_PIXELS = 16  # a recut smaller than this keeps the object as it was
 SHARED_CROP_SIDE = 1.25  # objects whose boxes fit in a box this much larger than the smallest share one crop
 # (feral_cats 539 -> 482 crops, generated 277 -> 228, real-dev 45 -> 42, each folder's final figures within an object)
-CROP_REUSE_SIDE = 2.0  # the crops' centre cut reads a recut's crop up to this much larger than the object's own
-# (a piece of a group cut in two reads the group's crop: patches at most twice as coarse, far finer than the image's)
+CROP_REUSE_SIDE = SHARED_CROP_SIDE  # the crops' centre cut reads a recut's crop at most this much larger than the
+# object's own, as crops are shared (at 2x, pieces read their group's crop: the crops' model fell to R^2 0.30-0.33)
 CROP_BATCH = 4  # same-sized crops per forward pass (on 2 CPU cores, 4 in bfloat16: 140 ms a crop against 206 alone)
 CROP_DEPTH = 0.75  # a crop's object is cut from the patch outputs of the block at this share of the depth
 # (block 9 of DINOv2 ViT-S's 12): less abstract than the final tokens; measured per block, see crop_block
