@@ -92,8 +92,8 @@ class GroupCutting:
         """The staged images' small objects (those a closer look takes, not the user's) cut again at centres
         learnt on their own crops (engine.method.centres.cut_in_crops): a first pass takes each image's crops
         (engine.method.closer_look.small_object_windows) from its memo of crops' tokens (the recut's crops, and
-        those of a cut before), embedding and keeping there only those not in it, and keeps the lone objects as
-        examples; the model is fitted
+        those of a cut before), embedding only those not in it, and keeps there the crops it reads (the others
+        go), and the lone objects as examples; the model is fitted
         on them (its centres CROP_CENTRE_SPACING typical radii apart) and, where it is used, a second pass cuts and
         writes each image again. Returns the fit's summary with ``objects_cut``, ``images_changed``,
         ``objects_added``, ``crops_embedded`` and ``seconds``."""
@@ -114,7 +114,8 @@ class GroupCutting:
                 image = crops.image_of(entry)
                 memo.update(zip(missing, crops.embed([cropped(image, window) for window in missing])))
                 embedded += len(missing)
-                save_crop_tokens(path, key, memo, used)
+            if missing or len(memo) > len(used):  # the memo keeps the crops this cut reads (a retrain reads them)
+                save_crop_tokens(path, key, {window: memo[window] for window in used}, used)
             for value, window in windows[image_id].items():
                 x0, y0, x1, y1 = window
                 own = LabelMasks((masks.labels[y0:y1, x0:x1] == value).astype(np.int32))
