@@ -19,12 +19,12 @@ from engine.method.centres import (
     pieces_agree_better,
     rank_by_depth_agreement,
 )
+from engine.method.closer_look import crop_window
 from engine.method.features import ImageFeatures
 from engine.method.instances import compactness_weight, mask_solidity, object_solidities
 from engine.orchestration.group_cutting import CropSource, GroupCutting
 from engine.orchestration.outcome import describe_group_cut
 from engine.state.project import (
-    CROP_TOKENS_KEPT,
     load_crop_tokens,
     load_image_predictions,
     save_crop_tokens,
@@ -369,14 +369,20 @@ def test_staged_small_objects_are_cut_in_their_crops_by_a_model_learnt_on_crops(
 
     crops_used = True
     source = CropSource(lambda entry: image, embed,
-                        lambda entry: (tmp_path / "closer_look" / f"{entry['image_id']}.crops.npz", "key"))
+                        lambda entry: (tmp_path / "closer_look" / f"{entry['image_id']}.crops.npz", "key"),
+                        lambda entry: tmp_path / "recut_tokens" / f"{entry['image_id']}.npz")
+    # in a, the recut embedded the group's crop already (under another key it would not count)
+    group_window = crop_window(PHOTO, (158, 112, 221, 149))
+    x0, y0, x1, y1 = group_window
+    save_crop_tokens(tmp_path / "recut_tokens" / "a.npz", "key", {group_window: depth_pixels([image[y0:y1, x0:x1]])[0]})
     summary = cutting.cut_staged(tmp_path, lambda entry: features, source)
     # the lone objects of both images' crops were the examples (the user's object in b is not taken); then cut a
-    assert fits == [(2, centres.CENTRE_SPACING), (2, centres.CROP_CENTRE_SPACING)] and len(embedded) == 3
+    assert fits == [(2, centres.CENTRE_SPACING), (2, centres.CROP_CENTRE_SPACING)] and len(embedded) == 2
+    assert set(load_crop_tokens(tmp_path / "closer_look" / "a.crops.npz", "key")) >= {group_window}  # kept
     assert summary["objects_cut"] == 0 and summary["objects_added"] == 1
     assert {k: summary["in_crops"][k] for k in ("used", "objects_cut", "images_changed", "objects_added")} == \
         {"used": True, "objects_cut": 1, "images_changed": 1, "objects_added": 1}
-    assert summary["in_crops"]["crops_embedded"] == 3
+    assert summary["in_crops"]["crops_embedded"] == 2
     _, stored, classes, _ = load_image_predictions(tmp_path / "a.npz")
     assert len(stored) == 3 and sorted(classes) == [5, 5, 6]
     _, stored, _, _ = load_image_predictions(tmp_path / "b.npz")
@@ -389,7 +395,7 @@ def test_staged_small_objects_are_cut_in_their_crops_by_a_model_learnt_on_crops(
                                np.array([0.5, 0.45], np.float32))
     summary = cutting.cut_staged(tmp_path, lambda entry: features, source)
     assert summary["in_crops"]["used"] is False and summary["objects_added"] == 0
-    assert summary["in_crops"]["crops_embedded"] == 0 and len(embedded) == 3  # the same crops: from the memo
+    assert summary["in_crops"]["crops_embedded"] == 0 and len(embedded) == 2  # the same crops: from the memo
     assert len(load_image_predictions(tmp_path / "a.npz")[1]) == 2
     assert "small objects left whole in their crops" in describe_group_cut(summary)
 
@@ -409,11 +415,6 @@ def test_a_memo_of_crops_tokens_comes_back_for_its_key_only(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     assert load_crop_tokens(path, "features|settings") == {}  # damaged: only a memo
     assert load_crop_tokens(tmp_path / "absent.npz", "features|settings") == {}
-    # the windows used now are kept last; past CROP_TOKENS_KEPT the longest unused go
-    many = {(i, 0, i + 3, 2): memo[(0, 0, 3, 2)] for i in range(CROP_TOKENS_KEPT + 5)}
-    save_crop_tokens(path, "key", many, used=[(0, 0, 3, 2)])
-    kept = list(load_crop_tokens(path, "key"))
-    assert len(kept) == CROP_TOKENS_KEPT and kept[-1] == (0, 0, 3, 2) and (1, 0, 4, 2) not in kept
 
 
 def test_the_command_line_says_why_groups_stay_whole():

@@ -46,7 +46,6 @@ from engine.orchestration.outcome import Progress, StageTimer, no_progress
 from engine.state.label_state import LabelState
 from engine.state.project import (
     Project,
-    load_crop_tokens,
     load_recut_memo,
     save_crop_tokens,
     save_image_predictions,
@@ -237,15 +236,13 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
             memo_path = project.closer_look_path(entry["image_id"])
             memo_key = _crop_memo_key(entry, recut_settings)
             memo = load_recut_memo(memo_path, memo_key)
-            tokens_path = project.crop_tokens_path(entry["image_id"])
-            tokens = load_crop_tokens(tokens_path, memo_key)
-            cut_before, embedded_before = len(memo), set(tokens)
+            cut_before, tokens = len(memo), {}
             masks = LabelMasks(recut_objects(recut, image, masks.labels, masks.ids, carried_ids, centre, memo=memo,
                                              tokens=tokens), masks.ids)
             if len(memo) != cut_before:
                 save_recut_memo(memo_path, memo_key, memo)
-            if set(tokens) != embedded_before:  # the crops' centre cut reads them again
-                save_crop_tokens(tokens_path, memo_key, tokens, used=[w for w in tokens if w not in embedded_before])
+            if tokens:  # the crops' centre cut may read them: kept in the staging folder until it has
+                save_crop_tokens(staging / RECUT_TOKENS_DIR / f"{entry['image_id']}.npz", memo_key, tokens)
             recut_seconds += time.perf_counter() - started
         if not ranking and len(masks):  # dense objects rank by their own score, solidity included
             solidity = object_solidities(masks)
@@ -257,9 +254,12 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
         total += len(masks)
         progress("predict", done + 1, len(entries))
     progress("cut groups", 0, 1)
-    crops = None if recut is None else CropSource(images.load, recut, lambda entry: (
-        project.crop_tokens_path(entry["image_id"]), _crop_memo_key(entry, recut_settings)))
+    crops = None if recut is None else CropSource(
+        images.load, recut, lambda entry: (project.crop_tokens_path(entry["image_id"]),
+                                           _crop_memo_key(entry, recut_settings)),
+        lambda entry: staging / RECUT_TOKENS_DIR / f"{entry['image_id']}.npz")
     group_cut = groups.cut_staged(staging, lambda entry: load_features(cache, entry), crops)
+    shutil.rmtree(staging / RECUT_TOKENS_DIR, ignore_errors=True)
     progress("cut groups", 1, 1)
     atomic_write_json(staging / "stamp.json", {"clustering": clusters.get("id"), "images": len(entries)})
     project.replace_predictions()
@@ -287,6 +287,9 @@ def _recut_embedder(project_config: dict, device: str):
             or settings.get("object_size") is not None:
         return None
     return loadable_crop_embedder(settings, RECUT_INPUT_SHARE, device)
+
+
+RECUT_TOKENS_DIR = "recut_tokens"  # in the staging folder: the recut's crops' vectors, until the crops' cut reads them
 
 
 def _crop_memo_key(entry: dict, recut_settings: str) -> str:

@@ -91,9 +91,9 @@ class GroupCutting:
     def cut_in_crops(self, staging: Path, crops: CropSource) -> dict:
         """The staged images' small objects (those a closer look takes, not the user's) cut again at centres
         learnt on their own crops (engine.method.centres.cut_in_crops): a first pass takes each image's crops
-        (engine.method.closer_look.small_object_windows) from its memo of crops' tokens (the recut's crops, and
-        those of a cut before), embedding only those not in it, and keeps there the crops it reads (the others
-        go), and the lone objects as examples; the model is fitted
+        (engine.method.closer_look.small_object_windows) from its memo of crops' tokens (those of a cut before) and
+        the crops the recut embedded now, embedding only the missing ones, keeps in the memo the crops it reads
+        (the others go), and the lone objects as examples; the model is fitted
         on them (its centres CROP_CENTRE_SPACING typical radii apart) and, where it is used, a second pass cuts and
         writes each image again. Returns the fit's summary with ``objects_cut``, ``images_changed``,
         ``objects_added``, ``crops_embedded`` and ``seconds``."""
@@ -103,7 +103,10 @@ class GroupCutting:
             _, stored, _, _ = load_image_predictions(staging / f"{image_id}.npz")
             masks = LabelMasks.from_stack(stored)
             path, key = crops.memo_of(entry)
-            memo = load_crop_tokens(path, key)  # the recut's crops among them
+            memo = load_crop_tokens(path, key)  # the crops this cut read before
+            kept = set(memo)
+            memo.update((window, vectors) for window, vectors in load_crop_tokens(crops.recut_of(entry), key).items()
+                        if window not in memo)  # the crops the recut embedded now
             windows[image_id] = small_object_windows(masks.labels, masks.ids, skip={p + 1 for p in users},
                                                      known=memo)
             if not windows[image_id]:
@@ -114,8 +117,8 @@ class GroupCutting:
                 image = crops.image_of(entry)
                 memo.update(zip(missing, crops.embed([cropped(image, window) for window in missing])))
                 embedded += len(missing)
-            if missing or len(memo) > len(used):  # the memo keeps the crops this cut reads (a retrain reads them)
-                save_crop_tokens(path, key, {window: memo[window] for window in used}, used)
+            if set(used) != kept:  # the memo keeps the crops this cut reads (a retrain reads them again)
+                save_crop_tokens(path, key, {window: memo[window] for window in used})
             for value, window in windows[image_id].items():
                 x0, y0, x1, y1 = window
                 own = LabelMasks((masks.labels[y0:y1, x0:x1] == value).astype(np.int32))
@@ -143,8 +146,10 @@ class GroupCutting:
 class CropSource:
     """Where the crops' cut gets its crops: ``image_of(entry)`` an image's pixels, ``embed`` a closer look's
     (engine.method.closer_look.crop_embedder), ``memo_of(entry)`` (path, key) of the image's memo of crops' tokens
-    (the key: its features and the crop settings)."""
+    (the key: its features and the crop settings), ``recut_of(entry)`` the path where this prediction's recut left
+    the vectors of the crops it embedded (same key; absent when it embedded none)."""
 
     image_of: Callable
     embed: Callable
     memo_of: Callable
+    recut_of: Callable

@@ -475,16 +475,9 @@ def load_crop_tokens(path: Path, key: str) -> dict:
             for window, grid, rows in zip(windows, grids, np.split(tokens, ends[:-1]))}
 
 
-CROP_TOKENS_KEPT = 40  # crops an image's memo keeps, the latest used (the recut's 20 objects and the cut's own)
-
-
-def save_crop_tokens(path: Path, key: str, memo: dict, used=()) -> None:
+def save_crop_tokens(path: Path, key: str, memo: dict) -> None:
     """What :func:`load_crop_tokens` reads, the tokens int8 per patch as the feature cache keeps them (about 0.2 MB
-    a crop of 24 x 24 patches): the windows ``used`` now taken as the latest, at most CROP_TOKENS_KEPT kept, the
-    longest unused dropped (retrains move boxes; the memo stays bounded)."""
-    used = [window for window in used if window in memo]
-    order = [window for window in memo if window not in set(used)] + used
-    memo = {window: memo[window] for window in order[-CROP_TOKENS_KEPT:]}
+    a crop of 24 x 24 patches)."""
     rows = [np.asarray(tokens) for tokens, _ in memo.values()]
     quantised, scale, mean = quantise_rows(np.concatenate(rows) if rows else np.zeros((0, 1), np.float32))
     buffer = io.BytesIO()
