@@ -236,7 +236,8 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
             memo_path = project.closer_look_path(entry["image_id"])
             memo_key = _crop_memo_key(entry, recut_settings)
             memo = load_recut_memo(memo_path, memo_key)
-            cut_before, tokens = len(memo), {}
+            cut_before = len(memo)
+            tokens: dict = {}  # window -> the recut's crop's (vectors, grid_hw)
             masks = LabelMasks(recut_objects(recut, image, masks.labels, masks.ids, carried_ids, centre, memo=memo,
                                              tokens=tokens), masks.ids)
             if len(memo) != cut_before:

@@ -122,11 +122,13 @@ class GroupCutting:
             for value, window in windows[image_id].items():
                 x0, y0, x1, y1 = window
                 own = LabelMasks((masks.labels[y0:y1, x0:x1] == value).astype(np.int32))
-                examples.add(*memo[window], own, object_solidities(own))
+                tokens, grid_hw = memo[window]
+                examples.add(tokens, grid_hw, own, object_solidities(own))
         fit = fit_centre_model(examples, spacing=CROP_CENTRE_SPACING)
         cut_objects, changed, added = 0, 0, 0
-        for image_id, (entry, _, _) in self.images.items() if fit.model is not None else ():
-            if not windows[image_id]:
+        model = fit.model
+        for image_id, (entry, _, _) in self.images.items():
+            if model is None or not windows[image_id]:
                 continue
             memo = load_crop_tokens(*crops.memo_of(entry))
             path = staging / f"{image_id}.npz"
@@ -134,7 +136,7 @@ class GroupCutting:
             by_position = {value - 1: (window, *memo[window])  # ids 1..n: position + 1
                            for value, window in windows[image_id].items() if window in memo}
             masks, classes, scores, cut = cut_in_crops(LabelMasks.from_stack(stored), classes, scores, by_position,
-                                                       fit.model)
+                                                       model)
             if cut:
                 save_image_predictions(path, masks.painted(classes), masks, classes, scores)
                 cut_objects, changed, added = cut_objects + cut, changed + 1, added + len(masks) - len(stored)
