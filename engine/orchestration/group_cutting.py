@@ -4,7 +4,9 @@ by how well its shape agrees with them. ``predict_project`` shows every image's 
 ``GroupCutting.observe`` as it stages them (lone objects become examples, concave ones candidates), then
 ``cut_staged`` fits the depth model once and, where it is used, rewrites every staged image. Two passes, because
 the model needs the whole folder's lone objects before it can judge any image's objects; the second reads back
-only what the first staged (one image at a time, no masks held in memory between them)."""
+only what the first staged (one image at a time, no masks held in memory between them). Then the small objects
+are cut again the same way in their closer-look crops, by a second model learnt on the crops
+(``GroupCutting.cut_in_crops``: a small object in a group is a few of the whole image's patches)."""
 from __future__ import annotations
 
 import time
@@ -54,11 +56,10 @@ class GroupCutting:
         """Fit the model; where it is used, cut the candidates of each staged image, rank its objects by their
         agreement with the predicted depth (the user's keep their scores) and write it again
         (``features_of(entry)``: the image's cached features); then, with ``crops``, cut the small objects again at
-        centres learnt on their crops
-        (:meth:`cut_in_crops`). Returns the fit's summary with ``objects_cut``, ``images_changed`` (images where a
-        group was cut), ``objects_added`` (pieces beyond the objects cut, the crops' included) and ``in_crops``
-        (:meth:`cut_in_crops`'s summary, or None); None when no image was observed (dense objects, which rank by
-        their own score)."""
+        centres learnt on their crops (:meth:`cut_in_crops`). Returns the fit's summary with ``objects_cut``,
+        ``images_changed`` (images where a group was cut), ``objects_added`` (pieces beyond the objects cut, the
+        crops' included) and ``in_crops`` (:meth:`cut_in_crops`'s summary, or None); None when no image was
+        observed (dense objects, which rank by their own score)."""
         if not self.images:
             return None
         fit = fit_centre_model(self.examples)
@@ -93,10 +94,10 @@ class GroupCutting:
         learnt on their own crops (engine.method.centres.cut_in_crops): a first pass takes each image's crops
         (engine.method.closer_look.small_object_windows) from its memo of crops' tokens (those of a cut before) and
         the crops the recut embedded now, embedding only the missing ones, keeps in the memo the crops it reads
-        (the others go), and the lone objects as examples; the model is fitted
-        on them (its centres CROP_CENTRE_SPACING typical radii apart) and, where it is used, a second pass cuts and
-        writes each image again. Returns the fit's summary with ``objects_cut``, ``images_changed``,
-        ``objects_added``, ``crops_embedded`` and ``seconds``."""
+        (the others go), and the lone objects as examples; the model is fitted on them (its centres
+        CROP_CENTRE_SPACING typical radii apart) and, where it is used, a second pass cuts and writes each image
+        again. Returns the fit's summary with ``objects_cut``, ``images_changed``, ``objects_added``,
+        ``crops_embedded`` and ``seconds``."""
         started = time.perf_counter()
         examples, windows, embedded = CentreExamples(self.examples.seed), {}, 0
         for image_id, (entry, _, users) in self.images.items():
