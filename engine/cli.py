@@ -274,11 +274,12 @@ def cmd_distill(args) -> int:
 
 
 def _print_group_cut(summary: dict) -> None:
-    from engine.orchestration.outcome import describe_group_cut
+    """What the folder-level passes over the final objects did: the group cut, the typicality ranking."""
+    from engine.orchestration.outcome import describe_group_cut, describe_typical
 
-    line = describe_group_cut(summary.get("group_cut"))
-    if line:
-        print(line)
+    for line in (describe_group_cut(summary.get("group_cut")), describe_typical(summary.get("typical"))):
+        if line:
+            print(line)
 
 
 def cmd_predict(args) -> int:

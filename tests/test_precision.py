@@ -37,3 +37,15 @@ def test_bfloat16_features_match_float32_and_are_cached_apart():
         x, y = getattr(a, name).astype(np.float32), getattr(b, name).astype(np.float32)
         cosine = (x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))
         assert cosine.min() > 0.99, (name, cosine.min())
+
+
+@pytest.mark.skipif(not cpu_supports_bfloat16(), reason="this CPU has no native bfloat16 units")
+def test_bfloat16_runs_the_last_blocks_keys_and_cls_attention_in_float32():
+    """The proposals rank by the keys and the CLS attention: under bfloat16 they come from the last block's input in
+    float32 (keys rounded to bfloat16 would hold no more than its 8 bits of mantissa)."""
+    image = np.random.default_rng(1).integers(0, 255, size=(64, 80, 3), dtype=np.uint8)
+    half = FeatureExtractor("dinov2_vits14", "random", "cpu", input_size=56, precision="bfloat16")
+    features = half.extract([image])[0]
+    keys = features.keys.astype(np.float32)
+    assert (torch.from_numpy(keys).bfloat16().float().numpy() != keys).mean() > 0.5
+    assert half._qkv_input is None and half._qkv_output is None  # nothing held between forwards

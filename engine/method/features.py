@@ -243,6 +243,7 @@ class FeatureExtractor:
         self.weights = load_into(model, self.spec, weights)  # engine.method.weights.WeightsInfo
         self.model = model.to(self.device).eval()
         self._qkv_output: torch.Tensor | None = None  # the last block's qkv output (its forward hook)
+        self._qkv_input: torch.Tensor | None = None  # its input, kept where q / k are recomputed in float32
         self._attn_input: tuple | None = None  # (the last block's attention input, rope) (Eva's pre-hook)
         attn = self.model.blocks[-1].attn
         if self.spec.architecture == "eva":
@@ -254,6 +255,7 @@ class FeatureExtractor:
 
     def _keep_qkv(self, module, inputs, output):
         self._qkv_output = output
+        self._qkv_input = inputs[0] if self.precision != "float32" else None
 
     @property
     def depth(self) -> int:
@@ -321,6 +323,8 @@ class FeatureExtractor:
         if self.spec.architecture != "eva":
             qkv = self._qkv_output
             assert qkv is not None, "the hook keeps it during every forward"
+            if self._qkv_input is not None:  # reduced precision: the keys and the CLS attention in float32
+                qkv = attn.qkv(self._qkv_input.float())
             b, n, _ = qkv.shape
             q, k, _ = qkv.reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
             q, k = attn.q_norm(q), attn.k_norm(k)
@@ -329,6 +333,7 @@ class FeatureExtractor:
 
         assert self._attn_input is not None, "the hook keeps it during every forward"
         x, rope = self._attn_input
+        x = x.float()
         b, n, _ = x.shape
         if attn.qkv is not None:
             if attn.q_bias is None:
@@ -355,9 +360,11 @@ class FeatureExtractor:
 
         with autocast_context(self.device, self.precision):
             tokens = self.model.forward_features(batch.to(self.device))
-            attn = self.model.blocks[-1].attn
-            q, k, kept = self._last_block_qk(attn)
-        self._qkv_output = self._attn_input = None
+        # Why outside: the proposals rank by the keys and the CLS attention, and bfloat16 rounding of them (not of the
+        # tokens) flipped that ranking (docs/decisions.md#d-bf16-keys); one linear layer in float32 costs ~2 %
+        attn = self.model.blocks[-1].attn
+        q, k, kept = self._last_block_qk(attn)
+        self._qkv_output = self._qkv_input = self._attn_input = None
         prefix = self.spec.num_prefix_tokens
         b, _, n, _ = k.shape
         cls_row = ((q[:, :, :1] * attn.scale) @ k.transpose(-2, -1)).float().softmax(dim=-1)[:, :, 0, prefix:]

@@ -43,6 +43,7 @@ from engine.orchestration.carried_corrections import CorrectedScenes
 from engine.orchestration.config import RunConfig
 from engine.orchestration.group_cutting import CropSource, GroupCutting
 from engine.orchestration.outcome import Progress, StageTimer, no_progress
+from engine.orchestration.typical_ranking import rank_by_typicality
 from engine.state.label_state import LabelState
 from engine.state.project import (
     Project,
@@ -262,10 +263,13 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     group_cut = groups.cut_staged(staging, lambda entry: load_features(cache, entry), crops)
     shutil.rmtree(staging / RECUT_TOKENS_DIR, ignore_errors=True)
     progress("cut groups", 1, 1)
+    typical = rank_by_typicality(staging, {image_id: (entry, users) for image_id, (entry, _, users)
+                                           in groups.images.items()}, lambda entry: load_features(cache, entry))
     atomic_write_json(staging / "stamp.json", {"clustering": clusters.get("id"), "images": len(entries)})
     project.replace_predictions()
     return {"instances_predicted": total + (group_cut["objects_added"] if group_cut else 0), "carried": carried_to,
-            "closer_look_seconds": None if recut is None else round(recut_seconds, 2), "group_cut": group_cut}
+            "closer_look_seconds": None if recut is None else round(recut_seconds, 2), "group_cut": group_cut,
+            "typical": typical}
 
 
 def _dense_ranking(project_config: dict) -> dict:

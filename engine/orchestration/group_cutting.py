@@ -37,7 +37,8 @@ class GroupCutting:
 
     def __init__(self, seed: int = 0):
         self.examples = CentreExamples(seed)
-        # image id -> (images.json entry, positions in the staged order of the candidates, of the user's objects)
+        # image id -> (images.json entry, positions in the staged order of the candidates, of the user's objects),
+        # the user's kept true through every rewrite (the folder's typicality ranking reads them after the cuts)
         self.images: dict = {}
 
     def observe(self, entry: dict, features, masks: LabelMasks, solidity: dict, skip=()) -> None:
@@ -128,7 +129,7 @@ class GroupCutting:
         fit = fit_centre_model(examples, spacing=CROP_CENTRE_SPACING)
         cut_objects, changed, added = 0, 0, 0
         model = fit.model
-        for image_id, (entry, _, _) in self.images.items():
+        for image_id, (entry, candidates, users) in self.images.items():
             if model is None or not windows[image_id]:
                 continue
             memo = load_crop_tokens(*crops.memo_of(entry))
@@ -141,6 +142,8 @@ class GroupCutting:
             if cut:
                 save_image_predictions(path, masks.painted(classes), masks, classes, scores)
                 cut_objects, changed, added = cut_objects + cut, changed + 1, added + len(masks) - len(stored)
+                users_ids = {p + 1 for p in users}  # never cut: where they are in the order just written
+                self.images[image_id] = (entry, candidates, {i for i, v in enumerate(masks.ids) if v in users_ids})
         return {**fit.summary(), "objects_cut": cut_objects, "images_changed": changed, "objects_added": added,
                 "crops_embedded": embedded, "seconds": round(time.perf_counter() - started, 2)}
 

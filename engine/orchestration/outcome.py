@@ -86,3 +86,18 @@ def describe_group_cut(summary: dict | None) -> str | None:
         return f"groups left whole: {lone}, {summary['min_lone_objects']} needed to learn their centres"
     return (f"groups left whole: the centres learnt from {lone} do not carry over to others "
             f"(held-out R^2 {summary['held_out_r2']} < {summary['min_held_out_r2']})")
+
+
+def describe_typical(summary: dict | None) -> str | None:
+    """One line on the folder's typicality ranking (engine.orchestration.typical_ranking); None without a summary
+    (dense objects, an older project)."""
+    if not summary:
+        return None
+    from engine.method.typicality import MIN_TYPICAL_IMAGES
+
+    if not summary["used"]:
+        return (f"objects ranked on their own: {summary['images']} images with objects, {MIN_TYPICAL_IMAGES} needed "
+                "to learn what the folder's images put first")
+    return (f"objects ranked by how alike they are to what the folder's {summary['images']} images put first: "
+            f"a new top object in {summary['images_reordered']} images")
+

@@ -26,7 +26,7 @@ from engine.atomic import (
     remove_stale_temporary_files,
 )
 from engine.io.coco_validation import rle_problem
-from engine.masks import Proposals, SparseMasks, decode_rle, mask_box, mask_rle
+from engine.masks import LabelMasks, Proposals, SparseMasks, decode_rle, mask_box, mask_rle
 from engine.method.features import dequantise_rows, quantise_rows
 from engine.state.schema import (
     check_project_config,
@@ -488,8 +488,9 @@ def save_crop_tokens(path: Path, key: str, memo: dict) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def save_image_predictions(path: Path, semantic: np.ndarray, masks: np.ndarray, classes, scores) -> None:
-    """One image's model output: the semantic map (0 background, class ids) and scored instances."""
+def save_image_predictions(path: Path, semantic: np.ndarray, masks: np.ndarray | LabelMasks, classes, scores) -> None:
+    """One image's model output: the semantic map (0 background, class ids) and scored instances (``masks``: an
+    (n, H, W) stack, as an array or label map)."""
     buffer = io.BytesIO()
     np.savez_compressed(
         buffer,
