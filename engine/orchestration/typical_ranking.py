@@ -4,6 +4,7 @@ score-weighted mean, and a second pass scores every object not the user's times 
 the image again, best first. Two passes over the staging folder, one image at a time, as the group cut's."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,11 @@ def rank_by_typicality(staging: Path, images: dict, features_of) -> dict | None:
     """``images``: {image id: (images.json entry, positions of the user's objects in the staged order)};
     ``features_of(entry)``: the image's cached features. Returns {"used": whether the prototype was (under
     MIN_TYPICAL_IMAGES images with objects it is not), "images": images with objects, "top_cosine": the top objects'
-    mean cosine to the prototype, "images_reordered": images whose top object changed}; None without images."""
+    mean cosine to the prototype, "images_reordered": images whose top object changed, "seconds"}; None without
+    images."""
     if not images:
         return None
+    started = time.perf_counter()
     tops, top_scores = [], []
     for image_id, (entry, _) in images.items():
         _, stored, _, scores = load_image_predictions(staging / f"{image_id}.npz")
@@ -29,7 +32,8 @@ def rank_by_typicality(staging: Path, images: dict, features_of) -> dict | None:
             top_scores.append(float(scores[top]))
     prototype = folder_prototype(np.array(tops), np.array(top_scores)) if tops else None
     if prototype is None:
-        return {"used": False, "images": len(tops), "top_cosine": None, "images_reordered": 0}
+        return {"used": False, "images": len(tops), "top_cosine": None, "images_reordered": 0,
+                "seconds": round(time.perf_counter() - started, 2)}
     reordered = 0
     for image_id, (entry, users) in images.items():
         path = staging / f"{image_id}.npz"
@@ -45,4 +49,4 @@ def rank_by_typicality(staging: Path, images: dict, features_of) -> dict | None:
         save_image_predictions(path, masks.painted(classes[order]), masks, classes[order], ranked[order])
         reordered += int(order[0] != int(np.argmax(scores)))
     return {"used": True, "images": len(tops), "top_cosine": round(float(np.mean(np.array(tops) @ prototype)), 3),
-            "images_reordered": reordered}
+            "images_reordered": reordered, "seconds": round(time.perf_counter() - started, 2)}
