@@ -89,3 +89,38 @@ for beta in (0.5, 1.0, 2.0):
                                                                                      - projections.mean()) / spread_), None)
              for n in names}
     print(f"direction exp({beta} z): {common.figures(images, stage)}", flush=True)
+
+# what the folder's images leave outside every object (ProMerge's background) voting against an object
+background = []
+for n in names:
+    features = features_of(n)
+    covered = np.asarray(loaded[n][0], bool).any(axis=0)
+    from engine.masks import coverage_on_grid
+    cover = coverage_on_grid(covered, features.grid_hw).ravel()
+    tokens = features.tokens.astype(np.float32)
+    if (cover < 0.1).any():
+        vector = tokens[cover < 0.1].mean(0) - tokens.mean(0)
+        background.append(vector / (np.linalg.norm(vector) + 1e-8))
+back = np.mean(background, axis=0)
+back /= np.linalg.norm(back)
+print(f"background prototype: cosine to the top prototype {back @ prototype:.3f}; tops {np.mean(tops @ back):.3f}, "
+      f"others {np.mean(others @ back):.3f}")
+for a in (1.0, 2.0, 4.0):
+    stage = {n: real_dev.StagePrediction(loaded[n][0], loaded[n][1] * np.power((1 + loaded[n][2] @ prototype) / 2, 2)
+                                         * np.power(np.clip((1 - loaded[n][2] @ back) / 2, 0, 1), a), None)
+             for n in names}
+    print(f"top^2 x background-opposed^{a}: {common.figures(images, stage)}", flush=True)
+    stage = {n: real_dev.StagePrediction(loaded[n][0], loaded[n][1]
+                                         * np.power(np.clip((1 - loaded[n][2] @ back) / 2, 0, 1), a), None)
+             for n in names}
+    print(f"background-opposed^{a} alone: {common.figures(images, stage)}", flush=True)
+
+# several prototypes: the tops in k groups (k-means), an object weighted by its nearest
+from sklearn.cluster import KMeans  # noqa: E402
+for k in (2, 3, 5):
+    groups = KMeans(k, n_init=10, random_state=0).fit(tops, sample_weight=top_scores)
+    centres_ = groups.cluster_centers_ / np.linalg.norm(groups.cluster_centers_, axis=1, keepdims=True)
+    stage = {n: real_dev.StagePrediction(loaded[n][0], loaded[n][1] * np.power(
+        np.clip((1 + (loaded[n][2] @ centres_.T).max(axis=1)) / 2, 0, 1), 2), None) for n in names}
+    print(f"{k} prototypes, the nearest ^2: {common.figures(images, stage)} (sizes {np.bincount(groups.labels_)})",
+          flush=True)
