@@ -93,11 +93,8 @@ def describe_typical(summary: dict | None) -> str | None:
     (dense objects, an older project)."""
     if not summary:
         return None
-    from engine.method.typicality import MIN_TYPICAL_IMAGES
-
     if not summary["used"]:
-        return (f"objects ranked on their own: {summary['images']} images with objects, {MIN_TYPICAL_IMAGES} needed "
-                "to learn what the folder's images put first")
+        return (f"objects ranked on their own: {summary['images']} images with objects, {summary['min_images']} "
+                "needed to learn what the folder's images put first")
     return (f"objects ranked by how alike they are to what the folder's {summary['images']} images put first: "
             f"a new top object in {summary['images_reordered']} images")
-

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from engine.masks import LabelMasks
-from engine.method.typicality import folder_prototype, object_embeddings, typicality_weights
+from engine.method.typicality import MIN_TYPICAL_IMAGES, folder_prototype, object_embeddings, typicality_weights
 from engine.state.project import load_image_predictions, save_image_predictions
 
 
 def rank_by_typicality(staging: Path, images: dict, features_of) -> dict | None:
     """``images``: {image id: (images.json entry, positions of the user's objects in the staged order)};
     ``features_of(entry)``: the image's cached features. Returns {"used": whether the prototype was (under
-    MIN_TYPICAL_IMAGES images with objects it is not), "images": images with objects, "top_cosine": the top objects'
-    mean cosine to the prototype, "images_reordered": images whose top object changed, "seconds"}; None without
-    images."""
+    ``min_images`` = MIN_TYPICAL_IMAGES images with objects it is not), "images": images with objects, "min_images",
+    "top_cosine": the top objects' mean cosine to the prototype, "images_reordered": images whose top object
+    changed, "seconds"}; None without images."""
     if not images:
         return None
     started = time.perf_counter()
@@ -32,8 +32,8 @@ def rank_by_typicality(staging: Path, images: dict, features_of) -> dict | None:
             top_scores.append(float(scores[top]))
     prototype = folder_prototype(np.array(tops), np.array(top_scores)) if tops else None
     if prototype is None:
-        return {"used": False, "images": len(tops), "top_cosine": None, "images_reordered": 0,
-                "seconds": round(time.perf_counter() - started, 2)}
+        return {"used": False, "images": len(tops), "min_images": MIN_TYPICAL_IMAGES, "top_cosine": None,
+                "images_reordered": 0, "seconds": round(time.perf_counter() - started, 2)}
     reordered = 0
     for image_id, (entry, users) in images.items():
         path = staging / f"{image_id}.npz"
@@ -48,5 +48,6 @@ def rank_by_typicality(staging: Path, images: dict, features_of) -> dict | None:
         masks = LabelMasks(masks.labels, masks.ids[order])
         save_image_predictions(path, masks.painted(classes[order]), masks, classes[order], ranked[order])
         reordered += int(order[0] != int(np.argmax(scores)))
-    return {"used": True, "images": len(tops), "top_cosine": round(float(np.mean(np.array(tops) @ prototype)), 3),
+    top_cosine = round(float(np.mean(np.array(tops) @ prototype)), 3)
+    return {"used": True, "images": len(tops), "min_images": MIN_TYPICAL_IMAGES, "top_cosine": top_cosine,
             "images_reordered": reordered, "seconds": round(time.perf_counter() - started, 2)}
