@@ -267,3 +267,13 @@ def test_the_retrain_message_says_whether_groups_were_cut():
                                              "0.43): 166 objects in 110 images.")
     closed = {**used, "used": False, "held_out_r2": 0.01, "objects_cut": 0, "images_changed": 0}
     assert "Groups left whole" in describe_retrain({**result, "summary": {"group_cut": closed}})
+
+
+def test_the_retrain_message_says_whether_the_folder_ranked_its_objects():
+    from maskdistill_napari._retrain_export_panel import describe_retrain
+    used = {"used": True, "images": 195, "min_images": 50, "top_cosine": 0.83, "images_reordered": 24, "seconds": 8.5}
+    result = {"before": 1600, "after": 1600, "changed": [], "summary": {"carried": {}, "typical": used}}
+    assert describe_retrain(result).endswith(" Objects ranked by how alike they are to what the folder's 195 images "
+                                             "put first: a new top object in 24 images.")
+    small = {**used, "used": False, "images": 11, "top_cosine": None, "images_reordered": 0}
+    assert "11 images with objects, 50 needed" in describe_retrain({**result, "summary": {"typical": small}})
