@@ -164,14 +164,14 @@ def recut_objects(embed, image: np.ndarray, labels: np.ndarray, ids, skip=(), ce
     return out
 
 
-def small_object_windows(labels: np.ndarray, ids, skip=(), known=()) -> dict:
+def small_object_windows(labels: np.ndarray, ids, skip=(), known=(), max_share: float = RECUT_MAX_SHARE) -> dict:
     """{label value: window (x0, y0, x1, y1)} of the objects :func:`small_objects` takes, the crops the centres
     learnt on crops read (engine.method.centres.cut_in_crops): for each, the smallest window of ``known`` (the
     crops already embedded: the recut's) holding its box at most CROP_REUSE_SIDE times the side of its own crop;
     for the others, crops of CROP_FACTOR times their boxes (:func:`crop_window`; boxes of a size that overlap share
     one, :func:`shared_crops`, as the recut's do)."""
     out, rest = {}, []
-    for value, box in small_objects(labels, ids, skip):
+    for value, box in small_objects(labels, ids, skip, max_share):
         own_side = _side(crop_window(labels.shape[:2], box))
         holding = [w for w in known if w[0] <= box[0] and w[1] <= box[1] and w[2] >= box[2] and w[3] >= box[3]
                    and _side(w) <= CROP_REUSE_SIDE * own_side]
