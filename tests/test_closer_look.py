@@ -348,7 +348,7 @@ def test_an_embedder_answers_a_crop_it_saw_recently_without_the_network():
 
 
 def test_small_objects_of_a_size_that_overlap_share_one_crop():
-    from engine.method.closer_look import small_object_windows
+    from engine.method.closer_look import CROP_CUT_MAX_SHARE, small_object_windows
 
     labels = np.zeros((120, 120), np.int32)
     labels[20:30, 20:30], labels[20:30, 30:32], labels[80:82, 80:82], labels[:, 100:] = 1, 2, 3, 4
@@ -358,6 +358,8 @@ def test_small_objects_of_a_size_that_overlap_share_one_crop():
     assert windows[1] == windows[2] != windows[5]  # boxes of a size that overlap share one crop
     x0, y0, x1, y1 = windows[1]
     assert x0 <= 20 and y0 <= 20 and x1 >= 32 and y1 >= 30 and x1 - x0 == y1 - y0  # a square holding both boxes
+    # the crops' centre cut takes larger objects too (a group of small ones spans up to CROP_CUT_MAX_SHARE)
+    assert list(small_object_windows(labels, [4, 1, 2, 3, 5], skip={3}, max_share=CROP_CUT_MAX_SHARE)) == [4, 1, 2, 5]
 
 
 def test_the_crops_cut_reads_a_recut_crop_holding_the_object_unless_it_is_far_larger():

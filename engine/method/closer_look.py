@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 CROP_FACTOR = 1.5  # the crop's side over the object's box's longer side (measured: 1.5 best of 1.5 / 2 / 3)
 MIN_CROP_PIXELS = 32  # a smaller crop is grown to this side: a few image pixels hold no object to cut
 RECUT_MAX_SHARE = 0.1  # final objects up to this share of the image are recut (all of them: real-dev's masks lost)
+# the crops' centre cut takes objects up to this share: a group of cats of 2-5 % each spans 0.1-0.3 of the image, and
+# its crop at 336 px still holds more patches than the whole image's grid (docs/decisions.md#d-crop-centres)
+CROP_CUT_MAX_SHARE = 0.3
 RECUT_INPUT_SHARE = 0.75  # their crops go in at 3/4 of the run's input (336 px at 448: 224 px kept little gain)
 RECUT_MAX_OBJECTS = 20  # at most this many per image, the best scored first: the time stays bounded
 RECUT_MIN_PIXELS = 16  # a recut smaller than this keeps the object as it was

@@ -26,7 +26,7 @@ from engine.method.centres import (
     group_candidates,
     rank_by_depth_agreement,
 )
-from engine.method.closer_look import cropped, small_object_windows
+from engine.method.closer_look import CROP_CUT_MAX_SHARE, cropped, small_object_windows
 from engine.method.instances import object_solidities
 from engine.state.label_state import CORRECTION_WEIGHT
 from engine.state.project import load_crop_tokens, load_image_predictions, save_crop_tokens, save_image_predictions
@@ -91,8 +91,9 @@ class GroupCutting:
                 "in_crops": in_crops}
 
     def cut_in_crops(self, staging: Path, crops: CropSource) -> dict:
-        """The staged images' small objects (those a closer look takes, not the user's) cut again at centres
-        learnt on their own crops (engine.method.centres.cut_in_crops): a first pass takes each image's crops
+        """The staged images' small objects (up to CROP_CUT_MAX_SHARE of the image, at most 20 an image, best first,
+        not the user's) cut again at centres learnt on their own crops (engine.method.centres.cut_in_crops): a first
+        pass takes each image's crops
         (engine.method.closer_look.small_object_windows) from its memo of crops' tokens (those of a cut before) and
         the crops the recut embedded now, embedding only the missing ones, keeps in the memo the crops it reads
         (the others go), and the lone objects as examples; the model is fitted on them (its centres
@@ -110,7 +111,7 @@ class GroupCutting:
             memo.update((window, vectors) for window, vectors in load_crop_tokens(crops.recut_of(entry), key).items()
                         if window not in memo)  # the crops the recut embedded now
             windows[image_id] = small_object_windows(masks.labels, masks.ids, skip={p + 1 for p in users},
-                                                     known=memo)
+                                                     known=memo, max_share=CROP_CUT_MAX_SHARE)
             if not windows[image_id]:
                 continue
             used = list(dict.fromkeys(windows[image_id].values()))
