@@ -2,6 +2,7 @@
 must finish with exactly the export of an uninterrupted run, leaving no temporary files."""
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import shutil
@@ -107,7 +108,14 @@ def same_export(project: Path, folder: Path, reference: dict) -> None:
     document = read_json(Path(project) / "annotations.json")
     assert document["info"]["image_root"] == str(folder.resolve())
     document["info"]["image_root"] = reference["info"]["image_root"]  # the copy lives elsewhere: only the folder
+    # every field exact but the scores, which may differ by one float32 step: the resumed run trains in this
+    # process and the reference in a child, and on 2 loaded cores a head's score once came out 6e-8 apart
+    reference = copy.deepcopy(reference)  # shared by the cases
+    scores = [annotation.pop("score", None) for annotation in document["annotations"]]
+    expected = [annotation.pop("score", None) for annotation in reference["annotations"]]
     assert document == reference
+    assert [score is None for score in scores] == [score is None for score in expected]
+    assert np.allclose([s for s in scores if s is not None], [s for s in expected if s is not None], rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("mode", ["images", "scoring", "train_head", "export"])
