@@ -15,7 +15,7 @@ _WHERE = {
     "orchestration.pipeline": ["distill", "evaluate_project", "predict", "run"],
     "orchestration.project_commands": ["export_project", "import_annotations"],
     # torch-free: received from an engine process, and its words
-    "orchestration.outcome": ["Cancelled", "RunResult", "describe_group_cut", "describe_typical"],
+    "orchestration.outcome": ["Cancelled", "RunResult", "describe_folder_passes", "describe_group_cut"],
     "orchestration.config": ["RunConfig", "setting"],  # torch-free: the plugin builds its Run form from it
     "state.project": ["ProjectLockedError", "load_image_proposals", "open_project"],
     "method.names": ["EMBEDDINGS", "PROPOSAL_CHOICES", "PROPOSAL_METHODS"],  # torch-free registry of method names

@@ -248,7 +248,7 @@ def cmd_run(args) -> int:
         print("your categories on the new clusters:")
         for line in result.rebinding:
             print(f"  {line}")
-    _print_group_cut(read_json(Path(result.project) / "report.json").get("distillation") or {})
+    _print_folder_passes(read_json(Path(result.project) / "report.json").get("distillation") or {})
     for warning in result.warnings:
         print(f"  warning: {warning}")
     print(f"COCO annotations: {result.annotations}")
@@ -263,7 +263,7 @@ def cmd_distill(args) -> int:
                       **_filter_overrides(args))
     print(f"kept {summary['masks_kept']} masks, dropped {summary['masks_dropped']}; "
           f"{summary['instances_predicted']} instances predicted")
-    _print_group_cut(summary)
+    _print_folder_passes(summary)
     if summary["carried"]:
         print(f"corrected objects carried to {len(summary['carried'])} image(s) of the same scene "
               f"({sum(summary['carried'].values())} objects)")
@@ -273,13 +273,12 @@ def cmd_distill(args) -> int:
     return 0
 
 
-def _print_group_cut(summary: dict) -> None:
+def _print_folder_passes(summary: dict) -> None:
     """What the folder-level passes over the final objects did: the group cut, the typicality ranking."""
-    from engine.orchestration.outcome import describe_group_cut, describe_typical
+    from engine.orchestration.outcome import describe_folder_passes
 
-    for line in (describe_group_cut(summary.get("group_cut")), describe_typical(summary.get("typical"))):
-        if line:
-            print(line)
+    for line in describe_folder_passes(summary):
+        print(line)
 
 
 def cmd_predict(args) -> int:
@@ -287,7 +286,7 @@ def cmd_predict(args) -> int:
 
     summary = predict(args.project, None if args.quiet else _progress_bar(), device=args.device)
     print(f"{summary['instances_predicted']} instances predicted in {summary['export']['images']} images")
-    _print_group_cut(summary)
+    _print_folder_passes(summary)
     for warning in summary["export"]["warnings"]:
         print(f"  warning: {warning}")
     print(f"COCO annotations: {Path(args.project).resolve() / 'annotations.json'}")

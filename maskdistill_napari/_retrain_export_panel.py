@@ -54,7 +54,7 @@ def retrain_and_compare(project_dir, progress=None) -> dict:
 
 
 def describe_retrain(result: dict) -> str:
-    from engine.api import describe_group_cut, describe_typical
+    from engine.api import describe_folder_passes
 
     changed = result["changed"]
     names = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
@@ -64,10 +64,8 @@ def describe_retrain(result: dict) -> str:
     if carried:
         text += (f" Your corrected objects were carried to {len(carried)} image(s) of the same scene "
                  f"({sum(carried.values())} object(s)).")
-    for line in (describe_group_cut(result["summary"].get("group_cut")),
-                 describe_typical(result["summary"].get("typical"))):
-        if line:
-            text += f" {line[0].upper()}{line[1:]}."
+    for line in describe_folder_passes(result["summary"]):
+        text += f" {line[0].upper()}{line[1:]}."
     return text
 
 

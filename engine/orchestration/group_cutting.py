@@ -82,8 +82,7 @@ class GroupCutting:
                 masks, classes, scores = rank_by_depth_agreement(masks, classes, scores, depth, skip=users_ids)
                 save_image_predictions(path, masks.painted(classes), masks, classes, scores)
                 cut_objects, changed, added = cut_objects + cut, changed + (cut > 0), added + len(masks) - len(stored)
-                # where the user's objects are in the order just written
-                self.images[image_id] = (entry, candidates, {i for i, v in enumerate(masks.ids) if v in users_ids})
+                self.images[image_id] = (entry, candidates, _positions_now(masks, users))
             if crops is not None:
                 in_crops = self.cut_in_crops(staging, crops)
                 added += in_crops["objects_added"]
@@ -143,10 +142,16 @@ class GroupCutting:
             if cut:
                 save_image_predictions(path, masks.painted(classes), masks, classes, scores)
                 cut_objects, changed, added = cut_objects + cut, changed + 1, added + len(masks) - len(stored)
-                users_ids = {p + 1 for p in users}  # never cut: where they are in the order just written
-                self.images[image_id] = (entry, candidates, {i for i, v in enumerate(masks.ids) if v in users_ids})
+                self.images[image_id] = (entry, candidates, _positions_now(masks, users))
         return {**fit.summary(), "objects_cut": cut_objects, "images_changed": changed, "objects_added": added,
                 "crops_embedded": embedded, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _positions_now(masks: LabelMasks, users: set) -> set:
+    """Where the user's objects (at positions ``users`` of the order before a rewrite; ids are position + 1) are in
+    ``masks``, the order just written: they are never cut, only moved."""
+    ids = {p + 1 for p in users}
+    return {i for i, value in enumerate(masks.ids) if value in ids}
 
 
 @dataclass

@@ -88,6 +88,13 @@ def describe_group_cut(summary: dict | None) -> str | None:
             f"(held-out R^2 {summary['held_out_r2']} < {summary['min_held_out_r2']})")
 
 
+def describe_folder_passes(summary: dict) -> list:
+    """The lines on what the folder-level passes over the final objects did (a predict summary's ``group_cut`` and
+    ``typical``), the passes that left none out: what the CLI prints and the plugin's retrain panel shows."""
+    lines = (describe_group_cut(summary.get("group_cut")), describe_typical(summary.get("typical")))
+    return [line for line in lines if line]
+
+
 def describe_typical(summary: dict | None) -> str | None:
     """One line on the folder's typicality ranking (engine.orchestration.typical_ranking); None without a summary
     (dense objects, an older project)."""
