@@ -286,7 +286,7 @@ def test_staged_predictions_are_cut_and_written_again(tmp_path, monkeypatch):
     _, stored, classes, scores = load_image_predictions(tmp_path / "b.npz")
     assert len(stored) == 2  # the user's object is never cut, and keeps its score; the other is ranked
     assert list(classes) == [5, 6] and scores[0] == pytest.approx(0.5) and 0.3 < scores[1] < 0.45
-    assert "1 objects in 1 images" in describe_group_cut(summary)
+    assert "1 masks split in 1 images" in describe_group_cut(summary)
     assert GroupCutting().cut_staged(tmp_path, lambda entry: features) is None  # nothing observed: dense objects
 
 
@@ -387,7 +387,7 @@ def test_staged_small_objects_are_cut_in_their_crops_by_a_model_learnt_on_crops(
     assert len(stored) == 3 and sorted(classes) == [5, 5, 6]
     _, stored, _, _ = load_image_predictions(tmp_path / "b.npz")
     assert len(stored) == 2  # the user's object is never cut
-    assert "small objects cut in their crops" in describe_group_cut(summary)
+    assert "small ones split again in close-up" in describe_group_cut(summary)
     # a crop model that does not carry over to held-out objects cuts nothing
     crops_used, fits[:] = False, []
     for image_id in "ab":
@@ -397,7 +397,7 @@ def test_staged_small_objects_are_cut_in_their_crops_by_a_model_learnt_on_crops(
     assert summary["in_crops"]["used"] is False and summary["objects_added"] == 0
     assert summary["in_crops"]["crops_embedded"] == 0 and len(embedded) == 2  # the same crops: from the memo
     assert len(load_image_predictions(tmp_path / "a.npz")[1]) == 2
-    assert "small objects left whole in their crops" in describe_group_cut(summary)
+    assert "small ones left as they are" in describe_group_cut(summary)
 
 
 def test_a_memo_of_crops_tokens_comes_back_for_its_key_only(tmp_path):
@@ -419,11 +419,11 @@ def test_a_memo_of_crops_tokens_comes_back_for_its_key_only(tmp_path):
 
 def test_the_command_line_says_why_groups_stay_whole():
     thresholds = {"min_lone_objects": 50, "min_held_out_r2": 0.3, "objects_cut": 0, "images_changed": 0}
-    assert "50 needed" in describe_group_cut({"used": False, "lone_objects": 3, "alpha": None, "held_out_r2": None,
-                                              **thresholds})
+    line = describe_group_cut({"used": False, "lone_objects": 3, "alpha": None, "held_out_r2": None, **thresholds})
+    assert "3 separate objects, 50 are needed" in line
     line = describe_group_cut({"used": False, "lone_objects": 28, "alpha": 10000.0, "held_out_r2": 0.01,
                                **thresholds})
-    assert "do not carry over" in line and "0.01 < 0.3" in line
+    assert "does not carry over" in line and "0.01 < 0.3" in line and "by hand" in line
     assert describe_group_cut(None) is None
 
 

@@ -263,17 +263,18 @@ def test_the_retrain_message_says_whether_groups_were_cut():
     used = {"used": True, "lone_objects": 298, "alpha": 10000.0, "held_out_r2": 0.43, "objects_cut": 166,
             "images_changed": 110, "min_lone_objects": 50, "min_held_out_r2": 0.3}
     result = {"before": 842, "after": 1016, "changed": [], "summary": {"carried": {}, "group_cut": used}}
-    assert describe_retrain(result).endswith(" Groups cut at the centres learnt from 298 lone objects (held-out R^2 "
-                                             "0.43): 166 objects in 110 images.")
+    assert describe_retrain(result).endswith(" Touching objects split apart, as the folder's 298 separate objects show "
+                                             "where one object ends: 166 masks split in 110 images (on objects it "
+                                             "did not learn from, R^2 0.43).")
     closed = {**used, "used": False, "held_out_r2": 0.01, "objects_cut": 0, "images_changed": 0}
-    assert "Groups left whole" in describe_retrain({**result, "summary": {"group_cut": closed}})
+    assert "Touching objects may share one mask" in describe_retrain({**result, "summary": {"group_cut": closed}})
 
 
 def test_the_retrain_message_says_whether_the_folder_ranked_its_objects():
     from maskdistill_napari._retrain_export_panel import describe_retrain
     used = {"used": True, "images": 195, "min_images": 50, "top_cosine": 0.83, "images_reordered": 24, "seconds": 8.5}
     result = {"before": 1600, "after": 1600, "changed": [], "summary": {"carried": {}, "typical": used}}
-    assert describe_retrain(result).endswith(" Objects ranked by how alike they are to what the folder's 195 images "
-                                             "put first: a new top object in 24 images.")
+    assert describe_retrain(result).endswith(" Each image's first mask chosen by its likeness to what the folder's 195 "
+                                             "images show first: a different first mask in 24 images.")
     small = {**used, "used": False, "images": 11, "top_cosine": None, "images_reordered": 0}
     assert "11 images with objects, 50 needed" in describe_retrain({**result, "summary": {"typical": small}})

@@ -72,7 +72,7 @@ def test_objects_unlike_what_the_folder_puts_first_rank_down_and_the_users_keep_
         assert top_is_kind == (index != 5)
     _, _, _, scores = load_image_predictions(tmp_path / "im5.npz")
     assert scores[0] == pytest.approx(0.6)  # the user's object as it was
-    assert "a new top object in 9 images" in describe_typical(summary)
+    assert "a different first mask in 9 images" in describe_typical(summary)
 
 
 def test_a_small_folder_keeps_its_ranking(tmp_path):

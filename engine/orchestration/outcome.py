@@ -67,25 +67,29 @@ class RunResult:
 
 
 def describe_group_cut(summary: dict | None) -> str | None:
-    """One line on what a prediction's group cutting (engine.orchestration.group_cutting) did, and why not where it
-    did not; None without a summary (dense objects, an older project)."""
+    """One line, in a new user's words, on what a prediction's group cutting (engine.orchestration.group_cutting)
+    did, why not where it did not, and what is left to the user; None without a summary (dense objects, an older
+    project)."""
     if not summary:
         return None
     reviewed = summary.get("reviewed_objects", 0)  # absent in a project predicted before the user's counted
-    lone = f"{summary['lone_objects']} lone objects" + (f" ({reviewed} of them yours)" if reviewed else "")
+    lone = f"{summary['lone_objects']} separate objects" + (f" ({reviewed} of them yours)" if reviewed else "")
     if summary["used"]:
         crops = summary.get("in_crops")  # absent in a project predicted before the crops' cut
-        return (f"groups cut at the centres learnt from {lone} (held-out R^2 {summary['held_out_r2']}): "
-                f"{summary['objects_cut']} objects in {summary['images_changed']} images"
+        return (f"touching objects split apart, as the folder's {lone} show where one object ends: "
+                f"{summary['objects_cut']} masks split in {summary['images_changed']} images (on objects it did "
+                f"not learn from, R^2 {summary['held_out_r2']})"
                 + ("" if not crops else
-                   f"; small objects cut in their crops, at centres learnt from {crops['lone_objects']} lone ones "
-                   f"(held-out R^2 {crops['held_out_r2']}): {crops['objects_cut']} objects" if crops["used"] else
-                   f"; small objects left whole in their crops (held-out R^2 {crops['held_out_r2']} from "
-                   f"{crops['lone_objects']} lone ones)"))
+                   f"; small ones split again in close-up, as {crops['lone_objects']} close-ups taught: "
+                   f"{crops['objects_cut']} masks (R^2 {crops['held_out_r2']})" if crops["used"] else
+                   f"; small ones left as they are: what {crops['lone_objects']} close-ups taught does not carry "
+                   f"over (R^2 {crops['held_out_r2']} < {crops['min_held_out_r2']})"))
     if summary["held_out_r2"] is None:
-        return f"groups left whole: {lone}, {summary['min_lone_objects']} needed to learn their centres"
-    return (f"groups left whole: the centres learnt from {lone} do not carry over to others "
-            f"(held-out R^2 {summary['held_out_r2']} < {summary['min_held_out_r2']})")
+        return (f"touching objects may share one mask: the folder shows {lone}, {summary['min_lone_objects']} are "
+                "needed to learn where one object ends; split such masks by hand (more images of the kind help)")
+    return (f"touching objects may share one mask: where one object ends, as {lone} show it, does not carry over "
+            f"to the others (R^2 {summary['held_out_r2']} < {summary['min_held_out_r2']}: objects of many kinds?); "
+            "split such masks by hand")
 
 
 def describe_folder_passes(summary: dict) -> list:
@@ -96,12 +100,13 @@ def describe_folder_passes(summary: dict) -> list:
 
 
 def describe_typical(summary: dict | None) -> str | None:
-    """One line on the folder's typicality ranking (engine.orchestration.typical_ranking); None without a summary
-    (dense objects, an older project)."""
+    """One line, in a new user's words, on the folder's typicality ranking (engine.orchestration.typical_ranking);
+    None without a summary (dense objects, an older project)."""
     if not summary:
         return None
     if not summary["used"]:
-        return (f"objects ranked on their own: {summary['images']} images with objects, {summary['min_images']} "
-                "needed to learn what the folder's images put first")
-    return (f"objects ranked by how alike they are to what the folder's {summary['images']} images put first: "
-            f"a new top object in {summary['images_reordered']} images")
+        return (f"each image's masks ranked on their own: {summary['images']} images with objects, "
+                f"{summary['min_images']} needed to learn what the folder's images have in common (nothing asked "
+                "of you)")
+    return (f"each image's first mask chosen by its likeness to what the folder's {summary['images']} images show "
+            f"first: a different first mask in {summary['images_reordered']} images")
