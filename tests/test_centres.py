@@ -277,8 +277,9 @@ def test_staged_predictions_are_cut_and_written_again(tmp_path, monkeypatch):
     monkeypatch.setattr("engine.orchestration.group_cutting.fit_centre_model",
                         lambda examples: CentreFit(TwoCentres(), 0.5, 1000.0, 40))
     summary = cutting.cut_staged(tmp_path, lambda entry: features)
-    assert summary == {"used": True, "lone_objects": 40, "reviewed_objects": 0, "alpha": 1000.0, "held_out_r2": 0.5,
-                       "objects_cut": 1, "images_changed": 1, "objects_added": 1, "in_crops": None,
+    assert summary == {"used": True, "lone_objects": 40, "reviewed_objects": 0, "known_group_members": 0,
+                       "alpha": 1000.0, "held_out_r2": 0.5, "objects_cut": 1, "images_changed": 1, "objects_added": 1,
+                       "in_crops": None,
                        "min_lone_objects": centres.MIN_EXAMPLES, "min_held_out_r2": centres.MIN_HELD_OUT_R2}
     semantic, stored, classes, scores = load_image_predictions(tmp_path / "a.npz")
     assert len(stored) == 3 and list(classes) == [5, 5, 6] and scores[0] > scores[2] and scores[1] > scores[2]
@@ -377,7 +378,9 @@ def test_staged_small_objects_are_cut_in_their_crops_by_a_model_learnt_on_crops(
     save_crop_tokens(tmp_path / "recut_tokens" / "a.npz", "key", {group_window: depth_pixels([image[y0:y1, x0:x1]])[0]})
     summary = cutting.cut_staged(tmp_path, lambda entry: features, source)
     # the lone objects of both images' crops were the examples (the user's object in b is not taken); then cut a
-    assert fits == [(2, centres.CENTRE_SPACING), (2, centres.CROP_CENTRE_SPACING)] and len(embedded) == 2
+    # (and the two lone objects, of two images, pasted side by side: one known group, one crop more embedded)
+    assert fits == [(2, centres.CENTRE_SPACING), (2, centres.CROP_CENTRE_SPACING)] and len(embedded) == 3
+    assert summary["in_crops"]["known_groups"] == 1
     assert set(load_crop_tokens(tmp_path / "closer_look" / "a.crops.npz", "key")) >= {group_window}  # kept
     assert summary["objects_cut"] == 0 and summary["objects_added"] == 1
     assert {k: summary["in_crops"][k] for k in ("used", "objects_cut", "images_changed", "objects_added")} == \
@@ -395,7 +398,8 @@ def test_staged_small_objects_are_cut_in_their_crops_by_a_model_learnt_on_crops(
                                np.array([0.5, 0.45], np.float32))
     summary = cutting.cut_staged(tmp_path, lambda entry: features, source)
     assert summary["in_crops"]["used"] is False and summary["objects_added"] == 0
-    assert summary["in_crops"]["crops_embedded"] == 0 and len(embedded) == 2  # the same crops: from the memo
+    assert summary["in_crops"]["crops_embedded"] == 0  # the same crops: from the memo
+    assert len(embedded) == 4  # only the known group embedded again
     assert len(load_image_predictions(tmp_path / "a.npz")[1]) == 2
     assert "small ones left as they are" in describe_group_cut(summary)
 

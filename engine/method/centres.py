@@ -107,6 +107,7 @@ class CentreExamples:
         self.seed = seed
         self._lone = Reservoir(MAX_EXAMPLES, np.random.default_rng(seed))
         self._reviewed = Reservoir(MAX_EXAMPLES, np.random.default_rng(seed + 1))
+        self._known = Reservoir(MAX_EXAMPLES, np.random.default_rng(seed + 2))
 
     @property
     def items(self) -> list:
@@ -134,9 +135,19 @@ class CentreExamples:
         ``weight`` times a lone object in the fit."""
         self._offer(self._reviewed, tokens, grid_hw, masks, range(len(masks)), weight)
 
+    def add_known_group(self, tokens: np.ndarray, grid_hw: tuple, masks: LabelMasks) -> None:
+        """The members of a known group (engine.method.known_groups: lone objects pasted side by side), each of
+        MIN_EXAMPLE_PIXELS or more, counted as a lone object in the fit."""
+        self._offer(self._known, tokens, grid_hw, masks, range(len(masks)), 1.0)
+
+    @property
+    def known(self) -> list:
+        """The known groups' members' examples."""
+        return self._known.items
+
     def all(self) -> list:
-        """Every example: the sampled lone objects, then the user's."""
-        return self.items + self.reviewed
+        """Every example: the sampled lone objects, the user's, then the known groups' members."""
+        return self.items + self.reviewed + self.known
 
     @staticmethod
     def _offer(reservoir: Reservoir, tokens, grid_hw, masks: LabelMasks, positions, weight: float) -> None:
@@ -182,43 +193,53 @@ class CentreModel:
 @dataclass
 class CentreFit:
     """What fitting said: the model (None when not used), its held-out R^2, alpha, and the examples it had (the
-    user's reviewed objects among them)."""
+    user's reviewed objects among them; the known groups' members beside them)."""
 
     model: CentreModel | None
     held_out_r2: float | None
     alpha: float | None
     examples: int
     reviewed: int = 0  # of the examples, the user's
+    known: int = 0  # known groups' members, beside the examples
 
     def summary(self) -> dict:
         """For report.json and the words of engine.orchestration.outcome.describe_group_cut (thresholds included)."""
         return {"used": self.model is not None, "lone_objects": self.examples, "reviewed_objects": self.reviewed,
-                "alpha": self.alpha, "held_out_r2": None if self.held_out_r2 is None else round(self.held_out_r2, 3),
+                "known_group_members": self.known, "alpha": self.alpha,
+                "held_out_r2": None if self.held_out_r2 is None else round(self.held_out_r2, 3),
                 "min_lone_objects": MIN_EXAMPLES, "min_held_out_r2": MIN_HELD_OUT_R2}
 
 
 def fit_centre_model(examples: CentreExamples, spacing: float = CENTRE_SPACING) -> CentreFit:
-    """The ridge strength of ``ALPHAS`` with the best held-out R^2 (5 folds, each object's patches in one fold;
-    the user's objects weighted as they were added), refitted on every example, its centres ``spacing`` typical
-    radii apart; no model under MIN_EXAMPLES objects or below MIN_HELD_OUT_R2."""
-    items = examples.all()
-    count = len(items)
+    """The ridge strength of ``ALPHAS`` with the best held-out R^2 over the lone and the user's objects (5 folds,
+    each object's patches in one fold; the user's objects weighted as they were added), refitted on every example,
+    known groups' members included, its centres ``spacing`` typical radii apart; no model under MIN_EXAMPLES
+    objects or below MIN_HELD_OUT_R2. The known groups are left out of the gate: pasted from the lone objects, they
+    would put copies of a held-out object in the training folds, and they are no new kind of object."""
+    scored = examples.items + examples.reviewed
+    count, reviewed, known = len(scored), len(examples.reviewed), len(examples.known)
     if count < MIN_EXAMPLES:
-        return CentreFit(None, None, None, count, len(examples.reviewed))
-    x = np.concatenate([item[0] for item in items]).astype(np.float32)
-    y = np.concatenate([item[1] for item in items])
-    weights = np.concatenate([np.full(len(item[1]), item[3], np.float32) for item in items])
-    groups = np.concatenate([np.full(len(item[1]), i) for i, item in enumerate(items)])
+        return CentreFit(None, None, None, count, reviewed, known)
+    x, y, weights = _rows(scored)
+    groups = np.concatenate([np.full(len(item[1]), i) for i, item in enumerate(scored)])
     folds = GroupKFold(n_splits=5)
     held_out = {alpha: float(cross_val_score(Ridge(alpha=alpha), x, y, groups=groups, cv=folds, scoring="r2",
                                              params={"sample_weight": weights}).mean())
                 for alpha in ALPHAS}
     alpha = max(ALPHAS, key=lambda a: held_out[a])
     if held_out[alpha] < MIN_HELD_OUT_R2:
-        return CentreFit(None, held_out[alpha], alpha, count, len(examples.reviewed))
+        return CentreFit(None, held_out[alpha], alpha, count, reviewed, known)
+    x, y, weights = _rows(examples.all())
     model = CentreModel(Ridge(alpha=alpha).fit(x, y, sample_weight=weights),
-                        float(np.median([item[2] for item in items])), spacing)
-    return CentreFit(model, held_out[alpha], alpha, count, len(examples.reviewed))
+                        float(np.median([item[2] for item in scored])), spacing)
+    return CentreFit(model, held_out[alpha], alpha, count, reviewed, known)
+
+
+def _rows(items: list) -> tuple:
+    """(inputs (N, 2D) float32, depths (N,), sample weights (N,)) of examples' patches."""
+    return (np.concatenate([item[0] for item in items]).astype(np.float32),
+            np.concatenate([item[1] for item in items]),
+            np.concatenate([np.full(len(item[1]), item[3], np.float32) for item in items]))
 
 
 def centre_pieces(mask_crop: np.ndarray, depth_crop: np.ndarray, min_distance: int) -> np.ndarray | None:

@@ -19,7 +19,9 @@ import numpy as np
 from engine.masks import LabelMasks
 from engine.method.centres import (
     CROP_CENTRE_SPACING,
+    LONE_SOLIDITY,
     CentreExamples,
+    Reservoir,
     cut_groups,
     cut_in_crops,
     fit_centre_model,
@@ -28,8 +30,11 @@ from engine.method.centres import (
 )
 from engine.method.closer_look import CROP_CUT_MAX_SHARE, cropped, small_object_windows
 from engine.method.instances import object_solidities
+from engine.method.known_groups import KNOWN_GROUPS, known_group_crops
 from engine.state.label_state import CORRECTION_WEIGHT
 from engine.state.project import load_crop_tokens, load_image_predictions, save_crop_tokens, save_image_predictions
+
+KNOWN_GROUPS_BATCH = 16  # known groups embedded at a time: their tokens are not all held at once
 
 
 class GroupCutting:
@@ -95,12 +100,15 @@ class GroupCutting:
         pass takes each image's crops
         (engine.method.closer_look.small_object_windows) from its memo of crops' tokens (those of a cut before) and
         the crops the recut embedded now, embedding only the missing ones, keeps in the memo the crops it reads
-        (the others go), and the lone objects as examples; the model is fitted on them (its centres
+        (the others go), and the lone objects as examples, with the members of known groups (pairs of a sample of
+        them pasted side by side: :meth:`_add_known_groups`); the model is fitted on them (its centres
         CROP_CENTRE_SPACING typical radii apart) and, where it is used, a second pass cuts and writes each image
         again. Returns the fit's summary with ``objects_cut``, ``images_changed``, ``objects_added``,
-        ``crops_embedded`` and ``seconds``."""
+        ``crops_embedded``, ``known_groups`` (pairs pasted), ``known_groups_seconds`` and ``seconds``."""
         started = time.perf_counter()
         examples, windows, embedded = CentreExamples(self.examples.seed), {}, 0
+        # (image id, window, the object's mask in it) of a seeded sample of the small lone objects: known groups
+        lone = Reservoir(2 * KNOWN_GROUPS, np.random.default_rng(self.examples.seed + 3))
         for image_id, (entry, _, users) in self.images.items():
             _, stored, _, _ = load_image_predictions(staging / f"{image_id}.npz")
             masks = LabelMasks.from_stack(stored)
@@ -125,7 +133,13 @@ class GroupCutting:
                 x0, y0, x1, y1 = window
                 own = LabelMasks((masks.labels[y0:y1, x0:x1] == value).astype(np.int32))
                 tokens, grid_hw = memo[window]
-                examples.add(tokens, grid_hw, own, object_solidities(own))
+                solidity = object_solidities(own)
+                examples.add(tokens, grid_hw, own, solidity)
+                if solidity.get(1, 0.0) >= LONE_SOLIDITY and (slot := lone.slot()) is not None:
+                    lone.put(slot, (image_id, window, own.labels > 0))
+        known_started = time.perf_counter()
+        known = self._add_known_groups(examples, lone.items, crops)
+        known_seconds = time.perf_counter() - known_started
         fit = fit_centre_model(examples, spacing=CROP_CENTRE_SPACING)
         cut_objects, changed, added = 0, 0, 0
         model = fit.model
@@ -144,7 +158,20 @@ class GroupCutting:
                 cut_objects, changed, added = cut_objects + cut, changed + 1, added + len(masks) - len(stored)
                 self.images[image_id] = (entry, candidates, _positions_now(masks, users))
         return {**fit.summary(), "objects_cut": cut_objects, "images_changed": changed, "objects_added": added,
-                "crops_embedded": embedded, "seconds": round(time.perf_counter() - started, 2)}
+                "crops_embedded": embedded, "known_groups": known, "known_groups_seconds": round(known_seconds, 2),
+                "seconds": round(time.perf_counter() - started, 2)}
+
+    def _add_known_groups(self, examples: CentreExamples, lone: list, crops: CropSource) -> int:
+        """KNOWN_GROUPS pairs of the small lone objects ``lone`` pasted side by side
+        (engine.method.known_groups.known_group_crops), embedded as crops a few at a time, their members added to
+        ``examples``. Returns how many were added."""
+        made = known_group_crops(lone, lambda image_id: crops.image_of(self.images[image_id][0]), KNOWN_GROUPS,
+                                 np.random.default_rng(self.examples.seed + 4))
+        for start in range(0, len(made), KNOWN_GROUPS_BATCH):
+            batch = made[start:start + KNOWN_GROUPS_BATCH]
+            for (_, labels), (tokens, grid_hw) in zip(batch, crops.embed([pixels for pixels, _ in batch])):
+                examples.add_known_group(tokens, grid_hw, LabelMasks(labels))
+        return len(made)
 
 
 def _positions_now(masks: LabelMasks, users: set) -> set:

@@ -80,8 +80,10 @@ def describe_group_cut(summary: dict | None) -> str | None:
                 f"{summary['objects_cut']} masks split in {summary['images_changed']} images (on objects it did "
                 f"not learn from, R^2 {summary['held_out_r2']})"
                 + ("" if not crops else
-                   f"; small ones split again in close-up, as {crops['lone_objects']} close-ups taught: "
-                   f"{crops['objects_cut']} masks (R^2 {crops['held_out_r2']})" if crops["used"] else
+                   f"; small ones split again in close-up, as {crops['lone_objects']} close-ups"
+                   + (f" and {crops['known_groups']} pairs of them pasted side by side" if crops.get("known_groups")
+                      else "")
+                   + f" taught: {crops['objects_cut']} masks (R^2 {crops['held_out_r2']})" if crops["used"] else
                    f"; small ones left as they are: what {crops['lone_objects']} close-ups taught does not carry "
                    f"over (R^2 {crops['held_out_r2']} < {crops['min_held_out_r2']})"))
     if summary["held_out_r2"] is None:
