@@ -424,10 +424,10 @@ def test_a_memo_of_crops_tokens_comes_back_for_its_key_only(tmp_path):
 def test_the_command_line_says_why_groups_stay_whole():
     thresholds = {"min_lone_objects": 50, "min_held_out_r2": 0.3, "objects_cut": 0, "images_changed": 0}
     line = describe_group_cut({"used": False, "lone_objects": 3, "alpha": None, "held_out_r2": None, **thresholds})
-    assert "3 separate objects, 50 are needed" in line
+    assert "3 masks that are clearly single objects, 50 are needed" in line
     line = describe_group_cut({"used": False, "lone_objects": 28, "alpha": 10000.0, "held_out_r2": 0.01,
                                **thresholds})
-    assert "does not carry over" in line and "0.01 < 0.3" in line and "by hand" in line
+    assert "does not hold for the others" in line and "0.01 < 0.3" in line and "by hand" in line
     assert describe_group_cut(None) is None
 
 

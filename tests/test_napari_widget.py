@@ -263,18 +263,19 @@ def test_the_retrain_message_says_whether_groups_were_cut():
     used = {"used": True, "lone_objects": 298, "alpha": 10000.0, "held_out_r2": 0.43, "objects_cut": 166,
             "images_changed": 110, "min_lone_objects": 50, "min_held_out_r2": 0.3}
     result = {"before": 842, "after": 1016, "changed": [], "summary": {"carried": {}, "group_cut": used}}
-    assert describe_retrain(result).endswith(" Touching objects split apart, as the folder's 298 separate objects show "
-                                             "where one object ends: 166 masks split in 110 images (on objects it "
-                                             "did not learn from, R^2 0.43).")
+    assert describe_retrain(result).endswith(" Touching objects split apart, as 298 masks that are clearly single "
+                                             "objects show where one object ends: 166 masks split in 110 images "
+                                             "(checked on objects it did not learn from: R^2 0.43).")
     closed = {**used, "used": False, "held_out_r2": 0.01, "objects_cut": 0, "images_changed": 0}
-    assert "Touching objects may share one mask" in describe_retrain({**result, "summary": {"group_cut": closed}})
+    assert "Touching objects may still share a mask" in describe_retrain({**result, "summary": {"group_cut": closed}})
 
 
 def test_the_retrain_message_says_whether_the_folder_ranked_its_objects():
     from maskdistill_napari._retrain_export_panel import describe_retrain
     used = {"used": True, "images": 195, "min_images": 50, "top_cosine": 0.83, "images_reordered": 24, "seconds": 8.5}
     result = {"before": 1600, "after": 1600, "changed": [], "summary": {"carried": {}, "typical": used}}
-    assert describe_retrain(result).endswith(" Each image's first mask chosen by its likeness to what the folder's 195 "
-                                             "images show first: a different first mask in 24 images.")
+    assert describe_retrain(result).endswith(" Masks reordered so that each image's first is the most like the object "
+                                             "the folder's 195 images share: a different first mask in 24 images.")
     small = {**used, "used": False, "images": 11, "top_cosine": None, "images_reordered": 0}
-    assert "11 images with objects, 50 needed" in describe_retrain({**result, "summary": {"typical": small}})
+    message = describe_retrain({**result, "summary": {"typical": small}})
+    assert "needs 50 images with masks, this folder has 11" in message

@@ -83,5 +83,5 @@ def test_a_small_folder_keeps_its_ranking(tmp_path):
     summary = rank_by_typicality(tmp_path, {"a": ({"image_id": "a"}, set())}, lambda entry: features)
     assert summary["used"] is False and summary["images"] == 1 and summary["images_reordered"] == 0
     assert (tmp_path / "a.npz").read_bytes() == before
-    assert f"{typicality.MIN_TYPICAL_IMAGES} needed" in describe_typical(summary)
+    assert f"needs {typicality.MIN_TYPICAL_IMAGES} images with masks" in describe_typical(summary)
     assert rank_by_typicality(tmp_path, {}, lambda entry: features) is None

@@ -73,12 +73,13 @@ def describe_group_cut(summary: dict | None) -> str | None:
     if not summary:
         return None
     reviewed = summary.get("reviewed_objects", 0)  # absent in a project predicted before the user's counted
-    lone = f"{summary['lone_objects']} separate objects" + (f" ({reviewed} of them yours)" if reviewed else "")
+    lone = (f"{summary['lone_objects']} masks that are clearly single objects"
+            + (f" ({reviewed} of them yours)" if reviewed else ""))
     if summary["used"]:
         crops = summary.get("in_crops")  # absent in a project predicted before the crops' cut
-        return (f"touching objects split apart, as the folder's {lone} show where one object ends: "
-                f"{summary['objects_cut']} masks split in {summary['images_changed']} images (on objects it did "
-                f"not learn from, R^2 {summary['held_out_r2']})"
+        return (f"touching objects split apart, as {lone} show where one object ends: "
+                f"{summary['objects_cut']} masks split in {summary['images_changed']} images (checked on objects it "
+                f"did not learn from: R^2 {summary['held_out_r2']})"
                 + ("" if not crops else
                    f"; small ones split again in close-up, as {crops['lone_objects']} close-ups"
                    + (f" and {crops['known_groups']} pairs of them pasted side by side" if crops.get("known_groups")
@@ -87,10 +88,11 @@ def describe_group_cut(summary: dict | None) -> str | None:
                    f"; small ones left as they are: what {crops['lone_objects']} close-ups taught does not carry "
                    f"over (R^2 {crops['held_out_r2']} < {crops['min_held_out_r2']})"))
     if summary["held_out_r2"] is None:
-        return (f"touching objects may share one mask: the folder shows {lone}, {summary['min_lone_objects']} are "
-                "needed to learn where one object ends; split such masks by hand (more images of the kind help)")
-    return (f"touching objects may share one mask: where one object ends, as {lone} show it, does not carry over "
-            f"to the others (R^2 {summary['held_out_r2']} < {summary['min_held_out_r2']}: objects of many kinds?); "
+        return (f"touching objects may still share a mask: {lone}, {summary['min_lone_objects']} are needed to "
+                "learn where one object ends and the next begins; split such masks by hand (or add more images like "
+                "these)")
+    return (f"touching objects may still share a mask: where one object ends, as {lone} show it, does not hold "
+            f"for the others (R^2 {summary['held_out_r2']} < {summary['min_held_out_r2']}: objects of many kinds?); "
             "split such masks by hand")
 
 
@@ -107,8 +109,8 @@ def describe_typical(summary: dict | None) -> str | None:
     if not summary:
         return None
     if not summary["used"]:
-        return (f"each image's masks ranked on their own: {summary['images']} images with objects, "
-                f"{summary['min_images']} needed to learn what the folder's images have in common (nothing asked "
-                "of you)")
-    return (f"each image's first mask chosen by its likeness to what the folder's {summary['images']} images show "
-            f"first: a different first mask in {summary['images_reordered']} images")
+        return (f"masks kept in each image's own order (best first): finding the object the folder's images share "
+                f"needs {summary['min_images']} images with masks, this folder has {summary['images']}; nothing is "
+                "asked of you")
+    return (f"masks reordered so that each image's first is the most like the object the folder's "
+            f"{summary['images']} images share: a different first mask in {summary['images_reordered']} images")
