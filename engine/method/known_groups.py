@@ -38,9 +38,9 @@ def paste_beside(image_a: np.ndarray, mask_a: np.ndarray, image_b: np.ndarray, b
     shape_b = resize(crop_b.astype(np.float32), (out_h, out_w), order=1) >= 0.5
     if not shape_b.any():
         return None
-    rows_a, cols_a = np.nonzero(mask_a)
+    rows_a = np.flatnonzero(mask_a.any(axis=1))
     # vertically the pasted object's middle goes near the other's (touching objects of a kind stand side by side)
-    top = int(round((rows_a.min() + rows_a.max()) / 2 - out_h / 2 + rng.uniform(-0.2, 0.2) * out_h))
+    top = int(round((rows_a[0] + rows_a[-1]) / 2 - out_h / 2 + rng.uniform(-0.2, 0.2) * out_h))
     right = bool(rng.integers(2))
     left = _touching_offset(mask_a, shape_b, top, right)
     if left is None:
