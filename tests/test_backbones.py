@@ -151,3 +151,15 @@ def test_block_tokens_are_that_blocks_patch_outputs_from_a_pass_stopped_there(na
     assert not np.allclose(outputs[0][0], outputs[1][0])
     for hook in hooks:
         hook.remove()
+
+
+def test_cls_embeddings_in_a_precision_of_their_own():
+    """The masked crops' embeddings can run in bfloat16 under a float32 extractor (engine.orchestration.image_step
+    embeds them at the closer look's crop precision): close to the float32 ones, and not the same numbers."""
+    extractor = FeatureExtractor("dino_vits16", weights="random", device="cpu", input_size=64, precision="float32")
+    crops = [IMAGE[:40, :40], IMAGE[10:, 20:]]
+    full = extractor.cls_embeddings(crops, size=64)
+    rounded = extractor.cls_embeddings(crops, size=64, precision="bfloat16")
+    assert extractor.precision == "float32" and not np.array_equal(full, rounded)
+    cosine = (full * rounded).sum(1) / np.linalg.norm(full, axis=1) / np.linalg.norm(rounded, axis=1)
+    assert (cosine > 0.99).all()

@@ -5,7 +5,16 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from engine.method.clustering import cluster_masks, kmeans, silhouette, stack_rows, suggest_k, whiten
+from engine.method.clustering import (
+    cluster_masks,
+    fitted_rows,
+    kmeans,
+    silhouette,
+    stack_rows,
+    suggest_k,
+    top_rows,
+    whiten,
+)
 
 D = 384
 
@@ -268,3 +277,42 @@ def test_stack_rows_allocates_once_and_grows_or_trims():
         stacked = stack_rows(iter(blocks), expected)
         np.testing.assert_array_equal(stacked, np.concatenate(blocks))
     assert stack_rows(iter([]), 5).shape == (0, 0)
+
+
+def test_top_rows_takes_each_images_best_masks_ties_in_row_order():
+    groups = ["b", "a", "b", "a", "a", "c"]
+    scores = [0.1, 0.5, 0.9, 0.7, 0.7, 0.2]
+    assert top_rows(groups, scores, per_group=2).tolist() == [True, False, True, True, True, True]
+    assert top_rows(groups, scores, per_group=1).tolist() == [False, False, True, True, False, True]
+    assert top_rows([], [], per_group=2).tolist() == []
+
+
+def test_fitted_rows_give_every_class_three_masks():
+    groups = np.repeat(np.arange(11), 6)  # real-dev: 11 photos, about 6 proposals each
+    scores = np.tile(np.linspace(1, 0, 6), 11)
+    assert fitted_rows(groups, scores, k=5).sum() == 22  # 2 an image give 5 classes 15
+    assert fitted_rows(groups, scores, k=None).sum() == 44  # up to 12 suggested: 36 needed, 4 an image
+    assert fitted_rows(groups, scores, k=None)[:6].tolist() == [True] * 4 + [False] * 2
+    many = np.repeat(np.arange(200), 5)
+    assert fitted_rows(many, np.tile(np.linspace(1, 0, 5), 200), k=None).sum() == 400
+
+
+def test_classes_fitted_on_the_objects_are_not_spent_on_the_pieces():
+    """Three kinds of object (one fitted row each per image) among many scattered pieces (background, parts):
+    fitted on every row, k-means gives classes to the pieces and merges kinds; fitted on the objects, each kind
+    is one class and every piece takes its nearest."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 32))
+    kinds = np.repeat(np.arange(3), 10)
+    objects = centres[kinds] + 0.05 * rng.normal(size=(30, 32))
+    pieces = 1.5 * rng.normal(size=(120, 32))
+    x = np.concatenate([objects, pieces]).astype(np.float32)
+    fitted = np.r_[np.ones(30, bool), np.zeros(120, bool)]
+    on_all = cluster_masks(x, k=3, seed=0)
+    assert adjusted_rand_score(kinds, on_all.labels[:30]) < 0.9
+    on_objects = cluster_masks(x, k=3, seed=0, fit_rows=fitted)
+    assert adjusted_rand_score(kinds, on_objects.labels[:30]) == pytest.approx(1.0)
+    assert len(on_objects.labels) == 150 and sum(on_objects.sizes) == 150
+    suggested = cluster_masks(x, seed=0, fit_rows=fitted)  # the K suggestion reads the fitted rows too
+    assert suggested.suggestion.k == 3
+

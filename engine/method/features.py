@@ -429,8 +429,9 @@ class FeatureExtractor:
         )
 
     @_inference_mode
-    def cls_embeddings(self, crops: list, size: int = 224) -> np.ndarray:
-        """CLS token of each crop resized to ``size`` x ``size`` (the paper's clustering embedding)."""
+    def cls_embeddings(self, crops: list, size: int = 224, precision: str | None = None) -> np.ndarray:
+        """CLS token of each crop resized to ``size`` x ``size`` (the paper's clustering embedding), in
+        ``precision`` (default: the extractor's)."""
         import torch
 
         from engine.device import autocast_context
@@ -439,7 +440,7 @@ class FeatureExtractor:
         out, step = [], self.batch_size * 4
         for start in range(0, len(crops), step):
             batch = torch.stack([preprocess(c, self.spec, (side, side)) for c in crops[start:start + step]])
-            with autocast_context(self.device, self.precision):
+            with autocast_context(self.device, precision or self.precision):
                 tokens = self.model.forward_features(batch.to(self.device))
             out.append(tokens[:, 0].float().cpu().numpy())
         self._qkv_output = self._attn_input = None
