@@ -7,8 +7,11 @@ from sklearn.metrics import adjusted_rand_score
 
 from engine.method.clustering import (
     cluster_masks,
+    dominant_direction_count,
+    dominant_directions,
     fitted_rows,
     kmeans,
+    project_out,
     silhouette,
     stack_rows,
     suggest_k,
@@ -316,3 +319,42 @@ def test_classes_fitted_on_the_objects_are_not_spent_on_the_pieces():
     suggested = cluster_masks(x, seed=0, fit_rows=fitted)  # the K suggestion reads the fitted rows too
     assert suggested.suggestion.k == 3
 
+
+
+def _tokens_with_shared_directions(rng, shared: int, rows: int = 4000, dim: int = 64):
+    """Tokens of a folder: ``shared`` large orthonormal directions every region varies along (position, light)
+    over small isotropic content; returns (tokens, the shared directions as rows)."""
+    basis = np.linalg.qr(rng.normal(size=(dim, shared)))[0].T
+    loads = rng.normal(size=(rows, shared)) * np.linspace(20, 10, shared)
+    return (loads @ basis + rng.normal(size=(rows, dim))).astype(np.float32), basis
+
+
+def test_dominant_directions_recover_the_shared_ones_from_blocks():
+    rng = np.random.default_rng(0)
+    tokens, shared = _tokens_with_shared_directions(rng, 3)
+    found = dominant_directions(np.array_split(tokens, 7), 3)  # summed block by block
+    assert found.shape == (3, 64)
+    np.testing.assert_allclose(found @ found.T, np.eye(3), atol=1e-5)
+    # the same subspace: each shared direction lies in the span of the found ones
+    assert np.linalg.norm(shared @ found.T, axis=1) == pytest.approx(np.ones(3), abs=1e-2)
+    assert dominant_directions([], 3).shape[0] == 0
+    assert dominant_directions(np.array_split(tokens, 2)).shape == (1, 64)  # 64 dims: one per 100, at least 1
+    assert [dominant_direction_count(d) for d in (64, 384, 768, 1024)] == [1, 4, 8, 10]
+
+
+def test_kinds_show_once_the_shared_directions_are_projected_out():
+    """Three kinds of mask (small offsets of content) whose pooled tokens also vary along the folder's large
+    shared directions: the whitened k-means splits them by the shared directions; without those, by kind."""
+    rng = np.random.default_rng(1)
+    tokens, shared = _tokens_with_shared_directions(rng, 4)
+    kinds = np.repeat(np.arange(3), 40)
+    kind_offsets = 3.0 * rng.normal(size=(3, 64))
+    masks = (kind_offsets[kinds] + rng.normal(size=(120, 4)) * 20 @ shared + rng.normal(size=(120, 64)))
+    masks = masks.astype(np.float32)
+    assert adjusted_rand_score(kinds, cluster_masks(masks.copy(), k=3, seed=0).labels) < 0.5
+    directions = dominant_directions([tokens], 4)
+    cleaned = project_out(masks.copy(), directions)
+    np.testing.assert_allclose(cleaned @ directions.T, 0, atol=1e-3)
+    assert adjusted_rand_score(kinds, cluster_masks(cleaned, k=3, seed=0).labels) == pytest.approx(1.0)
+    untouched = masks.copy()
+    assert project_out(untouched, directions[:0]) is untouched and np.array_equal(untouched, masks)

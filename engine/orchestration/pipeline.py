@@ -21,7 +21,12 @@ from engine import __version__
 from engine.atomic import atomic_write_json
 from engine.io.images import ImageSource, decoding_once, discover_images
 from engine.masks import mask_identity
-from engine.method.clustering import cluster_masks, fitted_rows, stack_rows
+from engine.method.clustering import (
+    cluster_masks,
+    fitted_rows,
+    project_out,
+    stack_rows,
+)
 from engine.method.distill import load_head, paint_label_map
 from engine.method.features import FeatureExtractor
 from engine.orchestration.auto_proposals import resolve_proposals
@@ -41,6 +46,7 @@ from engine.orchestration.image_step import (
 )
 from engine.orchestration.outcome import Progress, RunResult, StageTimer, no_progress
 from engine.orchestration.ray_executor import import_ray
+from engine.orchestration.token_directions import folder_directions
 from engine.output.evaluation import ImagePrediction, LazyMapping, evaluate, open_ground_truth
 from engine.output.export import export_coco, iter_image_proposals, write_overview
 from engine.state.image_identity import keep_coco_ids, settle_corrections
@@ -87,12 +93,12 @@ def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor
 
 
 def cluster_project(project: Project, entries: list, num_classes: int | None, seed: int = 0,
-                    fit_on_best: bool = True) -> dict:
+                    fit_on_best: bool = True, embedding: str = "pooled") -> dict:
     """k-means over the mask embeddings of the project, fitted on each image's best proposals
     (``fit_on_best``: engine.method.clustering.fitted_rows; else on every mask, as for dense proposals, all of
-    them objects), every mask then in its nearest class; writes clusters.json (re-binding the user's
-    categories to the new clusters, engine.state.label_state) and returns it with the re-binding report under
-    "rebinding"."""
+    them objects), every mask then in its nearest class; pooled embeddings first lose the folder's dominant
+    token directions (:func:`folder_directions`); writes clusters.json (re-binding the user's categories to the
+    new clusters, engine.state.label_state) and returns it with the re-binding report under "rebinding"."""
     owners: list = []
 
     def embeddings():
@@ -105,6 +111,8 @@ def cluster_project(project: Project, entries: list, num_classes: int | None, se
     if not owners:
         raise ValueError("No object masks were proposed in any image, so there is nothing to cluster. "
                          "Check the images in report.json, or try --proposals seed.")
+    if embedding == "pooled":
+        project_out(x, folder_directions(project, entries))
     fit_rows = fitted_rows([o[0] for o in owners], [o[2] for o in owners], num_classes) if fit_on_best else None
     result = cluster_masks(x, num_classes, seed=seed, in_place=True, fit_rows=fit_rows)
     del x  # the largest array of a run: gone before the per-mask records are built
@@ -192,7 +200,7 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
     progress("clustering", 0, 1)
     with timer("clustering"):
         clusters = cluster_project(project, entries, config.num_classes, config.seed,
-                                   fit_on_best=config.proposals != "dense")
+                                   fit_on_best=config.proposals != "dense", embedding=config.embedding)
     progress("clustering", 1, 1)
     if config.distill:
         distilled = distill_project(project, entries, clusters, config, progress, timer)

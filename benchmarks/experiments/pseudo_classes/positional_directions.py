@@ -7,6 +7,7 @@ Run from the repository root:
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -29,7 +30,31 @@ def decode(annotation: dict) -> np.ndarray:
     return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
 
 
-def main(project: Path, truth_path: Path) -> None:
+@dataclass
+class Folder:
+    """A finished project's cached features, its annotated masks and proposals, each with its annotated kind
+    (a proposal's: the object it matches at IoU 0.5, else 0), and the proposals k-means is fitted on."""
+    features: list
+    truth_masks: list
+    truth_kinds: np.ndarray
+    proposal_masks: list
+    proposal_kinds: np.ndarray
+    fit: np.ndarray
+
+    def pooled(self, mask_lists, basis=None) -> np.ndarray:
+        """Every mask's mean token, ``basis`` (orthonormal rows) projected out of the tokens first."""
+        out = []
+        for image_features, masks in zip(self.features, mask_lists):
+            tokens = image_features.tokens.astype(np.float32)
+            if basis is not None:
+                tokens = tokens - (tokens @ basis.T) @ basis
+            for mask in masks:
+                weights = coverage_on_grid(mask, image_features.grid_hw).ravel()
+                out.append(weights @ tokens / max(weights.sum(), 1e-9))
+        return np.array(out, np.float32)
+
+
+def load_folder(project: Path, truth_path: Path) -> Folder:
     truth = json.loads(truth_path.read_text())
     by_name = {image["file_name"]: image for image in truth["images"]}
     annotations: dict = {}
@@ -52,31 +77,27 @@ def main(project: Path, truth_path: Path) -> None:
             proposal_kinds.append(objects[best]["category_id"] if ious and ious[best] >= 0.5 else 0)
             proposal_images.append(entry["image_id"])
             proposal_scores.append(float(proposals.scores[index]))
-    kinds, found = np.array(truth_kinds), np.array(proposal_kinds)
-    matched = found > 0
-    cell_mean = np.stack([f.tokens.astype(np.float32) for f in features]).mean(0)
-    directions = np.linalg.svd(cell_mean - cell_mean.mean(0), full_matrices=False)[2]
-    fit = fitted_rows(np.array(proposal_images), np.array(proposal_scores), 5)
+    kinds = len(set(truth_kinds))
+    return Folder(features, truth_masks, np.array(truth_kinds), proposal_masks, np.array(proposal_kinds),
+                  fitted_rows(np.array(proposal_images), np.array(proposal_scores), kinds))
 
-    def pooled(mask_lists, basis):
-        out = []
-        for image_features, masks in zip(features, mask_lists):
-            tokens = image_features.tokens.astype(np.float32)
-            if basis is not None:
-                tokens = tokens - (tokens @ basis.T) @ basis
-            for mask in masks:
-                weights = coverage_on_grid(mask, image_features.grid_hw).ravel()
-                out.append(weights @ tokens / max(weights.sum(), 1e-9))
-        return np.array(out, np.float32)
+
+def main(project: Path, truth_path: Path) -> None:
+    folder = load_folder(project, truth_path)
+    kinds, found = folder.truth_kinds, folder.proposal_kinds
+    matched = found > 0
+    cell_mean = np.stack([f.tokens.astype(np.float32) for f in folder.features]).mean(0)
+    directions = np.linalg.svd(cell_mean - cell_mean.mean(0), full_matrices=False)[2]
 
     for count in (0, 4, 8, 12, 16, 20, 24, 32):
         basis = directions[:count] if count else None
-        on_truth, on_proposals = pooled(truth_masks, basis), pooled(proposal_masks, basis)
+        on_truth = folder.pooled(folder.truth_masks, basis)
+        on_proposals = folder.pooled(folder.proposal_masks, basis)
         truth_ari = np.mean([adjusted_rand_score(kinds, cluster_masks(on_truth.copy(), k=5, seed=s).labels)
                              for s in range(SEEDS)])
         proposal_ari = np.mean([
             adjusted_rand_score(found[matched], cluster_masks(on_proposals.copy(), k=5, seed=s,
-                                                              fit_rows=fit).labels[matched])
+                                                              fit_rows=folder.fit).labels[matched])
             for s in range(SEEDS)])
         print(f"{count:2d} directions out: annotated masks ARI {truth_ari:.3f}, proposals {proposal_ari:.3f}",
               flush=True)
