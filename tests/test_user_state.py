@@ -139,6 +139,32 @@ def test_split_assignments_follow_the_mask_when_proposals_are_reordered(folder, 
 
 
 # -- case 3: import-coco merges, validates, backs up ---------------------------------------------------------
+@pytest.mark.parametrize("embedding", ["pooled", "crop_cls"])
+def test_a_split_compares_masks_as_the_clustering_does(folder, tmp_path, monkeypatch, embedding):
+    """Pooled embeddings are split without the folder's dominant token directions, as the run's clustering
+    compares them (engine.method.clustering.folder_directions); crop embeddings as they are."""
+    from engine.method import clustering
+
+    project = tmp_path / "p"
+    run(folder, project, RunConfig(**{**MECHANICS, "proposals": "ncut", "max_masks": 3, "distill": False,
+                                      "num_classes": 1, "embedding": embedding}))
+    entries = read_json(Project(project).images_path)
+    stored = np.concatenate([load_image_proposals(Project(project).proposals_path(e["image_id"]),
+                                                  (e["height"], e["width"]))[1] for e in entries])
+    directions = clustering.folder_directions(clustering.FeatureCache(Project(project).features_dir),
+                                              [e["feature_key"] for e in entries])
+    assert directions.shape == (clustering.dominant_direction_count(stored.shape[1]), stored.shape[1])
+    seen: list = []
+    original = clustering.kmeans
+    monkeypatch.setattr(clustering, "kmeans", lambda x, *a, **k: seen.append(x.copy()) or original(x, *a, **k))
+    review.split_category(project, 1, 2)
+    compared = stored.astype(np.float32)
+    if embedding == "pooled":
+        compared = clustering.project_out(compared, directions)
+    # every mask of the one category, in the same order as the images and their proposals
+    np.testing.assert_allclose(np.sort(seen[0], axis=0), np.sort(clustering.whiten(compared), axis=0), atol=1e-5)
+
+
 @pytest.fixture()
 def reviewed_project(folder, tmp_path):
     project = tmp_path / "p"

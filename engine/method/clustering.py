@@ -17,12 +17,14 @@ import numpy as np
 import torch
 
 from engine.masks import bbox_xywh, coverage_of_crop, coverage_on_grid, mask_crop
-from engine.method.features import ImageFeatures
+from engine.method.features import FeatureCache, ImageFeatures
 
 # ImageNet mean colour: what the backbone sees as "nothing" after normalisation
 NEUTRAL_RGB = (124, 116, 104)
 MAX_SUGGESTED_K = 12  # the most classes the silhouette suggests
 FIT_TOP_PER_IMAGE = 2  # k-means learns the classes from each image's best proposals (docs/decisions.md#d-fit-top)
+DIRECTION_SAMPLE_IMAGES = 64  # images whose cached tokens give the folder's dominant directions
+DIRECTION_SAMPLE_TOKENS = 4096  # at most this many tokens of each (a tiled image holds many more)
 
 
 def fitted_rows(groups, scores, k: int | None) -> np.ndarray:
@@ -138,6 +140,21 @@ def dominant_directions(token_blocks, count: int | None = None) -> np.ndarray:
     covariance = total / rows - np.outer(mean, mean)
     values, vectors = np.linalg.eigh(covariance)
     return vectors[:, np.argsort(values)[::-1][:count]].T.astype(np.float32)
+
+
+def folder_directions(cache: FeatureCache, feature_keys: list) -> np.ndarray:
+    """:func:`dominant_directions` of a folder, from the cached tokens of up to DIRECTION_SAMPLE_IMAGES of its
+    images evenly spread over ``feature_keys`` (one image in memory at a time); an image whose cache file is gone
+    is passed over (none left: no directions, and the embeddings are compared as they are)."""
+    picks = np.unique(np.linspace(0, len(feature_keys) - 1, min(len(feature_keys), DIRECTION_SAMPLE_IMAGES)).round())
+
+    def token_blocks():
+        for index in picks.astype(int):
+            features = cache.get(feature_keys[index])
+            if features is not None:
+                yield features.tokens[::max(1, len(features.tokens) // DIRECTION_SAMPLE_TOKENS)]
+
+    return dominant_directions(token_blocks())
 
 
 def dominant_direction_count(dim: int) -> int:

@@ -176,9 +176,9 @@ def split_category(project_dir, category_id: int, parts: int, seed: int = 0) -> 
                 embeddings.append(vector)
         if len(members) < parts:
             raise ValueError(f"Category {source.name!r} has {len(members)} masks; it cannot be split into {parts}.")
-        from engine.method.clustering import kmeans, whiten  # torch: loaded only when a split needs it
-
-        labels, _, _ = kmeans(whiten(np.stack(embeddings)), parts, seed=seed)
+        with index.lock:
+            entries = list(index.images)
+        labels = _split_labels(project, entries, np.stack(embeddings).astype(np.float32), parts, seed)
         next_id = max(state.table.by_id()) + 1
         new_ids = [category_id] + list(range(next_id, next_id + parts - 1))
         for part, new_id in enumerate(new_ids[1:], start=1):
@@ -190,6 +190,18 @@ def split_category(project_dir, category_id: int, parts: int, seed: int = 0) -> 
         save_categories(project.root, state.table)
         save_assignments(project.root, assignments)
     return new_ids
+
+
+def _split_labels(project: Project, entries: list, embeddings: np.ndarray, parts: int, seed: int) -> np.ndarray:
+    """k-means of one category's mask embeddings into ``parts``, compared as the run's clustering compares them:
+    pooled embeddings without the folder's dominant token directions (engine.method.clustering)."""
+    from engine.method.clustering import folder_directions, kmeans, project_out, whiten  # torch: on a split only
+    from engine.method.features import FeatureCache
+
+    if project.read_config().get("config", {}).get("embedding", "pooled") == "pooled":
+        project_out(embeddings, folder_directions(FeatureCache(project.features_dir),
+                                                  [entry["feature_key"] for entry in entries]))
+    return kmeans(whiten(embeddings), parts, seed=seed)[0]
 
 
 def _images_that_may_hold(index, category_id: int) -> list:
