@@ -157,6 +157,15 @@ def folder_directions(cache: FeatureCache, feature_keys: list) -> np.ndarray:
     return dominant_directions(token_blocks())
 
 
+def comparable(embeddings: np.ndarray, embedding: str, cache: FeatureCache, feature_keys: list) -> np.ndarray:
+    """A project's mask embeddings (float32, changed in place) as its clustering and a review split compare them:
+    ``pooled`` ones (engine.method.names.EMBEDDINGS) without the folder's dominant token directions
+    (:func:`folder_directions`), crop ones as they are."""
+    if embedding == "pooled":
+        project_out(embeddings, folder_directions(cache, feature_keys))
+    return embeddings
+
+
 def dominant_direction_count(dim: int) -> int:
     """How many dominant directions are removed: one per 100 dimensions (All-but-the-Top's rule; 4 for a
     384-d ViT-S). Measured on the generated set (ARI of the proposals against the kinds): 4 -> 0.50, 8 -> 0.47,

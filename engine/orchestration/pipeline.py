@@ -21,13 +21,7 @@ from engine import __version__
 from engine.atomic import atomic_write_json
 from engine.io.images import ImageSource, decoding_once, discover_images
 from engine.masks import mask_identity
-from engine.method.clustering import (
-    cluster_masks,
-    fitted_rows,
-    folder_directions,
-    project_out,
-    stack_rows,
-)
+from engine.method.clustering import cluster_masks, comparable, fitted_rows, stack_rows
 from engine.method.distill import load_head, paint_label_map
 from engine.method.features import FeatureCache, FeatureExtractor
 from engine.orchestration.auto_proposals import resolve_proposals
@@ -97,7 +91,7 @@ def cluster_project(project: Project, entries: list, num_classes: int | None, se
     """k-means over the mask embeddings of the project, fitted on each image's best proposals
     (``fit_on_best``: engine.method.clustering.fitted_rows; else on every mask, as for dense proposals, all of
     them objects), every mask then in its nearest class; pooled embeddings first lose the folder's dominant
-    token directions (engine.method.clustering.folder_directions); writes clusters.json (re-binding the user's
+    token directions (engine.method.clustering.comparable); writes clusters.json (re-binding the user's
     categories to the new clusters, engine.state.label_state) and returns it with the re-binding report under
     "rebinding"."""
     owners: list = []
@@ -112,8 +106,7 @@ def cluster_project(project: Project, entries: list, num_classes: int | None, se
     if not owners:
         raise ValueError("No object masks were proposed in any image, so there is nothing to cluster. "
                          "Check the images in report.json, or try --proposals seed.")
-    if embedding == "pooled":
-        project_out(x, folder_directions(FeatureCache(project.features_dir), [e["feature_key"] for e in entries]))
+    comparable(x, embedding, FeatureCache(project.features_dir), [e["feature_key"] for e in entries])
     fit_rows = fitted_rows([o[0] for o in owners], [o[2] for o in owners], num_classes) if fit_on_best else None
     result = cluster_masks(x, num_classes, seed=seed, in_place=True, fit_rows=fit_rows)
     del x  # the largest array of a run: gone before the per-mask records are built

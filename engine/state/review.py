@@ -195,12 +195,11 @@ def split_category(project_dir, category_id: int, parts: int, seed: int = 0) -> 
 def _split_labels(project: Project, entries: list, embeddings: np.ndarray, parts: int, seed: int) -> np.ndarray:
     """k-means of one category's mask embeddings into ``parts``, compared as the run's clustering compares them:
     pooled embeddings without the folder's dominant token directions (engine.method.clustering)."""
-    from engine.method.clustering import folder_directions, kmeans, project_out, whiten  # torch: on a split only
+    from engine.method.clustering import comparable, kmeans, whiten  # torch: loaded only when a split needs it
     from engine.method.features import FeatureCache
 
-    if project.read_config().get("config", {}).get("embedding", "pooled") == "pooled":
-        project_out(embeddings, folder_directions(FeatureCache(project.features_dir),
-                                                  [entry["feature_key"] for entry in entries]))
+    embedding = project.read_config().get("config", {}).get("embedding", "pooled")
+    comparable(embeddings, embedding, FeatureCache(project.features_dir), [entry["feature_key"] for entry in entries])
     return kmeans(whiten(embeddings), parts, seed=seed)[0]
 
 
