@@ -1,7 +1,8 @@
 """Diagnostic (docs/decisions.md#d-dominant): how well do pooled tokens tell a folder's kinds apart once the top
 principal directions of its patch tokens are projected out (engine.method.clustering.dominant_directions)?
 ARI against the annotated categories, mean of 5 k-means seeds, for the annotated masks and for the proposals
-(fitted on each image's best, scored on those matching an object at IoU 0.5). Any finished project with the
+(fitted on each image's best, scored on those matching an object at IoU 0.5), and beside them a label-free
+reading: the mean silhouette of the fitted proposals' k-means (could a folder choose its own count by it?). Any finished project with the
 ground truth of its folder (the generated set's, real-dev's). Run from the repository root:
     .venv/bin/python benchmarks/experiments/pseudo_classes/dominant_directions.py PROJECT GROUND_TRUTH_JSON"""
 import os
@@ -14,7 +15,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
 from benchmarks.experiments.pseudo_classes.positional_directions import load_folder  # noqa: E402
-from engine.method.clustering import cluster_masks, dominant_directions, project_out  # noqa: E402
+from engine.method.clustering import cluster_masks, dominant_directions, project_out, silhouette, whiten  # noqa: E402
 
 SEEDS = 5
 
@@ -33,8 +34,12 @@ def main(project: Path, truth_path: Path) -> None:
             adjusted_rand_score(folder.proposal_kinds[matched],
                                 cluster_masks(proposals.copy(), k=k, seed=s, fit_rows=folder.fit).labels[matched])
             for s in range(SEEDS)])
+        fitted = whiten(proposals)[folder.fit]  # the space k-means is fitted in
+        label_free = np.mean([silhouette(fitted, cluster_masks(proposals.copy(), k=k, seed=s,
+                                                               fit_rows=folder.fit).labels[folder.fit])
+                              for s in range(SEEDS)])
         print(f"{count:2d} directions out: annotated masks ARI {truth_ari:.3f}, proposals {proposal_ari:.3f} "
-              f"({matched.sum()} matching an object)", flush=True)
+              f"({matched.sum()} matching an object); fitted proposals' silhouette {label_free:.3f}", flush=True)
 
 
 if __name__ == "__main__":
