@@ -10,8 +10,8 @@ import importlib
 
 _WHERE = {
     "method.backbones": ["BACKBONES", "DEFAULT_BACKBONE"],
-    "io.images": ["DEFAULT_PERCENTILES", "ImageOptions", "ImageSource", "contrast_limits", "discover_images",
-               "display_name", "image_info", "load_image", "stack_planes"],
+    "io.images": ["DEFAULT_PERCENTILES", "ImageError", "ImageOptions", "ImageSource", "contrast_limits",
+               "discover_images", "display_name", "image_info", "load_image", "stack_planes"],
     "orchestration.pipeline": ["distill", "evaluate_project", "predict", "run"],
     "orchestration.project_commands": ["export_project", "import_annotations"],
     # torch-free: received from an engine process, and its words

@@ -181,16 +181,23 @@ class CategoriesPanel(QWidget):
             label.setPixmap(QPixmap.fromImage(image.copy()))
 
     # -- operations --------------------------------------------------------------------------
-    def _apply(self, description: str, operation, *args, reload: bool = False) -> None:
+    def _apply(self, action: str, description: str, operation, *args, reload: bool = False) -> None:
         """``operation(project, *args)`` (one of _engine_calls' category functions) in the queue, after the
-        pending edits are saved."""
+        pending edits are saved; ``action`` says what was asked ("rename 'cat' to 'dog'"), ``description`` what
+        was done ("Renamed 'cat' to 'dog'.")."""
         if self.view.project_dir is None:
             self.status.setText("Open or run a project first.")
             return
         self.view.save()
         self.tasks.submit(operation, self.view.project_dir, *args,
                           on_done=lambda _: self._done(description, reload),
-                          on_error=lambda message: self.status.setText(f"{description} failed: {message}"))
+                          on_error=lambda message: self._refused(action, message))
+
+    def _refused(self, action: str, message: str) -> None:
+        """Say that nothing was done, and show the table as it is again (an in-place rename the project refused
+        would otherwise stay in its cell)."""
+        self.status.setText(f"Could not {action}: {message}")
+        self.refresh()
 
     def _done(self, description: str, reload: bool) -> None:
         self.status.setText(description)
@@ -213,14 +220,17 @@ class CategoriesPanel(QWidget):
     def _name_edited(self, item) -> None:
         category_id = self._row_category_id(item.row())
         if not self._filling and item.column() == 1 and category_id is not None:
-            self._apply(f"Renamed {category_id} to {item.text()!r}.", engine_calls.rename_category, category_id,
-                        item.text())
+            self._rename(category_id, item.text())
 
     def rename(self) -> None:
         category_id = self._one_selected()
         if category_id is not None:
-            self._apply(f"Renamed {self._named(category_id)} to '{self.name.text()}'.", engine_calls.rename_category,
-                        category_id, self.name.text())
+            self._rename(category_id, self.name.text())
+
+    def _rename(self, category_id: int, name: str) -> None:
+        old = self._named(category_id)  # the table's name until the project says otherwise
+        self._apply(f"rename {old} to '{name}'", f"Renamed {old} to '{name}'.", engine_calls.rename_category,
+                    category_id, name)
 
     def merge(self) -> None:
         into, ids = self.merge_into.currentData(), self.selected_ids()
@@ -228,22 +238,26 @@ class CategoriesPanel(QWidget):
         if into is None or not ids:
             self.status.setText("Select the categories to merge and the one to merge them into.")
             return
-        self._apply(f"Merged {self._named(*ids)} into {self._named(into)}.", engine_calls.merge_categories, ids, into)
+        self._apply(f"merge {self._named(*ids)} into {self._named(into)}",
+                    f"Merged {self._named(*ids)} into {self._named(into)}.", engine_calls.merge_categories, ids, into)
 
     def split(self) -> None:
         category_id = self._one_selected()
         if category_id is not None:
-            self._apply(f"Split {self._named(category_id)} into {self.parts.value()}.", engine_calls.split_category,
+            self._apply(f"split {self._named(category_id)} into {self.parts.value()}",
+                        f"Split {self._named(category_id)} into {self.parts.value()}.", engine_calls.split_category,
                         category_id, self.parts.value(), reload=True)
 
     def discard(self) -> None:
         for category_id in self.selected_ids():
-            self._apply(f"Discarded {self._named(category_id)} ({self.discard_mode.currentText()}).",
+            self._apply(f"discard {self._named(category_id)}",
+                        f"Discarded {self._named(category_id)} ({self.discard_mode.currentText()}).",
                         engine_calls.discard_category, category_id, self.discard_mode.currentText())
 
     def restore(self) -> None:
         for category_id in self.selected_ids():
-            self._apply(f"Restored {self._named(category_id)}.", engine_calls.restore_category, category_id)
+            self._apply(f"restore {self._named(category_id)}", f"Restored {self._named(category_id)}.",
+                        engine_calls.restore_category, category_id)
 
     def recolour(self) -> None:
         category_id = self._one_selected()
@@ -251,5 +265,5 @@ class CategoriesPanel(QWidget):
             return
         colour = QColorDialog.getColor(QColor(*category_colour(self.view.table.by_id()[category_id])), self)
         if colour.isValid():
-            self._apply(f"Recoloured {self._named(category_id)}.", engine_calls.recolour_category, category_id,
-                        (colour.red(), colour.green(), colour.blue()))
+            self._apply(f"recolour {self._named(category_id)}", f"Recoloured {self._named(category_id)}.",
+                        engine_calls.recolour_category, category_id, (colour.red(), colour.green(), colour.blue()))

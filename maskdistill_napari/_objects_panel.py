@@ -40,6 +40,8 @@ class ObjectsPanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setSortingEnabled(True)
+        # largest first until the user sorts by another column (the objects worth a look, not the last id)
+        header.setSortIndicator(COLUMNS.index("area"), Qt.SortOrder.DescendingOrder)
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.Stretch)
         self.colour_by = QComboBox()

@@ -4,6 +4,7 @@ worker, so napari's window stays responsive), saves edits to the project, and mo
 plain folder of images -> one Image layer per image (stacked when all share a size)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -64,11 +65,24 @@ def first_image_layers(path) -> list:
 
 
 def read_image_folder(path) -> list:
-    from engine.api import discover_images, load_image
+    """One Image layer per readable image of the folder (one stack when all share a size); a file that cannot be
+    read is passed over, as a run passes it over, and named in a warning (napari shows it as a notification)."""
+    from engine.api import ImageError, discover_images, load_image
 
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
-    records = discover_images(path).images
-    images = [(Path(r.relative_path).stem, load_image(r.path)) for r in records]
+    discovery = discover_images(path)
+    images, unreadable = [], [f"{skipped.relative_path}: {skipped.reason}" for skipped in discovery.skipped]
+    for record in discovery.images:
+        try:
+            images.append((Path(record.relative_path).stem, load_image(record.path)))
+        except ImageError as error:
+            unreadable.append(f"{record.relative_path}: {error.reason}")
+    if unreadable:
+        message = (f"{path}: {len(unreadable)} file(s) could not be read and were left out: "
+                   + "; ".join(unreadable[:3]) + ("; ..." if len(unreadable) > 3 else ""))
+        if not images:
+            raise ValueError(message)
+        warnings.warn(message, stacklevel=2)
     if len(images) > 1 and len({image.shape for _, image in images}) == 1:
         stack = np.stack([image for _, image in images])
         rgb = stack.ndim == 4

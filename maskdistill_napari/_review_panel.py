@@ -507,8 +507,8 @@ class ReviewPanel(QWidget):
                           on_error=self._failed(f"{doing_text} object {self.view.selected}"))
 
     def _edit_summary(self, description: str, record: dict) -> str:
-        category = self.view.table.by_id().get(record["category"]) if self.view.table else None
-        name = category.name if category is not None else f"category {record['category']}"
+        table = self.view.table  # the name the object shows: its category's after merges
+        name = category_label(table, record["category"]) if table is not None else f"category {record['category']}"
         took, made = record["removed"], record.get("added", [])
         taken = f"; took in object{'s' if len(took) > 1 else ''} {', '.join(map(str, took))}" if took else ""
         taken += f"; new object{'s' if len(made) > 1 else ''} {', '.join(map(str, made))}" if made else ""

@@ -276,7 +276,9 @@ class RunPanel(QWidget):
         if isinstance(result, RunCancelled):
             self.status.setText(f"Cancelled {result}. The finished images are kept; Run resumes from there.")
             return
-        skipped = f", {len(result.skipped)} files skipped (see report.json)" if result.skipped else ""
+        skipped = (f", {len(result.skipped)} files skipped ("
+                   + ", ".join(Path(s["relative_path"]).name for s in result.skipped[:3])
+                   + (", ..." if len(result.skipped) > 3 else "") + "; why: report.json)" if result.skipped else "")
         self.status.setText(f"Done: {result.images} images, {result.masks} proposals -> {result.exported} masks in "
                             f"{result.clusters} classes ({result.suggestion_words}){skipped}."
                             + (f" {result.proposal_choice[0].upper()}{result.proposal_choice[1:]}."

@@ -67,13 +67,16 @@ class MaskDistillWidget(QWidget):
         """Show a project for review (after a run, from Open project or from napari's File > Open); False if it
         is not one. ``say_opened``: the Run tab says which project is open (after a run it keeps the run's
         result instead)."""
-        if not project_dir or not (Path(project_dir) / "project.json").exists():
-            self.run_panel.status.setText(f"{project_dir or 'No folder'} is not a project folder (no project.json); "
-                                          "run one first.")
+        if not project_dir:
+            self.run_panel.status.setText("Choose a project folder first (the one a run wrote), or run one.")
+            return False
+        if not (Path(project_dir) / "project.json").exists():
+            self.run_panel.status.setText(f"{project_dir} is not a project folder (no project.json); run one first.")
             return False
         self.run_panel.project_folder.setText(str(project_dir))
         if say_opened:  # a message of its own: an earlier one ("Pick an image folder...") no longer applies
             self.run_panel.status.setText(f"Opened {project_dir}: review it in the Review and Categories tabs.")
+            self.tabs.setCurrentWidget(self.review)  # opened to be reviewed (after a run, its summary stays in view)
         self._first_show = True
         self.review.reset_queue()
         self.view.open(project_dir)

@@ -65,6 +65,20 @@ def test_viewer_opens_a_plain_image_folder(make_napari_viewer, tmp_path):
     assert len(viewer.layers) == 2 and all(layer.rgb for layer in viewer.layers)
 
 
+def test_a_folder_with_an_unreadable_image_opens_the_others_and_names_it(tmp_path):
+    from maskdistill_napari._reader import read_image_folder
+
+    shutil.copy(EXAMPLES / "cup_01.jpg", tmp_path / "cup_01.jpg")
+    data = (EXAMPLES / "cat_01.jpg").read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 3])  # its header reads; its pixels do not
+    with pytest.warns(UserWarning, match=r"truncated\.jpg: .*left out|left out: truncated\.jpg"):
+        layers = read_image_folder(str(tmp_path))
+    assert [meta["name"] for _, meta, _ in layers] == ["cup_01"]
+    (tmp_path / "cup_01.jpg").unlink()
+    with pytest.raises(ValueError, match="truncated.jpg"):
+        read_image_folder(str(tmp_path))
+
+
 def test_reader_declines_what_it_cannot_read(tmp_path):
     (tmp_path / "notes.txt").write_text("no images here")
     assert get_reader(str(tmp_path)) is None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,6 +55,18 @@ def test_report_says_whether_the_suggested_k_stood_out(finished_run):
     assert report["k_stands_out"] == clusters["k_stands_out"] == result.k_stands_out
     words = result.suggestion_words
     assert str(result.suggested_k) in words and (("no K stands out" in words) != result.k_stands_out)
+
+
+def test_a_chosen_k_is_not_asked_for_again():
+    from engine.orchestration.outcome import RunResult
+
+    def words(stands_out: bool, chosen: bool) -> str:
+        return RunResult(Path("p"), 3, [], 10, 4, 12, Path("a"), Path("o"), k_stands_out=stands_out,
+                         k_chosen=chosen).suggestion_words
+
+    assert "set the number of classes" in words(False, False)
+    assert "set the number of classes" not in words(False, True) and "no K stands out" in words(False, True)
+    assert words(True, True) == words(True, False) == "suggested K 12"
 
 
 def test_report_says_why_groups_were_not_cut_in_three_photos(finished_run):

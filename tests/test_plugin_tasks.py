@@ -274,6 +274,48 @@ def test_the_run_form_is_the_engines_description_of_a_run(widget, tmp_path):
     assert panel.status.text().startswith("Settings: weights file") and not panel.running
 
 
+def test_a_refused_rename_says_so_and_the_cell_shows_the_name_kept(widget, qtbot):
+    # a name already in use is refused by the project: the status says nothing was done, in words, and the cell
+    # the user typed into shows the category's own name again (not two rows of one name)
+    categories = widget.categories
+    categories._fill()
+    by_id = widget.view.table.by_id()
+    row = next(r for r in range(categories.table.rowCount()) if categories._row_category_id(r) == 2)
+    categories.table.item(row, 1).setText(by_id[1].name)
+    wait_idle(qtbot, widget)
+    assert categories.status.text().startswith(f"Could not rename '{by_id[2].name}' to '{by_id[1].name}': ")
+    assert "already named" in categories.status.text()
+    assert categories.table.item(row, 1).text() == by_id[2].name
+
+
+def test_opening_a_project_shows_the_review_and_an_empty_field_asks_for_one(widget):
+    assert widget.tabs.currentWidget() is widget.review  # the fixture opened its project
+    widget.tabs.setCurrentWidget(widget.run_panel)
+    assert not widget.open_project("")
+    assert widget.run_panel.status.text().startswith("Choose a project folder first")
+    assert widget.tabs.currentWidget() is widget.run_panel
+
+
+def test_an_edit_names_the_category_an_object_shows_after_a_merge(widget, qtbot):
+    categories = widget.categories
+    categories._fill()
+    categories.select(2)
+    categories.merge_into.setCurrentIndex(categories.merge_into.findData(1))
+    categories.merge()
+    wait_idle(qtbot, widget)
+    assert categories.status.text().startswith("Merged"), categories.status.text()
+    into = widget.view.table.by_id()[1].name
+    summary = widget.review._edit_summary("Grew", {"category": 2, "instance_id": 5, "area": 10, "removed": []})
+    assert summary == f"Grew object 5: 10 pixels, {into}. Undo goes back."
+
+
+def test_the_object_table_lists_the_largest_object_first(widget, qtbot):
+    table = widget.review.objects.table
+    assert table.rowCount() > 1
+    areas = [int(table.item(row, 3).data(0)) for row in range(table.rowCount())]
+    assert areas == sorted(areas, reverse=True)
+
+
 def test_small_things_merge_choice_export_name_colours(widget, qtbot, monkeypatch):
     from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QFileDialog

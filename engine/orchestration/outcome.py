@@ -57,11 +57,14 @@ class RunResult:
     exported: int = 0  # masks in annotations.json (masks above: the proposals that were clustered)
     proposal_choice: str | None = None  # what --proposals auto chose for the folder, in words
     k_stands_out: bool = True  # False: no K stood out in the silhouette and the suggested K is the largest allowed
+    k_chosen: bool = False  # the user set the number of classes (the suggestion is then only information)
 
     @property
     def suggestion_words(self) -> str:
         if self.k_stands_out:
             return f"suggested K {self.suggested_k}"
+        if self.k_chosen:
+            return f"suggested K {self.suggested_k}, the most allowed: no K stands out in the silhouette"
         return (f"suggested K {self.suggested_k}, the most allowed, since no K stands out in the silhouette: "
                 "merge the classes that are one, or set the number of classes")
 
@@ -109,8 +112,7 @@ def describe_typical(summary: dict | None) -> str | None:
     if not summary:
         return None
     if not summary["used"]:
-        return (f"masks kept in each image's own order (best first): finding the object the folder's images share "
-                f"needs {summary['min_images']} images with masks, this folder has {summary['images']}; nothing is "
-                "asked of you")
+        return (f"each image's masks kept in their own order: learning what the folder's images share "
+                f"needs {summary['min_images']} images with masks (this folder has {summary['images']})")
     return (f"masks reordered so that each image's first is the most like the object the folder's "
             f"{summary['images']} images share: a different first mask in {summary['images_reordered']} images")

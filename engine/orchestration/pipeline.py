@@ -214,7 +214,8 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
     result = RunResult(project.root, len(entries), skipped, len(clusters["masks"]), clusters["k"],
                        clusters["suggested_k"], project.annotations_path, project.overview_path,
                        {k: round(v, 3) for k, v in timer.seconds.items()}, rebinding, export["warnings"],
-                       export["annotations"], proposal_choice, clusters.get("k_stands_out", True))
+                       export["annotations"], proposal_choice, clusters.get("k_stands_out", True),
+                       config.num_classes is not None)
     atomic_write_json(project.report_path, {
         "images": len(entries), "skipped": skipped, "masks": result.masks, "exported": result.exported,
         "clusters": result.clusters, "suggested_k": result.suggested_k,
