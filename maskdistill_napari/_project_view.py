@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from napari.layers import Labels
+from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, QTimer, Signal
 
@@ -321,10 +321,9 @@ class ProjectView(QObject):
         else:
             if IMAGE_LAYER in layers:
                 layers.remove(IMAGE_LAYER)
-            if made_image is not None:
-                layers.insert(0, made_image)
-            else:
-                self.viewer.add_image(data["image"], name=IMAGE_LAYER, rgb=rgb)
+            image = made_image if made_image is not None else Image(data["image"], name=IMAGE_LAYER, rgb=rgb)
+            # just under the masks, above any layer the user had open (a sample, another image): in view
+            layers.insert(layers.index(LABELS_LAYER) if LABELS_LAYER in layers else len(layers), image)
         if LABELS_LAYER in layers:
             labels = layers[LABELS_LAYER]
             labels.data = data["labels"].copy()  # painting changes the layer's array, not the cached one

@@ -274,6 +274,21 @@ def test_the_run_form_is_the_engines_description_of_a_run(widget, tmp_path):
     assert panel.status.text().startswith("Settings: weights file") and not panel.running
 
 
+def test_a_project_opens_above_the_layers_already_open(make_napari_viewer, qtbot, finished, tmp_path):
+    _, original = finished
+    project = tmp_path / "project"
+    shutil.copytree(original, project)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((8, 8), np.uint8), name="sample")  # a sample or an image the user opened first
+    widget = docked_widget(viewer)
+    widget.open_project(str(project))
+    wait_idle(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == ["sample", "image", "masks"]
+    widget.view.show(1)  # the next image keeps their place
+    wait_idle(qtbot, widget)
+    assert [layer.name for layer in viewer.layers][-2:] == ["image", "masks"]
+
+
 def test_a_refused_rename_says_so_and_the_cell_shows_the_name_kept(widget, qtbot):
     # a name already in use is refused by the project: the status says nothing was done, in words, and the cell
     # the user typed into shows the category's own name again (not two rows of one name)
