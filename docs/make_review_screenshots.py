@@ -45,7 +45,7 @@ def main() -> None:
 
     widget.open_project(str(project))
     wait(lambda: not widget.busy and "masks" in viewer.layers)
-    widget.tabs.setCurrentWidget(widget.review)
+    widget.show_tab(widget.review)
 
     show(OBJECTS_IMAGE)  # the object table, colour by object, one object selected (only its mask shown)
     review = widget.review

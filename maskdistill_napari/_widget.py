@@ -15,8 +15,8 @@ from __future__ import annotations
 import weakref
 from pathlib import Path
 
-from qtpy.QtCore import QEvent, QTimer
-from qtpy.QtWidgets import QMainWindow, QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, Qt, QTimer
+from qtpy.QtWidgets import QFrame, QMainWindow, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from ._categories_panel import CategoriesPanel
 from ._engine import done_with_engine, start_engine, use_engine
@@ -43,10 +43,9 @@ class MaskDistillWidget(QWidget):
         self.categories = CategoriesPanel(self.view, self.tasks)
         self.retrain_export = RetrainExportPanel(self.view, self.tasks, after_retrain=self._after_retrain)
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.run_panel, "Run")
-        self.tabs.addTab(self.review, "Review")
-        self.tabs.addTab(self.categories, "Categories")
-        self.tabs.addTab(self.retrain_export, "Retrain && export")
+        for panel, title in ((self.run_panel, "Run"), (self.review, "Review"), (self.categories, "Categories"),
+                             (self.retrain_export, "Retrain && export")):
+            self.tabs.addTab(scrolling(panel), title)
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs)
         self._first_show = True
@@ -57,6 +56,14 @@ class MaskDistillWidget(QWidget):
         QTimer.singleShot(0, self._watch_main_window)  # add_dock_widget has docked it by then
         use_engine()
         self.tasks.submit(start_engine)  # the engine process loads torch while the user picks folders
+
+    def show_tab(self, panel: QWidget) -> None:
+        """Bring ``panel`` (one of the four) to the front."""
+        self.tabs.setCurrentIndex(next(i for i in range(self.tabs.count()) if self.tabs.widget(i).widget() is panel))
+
+    def current_tab(self) -> QWidget:
+        """The panel in front."""
+        return self.tabs.currentWidget().widget()
 
     @property
     def busy(self) -> bool:
@@ -76,7 +83,7 @@ class MaskDistillWidget(QWidget):
         self.run_panel.project_folder.setText(str(project_dir))
         if say_opened:  # a message of its own: an earlier one ("Pick an image folder...") no longer applies
             self.run_panel.status.setText(f"Opened {project_dir}: review it in the Review and Categories tabs.")
-            self.tabs.setCurrentWidget(self.review)  # opened to be reviewed (after a run, its summary stays in view)
+            self.show_tab(self.review)  # opened to be reviewed (after a run, its summary stays in view)
         self._first_show = True
         self.review.reset_queue()
         self.view.open(project_dir)
@@ -145,3 +152,16 @@ class MaskDistillWidget(QWidget):
     def showEvent(self, event) -> None:
         self._watch_main_window()
         super().showEvent(event)
+
+
+def scrolling(panel: QWidget) -> QScrollArea:
+    """``panel`` in a frameless area that scrolls up and down when the dock is shorter than the panel needs (napari
+    opens at about 1089 x 633): its buttons keep their height instead of being squeezed until their text is cut.
+    As wide as the panel needs, so nothing scrolls sideways."""
+    area = QScrollArea()
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidgetResizable(True)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(panel)
+    area.setMinimumWidth(panel.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
+    return area

@@ -289,6 +289,26 @@ def test_a_project_opens_above_the_layers_already_open(make_napari_viewer, qtbot
     assert [layer.name for layer in viewer.layers][-2:] == ["image", "masks"]
 
 
+def test_no_button_is_squeezed_in_napari_s_default_window(make_napari_viewer, qtbot, finished, tmp_path):
+    # napari opens at about 1089 x 633: a tab taller than its dock scrolls, its buttons keep their height
+    from qtpy.QtWidgets import QPushButton
+
+    _, original = finished
+    project = tmp_path / "project"
+    shutil.copytree(original, project)
+    viewer = make_napari_viewer(show=True)
+    widget = docked_widget(viewer)
+    viewer.window._qt_window.resize(1089, 633)
+    widget.open_project(str(project))
+    wait_idle(qtbot, widget)
+    for panel in (widget.run_panel, widget.review, widget.categories, widget.retrain_export):
+        widget.show_tab(panel)
+        qtbot.wait(50)
+        squeezed = [b.text() for b in panel.findChildren(QPushButton)
+                    if b.isVisible() and b.height() < b.sizeHint().height()]
+        assert not squeezed, (type(panel).__name__, squeezed)
+
+
 def test_a_refused_rename_says_so_and_the_cell_shows_the_name_kept(widget, qtbot):
     # a name already in use is refused by the project: the status says nothing was done, in words, and the cell
     # the user typed into shows the category's own name again (not two rows of one name)
@@ -304,11 +324,11 @@ def test_a_refused_rename_says_so_and_the_cell_shows_the_name_kept(widget, qtbot
 
 
 def test_opening_a_project_shows_the_review_and_an_empty_field_asks_for_one(widget):
-    assert widget.tabs.currentWidget() is widget.review  # the fixture opened its project
-    widget.tabs.setCurrentWidget(widget.run_panel)
+    assert widget.current_tab() is widget.review  # the fixture opened its project
+    widget.show_tab(widget.run_panel)
     assert not widget.open_project("")
     assert widget.run_panel.status.text().startswith("Choose a project folder first")
-    assert widget.tabs.currentWidget() is widget.run_panel
+    assert widget.current_tab() is widget.run_panel
 
 
 def test_an_edit_names_the_category_an_object_shows_after_a_merge(widget, qtbot):

@@ -159,7 +159,7 @@ def test_the_legend_shows_no_category_colours_when_colouring_by_object(widget, q
 
 def test_colour_by_object_is_a_toggle_above_the_table_and_the_key_k(widget, qtbot):  # noqa: F811
     view, objects = widget.view, widget.review.objects
-    widget.tabs.setCurrentWidget(widget.review)
+    widget.show_tab(widget.review)
     assert objects.colour_by.isVisible()
     above = objects.colour_by.mapTo(objects, objects.colour_by.rect().bottomLeft()).y()
     assert above <= objects.table.mapTo(objects, objects.table.rect().topLeft()).y()
