@@ -43,9 +43,11 @@ class MaskDistillWidget(QWidget):
         self.categories = CategoriesPanel(self.view, self.tasks)
         self.retrain_export = RetrainExportPanel(self.view, self.tasks, after_retrain=self._after_retrain)
         self.tabs = QTabWidget()
+        self._tab_of: dict[QWidget, QScrollArea] = {}  # each panel's page: the area it scrolls in
         for panel, title in ((self.run_panel, "Run"), (self.review, "Review"), (self.categories, "Categories"),
                              (self.retrain_export, "Retrain && export")):
-            self.tabs.addTab(scrolling(panel), title)
+            self._tab_of[panel] = scrolling(panel)
+            self.tabs.addTab(self._tab_of[panel], title)
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs)
         self._first_show = True
@@ -59,11 +61,11 @@ class MaskDistillWidget(QWidget):
 
     def show_tab(self, panel: QWidget) -> None:
         """Bring ``panel`` (one of the four) to the front."""
-        self.tabs.setCurrentIndex(next(i for i in range(self.tabs.count()) if self.tabs.widget(i).widget() is panel))
+        self.tabs.setCurrentWidget(self._tab_of[panel])
 
     def current_tab(self) -> QWidget:
         """The panel in front."""
-        return self.tabs.currentWidget().widget()
+        return next(panel for panel, page in self._tab_of.items() if page is self.tabs.currentWidget())
 
     @property
     def busy(self) -> bool:
@@ -163,5 +165,6 @@ def scrolling(panel: QWidget) -> QScrollArea:
     area.setWidgetResizable(True)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     area.setWidget(panel)
-    area.setMinimumWidth(panel.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
+    bar = area.verticalScrollBar()
+    area.setMinimumWidth(panel.minimumSizeHint().width() + (bar.sizeHint().width() if bar is not None else 0))
     return area
