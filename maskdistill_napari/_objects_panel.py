@@ -24,6 +24,7 @@ from ._layers import DISCARDED_RGBA, category_colour, category_label, legend_htm
 COLUMNS = ("id", "category", "score", "area", "reviewed")
 COLOUR_MODES = ("category", "object")
 COLOUR_KEY = "K"  # toggles the colour mode on the canvas; napari binds K to nothing
+MIN_ROWS_SHOWN = 5
 
 
 class ObjectsPanel(QWidget):
@@ -44,6 +45,8 @@ class ObjectsPanel(QWidget):
         header.setSortIndicator(COLUMNS.index("area"), Qt.SortOrder.DescendingOrder)
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.Stretch)
+        # a few rows stay in view when the tab is shorter than the dock: the tab scrolls, the table keeps its rows
+        self.table.setMinimumHeight(header.sizeHint().height() + MIN_ROWS_SHOWN * rows_header.defaultSectionSize())
         self.colour_by = QComboBox()
         self.colour_by.addItems(COLOUR_MODES)
         self.colour_by.setToolTip(f"Colour masks by their category, or each object apart, so that parts of one "

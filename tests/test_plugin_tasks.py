@@ -307,6 +307,10 @@ def test_no_button_is_squeezed_in_napari_s_default_window(make_napari_viewer, qt
         squeezed = [b.text() for b in panel.findChildren(QPushButton)
                     if b.isVisible() and b.height() < b.sizeHint().height()]
         assert not squeezed, (type(panel).__name__, squeezed)
+    table = widget.review.objects.table  # and the object table never shrinks below rows to read (the tab scrolls)
+    rows = table.verticalHeader().defaultSectionSize()
+    assert table.minimumHeight() >= 5 * rows
+    assert table.height() >= table.minimumHeight()
 
 
 def test_a_refused_rename_says_so_and_the_cell_shows_the_name_kept(widget, qtbot):
