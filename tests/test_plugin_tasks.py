@@ -313,9 +313,14 @@ def test_no_button_is_squeezed_in_napari_s_default_window(make_napari_viewer, qt
     assert table.height() >= table.minimumHeight()
 
 
-def test_a_refused_rename_says_so_and_the_cell_shows_the_name_kept(widget, qtbot):
-    # a name already in use is refused by the project: the status says nothing was done, in words, and the cell
-    # the user typed into shows the category's own name again (not two rows of one name)
+def test_a_refused_rename_says_so_and_the_cell_shows_the_name_kept(widget, qtbot, monkeypatch):
+    # a name already in use is refused by the project: the status says nothing was done, in words (once: no
+    # error toast beside it, the answer is no fault), and the cell the user typed into shows the category's own
+    # name again (not two rows of one name)
+    from maskdistill_napari import _tasks
+
+    toasts = []
+    monkeypatch.setattr(_tasks, "show_error", toasts.append)
     categories = widget.categories
     categories._fill()
     by_id = widget.view.table.by_id()
@@ -324,6 +329,7 @@ def test_a_refused_rename_says_so_and_the_cell_shows_the_name_kept(widget, qtbot
     wait_idle(qtbot, widget)
     assert categories.status.text().startswith(f"Could not rename '{by_id[2].name}' to '{by_id[1].name}': ")
     assert "already named" in categories.status.text()
+    assert toasts == []
     assert categories.table.item(row, 1).text() == by_id[2].name
 
 

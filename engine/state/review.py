@@ -48,8 +48,9 @@ def _category(state: LabelState, category_id: int) -> Category:
 
 
 class EditRefused(ValueError):
-    """An edit the image cannot give (nothing larger to grow into, no smaller part, a click that changes
-    nothing): an answer for the user, not a fault. ``user_answer`` lets a caller tell it from a failure without
+    """An edit the image or the category table cannot give (nothing larger to grow into, no smaller part, a click
+    that changes nothing, a name another category has, a split into more parts than masks): an answer for the
+    user, not a fault. ``user_answer`` lets a caller tell it from a failure without
     importing the engine (the plugin shows it in its status line, not as an error)."""
 
     user_answer = True
@@ -84,15 +85,15 @@ def _edit_table(project_dir, edit) -> None:
 
 def rename_category(project_dir, category_id: int, name: str) -> None:
     if not name.strip():
-        raise ValueError("A category name cannot be empty.")
+        raise EditRefused("A category name cannot be empty.")
 
     def edit(state):
         category = _category(state, category_id)
         same = [c for c in state.table.categories if c.name == name.strip() and c.id != category.id
                 and c.merged_into is None and not c.discarded]
         if same:  # trainers map classes by name: two categories of one name would become one class silently
-            raise ValueError(f"A category is already named {name.strip()!r}; merge into it instead "
-                             f"(the Categories tab, or engine.api.merge_categories), or choose another name.")
+            raise EditRefused(f"A category is already named {name.strip()!r}; merge into it instead, or choose "
+                              f"another name.")
         category.name, category.user_named = name.strip(), True
     _edit_table(project_dir, edit)
 
@@ -175,7 +176,7 @@ def split_category(project_dir, category_id: int, parts: int, seed: int = 0) -> 
                 members.append(key)
                 embeddings.append(vector)
         if len(members) < parts:
-            raise ValueError(f"Category {source.name!r} has {len(members)} masks; it cannot be split into {parts}.")
+            raise EditRefused(f"Category {source.name!r} has {len(members)} masks; it cannot be split into {parts}.")
         with index.lock:
             entries = list(index.images)
         labels = _split_labels(project, entries, np.stack(embeddings).astype(np.float32), parts, seed)
