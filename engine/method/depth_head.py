@@ -61,7 +61,7 @@ def train_depth_head(examples: list, seed: int = 0, epochs: int = EPOCHS) -> Dep
     head.train()
     with torch.enable_grad():
         for _ in range(steps):
-            loss, total_weight = 0.0, 0.0
+            loss, total_weight = torch.zeros(()), 0.0
             for index in rng.choice(len(tensors), batch, replace=False):
                 grid, depth, weight = tensors[index]
                 grid = grid.float()
