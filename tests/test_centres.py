@@ -255,8 +255,6 @@ def test_the_users_objects_are_examples_of_any_shape_weighted_above_lone_ones(mo
 class TwoCentres:
     """A fitted model's stand-in: the depth map of the group and the lone object above."""
 
-    head = None
-
     def depth_map(self, tokens, grid_hw, image_hw):
         assert image_hw == SHAPE
         return DEPTH
@@ -282,8 +280,7 @@ def test_staged_predictions_are_cut_and_written_again(tmp_path, monkeypatch):
     assert summary == {"used": True, "lone_objects": 40, "reviewed_objects": 0, "known_group_members": 0,
                        "alpha": 1000.0, "held_out_r2": 0.5, "objects_cut": 1, "images_changed": 1, "objects_added": 1,
                        "in_crops": None,
-                       "min_lone_objects": centres.MIN_EXAMPLES, "min_held_out_r2": centres.MIN_HELD_OUT_R2,
-                       "depth_model": "ridge", "head_check": None}
+                       "min_lone_objects": centres.MIN_EXAMPLES, "min_held_out_r2": centres.MIN_HELD_OUT_R2}
     semantic, stored, classes, scores = load_image_predictions(tmp_path / "a.npz")
     assert len(stored) == 3 and list(classes) == [5, 5, 6] and scores[0] > scores[2] and scores[1] > scores[2]
     assert (semantic == 5).sum() == GROUP.sum()
@@ -302,8 +299,6 @@ AT = (slice(100, 160), slice(150, 250))
 class DepthInPixels:
     """A fitted model's stand-in whose tokens are the depth itself, one patch per pixel (as the crops below are
     embedded)."""
-
-    head = None
 
     def __init__(self, spacing=5):
         self.spacing = spacing

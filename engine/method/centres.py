@@ -30,7 +30,6 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold, cross_val_score
 
 from engine.masks import LabelMasks, coverage_of_crop
-from engine.method.depth_head import DepthHead, centred_grid, predict_depth, train_depth_head, weighted_r2
 from engine.method.instances import COMPACT_SOLIDITY, compactness_weight, mask_solidity
 
 LONE_SOLIDITY = 0.8  # an object this compact is taken as one object: an example of what a centre looks like
@@ -47,9 +46,6 @@ CENTRE_SPACING = 1.0  # two centres at least this many typical lone radii apart 
 CROP_CENTRE_SPACING = 0.5
 CUT_AGREEMENT_MARGIN = 0.0  # a compact object is cut where its pieces agree better at all (0.1, 0.05, -0.05 measured)
 AGREEMENT_FLOOR = 0.05  # an object whose depth disagrees with the model's keeps this share of its score (order kept)
-MAX_GRID_IMAGES = 300  # images whose whole patch grid is kept for the depth head (float16: 235 MB at 384 channels)
-MIN_GRID_IMAGES = 20  # fewer: no head (a fifth of them, held out, would be 4 images)
-HEAD_HELD_OUT_SHARE = 0.2  # of the grid images, held out to compare the head with the ridge on the same patches
 
 
 def patch_inputs(tokens: np.ndarray, grid_hw: tuple) -> np.ndarray:
@@ -107,13 +103,11 @@ class CentreExamples:
     user's). An example: ((cells, 2D) float16 inputs, (cells,) depths, its deepest depth / sqrt(image area),
     its weight)."""
 
-    def __init__(self, seed: int = 0, grids: bool = False):
+    def __init__(self, seed: int = 0):
         self.seed = seed
         self._lone = Reservoir(MAX_EXAMPLES, np.random.default_rng(seed))
         self._reviewed = Reservoir(MAX_EXAMPLES, np.random.default_rng(seed + 1))
         self._known = Reservoir(MAX_EXAMPLES, np.random.default_rng(seed + 2))
-        # with ``grids``: whole images (centred patch grid, depth map, weight map) for the depth head
-        self._grids = Reservoir(MAX_GRID_IMAGES, np.random.default_rng(seed + 5)) if grids else None
 
     @property
     def items(self) -> list:
@@ -130,24 +124,16 @@ class CentreExamples:
         """The user's objects' examples."""
         return self._reviewed.items
 
-    @property
-    def grids(self) -> list:
-        """Images kept for the depth head: (centred grid (gh, gw, D) float16, depth (gh, gw), weight (gh, gw):
-        the example's weight on its objects' patches, 0 elsewhere); empty unless made with ``grids``."""
-        return [] if self._grids is None else self._grids.items
-
     def add(self, tokens: np.ndarray, grid_hw: tuple, masks: LabelMasks, solidity: dict) -> None:
         """The image's objects of solidity >= LONE_SOLIDITY and MIN_EXAMPLE_PIXELS or more."""
         chosen = [position for position, object_id in enumerate(masks.ids)
                   if solidity.get(int(object_id), 0.0) >= LONE_SOLIDITY]
         self._offer(self._lone, tokens, grid_hw, masks, chosen, 1.0)
-        self._offer_grid(tokens, grid_hw, masks, chosen, 1.0)
 
     def add_reviewed(self, tokens: np.ndarray, grid_hw: tuple, masks: LabelMasks, weight: float) -> None:
         """Objects the user reviewed (a correction's): each of MIN_EXAMPLE_PIXELS or more, of any shape, counted
         ``weight`` times a lone object in the fit."""
         self._offer(self._reviewed, tokens, grid_hw, masks, range(len(masks)), weight)
-        self._offer_grid(tokens, grid_hw, masks, range(len(masks)), weight)
 
     def add_known_group(self, tokens: np.ndarray, grid_hw: tuple, masks: LabelMasks) -> None:
         """The members of a known group (engine.method.known_groups: lone objects pasted side by side), each of
@@ -162,22 +148,6 @@ class CentreExamples:
     def all(self) -> list:
         """Every example: the sampled lone objects, the user's, then the known groups' members."""
         return self.items + self.reviewed + self.known
-
-    def _offer_grid(self, tokens, grid_hw, masks: LabelMasks, positions, weight: float) -> None:
-        """The image's grid with the depths of the objects at ``positions`` (every patch at least half inside; the
-        deepest where two overlap), when it holds one and the grids' sample takes it."""
-        if self._grids is None:
-            return
-        depth, where = np.zeros(grid_hw[0] * grid_hw[1], np.float32), np.zeros(grid_hw[0] * grid_hw[1], bool)
-        for position in positions:
-            box, crop = masks.crop(position)
-            if box is None or crop.sum() < MIN_EXAMPLE_PIXELS:
-                continue
-            cells, depths = depth_targets(crop, box, masks.labels.shape, grid_hw)
-            depth[cells], where[cells] = np.maximum(depth[cells], depths), True
-        if where.any() and (slot := self._grids.slot()) is not None:
-            self._grids.put(slot, (centred_grid(tokens, grid_hw).astype(np.float16), depth.reshape(grid_hw),
-                                   (where * np.float32(weight)).reshape(grid_hw)))
 
     @staticmethod
     def _offer(reservoir: Reservoir, tokens, grid_hw, masks: LabelMasks, positions, weight: float) -> None:
@@ -209,14 +179,10 @@ class CentreModel:
     ridge: Ridge
     radius_share: float
     spacing: float = CENTRE_SPACING
-    head: DepthHead | None = None  # where it predicts the held-out images' depth better than the ridge
 
     def depth_map(self, tokens: np.ndarray, grid_hw: tuple, image_hw: tuple) -> np.ndarray:
         """(H, W) float32 predicted depth, bilinear from the patch grid."""
-        if self.head is not None:
-            grid = predict_depth(self.head, tokens, grid_hw)
-        else:
-            grid = self.ridge.predict(patch_inputs(tokens, grid_hw)).reshape(grid_hw).astype(np.float32)
+        grid = self.ridge.predict(patch_inputs(tokens, grid_hw)).reshape(grid_hw).astype(np.float32)
         return resize(grid, image_hw, order=1, preserve_range=True, anti_aliasing=False).astype(np.float32)
 
     def min_centre_distance(self, image_hw: tuple) -> int:
@@ -235,16 +201,13 @@ class CentreFit:
     examples: int
     reviewed: int = 0  # of the examples, the user's
     known: int = 0  # known groups' members, beside the examples
-    head_check: dict | None = None  # :func:`check_depth_head`'s figures, where the images allowed one
 
     def summary(self) -> dict:
         """For report.json and the words of engine.orchestration.outcome.describe_group_cut (thresholds included)."""
         return {"used": self.model is not None, "lone_objects": self.examples, "reviewed_objects": self.reviewed,
                 "known_group_members": self.known, "alpha": self.alpha,
                 "held_out_r2": None if self.held_out_r2 is None else round(self.held_out_r2, 3),
-                "min_lone_objects": MIN_EXAMPLES, "min_held_out_r2": MIN_HELD_OUT_R2,
-                "depth_model": "head" if self.model is not None and self.model.head is not None else "ridge",
-                "head_check": self.head_check}
+                "min_lone_objects": MIN_EXAMPLES, "min_held_out_r2": MIN_HELD_OUT_R2}
 
 
 def fit_centre_model(examples: CentreExamples, spacing: float = CENTRE_SPACING) -> CentreFit:
@@ -267,37 +230,9 @@ def fit_centre_model(examples: CentreExamples, spacing: float = CENTRE_SPACING) 
     if held_out[alpha] < MIN_HELD_OUT_R2:
         return CentreFit(None, held_out[alpha], alpha, count, reviewed, known)
     x, y, weights = _rows(examples.all())
-    head, head_check = check_depth_head(examples.grids, alpha, examples.seed)
     model = CentreModel(Ridge(alpha=alpha).fit(x, y, sample_weight=weights),
-                        float(np.median([item[2] for item in scored])), spacing, head)
-    return CentreFit(model, held_out[alpha], alpha, count, reviewed, known, head_check)
-
-
-def check_depth_head(grids: list, alpha: float, seed: int) -> tuple:
-    """(the depth head, or None, its figures): a head trained on the grids' images but a seeded
-    HEAD_HELD_OUT_SHARE, and a ridge of strength ``alpha`` fitted on the same images' object patches, both scored by
-    R^2 on the held-out images' patches; the head is kept where it scores higher. (None, None) under
-    MIN_GRID_IMAGES images."""
-    if len(grids) < MIN_GRID_IMAGES:
-        return None, None
-    order = np.random.default_rng(seed + 6).permutation(len(grids))
-    cut = max(1, int(round(HEAD_HELD_OUT_SHARE * len(grids))))
-    held_out, trained_on = [grids[i] for i in order[:cut]], [grids[i] for i in order[cut:]]
-
-    def rows(items):
-        inputs = [patch_inputs(grid, grid.shape[:2])[weight.ravel() > 0] for grid, _, weight in items]
-        return (np.concatenate(inputs), np.concatenate([depth[weight > 0] for _, depth, weight in items]),
-                np.concatenate([weight[weight > 0] for _, _, weight in items]))
-
-    x, y, weights = rows(trained_on)
-    x_held, y_held, weights_held = rows(held_out)
-    ridge_r2 = weighted_r2(Ridge(alpha=alpha).fit(x, y, sample_weight=weights).predict(x_held), y_held, weights_held)
-    head = train_depth_head(trained_on, seed)
-    predicted = np.concatenate([predict_depth(head, grid, grid.shape[:2])[weight > 0] for grid, _, weight in held_out])
-    head_r2 = weighted_r2(predicted, y_held, weights_held)
-    check = {"images": len(trained_on), "held_out_images": len(held_out), "head_r2": round(head_r2, 3),
-             "ridge_r2": round(ridge_r2, 3)}
-    return (head if head_r2 > ridge_r2 else None), check
+                        float(np.median([item[2] for item in scored])), spacing)
+    return CentreFit(model, held_out[alpha], alpha, count, reviewed, known)
 
 
 def _rows(items: list) -> tuple:

@@ -41,7 +41,7 @@ class GroupCutting:
     """One folder's lone-object examples and group candidates, gathered while its predictions are staged."""
 
     def __init__(self, seed: int = 0):
-        self.examples = CentreExamples(seed, grids=True)
+        self.examples = CentreExamples(seed)
         # image id -> (images.json entry, positions in the staged order of the candidates, of the user's objects),
         # the user's kept true through every rewrite (the folder's typicality ranking reads them after the cuts)
         self.images: dict = {}

@@ -5,7 +5,10 @@ the patch grid, or of a linear read of it? Both fitted on a finished project's l
 distance to their edge over their deepest). The head: 1x1 to 64 channels, two 3x3 layers, a sigmoid (a 7x7
 receptive field); trained with a masked squared error where a lone object lies, AdamW, flips; with copy-paste
 (``--paste``): a lone object's token block pasted beside another's, both depths as targets, the seam between
-them a low depth the ridge never sees. Nothing is written. From the repository root:
+them a low depth the ridge never sees. Then what the engine does with a depth map: the annotated objects' unions
+(touching objects joined) cut by engine.method.centres.centre_pieces at PEAK_DEPTH 0.4-0.6 and centres 0.75-1.5
+typical lone radii apart, for the ridge's and the head's maps: lone objects kept whole, groups cut into as many
+pieces as objects (more, fewer). Nothing is written. From the repository root:
     .venv/bin/python benchmarks/experiments/whole_subject/centre_head.py PROJECT GROUND_TRUTH_FOLDER"""
 import os
 import sys
@@ -16,6 +19,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from scipy import ndimage  # noqa: E402
+from skimage.transform import resize  # noqa: E402
 from sklearn.linear_model import Ridge  # noqa: E402
 from sklearn.metrics import r2_score  # noqa: E402
 
@@ -109,12 +114,45 @@ def train(grids, depths, wheres, paste: bool, epochs: int, seed: int = 0):
     return head
 
 
+def lone_radius_share(stack: np.ndarray) -> list:
+    """Each lone final object's deepest point over sqrt(image area) (as the engine's typical radius is taken)."""
+    masks = LabelMasks.from_stack(stack)
+    solidity = object_solidities(masks)
+    return [float(ndimage.distance_transform_edt(np.pad(masks.labels == i, 1)).max()) / np.sqrt(masks.labels.size)
+            for i in masks.ids if solidity.get(int(i), 0.0) >= centres.LONE_SOLIDITY
+            and (masks.labels == i).sum() >= centres.MIN_EXAMPLE_PIXELS]
+
+
+def cut_decisions(stacks: list, grids: list, radius_share: float, spacing: float) -> tuple:
+    """(lone objects kept whole, lone objects, groups cut into as many pieces as objects, into more, into fewer,
+    groups) over the annotated objects' unions cut at the depth ``grids`` predict."""
+    kept = lone = exact = more = fewer = groups = 0
+    for stack, grid in zip(stacks, grids):
+        depth = resize(grid, stack.shape[1:], order=1, preserve_range=True, anti_aliasing=False).astype(np.float32)
+        distance = max(2, int(spacing * radius_share * np.sqrt(stack.shape[1] * stack.shape[2])))
+        unions, count = ndimage.label(stack.any(0))
+        for label in range(1, count + 1):
+            region = unions == label
+            objects = sum(1 for m in stack if m.sum() and (m & region).sum() > 0.5 * m.sum())
+            rows, cols = np.nonzero(region)
+            box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+            pieces = centres.centre_pieces(region[box], depth[box], distance)
+            found = 1 if pieces is None else int(pieces.max())
+            if objects == 1:
+                kept, lone = kept + (found == 1), lone + 1
+            elif objects > 1:
+                exact, more, fewer, groups = exact + (found == objects), more + (found > objects), \
+                    fewer + (found < objects), groups + 1
+    return kept, lone, exact, more, fewer, groups
+
+
 def main(project: Path, folder: Path, paste_too: bool) -> None:
     torch.set_num_threads(2)
     images = [image for image in common.scored_images(folder) if image.masks is not None]
     loaded = common.final_objects(project, images)
     features_of = common.project_features(project)
     grids, lone_depths, lone_where, true_depths, true_where, ridge_inputs = [], [], [], [], [], []
+    stacks, radii = [], []
     for image in images:
         features = features_of(image.file_name)
         gh, gw = features.grid_hw
@@ -125,7 +163,9 @@ def main(project: Path, folder: Path, paste_too: bool) -> None:
         d, w = depth_map(masks, (gh, gw), lambda m, p: solidity.get(int(m.ids[p]), 0.0) >= centres.LONE_SOLIDITY)
         lone_depths.append(torch.from_numpy(d))
         lone_where.append(torch.from_numpy(w))
-        d, w = depth_map(np.asarray(image.masks, bool), (gh, gw), lambda m, p: True)
+        radii += lone_radius_share(masks)
+        stacks.append(np.asarray(image.masks, bool))
+        d, w = depth_map(stacks[-1], (gh, gw), lambda m, p: True)
         true_depths.append(d)
         true_where.append(w)
         ridge_inputs.append(centres.patch_inputs(features.tokens, (gh, gw)))
@@ -138,14 +178,28 @@ def main(project: Path, folder: Path, paste_too: bool) -> None:
     for alpha in (1000.0, 3000.0, 10000.0):
         r2 = r2_score(y_true, Ridge(alpha=alpha).fit(x_lone, y_lone).predict(x_true))
         print(f"ridge (the engine's inputs), alpha {alpha:g}: R^2 {r2:.3f}", flush=True)
+    ridge = Ridge(alpha=3000.0).fit(x_lone, y_lone)
+    maps = {"ridge": [ridge.predict(x).reshape(g.shape[1:]) for x, g in zip(ridge_inputs, grids)]}
     for paste in ((False, True) if paste_too else (False,)):
-        for epochs in (10, 30, 60):
+        for epochs in (10, 20, 30, 60):
             started = time.time()
             head = train(grids, lone_depths, lone_where, paste, epochs)
             with torch.no_grad():
                 predicted = np.concatenate([head(g[None])[0].numpy()[w] for g, w in zip(grids, true_where)])
             print(f"conv head, {epochs} epochs, copy-paste {paste}: R^2 {r2_score(y_true, predicted):.3f} "
                   f"({time.time() - started:.0f} s)", flush=True)
+            if epochs == 20 and not paste:
+                with torch.no_grad():
+                    maps["head, 20 epochs"] = [head(g[None])[0].numpy() for g in grids]
+    radius_share = float(np.median(radii))
+    print("cut decisions on the annotated objects' unions: lone kept whole / groups cut into as many (more, fewer)")
+    for peak in (0.4, 0.5, 0.6):
+        centres.PEAK_DEPTH = peak
+        for spacing in (0.75, 1.0, 1.5):
+            for name, predicted_maps in maps.items():
+                kept, lone, exact, more, fewer, groups = cut_decisions(stacks, predicted_maps, radius_share, spacing)
+                print(f"  peak {peak}, spacing {spacing}, {name}: {kept}/{lone}, {exact}/{groups} ({more}, {fewer})",
+                      flush=True)
 
 
 if __name__ == "__main__":
