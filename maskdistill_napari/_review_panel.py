@@ -117,8 +117,9 @@ class ReviewPanel(QWidget):
                 self.shrink_button: "Replace the selected object by its largest part (key Down).",
                 self.split_button: "While on: drag a line across the selected object (or any object) to cut it "
                                    "there; each part becomes an object of its category. Undo joins them again.",
-                self.split_parts_button: "Cut the selected object into the two parts the image's features see in "
-                                         "it.",
+                self.split_parts_button: "Cut the selected object in two where its colours part (two touching "
+                                         "objects, or an object and what it sits on), else into the two parts "
+                                         "the image's features see in it. Undo joins them again.",
                 self.merge_button: "Join the selected objects into one (shift-click masks to select several); it "
                                    "keeps the category of the largest one shown."}
         for widget, tip in tips.items():

@@ -132,7 +132,12 @@ def test_a_split_that_made_the_correction_is_undone_by_removing_it(nested):  # n
     assert np.array_equal(api.image_objects(project, image_id).labels, generated.labels)
 
 
-def test_split_into_parts_gives_the_two_parts_the_tree_holds(nested):  # noqa: F811
+@pytest.mark.parametrize("colour_cut", [True, False], ids=["colours part", "the tree's parts"])
+def test_split_into_parts_gives_the_two_parts(nested, colour_cut, monkeypatch):  # noqa: F811
+    # the two parts differ in colour (yellow and blue): the colour cut finds them; without it (a mask too small for
+    # it), the tree's nodes do
+    if not colour_cut:
+        monkeypatch.setattr("engine.state.object_edits.colour_halves", lambda image, mask: None)
     project, image_id = nested
     first = categories(project)[0]
     set_objects(project, image_id, [(pixels(PART_A) | pixels(PART_B), first)])

@@ -7,7 +7,8 @@ its parent, shrink its largest child (the nearest ancestor / largest-child desce
 no higher than ``MAX_GROWN_SHARE`` of the image's patches, and moves on up while a level adds nothing), snapped to
 the image's edges at full resolution by the guided filter a click's mask gets (engine.method.prompt). Merge
 joins several objects into one; split cuts one along a stroke the user drew (engine.masks.split_along_stroke, a
-pure function the plugin also uses to show the cut at once), or into the two parts its tree node holds.
+pure function the plugin also uses to show the cut at once), or into two parts: where its colours part
+(engine.method.colour_cut), else the two its tree node holds.
 
 Each is written like every other review action (engine.state.review): into the image's correction (made from its
 generated masks when it has none), as one read-modify-write under the project's state lock, and returns an undo
@@ -33,6 +34,7 @@ from engine.masks import (
     split_along_stroke,
 )
 from engine.method.backbones import centres_keys
+from engine.method.colour_cut import colour_halves
 from engine.state.corrections import ImageCorrection
 from engine.state.project import Project
 from engine.state.project_index import fresh_label_state, project_files
@@ -151,28 +153,44 @@ def split_object(project_dir, image_id: str, instance_id: int, stroke,
 
 
 def split_into_parts(project_dir, image_id: str, instance_id: int) -> dict:
-    """Cut an object into the two parts the image's candidate tree sees in it: its largest part (the one
-    :func:`shrink_object` keeps) and the rest, each an object of its category and score, reviewed; the larger
-    keeps the id. Returns the undo record, as :func:`split_object` (action "split")."""
+    """Cut an object in two without a stroke: where its colours part (engine.method.colour_cut: two touching
+    objects of one kind, or an object and what it sits on; on feral_cats it splits 49 of 62 pairs of touching cats
+    right, the tree 27), else into the two parts the image's candidate tree sees in it (its largest part, the one
+    :func:`shrink_object` keeps, and the rest). Each part is an object of the object's category and score,
+    reviewed; the larger keeps the id. Returns the undo record, as :func:`split_object` (action "split")."""
     project = Project(project_dir)
     entry = project_files(project).entry(image_id)
     tree, image = image_tree(project, entry)
 
     def split(correction: ImageCorrection) -> dict:
         old = correction.labels == int(instance_id)
-        node, box = tree.node_matching(coverage_on_grid(old, tree.grid_hw)), mask_box(old)
-        for candidate in tree.smaller(node):
-            part = _largest_part(old & _snapped(image, tree.patch_mask(candidate)))
-            rest = old & ~part
+        box = mask_box(old)
+        for part, rest in _two_parts(tree, image, old):
             if int(part.sum()) >= MIN_PART_PIXELS and int(rest.sum()) >= MIN_PART_PIXELS:
                 larger, smaller = (part, rest) if part.sum() >= rest.sum() else (rest, part)
                 parts = (larger[box] * 1 + smaller[box] * 2).astype(np.int32)
                 cut = parts_record(correction.labels, int(instance_id), box, parts, correction.next_id())
                 return {"action": "split", **_apply_split(correction, cut)}
-        raise EditRefused(f"Object {instance_id} of {_name(entry)} cannot be split into parts: the image's features "
-                         "outline no part of it. Draw a stroke across it to cut it where you want.")
+        raise EditRefused(f"Object {instance_id} of {_name(entry)} cannot be split into parts: neither its colours "
+                         "nor the image's features outline a part of it. Draw a stroke across it to cut it where you "
+                         "want.")
 
     return _edit_correction(project.root, image_id, instance_id, split)
+
+
+def _two_parts(tree, image: np.ndarray, old: np.ndarray):
+    """(part, rest) pairs of full-size bool masks to try in turn: the colour cut's halves, then the candidate
+    tree's smaller nodes under the object's, each snapped to the image's edges (its largest piece) and the rest."""
+    halves = colour_halves(image, old)
+    if halves is not None:
+        _, box, pieces = halves
+        part = np.zeros(old.shape, bool)
+        part[box] = pieces == 1
+        yield part, old & ~part
+    node = tree.node_matching(coverage_on_grid(old, tree.grid_hw))
+    for candidate in tree.smaller(node):
+        part = _largest_part(old & _snapped(image, tree.patch_mask(candidate)))
+        yield part, old & ~part
 
 
 def _apply_split(correction: ImageCorrection, cut: dict) -> dict:

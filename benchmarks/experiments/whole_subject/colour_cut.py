@@ -1,8 +1,8 @@
 """Groups of touching objects cut where their colours part (issue 20: a group of cats as one mask is the largest
 class of feral_cats' top-object misses). The patch tokens do not see the seam between two touching cats (a
 normalized cut of their affinity inside a pair of touching annotated cats splits it right in 17 of 61 and its cost
-tells pairs from lone cats at ROC AUC 0.51); the pixels may: superpixels (SLIC, about 300 pixels each) inside
-the object, a graph of adjacent ones weighted by their mean Lab colours' likeness, its normalized cut in two.
+tells pairs from lone cats at ROC AUC 0.51); the pixels may: engine.method.colour_cut (superpixels inside the
+object, a graph of adjacent ones weighted by their mean Lab colours' likeness, its normalized cut in two).
 
 First on the annotated cats themselves: pairs of touching cats against lone cats, how often the cut splits a pair
 right (each piece IoU >= 0.5 with one cat) and how well its cost tells pairs from lone cats. Then on a finished
@@ -20,50 +20,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from scipy import ndimage  # noqa: E402
-from scipy.linalg import eigh  # noqa: E402
-from skimage.color import rgb2lab  # noqa: E402
-from skimage.segmentation import slic  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from benchmarks import real_dev  # noqa: E402
 from benchmarks.experiments.whole_subject import common  # noqa: E402
+from engine.method.colour_cut import colour_halves  # noqa: E402
 from engine.method import centres  # noqa: E402
 from engine.method.instances import compactness_weight  # noqa: E402
 
-PIXELS_PER_SUPERPIXEL = 300
 THRESHOLDS = (0.001, 0.003, 0.01, 0.03)
 
 
 def colour_cut(rgb: np.ndarray, mask: np.ndarray) -> tuple:
-    """(normalized cut's cost, piece map 0/1/2 over the mask's box, the box) of a mask's two-way colour cut; cost 2.0
-    (no cut) when the mask holds under 4 superpixels."""
-    rows, cols = np.nonzero(mask)
-    box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
-    crop, image = mask[box], rgb[box]
-    labels = slic(image, n_segments=max(4, int(crop.sum() / PIXELS_PER_SUPERPIXEL)), compactness=10, mask=crop,
-                  start_label=1)
-    ids = np.unique(labels[labels > 0])
-    if len(ids) < 4:
-        return 2.0, None, box
-    lab = rgb2lab(image)
-    position = np.searchsorted(ids, labels)
-    means = np.stack([ndimage.mean(lab[..., c], labels, ids) for c in range(3)], axis=1)
-    adjacent = np.zeros((len(ids), len(ids)), bool)
-    for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
-        touching = (a > 0) & (b > 0) & (a != b)
-        adjacent[np.searchsorted(ids, a[touching]), np.searchsorted(ids, b[touching])] = True
-    adjacent |= adjacent.T
-    distances = ((means[:, None] - means[None]) ** 2).sum(-1)
-    weights = np.where(adjacent, np.exp(-distances / (np.median(distances[adjacent]) + 1e-6)), 0.0) + 1e-6
-    degree = weights.sum(1)
-    _, vectors = eigh(np.diag(degree) - weights, np.diag(degree), subset_by_index=[1, 1])
-    side = vectors[:, 0] > 0
-    if side.all() or not side.any():
-        return 2.0, None, box
-    cut = weights[side][:, ~side].sum()
-    cost = cut / weights[side].sum() + cut / weights[~side].sum()
-    pieces = np.where(crop, np.where(side[position], 1, 2), 0)
-    return float(cost), pieces, box
+    """(cost, halves over the box, the box) of engine.method.colour_cut.colour_halves; cost 2.0 and no halves where
+    it gives none."""
+    found = colour_halves(rgb, mask)
+    return (2.0, None, None) if found is None else (found[0], found[2], found[1])
 
 
 def iou(a, b):
