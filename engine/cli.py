@@ -205,6 +205,27 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--project", "-p", type=Path, required=True, metavar="DIR")
     cache.add_argument("--prune", action="store_true")
 
+    categories = commands.add_parser(
+        "categories", help="list, rename, merge, discard, restore, recolour or split the project's categories",
+        description="The Categories tab on the command line. Without an action, list the categories (id, name, "
+                    "masks exported under it, what was decided). A category is given by its id or its name. Each "
+                    "action is saved in the project at once, as the plugin saves it, and the list is shown after "
+                    "it; re-runs keep it (ARCHITECTURE.md).")
+    categories.add_argument("--project", "-p", type=Path, required=True, metavar="DIR")
+    action = categories.add_mutually_exclusive_group()
+    action.add_argument("--rename", nargs=2, metavar=("CATEGORY", "NAME"), help="give a category a new name")
+    action.add_argument("--merge", nargs="+", metavar="CATEGORY",
+                        help="every mask of these categories becomes --into's (undone by --restore)")
+    action.add_argument("--discard", metavar="CATEGORY",
+                        help="leave a category out of exports; for training its pixels become --mode")
+    action.add_argument("--restore", metavar="CATEGORY", help="undo a discard or a merge")
+    action.add_argument("--colour", nargs=2, metavar=("CATEGORY", "R,G,B"), help="its colour in the plugin's layers")
+    action.add_argument("--split", nargs=2, metavar=("CATEGORY", "PARTS"),
+                        help="re-cluster a category's masks into PARTS categories (loads the engine's torch)")
+    categories.add_argument("--into", metavar="CATEGORY", help="the category --merge merges into")
+    categories.add_argument("--mode", default="background", choices=("background", "ignore"),
+                            help="what a discarded category's pixels become for training (default: background)")
+
     info = commands.add_parser("info", help="backbones, device and where the weights would come from",
                                description="List the registered backbones, the compute device and, for one "
                                            "backbone, each weight source and whether it is available.")
@@ -377,6 +398,59 @@ def describe_feature_cache(summary: dict) -> str:
             f"use {summary['used_bytes'] / 1e6:.1f} MB ({summary['mb_per_image']:.2f} MB per image)")
 
 
+def cmd_categories(args) -> int:
+    from engine.state import review  # torch-free but for a split, which loads it itself
+    from engine.state.label_state import LabelState
+
+    table = LabelState.load(args.project).table
+
+    def category(text: str) -> int:
+        """A category id from its id or its name."""
+        if text.strip().isdigit():
+            return int(text)
+        named = [c.id for c in table.categories if c.name == text.strip()]
+        if len(named) != 1:
+            known = ", ".join(f"{c.id} {c.name!r}" for c in table.categories)
+            raise ValueError(f"{args.project}: {'no' if not named else 'more than one'} category is named "
+                             f"{text!r}; give its id (known: {known})")
+        return named[0]
+
+    if args.merge is not None and args.into is None:
+        raise ValueError("--merge needs --into: the category the others merge into")
+    if args.rename:
+        review.rename_category(args.project, category(args.rename[0]), args.rename[1])
+    elif args.merge:
+        review.merge_categories(args.project, [category(c) for c in args.merge], category(args.into))
+    elif args.discard:
+        review.discard_category(args.project, category(args.discard), args.mode)
+    elif args.restore:
+        review.restore_category(args.project, category(args.restore))
+    elif args.colour:
+        try:
+            rgb = [int(v) for v in args.colour[1].split(",")]
+        except ValueError:
+            raise ValueError(f"a colour is three values 0-255 like 200,40,40, not {args.colour[1]!r}") from None
+        review.recolour_category(args.project, category(args.colour[0]), rgb)
+    elif args.split:
+        if not args.split[1].isdigit() or int(args.split[1]) < 2:
+            raise ValueError(f"--split needs a number of parts of 2 or more, not {args.split[1]!r}")
+        new_ids = review.split_category(args.project, category(args.split[0]), int(args.split[1]))
+        print(f"split into categories {', '.join(str(i) for i in new_ids)}")
+    print(describe_categories(LabelState.load(args.project).table, review.category_sizes(args.project)))
+    return 0
+
+
+def describe_categories(table, sizes: dict) -> str:
+    """The category table as the plugin's Categories tab shows it: id, name, masks, what was decided."""
+    lines = [f"{'id':>4}  {'name':<24} {'masks':>6}  decided"]
+    for c in table.categories:
+        decided = (f"discarded ({c.discarded})" if c.discarded else
+                   f"merged into {c.merged_into}" if c.merged_into is not None else
+                   "to review (a re-run could not place it)" if c.to_review else "")
+        lines.append(f"{c.id:>4}  {c.name:<24} {sizes.get(c.id, 0):>6}  {decided}".rstrip())
+    return "\n".join(lines)
+
+
 def cmd_info(args) -> int:
     import torch
 
@@ -405,7 +479,8 @@ def cmd_info(args) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "distill": cmd_distill, "predict": cmd_predict, "evaluate": cmd_evaluate,
-                "export": cmd_export, "import-coco": cmd_import, "cache": cmd_cache, "info": cmd_info}
+                "export": cmd_export, "import-coco": cmd_import, "cache": cmd_cache, "categories": cmd_categories,
+                "info": cmd_info}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -14,7 +14,7 @@ def maskdistill(*args):
     return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["info", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["info", "--help"], ["categories", "--help"]])
 def test_help_everywhere(args, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(args)
@@ -76,3 +76,50 @@ def test_cache_reports_its_size_and_prunes_features_no_image_uses(tmp_path, caps
     out = capsys.readouterr().out
     assert "pruned 1 files" in out and f"{used['files']} files" in out
     assert cache.size() == used
+
+
+@pytest.fixture(scope="module")
+def finished_project(tmp_path_factory):
+    from helpers import MECHANICS, make_folder
+
+    from engine import api
+
+    folder = make_folder(tmp_path_factory.mktemp("categories_images"))
+    project = tmp_path_factory.mktemp("categories_project")
+    api.run(folder, project, api.RunConfig(**MECHANICS))
+    return project
+
+
+def test_categories_on_the_command_line(finished_project, capsys):
+    # the Categories tab's actions for batch runs: each saved at once, by id or by name, and refusals explained
+    from engine import api
+
+    project = str(finished_project)
+    assert main(["categories", "-p", project]) == 0
+    listed = capsys.readouterr().out
+    assert listed.splitlines()[0].split() == ["id", "name", "masks", "decided"] and "cluster_1" in listed
+    assert main(["categories", "-p", project, "--rename", "1", "cat"]) == 0
+    assert main(["categories", "-p", project, "--merge", "cluster_2", "--into", "cat"]) == 0
+    out = capsys.readouterr().out
+    assert "merged into 1" in out
+    table = api.label_state(finished_project).table.by_id()
+    assert table[1].name == "cat" and table[1].user_named and table[2].merged_into == 1
+    # a name another category has is refused, naming it; nothing changes
+    assert main(["categories", "-p", project, "--rename", "2", "cat"]) == 2
+    assert "already named 'cat'" in capsys.readouterr().err
+    assert main(["categories", "-p", project, "--merge", "2"]) == 2
+    assert "--merge needs --into" in capsys.readouterr().err
+    assert main(["categories", "-p", project, "--discard", "dog"]) == 2
+    assert "no category is named 'dog'" in capsys.readouterr().err
+    assert main(["categories", "-p", project, "--restore", "2"]) == 0
+    assert main(["categories", "-p", project, "--discard", "2", "--mode", "ignore"]) == 0
+    assert "discarded (ignore)" in capsys.readouterr().out
+    assert main(["categories", "-p", project, "--colour", "cat", "200,40,40"]) == 0
+    table = api.label_state(finished_project).table.by_id()
+    assert table[2].merged_into is None and table[2].discarded == "ignore" and table[1].colour == [200, 40, 40]
+    assert main(["categories", "-p", project, "--colour", "cat", "red"]) == 2
+    assert main(["categories", "-p", project, "--split", "cat", "1"]) == 2
+    assert "2 or more" in capsys.readouterr().err
+    assert main(["categories", "-p", project, "--split", "cat", "2"]) == 0
+    assert "split into categories 1, 3" in capsys.readouterr().out
+    assert api.label_state(finished_project).table.by_id()[3].name == "cat_2"
