@@ -80,9 +80,8 @@ def test_cache_reports_its_size_and_prunes_features_no_image_uses(tmp_path, caps
 
 @pytest.fixture(scope="module")
 def finished_project(tmp_path_factory):
-    from helpers import MECHANICS, make_folder
-
     from engine import api
+    from helpers import MECHANICS, make_folder
 
     folder = make_folder(tmp_path_factory.mktemp("categories_images"))
     project = tmp_path_factory.mktemp("categories_project")
