@@ -8,7 +8,7 @@ First on the annotated cats themselves: pairs of touching cats against lone cats
 right (each piece IoU >= 0.5 with one cat) and how well its cost tells pairs from lone cats. Then on a finished
 project's final objects: each object whose cut costs under T is replaced by its two pieces (each at least
 MIN_PIECE_SHARE of it), scored as the object times the piece's compactness weight; or kept, its pieces added at
-half that score; or cut unless it is the image's top object; CorLoc / box AP50 / mask AP50 / recall@0.5 for T
+half that score; or cut unless it is the image's top object; or not cut but ranked down (a group is no one object); CorLoc / box AP50 / mask AP50 / recall@0.5 for T
 over a few values. Nothing is written. From the repository root:
     .venv/bin/python benchmarks/experiments/whole_subject/colour_cut.py PROJECT GROUND_TRUTH_FOLDER"""
 import os
@@ -92,7 +92,7 @@ def main(project: Path, folder: Path) -> None:
                                      for m in loaded[image.file_name][0]]
     as_they_are = {name: real_dev.StagePrediction(masks, scores, None) for name, (masks, scores) in loaded.items()}
     print(f"final objects as they are: {common.figures(images, as_they_are)}")
-    for how in ("replaced", "kept, pieces added at half", "cut unless top"):
+    for how in ("replaced", "kept, pieces added at half", "cut unless top", "ranked down (x0.5), not cut"):
         for threshold in THRESHOLDS:
             stage, cut_count = {}, 0
             for name, (masks, scores) in loaded.items():
@@ -108,6 +108,8 @@ def main(project: Path, folder: Path) -> None:
                         if min(p.sum() for p in parts) < centres.MIN_PIECE_SHARE * mask.sum():
                             parts = []
                     cut_count += bool(parts)
+                    if parts and how == "ranked down (x0.5), not cut":
+                        score, parts = score * 0.5, []
                     if not parts or how == "kept, pieces added at half":
                         out_masks.append(mask)
                         out_scores.append(score)
