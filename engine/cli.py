@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="every mask of these categories becomes --into's (undone by --restore)")
     action.add_argument("--discard", metavar="CATEGORY",
                         help="leave a category out of exports; for training its pixels become --mode")
-    action.add_argument("--restore", metavar="CATEGORY", help="undo a discard or a merge")
+    action.add_argument("--restore", metavar="CATEGORY", help="undo its discard and its merge")
     action.add_argument("--colour", nargs=2, metavar=("CATEGORY", "R,G,B"), help="its colour in the plugin's layers")
     action.add_argument("--split", nargs=2, metavar=("CATEGORY", "PARTS"),
                         help="re-cluster a category's masks into PARTS categories (loads the engine's torch)")
@@ -406,11 +406,13 @@ def cmd_categories(args) -> int:
 
     def category(text: str) -> int:
         """A category id from its id or its name."""
+        known = ", ".join(f"{c.id} {c.name!r}" for c in table.categories)
         if text.strip().isdigit():
+            if int(text) not in table.by_id():
+                raise ValueError(f"{args.project} has no category {int(text)} (known: {known})")
             return int(text)
         named = [c.id for c in table.categories if c.name == text.strip()]
         if len(named) != 1:
-            known = ", ".join(f"{c.id} {c.name!r}" for c in table.categories)
             raise ValueError(f"{args.project}: {'no' if not named else 'more than one'} category is named "
                              f"{text!r}; give its id (known: {known})")
         return named[0]
@@ -442,12 +444,13 @@ def cmd_categories(args) -> int:
 
 def describe_categories(table, sizes: dict) -> str:
     """The category table as the plugin's Categories tab shows it: id, name, masks, what was decided."""
-    lines = [f"{'id':>4}  {'name':<24} {'masks':>6}  decided"]
+    lines = [f"{'id':>4}  {'name':<24} {'masks':>6}  {'colour':<11}  decided"]
     for c in table.categories:
-        decided = (f"discarded ({c.discarded})" if c.discarded else
-                   f"merged into {c.merged_into}" if c.merged_into is not None else
-                   "to review (a re-run could not place it)" if c.to_review else "")
-        lines.append(f"{c.id:>4}  {c.name:<24} {sizes.get(c.id, 0):>6}  {decided}".rstrip())
+        decided = "; ".join(([f"merged into {c.merged_into}"] if c.merged_into is not None else [])
+                            + ([f"discarded ({c.discarded})"] if c.discarded else [])
+                            + (["to review (a re-run could not place it)"] if c.to_review else []))
+        colour = ",".join(str(v) for v in c.colour) if c.colour else "-"
+        lines.append(f"{c.id:>4}  {c.name:<24} {sizes.get(c.id, 0):>6}  {colour:<11}  {decided}".rstrip())
     return "\n".join(lines)
 
 

@@ -96,7 +96,7 @@ def test_categories_on_the_command_line(finished_project, capsys):
     project = str(finished_project)
     assert main(["categories", "-p", project]) == 0
     listed = capsys.readouterr().out
-    assert listed.splitlines()[0].split() == ["id", "name", "masks", "decided"] and "cluster_1" in listed
+    assert listed.splitlines()[0].split() == ["id", "name", "masks", "colour", "decided"] and "cluster_1" in listed
     assert main(["categories", "-p", project, "--rename", "1", "cat"]) == 0
     assert main(["categories", "-p", project, "--merge", "cluster_2", "--into", "cat"]) == 0
     out = capsys.readouterr().out
@@ -110,13 +110,23 @@ def test_categories_on_the_command_line(finished_project, capsys):
     assert "--merge needs --into" in capsys.readouterr().err
     assert main(["categories", "-p", project, "--discard", "dog"]) == 2
     assert "no category is named 'dog'" in capsys.readouterr().err
-    assert main(["categories", "-p", project, "--restore", "2"]) == 0
+    assert main(["categories", "-p", project, "--discard", "9"]) == 2  # a typo, not a damaged project
+    assert "has no category 9 (known: 1 'cat', 2 'cluster_2')" in capsys.readouterr().err
+    assert main(["categories", "-p", project, "--merge", "cat", "--into", "1"]) == 2
+    assert "Nothing to merge" in capsys.readouterr().err
+    # discarding a merged category drops its masks: it leaves the merge (the list never shows both)
     assert main(["categories", "-p", project, "--discard", "2", "--mode", "ignore"]) == 0
     assert "discarded (ignore)" in capsys.readouterr().out
+    assert api.label_state(finished_project).table.by_id()[2].merged_into is None
     assert main(["categories", "-p", project, "--colour", "cat", "200,40,40"]) == 0
+    assert "200,40,40" in capsys.readouterr().out
     table = api.label_state(finished_project).table.by_id()
     assert table[2].merged_into is None and table[2].discarded == "ignore" and table[1].colour == [200, 40, 40]
     assert main(["categories", "-p", project, "--colour", "cat", "red"]) == 2
+    # merging a discarded category exports its masks as the target's: the discard goes
+    assert main(["categories", "-p", project, "--merge", "2", "--into", "cat"]) == 0
+    assert api.label_state(finished_project).table.by_id()[2].discarded is None
+    assert main(["categories", "-p", project, "--restore", "2"]) == 0
     assert main(["categories", "-p", project, "--split", "cat", "1"]) == 2
     assert "2 or more" in capsys.readouterr().err
     assert main(["categories", "-p", project, "--split", "cat", "2"]) == 0

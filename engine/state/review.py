@@ -108,22 +108,29 @@ def recolour_category(project_dir, category_id: int, rgb) -> None:
 
 
 def merge_categories(project_dir, category_ids, into: int) -> None:
-    """Every mask of ``category_ids`` becomes ``into`` (kept as a reversible link, not a rewrite)."""
+    """Every mask of ``category_ids`` becomes ``into`` (kept as a reversible link, not a rewrite); a merged
+    category that was discarded is no longer (its masks are exported as ``into``'s, as the merge says)."""
+    if not [c for c in category_ids if int(c) != int(into)]:
+        raise EditRefused(f"Nothing to merge: give categories other than {into}, the one they merge into.")
+
     def edit(state):
         _category(state, into).merged_into = None  # the target stays a category of its own: no merge cycle
         for category_id in category_ids:
             if category_id != into:
-                _category(state, category_id).merged_into = into
+                category = _category(state, category_id)
+                category.merged_into, category.discarded = into, None
     _edit_table(project_dir, edit)
 
 
 def discard_category(project_dir, category_id: int, mode: str = "background") -> None:
-    """Drop a category from exports; for training its pixels become background or carry no label."""
+    """Drop a category from exports; for training its pixels become background or carry no label. A merged
+    category that is discarded leaves its merge (its masks are dropped, not exported as another's)."""
     if mode not in DISCARD_MODES:
         raise ValueError(f"discard mode must be one of {', '.join(DISCARD_MODES)}, not {mode!r}")
 
     def edit(state):
-        _category(state, category_id).discarded = mode
+        category = _category(state, category_id)
+        category.discarded, category.merged_into = mode, None
     _edit_table(project_dir, edit)
 
 
