@@ -504,6 +504,9 @@ class ReviewPanel(QWidget):
             if not self.view.apply_object_edit(record):
                 self._reload(image_id, record["instance_id"])
             self.status.setText(self._edit_summary(done_text, record))
+        # a split or a grow takes a second or two off the GUI thread: say it is under way
+        what = f"objects {', '.join(map(str, target))}" if isinstance(target, list) else f"object {target}"
+        self.status.setText(f"{doing_text.split()[0]} {what}...")
         self.tasks.submit(operation, self.view.project_dir, image_id, target, on_done=done,
                           on_error=self._failed(f"{doing_text} object {self.view.selected}"))
 

@@ -121,6 +121,7 @@ def test_merge_joins_the_shift_clicked_objects(widget, qtbot):
     shift_click(layer, event_position)
     assert view.selected_ids == [2, 1] and "with object 1" in review.selection.text()
     review.merge_button.click()
+    assert review.status.text() == "Merging objects 2, 1..."  # under way, off the GUI thread
     wait_idle(qtbot, widget)
     merged = np.asarray(layer.data)
     assert set(np.unique(merged)) == {0, 1}  # the larger (part A, object 1) keeps its id
