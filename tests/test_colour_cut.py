@@ -41,3 +41,25 @@ def test_a_mask_too_small_to_cut_gives_none():
     tiny[10:20, 10:20] = True  # 100 pixels: under four superpixels
     assert colour_halves(painted([(200, 150, 60), (60, 60, 70)]), tiny) is None
     assert colour_halves(painted([(200, 150, 60), (60, 60, 70)]), np.zeros(SHAPE, bool)) is None
+
+
+
+def test_each_half_is_one_piece():
+    """The cut is over the superpixel graph, so a half can come in pieces (two eyes and a strip of cheek); the
+    smaller pieces go to the other half, so a split gives the user two objects of one piece each."""
+    from scipy import ndimage
+
+    from engine.method.colour_cut import crumbs_to_the_other_half
+
+    halves = np.zeros((20, 30), np.int32)
+    halves[2:18, 2:28] = 2  # the face
+    halves[4:8, 4:8] = 1  # an eye
+    halves[4:9, 20:25] = 1  # the other eye, the larger one
+    halves[14:16, 10:12] = 2  # (already the face's)
+    out = crumbs_to_the_other_half(halves)
+    assert np.array_equal(out > 0, halves > 0)
+    assert (out[4:9, 20:25] == 1).all() and (out[4:8, 4:8] == 2).all()
+    for side in (1, 2):
+        assert ndimage.label(out == side)[1] == 1
+    _, box, two_cats = colour_halves(painted([(200, 150, 60), (60, 60, 70)]), LEFT | RIGHT)
+    assert all(ndimage.label(two_cats == side)[1] == 1 for side in (1, 2))

@@ -138,6 +138,21 @@ def test_split_assignments_follow_the_mask_when_proposals_are_reordered(folder, 
     assert new_ids == [1, 2]
 
 
+def test_a_split_takes_the_masks_merged_into_the_category(folder, tmp_path):
+    """A category shows its own masks and those merged into it; a split re-clusters all it shows, so no mask of
+    the merged category stays behind under the first part."""
+    project = tmp_path / "p"
+    run(folder, project, RunConfig(**{**MECHANICS, "proposals": "ncut", "max_masks": 3, "distill": False,
+                                      "num_classes": 2}))
+    review.merge_categories(project, [2], into=1)
+    shown = named_masks(project)
+    assert set(shown.values()) == {"cluster_1"} and len(shown) >= 4
+    new_ids = review.split_category(project, 1, 2)
+    assigned = read_json(project / "assignments.json")["by_mask"]
+    assert set(assigned) == set(shown)  # every mask it showed, the merged ones too, got a part
+    assert {assigned[key] for key in shown} == set(new_ids)
+
+
 # -- case 3: import-coco merges, validates, backs up ---------------------------------------------------------
 @pytest.mark.parametrize("embedding", ["pooled", "crop_cls"])
 def test_a_split_compares_masks_as_the_clustering_does(folder, tmp_path, monkeypatch, embedding):

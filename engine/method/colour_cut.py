@@ -26,9 +26,10 @@ COMPACTNESS = 10.0  # SLIC's colour against space weight (its default for Lab im
 
 def colour_halves(image: np.ndarray, mask: np.ndarray) -> tuple | None:
     """The mask's two-way colour cut: (cost, (rows, cols) slices of the mask's box, int32 map over the box: 0 outside
-    the mask, 1 and 2 the halves), or None when the mask holds fewer than MIN_SUPERPIXELS superpixels or the cut
-    leaves one side empty. ``cost``: the normalized cut's value (0 where the halves barely touch, 2 at most); a pair
-    of touching cats costs less than a lone cat (ROC AUC 0.80 on feral_cats)."""
+    the mask, 1 and 2 the halves, each one piece where the mask is), or None when the mask holds fewer than
+    MIN_SUPERPIXELS superpixels or the cut leaves one side empty. ``cost``: the normalized cut's value (0 where the
+    halves barely touch, 2 at most); a pair of touching cats costs less than a lone cat (ROC AUC 0.80 on
+    feral_cats)."""
     box = mask_box(mask)
     if box is None:
         return None
@@ -57,4 +58,18 @@ def colour_halves(image: np.ndarray, mask: np.ndarray) -> tuple | None:
     cut = weights[side][:, ~side].sum()
     cost = float(cut / weights[side].sum() + cut / weights[~side].sum())
     halves = np.where(crop, np.where(side[np.searchsorted(ids, labels)], 1, 2), 0).astype(np.int32)
-    return cost, box, halves
+    return cost, box, crumbs_to_the_other_half(halves)
+
+
+def crumbs_to_the_other_half(halves: np.ndarray) -> np.ndarray:
+    """Each half as one piece: a half's pieces other than its largest go to the other half. The cut is over the
+    superpixel graph, not the pixel grid, so a half can be several pieces (a cat's two eyes and a strip of cheek
+    as one part); on feral_cats 16 of 96 cuts had a half under 95 % in one piece, 2 after this (both where the
+    mask itself is in pieces), and the pairs split right stay 49 of 62."""
+    out = halves.copy()
+    for half in (1, 2):
+        pieces, count = ndimage.label(halves == half)
+        if count > 1:
+            largest = 1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))
+            out[(pieces > 0) & (pieces != largest)] = 3 - half
+    return out

@@ -143,21 +143,23 @@ def restore_category(project_dir, category_id: int) -> None:
 
 
 def _split_members(state: LabelState, entry: dict, category_id: int) -> list:
-    """(key, embedding) of the proposals behind the image's current masks of ``category_id`` (the masks on
-    screen: a predicted mask is represented by the proposal it overlaps most, IoU >= 0.5), plus the proposals
-    of that category themselves when the image shows proposals."""
+    """(key, embedding) of the proposals behind the image's current masks shown as ``category_id`` (those of the
+    categories merged into it too: the masks on screen; a predicted mask is represented by the proposal it
+    overlaps most, IoU >= 0.5), plus the proposals shown as that category themselves when the image shows
+    proposals."""
     from engine.masks import iou
 
     project = state.project
     proposals, vectors, _ = load_image_proposals(project.proposals_path(entry["image_id"]),
                                                  (entry["height"], entry["width"]))
     keys = state.mask_keys(entry, proposals.masks)
-    chosen = {i for i, c in enumerate(state.proposal_categories(entry, proposals.masks)) if c == category_id}
+    chosen = {i for i, c in enumerate(state.proposal_categories(entry, proposals.masks))
+              if _shown_as(state, c, category_id)}
     current = state.instances(entry, "current")
     if current.origin != "proposal":
         chosen = set() if current.origin == "prediction" else chosen
         for mask, category in zip(current.masks, current.categories):
-            if int(category) != category_id or not len(proposals.masks):
+            if not _shown_as(state, category, category_id) or not len(proposals.masks):
                 continue
             overlaps = [iou(mask, other) for other in proposals.masks]
             best = int(np.argmax(overlaps))
@@ -178,7 +180,7 @@ def split_category(project_dir, category_id: int, parts: int, seed: int = 0) -> 
         state = fresh_label_state(project)
         source = _category(state, category_id)
         members, embeddings = [], []
-        for entry in _images_that_may_hold(index, int(category_id)):
+        for entry in _images_that_may_hold(index, state, int(category_id)):
             for key, vector in _split_members(state, entry, int(category_id)):
                 members.append(key)
                 embeddings.append(vector)
@@ -211,13 +213,19 @@ def _split_labels(project: Project, entries: list, embeddings: np.ndarray, parts
     return kmeans(whiten(embeddings), parts, seed=seed)[0]
 
 
-def _images_that_may_hold(index, category_id: int) -> list:
-    """The images whose masks of ``category_id`` a split takes: those showing it now, and every image with a
-    correction (its proposals of the category count too; see :func:`_split_members`)."""
+def _images_that_may_hold(index, state: LabelState, category_id: int) -> list:
+    """The images whose masks shown as ``category_id`` a split takes: those showing it now (or a category merged
+    into it), and every image with a correction (its proposals of the category count too; see
+    :func:`_split_members`)."""
     index.refresh()
     with index.lock:
         return [entry for entry in index.images if index.origin(entry["image_id"]) == "correction"
-                or category_id in index.counts(entry["image_id"])]
+                or any(_shown_as(state, c, category_id) for c in index.counts(entry["image_id"]))]
+
+
+def _shown_as(state: LabelState, mask_category: int, category_id: int) -> bool:
+    """Whether a mask of ``mask_category`` belongs to ``category_id`` for a split: its own, or merged into it."""
+    return int(mask_category) == category_id or state.resolve(mask_category) == category_id
 
 
 def _save_correction(project: Project, image_id: str, correction: ImageCorrection) -> None:

@@ -2,7 +2,8 @@
 objects a reviewer wants? On the annotated objects' unions of exactly two touching objects (is each piece one of
 them, IoU >= 0.5?) and on a finished project's final objects holding one annotated object (>= 80 % of it inside)
 and more (IoU with it < 0.5: is one piece the object?), the first pair of parts the engine tries that are both at
-least MIN_PART_PIXELS: with the colour cut first (the engine) and with the candidate tree alone (before it).
+least MIN_PART_PIXELS, and how many of those splits give a part in pieces: with the colour cut first (the
+engine) and with the candidate tree alone (before it).
 Nothing is written. From the repository root:
     .venv/bin/python benchmarks/experiments/whole_subject/split_into_parts.py PROJECT GROUND_TRUTH_FOLDER"""
 import os
@@ -23,6 +24,12 @@ from engine.state.schema import read_images  # noqa: E402
 
 def iou(a, b) -> float:
     return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def largest_share(mask) -> float:
+    """The share of a mask in its largest 4-connected piece."""
+    pieces, count = ndimage.label(mask)
+    return float(np.bincount(pieces.ravel())[1:].max() / mask.sum()) if count else 1.0
 
 
 def first_split(tree, image, mask):
@@ -56,13 +63,15 @@ def main(project_dir: Path, folder: Path) -> None:
     for name, colour in (("colour cut, then the tree (the engine)", colour_halves),
                          ("the tree alone", lambda image, mask: None)):
         object_edits.colour_halves = colour
-        right = {}
+        right, in_pieces, splits = {}, 0, 0
         for kind, found in cases.items():
             right[kind] = 0
             for tree, pixels, mask, wanted in found:
                 split = first_split(tree, pixels, mask)
                 if split is None:
                     continue
+                splits += 1
+                in_pieces += any(largest_share(piece) < 0.95 for piece in split)
                 if kind == "pairs":
                     a, b = split
                     right[kind] += max(min(iou(a, wanted[0]), iou(b, wanted[1])),
@@ -70,8 +79,8 @@ def main(project_dir: Path, folder: Path) -> None:
                 else:
                     right[kind] += max(iou(piece, wanted[0]) for piece in split) >= 0.5
         print(f"{name}: pairs of touching objects split right {right['pairs']}/{len(cases['pairs'])}; final objects "
-              f"holding one object and more, a piece the object {right['one and more']}/{len(cases['one and more'])}",
-              flush=True)
+              f"holding one object and more, a piece the object {right['one and more']}/{len(cases['one and more'])}; "
+              f"splits with a part under 95 % in one piece {in_pieces}/{splits}", flush=True)
     object_edits.colour_halves = colour_halves
 
 
