@@ -20,7 +20,7 @@ def _progress_bar():
         if bar is None:
             bar = bars[stage] = tqdm(total=total, desc=f"{stage:>10}", unit="step" if total <= 1 else "img",
                                      file=sys.stderr, leave=True, dynamic_ncols=True)
-        bar.n = done
+        bar.n, bar.total = done, total  # the total shrinks when a file turns out unreadable
         bar.refresh()
         if done >= total:
             bar.close()

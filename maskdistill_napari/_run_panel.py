@@ -263,7 +263,7 @@ class RunPanel(QWidget):
             self._bar = bar
         if self._bar is None:
             return
-        self._bar.n = done
+        self._bar.n, self._bar.total = done, max(total, 1)  # the total shrinks when a file turns out unreadable
         self._bar.refresh()
         self.status.setText(f"Running: {stage} {done}/{total}")
 

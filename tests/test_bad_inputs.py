@@ -156,3 +156,21 @@ def test_bad_arguments_are_refused_before_the_project_exists(tmp_path, bad):
     with pytest.raises((ValueError, KeyError, FileNotFoundError)):
         run(folder, tmp_path / "project", RunConfig(**{**SMALL, **bad}))
     assert not (tmp_path / "project").exists()
+
+
+def test_progress_counts_the_images_a_run_can_use(tmp_path):
+    """A file whose header reads but whose pixels do not leaves the progress total once found: the count ends at
+    the images processed (3 of 3), not at 3 of 4 with the run finished."""
+    from engine.orchestration.pipeline import RunConfig, run
+    from helpers import MECHANICS, make_folder
+
+    folder = make_folder(tmp_path / "images")
+    raw = (folder / "chelsea.png").read_bytes()
+    (folder / "chelsea.png").write_bytes(raw[: len(raw) // 2])  # header intact, pixels cut off
+    reports: list = []
+    result = run(folder, tmp_path / "p", RunConfig(**{**MECHANICS, "distill": False}),
+                 progress=lambda *report: reports.append(report))
+    images = [(done, total) for stage, done, total in reports if stage == "images"]
+    assert result.images == 3 and [s["relative_path"] for s in result.skipped] == ["chelsea.png"]
+    assert images[0] == (0, 4) and images[-1] == (3, 3)
+    assert all(done <= total for done, total in images)

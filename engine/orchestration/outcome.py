@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-Progress = Callable[[str, int, int], None]
+Progress = Callable[[str, int, int], None]  # (stage, done, total); "images"' total shrinks by each unreadable file
 
 
 class Cancelled(Exception):

@@ -72,13 +72,16 @@ def extract_and_propose(project: Project, discovery, extractor: FeatureExtractor
     timer = timer or StageTimer()
     executor = executor or LocalExecutor(ProposalStep(project.root, config, extractor, timer))
     tasks = image_tasks(project, discovery)
-    finished = 0
+    finished, unreadable = 0, 0
     progress("images", 0, len(tasks))
 
-    def on_done(outcome) -> None:
-        nonlocal finished
-        finished += 1
-        progress("images", finished, len(tasks))
+    def on_done(outcome) -> None:  # a file that turns out unreadable leaves the total: images done / images usable
+        nonlocal finished, unreadable
+        if outcome.skipped is None:
+            finished += 1
+        else:
+            unreadable += 1
+        progress("images", finished, len(tasks) - unreadable)
 
     outcomes = executor.map(batches_of(tasks, config.batch_size), on_done)
     if notes is not None:
