@@ -276,7 +276,7 @@ class RunPanel(QWidget):
         if isinstance(result, RunCancelled):
             self.status.setText(f"Cancelled {result}. The finished images are kept; Run resumes from there.")
             return
-        skipped = (f", {len(result.skipped)} files skipped ("
+        skipped = (f", {len(result.skipped)} file{'s' if len(result.skipped) > 1 else ''} skipped ("
                    + ", ".join(Path(s["relative_path"]).name for s in result.skipped[:3])
                    + (", ..." if len(result.skipped) > 3 else "") + "; why: report.json)" if result.skipped else "")
         self.status.setText(f"Done: {result.images} images, {result.masks} proposals -> {result.exported} masks in "

@@ -153,6 +153,18 @@ def test_a_split_takes_the_masks_merged_into_the_category(folder, tmp_path):
     assert {assigned[key] for key in shown} == set(new_ids)
 
 
+def test_splitting_a_category_again_gives_new_names(folder, tmp_path):
+    """A second split of "cluster_1" must not make a second "cluster_1_2": the names stay unique."""
+    project = tmp_path / "p"
+    run(folder, project, RunConfig(**{**MECHANICS, "proposals": "ncut", "max_masks": 3, "distill": False,
+                                      "num_classes": 1}))
+    first = review.split_category(project, 1, 2)
+    second = review.split_category(project, 1, 3)
+    names = {c.id: c.name for c in LabelState.load(project).table.categories}
+    assert [names[i] for i in first + second[1:]] == ["cluster_1", "cluster_1_2", "cluster_1_3", "cluster_1_4"]
+    review.rename_category(project, second[1], "kitten")  # a name the command line can find it by
+
+
 # -- case 3: import-coco merges, validates, backs up ---------------------------------------------------------
 @pytest.mark.parametrize("embedding", ["pooled", "crop_cls"])
 def test_a_split_compares_masks_as_the_clustering_does(folder, tmp_path, monkeypatch, embedding):
