@@ -205,7 +205,8 @@ def split_category(project_dir, category_id: int, parts: int, seed: int = 0) -> 
 def _free_names(state: LabelState, base: str, count: int) -> list:
     """``count`` names "base_2", "base_3", ... that no category has (a second split of a category must not
     make a second "cat_2": names are how trainers and the command line tell categories apart)."""
-    taken, names, number = {c.name for c in state.table.categories}, [], 2
+    taken, number = {c.name for c in state.table.categories}, 2
+    names: list[str] = []
     while len(names) < count:
         if f"{base}_{number}" not in taken:
             names.append(f"{base}_{number}")
