@@ -241,7 +241,7 @@ class RunPanel(QWidget):
         self._active = True
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.status.setText("Running…" if not self.tasks.busy else "Waiting for the task in progress, then running…")
+        self.status.setText(f"Waiting for {self.tasks.waiting_for}, then running…" if self.tasks.busy else "Running…")
         self.tasks.submit(run_with_cancel, folder, project, config, self.cancel_requested, self._signal,
                           on_done=self._on_returned, on_error=self._on_error, on_finished=self._on_worker_finished)
 

@@ -76,17 +76,25 @@ class TaskQueue(QObject):
         self._worker = None
         self._finished_worker = None
         self._closed = False
+        self._running_what: str | None = None
 
     @property
     def busy(self) -> bool:
         return self._worker is not None or bool(self._pending)
 
-    def submit(self, function, *args, on_done=None, on_error=None, on_finished=None, **kwargs) -> None:
+    @property
+    def waiting_for(self) -> str:
+        """What a new task waits for, in words ("the engine to start"), for a status line."""
+        return (self._running_what if self._worker is not None and self._running_what else "the task in progress")
+
+    def submit(self, function, *args, on_done=None, on_error=None, on_finished=None, what: str | None = None,
+               **kwargs) -> None:
         """Run ``function(*args, **kwargs)`` after the tasks already queued. On the GUI thread afterwards:
-        ``on_done(result)`` or ``on_error(message)``, then ``on_finished()``. Ignored once the queue is closed."""
+        ``on_done(result)`` or ``on_error(message)``, then ``on_finished()``. Ignored once the queue is closed.
+        ``what``: the task in words, for the status line of a task queued behind it (:attr:`waiting_for`)."""
         if self._closed:
             return
-        self._pending.append((function, args, kwargs, on_done, on_error, on_finished))
+        self._pending.append((function, args, kwargs, on_done, on_error, on_finished, what))
         self._start_next()
 
     def close(self) -> None:
@@ -98,7 +106,7 @@ class TaskQueue(QObject):
     def _start_next(self) -> None:
         if self._closed or self._worker is not None or not self._pending:
             return
-        function, args, kwargs, on_done, on_error, on_finished = self._pending.popleft()
+        function, args, kwargs, on_done, on_error, on_finished, self._running_what = self._pending.popleft()
         # _ignore_errors: napari would show the bare exception; _report shows it with context, once
         worker = create_worker(_guarded, function, *args, _start_thread=False, _ignore_errors=True, **kwargs)
         worker.returned.connect(lambda result: self._returned(result, on_done))

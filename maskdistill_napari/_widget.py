@@ -57,7 +57,8 @@ class MaskDistillWidget(QWidget):
         self._watched: weakref.ref[QMainWindow] | None = None  # napari's main window once docked in it
         QTimer.singleShot(0, self._watch_main_window)  # add_dock_widget has docked it by then
         use_engine()
-        self.tasks.submit(start_engine)  # the engine process loads torch while the user picks folders
+        # the engine process loads torch while the user picks folders
+        self.tasks.submit(start_engine, what="the engine to start (it loads torch once per session)")
 
     def show_tab(self, panel: QWidget) -> None:
         """Bring ``panel`` (one of the four) to the front."""

@@ -560,3 +560,20 @@ def test_a_click_adds_an_object_from_the_features_and_undo_removes_it(widget, qt
     assert "box" not in widget.viewer.layers
     press(view.labels_layer, on_object)
     assert view.selected == review.undo_stack[-1]["instance_id"]
+
+
+def test_a_run_queued_behind_another_task_says_what_it_waits_for(widget, qtbot, tmp_path):
+    """The first Run of a session waits for the engine process to start; the status says so, not "the task in
+    progress" (a new user saw that with nothing else running)."""
+    wait_idle(qtbot, widget)
+    release = threading.Event()
+    widget.tasks.submit(release.wait, 30, what="the engine to start (it loads torch once per session)")
+    assert widget.tasks.waiting_for.startswith("the engine to start")
+    widget.run_panel.image_folder.setText(str(tmp_path / "no images here"))
+    widget.run_panel.project_folder.setText(str(tmp_path / "p"))
+    widget.run_panel.start()
+    assert widget.run_panel.status.text().startswith("Waiting for the engine to start"), \
+        widget.run_panel.status.text()
+    release.set()
+    wait_idle(qtbot, widget)
+    assert widget.tasks.waiting_for == "the task in progress"
