@@ -191,8 +191,8 @@ def split_category(project_dir, category_id: int, parts: int, seed: int = 0) -> 
         labels = _split_labels(project, entries, np.stack(embeddings).astype(np.float32), parts, seed)
         next_id = max(state.table.by_id()) + 1
         new_ids = [category_id] + list(range(next_id, next_id + parts - 1))
-        for new_id, name in zip(new_ids[1:], _free_names(state, source.name, parts - 1)):
-            state.table.categories.append(Category(new_id, name))
+        for new_id in new_ids[1:]:  # "cat_2", "cat_3", ...: a second split must not make a second "cat_2"
+            state.table.categories.append(Category(new_id, state.table.free_name(source.name)))
         assignments = dict(state.assignments)
         for key, label in zip(members, labels):
             assignments[key] = new_ids[int(label)]
@@ -200,18 +200,6 @@ def split_category(project_dir, category_id: int, parts: int, seed: int = 0) -> 
         save_categories(project.root, state.table)
         save_assignments(project.root, assignments)
     return new_ids
-
-
-def _free_names(state: LabelState, base: str, count: int) -> list:
-    """``count`` names "base_2", "base_3", ... that no category has (a second split of a category must not
-    make a second "cat_2": names are how trainers and the command line tell categories apart)."""
-    taken, number = {c.name for c in state.table.categories}, 2
-    names: list[str] = []
-    while len(names) < count:
-        if f"{base}_{number}" not in taken:
-            names.append(f"{base}_{number}")
-        number += 1
-    return names
 
 
 def _split_labels(project: Project, entries: list, embeddings: np.ndarray, parts: int, seed: int) -> np.ndarray:
