@@ -65,7 +65,7 @@ from engine.atomic import atomic_write_json, read_json  # noqa: E402
 from engine.masks import bbox_xywh, encode_rle  # noqa: E402
 from engine.method.distill import paint_label_map  # noqa: E402
 from engine.output.evaluation import hungarian_match  # noqa: E402
-from engine.state.project import Project, load_image_predictions, load_image_proposals  # noqa: E402
+from engine.state.project import Project, joined_masks, load_image_predictions, load_image_proposals  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REAL_DEV = REPO_ROOT.parent / "shared" / "data" / "real-dev"
@@ -216,8 +216,12 @@ def project_stages(project_dir) -> dict:
             semantic = paint_label_map(hw, proposals.masks, classes)
         return StagePrediction(proposals.masks, np.asarray(proposals.scores, float), semantic)
 
-    def final_of(path) -> StagePrediction:
+    def final_of(entry, path) -> StagePrediction:
         semantic, masks, _, pred_scores = load_image_predictions(path)
+        overlapping = project.overlapping_path(entry["image_id"])  # a second scale's (RunConfig.second_scale)
+        if overlapping.exists():
+            _, extra, _, extra_scores = load_image_predictions(overlapping)
+            masks, pred_scores = joined_masks(masks, extra), np.concatenate([pred_scores, extra_scores])
         return StagePrediction(masks, np.asarray(pred_scores, float), semantic.astype(np.int64))
 
     loaders: dict = {stage: {} for stage in STAGES}
@@ -227,7 +231,7 @@ def project_stages(project_dir) -> dict:
         loaders["clustered"][name] = partial(proposals_of, entry, True)
         path = project.predictions_path(entry["image_id"])
         if path.exists():
-            loaders["final"][name] = partial(final_of, path)
+            loaders["final"][name] = partial(final_of, entry, path)
     if not loaders["final"]:
         del loaders["final"]
     return {stage: StagePredictions(stage_loaders) for stage, stage_loaders in loaders.items()}
@@ -766,6 +770,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="backbone arithmetic (default auto: float32 on CPUs, mixed on GPUs)")
     parser.add_argument("--weights", default=None, help="checkpoint or 'random' (default: the real weights)")
     parser.add_argument("--input-size", type=int, default=None)
+    parser.add_argument("--second-scale", type=int, default=None,
+                        help="the whole method again at this input size, its objects added overlapping")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -774,7 +780,8 @@ def run_config(args: argparse.Namespace):
     from engine.orchestration.pipeline import RunConfig
 
     return RunConfig(device=args.device, proposals=args.proposals, weights=args.weights,
-                     input_size=args.input_size, seed=args.seed, precision=args.precision)
+                     input_size=args.input_size, second_scale=args.second_scale, seed=args.seed,
+                     precision=args.precision)
 
 
 def main(argv=None) -> int:

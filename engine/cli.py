@@ -58,6 +58,7 @@ RUN_SETTINGS: tuple[tuple[tuple[str, ...], str, dict], ...] = (
     (("--device",), "device", {}),
     (("--precision",), "precision", {}),
     (("--input-size",), "input_size", {"type": _positive_int, "metavar": "PX"}),
+    (("--second-scale",), "second_scale", {"type": _positive_int, "metavar": "PX"}),
     (("--proposals",), "proposals", {}),
     (("--masks-per-image",), "max_masks", {"type": _positive_int, "metavar": "N"}),
     (("--num-classes", "-k"), "num_classes", {"type": _positive_int, "metavar": "K"}),

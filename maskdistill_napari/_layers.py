@@ -21,16 +21,18 @@ def load_image_data(project_dir, images, entry: dict) -> dict:
     The label map's values are the engine's stable instance ids (``engine.api.image_objects``); ``original``
     and ``original_reviewed`` keep what is on disk, so an edit marks reviewed only the objects it changed.
     """
-    from engine.api import display_name, image_objects
+    from engine.api import display_name, image_objects, overlapping_labels
 
     image = images.load(entry)
     objects = image_objects(project_dir, entry["image_id"])
     classes, scores, reviewed, areas = objects.as_dicts()
     reviewed_ids = {k for k, r in reviewed.items() if r}
+    overlapping, overlapping_classes = overlapping_labels(project_dir, entry["image_id"])
     return {"image_id": entry["image_id"], "name": display_name(entry), "image": image,
             "labels": objects.labels, "original": objects.labels, "classes": classes, "scores": scores,
             "areas": areas, "reviewed_ids": reviewed_ids, "original_reviewed": set(reviewed_ids),
-            "source": objects.origin, "reviewed": bool(classes) and len(reviewed_ids) == len(classes)}
+            "source": objects.origin, "reviewed": bool(classes) and len(reviewed_ids) == len(classes),
+            "overlapping": overlapping, "overlapping_classes": overlapping_classes}
 
 
 def object_colour(instance_id: int) -> tuple:

@@ -23,6 +23,7 @@ from ._layers import category_colour, category_table, features_table, label_colo
 from ._tasks import error_message
 
 IMAGE_LAYER, LABELS_LAYER, STROKE_LAYER, BOX_LAYER = "image", "masks", "stroke", "box"
+OVERLAPPING_LAYER = "overlapping objects"  # the second scale's (RunConfig.second_scale): outlines, not edited
 CACHE_SIZE = 4
 SAVE_DELAY_MS = 500
 RETRY_DELAYS_MS = (1_000, 5_000, 20_000)  # after the 1st, 2nd, 3rd failure in a row; later: on the next edit
@@ -342,8 +343,27 @@ class ProjectView(QObject):
             layers.move(layers.index(labels), len(layers) - 1)
         layers[IMAGE_LAYER].metadata["image_id"] = labels.metadata["image_id"] = data["image_id"]
         layers[IMAGE_LAYER].metadata["name"] = data["name"]
+        self._put_overlapping(data)
         self._update_labels_appearance()
         self.viewer.reset_view()
+
+    def _put_overlapping(self, data: dict) -> None:
+        """The image's overlapping objects as outlines above its masks (gone for an image without any); the masks
+        layer stays the active one, so clicks and painting still reach it."""
+        layers, overlapping = self.viewer.layers, data.get("overlapping")
+        if overlapping is None:
+            if OVERLAPPING_LAYER in layers:
+                layers.remove(OVERLAPPING_LAYER)
+            return
+        if OVERLAPPING_LAYER in layers:
+            layers[OVERLAPPING_LAYER].data = overlapping
+        else:
+            layer = Labels(overlapping, name=OVERLAPPING_LAYER, opacity=0.9)
+            layer.contour = 2
+            layer.editable = False
+            layers.append(layer)
+            layers.selection.active = layers[LABELS_LAYER]
+        layers[OVERLAPPING_LAYER].metadata["image_id"] = data["image_id"]
 
     zoom_on_select = False  # the queue zooms to the object it shows (set by the Review panel's checkbox)
 

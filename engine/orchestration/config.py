@@ -43,6 +43,12 @@ class RunConfig:
         "label": "input size", "min": 28, "max": 2048, "unit": PIXELS,
         "help": "Shorter image side fed to the network, in pixels (rounded to the patch size); by default the "
                 "backbone's own size (448 for DINOv2)."})
+    second_scale: int | None = field(default=None, metadata={  # why: docs/decisions.md#d-two-scales
+        "label": "second scale", "min": 28, "max": 2048, "unit": PIXELS,
+        "help": "Also run the whole method at this larger input size (672 for DINOv2 ViT-S/14) and add its "
+                "objects that no object of the first run holds as overlapping objects at half their score, "
+                "categories from the first run's head: finds small objects inside groups and background (about "
+                "1.8x the run's time more; not with dense proposals)."})
     proposals: str = field(default="auto", metadata={  # why: docs/decisions.md#d-auto-proposals
         "label": "proposals", "choices": PROPOSAL_CHOICES,
         "help": "How masks are proposed on each image: auto (dense with its object size when most of 8 sampled "
@@ -122,6 +128,16 @@ class RunConfig:
         for spec in fields(self):
             if spec.name != "backbone":
                 _check_setting(spec, getattr(self, spec.name))
+        if self.second_scale is not None:
+            if self.proposals == "dense":
+                raise ValueError("second scale does not apply to dense proposals (their scale comes from the "
+                                 "object size); leave it out or choose other proposals")
+            if not self.distill:
+                raise ValueError("second scale adds to the final objects: it needs distillation on")
+            first = self.input_size or get_backbone_spec(self.backbone).default_input_size
+            if self.second_scale <= first:
+                raise ValueError(f"second scale must be larger than the input size ({first} pixels), not "
+                                 f"{self.second_scale}")
         if weights_file:
             self.check_weights_file()
 

@@ -43,6 +43,7 @@ from engine.orchestration.carried_corrections import CorrectedScenes
 from engine.orchestration.config import RunConfig
 from engine.orchestration.group_cutting import CropSource, GroupCutting
 from engine.orchestration.outcome import Progress, StageTimer, no_progress
+from engine.orchestration.overlapping import SecondScaleObjects
 from engine.orchestration.typical_ranking import rank_by_typicality
 from engine.state.label_state import LabelState
 from engine.state.project import (
@@ -202,6 +203,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     recut_settings = _recut_settings(project_config, device) if recut is not None else ""
     centre = centres_keys(project_config.get("backbone", {}).get("family"))
     scenes = CorrectedScenes(state, entries, lambda entry: load_features(cache, entry))
+    second = SecondScaleObjects(project, project_config)
     kept: dict = {}
     if project.filtering_path.exists():
         for row in read_filtering(project.filtering_path)["masks"]:
@@ -218,6 +220,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
         probs = class_probabilities(head, features.tokens, features.grid_hw, image)
         semantic = semantic_map(probs, (entry["height"], entry["width"]))
         head_masks, _, head_scores = foreground_instances(semantic, probs)
+        second.observe(entry, semantic)
         found = state.instances(entry, "proposals")
         resolved = state.resolved(found.categories)
         flags = kept.get(entry["image_id"], {})
@@ -265,11 +268,12 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     progress("cut groups", 1, 1)
     typical = rank_by_typicality(staging, {image_id: (entry, users) for image_id, (entry, _, users)
                                            in groups.images.items()}, lambda entry: load_features(cache, entry))
+    overlapping = second.write(staging, entries)  # after the folder passes: the first run's objects are final
     atomic_write_json(staging / "stamp.json", {"clustering": clusters.get("id"), "images": len(entries)})
     project.replace_predictions()
     return {"instances_predicted": total + (group_cut["objects_added"] if group_cut else 0), "carried": carried_to,
             "closer_look_seconds": None if recut is None else round(recut_seconds, 2), "group_cut": group_cut,
-            "typical": typical}
+            "typical": typical, "overlapping": overlapping, "second_scale_missing": second.missing}
 
 
 def _dense_ranking(project_config: dict) -> dict:

@@ -199,6 +199,9 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
         clusters = cluster_project(project, entries, config.num_classes, config.seed,
                                    fit_on_best=config.proposals != "dense", embedding=config.embedding)
     progress("clustering", 1, 1)
+    if config.second_scale:  # before the first run's prediction, which takes its objects
+        with timer("second scale"):
+            _run_second_scale(project, discovery, config, progress, ray_address)
     if config.distill:
         distilled = distill_project(project, entries, clusters, config, progress, timer)
     else:  # predictions of an earlier run no longer match these clusters
@@ -227,6 +230,20 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
         "rebinding": clusters.get("rebinding", {}), "warnings": export["warnings"],
     })
     return result
+
+
+def _run_second_scale(project: Project, discovery, config: RunConfig, progress: Progress,
+                      ray_address: str | None) -> None:
+    """The whole method again at ``config.second_scale`` in its own project folder (Project.second_scale_dir:
+    derived files only, reused by the next run), for the first run's prediction to take its final objects
+    (engine.orchestration.overlapping). Its stages report as "<stage> at <size> px"."""
+    scaled = replace(config, input_size=config.second_scale, second_scale=None)
+
+    def scaled_progress(stage: str, done: int, total: int) -> None:
+        progress(f"{stage} at {config.second_scale} px", done, total)
+
+    with Project(project.second_scale_dir).lock() as finer:
+        _run_locked(finer, discovery, scaled, scaled_progress, StageTimer(), ray_address)
 
 
 def _stored_config(project: Project, project_config: dict, **overrides) -> RunConfig:
@@ -284,7 +301,7 @@ def project_predictions(project: Project, entries: list, clusters: dict,
 
     def load(relative_path: str) -> ImagePrediction:
         entry = by_path[relative_path]
-        found = state.instances(entry, source)
+        found = state.instances(entry, source, overlapping=True)
         if source == "predictions":
             semantic = load_image_predictions(project.predictions_path(entry["image_id"]))[0].astype(np.int64)
         else:

@@ -152,7 +152,8 @@ def export_label_images(project: Project, entries: list, clusters: dict, folder:
                for entry in entries}
     index, sixteen_bit = {}, 0
     used: set[int] = set()
-    for entry, masks, classes, _ in state.iter_exported(entries, source):
+    # one label per pixel: the second scale's overlapping objects cannot be painted in (the COCO export has them)
+    for entry, masks, classes, _ in state.iter_exported(entries, source, overlapping=False):
         dtype = np.uint8 if len(masks) <= 255 else np.uint16
         sixteen_bit += dtype == np.uint16
         labels = np.zeros((entry["height"], entry["width"]), dtype)
@@ -186,7 +187,7 @@ def write_overview(project: Project, entries: list, clusters: dict, images: Imag
     num_classes = state.num_classes()
 
     def items():
-        for entry, masks, classes, _ in state.iter_exported(entries, source):
+        for entry, masks, classes, _ in state.iter_exported(entries, source, overlapping=False):  # the image's own
             yield (display_name(entry), lambda entry=entry: images.load(entry), masks,
                    [int(c) - 1 for c in classes])
 

@@ -37,7 +37,7 @@ from engine.state.corrections import (
     load_categories,
     load_correction,
 )
-from engine.state.project import Project, load_image_predictions, load_image_proposals
+from engine.state.project import Project, joined_masks, load_image_predictions, load_image_proposals
 from engine.state.schema import read_clusters, read_predictions_stamp, rerun_hint
 
 SOURCES = ("current", "predictions", "proposals", "corrections")
@@ -65,6 +65,7 @@ class ImageInstances:
     reviewed: bool = False  # every object of the image reviewed by the user
     warning: str | None = None  # e.g. the image's correction file is unreadable
     object_reviewed: np.ndarray | None = None  # (n,) per object, for a correction
+    overlapping: np.ndarray | None = None  # (n,) per object: a second scale's, over the image's own objects
 
 
 class LabelState:
@@ -214,14 +215,17 @@ class LabelState:
         return self._stamp[1]
 
     @overload
-    def instances(self, entry: dict, source: Literal["current", "predictions", "proposals"] = "current"
-                  ) -> ImageInstances: ...
+    def instances(self, entry: dict, source: Literal["current", "predictions", "proposals"] = "current",
+                  overlapping: bool = False) -> ImageInstances: ...
 
     @overload
-    def instances(self, entry: dict, source: str) -> ImageInstances | None: ...
+    def instances(self, entry: dict, source: str, overlapping: bool = False) -> ImageInstances | None: ...
 
-    def instances(self, entry: dict, source: str = "current") -> ImageInstances | None:
-        """The image's instances from ``source`` (module docstring); None for "corrections" without one."""
+    def instances(self, entry: dict, source: str = "current", overlapping: bool = False) -> ImageInstances | None:
+        """The image's instances from ``source`` (module docstring); None for "corrections" without one.
+        ``overlapping``: with the second scale's objects over the image's own (RunConfig.second_scale), flagged in
+        ``ImageInstances.overlapping``: the export and the scores take them, the review's label map cannot hold
+        them (the plugin shows them as a layer of their own, a corrected image's too, as they are exported)."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
         image_id, warning = entry["image_id"], None
@@ -235,10 +239,12 @@ class LabelState:
             if correction is not None:
                 masks, categories = correction.instances()
                 ids = correction.ids()
-                return ImageInstances(masks, np.asarray(categories, int),
-                                      np.array([correction.score(k) for k in ids], np.float32), "correction",
-                                      correction.reviewed, object_reviewed=np.array(
-                                          [k in correction.reviewed_ids for k in ids], bool))
+                corrected = ImageInstances(masks, np.asarray(categories, int),
+                                           np.array([correction.score(k) for k in ids], np.float32), "correction",
+                                           correction.reviewed, object_reviewed=np.array(
+                                               [k in correction.reviewed_ids for k in ids], bool),
+                                           overlapping=np.zeros(len(ids), bool))
+                return self._with_overlapping(entry, corrected) if overlapping else corrected
             if source == "corrections":
                 return None
         prediction = self.project.predictions_path(image_id)
@@ -255,11 +261,25 @@ class LabelState:
                     f"`maskdistill predict --project {self.project.root}` (or re-run `maskdistill run` if the image "
                     f"changed)")
             categories = self._assigned_predictions(entry, masks, np.asarray(categories, int))
-            return ImageInstances(masks, categories, np.asarray(scores, np.float32), "prediction", warning=warning)
+            found = ImageInstances(masks, categories, np.asarray(scores, np.float32), "prediction", warning=warning,
+                                   overlapping=np.zeros(len(masks), bool))
+            return self._with_overlapping(entry, found) if overlapping else found
         proposals, _, _ = load_image_proposals(self.project.proposals_path(image_id),
                                                (entry["height"], entry["width"]))
         return ImageInstances(proposals.masks, self.proposal_categories(entry, proposals.masks),
                               np.asarray(proposals.scores, np.float32), "proposal", warning=warning)
+
+    def _with_overlapping(self, entry: dict, found: ImageInstances) -> ImageInstances:
+        path = self.project.overlapping_path(entry["image_id"])
+        if not path.exists() or not self.predictions_valid():
+            return found
+        _, masks, categories, scores = load_image_predictions(path)
+        return replace(found, masks=joined_masks(found.masks, masks),
+                       categories=np.concatenate([found.categories, np.asarray(categories, int)]),
+                       scores=np.concatenate([found.scores, np.asarray(scores, np.float32)]),
+                       overlapping=np.concatenate([np.zeros(len(found.masks), bool), np.ones(len(masks), bool)]),
+                       object_reviewed=None if found.object_reviewed is None else  # nobody reviews them
+                       np.concatenate([found.object_reviewed, np.zeros(len(masks), bool)]))
 
     def correction(self, entry: dict):
         """The image's correction (None without one); :class:`CorruptCorrectionError` when it cannot be read or
@@ -294,10 +314,10 @@ class LabelState:
                 categories[i] = best[1]
         return categories
 
-    def exported(self, entry: dict, source: str = "current"):
+    def exported(self, entry: dict, source: str = "current", overlapping: bool = True):
         """(masks, resolved category ids, scores, ImageInstances) without discarded categories; None when
-        ``source`` has nothing for the image."""
-        found = self.instances(entry, source)
+        ``source`` has nothing for the image. ``overlapping``: with the second scale's objects (:meth:`instances`)."""
+        found = self.instances(entry, source, overlapping)
         if found is None:
             return None
         resolved = [self.resolve(c) for c in found.categories]
@@ -305,10 +325,10 @@ class LabelState:
         return (found.masks[keep], np.array([r for r in resolved if r is not None], int),
                 found.scores[keep], found)
 
-    def iter_exported(self, entries: list, source: str = "current"):
+    def iter_exported(self, entries: list, source: str = "current", overlapping: bool = True):
         """(entry, masks, resolved category ids, scores) per image that ``source`` covers."""
         for entry in entries:
-            result = self.exported(entry, source)
+            result = self.exported(entry, source, overlapping)
             if result is not None:
                 yield entry, *result[:3]
 

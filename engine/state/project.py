@@ -106,6 +106,17 @@ class Project:
     def predictions_path(self, image_id: str) -> Path:
         return self.predictions_dir / f"{plain_name(image_id, 'image id')}.npz"
 
+    def overlapping_path(self, image_id: str, predictions_dir: Path | None = None) -> Path:
+        """One image's overlapping objects (RunConfig.second_scale), kept with its predictions (``predictions_dir``:
+        the staging folder while they are made)."""
+        return (predictions_dir or self.predictions_dir) / "overlapping" / f"{plain_name(image_id, 'image id')}.npz"
+
+    @property
+    def second_scale_dir(self) -> Path:
+        """The project of the whole method run again at the second scale (RunConfig.second_scale): derived
+        files only, made and reused by ``run``."""
+        return self.root / "second_scale"
+
     def closer_look_path(self, image_id: str) -> Path:
         """One image's memo of the final objects' closer look (engine.method.closer_look.recut_objects)."""
         return self.root / "closer_look" / f"{plain_name(image_id, 'image id')}.npz"
@@ -322,6 +333,14 @@ class RleMasks:
 
     def copy(self) -> np.ndarray:
         return np.asarray(self)
+
+
+def joined_masks(first, second):
+    """Two mask stacks of one image (arrays or :class:`RleMasks`) as one: decoded when both are, else RLE-backed."""
+    if isinstance(first, np.ndarray) and isinstance(second, np.ndarray):
+        return np.concatenate([first, second])
+    return RleMasks([mask_rle(first, i) for i in range(len(first))] +
+                    [mask_rle(second, i) for i in range(len(second))], first.shape[1:])
 
 
 def _rle_masks(path: Path, rles: np.ndarray, hw: tuple, hint: str):

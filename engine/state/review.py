@@ -480,6 +480,22 @@ def image_objects(project_dir, image_id: str, state: LabelState | None = None) -
     return _objects_of(correction, image_id, origin)
 
 
+def overlapping_labels(project_dir, image_id: str) -> tuple:
+    """The second scale's objects over the image's own (RunConfig.second_scale), as exported: (label map 1..m,
+    {label: category before merges}); (None, {}) when the image has none. The review does not edit them (its
+    label map holds one object per pixel); discarding their category removes them from the export."""
+    files = project_files(project_dir)
+    found = files.state.instances(files.entry(image_id), "current", overlapping=True)
+    chosen = [i for i in np.flatnonzero(found.overlapping if found.overlapping is not None else [])
+              if files.state.resolve(int(found.categories[i])) is not None]
+    if not chosen:
+        return None, {}
+    labels = np.zeros(found.masks.shape[1:], np.uint16)
+    for label, i in enumerate(chosen, start=1):
+        labels[found.masks[i]] = label
+    return labels, {label: int(found.categories[i]) for label, i in enumerate(chosen, start=1)}
+
+
 def _edit_correction(project_dir, image_id: str, instance_id, edit) -> dict:
     """Under the state lock: the image's correction (made from its generated masks when it has none),
     ``edit(correction)`` -> undo record, saved. The record says which image and object, and whether the

