@@ -126,3 +126,54 @@ def test_the_export_holds_both_scales_and_label_images_the_first(two_scale_run, 
     export_project(project_dir, labels=tmp_path / "labels")
     listing = json.loads((tmp_path / "labels" / "instances.json").read_text())
     assert sum(len(image["instances"]) for image in listing["images"].values()) == own
+
+
+def test_the_review_shows_overlapping_objects_as_outlines_and_clicks_still_reach_the_masks(
+        two_scale_run, make_napari_viewer, qtbot):
+    from engine.api import overlapping_labels
+    from helpers import docked_widget, wait_idle
+
+    project_dir, _ = two_scale_run
+    entries = json.loads((project_dir / "images.json").read_text())
+    with_some = [i for i, e in enumerate(entries) if (project_dir / "predictions" / "overlapping" /
+                                                      f"{e['image_id']}.npz").exists()]
+    without = [i for i in range(len(entries)) if i not in with_some]
+    widget = docked_widget(make_napari_viewer())
+    assert widget.open_project(str(project_dir))
+    wait_idle(qtbot, widget)
+    view, layers = widget.view, widget.viewer.layers
+    view.show(with_some[0])
+    wait_idle(qtbot, widget)
+    labels, categories = overlapping_labels(project_dir, entries[with_some[0]]["image_id"])
+    shown = layers["overlapping objects"]
+    assert (shown.data == labels).all() and shown.contour == 2 and not shown.editable
+    assert set(np.unique(labels)) - {0} == set(categories)
+    assert layers.selection.active is layers["masks"]
+    if without:  # another image without any: the layer goes
+        view.show(without[0])
+        wait_idle(qtbot, widget)
+        assert "overlapping objects" not in layers
+
+
+def test_a_corrected_image_keeps_its_overlapping_objects_and_a_discard_removes_them(two_scale_run, tmp_path):
+    import shutil
+
+    from engine.api import discard_category, image_objects, overlapping_labels, reject_object
+    from engine.orchestration.project_commands import export_project
+
+    project_dir = tmp_path / "project"
+    shutil.copytree(two_scale_run[0], project_dir)
+    entries = json.loads((project_dir / "images.json").read_text())
+    image_id = next(e["image_id"] for e in entries
+                    if (project_dir / "predictions" / "overlapping" / f"{e['image_id']}.npz").exists())
+    labels, categories = overlapping_labels(project_dir, image_id)
+    before = len(json.loads((project_dir / "annotations.json").read_text())["annotations"])
+
+    reject_object(project_dir, image_id, int(image_objects(project_dir, image_id).ids[0]))  # now a correction
+    assert (overlapping_labels(project_dir, image_id)[0] == labels).all()
+    export_project(project_dir)
+    assert len(json.loads((project_dir / "annotations.json").read_text())["annotations"]) == before - 1
+
+    discard_category(project_dir, next(iter(categories.values())))
+    kept = overlapping_labels(project_dir, image_id)[1]
+    assert next(iter(categories.values())) not in kept.values()
