@@ -126,13 +126,15 @@ class RunPanel(QWidget):
         for name, tip in FOLDER_TOOLTIPS.items():
             getattr(self, name).setToolTip(tip)
         self.settings = {name: setting(name) for name in
-                         ("backbone", "device", "num_classes", "proposals", "input_size", "weights")}
+                         ("backbone", "device", "num_classes", "proposals", "input_size", "second_scale", "weights")}
         self.backbone = choice_widget(self.settings["backbone"])
         self.device = choice_widget(self.settings["device"], "examples")
         self.num_classes = OptionalNumber(self.settings["num_classes"], "suggested", FIRST_CLASS_COUNT)
         self.proposals = choice_widget(self.settings["proposals"])
         self.input_size = OptionalNumber(self.settings["input_size"], "backbone default",
                                          self._backbone_input_size(), INPUT_SIZE_STEP)
+        self.second_scale = OptionalNumber(self.settings["second_scale"], "off",  # 1.5x: measured at 672 for 448
+                                           self._backbone_input_size() * 3 // 2, INPUT_SIZE_STEP)
         self.weights = text_widget(self.settings["weights"], weights,
                                    "automatic (hub cache, offline); a file, or 'random'")
         self.backbone.changed.connect(self._show_backbone_input_size)
@@ -195,6 +197,7 @@ class RunPanel(QWidget):
         if settings.get("backbone") in self._backbones:
             self.backbone.value = settings["backbone"]
         self.input_size.value = settings.get("input_size")
+        self.second_scale.value = settings.get("second_scale")
         self._show_backbone_input_size()
         self.weights.value = settings.get("weights") or ""
         proposals = "auto" if project_config.get("proposal_choice") else settings.get("proposals")
@@ -217,7 +220,7 @@ class RunPanel(QWidget):
 
         return RunConfig(backbone=self.backbone.value, weights=self.weights.value.strip() or None,
                          device=self.device.value, input_size=self.input_size.value, proposals=self.proposals.value,
-                         num_classes=self.num_classes.value)
+                         num_classes=self.num_classes.value, second_scale=self.second_scale.value)
 
     @property
     def running(self) -> bool:

@@ -247,7 +247,7 @@ def test_the_run_form_is_the_engines_description_of_a_run(widget, tmp_path):
     """Each setting's widget carries the engine's help as its tooltip (the text `maskdistill run --help` shows),
     the engine's choices and range; K and the input size can be left to the engine."""
     panel = widget.run_panel
-    for name in ("backbone", "device", "num_classes", "proposals", "input_size", "weights"):
+    for name in ("backbone", "device", "num_classes", "proposals", "input_size", "second_scale", "weights"):
         assert getattr(panel, name).tooltip == engine.api.setting(name)["help"], name
         assert getattr(panel, name).native.toolTip() == engine.api.setting(name)["help"], name
     for name in ("image_folder", "project_folder", "run_button", "cancel_button", "open_button"):
@@ -268,6 +268,10 @@ def test_the_run_form_is_the_engines_description_of_a_run(widget, tmp_path):
     assert panel.input_size.number.enabled and not panel.input_size.automatic.value
     config = panel.config()
     assert (config.backbone, config.input_size, config.num_classes, config.device) == ("dino_vits16", 56, 3, "cpu")
+    assert config.second_scale is None and panel.second_scale.automatic.text == "off"  # off unless asked for
+    panel.second_scale.value = 84
+    assert panel.config().second_scale == 84
+    panel.second_scale.value = None
 
     panel.weights.value = str(tmp_path / "missing.pth")  # the engine's own check, before anything is queued
     panel.start()
