@@ -4,7 +4,8 @@ no default object holds (IoU < T) added (below every default object, or at half 
 score: overlapping the default ones, as a detections list may); or, as one label map can hold them, only those at
 least mostly free of the default objects, their free pixels; or the default objects that hold two or more finer
 ones replaced by them. CorLoc / box AP50 / mask AP50 / recall@0.5. Nothing is written. From the repository root:
-    .venv/bin/python benchmarks/experiments/small_objects/two_scales.py DEFAULT_PROJECT FINER_PROJECT FOLDER"""
+    .venv/bin/python benchmarks/experiments/small_objects/two_scales.py DEFAULT_PROJECT FINER_PROJECT FOLDER [IOUS]
+IOUS (e.g. 0.5,0.7): only the finer objects no default object holds at each, at half score."""
 import os
 import sys
 from pathlib import Path
@@ -69,7 +70,8 @@ def replaced(coarse, fine, inside_share: float = 0.8, cover: float = 0.5):
     return np.asarray(out_masks, bool), np.asarray(out_scores), count
 
 
-def main(default: Path, finer: Path, folder: Path) -> None:
+def main(default: Path, finer: Path, folder: Path, thresholds: tuple = ()) -> None:
+    """``thresholds``: only the finer objects under each of these IoUs, at half score (else every variant)."""
     images = [image for image in common.scored_images(folder) if image.masks is not None]
     coarse, fine = common.final_objects(default, images), common.final_objects(finer, images)
 
@@ -85,6 +87,11 @@ def main(default: Path, finer: Path, folder: Path) -> None:
         print(f"{label} ({changed}): {common.figures(images, stage)}", flush=True)
 
     report("the default project alone", lambda c, f: (*c, 0))
+    for threshold in thresholds:
+        report(f"finer objects no default object holds (IoU < {threshold}), added half",
+               lambda c, f, t=threshold: added_overlapping(c, f, t, "half"))
+    if thresholds:
+        return
     for threshold in (0.3, 0.5):
         for how in ("below", "half", "as scored"):
             report(f"finer objects no default object holds (IoU < {threshold}), added {how}",
@@ -96,4 +103,5 @@ def main(default: Path, finer: Path, folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
+    main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]),
+         tuple(float(v) for v in sys.argv[4].split(",")) if len(sys.argv) > 4 else ())
