@@ -26,7 +26,7 @@ _WHERE = {
                "reject_object",
                "rename_category", "restore_category", "restore_object", "set_image_labels", "set_image_masks",
                "set_object_category", "split_category"],
-    "state.prompt_review": ["add_object", "refine_object"],
+    "state.prompt_review": ["add_object", "refine_object", "take_overlapping_object"],
     "state.object_edits": ["grow_object", "merge_objects", "shrink_object", "split_into_parts",  # torch-free
                            "split_object"],
     "state.label_state": ["LabelState"],

@@ -135,6 +135,12 @@ def add_object(project_dir: ProjectDir, image_id: str, point: tuple[float, float
     return _forward(add_object, project_dir, image_id, point, box, category, allow_discarded, closer_look)
 
 
+def take_overlapping_object(project_dir: ProjectDir, image_id: str, label: int) -> dict:
+    """engine.api.take_overlapping_object: the outlined (overlapping) object ``label`` made an object of the image,
+    as a box's object; returns the undo record."""
+    return _forward(take_overlapping_object, project_dir, image_id, label)
+
+
 def refine_object(project_dir: ProjectDir, image_id: str, instance_id: int,
                   positive: Iterable[tuple[float, float]] = (), negative: Iterable[tuple[float, float]] = (),
                   box: tuple[float, float, float, float] | None = None, closer_look: bool = True,

@@ -117,6 +117,7 @@ class ProjectView(QObject):
         self._write_lock = threading.Lock()
         self._loading = False
         self.selected = 0  # instance id of the object the Review panel acts on (clicked, or from the queue)
+        self.outlined = 0  # the overlapping object under the last click on the image (0: none)
         self.also_selected: set = set()  # further objects shift-clicked with it (what Merge joins)
         self.by_object = False  # colour each object apart instead of by category
         self.highlight = True  # show only the selected object's mask while one is selected
@@ -351,6 +352,7 @@ class ProjectView(QObject):
         """The image's overlapping objects as outlines above its masks (gone for an image without any); the masks
         layer stays the active one, so clicks and painting still reach it."""
         layers, overlapping = self.viewer.layers, data.get("overlapping")
+        self.outlined = 0
         if overlapping is None:
             if OVERLAPPING_LAYER in layers:
                 layers.remove(OVERLAPPING_LAYER)
@@ -422,6 +424,8 @@ class ProjectView(QObject):
             self.prompt(corner, tuple(layer.world_to_data(tuple(event.position))[-2:]) if moved else None, refine)
         elif not moved:
             value = int(layer.get_value(start, world=True) or 0)
+            outlines = self.viewer.layers[OVERLAPPING_LAYER] if OVERLAPPING_LAYER in self.viewer.layers else None
+            self.outlined = int(outlines.get_value(start, world=True) or 0) if outlines is not None else 0
             if "Shift" in getattr(event, "modifiers", ()) and self.selected:
                 self.toggle_selected(value)  # shift-click: several objects (to merge them)
             else:

@@ -94,6 +94,7 @@ class ReviewPanel(QWidget):
         self.split_button = QPushButton("Split by stroke")
         self.split_button.setCheckable(True)
         self.split_parts_button = QPushButton("Split into parts")
+        self.take_outlined_button = QPushButton("Take outlined object")
         self.zoom = QCheckBox("zoom to it")
         self.highlight = QCheckBox("show only the selected mask")
         self.highlight.setChecked(True)
@@ -120,6 +121,10 @@ class ReviewPanel(QWidget):
                 self.split_parts_button: "Cut the selected object in two where its colours part (two touching "
                                          "objects, or an object and what it sits on), else into the two parts "
                                          "the image's features see in it. Undo joins them again.",
+                self.take_outlined_button: "Make the outlined object you last clicked inside (the overlapping "
+                                           "objects layer: what a second scale found inside a group or the "
+                                           "background) an object of the image, of its category; it takes the "
+                                           "generated objects' pixels, never yours. Undo gives them back.",
                 self.merge_button: "Join the selected objects into one (shift-click masks to select several); it "
                                    "keeps the category of the largest one shown."}
         for widget, tip in tips.items():
@@ -152,6 +157,7 @@ class ReviewPanel(QWidget):
         grid.addWidget(self.merge_button, 6, 2)
         grid.addWidget(self.split_button, 7, 0, 1, 2)
         grid.addWidget(self.split_parts_button, 7, 2)
+        grid.addWidget(self.take_outlined_button, 8, 0, 1, 3)
         self.objects = ObjectsPanel(view)
         layout = QVBoxLayout(self)
         layout.addLayout(grid)
@@ -178,6 +184,7 @@ class ReviewPanel(QWidget):
         self.merge_button.clicked.connect(self.merge_selected)
         self.split_button.toggled.connect(self.set_split_mode)
         self.split_parts_button.clicked.connect(self.split_into_parts_selected)
+        self.take_outlined_button.clicked.connect(self.take_outlined)
         # on the canvas, Up / Down grow and shrink the selected object (napari binds neither key by default)
         view.viewer.bind_key("Up", lambda _viewer: self.grow_selected(), overwrite=True)
         view.viewer.bind_key("Down", lambda _viewer: self.shrink_selected(), overwrite=True)
@@ -487,6 +494,25 @@ class ReviewPanel(QWidget):
         if self.view.selected and (crossed == self.view.selected).any():
             return int(self.view.selected)
         return int(np.bincount(crossed).argmax()) if len(crossed) else 0
+
+    def take_outlined(self) -> None:
+        """The outlined object last clicked inside becomes an object of the image (engine.api.take_overlapping_object);
+        the image is read again, as its outlines change."""
+        data, label = self.view.current, self.view.outlined
+        if data is None or not label:
+            self.status.setText("Click inside an outlined object first (pan/zoom mode).")
+            return
+        self.view.save()
+        image_id = data["image_id"]
+
+        def done(record):
+            self.undo_stack.append(record)
+            self.done.update((image_id, k) for k in [record["instance_id"], *record["removed"]])
+            self._reload(image_id, record["instance_id"])
+            self.status.setText(self._edit_summary("Took outlined object as", record))
+        self.status.setText(f"Taking outlined object {label}...")
+        self.tasks.submit(engine_calls.take_overlapping_object, self.view.project_dir, image_id, label, on_done=done,
+                          on_error=self._failed(f"Taking outlined object {label}"))
 
     def _edit_objects(self, operation, wording: tuple, target) -> None:
         """``operation(project, image, target)`` (a grow, shrink or merge of _engine_calls) after pending edits

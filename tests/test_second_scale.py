@@ -177,3 +177,71 @@ def test_a_corrected_image_keeps_its_overlapping_objects_and_a_discard_removes_t
     discard_category(project_dir, next(iter(categories.values())))
     kept = overlapping_labels(project_dir, image_id)[1]
     assert next(iter(categories.values())) not in kept.values()
+
+
+def _copy_with_overlapping(two_scale_run, tmp_path) -> tuple:
+    import shutil
+
+    project_dir = tmp_path / "project"
+    shutil.copytree(two_scale_run[0], project_dir)
+    entries = json.loads((project_dir / "images.json").read_text())
+    image_id = next(e["image_id"] for e in entries
+                    if (project_dir / "predictions" / "overlapping" / f"{e['image_id']}.npz").exists())
+    return project_dir, entries, image_id
+
+
+def test_taking_an_overlapping_object_makes_it_the_images_own_and_undo_gives_it_back(two_scale_run, tmp_path):
+    from engine.api import current_instances, overlapping_labels, restore_object, take_overlapping_object
+
+    project_dir, _, image_id = _copy_with_overlapping(two_scale_run, tmp_path)
+    labels, categories = overlapping_labels(project_dir, image_id)
+    label = max(categories, key=lambda k: int((labels == k).sum()))
+    mask = labels == label
+    own_before = current_instances(project_dir, image_id)[0]
+
+    record = take_overlapping_object(project_dir, image_id, label)
+    masks, classes, _, _ = current_instances(project_dir, image_id)
+    taken = np.asarray(masks)[np.argmax([(m & mask).sum() for m in masks])]
+    assert (taken & mask).sum() / (taken | mask).sum() > 0.9  # it took the generated objects' pixels
+    assert categories[label] in classes.tolist()
+    after, _ = overlapping_labels(project_dir, image_id)  # an object of the image holds it now: not twice
+    assert after is None or not ((after > 0) & mask).sum() > 0.9 * mask.sum()
+
+    restore_object(project_dir, record)
+    assert (overlapping_labels(project_dir, image_id)[0] == labels).all()
+    assert (np.asarray(current_instances(project_dir, image_id)[0]) == np.asarray(own_before)).all()
+
+
+def test_an_outlined_object_clicked_in_the_review_is_taken_with_one_button(two_scale_run, tmp_path, make_napari_viewer,
+                                                                          qtbot):
+    from engine.api import overlapping_labels
+    from helpers import docked_widget, wait_idle
+
+    project_dir, entries, image_id = _copy_with_overlapping(two_scale_run, tmp_path)
+    labels, categories = overlapping_labels(project_dir, image_id)
+    label = max(categories, key=lambda k: int((labels == k).sum()))
+    row, col = (int(v) for v in np.argwhere(labels == label)[len(np.argwhere(labels == label)) // 2])
+    widget = docked_widget(make_napari_viewer())
+    assert widget.open_project(str(project_dir))
+    wait_idle(qtbot, widget)
+    widget.view.show(next(i for i, e in enumerate(entries) if e["image_id"] == image_id))
+    wait_idle(qtbot, widget)
+    widget.review.take_outlined()  # nothing clicked yet: it says what to do
+    assert "Click inside an outlined object first" in widget.review.status.text()
+
+    masks = widget.viewer.layers["masks"]
+    event = type("Click", (), {"position": (float(row), float(col)), "type": "mouse_press", "modifiers": ()})()
+    for callback in masks.mouse_drag_callbacks:
+        steps = callback(masks, event)
+        if steps is not None:
+            next(steps)
+            event.type = "mouse_release"
+            next(steps, None)
+    assert widget.view.outlined == label
+    widget.review.take_outlined()
+    wait_idle(qtbot, widget)
+    assert widget.review.status.text().startswith("Took outlined object as object"), widget.review.status.text()
+    shown, mask = widget.viewer.layers["masks"].data, labels == label
+    assert shown[row, col] > 0 and ((shown == shown[row, col]) & mask).sum() > 0.9 * mask.sum()
+    layers = widget.viewer.layers
+    assert "overlapping objects" not in layers or layers["overlapping objects"].data[row, col] == 0

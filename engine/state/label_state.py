@@ -24,7 +24,8 @@ from typing import Literal, overload
 import numpy as np
 
 from engine.atomic import ProjectFileError, atomic_write_json
-from engine.masks import iou, mask_identity
+from engine.masks import encode_rle, iou, mask_identity, mask_rle
+from engine.method.second_scale import unheld
 from engine.state.corrections import (
     Category,
     CategoryTable,
@@ -225,7 +226,8 @@ class LabelState:
         """The image's instances from ``source`` (module docstring); None for "corrections" without one.
         ``overlapping``: with the second scale's objects over the image's own (RunConfig.second_scale), flagged in
         ``ImageInstances.overlapping``: the export and the scores take them, the review's label map cannot hold
-        them (the plugin shows them as a layer of their own, a corrected image's too, as they are exported)."""
+        them (the plugin shows them as a layer of their own, a corrected image's too, as they are exported); on a
+        corrected image those an object of the correction holds (IoU >= 0.5) are left out."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
         image_id, warning = entry["image_id"], None
@@ -274,6 +276,10 @@ class LabelState:
         if not path.exists() or not self.predictions_valid():
             return found
         _, masks, categories, scores = load_image_predictions(path)
+        if found.origin == "correction" and len(masks) and len(found.masks):
+            # the user's objects stand for those they now hold (a taken overlapping object, one drawn again)
+            free = unheld([encode_rle(mask) for mask in found.masks], [mask_rle(masks, i) for i in range(len(masks))])
+            masks, categories, scores = masks[free], np.asarray(categories)[free], np.asarray(scores)[free]
         return replace(found, masks=joined_masks(found.masks, masks),
                        categories=np.concatenate([found.categories, np.asarray(categories, int)]),
                        scores=np.concatenate([found.scores, np.asarray(scores, np.float32)]),

@@ -55,6 +55,34 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
     except ValueError as error:  # a prompt outside the image: say which image
         raise ValueError(f"{name}: {error}") from None
 
+    return _edit_correction(project.root, image_id, None, _adding(project, name, mask, category, allow_discarded,
+                                                                  point, box))
+
+
+def take_overlapping_object(project_dir, image_id: str, label: int) -> dict:
+    """The image's overlapping object ``label`` (engine.api.overlapping_labels: a second scale's object over the
+    image's own) made an object of the image, of its category: as a box's object it wins over the generated objects
+    (their pixels; those lying mostly inside it taken in whole), never over the user's reviewed ones. An object of
+    the image then holds it, so it leaves the overlapping objects and is exported once. Returns the undo record for
+    engine.api.restore_object (as add_object's with a box)."""
+    from engine.state.review import overlapping_labels
+
+    project = Project(project_dir)
+    name = _entry(project, image_id)["relative_path"]
+    labels, categories = overlapping_labels(project.root, image_id)
+    if labels is None or int(label) not in categories:
+        raise EditRefused(f"{name} has no overlapping object {label} (now: "
+                          f"{', '.join(map(str, sorted(categories))) or 'none'}); open the image again.")
+    mask = labels == int(label)
+    rows, cols = np.nonzero(mask)
+    box = (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
+    return _edit_correction(project.root, image_id, None,
+                            _adding(project, name, mask, categories[int(label)], False, None, box))
+
+
+def _adding(project: Project, name: str, mask: np.ndarray, category, allow_discarded: bool, point, box):
+    """The edit that adds ``mask`` as a new object (engine.state.review._edit_correction runs it under the state
+    lock): with a ``box`` it wins over the generated objects and takes in their parts, else it takes free pixels."""
     def add(correction: ImageCorrection) -> dict:  # under the state lock (engine.state.review._edit_correction)
         category_id = _category_id(LabelState.load(project), category, allow_discarded)
         parts, labels = _claimed(mask, correction, box)
@@ -77,7 +105,7 @@ def add_object(project_dir, image_id: str, point=None, box=None, category: int |
         correction.reviewed_ids.add(instance_id)
         return {"action": "add", "instance_id": instance_id, "area": int(free.sum()), "category": category_id}
 
-    return _edit_correction(project.root, image_id, None, add)
+    return add
 
 
 def refine_object(project_dir, image_id: str, instance_id: int, positive=(), negative=(), box=None,
