@@ -245,3 +245,30 @@ def test_an_outlined_object_clicked_in_the_review_is_taken_with_one_button(two_s
     assert shown[row, col] > 0 and ((shown == shown[row, col]) & mask).sum() > 0.9 * mask.sum()
     layers = widget.viewer.layers
     assert "overlapping objects" not in layers or layers["overlapping objects"].data[row, col] == 0
+
+
+def test_a_damaged_overlapping_file_is_named_with_what_to_do(two_scale_run, tmp_path):
+    from engine.atomic import ProjectFileError
+    from engine.orchestration.project_commands import export_project
+
+    project_dir, _, image_id = _copy_with_overlapping(two_scale_run, tmp_path)
+    damaged = project_dir / "predictions" / "overlapping" / f"{image_id}.npz"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    before = (project_dir / "annotations.json").read_bytes()
+    with pytest.raises(ProjectFileError) as error:
+        export_project(project_dir)
+    assert str(damaged) in str(error.value)
+    assert f"maskdistill predict --project {project_dir}`" in str(error.value)
+    assert (project_dir / "annotations.json").read_bytes() == before  # the export before it stays whole
+
+
+def test_a_rerun_without_the_second_scale_drops_its_objects_and_keeps_its_project(two_scale_run, tiny_folder,
+                                                                                   tmp_path):
+    from engine.orchestration.pipeline import run
+
+    project_dir, _, _ = _copy_with_overlapping(two_scale_run, tmp_path)
+    result = run(tiny_folder, project_dir, RunConfig(input_size=112, num_classes=2, batch_size=2))
+    assert not (project_dir / "predictions" / "overlapping").exists()
+    assert (project_dir / "second_scale" / "project.json").exists()  # reused if the option comes back
+    own = sum(len(_objects(p)[0]) for p in (project_dir / "predictions").glob("*.npz"))
+    assert result.exported == own

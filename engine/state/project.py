@@ -276,8 +276,11 @@ def save_image_proposals(path: Path, proposals, embeddings, config_key: str) -> 
 
 PROPOSALS_HINT = "delete it and re-run `maskdistill run` to recompute"
 def predictions_hint(path: Path) -> str:
-    """What to do about a damaged predictions file (<project>/predictions/<image>.npz)."""
-    return f"delete it and run `maskdistill predict --project {Path(path).absolute().parent.parent}` to recompute"
+    """What to do about a damaged predictions file (<project>/predictions/<image>.npz, or an image's overlapping
+    objects in <project>/predictions/overlapping/)."""
+    folders = Path(path).absolute().parents
+    root = next((folder.parent for folder in folders if folder.name == "predictions"), folders[1])
+    return f"delete it and run `maskdistill predict --project {root}` to recompute"
 # what np.load and the checks below raise on a truncated, garbled or incomplete .npz
 _NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, TypeError, IndexError, AttributeError, zipfile.BadZipFile,
                zlib.error, UnicodeDecodeError)
