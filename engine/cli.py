@@ -44,7 +44,10 @@ def _float_pair(text: str) -> tuple:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:  # argparse would name this function in its message
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
@@ -348,8 +351,12 @@ def cmd_export(args) -> int:
         for warning in coco["warnings"]:
             print(f"  warning: {warning}")
     if "labels" in summary:
-        print(f"label images: {summary['labels']['folder']} ({summary['labels']['images']} images, "
-              f"{summary['labels']['sixteen_bit']} with 16-bit labels)")
+        labels = summary["labels"]
+        print(f"label images: {labels['folder']} ({labels['images']} images, {labels['sixteen_bit']} with 16-bit "
+              "labels)")
+        if labels["overlapping_left_out"]:
+            print(f"  {labels['overlapping_left_out']} overlapping objects of the second scale are left out: a label "
+                  "image holds one object per pixel (the COCO export has them)")
     return 0
 
 

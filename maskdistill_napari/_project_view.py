@@ -97,6 +97,7 @@ class ProjectView(QObject):
 
     image_shown = Signal(int)  # position in the project's image list
     object_selected = Signal(int)  # instance id of the selected object on the current image (0: none)
+    outlined_clicked = Signal(int, int)  # an overlapping object was clicked inside: its label and its category
     objects_changed = Signal()  # the current image's objects changed (an edit, a recolour)
     project_read = Signal(dict, dict)  # project.json and clusters.json of the project just opened
     saved = Signal(str)  # image id, once its edit is on disk
@@ -362,9 +363,9 @@ class ProjectView(QObject):
         else:
             layer = Labels(overlapping, name=OVERLAPPING_LAYER, opacity=0.9)
             layer.contour = 2
-            layer.editable = False
             layers.append(layer)
             layers.selection.active = layers[LABELS_LAYER]
+        layers[OVERLAPPING_LAYER].editable = False  # napari makes a layer editable again when its data is set
         layers[OVERLAPPING_LAYER].metadata["image_id"] = data["image_id"]
 
     zoom_on_select = False  # the queue zooms to the object it shows (set by the Review panel's checkbox)
@@ -430,6 +431,8 @@ class ProjectView(QObject):
                 self.toggle_selected(value)  # shift-click: several objects (to merge them)
             else:
                 self.select_object(value)
+            if self.outlined and self.current is not None:  # after the selection's words: these say more
+                self.outlined_clicked.emit(self.outlined, self.current["overlapping_classes"].get(self.outlined, 0))
 
     @property
     def selected_ids(self) -> list:

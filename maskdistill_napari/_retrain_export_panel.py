@@ -83,6 +83,9 @@ def describe_export(summary: dict) -> str:
         labels = summary["labels"]
         parts.append(f"{labels['images']} label images written to {labels['folder']} (instances.json there gives "
                      "each object's category; no COCO file was changed)")
+        if labels.get("overlapping_left_out"):
+            parts.append(f"{labels['overlapping_left_out']} overlapping objects left out of them (one object per "
+                         "pixel; the COCO export has them)")
     return "; ".join(parts) + "."
 
 

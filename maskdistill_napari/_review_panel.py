@@ -192,6 +192,7 @@ class ReviewPanel(QWidget):
         view.saved.connect(lambda _: self._shown(self.view.position))
         view.failed.connect(self.status.setText)
         view.object_selected.connect(self._selected)
+        view.outlined_clicked.connect(self._outlined)
         view.objects_changed.connect(self._fill_categories)
         view.objects_changed.connect(self._describe_selection)  # a category renamed or merged, an object edited
         view.objects_changed.connect(self._describe_image)  # its object count and reviewed count follow
@@ -495,6 +496,13 @@ class ReviewPanel(QWidget):
             return int(self.view.selected)
         return int(np.bincount(crossed).argmax()) if len(crossed) else 0
 
+    def _outlined(self, label: int, category: int) -> None:
+        table = self.view.table
+        name = category_label(table, category) if table is not None else f"category {category}"
+        area = int((self.view.current["overlapping"] == label).sum()) if self.view.current is not None else 0
+        self.status.setText(f"Outlined object {label} ({name}, {area} pixels) is under the click: Take outlined "
+                            "object makes it one of the image's objects.")
+
     def take_outlined(self) -> None:
         """The outlined object last clicked inside becomes an object of the image (engine.api.take_overlapping_object);
         the image is read again, as its outlines change."""
@@ -509,7 +517,7 @@ class ReviewPanel(QWidget):
             self.undo_stack.append(record)
             self.done.update((image_id, k) for k in [record["instance_id"], *record["removed"]])
             self._reload(image_id, record["instance_id"])
-            self.status.setText(self._edit_summary("Took outlined object as", record))
+            self.status.setText(self._edit_summary(f"Took outlined object {label} as", {**record, "added": []}))
         self.status.setText(f"Taking outlined object {label}...")
         self.tasks.submit(engine_calls.take_overlapping_object, self.view.project_dir, image_id, label, on_done=done,
                           on_error=self._failed(f"Taking outlined object {label}"))

@@ -42,6 +42,10 @@ def test_bad_number_of_classes_is_refused_by_the_parser(tmp_path, capsys):
         main(["run", str(tmp_path), "--project", str(tmp_path / "p"), "-k", "0"])
     assert exit_info.value.code == 2
     assert "must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", str(tmp_path), "--project", str(tmp_path / "p"), "--second-scale", "abc"])
+    err = capsys.readouterr().err
+    assert "expected a whole number, not 'abc'" in err and "_positive_int" not in err
 
 
 def test_run_from_the_command_line(tiny_folder, tmp_path):

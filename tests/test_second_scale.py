@@ -123,9 +123,21 @@ def test_the_export_holds_both_scales_and_label_images_the_first(two_scale_run, 
     overlapping = json.loads((project_dir / "report.json").read_text())["distillation"]["overlapping"]["objects"]
     coco = json.loads(project.annotations_path.read_text())
     assert len(coco["annotations"]) == own + overlapping
-    export_project(project_dir, labels=tmp_path / "labels")
+    written = export_project(project_dir, labels=tmp_path / "labels")
     listing = json.loads((tmp_path / "labels" / "instances.json").read_text())
     assert sum(len(image["instances"]) for image in listing["images"].values()) == own
+    assert written["labels"]["overlapping_left_out"] == overlapping  # and said so
+
+
+def test_the_run_says_what_the_second_scale_added(two_scale_run):
+    from engine.orchestration.outcome import describe_folder_passes
+
+    project_dir, _ = two_scale_run
+    summary = json.loads((project_dir / "report.json").read_text())["distillation"]
+    added = summary["overlapping"]
+    assert f"{added['objects']} overlapping objects added in {added['images']} images" in \
+        "\n".join(describe_folder_passes(summary))
+    assert "no finished prediction" in describe_folder_passes({"second_scale_missing": True})[0]
 
 
 def test_the_review_shows_overlapping_objects_as_outlines_and_clicks_still_reach_the_masks(
@@ -204,8 +216,10 @@ def test_taking_an_overlapping_object_makes_it_the_images_own_and_undo_gives_it_
     taken = np.asarray(masks)[np.argmax([(m & mask).sum() for m in masks])]
     assert (taken & mask).sum() / (taken | mask).sum() > 0.9  # it took the generated objects' pixels
     assert categories[label] in classes.tolist()
-    after, _ = overlapping_labels(project_dir, image_id)  # an object of the image holds it now: not twice
-    assert after is None or not ((after > 0) & mask).sum() > 0.9 * mask.sum()
+    after, left = overlapping_labels(project_dir, image_id)  # an object of the image holds it now: not twice
+    assert label not in left
+    # the others keep their numbers; those the taking shrank a generated object onto stay (nobody checked it)
+    assert set(left) == set(categories) - {label} and all((after == k).sum() == (labels == k).sum() for k in left)
 
     restore_object(project_dir, record)
     assert (overlapping_labels(project_dir, image_id)[0] == labels).all()
@@ -238,9 +252,12 @@ def test_an_outlined_object_clicked_in_the_review_is_taken_with_one_button(two_s
             event.type = "mouse_release"
             next(steps, None)
     assert widget.view.outlined == label
+    assert widget.review.status.text().startswith(f"Outlined object {label} (")
     widget.review.take_outlined()
     wait_idle(qtbot, widget)
-    assert widget.review.status.text().startswith("Took outlined object as object"), widget.review.status.text()
+    said = widget.review.status.text()
+    assert said.startswith(f"Took outlined object {label} as object") and "new object" not in said, said
+    assert not widget.viewer.layers["overlapping objects"].editable
     shown, mask = widget.viewer.layers["masks"].data, labels == label
     assert shown[row, col] > 0 and ((shown == shown[row, col]) & mask).sum() > 0.9 * mask.sum()
     layers = widget.viewer.layers

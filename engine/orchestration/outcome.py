@@ -102,8 +102,21 @@ def describe_group_cut(summary: dict | None) -> str | None:
 def describe_folder_passes(summary: dict) -> list:
     """The lines on what the folder-level passes over the final objects did (a predict summary's ``group_cut`` and
     ``typical``), the passes that left none out: what the CLI prints and the plugin's retrain panel shows."""
-    lines = (describe_group_cut(summary.get("group_cut")), describe_typical(summary.get("typical")))
+    lines = (describe_group_cut(summary.get("group_cut")), describe_typical(summary.get("typical")),
+             describe_overlapping(summary.get("overlapping"), summary.get("second_scale_missing", False)))
     return [line for line in lines if line]
+
+
+def describe_overlapping(summary: dict | None, missing: bool) -> str | None:
+    """One line on the second scale's overlapping objects (engine.orchestration.overlapping); None without one."""
+    if missing:
+        return ("no overlapping objects: the second scale's project has no finished prediction; run `maskdistill "
+                "run` again with --second-scale to make it")
+    if summary is None:
+        return None
+    return (f"{summary['objects']} overlapping objects added in {summary['images']} images: what the second scale "
+            "found that no mask holds (small objects inside groups and background), exported beside the masks at "
+            "half their score and outlined in the review")
 
 
 def describe_typical(summary: dict | None) -> str | None:

@@ -67,7 +67,7 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
             result = state.exported(entry, source)
             if result is None:
                 continue
-            masks, classes, scores, found = result
+            masks, classes, scores, _, found = result
             used.update(int(c) for c in classes)
             if found.warning:
                 warnings.append(found.warning)
@@ -140,7 +140,9 @@ def export_label_images(project: Project, entries: list, clusters: dict, folder:
                         fmt: str = "png") -> dict:
     """One instance label image per image (0 background, k = instance k; 16-bit above 255 instances) and
     ``instances.json`` giving each instance's category (numbered 1..N as in the COCO export). Nothing else is
-    written: the project's annotations.json stays as it was. Returns counts and the folder."""
+    written: the project's annotations.json stays as it was. A label image holds one object per pixel, so the
+    second scale's overlapping objects are left out (counted in ``overlapping_left_out``; the COCO export has
+    them). Returns counts and the folder."""
     from PIL import Image
 
     if fmt not in ("png", "tiff"):
@@ -150,10 +152,15 @@ def export_label_images(project: Project, entries: list, clusters: dict, folder:
     # every target checked before the first is written: no path from images.json leaves the folder
     targets = {entry["image_id"]: contained_path(folder, _label_name(entry, fmt), "label image")
                for entry in entries}
-    index, sixteen_bit = {}, 0
+    index, sixteen_bit, left_out = {}, 0, 0
     used: set[int] = set()
-    # one label per pixel: the second scale's overlapping objects cannot be painted in (the COCO export has them)
-    for entry, masks, classes, _ in state.iter_exported(entries, source, overlapping=False):
+    for entry in entries:
+        found = state.exported(entry, source)
+        if found is None:
+            continue
+        # one label per pixel: the second scale's overlapping objects cannot be painted in (the COCO export has them)
+        own = found[3] == 0
+        masks, classes, left_out = found[0][own], found[1][own], left_out + int((~own).sum())
         dtype = np.uint8 if len(masks) <= 255 else np.uint16
         sixteen_bit += dtype == np.uint16
         labels = np.zeros((entry["height"], entry["width"]), dtype)
@@ -172,7 +179,8 @@ def export_label_images(project: Project, entries: list, clusters: dict, folder:
     categories = {c["id"]: c["name"] for c in numbered}
     atomic_write_bytes(folder / "instances.json", json.dumps({"categories": categories, "images": index},
                                                              indent=1).encode())
-    return {"images": len(index), "sixteen_bit": int(sixteen_bit), "folder": str(folder)}
+    return {"images": len(index), "sixteen_bit": int(sixteen_bit), "folder": str(folder),
+            "overlapping_left_out": left_out}
 
 
 def _label_name(entry: dict, fmt: str) -> str:

@@ -66,7 +66,9 @@ class ImageInstances:
     reviewed: bool = False  # every object of the image reviewed by the user
     warning: str | None = None  # e.g. the image's correction file is unreadable
     object_reviewed: np.ndarray | None = None  # (n,) per object, for a correction
-    overlapping: np.ndarray | None = None  # (n,) per object: a second scale's, over the image's own objects
+    # (n,) per object: 0 for the image's own, k >= 1 for its k-th overlapping object of the second scale (a number
+    # that stays when others leave: the review's outline layer keeps its colours)
+    overlapping: np.ndarray | None = None
 
 
 class LabelState:
@@ -224,10 +226,10 @@ class LabelState:
 
     def instances(self, entry: dict, source: str = "current", overlapping: bool = False) -> ImageInstances | None:
         """The image's instances from ``source`` (module docstring); None for "corrections" without one.
-        ``overlapping``: with the second scale's objects over the image's own (RunConfig.second_scale), flagged in
+        ``overlapping``: with the second scale's objects over the image's own (RunConfig.second_scale), numbered in
         ``ImageInstances.overlapping``: the export and the scores take them, the review's label map cannot hold
         them (the plugin shows them as a layer of their own, a corrected image's too, as they are exported); on a
-        corrected image those an object of the correction holds (IoU >= 0.5) are left out."""
+        corrected image those an object the user made or checked holds (IoU >= 0.5) are left out."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
         image_id, warning = entry["image_id"], None
@@ -245,7 +247,7 @@ class LabelState:
                                            np.array([correction.score(k) for k in ids], np.float32), "correction",
                                            correction.reviewed, object_reviewed=np.array(
                                                [k in correction.reviewed_ids for k in ids], bool),
-                                           overlapping=np.zeros(len(ids), bool))
+                                           overlapping=np.zeros(len(ids), int))
                 return self._with_overlapping(entry, corrected) if overlapping else corrected
             if source == "corrections":
                 return None
@@ -264,7 +266,7 @@ class LabelState:
                     f"changed)")
             categories = self._assigned_predictions(entry, masks, np.asarray(categories, int))
             found = ImageInstances(masks, categories, np.asarray(scores, np.float32), "prediction", warning=warning,
-                                   overlapping=np.zeros(len(masks), bool))
+                                   overlapping=np.zeros(len(masks), int))
             return self._with_overlapping(entry, found) if overlapping else found
         proposals, _, _ = load_image_proposals(self.project.proposals_path(image_id),
                                                (entry["height"], entry["width"]))
@@ -276,14 +278,18 @@ class LabelState:
         if not path.exists() or not self.predictions_valid():
             return found
         _, masks, categories, scores = load_image_predictions(path)
-        if found.origin == "correction" and len(masks) and len(found.masks):
-            # the user's objects stand for those they now hold (a taken overlapping object, one drawn again)
-            free = unheld([encode_rle(mask) for mask in found.masks], [mask_rle(masks, i) for i in range(len(masks))])
-            masks, categories, scores = masks[free], np.asarray(categories)[free], np.asarray(scores)[free]
+        numbers = np.arange(1, len(masks) + 1)
+        users = np.flatnonzero(found.object_reviewed) if found.object_reviewed is not None else np.zeros(0, int)
+        if len(users) and len(masks):
+            # the objects the user made or checked stand for those they hold (a taken overlapping object, one drawn
+            # again); a generated object an edit changed does not: the user has not looked at it
+            free = unheld([encode_rle(found.masks[i]) for i in users], [mask_rle(masks, i) for i in range(len(masks))])
+            masks, categories, scores, numbers = (masks[free], np.asarray(categories)[free], np.asarray(scores)[free],
+                                                  numbers[free])
         return replace(found, masks=joined_masks(found.masks, masks),
                        categories=np.concatenate([found.categories, np.asarray(categories, int)]),
                        scores=np.concatenate([found.scores, np.asarray(scores, np.float32)]),
-                       overlapping=np.concatenate([np.zeros(len(found.masks), bool), np.ones(len(masks), bool)]),
+                       overlapping=np.concatenate([np.zeros(len(found.masks), int), numbers]),
                        object_reviewed=None if found.object_reviewed is None else  # nobody reviews them
                        np.concatenate([found.object_reviewed, np.zeros(len(masks), bool)]))
 
@@ -321,15 +327,17 @@ class LabelState:
         return categories
 
     def exported(self, entry: dict, source: str = "current", overlapping: bool = True):
-        """(masks, resolved category ids, scores, ImageInstances) without discarded categories; None when
-        ``source`` has nothing for the image. ``overlapping``: with the second scale's objects (:meth:`instances`)."""
+        """(masks, resolved category ids, scores, overlapping numbers, ImageInstances as read) without discarded
+        categories; None when ``source`` has nothing for the image. ``overlapping``: with the second scale's objects
+        (:meth:`instances`; their numbers >= 1, the image's own objects 0)."""
         found = self.instances(entry, source, overlapping)
         if found is None:
             return None
         resolved = [self.resolve(c) for c in found.categories]
         keep = np.array([r is not None for r in resolved], bool)
+        numbers = found.overlapping if found.overlapping is not None else np.zeros(len(keep), int)
         return (found.masks[keep], np.array([r for r in resolved if r is not None], int),
-                found.scores[keep], found)
+                found.scores[keep], numbers[keep], found)
 
     def iter_exported(self, entries: list, source: str = "current", overlapping: bool = True):
         """(entry, masks, resolved category ids, scores) per image that ``source`` covers."""

@@ -481,19 +481,20 @@ def image_objects(project_dir, image_id: str, state: LabelState | None = None) -
 
 
 def overlapping_labels(project_dir, image_id: str) -> tuple:
-    """The second scale's objects over the image's own (RunConfig.second_scale), as exported: (label map 1..m,
-    {label: category before merges}); (None, {}) when the image has none. The review does not edit them (its
-    label map holds one object per pixel); discarding their category removes them from the export."""
+    """The second scale's objects over the image's own (RunConfig.second_scale), as exported: (label map, {label:
+    category before merges}), each label the object's number among the image's overlapping objects (it stays when
+    others leave); (None, {}) when the image has none. The review does not edit them (its label map holds one
+    object per pixel); discarding their category removes them from the export."""
     files = project_files(project_dir)
     found = files.state.instances(files.entry(image_id), "current", overlapping=True)
-    chosen = [i for i in np.flatnonzero(found.overlapping if found.overlapping is not None else [])
-              if files.state.resolve(int(found.categories[i])) is not None]
+    numbers = found.overlapping if found.overlapping is not None else np.zeros(0, int)
+    chosen = [i for i in np.flatnonzero(numbers) if files.state.resolve(int(found.categories[i])) is not None]
     if not chosen:
         return None, {}
     labels = np.zeros(found.masks.shape[1:], np.uint16)
-    for label, i in enumerate(chosen, start=1):
-        labels[found.masks[i]] = label
-    return labels, {label: int(found.categories[i]) for label, i in enumerate(chosen, start=1)}
+    for i in chosen:
+        labels[found.masks[i]] = numbers[i]
+    return labels, {int(numbers[i]): int(found.categories[i]) for i in chosen}
 
 
 def _edit_correction(project_dir, image_id: str, instance_id, edit) -> dict:
