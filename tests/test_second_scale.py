@@ -123,6 +123,7 @@ def test_the_export_holds_both_scales_and_label_images_the_first(two_scale_run, 
     overlapping = json.loads((project_dir / "report.json").read_text())["distillation"]["overlapping"]["objects"]
     coco = json.loads(project.annotations_path.read_text())
     assert len(coco["annotations"]) == own + overlapping
+    assert sum(bool(a.get("overlapping")) for a in coco["annotations"]) == overlapping
     written = export_project(project_dir, labels=tmp_path / "labels")
     listing = json.loads((tmp_path / "labels" / "instances.json").read_text())
     assert sum(len(image["instances"]) for image in listing["images"].values()) == own

@@ -67,14 +67,16 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
             result = state.exported(entry, source)
             if result is None:
                 continue
-            masks, classes, scores, _, found = result
+            masks, classes, scores, numbers, found = result
             used.update(int(c) for c in classes)
             if found.warning:
                 warnings.append(found.warning)
             annotations = []
-            for mask, cls, score in zip(masks, classes, scores):
+            for mask, cls, score, number in zip(masks, classes, scores, numbers):
                 annotation_id += 1
                 record = annotation_record(annotation_id, entry["coco_id"], int(cls), mask, float(score))
+                if number:  # the second scale's, over the image's own objects: a trainer may keep or drop them
+                    record["overlapping"] = True
                 if polygons:
                     record["segmentation"], problem = mask_to_polygons(mask)
                     if problem:
