@@ -486,6 +486,8 @@ def overlapping_labels(project_dir, image_id: str) -> tuple:
     others leave); (None, {}) when the image has none. The review does not edit them (its label map holds one
     object per pixel); discarding their category removes them from the export."""
     files = project_files(project_dir)
+    if not files.state.project.overlapping_path(image_id).exists():  # most projects: not read a second time
+        return None, {}
     found = files.state.instances(files.entry(image_id), "current", overlapping=True)
     numbers = found.overlapping if found.overlapping is not None else np.zeros(0, int)
     chosen = [i for i in np.flatnonzero(numbers) if files.state.resolve(int(found.categories[i])) is not None]
