@@ -193,6 +193,9 @@ def test_the_model_is_used_only_where_it_predicts_held_out_objects():
         assert fit.examples == 60 and (fit.model is not None) == used
         assert (fit.held_out_r2 >= centres.MIN_HELD_OUT_R2) == used
         assert fit.summary()["used"] == used
+        # a gate decided by the folder's first run (a second scale follows it) wins over this fit's R^2
+        assert fit_centre_model(examples, gate=True).model is not None
+        assert fit_centre_model(examples, gate=False).model is None
     few = CentreExamples()
     features, masks = image_with_objects(rng)
     few.add(features.tokens, features.grid_hw, masks, object_solidities(masks))
@@ -275,7 +278,7 @@ def test_staged_predictions_are_cut_and_written_again(tmp_path, monkeypatch):
         cutting.observe({"image_id": image_id}, features, masks, object_solidities(masks), skip)
     assert cutting.images["a"][1:] == ({0}, set()) and cutting.images["b"][1:] == (set(), {0})
     monkeypatch.setattr("engine.orchestration.group_cutting.fit_centre_model",
-                        lambda examples: CentreFit(TwoCentres(), 0.5, 1000.0, 40))
+                        lambda examples, gate=None: CentreFit(TwoCentres(), 0.5, 1000.0, 40))
     summary = cutting.cut_staged(tmp_path, lambda entry: features)
     assert summary == {"used": True, "lone_objects": 40, "reviewed_objects": 0, "known_group_members": 0,
                        "alpha": 1000.0, "held_out_r2": 0.5, "objects_cut": 1, "images_changed": 1, "objects_added": 1,
@@ -355,7 +358,7 @@ def test_staged_small_objects_are_cut_in_their_crops_by_a_model_learnt_on_crops(
         cutting.observe({"image_id": image_id}, features, masks, object_solidities(masks), skip)
     fits = []
 
-    def fit(examples, spacing=centres.CENTRE_SPACING):
+    def fit(examples, spacing=centres.CENTRE_SPACING, gate=None):
         fits.append((len(examples.items), spacing))
         if spacing != centres.CROP_CENTRE_SPACING:
             return CentreFit(DepthInPixels(), 0.5, 100.0, 40)

@@ -290,3 +290,24 @@ def test_a_rerun_without_the_second_scale_drops_its_objects_and_keeps_its_projec
     assert (project_dir / "second_scale" / "project.json").exists()  # reused if the option comes back
     own = sum(len(_objects(p)[0]) for p in (project_dir / "predictions").glob("*.npz"))
     assert result.exported == own
+
+
+def test_the_second_run_follows_the_first_runs_centres_gate(tiny_folder, tmp_path, monkeypatch):
+    from engine.orchestration import distillation
+    from engine.orchestration.overlapping import centres_gate
+    from engine.orchestration.pipeline import run
+
+    assert centres_gate({"group_cut": None}) is None
+    assert centres_gate({"group_cut": {"used": True, "in_crops": {"used": False}}}) == {"image": True, "crops": False}
+    assert centres_gate({"group_cut": {"used": False, "in_crops": None}}) == {"image": False, "crops": None}
+    gates = []
+    original = distillation.GroupCutting
+
+    def recording(*args, gate=None, **kwargs):
+        gates.append(gate)
+        return original(*args, gate=gate, **kwargs)
+
+    monkeypatch.setattr(distillation, "GroupCutting", recording)
+    run(tiny_folder, tmp_path / "p", RunConfig(input_size=112, second_scale=168, num_classes=2, batch_size=2))
+    first = json.loads((tmp_path / "p" / "report.json").read_text())["distillation"]
+    assert gates == [None, centres_gate(first)]  # the first run decides; its second scale follows

@@ -210,15 +210,17 @@ class CentreFit:
                 "min_lone_objects": MIN_EXAMPLES, "min_held_out_r2": MIN_HELD_OUT_R2}
 
 
-def fit_centre_model(examples: CentreExamples, spacing: float = CENTRE_SPACING) -> CentreFit:
+def fit_centre_model(examples: CentreExamples, spacing: float = CENTRE_SPACING, gate: bool | None = None) -> CentreFit:
     """The ridge strength of ``ALPHAS`` with the best held-out R^2 over the lone and the user's objects (5 folds,
     each object's patches in one fold; the user's objects weighted as they were added), refitted on every example,
     known groups' members included, its centres ``spacing`` typical radii apart; no model under MIN_EXAMPLES
     objects or below MIN_HELD_OUT_R2. The known groups are left out of the gate: pasted from the lone objects, they
-    would put copies of a held-out object in the training folds, and they are no new kind of object."""
+    would put copies of a held-out object in the training folds, and they are no new kind of object.
+    ``gate``: decided elsewhere for this folder (True: a model whatever its R^2, False: none; a second scale follows
+    its first run's, docs/decisions.md#d-two-scales); None: by MIN_HELD_OUT_R2."""
     scored = examples.items + examples.reviewed
     count, reviewed, known = len(scored), len(examples.reviewed), len(examples.known)
-    if count < MIN_EXAMPLES:
+    if count < MIN_EXAMPLES or gate is False:
         return CentreFit(None, None, None, count, reviewed, known)
     x, y, weights = _rows(scored)
     groups = np.concatenate([np.full(len(item[1]), i) for i, item in enumerate(scored)])
@@ -227,7 +229,7 @@ def fit_centre_model(examples: CentreExamples, spacing: float = CENTRE_SPACING) 
                                              params={"sample_weight": weights}).mean())
                 for alpha in ALPHAS}
     alpha = max(ALPHAS, key=lambda a: held_out[a])
-    if held_out[alpha] < MIN_HELD_OUT_R2:
+    if held_out[alpha] < MIN_HELD_OUT_R2 and not gate:
         return CentreFit(None, held_out[alpha], alpha, count, reviewed, known)
     x, y, weights = _rows(examples.all())
     model = CentreModel(Ridge(alpha=alpha).fit(x, y, sample_weight=weights),

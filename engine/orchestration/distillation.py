@@ -43,7 +43,6 @@ from engine.orchestration.carried_corrections import CorrectedScenes
 from engine.orchestration.config import RunConfig
 from engine.orchestration.group_cutting import CropSource, GroupCutting
 from engine.orchestration.outcome import Progress, StageTimer, no_progress
-from engine.orchestration.overlapping import SecondScaleObjects
 from engine.orchestration.typical_ranking import rank_by_typicality
 from engine.state.label_state import LabelState
 from engine.state.project import (
@@ -174,7 +173,7 @@ def score_and_filter(state: LabelState, entries: list, head, images: ImageSource
 
 
 def predict_project(project: Project, entries: list, head, images: ImageSource, clusters: dict,
-                    progress: Progress = no_progress, device: str = "auto") -> dict:
+                    progress: Progress = no_progress, device: str = "auto", centres_gate: dict | None = None) -> dict:
     """Scored instances and their semantic map of every image into predictions/. Returns
     {"instances_predicted": count, "carried": {relative path: objects carried there from a corrected image of
     the same scene}, "closer_look_seconds": the time the final objects' closer look took (None: not taken)}.
@@ -203,7 +202,6 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     recut_settings = _recut_settings(project_config, device) if recut is not None else ""
     centre = centres_keys(project_config.get("backbone", {}).get("family"))
     scenes = CorrectedScenes(state, entries, lambda entry: load_features(cache, entry))
-    second = SecondScaleObjects(project, project_config)
     kept: dict = {}
     if project.filtering_path.exists():
         for row in read_filtering(project.filtering_path)["masks"]:
@@ -212,7 +210,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     staging = project.predictions_staging_dir
     shutil.rmtree(staging, ignore_errors=True)
     total, carried_to, recut_seconds = 0, {}, 0.0
-    groups = GroupCutting()
+    groups = GroupCutting(gate=centres_gate)  # a second scale's run follows its first run's gate
     for _, features, reviewed in scenes.reviewed_objects():
         groups.observe_reviewed(features, reviewed)
     for done, entry in enumerate(entries):
@@ -220,7 +218,6 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
         probs = class_probabilities(head, features.tokens, features.grid_hw, image)
         semantic = semantic_map(probs, (entry["height"], entry["width"]))
         head_masks, _, head_scores = foreground_instances(semantic, probs)
-        second.observe(entry, semantic)
         found = state.instances(entry, "proposals")
         resolved = state.resolved(found.categories)
         flags = kept.get(entry["image_id"], {})
@@ -268,12 +265,11 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     progress("cut groups", 1, 1)
     typical = rank_by_typicality(staging, {image_id: (entry, users) for image_id, (entry, _, users)
                                            in groups.images.items()}, lambda entry: load_features(cache, entry))
-    overlapping = second.write(staging, entries)  # after the folder passes: the first run's objects are final
     atomic_write_json(staging / "stamp.json", {"clustering": clusters.get("id"), "images": len(entries)})
     project.replace_predictions()
     return {"instances_predicted": total + (group_cut["objects_added"] if group_cut else 0), "carried": carried_to,
             "closer_look_seconds": None if recut is None else round(recut_seconds, 2), "group_cut": group_cut,
-            "typical": typical, "overlapping": overlapping, "second_scale_missing": second.missing}
+            "typical": typical}
 
 
 def _dense_ranking(project_config: dict) -> dict:
@@ -342,9 +338,11 @@ def train_project_head(project: Project, entries: list, clusters: dict, device: 
 
 
 def distill_project(project: Project, entries: list, clusters: dict, config: RunConfig,
-                    progress: Progress = no_progress, timer: StageTimer | None = None) -> dict:
+                    progress: Progress = no_progress, timer: StageTimer | None = None,
+                    centres_gate: dict | None = None) -> dict:
     """Initial head on all clustered masks -> drop the weakest masks -> final head on the clean set ->
-    optional self-training rounds -> predictions for every image. Returns a summary for report.json."""
+    optional self-training rounds -> predictions for every image (``centres_gate``: predict_project's). Returns a
+    summary for report.json."""
     timer = timer or StageTimer()
     project_config = project.read_config()
     images = ImageSource.of_project(project_config)
@@ -367,7 +365,7 @@ def distill_project(project: Project, entries: list, clusters: dict, config: Run
             labels = _self_training_label_maps(state, entries, head, cache, images)
             head = _train(project, entries, labels, num_classes, head_config, device, "final", identity)
     with timer("predict"):
-        predicted = predict_project(project, entries, head, images, clusters, progress, device)
+        predicted = predict_project(project, entries, head, images, clusters, progress, device, centres_gate)
     kept = int(sum(k.sum() for k in keep.values()))
     return {"masks_kept": kept, "masks_dropped": int(sum(len(k) for k in keep.values())) - kept,
             **predicted}

@@ -40,8 +40,11 @@ KNOWN_GROUPS_BATCH = 16  # known groups embedded at a time: their tokens are not
 class GroupCutting:
     """One folder's lone-object examples and group candidates, gathered while its predictions are staged."""
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, gate: dict | None = None):
+        """``gate``: {"image": bool, "crops": bool | None} decided by another run of the folder (a second scale follows
+        its first run's); None: each model's own held-out R^2 decides."""
         self.examples = CentreExamples(seed)
+        self.gate = gate or {}
         # image id -> (images.json entry, positions in the staged order of the candidates, of the user's objects),
         # the user's kept true through every rewrite (the folder's typicality ranking reads them after the cuts)
         self.images: dict = {}
@@ -68,7 +71,7 @@ class GroupCutting:
         observed (dense objects, which rank by their own score)."""
         if not self.images:
             return None
-        fit = fit_centre_model(self.examples)
+        fit = fit_centre_model(self.examples, gate=self.gate.get("image"))
         cut_objects, changed, added, in_crops = 0, 0, 0, None
         if fit.model is not None:
             for image_id, (entry, candidates, users) in self.images.items():
@@ -140,7 +143,7 @@ class GroupCutting:
         known_started = time.perf_counter()
         known = self._add_known_groups(examples, lone.items, crops)
         known_seconds = time.perf_counter() - known_started
-        fit = fit_centre_model(examples, spacing=CROP_CENTRE_SPACING)
+        fit = fit_centre_model(examples, spacing=CROP_CENTRE_SPACING, gate=self.gate.get("crops"))
         cut_objects, changed, added = 0, 0, 0
         model = fit.model
         for image_id, (entry, candidates, users) in self.images.items():

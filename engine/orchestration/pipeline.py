@@ -24,6 +24,7 @@ from engine.masks import mask_identity
 from engine.method.clustering import cluster_masks, comparable, fitted_rows, stack_rows
 from engine.method.distill import load_head, paint_label_map
 from engine.method.features import FeatureCache, FeatureExtractor
+from engine.orchestration import overlapping as overlapping_objects
 from engine.orchestration.auto_proposals import resolve_proposals
 from engine.orchestration.config import RunConfig, stored_run_config
 from engine.orchestration.distillation import distill_project, feature_identity, predict_project
@@ -169,7 +170,8 @@ def run(image_folder, project_dir, config: RunConfig | None = None, progress: Pr
 
 
 def _run_locked(project: Project, discovery, config: RunConfig, progress: Progress, timer: StageTimer,
-                ray_address: str | None = None, proposal_choice: str | None = None) -> RunResult:
+                ray_address: str | None = None, proposal_choice: str | None = None,
+                centres_gate: dict | None = None) -> RunResult:
     check_user_files(project.root)  # a wrong value in the user's files stops the run before it changes anything
     recovered = derived_file_notes(project.root)  # damaged images.json / clusters.json: rebuilt, and said so
     with timer("setup"):
@@ -199,11 +201,14 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
         clusters = cluster_project(project, entries, config.num_classes, config.seed,
                                    fit_on_best=config.proposals != "dense", embedding=config.embedding)
     progress("clustering", 1, 1)
-    if config.second_scale:  # before the first run's prediction, which takes its objects
-        with timer("second scale"):
-            _run_second_scale(project, discovery, config, progress, ray_address)
     if config.distill:
-        distilled = distill_project(project, entries, clusters, config, progress, timer)
+        distilled = distill_project(project, entries, clusters, config, progress, timer, centres_gate)
+        if config.second_scale:  # after the first run's prediction, whose centres gate it follows
+            with timer("second scale"):
+                _run_second_scale(project, discovery, config, progress, ray_address,
+                                  overlapping_objects.centres_gate(distilled))
+        with timer("overlapping objects"):
+            distilled.update(overlapping_objects.add_overlapping_objects(project, entries))
     else:  # predictions of an earlier run no longer match these clusters
         distilled = {}
         shutil.rmtree(project.predictions_dir, ignore_errors=True)
@@ -233,17 +238,18 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
 
 
 def _run_second_scale(project: Project, discovery, config: RunConfig, progress: Progress,
-                      ray_address: str | None) -> None:
+                      ray_address: str | None, centres_gate: dict | None) -> None:
     """The whole method again at ``config.second_scale`` in its own project folder (Project.second_scale_dir:
-    derived files only, reused by the next run), for the first run's prediction to take its final objects
-    (engine.orchestration.overlapping). Its stages report as "<stage> at <size> px"."""
+    derived files only, reused by the next run), its learnt-centres models used where the first run's were
+    (``centres_gate``), for its final objects to be added over the first run's (engine.orchestration.overlapping).
+    Its stages report as "<stage> at <size> px"."""
     scaled = replace(config, input_size=config.second_scale, second_scale=None)
 
     def scaled_progress(stage: str, done: int, total: int) -> None:
         progress(f"{stage} at {config.second_scale} px", done, total)
 
     with Project(project.second_scale_dir).lock() as finer:
-        _run_locked(finer, discovery, scaled, scaled_progress, StageTimer(), ray_address)
+        _run_locked(finer, discovery, scaled, scaled_progress, StageTimer(), ray_address, centres_gate=centres_gate)
 
 
 def _stored_config(project: Project, project_config: dict, **overrides) -> RunConfig:
@@ -264,6 +270,7 @@ def distill(project_dir, progress: Progress | None = None, device: str = "auto",
     with project.lock(), decoding_once():
         repaired = repair_feature_cache(project, project_config, entries, config)
         summary = distill_project(project, entries, clusters, config, progress or no_progress, timer)
+        summary.update(overlapping_objects.add_overlapping_objects(project, entries))  # the second scale's, kept
         summary["export"] = export_coco(project, entries, clusters, images.root)
         summary["export"]["warnings"] = repaired + summary["export"]["warnings"]
         write_overview(project, entries, clusters, images)
@@ -285,6 +292,7 @@ def predict(project_dir, progress: Progress | None = None, device: str = "auto")
     with project.lock(), decoding_once():
         repaired = repair_feature_cache(project, project_config, entries, config)
         predicted = predict_project(project, entries, head, images, clusters, progress or no_progress, device)
+        predicted.update(overlapping_objects.add_overlapping_objects(project, entries))  # the second scale's, kept
         export = export_coco(project, entries, clusters, images.root)
         export["warnings"] = repaired + export["warnings"]
         write_overview(project, entries, clusters, images)

@@ -106,10 +106,15 @@ class Project:
     def predictions_path(self, image_id: str) -> Path:
         return self.predictions_dir / f"{plain_name(image_id, 'image id')}.npz"
 
-    def overlapping_path(self, image_id: str, predictions_dir: Path | None = None) -> Path:
-        """One image's overlapping objects (RunConfig.second_scale), kept with its predictions (``predictions_dir``:
-        the staging folder while they are made)."""
-        return (predictions_dir or self.predictions_dir) / "overlapping" / f"{plain_name(image_id, 'image id')}.npz"
+    @property
+    def overlapping_dir(self) -> Path:
+        """The images' overlapping objects (RunConfig.second_scale), kept with the predictions they were made for."""
+        return self.predictions_dir / "overlapping"
+
+    def overlapping_path(self, image_id: str, folder: Path | None = None) -> Path:
+        """One image's overlapping objects in :attr:`overlapping_dir` (``folder``: a staging folder while they are
+        made)."""
+        return (folder or self.overlapping_dir) / f"{plain_name(image_id, 'image id')}.npz"
 
     @property
     def second_scale_dir(self) -> Path:
