@@ -32,8 +32,8 @@ def test_a_finer_object_is_added_only_where_no_first_object_holds_it():
     assert unheld(first, []).tolist() == []
 
 
-def test_a_finer_object_takes_the_category_the_head_gives_its_pixels():
-    head = np.zeros((10, 10), np.uint16)
+def test_a_finer_object_takes_the_category_of_the_first_runs_objects_under_it():
+    head = np.zeros((10, 10), np.uint16)  # the first run's objects painted with their categories
     head[:, :6] = 2
     head[:, 6:8] = 5
     masks = np.zeros((3, 10, 10), bool)

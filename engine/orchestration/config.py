@@ -47,8 +47,8 @@ class RunConfig:
         "label": "second scale", "min": 28, "max": 2048, "unit": PIXELS,
         "help": "Also run the whole method at this larger input size (672 for DINOv2 ViT-S/14) and add its "
                 "objects that no object of the first run holds as overlapping objects at half their score, "
-                "categories from the first run's head: finds small objects inside groups and background (about "
-                "1.8x the run's time more; not with dense proposals)."})
+                "categories from the first run's objects under them: finds small objects inside groups and "
+                "background (about 1.8x the run's time more; not with dense proposals)."})
     proposals: str = field(default="auto", metadata={  # why: docs/decisions.md#d-auto-proposals
         "label": "proposals", "choices": PROPOSAL_CHOICES,
         "help": "How masks are proposed on each image: auto (dense with its object size when most of 8 sampled "
