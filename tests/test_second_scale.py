@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from engine.masks import encode_rle
-from engine.method.second_scale import SCORE_WEIGHT, categories_under, unheld
+from engine.method.second_scale import (SCORE_WEIGHT, UNCONFIRMED_WEIGHT, agreement_weights, categories_under,
+                                        scale_iou, unheld)
 from engine.orchestration.config import RunConfig
 
 
@@ -30,6 +31,36 @@ def test_a_finer_object_is_added_only_where_no_first_object_holds_it():
     assert unheld(first, finer).tolist() == [1, 3]
     assert unheld([], finer).tolist() == [0, 1, 2, 3]
     assert unheld(first, []).tolist() == []
+
+
+def test_first_objects_the_second_scale_finds_again_keep_their_score_the_others_rank_lower():
+    shape = (40, 40)
+    first = [encode_rle(_box(shape, 0, 20, 0, 20)), encode_rle(_box(shape, 0, 20, 20, 40)),
+             encode_rle(_box(shape, 30, 40, 30, 40))]
+    finer = [encode_rle(_box(shape, 0, 20, 0, 16)),   # IoU 0.8 with the first: found again
+             encode_rle(_box(shape, 0, 10, 20, 40))]  # IoU 0.5 with the second: found again, at the threshold
+    weights = agreement_weights(scale_iou(first, finer))
+    assert weights.tolist() == pytest.approx([1.0, 1.0, UNCONFIRMED_WEIGHT])
+    assert agreement_weights(scale_iou(first, [])).tolist() == pytest.approx([UNCONFIRMED_WEIGHT] * 3)
+    assert agreement_weights(scale_iou([], finer)).tolist() == []
+
+
+def test_weighing_an_images_predictions_replaces_earlier_weights(tmp_path):
+    from engine.state.project import (ProjectFileError, load_image_predictions, save_image_predictions,
+                                      weigh_image_predictions)
+
+    path = tmp_path / "img.npz"
+    masks = np.stack([_box((8, 8), 0, 4, 0, 4), _box((8, 8), 4, 8, 4, 8)])
+    save_image_predictions(path, np.zeros((8, 8), np.uint16), masks, [1, 2], [0.8, 0.4])
+    weigh_image_predictions(path, [1.0, 0.5])
+    assert load_image_predictions(path)[3].tolist() == pytest.approx([0.8, 0.2])
+    weigh_image_predictions(path, [0.5, 1.0])  # a second call weighs the predicted scores, not the weighed ones
+    semantic, again, classes, scores = load_image_predictions(path)
+    assert scores.tolist() == pytest.approx([0.4, 0.4]) and (again == masks).all() and classes.tolist() == [1, 2]
+    weigh_image_predictions(path, [1.0, 1.0])
+    assert load_image_predictions(path)[3].tolist() == pytest.approx([0.8, 0.4])
+    with pytest.raises(ProjectFileError, match="img.npz"):
+        weigh_image_predictions(path, [1.0])
 
 
 def test_a_finer_object_takes_the_category_of_the_first_runs_objects_under_it():
@@ -112,6 +143,31 @@ def test_overlapping_objects_are_the_finer_ones_no_object_holds_at_half_score(tw
     assert counted == added["objects"]
 
 
+def test_the_first_runs_objects_are_ranked_by_whether_the_second_scale_finds_them_again(two_scale_run):
+    from engine.orchestration.overlapping import add_overlapping_objects
+    from engine.state.project import Project
+
+    project_dir, _ = two_scale_run
+    project, finer = Project(project_dir), Project(project_dir / "second_scale")
+    entries = json.loads(project.images_path.read_text())
+    before = {e["image_id"]: _objects(project.predictions_path(e["image_id"]))[2] for e in entries}
+    summary = add_overlapping_objects(project, entries)["overlapping"]  # a second time: nothing compounds
+    compared = found = 0
+    for entry in entries:
+        path = project.predictions_path(entry["image_id"])
+        first, _, scores = _objects(path)
+        finer_masks = _objects(finer.predictions_path(entry["image_id"]))[0]
+        with np.load(path) as data:
+            weights = data["scale_weights"]
+        for i, mask in enumerate(first):
+            best = max(((m & mask).sum() / (m | mask).sum() for m in finer_masks), default=0.0)
+            assert weights[i] == pytest.approx(1.0 if best >= 0.5 else UNCONFIRMED_WEIGHT)
+        assert scores.tolist() == pytest.approx(before[entry["image_id"]].tolist())
+        compared, found = compared + len(first), found + int((weights == 1).sum())
+    assert summary["first_objects"] == compared and summary["found_again"] == found
+    assert 0 < found < compared  # the tiny folder has both kinds
+
+
 def test_the_export_holds_both_scales_and_label_images_the_first(two_scale_run, tmp_path):
     from engine.orchestration.project_commands import export_project
     from engine.state.project import Project
@@ -136,8 +192,9 @@ def test_the_run_says_what_the_second_scale_added(two_scale_run):
     project_dir, _ = two_scale_run
     summary = json.loads((project_dir / "report.json").read_text())["distillation"]
     added = summary["overlapping"]
-    assert f"{added['objects']} overlapping objects added in {added['images']} images" in \
-        "\n".join(describe_folder_passes(summary))
+    said = "\n".join(describe_folder_passes(summary))
+    assert f"{added['objects']} overlapping objects added in {added['images']} images" in said
+    assert f"{added['found_again']} of {added['first_objects']} masks found again at the second scale" in said
     assert "no finished prediction" in describe_folder_passes({"second_scale_missing": True})[0]
 
 

@@ -114,9 +114,13 @@ def describe_overlapping(summary: dict | None, missing: bool) -> str | None:
                 "run` again with --second-scale to make it")
     if summary is None:
         return None
-    return (f"{summary['objects']} overlapping objects added in {summary['images']} images: what the second scale "
+    line = (f"{summary['objects']} overlapping objects added in {summary['images']} images: what the second scale "
             "found that no mask holds (small objects inside groups and background), exported beside the masks at "
             "half their score and outlined in the review")
+    if summary.get("first_objects"):  # older projects' reports lack it
+        line += (f"; {summary['found_again']} of {summary['first_objects']} masks found again at the second scale, "
+                 "the others ranked below them")
+    return line
 
 
 def describe_typical(summary: dict | None) -> str | None:

@@ -1,6 +1,7 @@
 """The second scale's final objects (RunConfig.second_scale) over the first run's, once both are predicted: those no
 final object of the first run holds, at half their score, each of the category of the first run's objects under
-most of its pixels (engine.method.second_scale). They are stored beside each image's predictions
+most of its pixels, and the first run's objects the second scale does not find again ranked down
+(engine.method.second_scale). They are stored beside each image's predictions
 (``Project.overlapping_path``, the predictions' format) and the label state adds them to the export and the scores;
 the review's one label map per image shows them as a layer of their own.
 """
@@ -11,8 +12,8 @@ import shutil
 import numpy as np
 
 from engine.masks import mask_rle
-from engine.method.second_scale import SCORE_WEIGHT, categories_under, unheld
-from engine.state.project import Project, load_image_predictions, save_image_predictions
+from engine.method.second_scale import SCORE_WEIGHT, agreement_weights, categories_under, scale_iou, unheld_in
+from engine.state.project import Project, load_image_predictions, save_image_predictions, weigh_image_predictions
 from engine.state.schema import read_images
 
 
@@ -27,9 +28,11 @@ def centres_gate(distilled: dict) -> dict | None:
 
 
 def add_overlapping_objects(project: Project, entries: list) -> dict:
-    """Each image's overlapping objects written beside its predictions (all of them replaced at once). Returns
-    {"overlapping": {"images": images with some, "objects": their number} or None, "second_scale_missing": the run
-    asked for a second scale whose project has no finished prediction}. An image whose pixels changed since the
+    """Each image's overlapping objects written beside its predictions (all of them replaced at once), and its
+    predicted objects' scores weighed by whether the second scale finds them again. Returns {"overlapping":
+    {"images": images with some, "objects": their number, "first_objects": the predicted objects compared,
+    "found_again": those of them the second scale found again} or None, "second_scale_missing": the run asked for a
+    second scale whose project has no finished prediction}. An image whose pixels changed since the
     second scale's run is left out until the next run."""
     config = project.read_config().get("config", {})
     target = project.overlapping_dir
@@ -41,7 +44,7 @@ def add_overlapping_objects(project: Project, entries: list) -> dict:
         shutil.rmtree(target, ignore_errors=True)
         return {"overlapping": None, "second_scale_missing": bool(config.get("second_scale"))}
     hashes = {e["image_id"]: e.get("pixel_hash") for e in read_images(finer.images_path)}
-    images, objects = 0, 0
+    images, objects, first_objects, found_again = 0, 0, 0, 0
     for entry in entries:
         image_id = entry["image_id"]
         first_path, finer_path = project.predictions_path(image_id), finer.predictions_path(image_id)
@@ -49,8 +52,12 @@ def add_overlapping_objects(project: Project, entries: list) -> dict:
             continue
         semantic, first, _, _ = load_image_predictions(first_path)
         _, finer_masks, _, finer_scores = load_image_predictions(finer_path)
-        added = unheld([mask_rle(first, i) for i in range(len(first))],
-                       [mask_rle(finer_masks, i) for i in range(len(finer_masks))])
+        overlap = scale_iou([mask_rle(first, i) for i in range(len(first))],
+                            [mask_rle(finer_masks, i) for i in range(len(finer_masks))])
+        weights = agreement_weights(overlap)
+        weigh_image_predictions(first_path, weights)  # the objects both scales find on top
+        first_objects, found_again = first_objects + len(weights), found_again + int((weights == 1).sum())
+        added = unheld_in(overlap)
         categories = categories_under(semantic, finer_masks[added]) if len(added) else np.zeros(0, int)
         added, categories = added[categories > 0], categories[categories > 0]  # an image without objects: none
         if not len(added):
@@ -63,4 +70,5 @@ def add_overlapping_objects(project: Project, entries: list) -> dict:
     shutil.rmtree(target, ignore_errors=True)
     if staging.exists():
         staging.rename(target)
-    return {"overlapping": {"images": images, "objects": objects}, "second_scale_missing": False}
+    return {"overlapping": {"images": images, "objects": objects, "first_objects": first_objects,
+                            "found_again": found_again}, "second_scale_missing": False}

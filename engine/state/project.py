@@ -529,6 +529,24 @@ def save_image_predictions(path: Path, semantic: np.ndarray, masks: np.ndarray |
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def weigh_image_predictions(path: Path, weights) -> None:
+    """One image's predicted scores times ``weights`` (one per object), replacing the weights any earlier call gave
+    (kept in the file as ``scale_weights``): the scores as predicted times these, however often it is called. Used
+    where a second scale agrees or not (engine.orchestration.overlapping); no mask is decoded."""
+    path = Path(path)
+    data = _read_npz(path, ("semantic", "rles", "classes", "scores"), "predictions", predictions_hint(path),
+                     one_of=(("scale_weights",), ()))
+    weights = np.asarray(weights, np.float32)
+    earlier = data.pop("scale_weights", np.ones_like(weights))
+    if weights.shape != data["scores"].shape or earlier.shape != weights.shape:
+        raise ProjectFileError(f"{path}: damaged (its arrays disagree on the number of masks); "
+                               f"{predictions_hint(path)}")
+    scores = data["scores"] / np.maximum(earlier, 1e-6) * weights
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{**data, "scores": scores.astype(np.float32), "scale_weights": weights})
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def load_image_predictions(path: Path) -> tuple:
     """(semantic, masks, classes, scores) as saved by :func:`save_image_predictions`.
 
