@@ -565,7 +565,7 @@ class ReviewPanel(QWidget):
 
         def done(_):
             self.done.discard((record["image_id"], record["instance_id"]))
-            self.status.setText(f"Undid {record['action']} of object {record['instance_id'] or 'all'}.")
+            self.status.setText(_undone(record))
             if record["action"] == "refine" and self.making is not None and record.get("points"):
                 self.making.update(record["points"])
             if not (record["action"] in ("grow", "shrink", "merge", "refine", "split")
@@ -744,3 +744,13 @@ class ReviewPanel(QWidget):
             self.status.setText("No unreviewed masks left.")
             return
         self._step(max(direction, 1))
+
+
+def _undone(record: dict) -> str:
+    """What an undo of an engine edit gave back, in the words of the action undone."""
+    instance_id = record["instance_id"]
+    if record.get("outlined"):
+        return f"Undid taking outlined object {record['outlined']}: object {instance_id} is gone, its outline is back."
+    if record["action"] == "add":
+        return f"Undid adding object {instance_id}."
+    return f"Undid {record['action']} of object {instance_id or 'all'}."

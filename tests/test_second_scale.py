@@ -320,6 +320,10 @@ def test_an_outlined_object_clicked_in_the_review_is_taken_with_one_button(two_s
     assert shown[row, col] > 0 and ((shown == shown[row, col]) & mask).sum() > 0.9 * mask.sum()
     layers = widget.viewer.layers
     assert "overlapping objects" not in layers or layers["overlapping objects"].data[row, col] == 0
+    widget.review.undo()
+    wait_idle(qtbot, widget)
+    assert widget.review.status.text().startswith(f"Undid taking outlined object {label}: object ")
+    assert widget.viewer.layers["overlapping objects"].data[row, col] == label
 
 
 def test_a_damaged_overlapping_file_is_named_with_what_to_do(two_scale_run, tmp_path):

@@ -76,8 +76,9 @@ def take_overlapping_object(project_dir, image_id: str, label: int) -> dict:
     mask = labels == int(label)
     rows, cols = np.nonzero(mask)
     box = (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
-    return _edit_correction(project.root, image_id, None,
-                            _adding(project, name, mask, categories[int(label)], False, None, box))
+    record = _edit_correction(project.root, image_id, None,
+                              _adding(project, name, mask, categories[int(label)], False, None, box))
+    return {**record, "outlined": int(label)}  # the undo says what comes back
 
 
 def _adding(project: Project, name: str, mask: np.ndarray, category, allow_discarded: bool, point, box):
