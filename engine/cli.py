@@ -446,19 +446,24 @@ def cmd_categories(args) -> int:
             raise ValueError(f"--split needs a number of parts of 2 or more, not {args.split[1]!r}")
         new_ids = review.split_category(args.project, category(args.split[0]), int(args.split[1]))
         print(f"split into categories {', '.join(str(i) for i in new_ids)}")
-    print(describe_categories(LabelState.load(args.project).table, review.category_sizes(args.project)))
+    print(describe_categories(LabelState.load(args.project).table, review.category_sizes(args.project),
+                              review.category_sizes(args.project, overlapping=True)))
     return 0
 
 
-def describe_categories(table, sizes: dict) -> str:
-    """The category table as the plugin's Categories tab shows it: id, name, masks, what was decided."""
-    lines = [f"{'id':>4}  {'name':<24} {'masks':>6}  {'colour':<11}  decided"]
+def describe_categories(table, sizes: dict, outlined: dict | None = None) -> str:
+    """The category table as the plugin's Categories tab shows it: id, name, masks, what was decided; with a
+    second scale's overlapping objects (``outlined``: their number per category) a column of them."""
+    outlined = outlined or {}
+    column = f" {'outlined':>8}" if outlined else ""
+    lines = [f"{'id':>4}  {'name':<24} {'masks':>6}{column}  {'colour':<11}  decided"]
     for c in table.categories:
         decided = "; ".join(([f"merged into {c.merged_into}"] if c.merged_into is not None else [])
                             + ([f"discarded ({c.discarded})"] if c.discarded else [])
                             + (["to review (a re-run could not place it)"] if c.to_review else []))
         colour = ",".join(str(v) for v in c.colour) if c.colour else "-"
-        lines.append(f"{c.id:>4}  {c.name:<24} {sizes.get(c.id, 0):>6}  {colour:<11}  {decided}".rstrip())
+        count = f" {outlined.get(c.id, 0):>8}" if outlined else ""
+        lines.append(f"{c.id:>4}  {c.name:<24} {sizes.get(c.id, 0):>6}{count}  {colour:<11}  {decided}".rstrip())
     return "\n".join(lines)
 
 

@@ -35,6 +35,7 @@ class CategoriesPanel(QWidget):
         super().__init__(parent)
         self.view, self.tasks = view, tasks
         self.sizes: dict = {}
+        self.outlined: dict = {}  # a second scale's overlapping objects per category, exported beside the masks
         self._filling = False
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -103,8 +104,8 @@ class CategoriesPanel(QWidget):
         self.view.set_category_table(table)
         self._fill()
 
-    def _got_sizes(self, sizes: dict) -> None:
-        self.sizes = sizes
+    def _got_sizes(self, sizes: tuple) -> None:
+        self.sizes, self.outlined = sizes
         self._fill()
 
     def _fill(self) -> None:
@@ -115,7 +116,10 @@ class CategoriesPanel(QWidget):
         for row, category in enumerate(categories):
             status = ("discarded (" + category.discarded + ")" if category.discarded else
                       f"merged into {category.merged_into}" if category.merged_into is not None else "")
-            values = (str(category.id), category.name, str(self.sizes.get(category.id, 0)), "", status)
+            masks = str(self.sizes.get(category.id, 0))
+            if self.outlined.get(category.id):
+                masks += f" + {self.outlined[category.id]} outlined"
+            values = (str(category.id), category.name, masks, "", status)
             items = [QTableWidgetItem(value) for value in values]
             for column, item in enumerate(items):
                 if column != 1:

@@ -9,12 +9,13 @@ from scipy import ndimage
 THUMB = 96
 
 
-def category_sizes(project_dir) -> dict:
-    """{category id: number of masks exported under it right now} over every image of the project (the engine
-    keeps these counts in its project index: no mask is decoded here)."""
+def category_sizes(project_dir) -> tuple:
+    """({category id: number of masks exported under it right now}, {category id: overlapping objects of a
+    second scale exported beside them}) over every image of the project (the engine keeps these counts in its
+    project index: no mask is decoded here)."""
     from engine.api import category_sizes as sizes
 
-    return sizes(project_dir)
+    return sizes(project_dir), sizes(project_dir, overlapping=True)
 
 
 def representative_crops(project_dir, category_id: int, rgb: tuple, limit: int = 4) -> list:

@@ -260,14 +260,28 @@ def _copy_with_overlapping(two_scale_run, tmp_path) -> tuple:
     return project_dir, entries, image_id
 
 
+def _exported_overlapping(project_dir) -> dict:
+    """{category id: overlapping annotations} of a fresh COCO export."""
+    from collections import Counter
+
+    from engine.orchestration.project_commands import export_project
+
+    export_project(project_dir)
+    coco = json.loads((project_dir / "annotations.json").read_text())
+    return dict(Counter(a["category_id"] for a in coco["annotations"] if a.get("overlapping")))
+
+
 def test_taking_an_overlapping_object_makes_it_the_images_own_and_undo_gives_it_back(two_scale_run, tmp_path):
-    from engine.api import current_instances, overlapping_labels, restore_object, take_overlapping_object
+    from engine.api import (category_sizes, current_instances, overlapping_labels, restore_object,
+                            take_overlapping_object)
 
     project_dir, _, image_id = _copy_with_overlapping(two_scale_run, tmp_path)
     labels, categories = overlapping_labels(project_dir, image_id)
     label = max(categories, key=lambda k: int((labels == k).sum()))
     mask = labels == label
     own_before = current_instances(project_dir, image_id)[0]
+    outlined = category_sizes(project_dir, overlapping=True)  # the Categories tab's count beside the masks
+    assert outlined == _exported_overlapping(project_dir) and sum(outlined.values()) > 0
 
     record = take_overlapping_object(project_dir, image_id, label)
     masks, classes, _, _ = current_instances(project_dir, image_id)
@@ -278,9 +292,12 @@ def test_taking_an_overlapping_object_makes_it_the_images_own_and_undo_gives_it_
     assert label not in left
     # the others keep their numbers; those the taking shrank a generated object onto stay (nobody checked it)
     assert set(left) == set(categories) - {label} and all((after == k).sum() == (labels == k).sum() for k in left)
+    assert sum(category_sizes(project_dir, overlapping=True).values()) == sum(outlined.values()) - 1
+    assert category_sizes(project_dir, overlapping=True) == _exported_overlapping(project_dir)
 
     restore_object(project_dir, record)
     assert (overlapping_labels(project_dir, image_id)[0] == labels).all()
+    assert category_sizes(project_dir, overlapping=True) == outlined
     assert (np.asarray(current_instances(project_dir, image_id)[0]) == np.asarray(own_before)).all()
 
 

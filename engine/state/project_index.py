@@ -43,7 +43,7 @@ from engine.state.project import Project
 from engine.state.schema import read_clusters, read_images
 
 INDEX_NAME = "index.sqlite"
-FORMAT_VERSION = "1"  # bump when what an entry holds changes: older files are rebuilt
+FORMAT_VERSION = "2"  # bump when what an entry holds changes: older files are rebuilt
 CACHED_PROJECTS = 2  # projects whose index stays in memory per process (the plugin shows one at a time)
 
 
@@ -55,6 +55,7 @@ class IndexEntry:
     origin: str  # "correction", "prediction" or "proposal"
     objects: list  # [instance id, category id before merges, score, reviewed] per present object, id increasing
     counts: dict  # {category id before merges: exported instances}
+    outlined: dict  # {category id before merges: overlapping objects of a second scale exported beside them}
 
 
 # -- the current masks of one image, as the review numbers them -------------------------------------------
@@ -74,6 +75,19 @@ def current_correction(state: LabelState, entry: dict) -> tuple:
     correction = ImageCorrection.from_instances((int(entry["height"]), int(entry["width"])), found.masks,
                                                 found.categories, reviewed=found.reviewed, scores=found.scores)
     return correction, found.origin, dict(Counter(int(c) for c in found.categories))
+
+
+def outlined_counts(state: LabelState, entry: dict) -> dict:
+    """{category id before merges: overlapping objects exported} of an image (a second scale's, those no object
+    the user made or checked holds); {} without them, read without decoding anything."""
+    if not state.project.overlapping_path(entry["image_id"]).exists():
+        return {}
+    try:
+        found = state.instances(entry, "current", overlapping=True)
+    except CorruptCorrectionError:
+        found = state.instances(entry, "generated", overlapping=True)
+    outlined = found.overlapping if found.overlapping is not None else ()
+    return dict(Counter(int(c) for c, k in zip(found.categories, outlined) if k))
 
 
 def _correction_counts(correction: ImageCorrection) -> dict:
@@ -114,7 +128,8 @@ class _Stamps:
 
     def of(self, image_id: str) -> str:
         project = self.project
-        prediction = file_stamp(project.predictions_path(image_id)) if self.predictions_valid else ""
+        prediction = (file_stamp(project.predictions_path(image_id)) + "," +
+                      file_stamp(project.overlapping_path(image_id))) if self.predictions_valid else ""
         return "|".join((file_stamp(correction_path(project.root, image_id)), prediction,
                          file_stamp(project.proposals_path(image_id)), self.assigned.get(image_id, ""),
                          self.binding))
@@ -142,7 +157,7 @@ class _Store:
                 connection.execute("DROP TABLE IF EXISTS images")
                 connection.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)", (FORMAT_VERSION,))
             connection.execute("CREATE TABLE IF NOT EXISTS images (image_id TEXT PRIMARY KEY, stamp TEXT, "
-                               "origin TEXT, objects TEXT, counts TEXT)")
+                               "origin TEXT, objects TEXT, counts TEXT, outlined TEXT)")
             connection.commit()
             return connection
         except sqlite3.Error:
@@ -152,20 +167,22 @@ class _Store:
         if self.connection is None:
             return {}
         try:
-            rows = self.connection.execute("SELECT image_id, stamp, origin, objects, counts FROM images").fetchall()
+            rows = self.connection.execute("SELECT image_id, stamp, origin, objects, counts, outlined "
+                                           "FROM images").fetchall()
         except sqlite3.Error:
             return {}
         return {image_id: IndexEntry(stamp, origin, json.loads(objects),
-                                     {int(k): v for k, v in json.loads(counts).items()})
-                for image_id, stamp, origin, objects, counts in rows}
+                                     {int(k): v for k, v in json.loads(counts).items()},
+                                     {int(k): v for k, v in json.loads(outlined).items()})
+                for image_id, stamp, origin, objects, counts, outlined in rows}
 
     def write(self, entries: dict, removed=()) -> None:
         if self.connection is None or not (entries or removed):
             return
         try:
             with self.connection:  # one transaction
-                self.connection.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?)", [
-                    (image_id, e.stamp, e.origin, json.dumps(e.objects), json.dumps(e.counts))
+                self.connection.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?)", [
+                    (image_id, e.stamp, e.origin, json.dumps(e.objects), json.dumps(e.counts), json.dumps(e.outlined))
                     for image_id, e in entries.items()])
                 self.connection.executemany("DELETE FROM images WHERE image_id = ?", [(i,) for i in removed])
         except sqlite3.Error:
@@ -195,8 +212,10 @@ class ProjectIndex:
         self._store = _Store(project.root / INDEX_NAME)
         self._entries = self._store.read()  # image id -> IndexEntry
         self._totals: Counter = Counter()  # category before merges -> instances, over every image
+        self._outlined: Counter = Counter()  # the same for the overlapping objects beside them
         for entry in self._entries.values():
             self._totals.update(entry.counts)
+            self._outlined.update(entry.outlined)
         self._small: tuple | None = None
         self._clusters_stamp = None
         self.images: list = []
@@ -268,15 +287,17 @@ class ProjectIndex:
         # taken before reading: a change while reading shows next time
         stamp = self._current_stamps().of(entry["image_id"])
         correction, origin, counts = current_correction(self.state, entry)
-        return IndexEntry(stamp, origin, _objects(correction), counts)
+        return IndexEntry(stamp, origin, _objects(correction), counts, outlined_counts(self.state, entry))
 
     def _set(self, image_id: str, entry: IndexEntry | None) -> None:
         old = self._entries.pop(image_id, None)
         if old is not None:
             self._totals.subtract(old.counts)
+            self._outlined.subtract(old.outlined)
         if entry is not None:
             self._entries[image_id] = entry
             self._totals.update(entry.counts)
+            self._outlined.update(entry.outlined)
 
     def put_correction(self, image_id: str, correction: ImageCorrection) -> None:
         """After a review write saved an image's correction: its entry from the correction in hand, without
@@ -286,7 +307,7 @@ class ProjectIndex:
             if self._stamps is None or image_id not in self._by_id or self._small != _small_file_stamps(self.project):
                 return
             entry = IndexEntry(self._stamps.of(image_id), "correction", _objects(correction),
-                               _correction_counts(correction))
+                               _correction_counts(correction), outlined_counts(self.state, self._by_id[image_id]))
             self._set(image_id, entry)
             self._store.write({image_id: entry})
 
@@ -309,14 +330,15 @@ class ProjectIndex:
         """{category id before merges: instances} of one image."""
         return self._entries[image_id].counts
 
-    def raw_counts(self) -> dict:
-        """{category id before merges: instances} over every image."""
-        return {c: n for c, n in self._totals.items() if n}
+    def raw_counts(self, overlapping: bool = False) -> dict:
+        """{category id before merges: instances} over every image (``overlapping``: of the overlapping objects)."""
+        return {c: n for c, n in (self._outlined if overlapping else self._totals).items() if n}
 
-    def category_counts(self) -> dict:
-        """{category id: masks exported under it now}: the raw counts through the table's merges and discards."""
+    def category_counts(self, overlapping: bool = False) -> dict:
+        """{category id: masks exported under it now}: the raw counts through the table's merges and discards
+        (``overlapping``: the second scale's overlapping objects exported beside them)."""
         counts: Counter = Counter()
-        for category, n in self.raw_counts().items():
+        for category, n in self.raw_counts(overlapping).items():
             resolved = self.state.resolve(category)
             if resolved is not None:
                 counts[resolved] += n
