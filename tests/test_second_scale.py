@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 from engine.masks import encode_rle
-from engine.method.second_scale import (SCORE_WEIGHT, UNCONFIRMED_WEIGHT, agreement_weights, categories_under,
-                                        scale_iou, unheld)
+from engine.method.second_scale import (
+    SCORE_WEIGHT,
+    UNCONFIRMED_WEIGHT,
+    agreement_weights,
+    categories_under,
+    scale_iou,
+    unheld,
+)
 from engine.orchestration.config import RunConfig
 
 
@@ -46,8 +52,12 @@ def test_first_objects_the_second_scale_finds_again_keep_their_score_the_others_
 
 
 def test_weighing_an_images_predictions_replaces_earlier_weights(tmp_path):
-    from engine.state.project import (ProjectFileError, load_image_predictions, save_image_predictions,
-                                      weigh_image_predictions)
+    from engine.state.project import (
+        ProjectFileError,
+        load_image_predictions,
+        save_image_predictions,
+        weigh_image_predictions,
+    )
 
     path = tmp_path / "img.npz"
     masks = np.stack([_box((8, 8), 0, 4, 0, 4), _box((8, 8), 4, 8, 4, 8)])
@@ -272,8 +282,13 @@ def _exported_overlapping(project_dir) -> dict:
 
 
 def test_taking_an_overlapping_object_makes_it_the_images_own_and_undo_gives_it_back(two_scale_run, tmp_path):
-    from engine.api import (category_sizes, current_instances, overlapping_labels, restore_object,
-                            take_overlapping_object)
+    from engine.api import (
+        category_sizes,
+        current_instances,
+        overlapping_labels,
+        restore_object,
+        take_overlapping_object,
+    )
 
     project_dir, _, image_id = _copy_with_overlapping(two_scale_run, tmp_path)
     labels, categories = overlapping_labels(project_dir, image_id)
