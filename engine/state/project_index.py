@@ -82,10 +82,7 @@ def outlined_counts(state: LabelState, entry: dict) -> dict:
     the user made or checked holds); {} without them, read without decoding anything."""
     if not state.project.overlapping_path(entry["image_id"]).exists():
         return {}
-    try:
-        found = state.instances(entry, "current", overlapping=True)
-    except CorruptCorrectionError:
-        found = state.instances(entry, "generated", overlapping=True)
+    found = state.instances(entry, "current", overlapping=True)  # a damaged correction: from the generated masks
     outlined = found.overlapping if found.overlapping is not None else ()
     return dict(Counter(int(c) for c, k in zip(found.categories, outlined) if k))
 
