@@ -62,6 +62,7 @@ RUN_SETTINGS: tuple[tuple[tuple[str, ...], str, dict], ...] = (
     (("--precision",), "precision", {}),
     (("--input-size",), "input_size", {"type": _positive_int, "metavar": "PX"}),
     (("--second-scale",), "second_scale", {"type": _positive_int, "metavar": "PX"}),
+    (("--mirror-view",), "mirror_view", {"action": "store_true"}),
     (("--proposals",), "proposals", {}),
     (("--masks-per-image",), "max_masks", {"type": _positive_int, "metavar": "N"}),
     (("--num-classes", "-k"), "num_classes", {"type": _positive_int, "metavar": "K"}),

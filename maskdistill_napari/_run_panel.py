@@ -126,7 +126,8 @@ class RunPanel(QWidget):
         for name, tip in FOLDER_TOOLTIPS.items():
             getattr(self, name).setToolTip(tip)
         self.settings = {name: setting(name) for name in
-                         ("backbone", "device", "num_classes", "proposals", "input_size", "second_scale", "weights")}
+                         ("backbone", "device", "num_classes", "proposals", "input_size", "second_scale", "mirror_view",
+                          "weights")}
         self.backbone = choice_widget(self.settings["backbone"])
         self.device = choice_widget(self.settings["device"], "examples")
         self.num_classes = OptionalNumber(self.settings["num_classes"], "suggested", FIRST_CLASS_COUNT)
@@ -135,6 +136,8 @@ class RunPanel(QWidget):
                                          self._backbone_input_size(), INPUT_SIZE_STEP)
         self.second_scale = OptionalNumber(self.settings["second_scale"], "off",  # 1.5x: measured at 672 for 448
                                            self._backbone_input_size() * 3 // 2, INPUT_SIZE_STEP)
+        self.mirror_view = CheckBox(text="also on the images mirrored", value=False,
+                                    tooltip=self.settings["mirror_view"]["help"])
         self.weights = text_widget(self.settings["weights"], weights,
                                    "automatic (hub cache, offline); a file, or 'random'")
         self.backbone.changed.connect(self._show_backbone_input_size)
@@ -198,6 +201,7 @@ class RunPanel(QWidget):
             self.backbone.value = settings["backbone"]
         self.input_size.value = settings.get("input_size")
         self.second_scale.value = settings.get("second_scale")
+        self.mirror_view.value = bool(settings.get("mirror_view"))
         self._show_backbone_input_size()
         self.weights.value = settings.get("weights") or ""
         proposals = "auto" if project_config.get("proposal_choice") else settings.get("proposals")
@@ -220,7 +224,8 @@ class RunPanel(QWidget):
 
         return RunConfig(backbone=self.backbone.value, weights=self.weights.value.strip() or None,
                          device=self.device.value, input_size=self.input_size.value, proposals=self.proposals.value,
-                         num_classes=self.num_classes.value, second_scale=self.second_scale.value)
+                         num_classes=self.num_classes.value, second_scale=self.second_scale.value,
+                         mirror_view=self.mirror_view.value)
 
     @property
     def running(self) -> bool:

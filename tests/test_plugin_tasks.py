@@ -247,7 +247,8 @@ def test_the_run_form_is_the_engines_description_of_a_run(widget, tmp_path):
     """Each setting's widget carries the engine's help as its tooltip (the text `maskdistill run --help` shows),
     the engine's choices and range; K and the input size can be left to the engine."""
     panel = widget.run_panel
-    for name in ("backbone", "device", "num_classes", "proposals", "input_size", "second_scale", "weights"):
+    for name in ("backbone", "device", "num_classes", "proposals", "input_size", "second_scale", "mirror_view",
+                 "weights"):
         assert getattr(panel, name).tooltip == engine.api.setting(name)["help"], name
         assert getattr(panel, name).native.toolTip() == engine.api.setting(name)["help"], name
     for name in ("image_folder", "project_folder", "run_button", "cancel_button", "open_button"):
@@ -272,6 +273,10 @@ def test_the_run_form_is_the_engines_description_of_a_run(widget, tmp_path):
     panel.second_scale.value = 84
     assert panel.config().second_scale == 84
     panel.second_scale.value = None
+    assert not config.mirror_view and not panel.mirror_view.value
+    panel.mirror_view.value = True
+    assert panel.config().mirror_view
+    panel.mirror_view.value = False
 
     panel.weights.value = str(tmp_path / "missing.pth")  # the engine's own check, before anything is queued
     panel.start()

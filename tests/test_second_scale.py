@@ -90,6 +90,8 @@ def test_a_finer_object_takes_the_category_of_the_first_runs_objects_under_it():
     (dict(input_size=224, second_scale=200), "larger than the input size (224"),
     (dict(second_scale=672, proposals="dense", object_size=20), "dense"),
     (dict(second_scale=672, distill=False), "distillation"),
+    (dict(mirror_view=True, proposals="dense", object_size=20), "mirrored view does not apply to dense"),
+    (dict(mirror_view=True, distill=False), "mirrored view adds to the final objects"),
 ])
 def test_a_second_scale_that_cannot_add_is_refused(bad, words):
     with pytest.raises(ValueError, match=words.replace("(", r"\(")):
@@ -106,8 +108,8 @@ def two_scale_run(tiny_folder, tmp_path_factory):
 
     project_dir = tmp_path_factory.mktemp("two_scales")
     seen: list = []
-    run(tiny_folder, project_dir, RunConfig(input_size=112, second_scale=168, num_classes=2, batch_size=2),
-        progress=lambda *a: seen.append(a))
+    run(tiny_folder, project_dir, RunConfig(input_size=112, second_scale=168, mirror_view=True, num_classes=2,
+                                            batch_size=2), progress=lambda *a: seen.append(a))
     return project_dir, seen
 
 
@@ -118,23 +120,39 @@ def _objects(path):
     return np.asarray(masks), np.asarray(classes), np.asarray(scores)
 
 
-def test_the_second_scale_runs_as_its_own_project_and_reports_its_stages(two_scale_run):
+def test_each_view_runs_as_its_own_project_and_reports_its_stages(two_scale_run):
     project_dir, seen = two_scale_run
     finer = json.loads((project_dir / "second_scale" / "project.json").read_text())
     assert finer["config"]["input_size"] == 168 and finer["config"]["second_scale"] is None
-    assert ("images at 168 px", 3, 3) in seen and ("images", 3, 3) in seen
+    mirrored = json.loads((project_dir / "mirror_view" / "project.json").read_text())["config"]
+    assert mirrored["image_options"]["mirrored"] and mirrored["input_size"] == 112 and not mirrored["mirror_view"]
+    assert ("images at 168 px", 3, 3) in seen and ("images (mirrored)", 3, 3) in seen and ("images", 3, 3) in seen
     report = json.loads((project_dir / "report.json").read_text())
-    assert "second scale" in report["timings_s"]
+    assert "second scale" in report["timings_s"] and "mirrored view" in report["timings_s"]
 
 
-def test_overlapping_objects_are_the_finer_ones_no_object_holds_at_half_score(two_scale_run):
+def test_a_mirrored_read_is_the_image_mirrored_with_the_files_stamp(tiny_folder):
+    from engine.io.images import ImageOptions, discover_images, load_image
+    from engine.orchestration.image_step import file_stamp
+
+    path = discover_images(tiny_folder).images[0].path
+    plain, mirrored = load_image(path), load_image(path, options=ImageOptions(mirrored=True))
+    assert (mirrored == plain[:, ::-1]).all() and mirrored.flags.c_contiguous
+    assert file_stamp(path, ImageOptions()) == file_stamp(path, ImageOptions(mirrored=True))  # the same file
+    assert ImageOptions.from_dict(ImageOptions(mirrored=True).to_dict()).mirrored
+    assert not ImageOptions.from_dict({"planes": False}).mirrored  # an older project.json
+
+
+def test_overlapping_objects_are_the_views_ones_no_object_holds_at_half_score(two_scale_run):
     from engine.state.project import Project
 
     project_dir, _ = two_scale_run
-    project, finer = Project(project_dir), Project(project_dir / "second_scale")
+    project = Project(project_dir)
+    finer, mirrored = Project(project_dir / "second_scale"), Project(project_dir / "mirror_view")
     report = json.loads((project_dir / "report.json").read_text())
     added = report["distillation"]["overlapping"]
-    assert added["objects"] > 0  # the three photos hold objects the finer run finds inside the first run's
+    assert added["objects"] > 0  # the three photos hold objects the views find inside the first run's
+    from_view = {"second scale": 0, "mirrored view": 0}
     counted = 0
     for entry in json.loads(project.images_path.read_text()):
         path = project.overlapping_path(entry["image_id"])
@@ -143,14 +161,22 @@ def test_overlapping_objects_are_the_finer_ones_no_object_holds_at_half_score(tw
         masks, classes, scores = _objects(path)
         first, _, _ = _objects(project.predictions_path(entry["image_id"]))
         finer_masks, _, finer_scores = _objects(finer.predictions_path(entry["image_id"]))
-        for mask, score in zip(masks, scores):
-            inter = (first & mask).sum((1, 2))
-            assert (inter / (first | mask).sum((1, 2)) < 0.5).all()
+        mirror_masks, _, mirror_scores = _objects(mirrored.predictions_path(entry["image_id"]))
+        mirror_masks = mirror_masks[:, :, ::-1]  # the mirrored view's objects, as the image lies
+        for k, (mask, score) in enumerate(zip(masks, scores)):
+            held = np.concatenate([first, masks[:k]])  # neither the first run's objects nor those added before
+            assert ((held & mask).sum((1, 2)) / (held | mask).sum((1, 2)) < 0.5).all()
             same = [j for j, other in enumerate(finer_masks) if (other == mask).all()]
-            assert len(same) == 1 and score == pytest.approx(finer_scores[same[0]] * SCORE_WEIGHT)
+            view, view_scores = "second scale", finer_scores
+            if not same:
+                same = [j for j, other in enumerate(mirror_masks) if (other == mask).all()]
+                view, view_scores = "mirrored view", mirror_scores
+            assert len(same) == 1 and score == pytest.approx(view_scores[same[0]] * SCORE_WEIGHT)
+            from_view[view] += 1
         assert (classes > 0).all()
         counted += len(masks)
-    assert counted == added["objects"]
+    assert counted == added["objects"] and from_view == added["by_view"]
+    assert from_view["mirrored view"] > 0  # and matched the mirrored view's masks only once mirrored back
 
 
 def test_the_first_runs_objects_are_ranked_by_whether_the_second_scale_finds_them_again(two_scale_run):
@@ -205,7 +231,8 @@ def test_the_run_says_what_the_second_scale_added(two_scale_run):
     said = "\n".join(describe_folder_passes(summary))
     assert f"{added['objects']} overlapping objects added in {added['images']} images" in said
     assert f"{added['found_again']} of {added['first_objects']} masks found again at the second scale" in said
-    assert "no finished prediction" in describe_folder_passes({"second_scale_missing": True})[0]
+    assert "nothing from the second scale: its project has no finished prediction" in \
+        describe_folder_passes({"views_missing": ["second scale"]})[0]
 
 
 def test_the_review_shows_overlapping_objects_as_outlines_and_clicks_still_reach_the_masks(

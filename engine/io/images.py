@@ -70,29 +70,33 @@ class ImageOptions:
     """How to turn a stored image into the network's RGB (see the module docstring); validated on creation.
 
     ``channels``: None (as stored) or 1-3 channel indices; ``percentiles``: (low, high) in 0..100;
-    ``planes``: discovery lists one record per plane of a stack instead of skipping it.
+    ``planes``: discovery lists one record per plane of a stack instead of skipping it; ``mirrored``: every
+    image read mirrored left to right (a run's mirrored view, RunConfig.mirror_view: a project of its own; out of
+    the repr, so a file's stamp, engine.orchestration.image_step.file_stamp, is the same in both projects).
     """
 
     channels: tuple | None = None
     percentiles: tuple = DEFAULT_PERCENTILES
     planes: bool = False
+    mirrored: bool = field(default=False, repr=False)
 
     def __post_init__(self):
         object.__setattr__(self, "channels", _check_channels(self.channels))
         object.__setattr__(self, "percentiles", _check_percentiles(self.percentiles))
         object.__setattr__(self, "planes", bool(self.planes))
+        object.__setattr__(self, "mirrored", bool(self.mirrored))
 
     def to_dict(self) -> dict:
         """JSON-ready (project.json)."""
         return {"channels": None if self.channels is None else list(self.channels),
-                "percentiles": list(self.percentiles), "planes": self.planes}
+                "percentiles": list(self.percentiles), "planes": self.planes, "mirrored": self.mirrored}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> ImageOptions:
         """From :meth:`to_dict`; missing keys (an older project.json) take the defaults."""
         data = data or {}
         return cls(channels=data.get("channels"), percentiles=data.get("percentiles") or DEFAULT_PERCENTILES,
-                   planes=bool(data.get("planes", False)))
+                   planes=bool(data.get("planes", False)), mirrored=bool(data.get("mirrored", False)))
 
 
 def _check_channels(channels):
@@ -634,7 +638,8 @@ def load_image(path, channels=None, percentiles=None, plane=None, *, options=Non
                 raise ImageError(path, f"truncated or corrupt image data (tifffile: {failure.exc}). {_FIX}") from None
         elif arr is None:
             arr = _load_pil(path, not _is_tiff(magic), plane, opts.channels)
-        return _to_rgb_uint8(arr, path, opts.channels, opts.percentiles)
+        rgb = _to_rgb_uint8(arr, path, opts.channels, opts.percentiles)
+        return np.ascontiguousarray(rgb[:, ::-1]) if opts.mirrored else rgb
     except ImageError:
         raise
     except MemoryError:

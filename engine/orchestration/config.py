@@ -49,6 +49,11 @@ class RunConfig:
                 "objects that no object of the first run holds as overlapping objects at half their score, "
                 "categories from the first run's objects under them: finds small objects inside groups and "
                 "background (about 1.8x the run's time more; not with dense proposals)."})
+    mirror_view: bool = field(default=False, metadata={  # why: docs/decisions.md#d-mirror-view
+        "label": "mirrored view",
+        "help": "Also run the whole method on every image mirrored left to right and add the objects it finds "
+                "that no object holds (mirrored back) as overlapping objects at half their score: another cut "
+                "of groups and background (about the run's time again; not with dense proposals)."})
     proposals: str = field(default="auto", metadata={  # why: docs/decisions.md#d-auto-proposals
         "label": "proposals", "choices": PROPOSAL_CHOICES,
         "help": "How masks are proposed on each image: auto (dense with its object size when most of 8 sampled "
@@ -128,12 +133,13 @@ class RunConfig:
         for spec in fields(self):
             if spec.name != "backbone":
                 _check_setting(spec, getattr(self, spec.name))
+        for view, asked in (("second scale", self.second_scale is not None), ("mirrored view", self.mirror_view)):
+            if asked and self.proposals == "dense":
+                raise ValueError(f"{view} does not apply to dense proposals (their scale comes from the object "
+                                 "size); leave it out or choose other proposals")
+            if asked and not self.distill:
+                raise ValueError(f"{view} adds to the final objects: it needs distillation on")
         if self.second_scale is not None:
-            if self.proposals == "dense":
-                raise ValueError("second scale does not apply to dense proposals (their scale comes from the "
-                                 "object size); leave it out or choose other proposals")
-            if not self.distill:
-                raise ValueError("second scale adds to the final objects: it needs distillation on")
             first = self.input_size or get_backbone_spec(self.backbone).default_input_size
             if self.second_scale <= first:
                 raise ValueError(f"second scale must be larger than the input size ({first} pixels), not "

@@ -100,24 +100,35 @@ def describe_group_cut(summary: dict | None) -> str | None:
 
 
 def describe_folder_passes(summary: dict) -> list:
-    """The lines on what the folder-level passes over the final objects did (a predict summary's ``group_cut`` and
-    ``typical``), the passes that left none out: what the CLI prints and the plugin's retrain panel shows."""
-    lines = (describe_group_cut(summary.get("group_cut")), describe_typical(summary.get("typical")),
-             describe_overlapping(summary.get("overlapping"), summary.get("second_scale_missing", False)))
+    """The lines on what the folder-level passes over the final objects did (a predict summary's ``group_cut``,
+    ``typical`` and ``overlapping``), the passes that left none out: what the CLI prints and the plugin's retrain
+    panel shows."""
+    lines = [describe_group_cut(summary.get("group_cut")), describe_typical(summary.get("typical")),
+             describe_overlapping(summary.get("overlapping"))]
+    lines += [describe_view_missing(view) for view in summary.get("views_missing", [])]
     return [line for line in lines if line]
 
 
-def describe_overlapping(summary: dict | None, missing: bool) -> str | None:
-    """One line on the second scale's overlapping objects (engine.orchestration.overlapping); None without one."""
-    if missing:
-        return ("no overlapping objects: the second scale's project has no finished prediction; run `maskdistill "
-                "run` again with --second-scale to make it")
+VIEW_OPTIONS = {"second scale": "--second-scale", "mirrored view": "--mirror-view"}
+
+
+def describe_view_missing(view: str) -> str:
+    return (f"nothing from the {view}: its project has no finished prediction; run `maskdistill run` again with "
+            f"{VIEW_OPTIONS.get(view, 'the same options')} to make it")
+
+
+def describe_overlapping(summary: dict | None) -> str | None:
+    """One line on the views' overlapping objects (engine.orchestration.overlapping); None without them."""
     if summary is None:
         return None
-    line = (f"{summary['objects']} overlapping objects added in {summary['images']} images: what the second scale "
-            "found that no mask holds (small objects inside groups and background), exported beside the masks at "
-            "half their score and outlined in the review")
-    if summary.get("first_objects"):  # older projects' reports lack it
+    views = summary.get("by_view") or {"second scale": summary["objects"]}  # older projects' reports lack it
+    found_by = " and ".join(f"the {view}" for view in views)
+    line = (f"{summary['objects']} overlapping objects added in {summary['images']} images: what {found_by} found "
+            "that no mask holds (small objects inside groups and background)")
+    if len(views) > 1:
+        line += " (" + ", ".join(f"{n} from the {view}" for view, n in views.items()) + ")"
+    line += ", exported beside the masks at half their score and outlined in the review"
+    if summary.get("first_objects"):
         line += (f"; {summary['found_again']} of {summary['first_objects']} masks found again at the second scale, "
                  "the others ranked below them")
     return line

@@ -1,9 +1,10 @@
-"""The second scale's final objects (RunConfig.second_scale) over the first run's, once both are predicted: those no
-final object of the first run holds, at half their score, each of the category of the first run's objects under
-most of its pixels, and the first run's objects the second scale does not find again ranked down
-(engine.method.second_scale). They are stored beside each image's predictions
-(``Project.overlapping_path``, the predictions' format) and the label state adds them to the export and the scores;
-the review's one label map per image shows them as a layer of their own.
+"""The views' final objects over the first run's, once all are predicted (RunConfig.second_scale: the whole method at
+a larger input size; RunConfig.mirror_view: on the images mirrored, its objects mirrored back): those no final
+object of the first run (nor of an earlier view) holds, at half their score, each of the category of the first run's
+objects under most of its pixels; and the first run's objects the second scale does not find again ranked down
+(engine.method.second_scale). They are stored beside each image's predictions (``Project.overlapping_path``, the
+predictions' format) and the label state adds them to the export and the scores; the review's one label map per
+image shows them as a layer of their own.
 """
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from engine.method.second_scale import SCORE_WEIGHT, agreement_weights, categori
 from engine.state.project import Project, load_image_predictions, save_image_predictions, weigh_image_predictions
 from engine.state.schema import read_images
 
+SECOND_SCALE, MIRRORED_VIEW = "second scale", "mirrored view"
+
 
 def centres_gate(distilled: dict) -> dict | None:
-    """The first run's learnt-centres decisions, for its second scale to follow ({"image": used, "crops": used or
+    """The first run's learnt-centres decisions, for its views to follow ({"image": used, "crops": used or
     None}); None where it made none (dense objects). Whether the folder's lone objects teach where an object ends is
     the folder's question: at 672 px feral_cats' held-out R^2 sat on the gate (0.294-0.315) and rounding decided."""
     cut = distilled.get("group_cut")
@@ -27,48 +30,93 @@ def centres_gate(distilled: dict) -> dict | None:
     return {"image": bool(cut["used"]), "crops": (cut.get("in_crops") or {}).get("used")}
 
 
+class _View:
+    """A view's project and how its images relate to the first run's: the same pixels (the second scale: the same
+    pixel hash) or the same file read mirrored (the same size and modification time: its stamp)."""
+
+    def __init__(self, name: str, project: Project, mirrored: bool):
+        self.name, self.project, self.mirrored = name, project, mirrored
+        self.ready = (project.predictions_dir / "stamp.json").exists() and project.images_path.exists()
+        self.entries = {e["image_id"]: e for e in read_images(project.images_path)} if self.ready else {}
+
+    def objects(self, entry: dict) -> tuple | None:
+        """(masks as the first run sees the image, scores) of an image, or None when this view has no prediction
+        of the image as it is now."""
+        seen, path = self.entries.get(entry["image_id"]), self.project.predictions_path(entry["image_id"])
+        if seen is None or not path.exists():
+            return None
+        if self.mirrored:
+            same = seen.get("stamp") is not None and seen["stamp"][:2] == (entry.get("stamp") or [])[:2]
+        else:
+            same = seen.get("pixel_hash") == entry.get("pixel_hash")
+        if not same:
+            return None
+        _, masks, _, scores = load_image_predictions(path)
+        masks = np.asarray(masks, bool)
+        return (np.ascontiguousarray(masks[:, :, ::-1]) if self.mirrored else masks), np.asarray(scores, np.float32)
+
+
+def _views(project: Project, config: dict) -> list:
+    views = []
+    if config.get("second_scale"):
+        views.append(_View(SECOND_SCALE, Project(project.second_scale_dir), False))
+    if config.get("mirror_view"):
+        views.append(_View(MIRRORED_VIEW, Project(project.mirror_view_dir), True))
+    return views
+
+
 def add_overlapping_objects(project: Project, entries: list) -> dict:
     """Each image's overlapping objects written beside its predictions (all of them replaced at once), and its
-    predicted objects' scores weighed by whether the second scale finds them again. Returns {"overlapping":
-    {"images": images with some, "objects": their number, "first_objects": the predicted objects compared,
-    "found_again": those of them the second scale found again} or None, "second_scale_missing": the run asked for a
-    second scale whose project has no finished prediction}. An image whose pixels changed since the
-    second scale's run is left out until the next run."""
-    config = project.read_config().get("config", {})
+    predicted objects' scores weighed by whether the second scale finds them again (the mirrored view's agreement
+    is not used: measured, it moved real-dev down). Returns {"overlapping": {"images": images with some, "objects":
+    their number, "by_view": {view: objects}, "first_objects": the predicted objects the second scale compared,
+    "found_again": those of them it found again} or None, "views_missing": the views asked for whose project has no
+    finished prediction}. An image whose pixels changed since a view's run takes nothing from it until the next run."""
+    views = _views(project, project.read_config().get("config", {}))
     target = project.overlapping_dir
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    finer = Project(project.second_scale_dir)
-    ready = (finer.predictions_dir / "stamp.json").exists() and finer.images_path.exists()
-    if not config.get("second_scale") or not ready:
+    missing = [view.name for view in views if not view.ready]
+    views = [view for view in views if view.ready]
+    if not views:
         shutil.rmtree(target, ignore_errors=True)
-        return {"overlapping": None, "second_scale_missing": bool(config.get("second_scale"))}
-    hashes = {e["image_id"]: e.get("pixel_hash") for e in read_images(finer.images_path)}
-    images, objects, first_objects, found_again = 0, 0, 0, 0
+        return {"overlapping": None, "views_missing": missing}
+    images, by_view = 0, {view.name: 0 for view in views}
+    first_objects, found_again = 0, 0
     for entry in entries:
-        image_id = entry["image_id"]
-        first_path, finer_path = project.predictions_path(image_id), finer.predictions_path(image_id)
-        if hashes.get(image_id) != entry.get("pixel_hash") or not first_path.exists() or not finer_path.exists():
+        first_path = project.predictions_path(entry["image_id"])
+        if not first_path.exists():
             continue
         semantic, first, _, _ = load_image_predictions(first_path)
-        _, finer_masks, _, finer_scores = load_image_predictions(finer_path)
-        overlap = scale_iou([mask_rle(first, i) for i in range(len(first))],
-                            [mask_rle(finer_masks, i) for i in range(len(finer_masks))])
-        weights = agreement_weights(overlap)
-        weigh_image_predictions(first_path, weights)  # the objects both scales find on top
-        first_objects, found_again = first_objects + len(weights), found_again + int((weights == 1).sum())
-        added = unheld_in(overlap)
-        categories = categories_under(semantic, finer_masks[added]) if len(added) else np.zeros(0, int)
-        added, categories = added[categories > 0], categories[categories > 0]  # an image without objects: none
-        if not len(added):
+        held = [mask_rle(first, i) for i in range(len(first))]  # the first run's objects, then those added
+        masks_added, scores_added, categories_added = [], [], []
+        for view in views:
+            seen = view.objects(entry)
+            if seen is None:
+                continue
+            masks, scores = seen
+            overlap = scale_iou(held, [mask_rle(masks, i) for i in range(len(masks))])
+            if view.name == SECOND_SCALE:  # the objects both scales find on top
+                weights = agreement_weights(overlap[:, :len(first)])
+                weigh_image_predictions(first_path, weights)
+                first_objects, found_again = first_objects + len(weights), found_again + int((weights == 1).sum())
+            added = unheld_in(overlap)
+            categories = categories_under(semantic, masks[added]) if len(added) else np.zeros(0, int)
+            added, categories = added[categories > 0], categories[categories > 0]  # an image without objects: none
+            held += [mask_rle(masks, i) for i in added]
+            masks_added += list(masks[added])
+            scores_added += list(scores[added] * SCORE_WEIGHT)
+            categories_added += list(categories)
+            by_view[view.name] += len(added)
+        if not masks_added:
             continue
-        path = project.overlapping_path(image_id, staging)
+        path = project.overlapping_path(entry["image_id"], staging)
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_image_predictions(path, np.zeros(semantic.shape, np.uint16), finer_masks[added], categories,
-                               np.asarray(finer_scores, np.float32)[added] * SCORE_WEIGHT)
-        images, objects = images + 1, objects + len(added)
+        save_image_predictions(path, np.zeros(semantic.shape, np.uint16), np.stack(masks_added), categories_added,
+                               np.asarray(scores_added, np.float32))
+        images += 1
     shutil.rmtree(target, ignore_errors=True)
     if staging.exists():
         staging.rename(target)
-    return {"overlapping": {"images": images, "objects": objects, "first_objects": first_objects,
-                            "found_again": found_again}, "second_scale_missing": False}
+    return {"overlapping": {"images": images, "objects": sum(by_view.values()), "by_view": by_view,
+                            "first_objects": first_objects, "found_again": found_again}, "views_missing": missing}

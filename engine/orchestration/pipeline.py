@@ -203,10 +203,10 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
     progress("clustering", 1, 1)
     if config.distill:
         distilled = distill_project(project, entries, clusters, config, progress, timer, centres_gate)
-        if config.second_scale:  # after the first run's prediction, whose centres gate it follows
-            with timer("second scale"):
-                _run_second_scale(project, discovery, config, progress, ray_address,
-                                  overlapping_objects.centres_gate(distilled))
+        for view, folder, settings, stages in _views(project, config):  # after the first run's prediction,
+            with timer(view):                                          # whose centres gate they follow
+                _run_view(folder, discovery, settings, stages, progress, ray_address,
+                          overlapping_objects.centres_gate(distilled))
         with timer("overlapping objects"):
             distilled.update(overlapping_objects.add_overlapping_objects(project, entries))
     else:  # predictions of an earlier run no longer match these clusters
@@ -237,19 +237,31 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
     return result
 
 
-def _run_second_scale(project: Project, discovery, config: RunConfig, progress: Progress,
-                      ray_address: str | None, centres_gate: dict | None) -> None:
-    """The whole method again at ``config.second_scale`` in its own project folder (Project.second_scale_dir:
-    derived files only, reused by the next run), its learnt-centres models used where the first run's were
-    (``centres_gate``), for its final objects to be added over the first run's (engine.orchestration.overlapping).
-    Its stages report as "<stage> at <size> px"."""
-    scaled = replace(config, input_size=config.second_scale, second_scale=None)
+def _views(project: Project, config: RunConfig) -> list:
+    """(name, project folder, settings, what its stages are called after) of each view the run asks for: the whole
+    method again at the second scale (``config.second_scale``) and on the images mirrored (``config.mirror_view``),
+    each in a project of its own (derived files only, reused by the next run), for their final objects to be added
+    over the first run's (engine.orchestration.overlapping)."""
+    alone = replace(config, second_scale=None, mirror_view=False)  # a view has no views of its own
+    views = []
+    if config.second_scale:
+        views.append(("second scale", project.second_scale_dir, replace(alone, input_size=config.second_scale),
+                      f"at {config.second_scale} px"))
+    if config.mirror_view:
+        views.append(("mirrored view", project.mirror_view_dir,
+                      replace(alone, image_options=replace(config.image_options, mirrored=True)), "(mirrored)"))
+    return views
 
-    def scaled_progress(stage: str, done: int, total: int) -> None:
-        progress(f"{stage} at {config.second_scale} px", done, total)
 
-    with Project(project.second_scale_dir).lock() as finer:
-        _run_locked(finer, discovery, scaled, scaled_progress, StageTimer(), ray_address, centres_gate=centres_gate)
+def _run_view(folder, discovery, settings: RunConfig, stages: str, progress: Progress, ray_address: str | None,
+              centres_gate: dict | None) -> None:
+    """One view (:func:`_views`) run whole in its folder, its learnt-centres models used where the first run's
+    were (``centres_gate``); its stages report as "<stage> <stages>"."""
+    def view_progress(stage: str, done: int, total: int) -> None:
+        progress(f"{stage} {stages}", done, total)
+
+    with Project(folder).lock() as view:
+        _run_locked(view, discovery, settings, view_progress, StageTimer(), ray_address, centres_gate=centres_gate)
 
 
 def _stored_config(project: Project, project_config: dict, **overrides) -> RunConfig:

@@ -108,7 +108,8 @@ class Project:
 
     @property
     def overlapping_dir(self) -> Path:
-        """The images' overlapping objects (RunConfig.second_scale), kept with the predictions they were made for."""
+        """The images' overlapping objects (RunConfig.second_scale, mirror_view), kept with the predictions they were
+        made for."""
         return self.predictions_dir / "overlapping"
 
     def overlapping_path(self, image_id: str, folder: Path | None = None) -> Path:
@@ -121,6 +122,12 @@ class Project:
         """The project of the whole method run again at the second scale (RunConfig.second_scale): derived
         files only, made and reused by ``run``."""
         return self.root / "second_scale"
+
+    @property
+    def mirror_view_dir(self) -> Path:
+        """The project of the whole method run again on the images mirrored (RunConfig.mirror_view): derived files
+        only, made and reused by ``run``."""
+        return self.root / "mirror_view"
 
     def closer_look_path(self, image_id: str) -> Path:
         """One image's memo of the final objects' closer look (engine.method.closer_look.recut_objects)."""
