@@ -772,6 +772,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, default=None)
     parser.add_argument("--second-scale", type=int, default=None,
                         help="the whole method again at this input size, its objects added overlapping")
+    parser.add_argument("--mirror-view", action="store_true",
+                        help="the whole method again on the images mirrored, its objects added overlapping")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -781,7 +783,7 @@ def run_config(args: argparse.Namespace):
 
     return RunConfig(device=args.device, proposals=args.proposals, weights=args.weights,
                      input_size=args.input_size, second_scale=args.second_scale, seed=args.seed,
-                     precision=args.precision)
+                     precision=args.precision, mirror_view=args.mirror_view)
 
 
 def main(argv=None) -> int:
