@@ -265,7 +265,7 @@ def cmd_run(args) -> int:
     result = run(args.folder, args.project, config, progress=None if args.quiet else _progress_bar(),
                  ray_address=args.ray)
     print(f"{result.images} images, {len(result.skipped)} skipped: {result.masks} proposals in {result.clusters} "
-          f"clusters ({result.suggestion_words}) -> {result.exported} masks exported")
+          f"clusters ({result.suggestion_words}) -> {result.exported_words} exported")
     if result.proposal_choice:
         print(f"  {result.proposal_choice}")
     for skipped in result.skipped:

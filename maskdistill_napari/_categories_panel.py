@@ -35,7 +35,7 @@ class CategoriesPanel(QWidget):
         super().__init__(parent)
         self.view, self.tasks = view, tasks
         self.sizes: dict = {}
-        self.outlined: dict = {}  # a second scale's overlapping objects per category, exported beside the masks
+        self.outlined: dict = {}  # the views' overlapping objects per category, exported beside the masks
         self._filling = False
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)

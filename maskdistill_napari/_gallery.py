@@ -10,8 +10,8 @@ THUMB = 96
 
 
 def category_sizes(project_dir) -> tuple:
-    """({category id: number of masks exported under it right now}, {category id: overlapping objects of a
-    second scale exported beside them}) over every image of the project (the engine keeps these counts in its
+    """({category id: number of masks exported under it right now}, {category id: overlapping objects of the
+    views exported beside them}) over every image of the project (the engine keeps these counts in its
     project index: no mask is decoded here)."""
     from engine.api import category_sizes as sizes
 

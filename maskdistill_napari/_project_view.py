@@ -23,7 +23,7 @@ from ._layers import category_colour, category_table, features_table, label_colo
 from ._tasks import error_message
 
 IMAGE_LAYER, LABELS_LAYER, STROKE_LAYER, BOX_LAYER = "image", "masks", "stroke", "box"
-OVERLAPPING_LAYER = "overlapping objects"  # the second scale's (RunConfig.second_scale): outlines, not edited
+OVERLAPPING_LAYER = "overlapping objects"  # the views' (second scale, mirrored): outlines, not edited
 CACHE_SIZE = 4
 SAVE_DELAY_MS = 500
 RETRY_DELAYS_MS = (1_000, 5_000, 20_000)  # after the 1st, 2nd, 3rd failure in a row; later: on the next edit

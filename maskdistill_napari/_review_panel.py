@@ -122,9 +122,10 @@ class ReviewPanel(QWidget):
                                          "objects, or an object and what it sits on), else into the two parts "
                                          "the image's features see in it. Undo joins them again.",
                 self.take_outlined_button: "Make the outlined object you last clicked inside (the overlapping "
-                                           "objects layer: what a second scale found inside a group or the "
-                                           "background) an object of the image, of its category; it takes the "
-                                           "generated objects' pixels, never yours. Undo gives them back.",
+                                           "objects layer: what a second scale or a mirrored view found inside "
+                                           "a group or the background) an object of the image, of its category; "
+                                           "it takes the generated objects' pixels, never yours. Undo gives them "
+                                           "back.",
                 self.merge_button: "Join the selected objects into one (shift-click masks to select several); it "
                                    "keeps the category of the largest one shown."}
         for widget, tip in tips.items():
@@ -499,9 +500,8 @@ class ReviewPanel(QWidget):
     def _outlined(self, label: int, category: int) -> None:
         table = self.view.table
         name = category_label(table, category) if table is not None else f"category {category}"
-        area = int((self.view.current["overlapping"] == label).sum()) if self.view.current is not None else 0
-        self.status.setText(f"Outlined object {label} ({name}, {area} pixels) is under the click: Take outlined "
-                            "object makes it one of the image's objects.")
+        self.status.setText(f"Outlined object {label} ({name}) is under the click: Take outlined object makes it "
+                            "one of the image's objects.")
 
     def take_outlined(self) -> None:
         """The outlined object last clicked inside becomes an object of the image (engine.api.take_overlapping_object);
@@ -550,6 +550,9 @@ class ReviewPanel(QWidget):
         took, made = record["removed"], record.get("added", [])
         taken = f"; took in object{'s' if len(took) > 1 else ''} {', '.join(map(str, took))}" if took else ""
         taken += f"; new object{'s' if len(made) > 1 else ''} {', '.join(map(str, made))}" if made else ""
+        shrunk = record.get("shrunk", [])
+        taken += f"; took pixels of object{'s' if len(shrunk) > 1 else ''} {', '.join(map(str, shrunk))}" \
+            if shrunk else ""
         return f"{description} object {record['instance_id']}: {record['area']} pixels, {name}{taken}. Undo goes back."
 
     def undo(self) -> None:

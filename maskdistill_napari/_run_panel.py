@@ -287,7 +287,7 @@ class RunPanel(QWidget):
         skipped = (f", {len(result.skipped)} file{'s' if len(result.skipped) > 1 else ''} skipped ("
                    + ", ".join(Path(s["relative_path"]).name for s in result.skipped[:3])
                    + (", ..." if len(result.skipped) > 3 else "") + "; why: report.json)" if result.skipped else "")
-        self.status.setText(f"Done: {result.images} images, {result.masks} proposals -> {result.exported} masks in "
+        self.status.setText(f"Done: {result.images} images, {result.masks} proposals -> {result.exported_words} in "
                             f"{result.clusters} classes ({result.suggestion_words}){skipped}."
                             + (f" {result.proposal_choice[0].upper()}{result.proposal_choice[1:]}."
                                if result.proposal_choice else ""))

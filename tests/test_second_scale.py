@@ -313,14 +313,17 @@ def test_taking_an_overlapping_object_makes_it_the_images_own_and_undo_gives_it_
         category_sizes,
         current_instances,
         overlapping_labels,
+        overlapping_objects,
         restore_object,
         take_overlapping_object,
     )
 
     project_dir, _, image_id = _copy_with_overlapping(two_scale_run, tmp_path)
     labels, categories = overlapping_labels(project_dir, image_id)
+    assert all((labels == k).any() for k in categories)  # the larger painted first: each shows and can be clicked
+    masks, _ = overlapping_objects(project_dir, image_id)
     label = max(categories, key=lambda k: int((labels == k).sum()))
-    mask = labels == label
+    mask = masks[list(categories).index(label)]  # whole, where a smaller outline lies over it too
     own_before = current_instances(project_dir, image_id)[0]
     outlined = category_sizes(project_dir, overlapping=True)  # the Categories tab's count beside the masks
     assert outlined == _exported_overlapping(project_dir) and sum(outlined.values()) > 0
@@ -409,7 +412,29 @@ def test_a_rerun_without_the_second_scale_drops_its_objects_and_keeps_its_projec
     assert not (project_dir / "predictions" / "overlapping").exists()
     assert (project_dir / "second_scale" / "project.json").exists()  # reused if the option comes back
     own = sum(len(_objects(p)[0]) for p in (project_dir / "predictions").glob("*.npz"))
-    assert result.exported == own
+    assert result.exported == own and result.overlapping == 0 and result.exported_words == f"{own} masks"
+    assert (project_dir / "mirror_view" / "project.json").exists()
+
+
+def test_the_run_counts_the_overlapping_objects_apart_from_the_masks(two_scale_run):
+    from engine.orchestration.outcome import RunResult
+
+    project_dir, _ = two_scale_run
+    report = json.loads((project_dir / "report.json").read_text())
+    added = report["distillation"]["overlapping"]["objects"]
+    coco = json.loads((project_dir / "annotations.json").read_text())
+    assert report["exported"] == len(coco["annotations"])
+    result = RunResult(project_dir, 3, [], 0, 2, 2, project_dir, project_dir, exported=report["exported"],
+                       overlapping=added)
+    assert result.exported_words == f"{report['exported'] - added} masks (+ {added} overlapping objects)"
+
+
+def test_a_view_is_refused_where_auto_chooses_dense_proposals(tiny_folder, tmp_path):
+    from engine.orchestration.pipeline import run
+
+    with pytest.raises(ValueError, match=r"proposals auto: dense.*mirrored view does not apply to dense"):
+        run(tiny_folder, tmp_path / "project", RunConfig(mirror_view=True, object_size=20))
+    assert not (tmp_path / "project").exists()  # refused before anything was written
 
 
 def test_the_second_run_follows_the_first_runs_centres_gate(tiny_folder, tmp_path, monkeypatch):

@@ -58,6 +58,13 @@ class RunResult:
     proposal_choice: str | None = None  # what --proposals auto chose for the folder, in words
     k_stands_out: bool = True  # False: no K stood out in the silhouette and the suggested K is the largest allowed
     k_chosen: bool = False  # the user set the number of classes (the suggestion is then only information)
+    overlapping: int = 0  # of the exported masks, the views' overlapping objects (RunConfig.second_scale, mirror_view)
+
+    @property
+    def exported_words(self) -> str:
+        """The exported masks in words: the image's own, and the views' overlapping objects beside them."""
+        own = self.exported - self.overlapping
+        return f"{own} masks" + (f" (+ {self.overlapping} overlapping objects)" if self.overlapping else "")
 
     @property
     def suggestion_words(self) -> str:

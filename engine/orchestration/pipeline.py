@@ -164,6 +164,11 @@ def run(image_folder, project_dir, config: RunConfig | None = None, progress: Pr
                          " Supported: PNG, JPEG, TIFF, BMP, WebP."))
     with timer("auto proposals"):
         config, choice = resolve_proposals(config, discovery)
+    if choice is not None:
+        try:  # what auto chose must suit the other settings too (a view does not apply to dense proposals)
+            config.check(weights_file=False)
+        except ValueError as error:
+            raise ValueError(f"proposals auto: {choice.describe()}; {error}") from None
     with Project(project_dir).lock() as project, decoding_once():  # each step reads the images: decode once
         return _run_locked(project, discovery, config, progress, timer, ray_address,
                            choice.describe() if choice else None)
@@ -226,7 +231,7 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
                        clusters["suggested_k"], project.annotations_path, project.overview_path,
                        {k: round(v, 3) for k, v in timer.seconds.items()}, rebinding, export["warnings"],
                        export["annotations"], proposal_choice, clusters.get("k_stands_out", True),
-                       config.num_classes is not None)
+                       config.num_classes is not None, export.get("overlapping", 0))
     atomic_write_json(project.report_path, {
         "images": len(entries), "skipped": skipped, "masks": result.masks, "exported": result.exported,
         "clusters": result.clusters, "suggested_k": result.suggested_k,

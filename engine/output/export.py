@@ -61,6 +61,7 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
         warnings.append(note)
     if note := state.assignments_note():
         warnings.append(note)
+    overlapping = 0  # annotations of the views' overlapping objects, among the written ones
     with CocoWriter(path, None, str(image_root), f"maskdistill {__version__} ({source})",
                     exact_masks=not polygons) as writer:
         for entry in entries:
@@ -75,8 +76,9 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
             for mask, cls, score, number in zip(masks, classes, scores, numbers):
                 annotation_id += 1
                 record = annotation_record(annotation_id, entry["coco_id"], int(cls), mask, float(score))
-                if number:  # the second scale's, over the image's own objects: a trainer may keep or drop them
+                if number:  # a view's, over the image's own objects: a trainer may keep or drop them
                     record["overlapping"] = True
+                    overlapping += 1
                 if polygons:
                     record["segmentation"], problem = mask_to_polygons(mask)
                     if problem:
@@ -92,7 +94,7 @@ def export_coco(project: Project, entries: list, clusters: dict, image_root: Pat
         writer.categories, writer.renumber = numbered_categories(state.exported_categories(used))
     if previous is not None and writer.counts["annotations"] < previous:
         warnings.append(f"{path} had {previous} annotations and now has {writer.counts['annotations']}")
-    return {**writer.counts, "warnings": warnings}
+    return {**writer.counts, "overlapping": overlapping, "warnings": warnings}
 
 
 def numbered_categories(categories: list) -> tuple:

@@ -65,15 +65,15 @@ def take_overlapping_object(project_dir, image_id: str, label: int) -> dict:
     (their pixels; those lying mostly inside it taken in whole), never over the user's reviewed ones. An object of
     the image then holds it, so it leaves the overlapping objects and is exported once. Returns the undo record for
     engine.api.restore_object (as add_object's with a box)."""
-    from engine.state.review import overlapping_labels
+    from engine.state.review import overlapping_objects
 
     project = Project(project_dir)
     name = _entry(project, image_id)["relative_path"]
-    labels, categories = overlapping_labels(project.root, image_id)
-    if labels is None or int(label) not in categories:
+    masks, categories = overlapping_objects(project.root, image_id)
+    if masks is None or int(label) not in categories:
         raise EditRefused(f"{name} has no overlapping object {label} (now: "
                           f"{', '.join(map(str, sorted(categories))) or 'none'}); open the image again.")
-    mask = labels == int(label)
+    mask = masks[list(categories).index(int(label))]  # whole, also where a smaller outline lies over it
     rows, cols = np.nonzero(mask)
     box = (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
     record = _edit_correction(project.root, image_id, None,
@@ -101,7 +101,8 @@ def _adding(project: Project, name: str, mask: np.ndarray, category, allow_disca
 
             record = _replace_object(correction, instance_id, free | np.isin(correction.labels, parts), parts)
             del record["objects"][instance_id]  # it did not exist before: the undo removes it
-            return {"action": "add", **record, "added": [instance_id]}
+            shrunk = set(np.unique(record["before"][record["after"] == instance_id]).tolist()) - {0, *parts}
+            return {"action": "add", **record, "added": [instance_id], "shrunk": sorted(int(k) for k in shrunk)}
         correction.labels[free] = instance_id
         correction.reviewed_ids.add(instance_id)
         return {"action": "add", "instance_id": instance_id, "area": int(free.sum()), "category": category_id}

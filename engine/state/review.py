@@ -480,11 +480,10 @@ def image_objects(project_dir, image_id: str, state: LabelState | None = None) -
     return _objects_of(correction, image_id, origin)
 
 
-def overlapping_labels(project_dir, image_id: str) -> tuple:
-    """The second scale's objects over the image's own (RunConfig.second_scale), as exported: (label map, {label:
-    category before merges}), each label the object's number among the image's overlapping objects (it stays when
-    others leave); (None, {}) when the image has none. The review does not edit them (its label map holds one
-    object per pixel); discarding their category removes them from the export."""
+def overlapping_objects(project_dir, image_id: str) -> tuple:
+    """The views' objects over the image's own (RunConfig.second_scale, mirror_view) as exported and not of a
+    discarded category: (masks, {number: category before merges}) in the order the label state gives them, each
+    number the object's among the image's overlapping objects (it stays when others leave); (None, {}) when none."""
     files = project_files(project_dir)
     if not files.state.project.overlapping_path(image_id).exists():  # most projects: not read a second time
         return None, {}
@@ -493,10 +492,20 @@ def overlapping_labels(project_dir, image_id: str) -> tuple:
     chosen = [i for i in np.flatnonzero(numbers) if files.state.resolve(int(found.categories[i])) is not None]
     if not chosen:
         return None, {}
-    labels = np.zeros(found.masks.shape[1:], np.uint16)
-    for i in chosen:
-        labels[found.masks[i]] = numbers[i]
-    return labels, {int(numbers[i]): int(found.categories[i]) for i in chosen}
+    return found.masks[chosen], {int(numbers[i]): int(found.categories[i]) for i in chosen}
+
+
+def overlapping_labels(project_dir, image_id: str) -> tuple:
+    """:func:`overlapping_objects` as one label map (label = the object's number) for the review's outline layer;
+    the larger painted first, so an object inside another stays visible and can be clicked. The review does not
+    edit them (its label map holds one object per pixel); discarding their category removes them from the export."""
+    masks, categories = overlapping_objects(project_dir, image_id)
+    if masks is None:
+        return None, {}
+    labels = np.zeros(masks.shape[1:], np.uint16)
+    for k in np.argsort([-int(np.count_nonzero(m)) for m in masks], kind="stable"):
+        labels[masks[k]] = list(categories)[k]
+    return labels, categories
 
 
 def _edit_correction(project_dir, image_id: str, instance_id, edit) -> dict:
