@@ -454,7 +454,7 @@ def cmd_categories(args) -> int:
 
 def describe_categories(table, sizes: dict, outlined: dict | None = None) -> str:
     """The category table as the plugin's Categories tab shows it: id, name, masks, what was decided; with a
-    second scale's overlapping objects (``outlined``: their number per category) a column of them."""
+    view's overlapping objects (``outlined``: their number per category) a column of them."""
     outlined = outlined or {}
     column = f" {'outlined':>8}" if outlined else ""
     lines = [f"{'id':>4}  {'name':<24} {'masks':>6}{column}  {'colour':<11}  decided"]

@@ -116,7 +116,8 @@ def describe_folder_passes(summary: dict) -> list:
     return [line for line in lines if line]
 
 
-VIEW_OPTIONS = {"second scale": "--second-scale", "mirrored view": "--mirror-view"}
+SECOND_SCALE, MIRRORED_VIEW = "second scale", "mirrored view"  # the views' names (engine.orchestration.overlapping)
+VIEW_OPTIONS = {SECOND_SCALE: "--second-scale", MIRRORED_VIEW: "--mirror-view"}
 
 
 def describe_view_missing(view: str) -> str:
@@ -128,7 +129,7 @@ def describe_overlapping(summary: dict | None) -> str | None:
     """One line on the views' overlapping objects (engine.orchestration.overlapping); None without them."""
     if summary is None:
         return None
-    views = summary.get("by_view") or {"second scale": summary["objects"]}  # older projects' reports lack it
+    views = summary.get("by_view") or {SECOND_SCALE: summary["objects"]}  # older projects' reports lack it
     found_by = " and ".join(f"the {view}" for view in views)
     line = (f"{summary['objects']} overlapping objects added in {summary['images']} images: what {found_by} found "
             "that no mask holds (small objects inside groups and background)")

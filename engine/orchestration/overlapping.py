@@ -14,10 +14,9 @@ import numpy as np
 
 from engine.masks import mask_rle
 from engine.method.second_scale import SCORE_WEIGHT, agreement_weights, categories_under, scale_iou, unheld_in
+from engine.orchestration.outcome import MIRRORED_VIEW, SECOND_SCALE
 from engine.state.project import Project, load_image_predictions, save_image_predictions, weigh_image_predictions
 from engine.state.schema import read_images
-
-SECOND_SCALE, MIRRORED_VIEW = "second scale", "mirrored view"
 
 
 def centres_gate(distilled: dict) -> dict | None:

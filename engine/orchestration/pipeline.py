@@ -40,7 +40,7 @@ from engine.orchestration.image_step import (
     project_outputs,
     repair_feature_cache,
 )
-from engine.orchestration.outcome import Progress, RunResult, StageTimer, no_progress
+from engine.orchestration.outcome import MIRRORED_VIEW, SECOND_SCALE, Progress, RunResult, StageTimer, no_progress
 from engine.orchestration.ray_executor import import_ray
 from engine.output.evaluation import ImagePrediction, LazyMapping, evaluate, open_ground_truth
 from engine.output.export import export_coco, iter_image_proposals, write_overview
@@ -250,10 +250,10 @@ def _views(project: Project, config: RunConfig) -> list:
     alone = replace(config, second_scale=None, mirror_view=False)  # a view has no views of its own
     views = []
     if config.second_scale:
-        views.append(("second scale", project.second_scale_dir, replace(alone, input_size=config.second_scale),
+        views.append((SECOND_SCALE, project.second_scale_dir, replace(alone, input_size=config.second_scale),
                       f"at {config.second_scale} px"))
     if config.mirror_view:
-        views.append(("mirrored view", project.mirror_view_dir,
+        views.append((MIRRORED_VIEW, project.mirror_view_dir,
                       replace(alone, image_options=replace(config.image_options, mirrored=True)), "(mirrored)"))
     return views
 

@@ -55,7 +55,7 @@ class IndexEntry:
     origin: str  # "correction", "prediction" or "proposal"
     objects: list  # [instance id, category id before merges, score, reviewed] per present object, id increasing
     counts: dict  # {category id before merges: exported instances}
-    outlined: dict  # {category id before merges: overlapping objects of a second scale exported beside them}
+    outlined: dict  # {category id before merges: the views' overlapping objects exported beside them}
 
 
 # -- the current masks of one image, as the review numbers them -------------------------------------------
@@ -78,8 +78,8 @@ def current_correction(state: LabelState, entry: dict) -> tuple:
 
 
 def outlined_counts(state: LabelState, entry: dict) -> dict:
-    """{category id before merges: overlapping objects exported} of an image (a second scale's, those no object
-    the user made or checked holds); {} without them, read without decoding anything."""
+    """{category id before merges: overlapping objects exported} of an image (the views', those no object the
+    user made or checked holds); {} without them, read without decoding anything."""
     if not state.project.overlapping_path(entry["image_id"]).exists():
         return {}
     found = state.instances(entry, "current", overlapping=True)  # a damaged correction: from the generated masks
@@ -333,7 +333,7 @@ class ProjectIndex:
 
     def category_counts(self, overlapping: bool = False) -> dict:
         """{category id: masks exported under it now}: the raw counts through the table's merges and discards
-        (``overlapping``: the second scale's overlapping objects exported beside them)."""
+        (``overlapping``: the views' overlapping objects exported beside them)."""
         counts: Counter = Counter()
         for category, n in self.raw_counts(overlapping).items():
             resolved = self.state.resolve(category)

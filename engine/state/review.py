@@ -673,7 +673,7 @@ def low_confidence_objects(project_dir, limit: int | None = None) -> list:
 def category_sizes(project_dir, overlapping: bool = False) -> dict:
     """{category id: masks exported under it now} over every image (merges applied, discarded categories
     left out), from the project index: kept up to date as masks change, never recounted by decoding them.
-    ``overlapping``: the second scale's overlapping objects exported beside the masks (outlined in the review)."""
+    ``overlapping``: the views' overlapping objects exported beside the masks (outlined in the review)."""
     index = project_index(project_dir)
     with index.lock:
         return index.category_counts(overlapping)
