@@ -173,7 +173,7 @@ def test_gallery_thumbnails_and_counts_come_from_the_masks_on_screen(project):
         mask = np.zeros((1, entry["height"], entry["width"]), bool)
         mask[0, 10:30, 5:45] = True
         api.set_image_masks(project, entry["image_id"], mask, [1])
-    assert category_sizes(project) == {1: len(entries)}
+    assert category_sizes(project) == ({1: len(entries)}, {})  # masks, and no view's overlapping objects
     assert representative_crops(project, 2, (255, 0, 0)) == []  # not the proposals of its cluster
     crops = representative_crops(project, 1, (255, 0, 0))
     assert len(crops) == min(4, len(entries))
