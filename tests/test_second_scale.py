@@ -126,9 +126,23 @@ def test_each_view_runs_as_its_own_project_and_reports_its_stages(two_scale_run)
     assert finer["config"]["input_size"] == 168 and finer["config"]["second_scale"] is None
     mirrored = json.loads((project_dir / "mirror_view" / "project.json").read_text())["config"]
     assert mirrored["image_options"]["mirrored"] and mirrored["input_size"] == 112 and not mirrored["mirror_view"]
+    both = json.loads((project_dir / "mirror_second_scale" / "project.json").read_text())["config"]
+    assert both["image_options"]["mirrored"] and both["input_size"] == 168 and both["second_scale"] is None
     assert ("images at 168 px", 3, 3) in seen and ("images (mirrored)", 3, 3) in seen and ("images", 3, 3) in seen
+    assert ("images at 168 px (mirrored)", 3, 3) in seen
     report = json.loads((project_dir / "report.json").read_text())
-    assert "second scale" in report["timings_s"] and "mirrored view" in report["timings_s"]
+    assert {"second scale", "mirrored view", "mirrored second scale"} <= set(report["timings_s"])
+
+
+def test_a_run_asks_for_the_views_its_options_name():
+    from engine.orchestration.views import asked_views
+
+    def names(**config):
+        return [view.name for view in asked_views(config)]
+
+    assert names() == [] and names(second_scale=None, mirror_view=False) == []
+    assert names(second_scale=672) == ["second scale"] and names(mirror_view=True) == ["mirrored view"]
+    assert names(second_scale=672, mirror_view=True) == ["second scale", "mirrored view", "mirrored second scale"]
 
 
 def test_a_mirrored_read_is_the_image_mirrored_with_the_files_stamp(tiny_folder):
@@ -148,11 +162,12 @@ def test_overlapping_objects_are_the_views_ones_no_object_holds_at_half_score(tw
 
     project_dir, _ = two_scale_run
     project = Project(project_dir)
-    finer, mirrored = Project(project_dir / "second_scale"), Project(project_dir / "mirror_view")
+    views = {"second scale": ("second_scale", False), "mirrored view": ("mirror_view", True),
+             "mirrored second scale": ("mirror_second_scale", True)}  # in the order their objects are added
     report = json.loads((project_dir / "report.json").read_text())
     added = report["distillation"]["overlapping"]
     assert added["objects"] > 0  # the three photos hold objects the views find inside the first run's
-    from_view = {"second scale": 0, "mirrored view": 0}
+    from_view = dict.fromkeys(views, 0)
     counted = 0
     for entry in json.loads(project.images_path.read_text()):
         path = project.overlapping_path(entry["image_id"])
@@ -160,18 +175,17 @@ def test_overlapping_objects_are_the_views_ones_no_object_holds_at_half_score(tw
             continue
         masks, classes, scores = _objects(path)
         first, _, _ = _objects(project.predictions_path(entry["image_id"]))
-        finer_masks, _, finer_scores = _objects(finer.predictions_path(entry["image_id"]))
-        mirror_masks, _, mirror_scores = _objects(mirrored.predictions_path(entry["image_id"]))
-        mirror_masks = mirror_masks[:, :, ::-1]  # the mirrored view's objects, as the image lies
+        seen = {}
+        for view, (folder, mirrored) in views.items():
+            view_masks, _, view_scores = _objects(Project(project_dir / folder).predictions_path(entry["image_id"]))
+            seen[view] = (view_masks[:, :, ::-1] if mirrored else view_masks), view_scores  # as the image lies
         for k, (mask, score) in enumerate(zip(masks, scores)):
             held = np.concatenate([first, masks[:k]])  # neither the first run's objects nor those added before
             assert ((held & mask).sum((1, 2)) / (held | mask).sum((1, 2)) < 0.5).all()
-            same = [j for j, other in enumerate(finer_masks) if (other == mask).all()]
-            view, view_scores = "second scale", finer_scores
-            if not same:
-                same = [j for j, other in enumerate(mirror_masks) if (other == mask).all()]
-                view, view_scores = "mirrored view", mirror_scores
-            assert len(same) == 1 and score == pytest.approx(view_scores[same[0]] * SCORE_WEIGHT)
+            found = [(view, j) for view, (view_masks, _) in seen.items()
+                     for j, other in enumerate(view_masks) if (other == mask).all()]
+            view, j = found[0]  # the first view, in order, that has it
+            assert score == pytest.approx(seen[view][1][j] * SCORE_WEIGHT)
             from_view[view] += 1
         assert (classes > 0).all()
         counted += len(masks)

@@ -51,9 +51,10 @@ class RunConfig:
                 "background (about 1.8x the run's time more; not with dense proposals)."})
     mirror_view: bool = field(default=False, metadata={  # why: docs/decisions.md#d-mirror-view
         "label": "mirrored view",
-        "help": "Also run the whole method on every image mirrored left to right and add the objects it finds "
-                "that no object holds (mirrored back) as overlapping objects at half their score: another cut "
-                "of groups and background (about the run's time again; not with dense proposals)."})
+        "help": "Also run the whole method on every image mirrored left to right (with a second scale, at "
+                "both scales) and add the objects it finds that no object holds (mirrored back) as overlapping "
+                "objects at half their score: another cut of groups and background (about the run's time again "
+                "per scale; not with dense proposals)."})
     proposals: str = field(default="auto", metadata={  # why: docs/decisions.md#d-auto-proposals
         "label": "proposals", "choices": PROPOSAL_CHOICES,
         "help": "How masks are proposed on each image: auto (dense with its object size when most of 8 sampled "

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from engine.orchestration.views import SECOND_SCALE, view_options
+
 Progress = Callable[[str, int, int], None]  # (stage, done, total); "images"' total shrinks by each unreadable file
 
 
@@ -116,13 +118,9 @@ def describe_folder_passes(summary: dict) -> list:
     return [line for line in lines if line]
 
 
-SECOND_SCALE, MIRRORED_VIEW = "second scale", "mirrored view"  # the views' names (engine.orchestration.overlapping)
-VIEW_OPTIONS = {SECOND_SCALE: "--second-scale", MIRRORED_VIEW: "--mirror-view"}
-
-
 def describe_view_missing(view: str) -> str:
     return (f"nothing from the {view}: its project has no finished prediction; run `maskdistill run` again with "
-            f"{VIEW_OPTIONS.get(view, 'the same options')} to make it")
+            f"{view_options(view)} to make it")
 
 
 def describe_overlapping(summary: dict | None) -> str | None:
@@ -130,7 +128,8 @@ def describe_overlapping(summary: dict | None) -> str | None:
     if summary is None:
         return None
     views = summary.get("by_view") or {SECOND_SCALE: summary["objects"]}  # older projects' reports lack it
-    found_by = " and ".join(f"the {view}" for view in views)
+    names = [f"the {view}" for view in views]
+    found_by = " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
     line = (f"{summary['objects']} overlapping objects added in {summary['images']} images: what {found_by} found "
             "that no mask holds (small objects inside groups and background)")
     if len(views) > 1:

@@ -14,7 +14,7 @@ import numpy as np
 
 from engine.masks import mask_rle
 from engine.method.second_scale import SCORE_WEIGHT, agreement_weights, categories_under, scale_iou, unheld_in
-from engine.orchestration.outcome import MIRRORED_VIEW, SECOND_SCALE
+from engine.orchestration.views import SECOND_SCALE, asked_views
 from engine.state.project import Project, load_image_predictions, save_image_predictions, weigh_image_predictions
 from engine.state.schema import read_images
 
@@ -56,12 +56,7 @@ class _View:
 
 
 def _views(project: Project, config: dict) -> list:
-    views = []
-    if config.get("second_scale"):
-        views.append(_View(SECOND_SCALE, Project(project.second_scale_dir), False))
-    if config.get("mirror_view"):
-        views.append(_View(MIRRORED_VIEW, Project(project.mirror_view_dir), True))
-    return views
+    return [_View(view.name, Project(project.view_dir(view.folder)), view.mirrored) for view in asked_views(config)]
 
 
 def add_overlapping_objects(project: Project, entries: list) -> dict:

@@ -40,8 +40,9 @@ from engine.orchestration.image_step import (
     project_outputs,
     repair_feature_cache,
 )
-from engine.orchestration.outcome import MIRRORED_VIEW, SECOND_SCALE, Progress, RunResult, StageTimer, no_progress
+from engine.orchestration.outcome import Progress, RunResult, StageTimer, no_progress
 from engine.orchestration.ray_executor import import_ray
+from engine.orchestration.views import asked_views
 from engine.output.evaluation import ImagePrediction, LazyMapping, evaluate, open_ground_truth
 from engine.output.export import export_coco, iter_image_proposals, write_overview
 from engine.state.image_identity import keep_coco_ids, settle_corrections
@@ -243,19 +244,16 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
 
 
 def _views(project: Project, config: RunConfig) -> list:
-    """(name, project folder, settings, what its stages are called after) of each view the run asks for: the whole
-    method again at the second scale (``config.second_scale``) and on the images mirrored (``config.mirror_view``),
-    each in a project of its own (derived files only, reused by the next run), for their final objects to be added
-    over the first run's (engine.orchestration.overlapping)."""
+    """(name, project folder, settings, what its stages are called after) of each view the run asks for
+    (engine.orchestration.views: the second scale, the mirrored view, with both the mirrored second scale), each the
+    whole method in a project of its own (derived files only, reused by the next run), for their final objects to
+    be added over the first run's (engine.orchestration.overlapping)."""
     alone = replace(config, second_scale=None, mirror_view=False)  # a view has no views of its own
-    views = []
-    if config.second_scale:
-        views.append((SECOND_SCALE, project.second_scale_dir, replace(alone, input_size=config.second_scale),
-                      f"at {config.second_scale} px"))
-    if config.mirror_view:
-        views.append((MIRRORED_VIEW, project.mirror_view_dir,
-                      replace(alone, image_options=replace(config.image_options, mirrored=True)), "(mirrored)"))
-    return views
+    return [(view.name, project.view_dir(view.folder),
+             replace(alone, input_size=config.second_scale if view.at_second_scale else config.input_size,
+                     image_options=replace(config.image_options, mirrored=view.mirrored)),
+             view.stages.format(px=config.second_scale))
+            for view in asked_views(asdict(config))]
 
 
 def _run_view(folder, discovery, settings: RunConfig, stages: str, progress: Progress, ray_address: str | None,

@@ -117,17 +117,10 @@ class Project:
         made)."""
         return (folder or self.overlapping_dir) / f"{plain_name(image_id, 'image id')}.npz"
 
-    @property
-    def second_scale_dir(self) -> Path:
-        """The project of the whole method run again at the second scale (RunConfig.second_scale): derived
-        files only, made and reused by ``run``."""
-        return self.root / "second_scale"
-
-    @property
-    def mirror_view_dir(self) -> Path:
-        """The project of the whole method run again on the images mirrored (RunConfig.mirror_view): derived files
-        only, made and reused by ``run``."""
-        return self.root / "mirror_view"
+    def view_dir(self, folder: str) -> Path:
+        """The project of one of the run's views (engine.orchestration.views: the whole method again at the second
+        scale, on the images mirrored, or both): derived files only, made and reused by ``run``."""
+        return self.root / plain_name(folder, "view folder")
 
     def closer_look_path(self, image_id: str) -> Path:
         """One image's memo of the final objects' closer look (engine.method.closer_look.recut_objects)."""
