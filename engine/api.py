@@ -34,7 +34,7 @@ _WHERE = {
     "state.project_index": ["project_index"],
     # lower-level pieces the napari plugin still uses (layers, gallery, writer)
     "state.corrections": ["ImageCorrection"],
-    "output.overview": ["cluster_colour"],
+    "output.overview": ["category_colour"],
     "masks": ["STROKE_WIDTH_PIXELS", "bbox_xywh", "resize_nearest",  # the plugin shows a split before it is saved
               "split_along_stroke"],
     "output.export": ["iter_exported"],

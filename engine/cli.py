@@ -453,18 +453,18 @@ def cmd_categories(args) -> int:
 
 
 def describe_categories(table, sizes: dict, outlined: dict | None = None) -> str:
-    """The category table as the plugin's Categories tab shows it: id, name, masks, what was decided; with a
-    view's overlapping objects (``outlined``: their number per category) a column of them."""
+    """The category table as the plugin's Categories tab shows it: id, name, masks, colour (the user's, else the
+    generated one, marked "auto"), status; with a view's overlapping objects (``outlined``: their number per
+    category) a column of them."""
+    from engine.output.overview import category_colour
+
     outlined = outlined or {}
     column = f" {'outlined':>8}" if outlined else ""
-    lines = [f"{'id':>4}  {'name':<24} {'masks':>6}{column}  {'colour':<11}  decided"]
+    lines = [f"{'id':>4}  {'name':<24} {'masks':>6}{column}  {'colour':<16}  status"]
     for c in table.categories:
-        decided = "; ".join(([f"merged into {c.merged_into}"] if c.merged_into is not None else [])
-                            + ([f"discarded ({c.discarded})"] if c.discarded else [])
-                            + (["to review (a re-run could not place it)"] if c.to_review else []))
-        colour = ",".join(str(v) for v in c.colour) if c.colour else "-"
+        colour = ",".join(str(v) for v in category_colour(c)) + ("" if c.colour else " auto")
         count = f" {outlined.get(c.id, 0):>8}" if outlined else ""
-        lines.append(f"{c.id:>4}  {c.name:<24} {sizes.get(c.id, 0):>6}{count}  {colour:<11}  {decided}".rstrip())
+        lines.append(f"{c.id:>4}  {c.name:<24} {sizes.get(c.id, 0):>6}{count}  {colour:<16}  {c.status}".rstrip())
     return "\n".join(lines)
 
 

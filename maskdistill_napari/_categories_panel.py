@@ -114,8 +114,7 @@ class CategoriesPanel(QWidget):
         self._filling = True
         self.table.setRowCount(len(categories))
         for row, category in enumerate(categories):
-            status = ("discarded (" + category.discarded + ")" if category.discarded else
-                      f"merged into {category.merged_into}" if category.merged_into is not None else "")
+            status = category.status
             masks = str(self.sizes.get(category.id, 0))
             if self.outlined.get(category.id):
                 masks += f" + {self.outlined[category.id]} outlined"

@@ -45,9 +45,9 @@ def object_colour(instance_id: int) -> tuple:
 
 def category_colour(category) -> tuple:
     """RGB 0-255: the user's colour, else the engine's default colour of that category id."""
-    from engine.api import cluster_colour
+    from engine.api import category_colour as engine_colour
 
-    return tuple(category.colour) if category.colour else cluster_colour(category.id - 1)
+    return engine_colour(category)
 
 
 def category_label(table, raw: int) -> str:

@@ -100,7 +100,9 @@ def test_categories_on_the_command_line(finished_project, capsys):
     project = str(finished_project)
     assert main(["categories", "-p", project]) == 0
     listed = capsys.readouterr().out
-    assert listed.splitlines()[0].split() == ["id", "name", "masks", "colour", "decided"] and "cluster_1" in listed
+    assert listed.splitlines()[0].split() == ["id", "name", "masks", "colour", "status"] and "cluster_1" in listed
+    from engine.output.overview import cluster_colour  # the colour the layers show, not "-", until the user picks one
+    assert ",".join(map(str, cluster_colour(0))) + " auto" in listed.splitlines()[1]
     assert main(["categories", "-p", project, "--rename", "1", "cat"]) == 0
     assert main(["categories", "-p", project, "--merge", "cluster_2", "--into", "cat"]) == 0
     out = capsys.readouterr().out

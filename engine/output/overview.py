@@ -19,6 +19,12 @@ def cluster_colour(cluster: int) -> tuple:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
+def category_colour(category) -> tuple:
+    """RGB 0-255 of a category (engine.state.corrections.Category) in the layers, the overview and the listing:
+    the user's colour, else its cluster colour by id."""
+    return tuple(category.colour) if category.colour else cluster_colour(category.id - 1)
+
+
 def _thumbnail(image: np.ndarray, masks: list, clusters: list) -> Image.Image:
     height, width = image.shape[:2]
     scale = THUMB_SIZE / max(height, width)

@@ -38,6 +38,13 @@ class Category:
         """The user decided something about this category's masks; a re-run must keep it on them."""
         return self.user_named or self.discarded is not None or self.merged_into is not None or bool(self.colour)
 
+    @property
+    def status(self) -> str:
+        """What was decided about it, in the words the Categories tab and ``maskdistill categories`` show."""
+        return "; ".join(([f"merged into {self.merged_into}"] if self.merged_into is not None else [])
+                         + ([f"discarded ({self.discarded})"] if self.discarded else [])
+                         + (["to review (a re-run could not place it)"] if self.to_review else []))
+
 
 @dataclass
 class CategoryTable:
