@@ -248,7 +248,7 @@ class LabelState:
                                            correction.reviewed, object_reviewed=np.array(
                                                [k in correction.reviewed_ids for k in ids], bool),
                                            overlapping=np.zeros(len(ids), int))
-                return self._with_overlapping(entry, corrected) if overlapping else corrected
+                return self.with_overlapping(entry, corrected) if overlapping else corrected
             if source == "corrections":
                 return None
         prediction = self.project.predictions_path(image_id)
@@ -267,13 +267,14 @@ class LabelState:
             categories = self._assigned_predictions(entry, masks, np.asarray(categories, int))
             found = ImageInstances(masks, categories, np.asarray(scores, np.float32), "prediction", warning=warning,
                                    overlapping=np.zeros(len(masks), int))
-            return self._with_overlapping(entry, found) if overlapping else found
+            return self.with_overlapping(entry, found) if overlapping else found
         proposals, _, _ = load_image_proposals(self.project.proposals_path(image_id),
                                                (entry["height"], entry["width"]))
         return ImageInstances(proposals.masks, self.proposal_categories(entry, proposals.masks),
                               np.asarray(proposals.scores, np.float32), "proposal", warning=warning)
 
-    def _with_overlapping(self, entry: dict, found: ImageInstances) -> ImageInstances:
+    def with_overlapping(self, entry: dict, found: ImageInstances) -> ImageInstances:
+        """``found`` (this image's current instances) with its overlapping objects (:meth:`instances`)."""
         path = self.project.overlapping_path(entry["image_id"])
         if not path.exists() or not self.predictions_valid():
             return found

@@ -59,22 +59,25 @@ class IndexEntry:
 
 
 # -- the current masks of one image, as the review numbers them -------------------------------------------
-def current_correction(state: LabelState, entry: dict) -> tuple:
+def current_correction(state: LabelState, entry: dict, outlined: bool = False) -> tuple:
     """(correction, origin, counts) of an image: the user's correction, else its current generated masks as an
     unreviewed correction (instance k = mask k, scores kept; a mask wholly covered by later ones has no pixel
     left and so no object), and the count of its instances per category before merges (every generated mask
     counts, as exports count them). An unreadable correction is shown from the generated masks, as
-    engine.state.label_state does."""
+    engine.state.label_state does. ``outlined``: a fourth item, :func:`outlined_counts`, from the same read of the
+    generated masks."""
     try:
         correction = state.correction(entry)  # None, or unreadable / another size: raises
     except CorruptCorrectionError:
         correction = None
     if correction is not None:
-        return correction, "correction", _correction_counts(correction)
+        read = correction, "correction", _correction_counts(correction)
+        return read + (outlined_counts(state, entry),) if outlined else read
     found = state.instances(entry, "current")
     correction = ImageCorrection.from_instances((int(entry["height"]), int(entry["width"])), found.masks,
                                                 found.categories, reviewed=found.reviewed, scores=found.scores)
-    return correction, found.origin, dict(Counter(int(c) for c in found.categories))
+    read = correction, found.origin, dict(Counter(int(c) for c in found.categories))
+    return read + (_outlined(state.with_overlapping(entry, found)),) if outlined else read
 
 
 def outlined_counts(state: LabelState, entry: dict) -> dict:
@@ -82,7 +85,10 @@ def outlined_counts(state: LabelState, entry: dict) -> dict:
     user made or checked holds); {} without them, read without decoding anything."""
     if not state.project.overlapping_path(entry["image_id"]).exists():
         return {}
-    found = state.instances(entry, "current", overlapping=True)  # a damaged correction: from the generated masks
+    return _outlined(state.instances(entry, "current", overlapping=True))  # a damaged correction: the generated
+
+
+def _outlined(found) -> dict:
     outlined = found.overlapping if found.overlapping is not None else ()
     return dict(Counter(int(c) for c, k in zip(found.categories, outlined) if k))
 
@@ -283,8 +289,8 @@ class ProjectIndex:
     def _computed(self, entry: dict) -> IndexEntry:
         # taken before reading: a change while reading shows next time
         stamp = self._current_stamps().of(entry["image_id"])
-        correction, origin, counts = current_correction(self.state, entry)
-        return IndexEntry(stamp, origin, _objects(correction), counts, outlined_counts(self.state, entry))
+        correction, origin, counts, outlined = current_correction(self.state, entry, outlined=True)
+        return IndexEntry(stamp, origin, _objects(correction), counts, outlined)
 
     def _set(self, image_id: str, entry: IndexEntry | None) -> None:
         old = self._entries.pop(image_id, None)
