@@ -94,8 +94,10 @@ def combined(d: dict, scale: bool, mirror: bool, agree: str) -> StagePrediction:
     return StagePrediction(stacked, np.concatenate(scores), d["semantic"])
 
 
-def score(images: list, data: dict, real: bool, **kw) -> str:
-    loaders = {name: (lambda d=d: combined(d, **kw)) for name, d in data.items()}
+def score(images: list, data: dict, real: bool, combine=None, **kw) -> str:
+    """One line of figures for the images' predictions ``combine(d, **kw)`` (by default :func:`combined`)."""
+    combine = combine or combined
+    loaders = {name: (lambda d=d: combine(d, **kw)) for name, d in data.items()}
     result = real_dev.score_stage(images, StagePredictions(loaders), None, per_source=real)
     line = " / ".join(real_dev._fmt(result["total"][k]) for k in ("corloc", "box_ap50", "mask_ap50", "mask_recall50"))
     if real:

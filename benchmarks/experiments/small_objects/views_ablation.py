@@ -14,26 +14,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 import numpy as np  # noqa: E402
 
 from benchmarks import real_dev  # noqa: E402
-from benchmarks.real_dev import StagePrediction, StagePredictions  # noqa: E402
+from benchmarks.real_dev import StagePrediction  # noqa: E402
 from engine.atomic import read_json  # noqa: E402
 from engine.method.second_scale import SCORE_WEIGHT, UNCONFIRMED_WEIGHT  # noqa: E402
 from engine.orchestration.views import VIEWS  # noqa: E402
 from engine.state.project import Project, joined_masks, load_image_predictions  # noqa: E402
-
-REAL_DEV = "real-dev"
-
-
-def ious(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    a, b = a.reshape(len(a), -1).astype(np.float32), b.reshape(len(b), -1).astype(np.float32)
-    inter = a @ b.T
-    return inter / np.maximum(a.sum(1)[:, None] + b.sum(1)[None] - inter, 1)
-
-
-def best(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    m = ious(a, b)
-    return m.max(1) if m.shape[1] else np.zeros(len(a))
+from benchmarks.experiments.small_objects.mirror_view import REAL_DEV, best, score  # noqa: E402
 
 
 def load(folder: Path, project_dir: Path) -> tuple:
@@ -71,7 +57,23 @@ def load(folder: Path, project_dir: Path) -> tuple:
     return images, data, list(views)
 
 
-def combined(d: dict, used: tuple, agree_with: tuple, votes: tuple | None = None) -> StagePrediction:
+def promote_wholes(own: np.ndarray, own_scores: np.ndarray, added: np.ndarray, added_scores: np.ndarray,
+                   factor: float, cover: float = 0.8, ratio: tuple = (1.5, 4.0)) -> np.ndarray:
+    """Added objects that hold a first-run object (>= ``cover`` of it, ``ratio`` times its area) scored
+    ``factor`` x that object's score where that is higher: the whole a view sees ranked beside its part."""
+    if not len(own) or not len(added):
+        return added_scores
+    a = own.reshape(len(own), -1).astype(np.float32)
+    b = added.reshape(len(added), -1).astype(np.float32)
+    inter, own_area, added_area = a @ b.T, a.sum(1), b.sum(1)
+    holds = (inter >= cover * own_area[:, None]) & (added_area[None] >= ratio[0] * own_area[:, None]) & \
+        (added_area[None] <= ratio[1] * own_area[:, None])
+    lifted = np.where(holds, own_scores[:, None] * factor, 0).max(0)
+    return np.maximum(added_scores, lifted)
+
+
+def combined(d: dict, used: tuple, agree_with: tuple, votes: tuple | None = None,
+             wholes: float | None = None) -> StagePrediction:
     """``agree_with``: the first run's objects none of these views finds again (IoU >= 0.5) x0.7; ``votes``: instead,
     weight ``votes[n]`` for an object ``n`` of the views find again."""
     own = d["own"]
@@ -90,21 +92,14 @@ def combined(d: dict, used: tuple, agree_with: tuple, votes: tuple | None = None
         scores[0] = scores[0] * np.asarray(votes)[found]
     elif agree_with:
         scores[0] = scores[0] * np.where(found > 0, 1.0, UNCONFIRMED_WEIGHT)
+    if wholes is not None and len(masks) > 1:
+        added, added_scores = np.concatenate(masks[1:]), np.concatenate(scores[1:])
+        masks, scores = [masks[0], added], [scores[0], promote_wholes(own, scores[0], added, added_scores, wholes)]
     stacked = masks[0]
     for extra in masks[1:]:
         if len(extra):
             stacked = joined_masks(stacked, extra)
     return StagePrediction(stacked, np.concatenate(scores), d["semantic"])
-
-
-def score(images: list, data: dict, real: bool, **kw) -> str:
-    loaders = {name: (lambda d=d: combined(d, **kw)) for name, d in data.items()}
-    result = real_dev.score_stage(images, StagePredictions(loaders), None, per_source=real)
-    line = " / ".join(real_dev._fmt(result["total"][k]) for k in ("corloc", "box_ap50", "mask_ap50", "mask_recall50"))
-    if real:
-        line += "   source mean " + " / ".join(real_dev._fmt(result["source_mean"][k])
-                                                for k in ("corloc", "box_ap50", "mask_ap50"))
-    return line
 
 
 def main() -> None:
@@ -123,8 +118,11 @@ def main() -> None:
         for votes in ((0.7, 0.85, 1.0, 1.0), (0.5, 0.7, 0.85, 1.0), (0.6, 0.8, 0.9, 1.0)):
             runs.append((f"all three, votes of the three views {votes}",
                          dict(used=tuple(names), agree_with=tuple(names), votes=votes)))
+        for factor in (0.8, 1.05):
+            runs.append((f"all three, wholes over a part at {factor} x its score",
+                         dict(used=tuple(names), agree_with=scale, wholes=factor)))
     for label, kw in runs:
-        print(f"{label:<60}", score(images, data, real, **kw), flush=True)
+        print(f"{label:<60}", score(images, data, real, combine=combined, **kw), flush=True)
 
 
 if __name__ == "__main__":
