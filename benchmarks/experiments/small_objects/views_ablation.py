@@ -118,6 +118,8 @@ def main() -> None:
         for votes in ((0.7, 0.85, 1.0, 1.0), (0.5, 0.7, 0.85, 1.0), (0.6, 0.8, 0.9, 1.0)):
             runs.append((f"all three, votes of the three views {votes}",
                          dict(used=tuple(names), agree_with=tuple(names), votes=votes)))
+        runs.append(("all three, votes of the two scales' views (0.7, 0.85, 1.0)",
+                     dict(used=tuple(names), agree_with=(names[0], names[2]), votes=(0.7, 0.85, 1.0))))
         for factor in (0.8, 1.05):
             runs.append((f"all three, wholes over a part at {factor} x its score",
                          dict(used=tuple(names), agree_with=scale, wholes=factor)))
