@@ -20,6 +20,7 @@ from engine.device import PRECISIONS
 from engine.io.images import ImageOptions
 from engine.method.backbones import BACKBONES, DEFAULT_BACKBONE, get_backbone_spec
 from engine.method.names import EMBEDDINGS, FILTER_RULES, PROPOSAL_CHOICES
+from engine.orchestration.views import MIRRORED_VIEW, SECOND_SCALE
 
 PIXELS = "pixels"
 
@@ -134,7 +135,7 @@ class RunConfig:
         for spec in fields(self):
             if spec.name != "backbone":
                 _check_setting(spec, getattr(self, spec.name))
-        for view, asked in (("second scale", self.second_scale is not None), ("mirrored view", self.mirror_view)):
+        for view, asked in ((SECOND_SCALE, self.second_scale is not None), (MIRRORED_VIEW, self.mirror_view)):
             if asked and self.proposals == "dense":
                 raise ValueError(f"{view} does not apply to dense proposals (their scale comes from the object "
                                  "size); leave it out or choose other proposals")

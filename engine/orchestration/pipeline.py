@@ -253,7 +253,7 @@ def _views(project: Project, config: RunConfig) -> list:
              replace(alone, input_size=config.second_scale if view.at_second_scale else config.input_size,
                      image_options=replace(config.image_options, mirrored=view.mirrored)),
              view.stages.format(px=config.second_scale))
-            for view in asked_views(asdict(config))]
+            for view in asked_views({"second_scale": config.second_scale, "mirror_view": config.mirror_view})]
 
 
 def _run_view(folder, discovery, settings: RunConfig, stages: str, progress: Progress, ray_address: str | None,

@@ -44,6 +44,16 @@ def predictions(project: Project, image_id: str, empty: np.ndarray) -> tuple:
     return np.asarray(masks, bool), np.asarray(scores, float)
 
 
+def as_predicted(path: Path) -> tuple:
+    """(semantic map, masks, scores) of a prediction file, its scores as predicted (before the second scale's
+    agreement weighed them)."""
+    semantic, masks, _, scores = load_image_predictions(path)
+    with np.load(path) as stored:
+        if "scale_weights" in stored.files:
+            scores = scores / stored["scale_weights"]
+    return semantic, np.asarray(masks, bool), scores
+
+
 def load(folder: Path, project_dir: Path, mirrored_dir: Path) -> tuple:
     project, finer, mirrored = Project(project_dir), Project(project_dir / "second_scale"), Project(mirrored_dir)
     images = real_dev.load_ground_truth(folder, default_source=folder.name)
@@ -57,12 +67,7 @@ def load(folder: Path, project_dir: Path, mirrored_dir: Path) -> tuple:
         entry, other = entries.get(name), mirrored_entries.get(name)
         if entry is None or other is None or not project.predictions_path(entry["image_id"]).exists():
             continue
-        path = project.predictions_path(entry["image_id"])
-        semantic, own, _, scores = load_image_predictions(path)
-        with np.load(path) as stored:  # the scores as predicted
-            if "scale_weights" in stored.files:
-                scores = scores / stored["scale_weights"]
-        own = np.asarray(own, bool)
+        semantic, own, scores = as_predicted(project.predictions_path(entry["image_id"]))
         empty = np.zeros((0,) + own.shape[1:], bool)
         fine, fine_scores = predictions(finer, entry["image_id"], empty)
         mirror, mirror_scores = predictions(mirrored, other["image_id"], empty)

@@ -19,7 +19,7 @@ from engine.atomic import read_json  # noqa: E402
 from engine.method.second_scale import SCORE_WEIGHT, UNCONFIRMED_WEIGHT  # noqa: E402
 from engine.orchestration.views import VIEWS  # noqa: E402
 from engine.state.project import Project, joined_masks, load_image_predictions  # noqa: E402
-from benchmarks.experiments.small_objects.mirror_view import REAL_DEV, best, score  # noqa: E402
+from benchmarks.experiments.small_objects.mirror_view import REAL_DEV, as_predicted, best, score  # noqa: E402
 
 
 def load(folder: Path, project_dir: Path) -> tuple:
@@ -38,12 +38,7 @@ def load(folder: Path, project_dir: Path) -> tuple:
         entry = entries.get(name)
         if entry is None or not project.predictions_path(entry["image_id"]).exists():
             continue
-        path = project.predictions_path(entry["image_id"])
-        semantic, own, _, scores = load_image_predictions(path)
-        with np.load(path) as stored:  # the scores as predicted
-            if "scale_weights" in stored.files:
-                scores = scores / stored["scale_weights"]
-        own = np.asarray(own, bool)
+        semantic, own, scores = as_predicted(project.predictions_path(entry["image_id"]))
         seen = {}
         for view_name, (view, view_project) in views.items():
             other = view_entries[view_name].get(name)
