@@ -14,6 +14,7 @@ from engine.method.second_scale import (
     UNCONFIRMED_WEIGHT,
     agreement_weights,
     categories_under,
+    found_again,
     scale_iou,
     unheld,
 )
@@ -45,10 +46,10 @@ def test_first_objects_the_second_scale_finds_again_keep_their_score_the_others_
              encode_rle(_box(shape, 30, 40, 30, 40))]
     finer = [encode_rle(_box(shape, 0, 20, 0, 16)),   # IoU 0.8 with the first: found again
              encode_rle(_box(shape, 0, 10, 20, 40))]  # IoU 0.5 with the second: found again, at the threshold
-    weights = agreement_weights(scale_iou(first, finer))
+    weights = agreement_weights(found_again(scale_iou(first, finer)))
     assert weights.tolist() == pytest.approx([1.0, 1.0, UNCONFIRMED_WEIGHT])
-    assert agreement_weights(scale_iou(first, [])).tolist() == pytest.approx([UNCONFIRMED_WEIGHT] * 3)
-    assert agreement_weights(scale_iou([], finer)).tolist() == []
+    assert agreement_weights(found_again(scale_iou(first, []))).tolist() == pytest.approx([UNCONFIRMED_WEIGHT] * 3)
+    assert agreement_weights(found_again(scale_iou([], finer))).tolist() == []
 
 
 def test_weighing_an_images_predictions_replaces_earlier_weights(tmp_path):

@@ -36,13 +36,19 @@ def unheld_in(overlap: np.ndarray, threshold: float = HELD_IOU) -> np.ndarray:
     return np.flatnonzero((overlap.max(1) if overlap.shape[1] else np.zeros(len(overlap))) < threshold)
 
 
-def agreement_weights(overlap: np.ndarray, threshold: float = HELD_IOU) -> np.ndarray:
-    """One weight per first-scale object (the columns of :func:`scale_iou`): 1 where a finer object is it found
-    again (IoU >= ``threshold``), else ``UNCONFIRMED_WEIGHT``. An object both scales find is more likely an object
-    than one a single scale finds (VoteCut's consensus, across scales): feral_cats mask AP50 +0.007 to +0.014 and
-    CorLoc +0.015 to +0.036 at two seeds (docs/decisions.md#d-scale-agreement)."""
-    found = overlap.max(0) >= threshold if overlap.shape[0] else np.zeros(overlap.shape[1], bool)
-    return np.where(found, 1.0, UNCONFIRMED_WEIGHT).astype(np.float32)
+def found_again(overlap: np.ndarray, threshold: float = HELD_IOU) -> np.ndarray:
+    """One bool per first-scale object (the columns of :func:`scale_iou`): a finer object is it found again (IoU >=
+    ``threshold``)."""
+    return overlap.max(0) >= threshold if overlap.shape[0] else np.zeros(overlap.shape[1], bool)
+
+
+def agreement_weights(found: np.ndarray) -> np.ndarray:
+    """One weight per first-scale object from how surely the second scale finds it again (``found``: bool, or a
+    share in [0, 1], engine.method.learnt_agreement): 1 where found, ``UNCONFIRMED_WEIGHT`` where not. An object
+    both scales find is more likely an object than one a single scale finds (VoteCut's consensus, across scales):
+    feral_cats mask AP50 +0.007 to +0.014 and CorLoc +0.015 to +0.036 at two seeds
+    (docs/decisions.md#d-scale-agreement)."""
+    return (UNCONFIRMED_WEIGHT + (1 - UNCONFIRMED_WEIGHT) * np.asarray(found, np.float32)).astype(np.float32)
 
 
 def categories_under(category_map: np.ndarray, masks) -> np.ndarray:

@@ -136,8 +136,9 @@ def describe_overlapping(summary: dict | None) -> str | None:
         line += " (" + ", ".join(f"{n} from the {view}" for view, n in views.items()) + ")"
     line += ", exported beside the masks at half their score and outlined in the review"
     if summary.get("first_objects"):
-        line += (f"; {summary['found_again']} of {summary['first_objects']} masks found again at the second scale, "
-                 "the others ranked below them")
+        line += f"; {summary['found_again']} of {summary['first_objects']} masks found again at the second scale, "
+        line += ("each ranked by that and by how like the folder's masks found again it looks"
+                 if summary.get("learnt_agreement") else "the others ranked below them")
     return line
 
 

@@ -13,9 +13,25 @@ import shutil
 import numpy as np
 
 from engine.masks import mask_rle
-from engine.method.second_scale import SCORE_WEIGHT, agreement_weights, categories_under, scale_iou, unheld_in
+from engine.method.features import FeatureCache
+from engine.method.learnt_agreement import learnt_agreement_weights, learnt_found, shape_features
+from engine.method.second_scale import (
+    SCORE_WEIGHT,
+    agreement_weights,
+    categories_under,
+    found_again,
+    scale_iou,
+    unheld_in,
+)
+from engine.method.typicality import object_embeddings
 from engine.orchestration.views import SECOND_SCALE, asked_views
-from engine.state.project import Project, load_image_predictions, save_image_predictions, weigh_image_predictions
+from engine.state.project import (
+    Project,
+    load_image_predictions,
+    predicted_scores,
+    save_image_predictions,
+    weigh_image_predictions,
+)
 from engine.state.schema import read_images
 
 
@@ -59,6 +75,35 @@ def _views(project: Project, config: dict) -> list:
     return [_View(view.name, Project(project.view_dir(view.folder)), view.mirrored) for view in asked_views(config)]
 
 
+class _Agreement:
+    """The first run's objects the second scale compared, gathered over the folder, then weighed
+    (engine.method.learnt_agreement): by the folder's model where it is learnt, else by each object's own vote."""
+
+    def __init__(self, project: Project):
+        self.cache = FeatureCache(project.features_dir)
+        self.images: list = []  # (predictions path, found again, shape features, embeddings or None)
+
+    def add(self, path, entry: dict, masks, found: np.ndarray) -> None:
+        features = self.cache.get(entry.get("feature_key", ""))
+        stack = np.asarray(masks, bool)
+        shapes = shape_features(stack, predicted_scores(path))
+        embedded = object_embeddings(features, stack) if features is not None and len(stack) else None
+        self.images.append((path, found, shapes, embedded))
+
+    def weigh(self) -> dict:
+        """Every gathered image's objects weighed; returns {"learnt": whether the folder's model weighed them,
+        "first_objects", "found_again"}."""
+        usable = [image for image in self.images if image[3] is not None]
+        learnt = learnt_found([i[2] for i in usable], [i[3] for i in usable], [i[1] for i in usable])
+        p = {id(image): probability for image, probability in zip(usable, learnt or [])}
+        for image in self.images:
+            path, found = image[:2]
+            weights = learnt_agreement_weights(found, p[id(image)]) if id(image) in p else agreement_weights(found)
+            weigh_image_predictions(path, weights)
+        return {"learnt": learnt is not None, "first_objects": sum(len(i[1]) for i in self.images),
+                "found_again": sum(int(i[1].sum()) for i in self.images)}
+
+
 def add_overlapping_objects(project: Project, entries: list) -> dict:
     """Each image's overlapping objects written beside its predictions (all of them replaced at once), and its
     predicted objects' scores weighed by whether the second scale finds them again (the mirrored view's agreement
@@ -76,7 +121,7 @@ def add_overlapping_objects(project: Project, entries: list) -> dict:
         shutil.rmtree(target, ignore_errors=True)
         return {"overlapping": None, "views_missing": missing}
     images, by_view = 0, {view.name: 0 for view in views}
-    first_objects, found_again = 0, 0
+    agreement = _Agreement(project)
     for entry in entries:
         first_path = project.predictions_path(entry["image_id"])
         if not first_path.exists():
@@ -90,10 +135,8 @@ def add_overlapping_objects(project: Project, entries: list) -> dict:
                 continue
             masks, scores = seen
             overlap = scale_iou(held, [mask_rle(masks, i) for i in range(len(masks))])
-            if view.name == SECOND_SCALE:  # the objects both scales find on top
-                weights = agreement_weights(overlap[:, :len(first)])
-                weigh_image_predictions(first_path, weights)
-                first_objects, found_again = first_objects + len(weights), found_again + int((weights == 1).sum())
+            if view.name == SECOND_SCALE:  # the objects both scales find on top, weighed once all are compared
+                agreement.add(first_path, entry, first, found_again(overlap[:, :len(first)]))
             added = unheld_in(overlap)
             categories = categories_under(semantic, masks[added]) if len(added) else np.zeros(0, int)
             added, categories = added[categories > 0], categories[categories > 0]  # an image without objects: none
@@ -109,8 +152,10 @@ def add_overlapping_objects(project: Project, entries: list) -> dict:
         save_image_predictions(path, np.zeros(semantic.shape, np.uint16), np.stack(masks_added), categories_added,
                                np.asarray(scores_added, np.float32))
         images += 1
+    weighed = agreement.weigh()
     shutil.rmtree(target, ignore_errors=True)
     if staging.exists():
         staging.rename(target)
     return {"overlapping": {"images": images, "objects": sum(by_view.values()), "by_view": by_view,
-                            "first_objects": first_objects, "found_again": found_again}, "views_missing": missing}
+                            "first_objects": weighed["first_objects"], "found_again": weighed["found_again"],
+                            "learnt_agreement": weighed["learnt"]}, "views_missing": missing}

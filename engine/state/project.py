@@ -547,6 +547,15 @@ def weigh_image_predictions(path: Path, weights) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def predicted_scores(path: Path) -> np.ndarray:
+    """One image's scores as predicted, before :func:`weigh_image_predictions` weighed them (the learnt agreement
+    reads them, so a second weighing learns from what the first did not change)."""
+    path = Path(path)
+    data = _read_npz(path, ("scores",), "predictions", predictions_hint(path),
+                     one_of=(("scale_weights",), ()))
+    return data["scores"] / np.maximum(data.get("scale_weights", np.ones_like(data["scores"])), 1e-6)
+
+
 def load_image_predictions(path: Path) -> tuple:
     """(semantic, masks, classes, scores) as saved by :func:`save_image_predictions`.
 

@@ -14,12 +14,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 import numpy as np  # noqa: E402
 
 from benchmarks import real_dev  # noqa: E402
+from benchmarks.experiments.small_objects.mirror_view import REAL_DEV, as_predicted, best, score  # noqa: E402
 from benchmarks.real_dev import StagePrediction  # noqa: E402
 from engine.atomic import read_json  # noqa: E402
 from engine.method.second_scale import SCORE_WEIGHT, UNCONFIRMED_WEIGHT  # noqa: E402
 from engine.orchestration.views import VIEWS  # noqa: E402
 from engine.state.project import Project, joined_masks, load_image_predictions  # noqa: E402
-from benchmarks.experiments.small_objects.mirror_view import REAL_DEV, as_predicted, best, score  # noqa: E402
 
 
 def load(folder: Path, project_dir: Path) -> tuple:
