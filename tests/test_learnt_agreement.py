@@ -97,3 +97,22 @@ def test_a_run_weighs_its_objects_by_the_folder_model_where_it_is_learnt(tiny_fo
     assert weighed == report["first_objects"] > 0
     said = "\n".join(describe_folder_passes(json.loads((tmp_path / "report.json").read_text())["distillation"]))
     assert "each ranked by that and by how like the folder's masks found again it looks" in said
+
+
+def test_the_model_reads_the_scores_as_predicted_however_often_they_were_weighed(tmp_path):
+    from engine.state.project import (
+        load_image_predictions,
+        predicted_scores,
+        save_image_predictions,
+        weigh_image_predictions,
+    )
+
+    path = tmp_path / "image.npz"
+    masks = np.zeros((2, 8, 8), bool)
+    masks[0, :4], masks[1, 4:] = True, True
+    save_image_predictions(path, np.zeros((8, 8)), masks, [1, 1], np.array([0.8, 0.4], np.float32))
+    assert predicted_scores(path).tolist() == pytest.approx([0.8, 0.4])
+    for weights in ([1.0, 0.7], [0.85, 0.775]):
+        weigh_image_predictions(path, weights)
+        assert predicted_scores(path).tolist() == pytest.approx([0.8, 0.4])
+    assert load_image_predictions(path)[3].tolist() == pytest.approx([0.8 * 0.85, 0.4 * 0.775])

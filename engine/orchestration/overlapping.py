@@ -2,9 +2,10 @@
 a larger input size; RunConfig.mirror_view: on the images mirrored, its objects mirrored back): those no final
 object of the first run (nor of an earlier view) holds, at half their score, each of the category of the first run's
 objects under most of its pixels; and the first run's objects the second scale does not find again ranked down
-(engine.method.second_scale). They are stored beside each image's predictions (``Project.overlapping_path``, the
-predictions' format) and the label state adds them to the export and the scores; the review's one label map per
-image shows them as a layer of their own.
+(engine.method.second_scale), in a folder of 50 images or more by half as much where they look like the objects it
+finds again (engine.method.learnt_agreement; a second pass once every image is compared). They are stored beside
+each image's predictions (``Project.overlapping_path``, the predictions' format) and the label state adds them to the
+export and the scores; the review's one label map per image shows them as a layer of their own.
 """
 from __future__ import annotations
 
@@ -106,10 +107,12 @@ class _Agreement:
 
 def add_overlapping_objects(project: Project, entries: list) -> dict:
     """Each image's overlapping objects written beside its predictions (all of them replaced at once), and its
-    predicted objects' scores weighed by whether the second scale finds them again (the mirrored view's agreement
-    is not used: measured, it moved real-dev down). Returns {"overlapping": {"images": images with some, "objects":
-    their number, "by_view": {view: objects}, "first_objects": the predicted objects the second scale compared,
-    "found_again": those of them it found again} or None, "views_missing": the views asked for whose project has no
+    predicted objects' scores weighed by whether the second scale finds them again, in a folder of 50 images or more
+    half by what the folder's objects found again look like (engine.method.learnt_agreement; the mirrored view's
+    agreement is not used: measured, it moved real-dev down). Returns {"overlapping": {"images": images with some,
+    "objects": their number, "by_view": {view: objects}, "first_objects": the predicted objects the second scale
+    compared, "found_again": those of them it found again, "learnt_agreement": whether the folder's model weighed
+    them} or None, "views_missing": the views asked for whose project has no
     finished prediction}. An image whose pixels changed since a view's run takes nothing from it until the next run."""
     views = _views(project, project.read_config().get("config", {}))
     target = project.overlapping_dir

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 from benchmarks import real_dev  # noqa: E402
 from benchmarks.real_dev import StagePrediction, StagePredictions  # noqa: E402
 from engine.atomic import read_json  # noqa: E402
-from engine.state.project import Project, joined_masks, load_image_predictions  # noqa: E402
+from engine.state.project import Project, joined_masks, load_image_predictions, predicted_scores  # noqa: E402
 
 REAL_DEV = "real-dev"
 WEIGHT = 0.7
@@ -47,11 +47,8 @@ def predictions(project: Project, image_id: str, empty: np.ndarray) -> tuple:
 def as_predicted(path: Path) -> tuple:
     """(semantic map, masks, scores) of a prediction file, its scores as predicted (before the second scale's
     agreement weighed them)."""
-    semantic, masks, _, scores = load_image_predictions(path)
-    with np.load(path) as stored:
-        if "scale_weights" in stored.files:
-            scores = scores / stored["scale_weights"]
-    return semantic, np.asarray(masks, bool), scores
+    semantic, masks, _, _ = load_image_predictions(path)
+    return semantic, np.asarray(masks, bool), predicted_scores(path)
 
 
 def load(folder: Path, project_dir: Path, mirrored_dir: Path) -> tuple:
