@@ -8,7 +8,7 @@ at least two of the three views (``--label votes``). The first run's objects wei
 (1 - a) x p) for a = 1 (the engine), 0.5, 0; the three views' objects added as the engine adds them. Nothing is
 written. From the repository root:
     .venv/bin/python benchmarks/experiments/small_objects/learnt_agreement.py FOLDER PROJECT [--embeddings N]
-        [--label found|votes] [--views 1]"""
+        [--label found|votes] [--views 1] [--floor 0.5]"""
 import argparse
 import os
 import sys
@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument("--embeddings", type=int, default=0, help="PCA components of the embeddings (0: shape only)")
     parser.add_argument("--label", choices=("found", "votes"), default="found")
     parser.add_argument("--c", type=float, default=1.0, help="the logistic model's inverse regularisation")
+    parser.add_argument("--floor", type=float, default=UNCONFIRMED_WEIGHT, help="the weight of an object surely not "
+                        "found again (the engine's 0.7)")
     parser.add_argument("--views", type=int, default=3, help="how many of the project's views to add (1: the "
                         "second scale alone, as a run with --second-scale only)")
     args = parser.parse_args()
@@ -98,7 +100,7 @@ def main() -> None:
         for k in keys:
             d = data[k]
             soft = a * d["found"] + (1 - a) * p[k]
-            d["weighted"] = d["scores"] * (UNCONFIRMED_WEIGHT + (1 - UNCONFIRMED_WEIGHT) * soft)
+            d["weighted"] = d["scores"] * (args.floor + (1 - args.floor) * soft)
         view = {k: dict(data[k], scores=data[k]["weighted"]) for k in keys}
         print(f"a = {a}: found x {a}, learnt x {1 - a}".ljust(40),
               score(images, view, real, combine=combined, used=tuple(names[:args.views]), agree_with=()), flush=True)
