@@ -10,6 +10,8 @@ export and the scores; the review's one label map per image shows them as a laye
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -76,33 +78,41 @@ def _views(project: Project, config: dict) -> list:
     return [_View(view.name, Project(project.view_dir(view.folder)), view.mirrored) for view in asked_views(config)]
 
 
+class _Compared(NamedTuple):
+    """One image's first-run objects as the second scale compared them."""
+    path: Path  # the image's predictions
+    found: np.ndarray  # (m,) bool: found again
+    shapes: np.ndarray  # (m, 6) learnt_agreement.shape_features
+    embeddings: np.ndarray | None  # (m, D) typicality embeddings; None without cached features
+
+
 class _Agreement:
     """The first run's objects the second scale compared, gathered over the folder, then weighed
     (engine.method.learnt_agreement): by the folder's model where it is learnt, else by each object's own vote."""
 
     def __init__(self, project: Project):
         self.cache = FeatureCache(project.features_dir)
-        self.images: list = []  # (predictions path, found again, shape features, embeddings or None)
+        self.images: list[_Compared] = []
 
-    def add(self, path, entry: dict, masks, found: np.ndarray) -> None:
+    def add(self, path: Path, entry: dict, masks, found: np.ndarray) -> None:
         features = self.cache.get(entry.get("feature_key", ""))
         stack = np.asarray(masks, bool)
         shapes = shape_features(stack, predicted_scores(path))
         embedded = object_embeddings(features, stack) if features is not None and len(stack) else None
-        self.images.append((path, found, shapes, embedded))
+        self.images.append(_Compared(path, found, shapes, embedded))
 
     def weigh(self) -> dict:
         """Every gathered image's objects weighed; returns {"learnt": whether the folder's model weighed them,
         "first_objects", "found_again"}."""
-        usable = [image for image in self.images if image[3] is not None]
-        learnt = learnt_found([i[2] for i in usable], [i[3] for i in usable], [i[1] for i in usable])
+        usable = [image for image in self.images if image.embeddings is not None]
+        learnt = learnt_found([i.shapes for i in usable], [i.embeddings for i in usable], [i.found for i in usable])
         p = {id(image): probability for image, probability in zip(usable, learnt or [])}
         for image in self.images:
-            path, found = image[:2]
-            weights = learnt_agreement_weights(found, p[id(image)]) if id(image) in p else agreement_weights(found)
-            weigh_image_predictions(path, weights)
-        return {"learnt": learnt is not None, "first_objects": sum(len(i[1]) for i in self.images),
-                "found_again": sum(int(i[1].sum()) for i in self.images)}
+            weights = learnt_agreement_weights(image.found, p[id(image)]) if id(image) in p else \
+                agreement_weights(image.found)
+            weigh_image_predictions(image.path, weights)
+        return {"learnt": learnt is not None, "first_objects": sum(len(i.found) for i in self.images),
+                "found_again": sum(int(i.found.sum()) for i in self.images)}
 
 
 def add_overlapping_objects(project: Project, entries: list) -> dict:
