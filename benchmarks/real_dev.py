@@ -38,6 +38,13 @@ images with a COCO ground truth: benchmarks/domains.py scores the domain folders
 ``seed_spread``: min / max / mean of each run's final figures and of the correction curve. ``make benchmark``
 uses the synthetic set's seeds (3).
 
+``--noise-runs N`` also runs the default settings at the first seed on N copies of the images each given its own
+invisible noise (every pixel's channels moved by -1, 0 or +1 grey level, stored losslessly) and adds
+``noise_spread``: min / max / mean of the final figures over the unperturbed run and the N noisy ones. The seed
+reaches only the k-means and the training, never the features; a change of the features as small as bfloat16's
+(tokens at cosine 0.99995) moves real-dev's figures by more than the seeds do, so a difference inside this spread
+is noise as well (docs/decisions.md#d-noise-spread).
+
 Results go to OUT/results.json (``quality.real`` of ``make benchmark``; the default run's stages at the top level
 and ``source_mean.<stage>.{corloc,box_ap50,mask_ap50}``) and a table is printed.
 """
@@ -636,12 +643,57 @@ def seed_spread(results: list) -> dict:
     return spread
 
 
-def benchmark(real_dev, out, config=None, log=print, corrections_curve: bool = True, seeds: int = 1) -> dict:
+NOISE_GREY_LEVELS = 1  # the noise runs' largest change of a pixel's channel: invisible, and no smaller one exists
+
+
+def noised_images(images: list, source: Path, folder: Path, seed: int) -> list:
+    """``images`` copied from ``source`` into ``folder`` with each channel of each pixel moved by a uniform
+    -NOISE_GREY_LEVELS..+NOISE_GREY_LEVELS (clipped to 0-255), written as PNG (lossless: a JPEG would add its own
+    change) under the file name plus ``.png``; returns the images renamed to match, for scoring."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    renamed = []
+    for image in images:
+        pixels = np.asarray(Image.open(Path(source) / image.file_name).convert("RGB"), np.int16)
+        noise = rng.integers(-NOISE_GREY_LEVELS, NOISE_GREY_LEVELS + 1, pixels.shape)
+        target = folder / f"{image.file_name}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8)).save(target)
+        renamed.append(replace(image, file_name=f"{image.file_name}.png"))
+    return renamed
+
+
+def noise_spread(real_dev: Path, images: list, recurring: list, out: Path, config, unperturbed: dict, runs: int,
+                 log=print) -> dict:
+    """Min / max / mean of the default run's final figures (pooled and source mean) over ``unperturbed`` (its
+    final stage's scores) and ``runs`` runs on noised copies of the images (``OUT/noise-N``, noise seed N)."""
+    from engine.orchestration.pipeline import run
+
+    finals = [unperturbed]
+    for index in range(runs):
+        folder = out / f"noise-{index}"
+        shutil.rmtree(folder, ignore_errors=True)
+        noised = noised_images(images, real_dev / "images", folder / "images", seed=index)
+        run(folder / "images", folder / "project", replace(config, num_classes=None))
+        finals.append(score_project(folder / "project", noised, recurring)["final"])
+        log(f"real-dev, noise run {index}: final CorLoc {_fmt(finals[-1]['total']['corloc'])}, mask AP50 "
+            f"{_fmt(finals[-1]['total']['mask_ap50'])}")
+    return {"runs": runs, "grey_levels": NOISE_GREY_LEVELS, "seed": config.seed,
+            **{m: _min_max_mean([final["total"].get(m) for final in finals]) for m in SPREAD_METRICS},
+            "source_mean": {m: _min_max_mean([final["source_mean"].get(m) for final in finals])
+                            for m in SOURCE_MEAN_SPREAD}}
+
+
+def benchmark(real_dev, out, config=None, log=print, corrections_curve: bool = True, seeds: int = 1,
+              noise_runs: int = 0) -> dict:
     """Run the engine on real-dev (default K, then the given K) and score each stage; writes OUT/results.json.
 
     seeds: with more than one, the whole benchmark also runs for the next seeds (``OUT/seed-N``), and
         ``seed_spread`` gives the range of the final figures and the correction curve over all of them; the
         headline figures stay those of ``config.seed``.
+    noise_runs: the default run again on that many noised copies of the images (:func:`noise_spread`).
     Returns ``{"skipped": reason}`` when ``real_dev`` has no ground truth.
     """
     from engine.orchestration.pipeline import RunConfig, run
@@ -700,6 +752,9 @@ def benchmark(real_dev, out, config=None, log=print, corrections_curve: bool = T
         others = [benchmark(real_dev, out / f"seed-{seed}", replace(config, seed=seed), log, corrections_curve)
                   for seed in range(config.seed + 1, config.seed + seeds)]
         results["seed_spread"] = seed_spread([results, *others])
+    if noise_runs:
+        results["noise_spread"] = noise_spread(real_dev, images, recurring, out, config, default["final"],
+                                               noise_runs, log)
     atomic_write_json(out / "results.json", results)
     return results
 
@@ -743,10 +798,11 @@ def table(results: dict) -> str:
         lines.append(f"{'images corrected':<18}{'box_ap50':>12}{'mask_ap50':>12}{'corloc':>10}")
         for k, row in results["corrections"]["curve"].items():
             lines.append(f"{k:<18}{_fmt(row['box_ap50']):>12}{_fmt(row['mask_ap50']):>12}{_fmt(row['corloc']):>10}")
+    def cell(value):
+        return "-" if value is None else f"{value['min']:.3f}-{value['max']:.3f}"
+
     spread = results.get("seed_spread")
     if spread:
-        def cell(value):
-            return "-" if value is None else f"{value['min']:.3f}-{value['max']:.3f}"
         lines += ["", f"seed spread of the final stage, min-max over seeds {spread['seeds']} (differences inside "
                   "it are noise)", f"{'run':<14}" + "".join(f"{m:>14}" for m in SPREAD_METRICS)]
         for label, row in spread["runs"].items():
@@ -757,6 +813,15 @@ def table(results: dict) -> str:
             lines.append(f"{'images corrected':<18}{'box_ap50':>14}{'mask_ap50':>14}")
             for k, row in spread["corrections"].items():
                 lines.append(f"{k:<18}{cell(row['box_ap50']):>14}{cell(row['mask_ap50']):>14}")
+    noise = results.get("noise_spread")
+    if noise:
+        lines += ["", f"noise spread of the default run's final stage, min-max over seed {noise['seed']} unperturbed "
+                  f"and {noise['runs']} runs with +-{noise['grey_levels']} grey level of noise (differences inside it "
+                  "are noise)", f"{'':<14}" + "".join(f"{m:>14}" for m in SPREAD_METRICS),
+                  f"{'pooled':<14}" + "".join(f"{cell(noise[m]):>14}" for m in SPREAD_METRICS),
+                  f"{'source mean':<14}" + "".join(
+                      f"{cell(noise['source_mean'][m]) if m in SOURCE_MEAN_SPREAD else '':>14}"
+                      for m in SPREAD_METRICS)]
     return "\n".join(lines).rstrip()
 
 
@@ -794,9 +859,12 @@ def main(argv=None) -> int:
     add_run_options(parser)
     parser.add_argument("--seeds", type=int, default=1,
                         help="also run the next seeds and report the spread of the final figures (default 1: no)")
+    parser.add_argument("--noise-runs", type=int, default=0,
+                        help="also run the default settings on this many copies of the images with +-1 grey level "
+                             "of noise and report that spread (default 0: no)")
     args = parser.parse_args(argv)
     config = run_config(args)
-    results = benchmark(args.real_dev, args.out.resolve(), config, seeds=args.seeds)
+    results = benchmark(args.real_dev, args.out.resolve(), config, seeds=args.seeds, noise_runs=args.noise_runs)
     if "skipped" not in results:
         print(table(results))
         print(f"\nwritten: {args.out.resolve() / 'results.json'}")

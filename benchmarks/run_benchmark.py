@@ -212,6 +212,9 @@ def main(argv=None) -> int:
     parser.add_argument("--dense-images", type=int, default=20,
                         help="generated cell images of the dense section (at most --quality-images; 0: skip)")
     parser.add_argument("--dense-size", type=int, default=512, help="side of the generated cell images")
+    parser.add_argument("--noise-runs", type=int, default=3, help="real-dev's default run again on this many "
+                        "copies of its images with +-1 grey level of noise: the spread a change of the features "
+                        "makes (benchmarks.real_dev.noise_spread)")
     parser.add_argument("--speed-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.out = args.out.resolve()
@@ -222,7 +225,8 @@ def main(argv=None) -> int:
         return 0
     results = {"config": asdict(config), "quality": quality(args.out, args.quality_images, config, args.seeds)}
     results["quality"]["real"] = real_dev.benchmark(args.real_dev, args.out / "real",
-                                                    replace(config, num_classes=None, seed=0), seeds=args.seeds)
+                                                    replace(config, num_classes=None, seed=0), seeds=args.seeds,
+                                                    noise_runs=args.noise_runs)
     results["quality"]["domains"] = domains.benchmark(args.domains, args.out / "domains",
                                                       replace(config, num_classes=None, seed=0), seeds=args.seeds)
     dense_images = min(args.dense_images, args.quality_images)

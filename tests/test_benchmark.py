@@ -229,7 +229,7 @@ def test_real_dev_script_end_to_end_on_a_tiny_folder(tmp_path, capsys):
     folder = write_real_dev(tmp_path / "real-dev", dense_tile=True)
     out = tmp_path / "out"
     assert real_dev.main(["--out", str(out), "--real-dev", str(folder), "--weights", "random",
-                          "--input-size", "56", "--seeds", "2"]) == 0
+                          "--input-size", "56", "--seeds", "2", "--noise-runs", "1"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["images"] == 3 and results["sources"] == {"aerial": 1, "photos": 2}
     # the dense tile is left to the dense section: not run, not scored here
@@ -268,6 +268,33 @@ def test_real_dev_script_end_to_end_on_a_tiny_folder(tmp_path, capsys):
     assert "final photos" in printed and "proposals aerial" in printed and "k_given" in printed
     assert "what a correction buys" in printed and "seed spread" in printed and "final source mean" in printed
     assert f"scored in the dense section instead: {real_dev.DENSE_SOURCES[0]} (1 images)" in printed
+    # the noise spread: the unperturbed default run and one run on noised copies, scored under their own names
+    noise = results["noise_spread"]
+    assert noise["runs"] == 1 and noise["grey_levels"] == 1 and noise["seed"] == 0
+    assert set(noise["source_mean"]) == {"corloc", "box_ap50", "mask_ap50"}
+    assert noise["corloc"]["min"] <= results["final"]["corloc"] <= noise["corloc"]["max"]
+    assert sorted(p.name for p in (out / "noise-0" / "images").iterdir()) == ["a.png.png", "b.png.png", "c.png.png"]
+    assert "noise spread of the default run's final stage" in printed
+
+
+def test_noised_images_move_each_channel_by_at_most_one_grey_level_losslessly(tmp_path):
+    folder = write_real_dev(tmp_path / "real-dev")
+    images = [i for i in real_dev.load_ground_truth(folder) if i.annotation == "mask"]
+    renamed = real_dev.noised_images(images, folder / "images", tmp_path / "noised", seed=0)
+    assert [i.file_name for i in renamed] == [f"{i.file_name}.png" for i in images]
+    assert [i.masks is j.masks for i, j in zip(images, renamed)] == [True, True]  # the same ground truth
+    changes = []
+    for image in images:
+        original = np.asarray(Image.open(folder / "images" / image.file_name).convert("RGB"), np.int16)
+        noised = np.asarray(Image.open(tmp_path / "noised" / f"{image.file_name}.png"), np.int16)
+        changes.append(noised - original)
+    change = np.concatenate([c.ravel() for c in changes])
+    assert np.abs(change).max() == 1 and {-1, 0, 1} <= set(np.unique(change).tolist())
+    again = real_dev.noised_images(images, folder / "images", tmp_path / "again", seed=0)
+    other = real_dev.noised_images(images, folder / "images", tmp_path / "other", seed=1)
+    first = np.asarray(Image.open(tmp_path / "noised" / again[0].file_name))
+    assert np.array_equal(first, np.asarray(Image.open(tmp_path / "again" / again[0].file_name)))  # seeded
+    assert not np.array_equal(first, np.asarray(Image.open(tmp_path / "other" / other[0].file_name)))
 
 
 def test_the_simulated_reviewer_takes_sources_in_turn_and_the_category_on_screen():
