@@ -798,6 +798,7 @@ def table(results: dict) -> str:
         lines.append(f"{'images corrected':<18}{'box_ap50':>12}{'mask_ap50':>12}{'corloc':>10}")
         for k, row in results["corrections"]["curve"].items():
             lines.append(f"{k:<18}{_fmt(row['box_ap50']):>12}{_fmt(row['mask_ap50']):>12}{_fmt(row['corloc']):>10}")
+
     def cell(value):
         return "-" if value is None else f"{value['min']:.3f}-{value['max']:.3f}"
 
