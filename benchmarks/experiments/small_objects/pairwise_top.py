@@ -6,7 +6,8 @@ over the pair's difference (shape, typicality embedding's PCA) and how the two r
 inside the other), fitted two-fold over the images on the pairs the views tell apart (votes of the three views, or
 the second scale alone), puts b first where it says b is the better with probability above a margin. Nothing is
 written. From the repository root:
-    .venv/bin/python benchmarks/experiments/small_objects/pairwise_top.py FOLDER PROJECT [--label votes|found]"""
+    .venv/bin/python benchmarks/experiments/small_objects/pairwise_top.py FOLDER PROJECT [--label votes|found]
+        [--signals-only]"""
 import argparse
 import os
 import sys
@@ -74,6 +75,7 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("project", type=Path)
     parser.add_argument("--label", choices=("votes", "found"), default="votes")
+    parser.add_argument("--signals-only", action="store_true", help="the label's and the signals' tables, no model")
     args = parser.parse_args()
     images, data, names = load(args.folder, args.project)
     real = args.folder.name == REAL_DEV
@@ -99,7 +101,7 @@ def main() -> None:
     for k in data:
         if k not in keys:
             engine[k]["scores"] = data[k]["scores"]
-    print(f"engine (learnt agreement)".ljust(44), score(images, engine, real, combine=combined, used=tuple(names),
+    print("engine (learnt agreement)".ljust(44), score(images, engine, real, combine=combined, used=tuple(names),
                                                       agree_with=()), flush=True)
     # is the views' pairwise label any good? the first two objects by the engine's weighing
     table = Counter()
@@ -134,7 +136,7 @@ def main() -> None:
         for k in use:
             a, b = pairs[k]
             probability_b[k] = float(model.predict_proba(pair_inputs(data[k], a, b)[None])[0, 1])
-    if os.environ.get("SIGNALS_ONLY"):
+    if args.signals_only:
         return
     for margin in (0.5, 0.6, 0.7, 0.8):
         swapped = {}
