@@ -25,7 +25,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from benchmarks import real_dev  # noqa: E402
 from benchmarks.experiments.small_objects.learnt_agreement import embeddings  # noqa: E402
-from benchmarks.experiments.small_objects.mirror_view import REAL_DEV, best, ious, score  # noqa: E402
+from benchmarks.experiments.small_objects.mirror_view import REAL_DEV, best, score  # noqa: E402
 from benchmarks.experiments.small_objects.views_ablation import combined, load  # noqa: E402
 from engine.masks import bbox_xywh  # noqa: E402
 from engine.method.learnt_agreement import learnt_agreement_weights, learnt_found, shape_features  # noqa: E402
