@@ -668,19 +668,22 @@ def noised_images(images: list, source: Path, folder: Path, seed: int) -> list:
 def noise_spread(real_dev: Path, images: list, recurring: list, out: Path, config, unperturbed: dict, runs: int,
                  log=print) -> dict:
     """Min / max / mean of the default run's final figures (pooled and source mean) over ``unperturbed`` (its
-    final stage's scores) and ``runs`` runs on noised copies of the images (``OUT/noise-N``, noise seed N)."""
+    final stage's scores) and ``runs`` runs on noised copies of the images (``OUT/noise-N``, noise seed N);
+    ``images_predicted``: per noisy run, the images its predictions were scored for (a name that did not match would
+    score as a miss)."""
     from engine.orchestration.pipeline import run
 
-    finals = [unperturbed]
+    finals, predicted = [unperturbed], []
     for index in range(runs):
         folder = out / f"noise-{index}"
         shutil.rmtree(folder, ignore_errors=True)
         noised = noised_images(images, real_dev / "images", folder / "images", seed=index)
         run(folder / "images", folder / "project", replace(config, num_classes=None))
         finals.append(score_project(folder / "project", noised, recurring)["final"])
+        predicted.append(len(_keyed(project_stages(folder / "project")["final"], noised)))
         log(f"real-dev, noise run {index}: final CorLoc {_fmt(finals[-1]['total']['corloc'])}, mask AP50 "
             f"{_fmt(finals[-1]['total']['mask_ap50'])}")
-    return {"runs": runs, "grey_levels": NOISE_GREY_LEVELS, "seed": config.seed,
+    return {"runs": runs, "grey_levels": NOISE_GREY_LEVELS, "seed": config.seed, "images_predicted": predicted,
             **{m: _min_max_mean([final["total"].get(m) for final in finals]) for m in SPREAD_METRICS},
             "source_mean": {m: _min_max_mean([final["source_mean"].get(m) for final in finals])
                             for m in SOURCE_MEAN_SPREAD}}

@@ -271,6 +271,7 @@ def test_real_dev_script_end_to_end_on_a_tiny_folder(tmp_path, capsys):
     # the noise spread: the unperturbed default run and one run on noised copies, scored under their own names
     noise = results["noise_spread"]
     assert noise["runs"] == 1 and noise["grey_levels"] == 1 and noise["seed"] == 0
+    assert noise["images_predicted"] == [3]  # every noised copy's predictions found under its own name
     assert set(noise["source_mean"]) == {"corloc", "box_ap50", "mask_ap50"}
     assert noise["corloc"]["min"] <= results["final"]["corloc"] <= noise["corloc"]["max"]
     assert sorted(p.name for p in (out / "noise-0" / "images").iterdir()) == ["a.png.png", "b.png.png", "c.png.png"]
