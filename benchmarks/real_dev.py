@@ -679,8 +679,9 @@ def noise_spread(real_dev: Path, images: list, recurring: list, out: Path, confi
         shutil.rmtree(folder, ignore_errors=True)
         noised = noised_images(images, real_dev / "images", folder / "images", seed=index)
         run(folder / "images", folder / "project", replace(config, num_classes=None))
-        finals.append(score_project(folder / "project", noised, recurring)["final"])
-        predicted.append(len(_keyed(project_stages(folder / "project")["final"], noised)))
+        final = _keyed(project_stages(folder / "project")["final"], noised)  # the final stage alone is scored
+        finals.append(score_stage(noised, final, recurring))
+        predicted.append(len(final))
         log(f"real-dev, noise run {index}: final CorLoc {_fmt(finals[-1]['total']['corloc'])}, mask AP50 "
             f"{_fmt(finals[-1]['total']['mask_ap50'])}")
     return {"runs": runs, "grey_levels": NOISE_GREY_LEVELS, "seed": config.seed, "images_predicted": predicted,

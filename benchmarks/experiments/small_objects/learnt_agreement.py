@@ -26,23 +26,10 @@ from benchmarks.experiments.small_objects.mirror_view import REAL_DEV, best, sco
 from benchmarks.experiments.small_objects.views_ablation import combined, load  # noqa: E402
 from engine.atomic import read_json  # noqa: E402
 from engine.method.features import FeatureCache  # noqa: E402
+from engine.method.learnt_agreement import SHAPE_FEATURES, shape_features  # noqa: E402
 from engine.method.second_scale import UNCONFIRMED_WEIGHT  # noqa: E402
 from engine.method.typicality import object_embeddings  # noqa: E402
 from engine.state.project import Project  # noqa: E402
-
-
-def shape_features(masks: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    if not len(masks):
-        return np.zeros((0, 6))
-    height, width = masks.shape[1:]
-    rows, cols = masks.any(2), masks.any(1)
-    area = masks.sum((1, 2)).astype(float)
-    box = np.array([(np.ptp(r.nonzero()[0]) + 1) * (np.ptp(c.nonzero()[0]) + 1) if a else 1
-                    for r, c, a in zip(rows, cols, area)], float)
-    border = (rows[:, 0] | rows[:, -1] | cols[:, 0] | cols[:, -1]).astype(float)
-    rank = np.argsort(np.argsort(-scores)) / max(len(scores), 1)
-    return np.stack([np.log(area / (height * width) + 1e-6), area / box, border, scores, rank,
-                     np.full(len(masks), np.log(len(masks)))], 1)
 
 
 def embeddings(project_dir: Path, data: dict) -> dict:
@@ -85,7 +72,7 @@ def main() -> None:
             if len(pooled[k]):
                 data[k]["x"] = np.concatenate([data[k]["x"], pca.transform(pooled[k])], 1)
             else:
-                data[k]["x"] = np.zeros((0, 6 + args.embeddings))
+                data[k]["x"] = np.zeros((0, SHAPE_FEATURES + args.embeddings))
     print(f"{len(keys)} images, {sum(len(data[k]['own']) for k in keys)} objects, "
           f"{np.mean(np.concatenate([data[k]['label'] for k in keys])):.2f} labelled found", flush=True)
     p = {}
