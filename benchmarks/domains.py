@@ -20,10 +20,19 @@ clustering and the head's training change as well), and each stage is scored wit
 
 ``--limit N`` runs on the first N images (by file name) only, copied to ``OUT/<name>/images``.
 
+``--noise-runs N`` runs the engine N more times on copies of the images each given its own invisible noise (every
+pixel's channels moved by -1, 0 or +1 grey level, stored losslessly: :func:`real_dev.noised_images`), run k at seed
+``--seed`` + k on noise draw k (``OUT/<name>/noise-k``): the seeds never reach the features, and a change of the
+features as small as bfloat16's moves the figures too, so a setting is judged against the spread over seeds and
+noise draws together (docs/decisions.md#d-noise-spread).
+
 JSON (``OUT/results.json``; ``quality.domains`` of ``make benchmark``): ``<name>.<stage>.{corloc, box_ap50,
 mask_ap50, box_recall50, mask_recall50, ...}`` of the first seed, ``<name>.seed_spread`` (``seeds`` and
 ``<stage>.<metric>.{min, max, mean}`` over every seed), ``<name>.per_seed``, ``<name>.pool`` (the candidate
-tree's recall at IoU 0.5 before any ranking: :func:`real_dev.tree_pool_recall`); or ``{"skipped": reason}``.
+tree's recall at IoU 0.5 before any ranking: :func:`real_dev.tree_pool_recall`), with noise runs
+``<name>.noise_spread`` (``runs``, ``grey_levels``, ``per_run`` (seed, noise draw, images scored, the final
+stage's metrics), ``noisy`` and ``with_seeds``: ``<metric>.{min, max, mean}`` of the final stage over the noisy
+runs, and over them and every seed's unperturbed run); or ``{"skipped": reason}``.
 """
 from __future__ import annotations
 
@@ -70,8 +79,30 @@ def spread(per_seed: list) -> dict:
     return result
 
 
-def score_domain(folder, out, config, seeds: int = 1, limit: int | None = None, log=print) -> dict:
-    """Run the engine on one domain folder for ``seeds`` seeds (from ``config.seed``) and score every stage."""
+def noise_spread(folder: Path, images: list, out: Path, config, per_seed: list, runs: int, log=print) -> dict:
+    """The engine again on ``runs`` noised copies of the folder's ``images``, run k at seed ``config.seed`` + k on
+    noise draw k (``OUT/noise-k``), its final stage scored; min / max / mean over the noisy runs (``noisy``) and
+    over them and the unperturbed seeds of ``per_seed`` (``with_seeds``: the spread to hold a setting against)."""
+    noisy = []
+    for index in range(runs):
+        seed = config.seed + index
+        noised, final = real_dev.noisy_run(folder / "images", images, out / f"noise-{index}",
+                                           replace(config, seed=seed), noise_seed=index)
+        scores = real_dev.score_stage(noised, final, recurring=None, per_source=False)["total"]
+        noisy.append({"seed": seed, "noise": index, "images_predicted": len(final),
+                      **{m: scores[m] for m in METRICS}})
+        log(f"{folder.name}, seed {seed} on noise draw {index}: final CorLoc {real_dev._fmt(scores['corloc'])}, "
+            f"mask AP50 {real_dev._fmt(scores['mask_ap50'])}")
+    unperturbed = [entry["final"] for entry in per_seed if "final" in entry]
+    return {"runs": runs, "grey_levels": real_dev.NOISE_GREY_LEVELS, "per_run": noisy,
+            "noisy": {m: real_dev._min_max_mean([run[m] for run in noisy]) for m in METRICS},
+            "with_seeds": {m: real_dev._min_max_mean([run[m] for run in noisy + unperturbed]) for m in METRICS}}
+
+
+def score_domain(folder, out, config, seeds: int = 1, limit: int | None = None, log=print,
+                 noise_runs: int = 0) -> dict:
+    """Run the engine on one domain folder for ``seeds`` seeds (from ``config.seed``) and score every stage; then
+    ``noise_runs`` runs on noised copies (:func:`noise_spread`)."""
     from engine.orchestration.pipeline import run
 
     folder, out = Path(folder), Path(out)
@@ -95,14 +126,18 @@ def score_domain(folder, out, config, seeds: int = 1, limit: int | None = None, 
     pool = real_dev.tree_pool_recall(project, images)
     log(f"{folder.name}: the candidate tree holds {real_dev._fmt(pool['tree_mask_recall50'])} of the objects at "
         "IoU 0.5 before any ranking")
-    return {"path": str(folder.resolve()), "images": len(images), "objects": first["proposals"]["objects"],
-            "limit": limit, "seed": first["seed"], "k": first["k"], "masks": first["masks"],
-            "seconds": first["seconds"], "pool": pool,
-            **{stage: first[stage] for stage in real_dev.STAGES if stage in first},
-            "seed_spread": spread(per_seed), "per_seed": per_seed}
+    result = {"path": str(folder.resolve()), "images": len(images), "objects": first["proposals"]["objects"],
+              "limit": limit, "seed": first["seed"], "k": first["k"], "masks": first["masks"],
+              "seconds": first["seconds"], "pool": pool,
+              **{stage: first[stage] for stage in real_dev.STAGES if stage in first},
+              "seed_spread": spread(per_seed), "per_seed": per_seed}
+    if noise_runs:
+        result["noise_spread"] = noise_spread(folder, images, out, config, per_seed, noise_runs, log)
+    return result
 
 
-def benchmark(domains, out, config=None, seeds: int = 1, limit: int | None = None, log=print) -> dict:
+def benchmark(domains, out, config=None, seeds: int = 1, limit: int | None = None, log=print,
+              noise_runs: int = 0) -> dict:
     """Every domain folder under ``domains``: ``{name: scores}`` (also OUT/results.json), or ``{"skipped": reason,
     "path": domains}`` when there is none."""
     from engine.orchestration.pipeline import RunConfig
@@ -115,7 +150,7 @@ def benchmark(domains, out, config=None, seeds: int = 1, limit: int | None = Non
         log(reason)
         return {"skipped": reason, "path": str(domains)}
     config = config or RunConfig()
-    results = {folder.name: score_domain(folder, out / folder.name, config, seeds, limit, log)
+    results = {folder.name: score_domain(folder, out / folder.name, config, seeds, limit, log, noise_runs)
                for folder in folders}
     atomic_write_json(out / "results.json", results)
     return results
@@ -147,6 +182,15 @@ def table(results: dict) -> str:
         if pool.get("tree_mask_recall50") is not None:
             lines.append(f"candidate tree before any ranking ({pool['tree_nodes_per_image']} nodes per image): "
                          f"mask recall@0.5 {real_dev._fmt(pool['tree_mask_recall50'])}")
+        noise = domain.get("noise_spread")
+        if noise:
+            lines.append(f"final stage on copies with +-{noise['grey_levels']} grey level of noise, noise draw k at "
+                         f"seed {domain['seed']} + k (differences inside the last row are noise)")
+            for run in noise["per_run"]:
+                lines.append(f"{'  noise ' + str(run['noise']):<12}"
+                             + "".join(f"{real_dev._fmt(run[m]):>15}" for m in METRICS))
+            lines.append(f"{'  noisy runs':<12}" + "".join(f"{_range(noise['noisy'][m]):>15}" for m in METRICS))
+            lines.append(f"{'  + seeds':<12}" + "".join(f"{_range(noise['with_seeds'][m]):>15}" for m in METRICS))
         lines.append("")
     return "\n".join(lines).rstrip()
 
@@ -158,12 +202,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/benchmark-domains"))
     parser.add_argument("--seeds", type=int, default=1, help="seeds run per folder; the spread is reported")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images of each folder")
+    parser.add_argument("--noise-runs", type=int, default=0,
+                        help="the run again on this many copies of the images with +-1 grey level of noise, seed "
+                             "--seed + k on noise draw k, and that spread reported (default 0: no)")
     real_dev.add_run_options(parser)
     args = parser.parse_args(argv)
-    if args.seeds < 1 or (args.limit is not None and args.limit < 1):
-        parser.error("--seeds and --limit must be at least 1")
+    if args.seeds < 1 or (args.limit is not None and args.limit < 1) or args.noise_runs < 0:
+        parser.error("--seeds and --limit must be at least 1, --noise-runs at least 0")
     config = real_dev.run_config(args)
-    results = benchmark(args.domains, args.out.resolve(), config, args.seeds, args.limit)
+    results = benchmark(args.domains, args.out.resolve(), config, args.seeds, args.limit,
+                        noise_runs=args.noise_runs)
     print(table(results))
     if "skipped" not in results:
         print(f"\nwritten: {args.out.resolve() / 'results.json'}")

@@ -665,21 +665,28 @@ def noised_images(images: list, source: Path, folder: Path, seed: int) -> list:
     return renamed
 
 
+def noisy_run(source: Path, images: list, folder: Path, config, noise_seed: int) -> tuple:
+    """The engine run with ``config`` on copies of ``images`` (from ``source``) noised with ``noise_seed``
+    (:func:`noised_images`, into ``folder/images``; project ``folder/project``, both made afresh). Returns the
+    renamed images and the final stage's predictions keyed by their names (the final stage alone is scored)."""
+    from engine.orchestration.pipeline import run
+
+    shutil.rmtree(folder, ignore_errors=True)
+    noised = noised_images(images, source, folder / "images", seed=noise_seed)
+    run(folder / "images", folder / "project", config)
+    return noised, _keyed(project_stages(folder / "project")["final"], noised)
+
+
 def noise_spread(real_dev: Path, images: list, recurring: list, out: Path, config, unperturbed: dict, runs: int,
                  log=print) -> dict:
     """Min / max / mean of the default run's final figures (pooled and source mean) over ``unperturbed`` (its
     final stage's scores) and ``runs`` runs on noised copies of the images (``OUT/noise-N``, noise seed N);
     ``images_predicted``: per noisy run, the images its predictions were scored for (a name that did not match would
     score as a miss)."""
-    from engine.orchestration.pipeline import run
-
     finals, predicted = [unperturbed], []
     for index in range(runs):
-        folder = out / f"noise-{index}"
-        shutil.rmtree(folder, ignore_errors=True)
-        noised = noised_images(images, real_dev / "images", folder / "images", seed=index)
-        run(folder / "images", folder / "project", replace(config, num_classes=None))
-        final = _keyed(project_stages(folder / "project")["final"], noised)  # the final stage alone is scored
+        noised, final = noisy_run(real_dev / "images", images, out / f"noise-{index}",
+                                  replace(config, num_classes=None), noise_seed=index)
         finals.append(score_stage(noised, final, recurring))
         predicted.append(len(final))
         log(f"real-dev, noise run {index}: final CorLoc {_fmt(finals[-1]['total']['corloc'])}, mask AP50 "

@@ -13,7 +13,9 @@ skipped, with a message, when absent.
 Domain folders: every folder of ``--domains`` (default ../shared/data/domains; benchmarks/domains.py), each run
 with the default settings and scored per stage, class-agnostically, with real-dev's scorer, over the same seeds,
 into ``quality.domains.<name>.<stage>.{corloc,box_ap50,mask_ap50,mask_recall50}`` and
-``quality.domains.<name>.seed_spread``; skipped, with a message, when absent.
+``quality.domains.<name>.seed_spread``, and with ``--noise-runs`` (default 3) ``quality.domains.<name>.noise_spread``
+(run k again at seed k on copies of the images with +-1 grey level of noise: benchmarks.domains.noise_spread);
+skipped, with a message, when absent.
 Dense objects: benchmarks/dense.py (generated cells, engine vs Otsu + watershed, and real-dev's tree tiles)
 into ``quality.dense`` (``--dense-images`` images, at most ``--quality-images``; 0 skips it).
 Speed: each size runs in a fresh subprocess so that its peak RSS is its own.
@@ -212,9 +214,9 @@ def main(argv=None) -> int:
     parser.add_argument("--dense-images", type=int, default=20,
                         help="generated cell images of the dense section (at most --quality-images; 0: skip)")
     parser.add_argument("--dense-size", type=int, default=512, help="side of the generated cell images")
-    parser.add_argument("--noise-runs", type=int, default=3, help="real-dev's default run again on this many "
-                        "copies of its images with +-1 grey level of noise: the spread a change of the features "
-                        "makes (benchmarks.real_dev.noise_spread)")
+    parser.add_argument("--noise-runs", type=int, default=3, help="real-dev's and each domain folder's default run "
+                        "again on this many copies of the images with +-1 grey level of noise: the spread a change "
+                        "of the features makes (benchmarks.real_dev.noise_spread, benchmarks.domains.noise_spread)")
     parser.add_argument("--speed-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.out = args.out.resolve()
@@ -228,7 +230,8 @@ def main(argv=None) -> int:
                                                     replace(config, num_classes=None, seed=0), seeds=args.seeds,
                                                     noise_runs=args.noise_runs)
     results["quality"]["domains"] = domains.benchmark(args.domains, args.out / "domains",
-                                                      replace(config, num_classes=None, seed=0), seeds=args.seeds)
+                                                      replace(config, num_classes=None, seed=0), seeds=args.seeds,
+                                                      noise_runs=args.noise_runs)
     dense_images = min(args.dense_images, args.quality_images)
     results["quality"]["dense"] = (
         dense.benchmark(args.out / "dense", dense_images, args.dense_size, args.weights, args.device, args.real_dev)

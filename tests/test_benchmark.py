@@ -484,7 +484,7 @@ def test_domains_script_end_to_end_writes_the_documented_keys(tmp_path, capsys):
     (tmp_path / "domains" / "notes").mkdir()  # a folder without ground truth is not a domain
     out = tmp_path / "out"
     assert domains.main(["--domains", str(tmp_path / "domains"), "--out", str(out), "--seeds", "2", "--limit", "2",
-                         "--weights", "random", "--input-size", "56"]) == 0
+                         "--weights", "random", "--input-size", "56", "--noise-runs", "1"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert list(results) == ["cats"]
     cats = results["cats"]
@@ -497,8 +497,20 @@ def test_domains_script_end_to_end_writes_the_documented_keys(tmp_path, capsys):
         row = cats["seed_spread"][stage]["mask_ap50"]
         assert row["min"] <= cats[stage]["mask_ap50"] <= row["max"]
     assert cats["seed_spread"]["seeds"] == [0, 1] and [r["seed"] for r in cats["per_seed"]] == [0, 1]
+    # the noise run: seed 0 on noise draw 0, the limited images only, scored under their own names
+    noise = cats["noise_spread"]
+    assert noise["runs"] == 1 and noise["grey_levels"] == 1
+    assert [(r["seed"], r["noise"], r["images_predicted"]) for r in noise["per_run"]] == [(0, 0, 2)]
+    assert sorted(p.name for p in (out / "cats" / "noise-0" / "images").iterdir()) == ["cat_a.png.png",
+                                                                                        "cat_b.jpg.png"]
+    for key in ("corloc", "box_ap50", "mask_ap50", "mask_recall50"):
+        assert noise["noisy"][key]["min"] == noise["noisy"][key]["max"] == noise["per_run"][0][key], key
+        spread = noise["with_seeds"][key]  # the noisy run and both seeds' unperturbed finals
+        assert spread["min"] == min(noise["per_run"][0][key], *(r["final"][key] for r in cats["per_seed"]))
+        assert spread["max"] == max(noise["per_run"][0][key], *(r["final"][key] for r in cats["per_seed"]))
     printed = capsys.readouterr().out
     assert "domain cats (2 images, 3 objects)" in printed and "spread" in printed
+    assert "grey level of noise" in printed and "  noise 0" in printed
     # one folder alone, and an absent path skipped with a message
     assert domains.main(["--domains", str(tmp_path / "domains" / "cats"), "--out", str(tmp_path / "one"),
                          "--limit", "1", "--weights", "random", "--input-size", "56"]) == 0
