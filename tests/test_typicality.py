@@ -85,3 +85,92 @@ def test_a_small_folder_keeps_its_ranking(tmp_path):
     assert (tmp_path / "a.npz").read_bytes() == before
     assert f"needs {typicality.MIN_TYPICAL_IMAGES} images with masks" in describe_typical(summary)
     assert rank_by_typicality(tmp_path, {}, lambda entry: features) is None
+
+
+def test_crop_weights_follow_the_first_objects_crops_less_the_folders_mean():
+    count = typicality.MIN_TYPICAL_IMAGES
+    whole, part = np.array([1.0, 0.0, 5.0], np.float32), np.array([0.0, 1.0, 5.0], np.float32)
+    crops = [np.stack([whole, part]) if i % 5 else np.stack([part, whole]) for i in range(count)]
+    weights = typicality.crop_typicality_weights(crops, np.ones(count))
+    # the shared component (5.0 on the last axis) is the folder's mean and goes: whole and part point apart
+    assert weights[1][0] > 0.9 and weights[1][1] < 0.1  # 4 of 5 images put the whole first
+    assert weights[0][0] == pytest.approx(weights[1][1]) and weights[0][1] == pytest.approx(weights[1][0])
+    assert typicality.crop_typicality_weights(crops[:-1], np.ones(count - 1)) is None  # under the gate
+    assert typicality.crop_typicality_weights([np.zeros((0, 3))] * count, np.ones(count)) is None
+
+
+def stage_whole_and_part(folder):
+    """MIN_TYPICAL_IMAGES images, each with a whole object (4 patch cells) and a part (1 cell) of the folder's kind,
+    alike in their pooled tokens; the whole outscores the part except in every fifth image. Returns (images,
+    features)."""
+    count = typicality.MIN_TYPICAL_IMAGES
+    whole, part = np.zeros((2, 32, 32), bool)
+    whole[:16, :16] = True  # cells 0, 1, 4, 5
+    part[16:24, 16:24] = True  # cell 10
+    features, images = {}, {}
+    for index in range(count):
+        image_id = f"im{index}"
+        features[image_id], _ = features_and_masks([0, 1, 4, 5, 10], [])
+        scores = np.array([0.5, 0.6] if index % 5 == 0 else [0.6, 0.3], np.float32)  # [whole, part]
+        order = np.argsort(-scores)
+        save_image_predictions(folder / f"{image_id}.npz", np.zeros((32, 32), np.uint16),
+                               np.stack([whole, part])[order], np.ones(2, np.int32), scores[order])
+        images[image_id] = ({"image_id": image_id}, set())
+    return images, features
+
+
+def first_is_whole(folder, images) -> list:
+    return [np.asarray(load_image_predictions(folder / f"{i}.npz")[1][0], bool).sum() == 256 for i in images]
+
+
+def test_crops_tell_a_whole_from_its_part_where_the_pooled_tokens_cannot(tmp_path):
+    """The crops of a whole and its part differ (besides what every crop shares): most images put the whole first,
+    so where a part outscores it, the crops put the whole first; the pooled tokens alone cannot."""
+    count = typicality.MIN_TYPICAL_IMAGES
+    seen = []
+
+    def embed_crops(entry, masks):
+        seen.append(len(masks))
+        return np.array([[1.0, 0.0, 3.0] if np.asarray(m).sum() > 100 else [0.0, 1.0, 3.0] for m in masks])
+
+    images, features = stage_whole_and_part(tmp_path)
+    summary = rank_by_typicality(tmp_path, images, lambda entry: features[entry["image_id"]], lambda: embed_crops)
+    assert summary["used"] and summary["crops"] == 2 * count and sum(seen) == 2 * count
+    assert summary["images_reordered"] == count // 5 and all(first_is_whole(tmp_path, images))
+    for image_id in images:
+        scores = load_image_predictions(tmp_path / f"{image_id}.npz")[3]
+        assert list(scores) == sorted(scores, reverse=True)
+    # without crops (none asked for, or weights that cannot be loaded) the pooled ranking alone decides
+    for name, crop_embedder in (("none", None), ("unloadable", lambda: None)):
+        (tmp_path / name).mkdir()
+        images, features = stage_whole_and_part(tmp_path / name)
+        summary = rank_by_typicality(tmp_path / name, images, lambda entry: features[entry["image_id"]],
+                                     crop_embedder)
+        assert summary["used"] and summary["crops"] is None and summary["images_reordered"] == 0
+        assert sum(first_is_whole(tmp_path / name, images)) == count - count // 5
+
+
+def test_a_user_object_is_neither_looked_at_nor_moved_by_the_crops(tmp_path):
+    images, features = stage_whole_and_part(tmp_path)
+    images["im0"] = (images["im0"][0], {0})  # the user drew im0's part, first there
+
+    def embed_crops(entry, masks):
+        return np.array([[1.0, 0.0, 3.0] if np.asarray(m).sum() > 100 else [0.0, 1.0, 3.0] for m in masks])
+
+    summary = rank_by_typicality(tmp_path, images, lambda entry: features[entry["image_id"]], lambda: embed_crops)
+    assert summary["crops"] == 2 * len(images) - 1
+    _, masks, _, scores = load_image_predictions(tmp_path / "im0.npz")
+    assert np.asarray(masks[0], bool).sum() == 64 and scores[0] == pytest.approx(0.6)
+    assert sum(first_is_whole(tmp_path, images)) == len(images) - 1
+
+
+def test_no_crops_are_looked_at_in_a_small_folder(tmp_path):
+    features, masks = features_and_masks([0], [10])
+    save_image_predictions(tmp_path / "a.npz", np.zeros((32, 32), np.uint16), masks, np.ones(2, np.int32),
+                           np.array([0.9, 0.1], np.float32))
+
+    def never():
+        raise AssertionError("the crop embedder was opened below the gate")
+
+    summary = rank_by_typicality(tmp_path, {"a": ({"image_id": "a"}, set())}, lambda entry: features, never)
+    assert summary["used"] is False and summary["crops"] is None

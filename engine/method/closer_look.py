@@ -256,16 +256,45 @@ def crop_embedder(config: dict, input_share: float = 1.0, device: str = "auto"):
     weights of a project's stored run settings (project.json's ``config``), at :func:`crop_precision`, crops fed
     at ``input_share`` of the run's input size, on ``device`` (chosen by the command, as every command does: never
     the one stored with a project made elsewhere)."""
-    backbone = config.get("backbone") or DEFAULT_BACKBONE
-    input_size = config.get("input_size") or get_backbone_spec(backbone).default_input_size
-    settings = (backbone, config.get("weights"), device, int(round(input_size * input_share)),
-                crop_precision(config.get("precision"), device))
+    settings = _crop_settings(config, input_share, device)
     extractor = crop_extractor(*settings)
 
     def extract(crops: list) -> list:
         return extractor.block_tokens(crops, crop_block(extractor.depth))
 
     return remembering(extract, _recent_crops(*settings))
+
+
+def _crop_settings(config: dict, input_share: float, device: str) -> tuple:
+    """:func:`crop_extractor`'s arguments for a project's stored run settings."""
+    backbone = config.get("backbone") or DEFAULT_BACKBONE
+    input_size = config.get("input_size") or get_backbone_spec(backbone).default_input_size
+    return (backbone, config.get("weights"), device, int(round(input_size * input_share)),
+            crop_precision(config.get("precision"), device))
+
+
+OBJECT_CROP_SIDE = 224  # an object's masked crop, as the masked_crop_cls clustering embedding feeds it
+
+
+def object_crop_embedder(config: dict, device: str = "auto"):
+    """embed(image, masks) -> (m, D): the CLS token of each mask's box crop with the pixels outside the mask
+    painted grey (the ``masked_crop_cls`` embedding), fed at OBJECT_CROP_SIDE px through the recut's network (one
+    model in memory) at :func:`crop_precision`; None when the weights cannot be loaded now."""
+    from engine.method.clustering import box_crop
+    from engine.method.weights import WeightsNotFoundError
+
+    try:
+        extractor = crop_extractor(*_crop_settings(config, RECUT_INPUT_SHARE, device))
+    except (WeightsNotFoundError, OSError, ValueError) as error:
+        logger.warning("Objects not looked at as crops (%s); the typicality ranking uses the cached features.",
+                       error)
+        return None
+
+    def embed(image: np.ndarray, masks) -> np.ndarray:
+        crops = [box_crop(image, np.asarray(mask, bool), mask_background=True) for mask in masks]
+        return extractor.cls_embeddings(crops, OBJECT_CROP_SIDE)
+
+    return embed
 
 
 @functools.lru_cache(maxsize=2)  # one per crop_extractor

@@ -264,12 +264,22 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     shutil.rmtree(staging / RECUT_TOKENS_DIR, ignore_errors=True)
     progress("cut groups", 1, 1)
     typical = rank_by_typicality(staging, {image_id: (entry, users) for image_id, (entry, _, users)
-                                           in groups.images.items()}, lambda entry: load_features(cache, entry))
+                                           in groups.images.items()}, lambda entry: load_features(cache, entry),
+                                 lambda: _typical_crops(project_config, images, device))
     atomic_write_json(staging / "stamp.json", {"clustering": clusters.get("id"), "images": len(entries)})
     project.replace_predictions()
     return {"instances_predicted": total + (group_cut["objects_added"] if group_cut else 0), "carried": carried_to,
             "closer_look_seconds": None if recut is None else round(recut_seconds, 2), "group_cut": group_cut,
             "typical": typical}
+
+
+def _typical_crops(project_config: dict, images: ImageSource, device: str):
+    """embed_crops(entry, masks) for the typicality ranking: the objects' masked crops' CLS tokens
+    (engine.method.closer_look.object_crop_embedder); None when the weights cannot be loaded now."""
+    from engine.method.closer_look import object_crop_embedder
+
+    embed = object_crop_embedder(project_config.get("config", {}), device)
+    return None if embed is None else (lambda entry, masks: embed(images.load(entry), masks))
 
 
 def _dense_ranking(project_config: dict) -> dict:

@@ -150,5 +150,8 @@ def describe_typical(summary: dict | None) -> str | None:
     if not summary["used"]:
         return (f"each image's masks kept in their own order: learning what the folder's images share "
                 f"needs {summary['min_images']} images with masks (this folder has {summary['images']})")
+    looked = (f", its first masks looked at as whole crops ({summary['crops']} crops)"
+              if summary.get("crops") else "")
     return (f"masks reordered so that each image's first is the most like the object the folder's "
-            f"{summary['images']} images share: a different first mask in {summary['images_reordered']} images")
+            f"{summary['images']} images share{looked}: a different first mask in {summary['images_reordered']} "
+            "images")

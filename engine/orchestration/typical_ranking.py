@@ -1,7 +1,8 @@
 """The folder's staged final objects ranked by how typical they are of what its images put first
-(engine.method.typicality): a first pass takes each image's top object's embedding, the prototype is their
-score-weighted mean, and a second pass scores every object not the user's times its typicality weight and writes
-the image again, best first. Two passes over the staging folder, one image at a time, as the group cut's."""
+(engine.method.typicality): a first pass takes each image's top object's embedding and the prototype is their
+score-weighted mean; a second pass weighs every object not the user's by its typicality and, given ``embed_crops``,
+sees the new first objects of each image as masked crops; a third weighs those by the crops' own prototype and
+writes the image again, best first. Passes over the staging folder, one image at a time, as the group cut's."""
 from __future__ import annotations
 
 import time
@@ -10,16 +11,26 @@ from pathlib import Path
 import numpy as np
 
 from engine.masks import LabelMasks
-from engine.method.typicality import MIN_TYPICAL_IMAGES, folder_prototype, object_embeddings, typicality_weights
+from engine.method.typicality import (
+    CROP_TYPICAL_OBJECTS,
+    MIN_TYPICAL_IMAGES,
+    crop_typicality_weights,
+    folder_prototype,
+    object_embeddings,
+    typicality_weights,
+)
 from engine.state.project import load_image_predictions, save_image_predictions
 
 
-def rank_by_typicality(staging: Path, images: dict, features_of) -> dict | None:
+def rank_by_typicality(staging: Path, images: dict, features_of, crop_embedder=None) -> dict | None:
     """``images``: {image id: (images.json entry, positions of the user's objects in the staged order)};
-    ``features_of(entry)``: the image's cached features. Returns {"used": whether the prototype was (under
+    ``features_of(entry)``: the image's cached features; ``crop_embedder()``: called once, only when the prototype
+    is used, returns ``embed_crops(entry, masks)`` -> the (m, D) CLS tokens of the masks' masked crops, or None
+    when they cannot be had (None, or no crop_embedder: the pooled typicality alone). Returns {"used": whether the prototype was (under
     ``min_images`` = MIN_TYPICAL_IMAGES images with objects it is not), "images": images with objects, "min_images",
     "top_cosine": the top objects' mean cosine to the prototype, "images_reordered": images whose top object
-    changed, "seconds"}; None without images."""
+    changed, "crops": objects seen as crops (None: not looked at), "crop_seconds", "seconds"}; None without
+    images."""
     if not images:
         return None
     started = time.perf_counter()
@@ -33,21 +44,48 @@ def rank_by_typicality(staging: Path, images: dict, features_of) -> dict | None:
     prototype = folder_prototype(np.array(tops), np.array(top_scores)) if tops else None
     if prototype is None:
         return {"used": False, "images": len(tops), "min_images": MIN_TYPICAL_IMAGES, "top_cosine": None,
-                "images_reordered": 0, "seconds": round(time.perf_counter() - started, 2)}
-    reordered = 0
+                "images_reordered": 0, "crops": None, "crop_seconds": None,
+                "seconds": round(time.perf_counter() - started, 2)}
+    embed_crops = crop_embedder() if crop_embedder is not None else None
+    ranked, crops, crop_seconds = {}, {}, 0.0  # image id -> (original top, weighted scores); crops' CLS tokens
     for image_id, (entry, users) in images.items():
-        path = staging / f"{image_id}.npz"
-        _, stored, classes, scores = load_image_predictions(path)
+        _, stored, _, scores = load_image_predictions(staging / f"{image_id}.npz")
         if not len(stored):
             continue
         weights = typicality_weights(object_embeddings(features_of(entry), stored), prototype)
         weights[sorted(users)] = 1.0  # the user's objects keep their scores
-        ranked = np.asarray(scores, np.float32) * weights
-        order = np.argsort(-ranked, kind="stable")
+        ranked[image_id] = (int(np.argmax(scores)), np.asarray(scores, np.float32) * weights)
+        if embed_crops is not None:
+            first = [i for i in np.argsort(-ranked[image_id][1], kind="stable") if i not in users]
+            crop_start = time.perf_counter()
+            chosen = np.array(first[:CROP_TYPICAL_OBJECTS], int)
+            crops[image_id] = (chosen, embed_crops(entry, stored[chosen]) if len(chosen) else np.zeros((0, 1)))
+            crop_seconds += time.perf_counter() - crop_start
+    crop_weights = None
+    if crops:
+        ids = list(crops)
+        found = crop_typicality_weights([crops[i][1] for i in ids],
+                                        [ranked[i][1][crops[i][0][0]] if len(crops[i][0]) else 0.0 for i in ids])
+        crop_weights = None if found is None else dict(zip(ids, found))
+    reordered = 0
+    for image_id, (original_top, weighted) in ranked.items():
+        path = staging / f"{image_id}.npz"
+        _, stored, classes, _ = load_image_predictions(path)
+        if crop_weights is not None and len(crops[image_id][0]):
+            chosen, weights = crops[image_id][0], crop_weights[image_id]
+            # the objects past the crops' keep their order below them: each takes the image's lowest crop weight
+            factor = np.full(len(weighted), weights.min(), np.float32)
+            factor[chosen] = weights
+            factor[sorted(images[image_id][1])] = 1.0
+            weighted = weighted * factor
+        order = np.argsort(-weighted, kind="stable")
         masks = LabelMasks.from_stack(stored)
         masks = LabelMasks(masks.labels, masks.ids[order])
-        save_image_predictions(path, masks.painted(classes[order]), masks, classes[order], ranked[order])
-        reordered += int(order[0] != int(np.argmax(scores)))
+        save_image_predictions(path, masks.painted(classes[order]), masks, classes[order], weighted[order])
+        reordered += int(order[0] != original_top)
     top_cosine = round(float(np.mean(np.array(tops) @ prototype)), 3)
+    looked = sum(len(chosen) for chosen, _ in crops.values()) if crop_weights is not None else None
     return {"used": True, "images": len(tops), "min_images": MIN_TYPICAL_IMAGES, "top_cosine": top_cosine,
-            "images_reordered": reordered, "seconds": round(time.perf_counter() - started, 2)}
+            "images_reordered": reordered, "crops": looked,
+            "crop_seconds": round(crop_seconds, 2) if crops else None,
+            "seconds": round(time.perf_counter() - started, 2)}
