@@ -144,7 +144,7 @@ def test_crops_tell_a_whole_from_its_part_where_the_pooled_tokens_cannot(tmp_pat
     for name, crop_embedder in (("none", None), ("unloadable", lambda: None)):
         (tmp_path / name).mkdir()
         images, features = stage_whole_and_part(tmp_path / name)
-        summary = rank_by_typicality(tmp_path / name, images, lambda entry: features[entry["image_id"]],
+        summary = rank_by_typicality(tmp_path / name, images, lambda entry, f=features: f[entry["image_id"]],
                                      crop_embedder)
         assert summary["used"] and summary["crops"] is None and summary["images_reordered"] == 0
         assert sum(first_is_whole(tmp_path / name, images)) == count - count // 5

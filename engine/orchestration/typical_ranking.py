@@ -26,11 +26,11 @@ def rank_by_typicality(staging: Path, images: dict, features_of, crop_embedder=N
     """``images``: {image id: (images.json entry, positions of the user's objects in the staged order)};
     ``features_of(entry)``: the image's cached features; ``crop_embedder()``: called once, only when the prototype
     is used, returns ``embed_crops(entry, masks)`` -> the (m, D) CLS tokens of the masks' masked crops, or None
-    when they cannot be had (None, or no crop_embedder: the pooled typicality alone). Returns {"used": whether the prototype was (under
-    ``min_images`` = MIN_TYPICAL_IMAGES images with objects it is not), "images": images with objects, "min_images",
-    "top_cosine": the top objects' mean cosine to the prototype, "images_reordered": images whose top object
-    changed, "crops": objects seen as crops (None: not looked at), "crop_seconds", "seconds"}; None without
-    images."""
+    when they cannot be had (None, or no crop_embedder: the pooled typicality alone). Returns {"used": whether
+    the prototype was (under ``min_images`` = MIN_TYPICAL_IMAGES images with objects it is not), "images": images
+    with objects, "min_images", "top_cosine": the top objects' mean cosine to the prototype, "images_reordered":
+    images whose top object changed, "crops": objects seen as crops (None: not looked at), "crop_seconds",
+    "seconds"}; None without images."""
     if not images:
         return None
     started = time.perf_counter()
