@@ -373,3 +373,34 @@ def test_the_crops_cut_reads_a_recut_crop_holding_the_object_unless_it_is_far_la
     far = (100, 100, 100 + int(CROP_REUSE_SIDE * side) + 5, 100 + int(CROP_REUSE_SIDE * side) + 5)  # holds 2: too large
     windows = small_object_windows(labels, [1, 2], known=[near, far, (0, 0, 200, 200)])
     assert windows == {1: near, 2: own}
+
+
+def test_an_objects_crop_is_described_by_its_own_pixels_alone_and_without_weights_by_nothing(monkeypatch):
+    """The typicality ranking's crops (object_crop_embedder): one CLS token per mask, from the mask's box with the
+    pixels outside the mask painted grey, so what lies around an object does not change it."""
+    import engine.method.closer_look as closer_look
+    from engine.method.weights import WeightsNotFoundError
+
+    config = {"backbone": "dinov2_vits14", "weights": "random", "input_size": 56, "precision": "float32"}
+    embed = closer_look.object_crop_embedder(config, device="cpu")
+    image = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    masks = np.zeros((2, 60, 80), bool)
+    masks[0, 10:30, 10:40] = True
+    masks[1, 35:55, 50:75] = True
+    masks[1, 40:45, 55:60] = False  # a hole: painted grey as well
+    vectors = embed(image, masks)
+    assert vectors.shape == (2, 384) and not np.allclose(vectors[0], vectors[1])
+    elsewhere = image.copy()
+    elsewhere[:, :8] = 0  # outside both boxes
+    elsewhere[40:45, 55:60] = 255  # inside the second box, outside its mask
+    np.testing.assert_array_equal(embed(elsewhere, masks), vectors)  # the same crops, to the bit
+    inside = image.copy()
+    inside[12:20, 12:20] = 0
+    changed = embed(inside, masks)
+    assert not np.array_equal(changed[0], vectors[0]) and np.array_equal(changed[1], vectors[1])
+
+    def no_weights(*settings):
+        raise WeightsNotFoundError("dinov2_vits14: no weights here")
+
+    monkeypatch.setattr(closer_look, "crop_extractor", no_weights)
+    assert closer_look.object_crop_embedder(config, device="cpu") is None
