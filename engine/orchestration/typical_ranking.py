@@ -1,6 +1,6 @@
 """The folder's staged final objects ranked by how typical they are of what its images put first
 (engine.method.typicality): a first pass takes each image's top object's embedding and the prototype is their
-score-weighted mean; a second pass weighs every object not the user's by its typicality and, given ``embed_crops``,
+score-weighted mean; a second pass weighs every object not the user's by its typicality and, given a crop embedder,
 sees the new first objects of each image as masked crops; a third weighs those by the crops' own prototype and
 writes the image again, best first. Passes over the staging folder, one image at a time, as the group cut's."""
 from __future__ import annotations
