@@ -5,7 +5,8 @@ first TOP final objects (as the project ranks them, the engine's typicality incl
 (background painted grey, as the `masked_crop_cls` clustering embedding) and sent through the backbone at 224 px
 (bfloat16 on CPUs with native units); the folder's prototype is the score-weighted mean of the top objects' CLS
 tokens (less the folder's mean crop CLS, unit length), and the objects are re-ranked by score x
-((1 + cosine) / 2)^p; the objects past TOP get the image's lowest weight. Nothing is written. Run from the
+((1 + cosine) / 2)^p; the objects past TOP get the image's lowest weight. ``IMAGES=DIR``: the pixels of a noised
+copy (files NAME.png); ``CONTEXT=1``: the crops keep their background. Nothing is written. Run from the
 repository root:
     .venv/bin/python benchmarks/experiments/whole_subject/crop_typicality.py PROJECT FOLDER [TOP]"""
 import os
@@ -33,7 +34,8 @@ if pixels_dir != folder / "images":
     images = [replace(i, file_name=f"{i.file_name}.png") for i in images]
 loaded = {n: v for n, v in common.final_objects(project, images).items() if len(v[0])}
 names = list(loaded)
-cache = project / f"crop_cls_top{top}.npz"
+context = bool(os.environ.get("CONTEXT"))  # the crop with its background (`crop_cls`) instead of painted grey
+cache = project / f"crop_cls_top{top}{'_context' if context else ''}.npz"
 if cache.exists():
     stored = np.load(cache)
     cls = {n: stored[str(i)] for i, n in enumerate(names)}
@@ -44,7 +46,7 @@ else:
         masks, scores = loaded[name]
         pixels = np.asarray(Image.open(pixels_dir / name).convert("RGB"))
         order = np.argsort(-scores, kind="stable")[:top]
-        cls[name] = extractor.cls_embeddings([box_crop(pixels, masks[j], mask_background=True) for j in order],
+        cls[name] = extractor.cls_embeddings([box_crop(pixels, masks[j], mask_background=not context) for j in order],
                                              precision="bfloat16")
         if i % 20 == 0:
             print(f"{i}/{len(names)} images, {time.perf_counter() - started:.0f} s", flush=True)
