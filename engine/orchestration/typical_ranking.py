@@ -56,22 +56,22 @@ def rank_by_typicality(staging: Path, images: dict, features_of, crop_embedder=N
         weights[sorted(users)] = 1.0  # the user's objects keep their scores
         ranked[image_id] = (int(np.argmax(scores)), np.asarray(scores, np.float32) * weights)
         if embed_crops is not None:
-            first = [i for i in np.argsort(-ranked[image_id][1], kind="stable") if i not in users]
             crop_start = time.perf_counter()
-            chosen = np.array(first[:CROP_TYPICAL_OBJECTS], int)
-            crops[image_id] = (chosen, embed_crops(entry, stored[chosen]) if len(chosen) else np.zeros((0, 1)))
+            chosen = np.array([i for i in np.argsort(-ranked[image_id][1], kind="stable")
+                               if i not in users][:CROP_TYPICAL_OBJECTS], int)
+            if len(chosen):  # an image of the user's objects alone has none to look at
+                crops[image_id] = (chosen, embed_crops(entry, stored[chosen]))
             crop_seconds += time.perf_counter() - crop_start
     crop_weights = None
     if crops:
-        ids = list(crops)
-        found = crop_typicality_weights([crops[i][1] for i in ids],
-                                        [ranked[i][1][crops[i][0][0]] if len(crops[i][0]) else 0.0 for i in ids])
-        crop_weights = None if found is None else dict(zip(ids, found))
+        found = crop_typicality_weights([vectors for _, vectors in crops.values()],
+                                        [ranked[i][1][chosen[0]] for i, (chosen, _) in crops.items()])
+        crop_weights = None if found is None else dict(zip(crops, found))
     reordered = 0
     for image_id, (original_top, weighted) in ranked.items():
         path = staging / f"{image_id}.npz"
         _, stored, classes, _ = load_image_predictions(path)
-        if crop_weights is not None and len(crops[image_id][0]):
+        if crop_weights is not None and image_id in crops:
             chosen, weights = crops[image_id][0], crop_weights[image_id]
             # the objects past the crops' keep their order below them: each takes the image's lowest crop weight
             factor = np.full(len(weighted), weights.min(), np.float32)
@@ -87,5 +87,5 @@ def rank_by_typicality(staging: Path, images: dict, features_of, crop_embedder=N
     looked = sum(len(chosen) for chosen, _ in crops.values()) if crop_weights is not None else None
     return {"used": True, "images": len(tops), "min_images": MIN_TYPICAL_IMAGES, "top_cosine": top_cosine,
             "images_reordered": reordered, "crops": looked,
-            "crop_seconds": round(crop_seconds, 2) if crops else None,
+            "crop_seconds": round(crop_seconds, 2) if embed_crops is not None else None,
             "seconds": round(time.perf_counter() - started, 2)}
