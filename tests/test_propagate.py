@@ -101,5 +101,7 @@ def test_a_correction_reaches_the_near_duplicate_frame_and_no_other_image(tmp_pa
     ious = [(m & drawn[0]).sum() / (m | drawn[0]).sum() for m in masks]
     best = int(np.argmax(ious))
     assert ious[best] > 0.5 and classes[best] == LabelState.load(project).resolve(2)
+    stamp = read_json(Project(project).predictions_dir / "stamp.json")  # where the overlapping pass finds it
+    assert stamp["user_objects"] == {entries["frame_2.png"]["image_id"]: [best]}
     other_masks, _, _ = predicted("other.png")
     assert all((m & drawn[0]).sum() / (m | drawn[0]).sum() < 0.5 for m in other_masks)

@@ -452,14 +452,16 @@ def test_a_view_is_refused_where_auto_chooses_dense_proposals(tiny_folder, tmp_p
     assert not (tmp_path / "project").exists()  # refused before anything was written
 
 
-def test_the_second_run_follows_the_first_runs_centres_gate(tiny_folder, tmp_path, monkeypatch):
+def test_the_second_run_follows_the_first_runs_decisions(tiny_folder, tmp_path, monkeypatch):
     from engine.orchestration import distillation
-    from engine.orchestration.overlapping import centres_gate
+    from engine.orchestration.overlapping import view_decisions
     from engine.orchestration.pipeline import run
 
-    assert centres_gate({"group_cut": None}) is None
-    assert centres_gate({"group_cut": {"used": True, "in_crops": {"used": False}}}) == {"image": True, "crops": False}
-    assert centres_gate({"group_cut": {"used": False, "in_crops": None}}) == {"image": False, "crops": None}
+    assert view_decisions({"group_cut": None}) == {"centres": None}
+    used = {"group_cut": {"used": True, "in_crops": {"used": False}}}
+    assert view_decisions(used)["centres"] == {"image": True, "crops": False}
+    unused = {"group_cut": {"used": False, "in_crops": None}}
+    assert view_decisions(unused)["centres"] == {"image": False, "crops": None}
     gates = []
     original = distillation.GroupCutting
 
@@ -467,7 +469,86 @@ def test_the_second_run_follows_the_first_runs_centres_gate(tiny_folder, tmp_pat
         gates.append(gate)
         return original(*args, gate=gate, **kwargs)
 
+    ranked = distillation.rank_by_typicality
+    crop_embedders = []
+
+    def ranking(staging, images, features_of, crop_embedder=None):
+        crop_embedders.append(crop_embedder)
+        return ranked(staging, images, features_of, crop_embedder)
+
     monkeypatch.setattr(distillation, "GroupCutting", recording)
+    monkeypatch.setattr(distillation, "rank_by_typicality", ranking)
     run(tiny_folder, tmp_path / "p", RunConfig(input_size=112, second_scale=168, num_classes=2, batch_size=2))
     first = json.loads((tmp_path / "p" / "report.json").read_text())["distillation"]
-    assert gates == [None, centres_gate(first)]  # the first run decides; its second scale follows
+    assert gates == [None, view_decisions(first)["centres"]]  # the first run decides; its second scale follows
+    # neither run looks at crops: the overlapping objects' pass looks at the first objects of both together
+    assert crop_embedders == [None, None]
+    run(tiny_folder, tmp_path / "alone", RunConfig(input_size=112, num_classes=2, batch_size=2))
+    assert crop_embedders[2] is not None  # without views the ranking looks at them itself
+
+
+def _scale_weights(path) -> np.ndarray:
+    with np.load(path) as data:
+        return data["scale_weights"].copy() if "scale_weights" in data else np.ones(len(data["scores"]), np.float32)
+
+
+def test_the_views_objects_and_the_first_runs_are_seen_as_crops_together(two_scale_run, tmp_path, monkeypatch):
+    """With views the crops' typicality weighs each image's first objects once the views' are added: the objects
+    looked at are the first CROP_TYPICAL_OBJECTS of both files by their scores then (the user's left out), every
+    first-run object's weight is the second scale's agreement times the crops', the overlapping objects take the
+    crops' too, and a second pass gives the same weights."""
+    from engine.method import typicality
+    from engine.orchestration import overlapping
+    from engine.orchestration.outcome import describe_folder_passes
+    from engine.state.project import Project, predicted_scores
+
+    project_dir, entries, _ = _copy_with_overlapping(two_scale_run, tmp_path)
+    project = Project(project_dir)
+    monkeypatch.setattr(overlapping, "typical_crop_embedder", lambda *a: None)
+    assert overlapping.add_overlapping_objects(project, entries)["typical_crops"] is None  # no weights: no crops
+    agreement = {e["image_id"]: _scale_weights(project.predictions_path(e["image_id"])) for e in entries}
+    user_image = entries[0]["image_id"]
+    stamp_path = project.predictions_dir / "stamp.json"
+    stamp = json.loads(stamp_path.read_text())
+    stamp_path.write_text(json.dumps({**stamp, "user_objects": {user_image: [0]}}))
+    seen: dict = {}
+
+    def embed(entry, masks):  # a vector per mask from its area: larger masks lie nearer the folder's first ones
+        seen[entry["image_id"]] = np.asarray(masks).copy()
+        area = np.asarray(masks).sum(axis=(1, 2)) / np.asarray(masks)[0].size
+        return np.stack([np.cos(3 * area), np.sin(3 * area), np.ones_like(area)], axis=1).astype(np.float32)
+
+    monkeypatch.setattr(overlapping, "typical_crop_embedder", lambda *a: embed)
+    monkeypatch.setattr(overlapping, "MIN_TYPICAL_IMAGES", 2)  # the tiny folder is under the gate
+    monkeypatch.setattr(typicality, "MIN_TYPICAL_IMAGES", 2)
+    summary = overlapping.add_overlapping_objects(project, entries)
+    crops = summary["typical_crops"]
+    assert crops is not None and crops["crops"] == sum(len(m) for m in seen.values()) > 0
+    assert crops["images"] == len(seen)
+    assert f"looked at as whole crops ({crops['crops']} crops)" in " ".join(describe_folder_passes(summary))
+    views_looked_at = 0
+    for entry in entries:
+        image_id = entry["image_id"]
+        path = project.predictions_path(image_id)
+        first = _objects(path)[0]
+        added_path = project.overlapping_path(image_id)
+        added = _objects(added_path)[0] if added_path.exists() else np.zeros((0, *first.shape[1:]), bool)
+        scores = np.concatenate([predicted_scores(path) * agreement[image_id],
+                                 predicted_scores(added_path) if len(added) else np.zeros(0)])
+        users = [0] if image_id == user_image else []
+        order = [i for i in np.argsort(-scores, kind="stable") if i not in users][:typicality.CROP_TYPICAL_OBJECTS]
+        both = np.concatenate([first, added])
+        assert np.array_equal(seen[image_id], both[order])  # the first objects of both, by the scores then
+        views_looked_at += sum(i >= len(first) for i in order)
+        factor = np.concatenate([_scale_weights(path) / agreement[image_id],
+                                 _scale_weights(added_path) if len(added) else np.zeros(0)])
+        assert factor.max() <= 1 + 1e-6 and factor.min() > 0
+        rest = np.setdiff1d(np.arange(len(both)), order + users)
+        assert np.allclose(factor[rest], factor[order].min())  # the others keep their order below
+        if users:
+            assert factor[0] == pytest.approx(1.0)  # the user's object is neither looked at nor moved
+    assert views_looked_at  # the tiny folder's views put some of their objects among the first
+    before = {e["image_id"]: _scale_weights(project.predictions_path(e["image_id"])) for e in entries}
+    overlapping.add_overlapping_objects(project, entries)
+    for entry in entries:  # nothing compounds
+        assert np.allclose(_scale_weights(project.predictions_path(entry["image_id"])), before[entry["image_id"]])

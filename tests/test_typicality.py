@@ -174,3 +174,24 @@ def test_no_crops_are_looked_at_in_a_small_folder(tmp_path):
 
     summary = rank_by_typicality(tmp_path, {"a": ({"image_id": "a"}, set())}, lambda entry: features, never)
     assert summary["used"] is False and summary["crops"] is None
+
+
+def test_the_ranking_says_where_the_users_objects_lie_once_reordered(tmp_path):
+    """The overlapping objects' pass finds the user's objects by the positions the ranking returns (written to
+    predictions/stamp.json): they follow the reordering."""
+    images, features = stage_whole_and_part(tmp_path)
+    images["im0"] = (images["im0"][0], {1})  # the user drew im0's whole, staged second below its part
+
+    def embed_crops(entry, masks):
+        return np.array([[1.0, 0.0, 3.0] if np.asarray(m).sum() > 100 else [0.0, 1.0, 3.0] for m in masks])
+
+    summary = rank_by_typicality(tmp_path, images, lambda entry: features[entry["image_id"]], lambda: embed_crops)
+    assert summary["user_objects"] == {"im0": [0]}  # the part ranked below the user's whole
+    assert np.asarray(load_image_predictions(tmp_path / "im0.npz")[1][0], bool).sum() == 256
+    small = tmp_path / "small"
+    small.mkdir()
+    features_one, masks = features_and_masks([0], [10])
+    save_image_predictions(small / "a.npz", np.zeros((32, 32), np.uint16), masks, np.ones(2, np.int32),
+                           np.array([0.9, 0.1], np.float32))
+    summary = rank_by_typicality(small, {"a": ({"image_id": "a"}, {1})}, lambda entry: features_one)
+    assert summary["used"] is False and summary["user_objects"] == {"a": [1]}  # not reordered: where they were

@@ -43,7 +43,8 @@ from engine.orchestration.carried_corrections import CorrectedScenes
 from engine.orchestration.config import RunConfig
 from engine.orchestration.group_cutting import CropSource, GroupCutting
 from engine.orchestration.outcome import Progress, StageTimer, no_progress
-from engine.orchestration.typical_ranking import rank_by_typicality
+from engine.orchestration.typical_ranking import rank_by_typicality, typical_crop_embedder
+from engine.orchestration.views import asked_views
 from engine.state.label_state import LabelState
 from engine.state.project import (
     Project,
@@ -173,7 +174,7 @@ def score_and_filter(state: LabelState, entries: list, head, images: ImageSource
 
 
 def predict_project(project: Project, entries: list, head, images: ImageSource, clusters: dict,
-                    progress: Progress = no_progress, device: str = "auto", centres_gate: dict | None = None) -> dict:
+                    progress: Progress = no_progress, device: str = "auto", first_run: dict | None = None) -> dict:
     """Scored instances and their semantic map of every image into predictions/. Returns
     {"instances_predicted": count, "carried": {relative path: objects carried there from a corrected image of
     the same scene}, "closer_look_seconds": the time the final objects' closer look took (None: not taken)}.
@@ -189,7 +190,11 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     the user reviewed in a correction) teach where an object's centre lies and, where that model carries over to
     objects it did not see, groups are cut at the centres and every object not carried is ranked by its agreement
     with them (engine.orchestration.group_cutting;
-    not dense objects); ``group_cut`` in the result says what it did (None for dense objects).
+    not dense objects); ``group_cut`` in the result says what it did (None for dense objects). Then each image's
+    objects are ranked by how typical they are of the folder's first objects (engine.orchestration.typical_ranking),
+    its first ones seen as crops unless the run has views (the overlapping objects' pass looks at them with the
+    views' objects) or this is a view's run. ``first_run``: a view's run is given its first run's decisions
+    (engine.orchestration.overlapping.view_decisions); None in the first run.
 
     Written into a staging folder that replaces predictions/ only when every image is done, stamped with the
     clustering it was made for: a stopped or cancelled prediction never leaves a mix of old and new files.
@@ -210,7 +215,7 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     staging = project.predictions_staging_dir
     shutil.rmtree(staging, ignore_errors=True)
     total, carried_to, recut_seconds = 0, {}, 0.0
-    groups = GroupCutting(gate=centres_gate)  # a second scale's run follows its first run's gate
+    groups = GroupCutting(gate=(first_run or {}).get("centres"))  # a view's run follows its first run's gate
     for _, features, reviewed in scenes.reviewed_objects():
         groups.observe_reviewed(features, reviewed)
     for done, entry in enumerate(entries):
@@ -263,23 +268,18 @@ def predict_project(project: Project, entries: list, head, images: ImageSource, 
     group_cut = groups.cut_staged(staging, lambda entry: load_features(cache, entry), crops)
     shutil.rmtree(staging / RECUT_TOKENS_DIR, ignore_errors=True)
     progress("cut groups", 1, 1)
+    crops_here = first_run is None and not asked_views(project_config.get("config", {}))
     typical = rank_by_typicality(staging, {image_id: (entry, users) for image_id, (entry, _, users)
                                            in groups.images.items()}, lambda entry: load_features(cache, entry),
-                                 lambda: _typical_crops(project_config, images, device))
-    atomic_write_json(staging / "stamp.json", {"clustering": clusters.get("id"), "images": len(entries)})
+                                 (lambda: typical_crop_embedder(project_config, images, device)) if crops_here
+                                 else None)
+    user_objects = typical.pop("user_objects") if typical else {}
+    atomic_write_json(staging / "stamp.json", {"clustering": clusters.get("id"), "images": len(entries),
+                                               **({"user_objects": user_objects} if user_objects else {})})
     project.replace_predictions()
     return {"instances_predicted": total + (group_cut["objects_added"] if group_cut else 0), "carried": carried_to,
             "closer_look_seconds": None if recut is None else round(recut_seconds, 2), "group_cut": group_cut,
             "typical": typical}
-
-
-def _typical_crops(project_config: dict, images: ImageSource, device: str):
-    """embed_crops(entry, masks) for the typicality ranking: the objects' masked crops' CLS tokens
-    (engine.method.closer_look.object_crop_embedder); None when the weights cannot be loaded now."""
-    from engine.method.closer_look import object_crop_embedder
-
-    embed = object_crop_embedder(project_config.get("config", {}), device)
-    return None if embed is None else (lambda entry, masks: embed(images.load(entry), masks))
 
 
 def _dense_ranking(project_config: dict) -> dict:
@@ -349,9 +349,9 @@ def train_project_head(project: Project, entries: list, clusters: dict, device: 
 
 def distill_project(project: Project, entries: list, clusters: dict, config: RunConfig,
                     progress: Progress = no_progress, timer: StageTimer | None = None,
-                    centres_gate: dict | None = None) -> dict:
+                    first_run: dict | None = None) -> dict:
     """Initial head on all clustered masks -> drop the weakest masks -> final head on the clean set ->
-    optional self-training rounds -> predictions for every image (``centres_gate``: predict_project's). Returns a
+    optional self-training rounds -> predictions for every image (``first_run``: predict_project's). Returns a
     summary for report.json."""
     timer = timer or StageTimer()
     project_config = project.read_config()
@@ -375,7 +375,7 @@ def distill_project(project: Project, entries: list, clusters: dict, config: Run
             labels = _self_training_label_maps(state, entries, head, cache, images)
             head = _train(project, entries, labels, num_classes, head_config, device, "final", identity)
     with timer("predict"):
-        predicted = predict_project(project, entries, head, images, clusters, progress, device, centres_gate)
+        predicted = predict_project(project, entries, head, images, clusters, progress, device, first_run)
     kept = int(sum(k.sum() for k in keep.values()))
     return {"masks_kept": kept, "masks_dropped": int(sum(len(k) for k in keep.values())) - kept,
             **predicted}

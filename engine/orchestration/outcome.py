@@ -113,7 +113,7 @@ def describe_folder_passes(summary: dict) -> list:
     ``typical`` and ``overlapping``), the passes that left none out: what the CLI prints and the plugin's retrain
     panel shows."""
     lines = [describe_group_cut(summary.get("group_cut")), describe_typical(summary.get("typical")),
-             describe_overlapping(summary.get("overlapping"))]
+             describe_overlapping(summary.get("overlapping")), describe_typical_crops(summary.get("typical_crops"))]
     lines += [describe_view_missing(view) for view in summary.get("views_missing", [])]
     return [line for line in lines if line]
 
@@ -140,6 +140,15 @@ def describe_overlapping(summary: dict | None) -> str | None:
         line += ("each ranked by that and by how like the folder's masks found again it looks"
                  if summary.get("learnt_agreement") else "the others ranked below them")
     return line
+
+
+def describe_typical_crops(summary: dict | None) -> str | None:
+    """One line on the crops that weighed each image's first masks and the views' objects together
+    (engine.orchestration.overlapping); None where none did."""
+    if not summary:
+        return None
+    return (f"the first masks of {summary['images']} images, theirs and the views' together, looked at as whole "
+            f"crops ({summary['crops']} crops) and ranked by how like the folder's first masks they look")
 
 
 def describe_typical(summary: dict | None) -> str | None:

@@ -5,7 +5,10 @@ objects under most of its pixels; and the first run's objects the second scale d
 (engine.method.second_scale), in a folder of 50 images or more by half as much where they look like the objects it
 finds again (engine.method.learnt_agreement; a second pass once every image is compared). They are stored beside
 each image's predictions (``Project.overlapping_path``, the predictions' format) and the label state adds them to the
-export and the scores; the review's one label map per image shows them as a layer of their own.
+export and the scores; the review's one label map per image shows them as a layer of their own. Then, in a folder of
+50 images or more, each image's first objects of both -- its own and the views' -- are seen as crops and weighed by
+how like the folder's first objects they look (engine.orchestration.typical_ranking.CropTypicality): the first run
+left them for this pass, as each view's run would weigh only its own (measured: the crops' gain was undone).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from engine.io.images import ImageSource
 from engine.masks import mask_rle
 from engine.method.features import FeatureCache
 from engine.method.learnt_agreement import learnt_agreement_weights, learnt_found, shape_features
@@ -26,7 +30,8 @@ from engine.method.second_scale import (
     scale_iou,
     unheld_in,
 )
-from engine.method.typicality import object_embeddings
+from engine.method.typicality import MIN_TYPICAL_IMAGES, object_embeddings
+from engine.orchestration.typical_ranking import CropTypicality, typical_crop_embedder
 from engine.orchestration.views import SECOND_SCALE, asked_views
 from engine.state.project import (
     Project,
@@ -35,17 +40,17 @@ from engine.state.project import (
     save_image_predictions,
     weigh_image_predictions,
 )
-from engine.state.schema import read_images
+from engine.state.schema import read_images, read_predictions_stamp
 
 
-def centres_gate(distilled: dict) -> dict | None:
-    """The first run's learnt-centres decisions, for its views to follow ({"image": used, "crops": used or
-    None}); None where it made none (dense objects). Whether the folder's lone objects teach where an object ends is
-    the folder's question: at 672 px feral_cats' held-out R^2 sat on the gate (0.294-0.315) and rounding decided."""
+def view_decisions(distilled: dict) -> dict:
+    """What the first run decided for its views' runs to follow (``first_run`` of a view's predict_project):
+    {"centres": its learnt-centres decisions ({"image": used, "crops": used or None}; None where it made none:
+    dense objects)}. Whether the folder's lone objects teach where an object ends is the folder's question: at 672 px
+    feral_cats' held-out R^2 sat on the gate (0.294-0.315) and rounding decided."""
     cut = distilled.get("group_cut")
-    if not cut:
-        return None
-    return {"image": bool(cut["used"]), "crops": (cut.get("in_crops") or {}).get("used")}
+    return {"centres": {"image": bool(cut["used"]), "crops": (cut.get("in_crops") or {}).get("used")} if cut
+            else None}
 
 
 class _View:
@@ -101,39 +106,41 @@ class _Agreement:
         embedded = object_embeddings(features, stack) if features is not None and len(stack) else None
         self.images.append(_Compared(path, found, shapes, embedded))
 
-    def weigh(self) -> dict:
-        """Every gathered image's objects weighed; returns {"learnt": whether the folder's model weighed them,
-        "first_objects", "found_again"}."""
+    def weights(self) -> tuple:
+        """({predictions path: its objects' weights}, {"learnt": whether the folder's model weighed them,
+        "first_objects", "found_again"}) over every gathered image."""
         usable = [image for image in self.images if image.embeddings is not None]
         learnt = learnt_found([i.shapes for i in usable], [i.embeddings for i in usable], [i.found for i in usable])
         p = {id(image): probability for image, probability in zip(usable, learnt or [])}
-        for image in self.images:
-            weights = learnt_agreement_weights(image.found, p[id(image)]) if id(image) in p else \
-                agreement_weights(image.found)
-            weigh_image_predictions(image.path, weights)
-        return {"learnt": learnt is not None, "first_objects": sum(len(i.found) for i in self.images),
-                "found_again": sum(int(i.found.sum()) for i in self.images)}
+        weights = {image.path: learnt_agreement_weights(image.found, p[id(image)]) if id(image) in p else
+                   agreement_weights(image.found) for image in self.images}
+        return weights, {"learnt": learnt is not None, "first_objects": sum(len(i.found) for i in self.images),
+                         "found_again": sum(int(i.found.sum()) for i in self.images)}
 
 
-def add_overlapping_objects(project: Project, entries: list) -> dict:
+def add_overlapping_objects(project: Project, entries: list, device: str = "auto") -> dict:
     """Each image's overlapping objects written beside its predictions (all of them replaced at once), and its
     predicted objects' scores weighed by whether the second scale finds them again, in a folder of 50 images or more
     half by what the folder's objects found again look like (engine.method.learnt_agreement; the mirrored view's
-    agreement is not used: measured, it moved real-dev down). Returns {"overlapping": {"images": images with some,
-    "objects": their number, "by_view": {view: objects}, "first_objects": the predicted objects the second scale
-    compared, "found_again": those of them it found again, "learnt_agreement": whether the folder's model weighed
-    them} or None, "views_missing": the views asked for whose project has no
-    finished prediction}. An image whose pixels changed since a view's run takes nothing from it until the next run."""
-    views = _views(project, project.read_config().get("config", {}))
+    agreement is not used: measured, it moved real-dev down); then, where the run asked for views, both weighed by
+    their first objects' crops (:func:`_crop_weights`; ``device``: where the crops are embedded). Returns
+    {"overlapping": {"images": images with some, "objects": their number, "by_view": {view: objects},
+    "first_objects": the predicted objects the second scale compared, "found_again": those of them it found again,
+    "learnt_agreement": whether the folder's model weighed them} or None, "views_missing": the views asked for whose
+    project has no finished prediction, "typical_crops": {"images", "crops", "seconds"} or None where no crops
+    weighed the objects}. An image whose pixels changed since a view's run takes nothing from it until the next
+    run."""
+    project_config = project.read_config()
+    asked = _views(project, project_config.get("config", {}))
     target = project.overlapping_dir
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    missing = [view.name for view in views if not view.ready]
-    views = [view for view in views if view.ready]
-    if not views:
+    if not asked:
         shutil.rmtree(target, ignore_errors=True)
-        return {"overlapping": None, "views_missing": missing}
-    images, by_view = 0, {view.name: 0 for view in views}
+        return {"overlapping": None, "views_missing": [], "typical_crops": None}
+    missing = [view.name for view in asked if not view.ready]
+    views = [view for view in asked if view.ready]
+    images, by_view, with_objects = 0, {view.name: 0 for view in views}, 0
     agreement = _Agreement(project)
     for entry in entries:
         first_path = project.predictions_path(entry["image_id"])
@@ -158,6 +165,7 @@ def add_overlapping_objects(project: Project, entries: list) -> dict:
             scores_added += list(scores[added] * SCORE_WEIGHT)
             categories_added += list(categories)
             by_view[view.name] += len(added)
+        with_objects += bool(len(held))
         if not masks_added:
             continue
         path = project.overlapping_path(entry["image_id"], staging)
@@ -165,10 +173,55 @@ def add_overlapping_objects(project: Project, entries: list) -> dict:
         save_image_predictions(path, np.zeros(semantic.shape, np.uint16), np.stack(masks_added), categories_added,
                                np.asarray(scores_added, np.float32))
         images += 1
-    weighed = agreement.weigh()
+    weights, weighed = agreement.weights()
+    crops = _crop_weights(project, project_config, entries, weights, staging, device) \
+        if with_objects >= MIN_TYPICAL_IMAGES else None
+    for path, image_weights in weights.items():
+        weigh_image_predictions(path, image_weights)
     shutil.rmtree(target, ignore_errors=True)
     if staging.exists():
         staging.rename(target)
-    return {"overlapping": {"images": images, "objects": sum(by_view.values()), "by_view": by_view,
-                            "first_objects": weighed["first_objects"], "found_again": weighed["found_again"],
-                            "learnt_agreement": weighed["learnt"]}, "views_missing": missing}
+    overlapping = {"images": images, "objects": sum(by_view.values()), "by_view": by_view,
+                   "first_objects": weighed["first_objects"], "found_again": weighed["found_again"],
+                   "learnt_agreement": weighed["learnt"]} if views else None
+    return {"overlapping": overlapping, "views_missing": missing, "typical_crops": crops}
+
+
+def _crop_weights(project: Project, project_config: dict, entries: list, weights: dict, staging: Path,
+                  device: str) -> dict | None:
+    """Each image's first objects, of its predictions (scores times their ``weights``: {predictions path: the
+    second scale's agreement}) and its overlapping objects (in ``staging``) together, seen as crops
+    (engine.orchestration.typical_ranking.CropTypicality; the user's objects, as predictions/stamp.json lists them,
+    neither looked at nor moved); ``weights`` then holds each predictions file's weights times the crops' and each
+    overlapping file is weighed by its own. Returns {"images", "crops", "seconds"}, or None when no crops weighed
+    them (no loadable weights, too few images looked at)."""
+    embed_crops = typical_crop_embedder(project_config, ImageSource.of_project(project_config), device)
+    if embed_crops is None:
+        return None
+    users = read_predictions_stamp(project.predictions_dir / "stamp.json").get("user_objects", {})
+    crops, counts = CropTypicality(embed_crops), {}
+    for entry in entries:
+        first_path = project.predictions_path(entry["image_id"])
+        if not first_path.exists():
+            continue
+        _, masks, _, _ = load_image_predictions(first_path)
+        scores = predicted_scores(first_path) * weights.get(first_path, 1.0)
+        counts[entry["image_id"]] = len(masks)
+        added_path = project.overlapping_path(entry["image_id"], staging)
+        if added_path.exists():
+            _, added, _, added_scores = load_image_predictions(added_path)
+            masks, scores = np.concatenate([masks, added]), np.concatenate([scores, added_scores])
+        crops.look(entry["image_id"], entry, masks, scores, users.get(entry["image_id"], ()))
+    factors = crops.factors()
+    if factors is None:
+        return None
+    for entry in entries:
+        factor = factors.get(entry["image_id"])
+        if factor is None:
+            continue
+        first_path, count = project.predictions_path(entry["image_id"]), counts[entry["image_id"]]
+        weights[first_path] = np.asarray(weights.get(first_path, np.ones(count, np.float32)), np.float32) * \
+            factor[:count]
+        if len(factor) > count:
+            weigh_image_predictions(project.overlapping_path(entry["image_id"], staging), factor[count:])
+    return {"images": len(factors), "crops": crops.crops, "seconds": round(crops.seconds, 2)}

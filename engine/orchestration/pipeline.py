@@ -177,7 +177,7 @@ def run(image_folder, project_dir, config: RunConfig | None = None, progress: Pr
 
 def _run_locked(project: Project, discovery, config: RunConfig, progress: Progress, timer: StageTimer,
                 ray_address: str | None = None, proposal_choice: str | None = None,
-                centres_gate: dict | None = None) -> RunResult:
+                first_run: dict | None = None) -> RunResult:
     check_user_files(project.root)  # a wrong value in the user's files stops the run before it changes anything
     recovered = derived_file_notes(project.root)  # damaged images.json / clusters.json: rebuilt, and said so
     with timer("setup"):
@@ -208,13 +208,13 @@ def _run_locked(project: Project, discovery, config: RunConfig, progress: Progre
                                    fit_on_best=config.proposals != "dense", embedding=config.embedding)
     progress("clustering", 1, 1)
     if config.distill:
-        distilled = distill_project(project, entries, clusters, config, progress, timer, centres_gate)
+        distilled = distill_project(project, entries, clusters, config, progress, timer, first_run)
         for view, folder, settings, stages in _views(project, config):  # after the first run's prediction,
             with timer(view):                                          # whose centres gate they follow
                 _run_view(folder, discovery, settings, stages, progress, ray_address,
-                          overlapping_objects.centres_gate(distilled))
+                          overlapping_objects.view_decisions(distilled))
         with timer("overlapping objects"):
-            distilled.update(overlapping_objects.add_overlapping_objects(project, entries))
+            distilled.update(overlapping_objects.add_overlapping_objects(project, entries, config.device))
     else:  # predictions of an earlier run no longer match these clusters
         distilled = {}
         shutil.rmtree(project.predictions_dir, ignore_errors=True)
@@ -257,14 +257,14 @@ def _views(project: Project, config: RunConfig) -> list:
 
 
 def _run_view(folder, discovery, settings: RunConfig, stages: str, progress: Progress, ray_address: str | None,
-              centres_gate: dict | None) -> None:
-    """One view (:func:`_views`) run whole in its folder, its learnt-centres models used where the first run's
-    were (``centres_gate``); its stages report as "<stage> <stages>"."""
+              first_run: dict) -> None:
+    """One view (:func:`_views`) run whole in its folder, following the first run's decisions (``first_run``:
+    engine.orchestration.overlapping.view_decisions); its stages report as "<stage> <stages>"."""
     def view_progress(stage: str, done: int, total: int) -> None:
         progress(f"{stage} {stages}", done, total)
 
     with Project(folder).lock() as view:
-        _run_locked(view, discovery, settings, view_progress, StageTimer(), ray_address, centres_gate=centres_gate)
+        _run_locked(view, discovery, settings, view_progress, StageTimer(), ray_address, first_run=first_run)
 
 
 def _stored_config(project: Project, project_config: dict, **overrides) -> RunConfig:
@@ -285,7 +285,7 @@ def distill(project_dir, progress: Progress | None = None, device: str = "auto",
     with project.lock(), decoding_once():
         repaired = repair_feature_cache(project, project_config, entries, config)
         summary = distill_project(project, entries, clusters, config, progress or no_progress, timer)
-        summary.update(overlapping_objects.add_overlapping_objects(project, entries))  # the second scale's, kept
+        summary.update(overlapping_objects.add_overlapping_objects(project, entries, config.device))  # views' kept
         summary["export"] = export_coco(project, entries, clusters, images.root)
         summary["export"]["warnings"] = repaired + summary["export"]["warnings"]
         write_overview(project, entries, clusters, images)
@@ -307,7 +307,7 @@ def predict(project_dir, progress: Progress | None = None, device: str = "auto")
     with project.lock(), decoding_once():
         repaired = repair_feature_cache(project, project_config, entries, config)
         predicted = predict_project(project, entries, head, images, clusters, progress or no_progress, device)
-        predicted.update(overlapping_objects.add_overlapping_objects(project, entries))  # the second scale's, kept
+        predicted.update(overlapping_objects.add_overlapping_objects(project, entries, device))  # views' kept
         export = export_coco(project, entries, clusters, images.root)
         export["warnings"] = repaired + export["warnings"]
         write_overview(project, entries, clusters, images)

@@ -1,8 +1,10 @@
 """The folder's staged final objects ranked by how typical they are of what its images put first
 (engine.method.typicality): a first pass takes each image's top object's embedding and the prototype is their
 score-weighted mean; a second pass weighs every object not the user's by its typicality and, given a crop embedder,
-sees the new first objects of each image as masked crops; a third weighs those by the crops' own prototype and
-writes the image again, best first. Passes over the staging folder, one image at a time, as the group cut's."""
+sees the new first objects of each image as masked crops (:class:`CropTypicality`); a third weighs those by the
+crops' own prototype and writes the image again, best first. Passes over the staging folder, one image at a time,
+as the group cut's. With the run's views the crops wait for the views' objects: the overlapping objects' pass
+(engine.orchestration.overlapping) looks at each image's first objects of all of them together."""
 from __future__ import annotations
 
 import time
@@ -22,6 +24,49 @@ from engine.method.typicality import (
 from engine.state.project import load_image_predictions, save_image_predictions
 
 
+class CropTypicality:
+    """Each image's first objects (its CROP_TYPICAL_OBJECTS best scored, not the user's) seen as masked crops, then
+    weighed by the crops' folder prototype (engine.method.typicality.crop_typicality_weights). ``embed_crops(entry,
+    masks)`` -> the (m, D) CLS tokens of the masks' crops. Keeps the tokens, never the masks."""
+
+    def __init__(self, embed_crops):
+        self.embed_crops = embed_crops
+        self.looked: dict = {}  # image id -> (objects, chosen positions, their CLS tokens, the user's positions)
+        self.seconds = 0.0
+
+    def look(self, image_id, entry: dict, masks: np.ndarray, scores: np.ndarray, users=()) -> None:
+        """See an image's first objects (``masks`` (m, H, W) and ``scores`` (m,) of all its objects; ``users``: the
+        positions of the user's objects, never looked at)."""
+        started = time.perf_counter()
+        users = sorted(int(u) for u in users if 0 <= int(u) < len(scores))
+        chosen = np.array([i for i in np.argsort(-np.asarray(scores), kind="stable")
+                           if i not in users][:CROP_TYPICAL_OBJECTS], int)
+        if len(chosen):  # an image of the user's objects alone has none to look at
+            self.looked[image_id] = (len(scores), chosen, self.embed_crops(entry, np.asarray(masks)[chosen]), users,
+                                     float(scores[chosen[0]]))
+        self.seconds += time.perf_counter() - started
+
+    @property
+    def crops(self) -> int:
+        return sum(len(chosen) for _, chosen, *_ in self.looked.values())
+
+    def factors(self) -> dict | None:
+        """{image id: (m,) weights of its objects}: the crops' typicality for those looked at; the objects after
+        them take the image's lowest, so they keep their order below; the user's 1. None without a prototype
+        (under MIN_TYPICAL_IMAGES images looked at)."""
+        found = crop_typicality_weights([vectors for _, _, vectors, _, _ in self.looked.values()],
+                                        [top for *_, top in self.looked.values()])
+        if found is None:
+            return None
+        factors = {}
+        for (image_id, (count, chosen, _, users, _)), weights in zip(self.looked.items(), found):
+            factor = np.full(count, weights.min(), np.float32)
+            factor[chosen] = weights
+            factor[users] = 1.0
+            factors[image_id] = factor
+        return factors
+
+
 def rank_by_typicality(staging: Path, images: dict, features_of, crop_embedder=None) -> dict | None:
     """``images``: {image id: (images.json entry, positions of the user's objects in the staged order)};
     ``features_of(entry)``: the image's cached features; ``crop_embedder()``: called once, only when the prototype
@@ -30,7 +75,8 @@ def rank_by_typicality(staging: Path, images: dict, features_of, crop_embedder=N
     the prototype was (under ``min_images`` = MIN_TYPICAL_IMAGES images with objects it is not), "images": images
     with objects, "min_images", "top_cosine": the top objects' mean cosine to the prototype, "images_reordered":
     images whose top object changed, "crops": objects seen as crops (None: not looked at), "crop_seconds",
-    "seconds"}; None without images."""
+    "seconds", "user_objects": {image id: the user's objects' positions as written} for images with some}; None
+    without images."""
     if not images:
         return None
     started = time.perf_counter()
@@ -45,9 +91,11 @@ def rank_by_typicality(staging: Path, images: dict, features_of, crop_embedder=N
     if prototype is None:
         return {"used": False, "images": len(tops), "min_images": MIN_TYPICAL_IMAGES, "top_cosine": None,
                 "images_reordered": 0, "crops": None, "crop_seconds": None,
-                "seconds": round(time.perf_counter() - started, 2)}
+                "seconds": round(time.perf_counter() - started, 2),
+                "user_objects": {i: sorted(users) for i, (_, users) in images.items() if users}}
     embed_crops = crop_embedder() if crop_embedder is not None else None
-    ranked, crops, crop_seconds = {}, {}, 0.0  # image id -> (original top, weighted scores); crops' CLS tokens
+    crops = CropTypicality(embed_crops) if embed_crops is not None else None
+    ranked = {}  # image id -> (original top, weighted scores)
     for image_id, (entry, users) in images.items():
         _, stored, _, scores = load_image_predictions(staging / f"{image_id}.npz")
         if not len(stored):
@@ -55,37 +103,34 @@ def rank_by_typicality(staging: Path, images: dict, features_of, crop_embedder=N
         weights = typicality_weights(object_embeddings(features_of(entry), stored), prototype)
         weights[sorted(users)] = 1.0  # the user's objects keep their scores
         ranked[image_id] = (int(np.argmax(scores)), np.asarray(scores, np.float32) * weights)
-        if embed_crops is not None:
-            crop_start = time.perf_counter()
-            chosen = np.array([i for i in np.argsort(-ranked[image_id][1], kind="stable")
-                               if i not in users][:CROP_TYPICAL_OBJECTS], int)
-            if len(chosen):  # an image of the user's objects alone has none to look at
-                crops[image_id] = (chosen, embed_crops(entry, stored[chosen]))
-            crop_seconds += time.perf_counter() - crop_start
-    crop_weights = None
-    if crops:
-        found = crop_typicality_weights([vectors for _, vectors in crops.values()],
-                                        [ranked[i][1][chosen[0]] for i, (chosen, _) in crops.items()])
-        crop_weights = None if found is None else dict(zip(crops, found))
-    reordered = 0
+        if crops is not None:
+            crops.look(image_id, entry, stored, ranked[image_id][1], users)
+    crop_weights = crops.factors() if crops is not None else None
+    reordered, user_objects = 0, {}
     for image_id, (original_top, weighted) in ranked.items():
         path = staging / f"{image_id}.npz"
         _, stored, classes, _ = load_image_predictions(path)
-        if crop_weights is not None and image_id in crops:
-            chosen, weights = crops[image_id][0], crop_weights[image_id]
-            # the objects past the crops' keep their order below them: each takes the image's lowest crop weight
-            factor = np.full(len(weighted), weights.min(), np.float32)
-            factor[chosen] = weights
-            factor[sorted(images[image_id][1])] = 1.0
-            weighted = weighted * factor
+        if crop_weights is not None and image_id in crop_weights:
+            weighted = weighted * crop_weights[image_id]
         order = np.argsort(-weighted, kind="stable")
         masks = LabelMasks.from_stack(stored)
         masks = LabelMasks(masks.labels, masks.ids[order])
         save_image_predictions(path, masks.painted(classes[order]), masks, classes[order], weighted[order])
         reordered += int(order[0] != original_top)
+        if images[image_id][1]:
+            user_objects[image_id] = np.flatnonzero(np.isin(order, sorted(images[image_id][1]))).tolist()
     top_cosine = round(float(np.mean(np.array(tops) @ prototype)), 3)
-    looked = sum(len(chosen) for chosen, _ in crops.values()) if crop_weights is not None else None
     return {"used": True, "images": len(tops), "min_images": MIN_TYPICAL_IMAGES, "top_cosine": top_cosine,
-            "images_reordered": reordered, "crops": looked,
-            "crop_seconds": round(crop_seconds, 2) if embed_crops is not None else None,
-            "seconds": round(time.perf_counter() - started, 2)}
+            "images_reordered": reordered, "crops": crops.crops if crops is not None and crop_weights is not None else None,
+            "crop_seconds": round(crops.seconds, 2) if crops is not None else None,
+            "seconds": round(time.perf_counter() - started, 2), "user_objects": user_objects}
+
+
+def typical_crop_embedder(project_config: dict, images, device: str):
+    """embed_crops(entry, masks) for :class:`CropTypicality`: the objects' masked crops' CLS tokens
+    (engine.method.closer_look.object_crop_embedder, ``images``: the project's ImageSource); None when the weights
+    cannot be loaded now."""
+    from engine.method.closer_look import object_crop_embedder
+
+    embed = object_crop_embedder(project_config.get("config", {}), device)
+    return None if embed is None else (lambda entry, masks: embed(images.load(entry), masks))

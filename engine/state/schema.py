@@ -201,6 +201,7 @@ def _adapters() -> dict:
     class Stamp(TypedDict):
         clustering: Optional[str]
         images: NotRequired[Count]
+        user_objects: NotRequired[dict[str, list[Count]]]  # image id -> positions of the user's objects
 
     @strict
     class Backbone(TypedDict):
@@ -392,7 +393,7 @@ def read_filtering(path: Path) -> dict:
 
 
 def read_predictions_stamp(path: Path) -> dict:
-    """predictions/stamp.json: the clustering the predictions were made for."""
+    """predictions/stamp.json: the clustering the predictions were made for, and where the user's objects lie."""
     path = Path(path)
     root = path.parent.parent
     todo = (f"Run `maskdistill predict --project {root}` to make the predictions again, or delete "
