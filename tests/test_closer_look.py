@@ -375,9 +375,10 @@ def test_the_crops_cut_reads_a_recut_crop_holding_the_object_unless_it_is_far_la
     assert windows == {1: near, 2: own}
 
 
-def test_an_objects_crop_is_described_by_its_own_pixels_alone_and_without_weights_by_nothing(monkeypatch):
-    """The typicality ranking's crops (object_crop_embedder): one CLS token per mask, from the mask's box with the
-    pixels outside the mask painted grey, so what lies around an object does not change it."""
+def test_an_objects_crops_are_its_own_pixels_and_its_box_and_without_weights_nothing(monkeypatch):
+    """The typicality ranking's crops (object_crop_embedder): two CLS tokens per mask, the first from the mask's box
+    with the pixels outside the mask painted grey (what lies around the object does not change it), the second from
+    the box and a tenth's margin as the image has them (what lies in it does; what lies beyond it does not)."""
     import engine.method.closer_look as closer_look
     from engine.method.weights import WeightsNotFoundError
 
@@ -387,17 +388,22 @@ def test_an_objects_crop_is_described_by_its_own_pixels_alone_and_without_weight
     masks = np.zeros((2, 60, 80), bool)
     masks[0, 10:30, 10:40] = True
     masks[1, 35:55, 50:75] = True
-    masks[1, 40:45, 55:60] = False  # a hole: painted grey as well
+    masks[1, 40:45, 55:60] = False  # a hole: painted grey in the first crop, as the image has it in the second
     vectors = embed(image, masks)
-    assert vectors.shape == (2, 384) and not np.allclose(vectors[0], vectors[1])
+    assert vectors.shape == (2, 2, 384) and not np.allclose(vectors[0], vectors[1])
+    assert not np.allclose(vectors[:, 0], vectors[:, 1])  # the two cuts differ
     elsewhere = image.copy()
-    elsewhere[:, :8] = 0  # outside both boxes
-    elsewhere[40:45, 55:60] = 255  # inside the second box, outside its mask
+    elsewhere[:, :5] = 0  # outside both boxes and their margins
     np.testing.assert_array_equal(embed(elsewhere, masks), vectors)  # the same crops, to the bit
+    in_box = image.copy()
+    in_box[40:45, 55:60] = 255  # inside the second box, outside its mask
+    changed = embed(in_box, masks)
+    np.testing.assert_array_equal(changed[:, 0], vectors[:, 0])  # the object alone: unchanged
+    assert not np.array_equal(changed[1, 1], vectors[1, 1]) and np.array_equal(changed[0, 1], vectors[0, 1])
     inside = image.copy()
     inside[12:20, 12:20] = 0
     changed = embed(inside, masks)
-    assert not np.array_equal(changed[0], vectors[0]) and np.array_equal(changed[1], vectors[1])
+    assert not np.array_equal(changed[0, 0], vectors[0, 0]) and np.array_equal(changed[1], vectors[1])
 
     def no_weights(*settings):
         raise WeightsNotFoundError("dinov2_vits14: no weights here")

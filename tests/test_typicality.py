@@ -99,6 +99,24 @@ def test_crop_weights_follow_the_first_objects_crops_less_the_folders_mean():
     assert typicality.crop_typicality_weights([np.zeros((0, 3))] * count, np.ones(count)) is None
 
 
+def test_two_ways_of_cutting_each_weigh_by_their_own_prototype_and_meet_in_the_geometric_mean():
+    """The masked crop and the crop in its surroundings (object_crop_embedder's two ways): each way is centred on
+    its own mean and has its own prototype; an object's weight is the geometric mean of the two ways' weights."""
+    count = typicality.MIN_TYPICAL_IMAGES
+    rng = np.random.default_rng(0)
+    first = [rng.normal(size=(3, 4)).astype(np.float32) + (i % 5 > 0) * np.array([3, 0, 0, 0], np.float32)
+             for i in range(count)]
+    second = [rng.normal(size=(3, 4)).astype(np.float32) * 10 + 7 for _ in range(count)]  # another scale and mean
+    both = [np.stack([a, b], axis=1) for a, b in zip(first, second)]
+    scores = rng.uniform(0.5, 1.0, count)
+    alone = [typicality.crop_typicality_weights(way, scores) for way in (first, second)]
+    together = typicality.crop_typicality_weights(both, scores)
+    for image in range(count):
+        np.testing.assert_allclose(together[image], np.sqrt(alone[0][image] * alone[1][image]), rtol=1e-5)
+    same = typicality.crop_typicality_weights([np.stack([a, a], axis=1) for a in first], scores)
+    np.testing.assert_allclose(np.concatenate(same), np.concatenate(alone[0]), rtol=1e-5)  # one way twice: itself
+
+
 def stage_whole_and_part(folder):
     """MIN_TYPICAL_IMAGES images, each with a whole object (4 patch cells) and a part (1 cell) of the folder's kind,
     alike in their pooled tokens; the whole outscores the part except in every fifth image. Returns (images,

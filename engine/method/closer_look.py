@@ -273,13 +273,15 @@ def _crop_settings(config: dict, input_share: float, device: str) -> tuple:
             crop_precision(config.get("precision"), device))
 
 
-OBJECT_CROP_SIDE = 224  # an object's masked crop, as the masked_crop_cls clustering embedding feeds it
+OBJECT_CROP_SIDE = 224  # an object's crops, as the masked_crop_cls / crop_cls clustering embeddings feed them
 
 
 def object_crop_embedder(config: dict, device: str = "auto"):
-    """embed(image, masks) -> (m, D): the CLS token of each mask's box crop with the pixels outside the mask
-    painted grey (the ``masked_crop_cls`` embedding), fed at OBJECT_CROP_SIDE px through the recut's network (one
-    model in memory) at :func:`crop_precision`; None when the weights cannot be loaded now."""
+    """embed(image, masks) -> (m, 2, D): the CLS tokens of two crops of each mask's box, one with the pixels outside
+    the mask painted grey (the ``masked_crop_cls`` embedding: the object alone) and one as the image has it with a
+    tenth's margin (``crop_cls``: the object in its surroundings), fed at OBJECT_CROP_SIDE px through the recut's
+    network (one model in memory) at :func:`crop_precision`; None when the weights cannot be loaded now. Both
+    measured on feral_cats: docs/decisions.md#d-crop-typical."""
     from engine.method.clustering import box_crop
     from engine.method.weights import WeightsNotFoundError
 
@@ -291,8 +293,11 @@ def object_crop_embedder(config: dict, device: str = "auto"):
         return None
 
     def embed(image: np.ndarray, masks) -> np.ndarray:
-        crops = [box_crop(image, np.asarray(mask, bool), mask_background=True) for mask in masks]
-        return extractor.cls_embeddings(crops, OBJECT_CROP_SIDE)
+        masks = [np.asarray(mask, bool) for mask in masks]
+        crops = [box_crop(image, mask, mask_background=True) for mask in masks] + \
+            [box_crop(image, mask) for mask in masks]
+        vectors = extractor.cls_embeddings(crops, OBJECT_CROP_SIDE)
+        return np.stack([vectors[:len(masks)], vectors[len(masks):]], axis=1)
 
     return embed
 

@@ -50,22 +50,28 @@ CROP_TYPICAL_OBJECTS = 4  # each image's first objects seen as crops (8 measured
 
 
 def crop_typicality_weights(crops: list, top_scores) -> list | None:
-    """``crops``: per image, the (m, D) CLS tokens of its first objects' masked crops, its first object first (m
-    may be 0); ``top_scores``: each image's first object's score. Each vector less the folder's mean crop vector,
-    unit length; the prototype is the first objects' score-weighted mean (:func:`folder_prototype`, the same
-    MIN_TYPICAL_IMAGES gate); returns per image the objects' ((1 + cosine) / 2) ** CROP_TYPICAL_POWER, or None
-    when there is no prototype."""
-    present = [np.asarray(c, np.float32) for c in crops if len(c)]
+    """``crops``: per image the CLS tokens of its first objects' crops, its first object first: (m, D), or (m, V,
+    D) for V ways of cutting each (m may be 0); ``top_scores``: each image's first object's score. Each way's
+    vectors less the folder's mean crop vector of that way, unit length; its prototype is the first objects'
+    score-weighted mean (:func:`folder_prototype`, the same MIN_TYPICAL_IMAGES gate); returns per image the objects'
+    geometric mean over the ways of ((1 + cosine) / 2), to the power CROP_TYPICAL_POWER, or None when there is no
+    prototype."""
+    crops = [np.asarray(c, np.float32) for c in crops]
+    crops = [c[:, None] if c.ndim == 2 else c for c in crops]  # one way of cutting
+    present = [c for c in crops if len(c)]
     if not present:
         return None
-    mean = np.concatenate(present).mean(axis=0)
+    mean = np.concatenate(present).mean(axis=0)  # (V, D)
 
     def centred(vectors):
-        vectors = np.asarray(vectors, np.float32).reshape(-1, mean.shape[0]) - mean
-        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-8)
+        vectors = vectors.reshape(-1, *mean.shape) - mean
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-8)
 
-    firsts = [(centred(c)[0], float(score)) for c, score in zip(crops, top_scores) if len(c)]
-    prototype = folder_prototype(np.array([f for f, _ in firsts]), np.array([s for _, s in firsts]))
-    if prototype is None:
+    firsts = np.array([centred(c)[0] for c in present])  # (images, V, D)
+    scores = np.array([float(score) for c, score in zip(crops, top_scores) if len(c)])
+    prototypes = [folder_prototype(firsts[:, way], scores) for way in range(mean.shape[0])]
+    if any(prototype is None for prototype in prototypes):
         return None
-    return [typicality_weights(centred(c), prototype, CROP_TYPICAL_POWER) for c in crops]
+    share = CROP_TYPICAL_POWER / len(prototypes)
+    return [np.prod([typicality_weights(centred(c)[:, way], prototype, share)
+                     for way, prototype in enumerate(prototypes)], axis=0).reshape(len(c)) for c in crops]

@@ -120,8 +120,9 @@ def rank_by_typicality(staging: Path, images: dict, features_of, crop_embedder=N
         if images[image_id][1]:
             user_objects[image_id] = np.flatnonzero(np.isin(order, sorted(images[image_id][1]))).tolist()
     top_cosine = round(float(np.mean(np.array(tops) @ prototype)), 3)
+    looked = crops.crops if crops is not None and crop_weights is not None else None
     return {"used": True, "images": len(tops), "min_images": MIN_TYPICAL_IMAGES, "top_cosine": top_cosine,
-            "images_reordered": reordered, "crops": crops.crops if crops is not None and crop_weights is not None else None,
+            "images_reordered": reordered, "crops": looked,
             "crop_seconds": round(crops.seconds, 2) if crops is not None else None,
             "seconds": round(time.perf_counter() - started, 2), "user_objects": user_objects}
 
