@@ -69,8 +69,9 @@ def crop_typicality_weights(crops: list, top_scores) -> list | None:
 
     firsts = np.array([centred(c)[0] for c in present])  # (images, V, D)
     scores = np.array([float(score) for c, score in zip(crops, top_scores) if len(c)])
-    prototypes = [folder_prototype(firsts[:, way], scores) for way in range(mean.shape[0])]
-    if any(prototype is None for prototype in prototypes):
+    found = [folder_prototype(firsts[:, way], scores) for way in range(mean.shape[0])]
+    prototypes = [prototype for prototype in found if prototype is not None]
+    if len(prototypes) < len(found):
         return None
     share = CROP_TYPICAL_POWER / len(prototypes)
     return [np.prod([typicality_weights(centred(c)[:, way], prototype, share)
