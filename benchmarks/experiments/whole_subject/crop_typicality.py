@@ -6,8 +6,10 @@ first TOP final objects (as the project ranks them, the engine's typicality incl
 (bfloat16 on CPUs with native units); the folder's prototype is the score-weighted mean of the top objects' CLS
 tokens (less the folder's mean crop CLS, unit length), and the objects are re-ranked by score x
 ((1 + cosine) / 2)^p; the objects past TOP get the image's lowest weight. ``IMAGES=DIR``: the pixels of a noised
-copy (files NAME.png); ``CONTEXT=1``: the crops keep their background. Nothing is written. Run from the
-repository root:
+copy (files NAME.png); ``CONTEXT=1``: the crops keep their background; once both ways' crops are cached (a run with
+and one without CONTEXT=1), both ways together are measured too (the engine's default: the geometric mean of each
+way's weight, each way centred on its own mean with its own prototype). Nothing is written but the crops' cache in
+the project. Run from the repository root:
     .venv/bin/python benchmarks/experiments/whole_subject/crop_typicality.py PROJECT FOLDER [TOP]"""
 import os
 import sys
@@ -24,7 +26,7 @@ from benchmarks import real_dev  # noqa: E402
 from benchmarks.experiments.whole_subject import common  # noqa: E402
 from engine.method.clustering import box_crop  # noqa: E402
 from engine.method.features import FeatureExtractor  # noqa: E402
-from engine.method.typicality import object_embeddings, typicality_weights  # noqa: E402
+from engine.method.typicality import crop_typicality_weights, object_embeddings, typicality_weights  # noqa: E402
 
 project, folder = Path(sys.argv[1]), Path(sys.argv[2])
 top = int(sys.argv[3]) if len(sys.argv) > 3 else 8
@@ -98,3 +100,21 @@ for centred in (True, False):
         print(f"  ^1 instead of the pooled typicality (divided out): "
               f"{common.figures(images, ranked(vectors, prototype, 1.0, top, instead=True))}", flush=True)
         print(f"  ^2 instead: {common.figures(images, ranked(vectors, prototype, 2.0, top, instead=True))}", flush=True)
+
+
+other = project / f"crop_cls_top{top}{'' if context else '_context'}.npz"
+if other.exists():  # both ways of cutting, as the engine weighs them
+    stored = np.load(other)
+    both = {n: np.stack([cls[n], stored[str(i)]] if not context else [stored[str(i)], cls[n]], axis=1)
+            for i, n in enumerate(names)}
+    for within in (4, top):
+        found = crop_typicality_weights([both[n][:within] for n in names], [loaded[n][1].max() for n in names])
+        stage = {}
+        for n, weights in zip(names, found):
+            masks, scores = loaded[n]
+            order = np.argsort(-scores, kind="stable")
+            weight = np.full(len(scores), weights.min())
+            weight[order[:len(weights)]] = weights
+            stage[n] = real_dev.StagePrediction(masks, scores * weight, None)
+        print(f"both ways (masked and in context), the geometric mean, first {within}: "
+              f"{common.figures(images, stage)}", flush=True)
