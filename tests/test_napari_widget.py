@@ -278,8 +278,8 @@ def test_the_retrain_message_says_whether_the_folder_ranked_its_objects():
                                              "the folder's 195 images share: a different first mask in 24 images.")
     crops = {**used, "crops": 780}
     assert describe_retrain({**result, "summary": {"typical": crops}}).endswith(
-        "the folder's 195 images share, its first masks looked at as whole crops (780 crops): a different first mask "
-        "in 24 images.")
+        "the folder's 195 images share, its first 780 masks looked at whole, alone and in their surroundings: a "
+        "different first mask in 24 images.")
     small = {**used, "used": False, "images": 11, "top_cosine": None, "images_reordered": 0}
     message = describe_retrain({**result, "summary": {"typical": small}})
     assert "needs 50 images with masks (this folder has 11)" in message

@@ -525,7 +525,7 @@ def test_the_views_objects_and_the_first_runs_are_seen_as_crops_together(two_sca
     crops = summary["typical_crops"]
     assert crops is not None and crops["crops"] == sum(len(m) for m in seen.values()) > 0
     assert crops["images"] == len(seen)
-    assert f"looked at as whole crops ({crops['crops']} crops)" in " ".join(describe_folder_passes(summary))
+    assert f"together ({crops['crops']} masks), looked at whole" in " ".join(describe_folder_passes(summary))
     views_looked_at = 0
     for entry in entries:
         image_id = entry["image_id"]

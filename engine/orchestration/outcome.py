@@ -147,8 +147,9 @@ def describe_typical_crops(summary: dict | None) -> str | None:
     (engine.orchestration.overlapping); None where none did."""
     if not summary:
         return None
-    return (f"the first masks of {summary['images']} images, theirs and the views' together, looked at as whole "
-            f"crops ({summary['crops']} crops) and ranked by how like the folder's first masks they look")
+    return (f"the first masks of {summary['images']} images, theirs and the views' together ({summary['crops']} "
+            "masks), looked at whole, alone and in their surroundings, and ranked by how like the folder's first "
+            "masks they look")
 
 
 def describe_typical(summary: dict | None) -> str | None:
@@ -159,7 +160,7 @@ def describe_typical(summary: dict | None) -> str | None:
     if not summary["used"]:
         return (f"each image's masks kept in their own order: learning what the folder's images share "
                 f"needs {summary['min_images']} images with masks (this folder has {summary['images']})")
-    looked = (f", its first masks looked at as whole crops ({summary['crops']} crops)"
+    looked = (f", its first {summary['crops']} masks looked at whole, alone and in their surroundings"
               if summary.get("crops") else "")
     return (f"masks reordered so that each image's first is the most like the object the folder's "
             f"{summary['images']} images share{looked}: a different first mask in {summary['images_reordered']} "
