@@ -224,4 +224,4 @@ def _crop_weights(project: Project, project_config: dict, entries: list, weights
             factor[:count]
         if len(factor) > count:
             weigh_image_predictions(project.overlapping_path(entry["image_id"], staging), factor[count:])
-    return {"images": len(factors), "crops": crops.crops, "seconds": round(crops.seconds, 2)}
+    return {"images": len(factors), "crops": crops.objects, "seconds": round(crops.seconds, 2)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,6 +25,15 @@ from engine.method.typicality import (
 from engine.state.project import load_image_predictions, save_image_predictions
 
 
+class _Looked(NamedTuple):
+    """One image's objects as CropTypicality saw them."""
+    objects: int  # the number of the image's objects
+    chosen: np.ndarray  # the positions of those looked at, its first first
+    vectors: np.ndarray  # their crops' CLS tokens
+    users: list  # the positions of the user's objects
+    top_score: float  # the first looked at's score
+
+
 class CropTypicality:
     """Each image's first objects (its CROP_TYPICAL_OBJECTS best scored, not the user's) seen as masked crops, then
     weighed by the crops' folder prototype (engine.method.typicality.crop_typicality_weights). ``embed_crops(entry,
@@ -31,7 +41,7 @@ class CropTypicality:
 
     def __init__(self, embed_crops):
         self.embed_crops = embed_crops
-        self.looked: dict = {}  # image id -> (objects, chosen positions, their CLS tokens, the user's positions)
+        self.looked: dict[str, _Looked] = {}
         self.seconds = 0.0
 
     def look(self, image_id, entry: dict, masks: np.ndarray, scores: np.ndarray, users=()) -> None:
@@ -42,27 +52,28 @@ class CropTypicality:
         chosen = np.array([i for i in np.argsort(-np.asarray(scores), kind="stable")
                            if i not in users][:CROP_TYPICAL_OBJECTS], int)
         if len(chosen):  # an image of the user's objects alone has none to look at
-            self.looked[image_id] = (len(scores), chosen, self.embed_crops(entry, np.asarray(masks)[chosen]), users,
-                                     float(scores[chosen[0]]))
+            self.looked[image_id] = _Looked(len(scores), chosen, self.embed_crops(entry, np.asarray(masks)[chosen]),
+                                            users, float(scores[chosen[0]]))
         self.seconds += time.perf_counter() - started
 
     @property
-    def crops(self) -> int:
-        return sum(len(chosen) for _, chosen, *_ in self.looked.values())
+    def objects(self) -> int:
+        """The objects looked at (each seen as one crop a way of cutting)."""
+        return sum(len(looked.chosen) for looked in self.looked.values())
 
     def factors(self) -> dict | None:
         """{image id: (m,) weights of its objects}: the crops' typicality for those looked at; the objects after
         them take the image's lowest, so they keep their order below; the user's 1. None without a prototype
         (under MIN_TYPICAL_IMAGES images looked at)."""
-        found = crop_typicality_weights([vectors for _, _, vectors, _, _ in self.looked.values()],
-                                        [top for *_, top in self.looked.values()])
+        found = crop_typicality_weights([looked.vectors for looked in self.looked.values()],
+                                        [looked.top_score for looked in self.looked.values()])
         if found is None:
             return None
         factors = {}
-        for (image_id, (count, chosen, _, users, _)), weights in zip(self.looked.items(), found):
-            factor = np.full(count, weights.min(), np.float32)
-            factor[chosen] = weights
-            factor[users] = 1.0
+        for (image_id, looked), weights in zip(self.looked.items(), found):
+            factor = np.full(looked.objects, weights.min(), np.float32)
+            factor[looked.chosen] = weights
+            factor[looked.users] = 1.0
             factors[image_id] = factor
         return factors
 
@@ -120,7 +131,7 @@ def rank_by_typicality(staging: Path, images: dict, features_of, crop_embedder=N
         if images[image_id][1]:
             user_objects[image_id] = np.flatnonzero(np.isin(order, sorted(images[image_id][1]))).tolist()
     top_cosine = round(float(np.mean(np.array(tops) @ prototype)), 3)
-    looked = crops.crops if crops is not None and crop_weights is not None else None
+    looked = crops.objects if crops is not None and crop_weights is not None else None
     return {"used": True, "images": len(tops), "min_images": MIN_TYPICAL_IMAGES, "top_cosine": top_cosine,
             "images_reordered": reordered, "crops": looked,
             "crop_seconds": round(crops.seconds, 2) if crops is not None else None,
